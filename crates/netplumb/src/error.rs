@@ -1,0 +1,137 @@
+//! Typed errors: every failure names the step that failed and the object it
+//! was acting on, so a caller can print one actionable line.
+
+use std::fmt;
+use std::io;
+
+/// The step of the plumbing that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    OpenNamespace,
+    EnterNamespace,
+    LeaveNamespace,
+    QueryNamespace,
+    OpenSocket,
+    LookUpLink,
+    CreateBridge,
+    CreateVeth,
+    SetMaster,
+    SetUp,
+    Rename,
+    DeleteLink,
+    AddAddress,
+    AddRoute,
+    ListRoutes,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::OpenNamespace => "open network namespace",
+            Step::EnterNamespace => "enter network namespace",
+            Step::LeaveNamespace => "return from network namespace",
+            Step::QueryNamespace => "query network namespace",
+            Step::OpenSocket => "open netlink socket",
+            Step::LookUpLink => "look up link",
+            Step::CreateBridge => "create bridge",
+            Step::CreateVeth => "create veth pair",
+            Step::SetMaster => "attach link to bridge",
+            Step::SetUp => "bring link up",
+            Step::Rename => "rename link",
+            Step::DeleteLink => "delete link",
+            Step::AddAddress => "add address",
+            Step::AddRoute => "add route",
+            Step::ListRoutes => "list routes",
+        })
+    }
+}
+
+/// Everything that can go wrong in netplumb.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel (or the netlink transport) refused a request.
+    #[error("{step} {object}: {source}")]
+    Netlink {
+        step: Step,
+        object: String,
+        #[source]
+        source: NetlinkError,
+    },
+    /// A system call failed.
+    #[error("{step} {object}: {source}")]
+    Os {
+        step: Step,
+        object: String,
+        #[source]
+        source: io::Error,
+    },
+    /// A device of the requested bridge's name exists and is something else.
+    #[error("device {name} exists and is {kind}, not a bridge; it was left untouched")]
+    NotABridge { name: String, kind: String },
+    /// An interface name the kernel would refuse or that could be a path.
+    #[error("invalid interface name {0:?}: use 1-15 characters from A-Z a-z 0-9 _ . -")]
+    InvalidName(String),
+    /// A netlink session needs a tokio runtime to drive its socket.
+    #[error("open netlink socket: no tokio runtime is running")]
+    NoRuntime,
+}
+
+/// The kernel's answer to a netlink request, kept as an errno when it is one.
+#[derive(Debug, thiserror::Error)]
+pub enum NetlinkError {
+    #[error("{0}")]
+    Errno(io::Error),
+    #[error("{0}")]
+    Protocol(rtnetlink::Error),
+}
+
+impl From<rtnetlink::Error> for NetlinkError {
+    fn from(e: rtnetlink::Error) -> Self {
+        match e {
+            rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
+                NetlinkError::Errno(msg.to_io())
+            }
+            other => NetlinkError::Protocol(other),
+        }
+    }
+}
+
+impl Error {
+    pub(crate) fn netlink(step: Step, object: impl Into<String>, e: rtnetlink::Error) -> Self {
+        Error::Netlink {
+            step,
+            object: object.into(),
+            source: e.into(),
+        }
+    }
+
+    pub(crate) fn os(step: Step, object: impl Into<String>, e: impl Into<io::Error>) -> Self {
+        Error::Os {
+            step,
+            object: object.into(),
+            source: e.into(),
+        }
+    }
+
+    /// The errno behind this error, if the kernel gave one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            Error::Netlink {
+                source: NetlinkError::Errno(e),
+                ..
+            }
+            | Error::Os { source: e, .. } => e.raw_os_error(),
+            _ => None,
+        }
+    }
+
+    /// The step that failed, for errors that come from a step.
+    pub fn step(&self) -> Option<Step> {
+        match self {
+            Error::Netlink { step, .. } | Error::Os { step, .. } => Some(*step),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,280 @@
+//! Links: bridges, veth pairs, and the operations on them.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use crate::error::{Error, Result, Step};
+use crate::netlink::{first, Netlink};
+
+/// The loopback device has this index in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// What the kernel reports about one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub index: u32,
+    pub name: String,
+    /// `IFLA_INFO_KIND` ("bridge", "veth", ...); `None` for physical devices.
+    pub kind: Option<String>,
+    /// Index of the bridge (or other controller) this link is attached to.
+    pub master: Option<u32>,
+    /// `IFLA_LINK`: for a veth, the index of its peer (in the peer's
+    /// namespace).
+    pub link: Option<u32>,
+    pub mtu: Option<u32>,
+    pub mac: Option<[u8; 6]>,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+}
+
+impl Link {
+    fn from_message(msg: LinkMessage) -> Link {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            kind: None,
+            master: None,
+            link: None,
+            mtu: None,
+            mac: None,
+            up: msg.header.flags.contains(LinkFlags::Up),
+        };
+        for attr in msg.attributes {
+            match attr {
+                LinkAttribute::IfName(name) => link.name = name,
+                LinkAttribute::Controller(index) => link.master = Some(index),
+                LinkAttribute::Link(index) => link.link = Some(index),
+                LinkAttribute::Mtu(mtu) => link.mtu = Some(mtu),
+                LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.kind = Some(kind.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+
+    /// The kind as a phrase for messages ("a veth", "a physical device").
+    pub fn describe_kind(&self) -> String {
+        match &self.kind {
+            Some(kind) => format!("a {kind} device"),
+            None => "a device without a link kind (physical or loopback)".to_string(),
+        }
+    }
+}
+
+/// A bridge found or made by [`Netlink::ensure_bridge`].
+#[derive(Debug, Clone)]
+pub struct Bridge {
+    pub link: Link,
+    /// True when this call created it (and so should remove it on rollback).
+    pub created: bool,
+}
+
+/// A veth pair to create in one `RTM_NEWLINK` request.
+#[derive(Debug, Clone, Copy)]
+pub struct VethPair<'a> {
+    /// Name of the end that stays in the session's namespace.
+    pub name: &'a str,
+    /// Name of the other end.
+    pub peer_name: &'a str,
+    /// Namespace the peer is created in directly (no later move).
+    pub peer_netns: Option<BorrowedFd<'a>>,
+    /// Bridge to attach the local end to, at creation.
+    pub master: Option<u32>,
+    /// MTU of both ends; the kernel default when `None`.
+    pub mtu: Option<u32>,
+    /// Create both ends administratively up.
+    pub up: bool,
+}
+
+/// Checks a name against `^[A-Za-z0-9_.-]{1,15}$` (and rejects `.` and
+/// `..`): a name the kernel accepts that is also safe as a file name.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = (1..=15).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidName(name.to_string()))
+    }
+}
+
+impl Netlink {
+    /// Looks one link up by name without dumping the link table.
+    pub async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        check_name(name)?;
+        let request = self.handle().link().get().match_name(name.to_string());
+        self.link_query(request, name).await
+    }
+
+    /// Looks one link up by index.
+    pub async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+        let request = self.handle().link().get().match_index(index);
+        self.link_query(request, &format!("#{index}")).await
+    }
+
+    async fn link_query(&self, request: rtnetlink::LinkGetRequest, object: &str) -> Result<Option<Link>> {
+        match first(request.execute()).await {
+            Ok(msg) => Ok(msg.map(Link::from_message)),
+            Err(e) => {
+                let err = Error::netlink(Step::LookUpLink, object, e);
+                if err.errno() == Some(libc::ENODEV) {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Returns the bridge `name`, creating it (up, with `mtu`) if no device
+    /// of that name exists. A device of that name that is not a bridge is
+    /// never modified: [`Error::NotABridge`].
+    pub async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<Bridge> {
+        check_name(name)?;
+        if let Some(link) = self.link_by_name(name).await? {
+            return as_bridge(link, false);
+        }
+        let mut builder = LinkBridge::new(name);
+        if let Some(mtu) = mtu {
+            builder = builder.mtu(mtu);
+        }
+        let created = match self.handle().link().add(builder.build()).execute().await {
+            Ok(()) => true,
+            Err(e) => {
+                let err = Error::netlink(Step::CreateBridge, name, e);
+                // Someone else created it between our look-up and create.
+                if err.errno() != Some(libc::EEXIST) {
+                    return Err(err);
+                }
+                false
+            }
+        };
+        match self.link_by_name(name).await? {
+            Some(link) => as_bridge(link, created),
+            None => Err(Error::os(
+                Step::LookUpLink,
+                name,
+                std::io::Error::from_raw_os_error(libc::ENODEV),
+            )),
+        }
+    }
+
+    /// Creates a veth pair in a single exclusive `RTM_NEWLINK`: the peer is
+    /// born in `peer_netns`, the local end is born attached to `master`. No
+    /// half of the pair ever exists without the other, and nothing is moved
+    /// between namespaces afterwards (moving costs ~20 ms, creating ~0.3 ms).
+    pub async fn create_veth_pair(&self, pair: &VethPair<'_>) -> Result<()> {
+        check_name(pair.name)?;
+        check_name(pair.peer_name)?;
+        let mut peer = LinkUnspec::new_with_name(pair.peer_name);
+        let mut local = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(pair.name.to_string());
+        if pair.up {
+            peer = peer.up();
+            local = local.up();
+        }
+        if let Some(mtu) = pair.mtu {
+            peer = peer.mtu(mtu);
+            local = local.mtu(mtu);
+        }
+        if let Some(fd) = pair.peer_netns {
+            peer = peer.setns_by_fd(fd.as_raw_fd());
+        }
+        if let Some(master) = pair.master {
+            local = local.controller(master);
+        }
+        let message = local
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .build();
+        self.handle()
+            .link()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(Step::CreateVeth, pair.name, e))
+    }
+
+    /// Attaches link `index` to bridge `master`.
+    pub async fn set_master(&self, index: u32, master: u32) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index).controller(master).build();
+        self.set_link(message, Step::SetMaster, index).await
+    }
+
+    /// Brings link `index` administratively up.
+    pub async fn set_up(&self, index: u32) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index).up().build();
+        self.set_link(message, Step::SetUp, index).await
+    }
+
+    /// Renames link `index` (the link must be down).
+    pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
+        check_name(name)?;
+        let message = LinkUnspec::new_with_index(index).name(name.to_string()).build();
+        self.set_link(message, Step::Rename, index).await
+    }
+
+    /// Brings `lo` up.
+    pub async fn loopback_up(&self) -> Result<()> {
+        self.set_up(LOOPBACK_IFINDEX).await
+    }
+
+    /// Deletes link `index`; for a veth this removes both ends.
+    pub async fn delete_link(&self, index: u32) -> Result<()> {
+        self.handle()
+            .link()
+            .del(index)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(Step::DeleteLink, format!("#{index}"), e))
+    }
+
+    async fn set_link(&self, message: LinkMessage, step: Step, index: u32) -> Result<()> {
+        self.handle()
+            .link()
+            .set(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(step, format!("#{index}"), e))
+    }
+}
+
+fn as_bridge(link: Link, created: bool) -> Result<Bridge> {
+    if link.kind.as_deref() == Some("bridge") {
+        Ok(Bridge { link, created })
+    } else {
+        Err(Error::NotABridge {
+            kind: link.describe_kind(),
+            name: link.name,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_name;
+
+    #[test]
+    fn names() {
+        for good in ["veth0", "brg0", "a", "A-b_c.d", "123456789012345"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "a/b", "1234567890123456", "a b", "ä", "x\0"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Routes.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use futures::TryStreamExt;
+use ipnetwork::IpNetwork;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::RouteMessageBuilder;
+
+use crate::error::{Error, Result, Step};
+use crate::netlink::Netlink;
+
+impl Netlink {
+    /// Adds a default route through `gateway`, out of link `index`.
+    pub async fn add_default_route(&self, gateway: IpAddr, index: u32) -> Result<()> {
+        let message = match gateway {
+            IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+            IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new()
+                .gateway(gw)
+                .output_interface(index)
+                .build(),
+        };
+        self.handle()
+            .route()
+            .add(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(Step::AddRoute, format!("default via {gateway}"), e))
+    }
+
+    /// The first route of the main table, other than a default route and
+    /// other than routes out of `except_index`, whose destination overlaps
+    /// `network`. Used to refuse a subnet the host already reaches elsewhere.
+    pub async fn route_overlapping(
+        &self,
+        network: IpNetwork,
+        except_index: Option<u32>,
+    ) -> Result<Option<IpNetwork>> {
+        let query = match network {
+            IpNetwork::V4(_) => RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            IpNetwork::V6(_) => RouteMessageBuilder::<Ipv6Addr>::new().build(),
+        };
+        let routes = self.handle().route().get(query).execute();
+        futures::pin_mut!(routes);
+        while let Some(route) = routes
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListRoutes, network.to_string(), e))?
+        {
+            if let Some(dest) = overlapping_destination(&route, network, except_index) {
+                return Ok(Some(dest));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn overlapping_destination(
+    route: &RouteMessage,
+    network: IpNetwork,
+    except_index: Option<u32>,
+) -> Option<IpNetwork> {
+    let len = route.header.destination_prefix_length;
+    if len == 0 || !in_main_table(route) {
+        return None;
+    }
+    let mut dest = None;
+    for attr in &route.attributes {
+        match attr {
+            RouteAttribute::Destination(RouteAddress::Inet(a)) => dest = Some(IpAddr::V4(*a)),
+            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dest = Some(IpAddr::V6(*a)),
+            RouteAttribute::Oif(oif) if Some(*oif) == except_index => return None,
+            _ => {}
+        }
+    }
+    let dest = IpNetwork::new(dest?, len).ok()?;
+    let overlaps = dest.contains(network.network()) || network.contains(dest.network());
+    overlaps.then_some(dest)
+}
+
+fn in_main_table(route: &RouteMessage) -> bool {
+    let table = route.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Table(t) => Some(*t),
+        _ => None,
+    });
+    table.unwrap_or(u32::from(route.header.table)) == u32::from(RouteHeader::RT_TABLE_MAIN)
+}

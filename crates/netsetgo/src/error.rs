@@ -1,0 +1,64 @@
+//! The binary's one error type: a kind (which sets the exit status and the
+//! JSON error code) and one line a user can act on.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The request is not allowed (policy, ownership, privilege).
+    Refused,
+    /// The request is allowed but cannot be met now (pool full, lock held).
+    Unavailable,
+    /// Something failed while doing an allowed request.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn refused(message: impl Into<String>) -> Failure {
+        Failure { kind: Kind::Refused, message: message.into() }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Failure {
+        Failure { kind: Kind::Unavailable, message: message.into() }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Failure {
+        Failure { kind: Kind::Failed, message: message.into() }
+    }
+
+    /// The stable code used in `-json` error objects.
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            Kind::Refused => "refused",
+            Kind::Unavailable => "unavailable",
+            Kind::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<netplumb::Error> for Failure {
+    fn from(e: netplumb::Error) -> Failure {
+        let hint = match e.errno() {
+            Some(libc::EEXIST) => "; a device of that name already exists (try another -vethNamePrefix)",
+            Some(libc::EPERM) | Some(libc::EACCES) => "; permission denied by the kernel",
+            _ => "",
+        };
+        let kind = match e {
+            netplumb::Error::NotABridge { .. } | netplumb::Error::InvalidName(_) => Kind::Refused,
+            _ => Kind::Failed,
+        };
+        Failure { kind, message: format!("{e}{hint}") }
+    }
+}

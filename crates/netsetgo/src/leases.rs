@@ -1,0 +1,453 @@
+//! Address leases: who holds which address of a network, kept so that every
+//! call costs the same whether 1 or 1000 containers are on the bridge.
+//!
+//! Layout, under a root-only directory (0700) opened without following
+//! symlinks and checked on the opened fd:
+//!
+//! ```text
+//! /run/netsetgo/<bridge>/map        header + one bit per address of the subnet
+//! /run/netsetgo/<bridge>/leases     one 128-byte text record per address (sparse)
+//! /run/netsetgo/<bridge>/users/UID  that user's interface count on this network
+//! ```
+//!
+//! All three are opened as root before privileges are dropped and used only
+//! through their fds afterwards. `flock` on `map` serialises every
+//! check-and-create on one network.
+//!
+//! Kill safety: a lease is written *before* its interface is created
+//! (pending, ifindex 0) and completed after; the count is raised before the
+//! record and lowered after it is erased. A SIGKILL at any point leaves at
+//! worst a pending record (whose interface, if it got made, is deleted by the
+//! next call that looks at it) or a count that is too high (recounted
+//! exactly when it would refuse). Nothing that would break the next call.
+//!
+//! Garbage collection is bounded per call: each call checks the next
+//! [`WINDOW`] leases after a rotating cursor; the caller's own are all
+//! checked when its count reaches its quota; every lease is checked when
+//! the subnet looks full. Checks are an `if_nametoindex` each.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+
+use ipnetwork::Ipv4Network;
+use nix::fcntl::{openat, OFlag};
+use nix::sys::stat::{fstat, mkdirat, Mode};
+
+use crate::error::Failure;
+
+pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
+    Some(dir) => dir,
+    None => "/run/netsetgo",
+};
+
+const MAGIC: &[u8; 4] = b"NSG1";
+const HEADER: usize = 16;
+const SLOT: usize = 128;
+/// Leases checked per call besides those a decision depends on.
+pub const WINDOW: usize = 8;
+const LOCK_TIMEOUT_SECS: u32 = 10;
+
+/// One address's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub address: Ipv4Addr,
+    pub uid: u32,
+    /// The host-side interface's index; 0 while the call that took the
+    /// lease has not yet made the interface (pending).
+    pub ifindex: u32,
+    /// The host-side interface's name.
+    pub ifname: String,
+    /// The OCI container id, when the lease was taken by a hook.
+    pub container: Option<String>,
+}
+
+impl Lease {
+    fn encode(&self) -> [u8; SLOT] {
+        let text = format!(
+            "{} {} {} {} {}",
+            self.address,
+            self.uid,
+            self.ifindex,
+            self.ifname,
+            self.container.as_deref().unwrap_or("-")
+        );
+        let mut slot = [b' '; SLOT];
+        let len = text.len().min(SLOT - 1);
+        slot[..len].copy_from_slice(&text.as_bytes()[..len]);
+        slot[SLOT - 1] = b'\n';
+        slot
+    }
+
+    fn decode(slot: &[u8]) -> Option<Lease> {
+        let text = std::str::from_utf8(slot).ok()?;
+        let mut f = text.split_ascii_whitespace();
+        let lease = Lease {
+            address: f.next()?.parse().ok()?,
+            uid: f.next()?.parse().ok()?,
+            ifindex: f.next()?.parse().ok()?,
+            ifname: f.next()?.to_string(),
+            container: match f.next()? {
+                "-" => None,
+                id => Some(id.to_string()),
+            },
+        };
+        f.next().is_none().then_some(lease)
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.ifindex == 0
+    }
+}
+
+/// Is a lease's interface still there?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Live,
+    Gone,
+    /// A pending lease whose interface exists: its call died half way.
+    Orphan,
+}
+
+/// Checked in the namespace the calling thread is in (the host's).
+pub fn liveness(lease: &Lease) -> Liveness {
+    let index = nix::net::if_::if_nametoindex(lease.ifname.as_str()).ok();
+    match (index, lease.is_pending()) {
+        (None, _) => Liveness::Gone,
+        (Some(_), true) => Liveness::Orphan,
+        (Some(i), false) if i == lease.ifindex => Liveness::Live,
+        (Some(_), false) => Liveness::Gone,
+    }
+}
+
+/// One network's state files, opened as root.
+pub struct Store {
+    map: File,
+    leases: File,
+    count: File,
+    gateway: Ipv4Network,
+    uid: u32,
+}
+
+impl Store {
+    /// Opens (creating as needed) the state of `bridge` for caller `uid`.
+    /// Must run as root, before privileges are dropped.
+    pub fn open(bridge: &str, gateway: Ipv4Network, uid: u32) -> Result<Store, Failure> {
+        let root = open_root_dir(STATE_DIR)?;
+        let net = open_dir_at(&root, bridge)?;
+        let users = open_dir_at(&net, "users")?;
+        Ok(Store {
+            map: open_file_at(&net, "map")?,
+            leases: open_file_at(&net, "leases")?,
+            count: open_file_at(&users, &uid.to_string())?,
+            gateway,
+            uid,
+        })
+    }
+
+    /// Takes the network's exclusive lock, waiting at most 10 s.
+    pub fn lock(&self) -> Result<Ledger<'_>, Failure> {
+        wait_for_lock(&self.map)?;
+        let size = 1u32 << (32 - self.gateway.prefix());
+        let bitmap_len = (size as usize).div_ceil(8);
+        let mut header = [0u8; HEADER];
+        let len = self.map.metadata().map_err(io_failure)?.len();
+        if len >= HEADER as u64 {
+            self.map.read_exact_at(&mut header, 0).map_err(io_failure)?;
+        }
+        let mut expected = [0u8; HEADER];
+        expected[..4].copy_from_slice(MAGIC);
+        expected[4..8].copy_from_slice(&self.gateway.network().octets());
+        expected[8] = self.gateway.prefix();
+        expected[9..12].copy_from_slice(&self.gateway.ip().octets()[1..]);
+        if header[..4] != *MAGIC {
+            // New (or never finished): size it first, then write the magic.
+            self.map.set_len((HEADER + bitmap_len) as u64).map_err(io_failure)?;
+            self.map.write_all_at(&expected, 0).map_err(io_failure)?;
+            header = expected;
+        } else if header[4..12] != expected[4..12] {
+            let old = Ipv4Addr::new(header[4], header[5], header[6], header[7]);
+            return Err(Failure::refused(format!(
+                "this bridge's leases are for {old}/{}, not {}: use that subnet or another bridge",
+                header[8], self.gateway
+            )));
+        }
+        let mut bitmap = vec![0u8; bitmap_len];
+        self.map.read_exact_at(&mut bitmap, HEADER as u64).map_err(io_failure)?;
+        let cursor = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) % size;
+        Ok(Ledger { store: self, bitmap, cursor, size })
+    }
+}
+
+/// The locked state of one network. Dropping it releases the lock (the
+/// lock belongs to the fd, which outlives it; the kernel releases it when
+/// the process ends, however it ends).
+pub struct Ledger<'a> {
+    store: &'a Store,
+    bitmap: Vec<u8>,
+    cursor: u32,
+    size: u32,
+}
+
+impl Ledger<'_> {
+    fn offset_of(&self, address: Ipv4Addr) -> Option<u32> {
+        let gw = self.store.gateway;
+        gw.contains(address)
+            .then(|| u32::from(address) - u32::from(gw.network()))
+    }
+
+    pub fn address_at(&self, offset: u32) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.store.gateway.network()) + offset)
+    }
+
+    fn is_leased(&self, offset: u32) -> bool {
+        self.bitmap[(offset / 8) as usize] & (1 << (offset % 8)) != 0
+    }
+
+    fn mark(&mut self, offset: u32, leased: bool) -> Result<(), Failure> {
+        let byte = (offset / 8) as usize;
+        if leased {
+            self.bitmap[byte] |= 1 << (offset % 8);
+        } else {
+            self.bitmap[byte] &= !(1 << (offset % 8));
+        }
+        self.store
+            .map
+            .write_all_at(&self.bitmap[byte..=byte], (HEADER + byte) as u64)
+            .map_err(io_failure)
+    }
+
+    /// Can this offset ever be leased: not the network, broadcast or gateway?
+    fn assignable(&self, offset: u32) -> bool {
+        offset != 0 && offset != self.size - 1 && Some(offset) != self.offset_of(self.store.gateway.ip())
+    }
+
+    fn read(&self, offset: u32) -> Result<Option<Lease>, Failure> {
+        let mut slot = [0u8; SLOT];
+        let at = u64::from(offset) * SLOT as u64;
+        match self.store.leases.read_exact_at(&mut slot, at) {
+            Ok(()) => Ok(Lease::decode(&slot)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(io_failure(e)),
+        }
+    }
+
+    fn write(&self, offset: u32, slot: &[u8; SLOT]) -> Result<(), Failure> {
+        let at = u64::from(offset) * SLOT as u64;
+        self.store.leases.write_all_at(slot, at).map_err(io_failure)
+    }
+
+    /// The caller's interface count on this network (an upper bound: see
+    /// the module comment).
+    pub fn count(&self) -> Result<u32, Failure> {
+        let mut buf = [0u8; 12];
+        let n = self.store.count.read_at(&mut buf, 0).map_err(io_failure)?;
+        Ok(std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn set_count(&self, count: u32) -> Result<(), Failure> {
+        let text = format!("{count:<10}\n");
+        self.store.count.write_all_at(text.as_bytes(), 0).map_err(io_failure)
+    }
+
+    /// The lease of `address`, if it is leased.
+    pub fn lease_of(&self, address: Ipv4Addr) -> Result<Option<Lease>, Failure> {
+        match self.offset_of(address) {
+            Some(offset) if self.is_leased(offset) => self.read(offset),
+            _ => Ok(None),
+        }
+    }
+
+    /// The next [`WINDOW`] leases after the rotating cursor.
+    pub fn window(&mut self) -> Result<Vec<Lease>, Failure> {
+        let mut found = Vec::new();
+        let mut offset = self.cursor;
+        for _ in 0..self.size {
+            offset = (offset + 1) % self.size;
+            if self.is_leased(offset) {
+                found.push(offset);
+                if found.len() == WINDOW {
+                    break;
+                }
+            }
+        }
+        self.cursor = offset;
+        self.store
+            .map
+            .write_all_at(&offset.to_le_bytes(), 12)
+            .map_err(io_failure)?;
+        self.leases_at(found)
+    }
+
+    /// Every lease (read in one pass over the records).
+    pub fn all(&mut self) -> Result<Vec<Lease>, Failure> {
+        let offsets = (0..self.size).filter(|o| self.is_leased(*o)).collect();
+        self.leases_at(offsets)
+    }
+
+    /// Leases at these offsets; a set bit without a readable record (a
+    /// call killed half way through releasing) is cleared on the spot.
+    fn leases_at(&mut self, offsets: Vec<u32>) -> Result<Vec<Lease>, Failure> {
+        let mut out = Vec::with_capacity(offsets.len());
+        for offset in offsets {
+            match self.read(offset)? {
+                Some(lease) if self.offset_of(lease.address) == Some(offset) => out.push(lease),
+                _ => self.mark(offset, false)?,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first assignable address not leased.
+    pub fn first_free(&self) -> Option<Ipv4Addr> {
+        (1..self.size.saturating_sub(1))
+            .find(|o| self.assignable(*o) && !self.is_leased(*o))
+            .map(|o| self.address_at(o))
+    }
+
+    /// Whether `address` may be leased now.
+    pub fn is_free(&self, address: Ipv4Addr) -> bool {
+        self.offset_of(address)
+            .is_some_and(|o| self.assignable(o) && !self.is_leased(o))
+    }
+
+    /// Takes a lease, pending, before its interface is created.
+    pub fn reserve(&mut self, lease: &Lease) -> Result<(), Failure> {
+        let offset = self.offset_of(lease.address).expect("address checked by the caller");
+        if lease.uid == self.store.uid {
+            self.set_count(self.count()?.saturating_add(1))?;
+        }
+        self.write(offset, &lease.encode())?;
+        self.mark(offset, true)
+    }
+
+    /// Completes a reserved lease with its interface index.
+    pub fn complete(&mut self, lease: &Lease) -> Result<(), Failure> {
+        let offset = self.offset_of(lease.address).expect("address of a reserved lease");
+        self.write(offset, &lease.encode())
+    }
+
+    /// Frees a lease: record, then bit, then (for the caller's own) count.
+    pub fn release(&mut self, lease: &Lease) -> Result<(), Failure> {
+        let Some(offset) = self.offset_of(lease.address) else {
+            return Ok(());
+        };
+        self.write(offset, &[0u8; SLOT])?;
+        self.mark(offset, false)?;
+        if lease.uid == self.store.uid {
+            self.set_count(self.count()?.saturating_sub(1))?;
+        }
+        Ok(())
+    }
+
+    /// Resets the caller's count to what a full recount found.
+    pub fn recount(&self, live: u32) -> Result<(), Failure> {
+        self.set_count(live)
+    }
+}
+
+fn io_failure(e: std::io::Error) -> Failure {
+    Failure::internal(format!("netsetgo state in {STATE_DIR}: {e}"))
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+/// Blocks in flock(2), interrupted by an alarm after LOCK_TIMEOUT_SECS.
+fn wait_for_lock(file: &File) -> Result<(), Failure> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    // No SA_RESTART: the alarm must interrupt flock with EINTR.
+    let action = SigAction::new(SigHandler::Handler(on_alarm), SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler does nothing.
+    unsafe { sigaction(Signal::SIGALRM, &action) }.map_err(|e| Failure::internal(format!("sigaction: {e}")))?;
+    // SAFETY: alarm(2) only arms a timer.
+    unsafe { libc::alarm(LOCK_TIMEOUT_SECS) };
+    let result = nix::fcntl::Flock::lock(file.try_clone().map_err(io_failure)?, nix::fcntl::FlockArg::LockExclusive);
+    unsafe { libc::alarm(0) };
+    match result {
+        // The lock lives with the open file description shared with `file`;
+        // forget the guard so dropping it does not unlock.
+        Ok(guard) => {
+            std::mem::forget(guard);
+            Ok(())
+        }
+        Err((_, nix::Error::EINTR)) => Err(Failure::unavailable(format!(
+            "another netsetgo call has held this network's lock for {LOCK_TIMEOUT_SECS} s; try again"
+        ))),
+        Err((_, e)) => Err(Failure::internal(format!("lock {STATE_DIR}: {e}"))),
+    }
+}
+
+fn check_root_only(fd: &OwnedFd, what: &str, dir: bool) -> Result<(), Failure> {
+    let st = fstat(fd).map_err(|e| Failure::internal(format!("{what}: {e}")))?;
+    let kind_ok = if dir {
+        st.st_mode & libc::S_IFMT == libc::S_IFDIR
+    } else {
+        st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink == 1
+    };
+    if !kind_ok || st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+        return Err(Failure::refused(format!(
+            "{what} must be owned by root and private (mode 0700/0600); an administrator must remove it"
+        )));
+    }
+    Ok(())
+}
+
+fn open_root_dir(path: &str) -> Result<OwnedFd, Failure> {
+    match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(e) => return Err(Failure::internal(format!("create {path}: {e}"))),
+    }
+    let fd = nix::fcntl::open(path, dir_flags(), Mode::empty())
+        .map_err(|e| Failure::internal(format!("open {path}: {e}")))?;
+    check_root_only(&fd, path, true)?;
+    Ok(fd)
+}
+
+fn open_dir_at(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
+    let what = format!("{STATE_DIR}/.../{name}");
+    match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
+        Ok(()) | Err(nix::Error::EEXIST) => {}
+        Err(e) => return Err(Failure::internal(format!("create {what}: {e}"))),
+    }
+    let fd = openat(parent.as_fd(), name, dir_flags(), Mode::empty())
+        .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
+    check_root_only(&fd, &what, true)?;
+    Ok(fd)
+}
+
+fn open_file_at(parent: &OwnedFd, name: &str) -> Result<File, Failure> {
+    let what = format!("{STATE_DIR}/.../{name}");
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let fd = openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
+    check_root_only(&fd, &what, false)?;
+    Ok(File::from(fd))
+}
+
+fn dir_flags() -> OFlag {
+    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let lease = Lease {
+            address: "10.10.10.2".parse().unwrap(),
+            uid: 1000,
+            ifindex: 42,
+            ifname: "veth0a0a0a02".into(),
+            container: Some("abc".into()),
+        };
+        let slot = lease.encode();
+        assert_eq!(slot[SLOT - 1], b'\n');
+        assert_eq!(Lease::decode(&slot), Some(lease));
+        assert_eq!(Lease::decode(&[0u8; SLOT]), None);
+    }
+}

@@ -1,0 +1,164 @@
+//! The one line (or one JSON object) a call prints.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use crate::error::Failure;
+
+/// What a successful wiring made.
+#[derive(Debug, Clone)]
+pub struct Wired {
+    pub interface: String,
+    pub mac: Option<[u8; 6]>,
+    pub addresses: Vec<IpNetwork>,
+    pub gateways: Vec<IpAddr>,
+    pub host_interface: String,
+    pub bridge: String,
+    pub mtu: Option<u32>,
+}
+
+/// What a call reports on success.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Wired(Wired),
+    Deleted { host_interface: String, address: IpAddr },
+}
+
+impl Outcome {
+    pub fn line(&self) -> String {
+        match self {
+            Outcome::Wired(w) => {
+                let mut line = w.interface.clone();
+                for a in &w.addresses {
+                    let _ = write!(line, " address={a}");
+                }
+                for g in &w.gateways {
+                    let _ = write!(line, " gateway={g}");
+                }
+                let _ = write!(line, " host={} bridge={}", w.host_interface, w.bridge);
+                if let Some(mtu) = w.mtu {
+                    let _ = write!(line, " mtu={mtu}");
+                }
+                line
+            }
+            Outcome::Deleted { host_interface, address } => {
+                format!("deleted host={host_interface} address={address}")
+            }
+        }
+    }
+
+    pub fn json(&self) -> String {
+        let mut o = Json::default();
+        match self {
+            Outcome::Wired(w) => {
+                o.str("interface", &w.interface);
+                if let Some(mac) = w.mac {
+                    let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+                    o.str("mac", &mac.join(":"));
+                }
+                o.list("addresses", w.addresses.iter().map(|a| a.to_string()));
+                o.list("gateways", w.gateways.iter().map(|g| g.to_string()));
+                o.str("host_interface", &w.host_interface);
+                o.str("bridge", &w.bridge);
+                if let Some(mtu) = w.mtu {
+                    o.raw("mtu", &mtu.to_string());
+                }
+            }
+            Outcome::Deleted { host_interface, address } => {
+                o.str("deleted", host_interface);
+                o.str("address", &address.to_string());
+            }
+        }
+        o.finish()
+    }
+}
+
+pub fn failure_json(f: &Failure) -> String {
+    let mut o = Json::default();
+    o.str("error", f.code());
+    o.str("message", &f.message);
+    o.finish()
+}
+
+/// A flat JSON object writer: all we print.
+#[derive(Default)]
+struct Json(String);
+
+impl Json {
+    fn key(&mut self, key: &str) {
+        self.0.push(if self.0.is_empty() { '{' } else { ',' });
+        quote(&mut self.0, key);
+        self.0.push(':');
+    }
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        quote(&mut self.0, value);
+    }
+    fn raw(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.0.push_str(value);
+    }
+    fn list(&mut self, key: &str, values: impl Iterator<Item = String>) {
+        self.key(key);
+        self.0.push('[');
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                self.0.push(',');
+            }
+            quote(&mut self.0, &v);
+        }
+        self.0.push(']');
+    }
+    fn finish(mut self) -> String {
+        if self.0.is_empty() {
+            self.0.push('{');
+        }
+        self.0.push('}');
+        self.0
+    }
+}
+
+fn quote(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_escapes_and_shapes() {
+        let f = Failure::refused("a \"quoted\"\nline");
+        assert_eq!(failure_json(&f), r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#);
+        let w = Outcome::Wired(Wired {
+            interface: "veth1".into(),
+            mac: Some([2, 0, 0, 0, 0, 1]),
+            addresses: vec!["10.10.10.2/24".parse().unwrap()],
+            gateways: vec!["10.10.10.1".parse().unwrap()],
+            host_interface: "veth0a0a0a02".into(),
+            bridge: "brg0".into(),
+            mtu: Some(1500),
+        });
+        assert_eq!(
+            w.json(),
+            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500}"#
+        );
+        assert_eq!(
+            w.line(),
+            "veth1 address=10.10.10.2/24 gateway=10.10.10.1 host=veth0a0a0a02 bridge=brg0 mtu=1500"
+        );
+    }
+}

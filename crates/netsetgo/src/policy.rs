@@ -1,0 +1,426 @@
+//! The administrator's policy: which networks exist and who may hold how
+//! many interfaces on which.
+//!
+//! The file's path is fixed at build time and never taken from the caller.
+//! It must be a regular file owned by root, not writable by group or others,
+//! reached through root-owned directories that are not group/world
+//! writable, and it is opened without following symlinks. A malformed line
+//! makes the whole file invalid (every unprivileged request is refused, with
+//! the line number); no grant means no access.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use ipnetwork::{Ipv4Network, Ipv6Network};
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+
+use crate::error::Failure;
+use crate::privilege::Caller;
+
+pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
+    Some(path) => path,
+    None => "/etc/netsetgo/netsetgo.conf",
+};
+const PASSWD: &str = "/etc/passwd";
+const GROUP: &str = "/etc/group";
+
+/// The policy file, the user and group databases: all small.
+const MAX_FILE: u64 = 1 << 20;
+/// Counts are small numbers; anything longer is a typo or an attack.
+const MAX_COUNT: u32 = 65_535;
+
+/// One `network` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub name: String,
+    pub bridge: String,
+    /// The bridge's address; its subnet is the containers' subnet.
+    pub gateway: Ipv4Network,
+    pub gateway6: Option<Ipv6Network>,
+    pub mtu: Option<u32>,
+    pub nat: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Who {
+    User(String),
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Grant {
+    who: Who,
+    network: String,
+    count: u32,
+    line: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Policy {
+    networks: Vec<Network>,
+    grants: Vec<Grant>,
+}
+
+/// A malformed policy, with the 1-based line number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+/// What one caller may use: networks in the order of its first grant, each
+/// with the summed count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowance<'a> {
+    pub network: &'a Network,
+    pub quota: u32,
+}
+
+impl Policy {
+    pub fn network_by_bridge(&self, bridge: &str) -> Option<&Network> {
+        self.networks.iter().find(|n| n.bridge == bridge)
+    }
+
+    /// The caller's allowances: grants naming one of its user names (exact
+    /// match against the passwd entries with its uid) or one of its groups
+    /// (a group name whose gid is among the caller's real gid and
+    /// supplementary groups), summed per network.
+    pub fn allowances(&self, caller: &Caller, db: &dyn Accounts) -> Result<Vec<Allowance<'_>>, Failure> {
+        let mut out: Vec<Allowance> = Vec::new();
+        let mut names: Option<Vec<String>> = None;
+        let mut gids: HashMap<String, Option<u32>> = HashMap::new();
+        for grant in &self.grants {
+            let matches = match &grant.who {
+                Who::User(name) => {
+                    if names.is_none() {
+                        names = Some(db.user_names(caller.uid)?);
+                    }
+                    names.as_ref().is_some_and(|n| n.iter().any(|n| n == name))
+                }
+                Who::Group(name) => {
+                    if !gids.contains_key(name) {
+                        gids.insert(name.clone(), db.group_id(name)?);
+                    }
+                    gids[name].is_some_and(|gid| caller.groups.contains(&gid))
+                }
+            };
+            if !matches {
+                continue;
+            }
+            let network = self
+                .networks
+                .iter()
+                .find(|n| n.name == grant.network)
+                .expect("grants name defined networks (checked by parse)");
+            match out.iter_mut().find(|a| a.network.name == network.name) {
+                Some(a) => a.quota = a.quota.saturating_add(grant.count),
+                None => out.push(Allowance { network, quota: grant.count }),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Parses the policy text strictly.
+pub fn parse(text: &str) -> Result<Policy, ParseError> {
+    let mut policy = Policy::default();
+    for (index, raw) in text.lines().enumerate() {
+        let line = index + 1;
+        let err = |message: String| ParseError { line, message };
+        let trimmed = raw.trim_matches([' ', '\t']);
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = trimmed.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+        match fields[0] {
+            "network" => {
+                let network = parse_network(&fields[1..]).map_err(err)?;
+                if policy.networks.iter().any(|n| n.name == network.name) {
+                    return Err(err(format!("network {} is defined twice", network.name)));
+                }
+                if policy.networks.iter().any(|n| n.bridge == network.bridge) {
+                    return Err(err(format!("bridge {} belongs to two networks", network.bridge)));
+                }
+                policy.networks.push(network);
+            }
+            "allow" => {
+                let grant = parse_allow(&fields[1..], line).map_err(err)?;
+                policy.grants.push(grant);
+            }
+            other => return Err(err(format!("unknown keyword {other:?} (expected network or allow)"))),
+        }
+    }
+    for grant in &policy.grants {
+        if !policy.networks.iter().any(|n| n.name == grant.network) {
+            return Err(ParseError {
+                line: grant.line,
+                message: format!("allow names undefined network {:?}", grant.network),
+            });
+        }
+    }
+    Ok(policy)
+}
+
+fn parse_network(fields: &[&str]) -> Result<Network, String> {
+    let (name, settings) = fields.split_first().ok_or("network needs a name")?;
+    if !is_word(name, 32) {
+        return Err(format!("bad network name {name:?}"));
+    }
+    let mut values: HashMap<&str, &str> = HashMap::new();
+    for setting in settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("expected key=value, got {setting:?}"))?;
+        if !matches!(key, "bridge" | "gateway" | "gateway6" | "mtu" | "nat") {
+            return Err(format!("unknown network key {key:?}"));
+        }
+        if values.insert(key, value).is_some() {
+            return Err(format!("key {key} given twice"));
+        }
+    }
+    let bridge = values.get("bridge").ok_or("network needs bridge=")?;
+    netplumb::check_name(bridge).map_err(|e| e.to_string())?;
+    let gateway = parse_gateway(values.get("gateway").ok_or("network needs gateway=")?)?;
+    let gateway6 = values.get("gateway6").map(|g| parse_gateway6(g)).transpose()?;
+    let mtu = values
+        .get("mtu")
+        .map(|m| match parse_number(m, 65_535) {
+            Some(v) if v >= 1280 || (v >= 68 && gateway6.is_none()) => Ok(v),
+            _ => Err(format!("bad mtu {m:?} (68-65535; at least 1280 with gateway6)")),
+        })
+        .transpose()?;
+    let nat = match values.get("nat").copied().unwrap_or("no") {
+        "yes" => true,
+        "no" => false,
+        other => return Err(format!("nat must be yes or no, not {other:?}")),
+    };
+    Ok(Network { name: name.to_string(), bridge: bridge.to_string(), gateway, gateway6, mtu, nat })
+}
+
+/// An IPv4 gateway in CIDR form: the host address of a subnet between /16
+/// and /30 that is neither the network nor the broadcast address.
+pub fn parse_gateway(text: &str) -> Result<Ipv4Network, String> {
+    let net: Ipv4Network = text.parse().map_err(|_| format!("bad IPv4 CIDR {text:?}"))?;
+    if !(16..=30).contains(&net.prefix()) {
+        return Err(format!("{text}: the subnet must be between /16 and /30"));
+    }
+    if net.ip() == net.network() || net.ip() == net.broadcast() {
+        return Err(format!("{text}: the gateway must be a host address of its subnet"));
+    }
+    Ok(net)
+}
+
+fn parse_gateway6(text: &str) -> Result<Ipv6Network, String> {
+    let net: Ipv6Network = text.parse().map_err(|_| format!("bad IPv6 CIDR {text:?}"))?;
+    if !(64..=120).contains(&net.prefix()) || net.ip() == net.network() {
+        return Err(format!("{text}: need a host address in a /64 to /120 subnet"));
+    }
+    Ok(net)
+}
+
+fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
+    let [who, network, count] = fields else {
+        return Err("allow takes USER|@GROUP NETWORK COUNT".into());
+    };
+    let who = match who.strip_prefix('@') {
+        Some(group) if is_account(group) => Who::Group(group.to_string()),
+        None if is_account(who) => Who::User(who.to_string()),
+        _ => return Err(format!("bad user or group {who:?}")),
+    };
+    if !is_word(network, 32) {
+        return Err(format!("bad network name {network:?}"));
+    }
+    let count = parse_number(count, MAX_COUNT)
+        .ok_or_else(|| format!("bad count {count:?} (a whole number up to {MAX_COUNT})"))?;
+    Ok(Grant { who, network: network.to_string(), count, line })
+}
+
+/// Decimal digits only, no sign, no overflow, at most `max`.
+fn parse_number(text: &str, max: u32) -> Option<u32> {
+    if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u64>().ok().filter(|v| *v <= u64::from(max)).map(|v| v as u32)
+}
+
+fn is_word(text: &str, max: usize) -> bool {
+    (1..=max).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+}
+
+/// User and group names as shadow-utils accepts them (plus a trailing `$`).
+fn is_account(text: &str) -> bool {
+    let name = text.strip_suffix('$').unwrap_or(text);
+    is_word(name, 32) && !name.starts_with('-')
+}
+
+/// Where user and group names come from.
+pub trait Accounts {
+    /// All names of passwd entries with this uid.
+    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure>;
+    /// The gid of a group name.
+    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure>;
+}
+
+/// /etc/passwd and /etc/group, read directly (no NSS: the binary is static
+/// and must not load code chosen by the machine's configuration).
+pub struct SystemAccounts;
+
+impl Accounts for SystemAccounts {
+    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure> {
+        let text = read_trusted(Path::new(PASSWD))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id = f.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
+            })
+            .collect())
+    }
+
+    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
+        let text = read_trusted(Path::new(GROUP))?;
+        Ok(text.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then_some(())?;
+            f.nth(1)?.parse::<u32>().ok()
+        }))
+    }
+}
+
+/// The policy as the caller may use it: `Ok(None)` when there is no file.
+pub fn load() -> Result<Option<Policy>, Failure> {
+    let path = Path::new(POLICY_PATH);
+    let text = match read_trusted(path) {
+        Ok(text) => text,
+        Err(_) if !path.exists() => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    parse(&text).map(Some).map_err(|e| {
+        Failure::refused(format!(
+            "{POLICY_PATH} line {}: {}; every request is refused until an administrator fixes it",
+            e.line, e.message
+        ))
+    })
+}
+
+/// Reads a root-owned configuration file: opened without following a final
+/// symlink, checked on the opened fd (regular, owner root, not group/world
+/// writable), with every parent directory root-owned and not group/world
+/// writable either. Errors name the path (an administrator's file, whose
+/// existence is no secret) but say nothing about other files.
+pub fn read_trusted(path: &Path) -> Result<String, Failure> {
+    let bad = |why: &str| Failure::refused(format!("{}: {why}; an administrator must fix it", path.display()));
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|_| bad("cannot inspect its directories"))?;
+        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+            return Err(bad("a directory on its path is not a root-owned, non-writable directory"));
+        }
+    }
+    let fd = open(path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, Mode::empty())
+        .map_err(|e| match e {
+            nix::Error::ELOOP => bad("is a symbolic link"),
+            _ => bad("cannot be opened"),
+        })?;
+    let file = File::from(fd);
+    let meta = file.metadata().map_err(|_| bad("cannot be inspected"))?;
+    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(bad("must be a regular file owned by root and not writable by group or others"));
+    }
+    if meta.len() > MAX_FILE {
+        return Err(bad("is too large"));
+    }
+    let mut text = String::new();
+    file.take(MAX_FILE)
+        .read_to_string(&mut text)
+        .map_err(|_| bad("is not readable UTF-8 text"))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake;
+    impl Accounts for Fake {
+        fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure> {
+            Ok(match uid {
+                1000 => vec!["bob".into()],
+                1001 => vec!["bobby".into()],
+                _ => vec![],
+            })
+        }
+        fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
+            Ok((name == "netsetgo").then_some(500))
+        }
+    }
+
+    fn caller(uid: u32, groups: &[u32]) -> Caller {
+        Caller { uid, gid: uid, groups: groups.to_vec() }
+    }
+
+    const SAMPLE: &str = "\
+# comment
+network default bridge=brg0 gateway=10.10.10.1/24
+
+network lab\tbridge=labbr0 gateway=172.30.0.1/16 gateway6=fd00:30::1/64 mtu=1400 nat=yes
+allow @netsetgo default 16
+allow bob lab 4
+allow bob lab 2
+";
+
+    #[test]
+    fn parses_the_documented_example() {
+        let p = parse(SAMPLE).unwrap();
+        assert_eq!(p.networks.len(), 2);
+        let lab = p.network_by_bridge("labbr0").unwrap();
+        assert_eq!((lab.mtu, lab.nat), (Some(1400), true));
+        assert_eq!(lab.gateway6.unwrap().to_string(), "fd00:30::1/64");
+    }
+
+    #[test]
+    fn grants_match_exactly_and_add_up() {
+        let p = parse(SAMPLE).unwrap();
+        let bob = p.allowances(&caller(1000, &[1000]), &Fake).unwrap();
+        assert_eq!(bob.len(), 1);
+        assert_eq!((bob[0].network.name.as_str(), bob[0].quota), ("lab", 6));
+        // A line for bob gives bobby nothing.
+        assert!(p.allowances(&caller(1001, &[1001]), &Fake).unwrap().is_empty());
+        let member = p.allowances(&caller(1001, &[1001, 500]), &Fake).unwrap();
+        assert_eq!((member[0].network.name.as_str(), member[0].quota), ("default", 16));
+    }
+
+    #[test]
+    fn malformed_lines_are_errors_with_their_number() {
+        let cases = [
+            ("allow bob default 99999999999999999999", "count"),
+            ("allow bob default -1", "count"),
+            ("allow bob default 1 extra", "allow takes"),
+            ("allow bob nowhere 1", "undefined"),
+            ("network x bridge=eth0/1 gateway=10.0.0.1/24", "invalid interface name"),
+            ("network x bridge=b gateway=10.0.0.0/24", "host address"),
+            ("network x bridge=b gateway=10.0.0.1/8", "between"),
+            ("network x bridge=b gateway=10.0.0.1/24 nat=maybe", "nat"),
+            ("network x bridge=b gateway=10.0.0.1/24 mtu=9999999", "mtu"),
+            ("network x bridge=b gateway=10.0.0.1/24 colour=red", "unknown"),
+            ("network x bridge=b gateway=10.0.0.1/24 bridge=c", "twice"),
+            ("permit bob default 1", "unknown keyword"),
+            ("allow b@d default 1", "bad user"),
+        ];
+        for (line, expected) in cases {
+            let text = format!("network default bridge=brg0 gateway=10.10.10.1/24\n{line}\n");
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 2, "{line}");
+            assert!(e.message.contains(expected), "{line}: {}", e.message);
+        }
+    }
+}

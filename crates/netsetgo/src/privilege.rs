@@ -1,0 +1,209 @@
+//! Privilege: making a setuid-root start safe, checking that we really are
+//! privileged, and shedding everything but CAP_NET_ADMIN.
+//!
+//! The order matters and is fixed by `main`: `sanitize` first, before any
+//! other code looks at the process; `Caller::identify` next; `restrict`
+//! narrows the capabilities to what the privileged setup needs; after the
+//! namespace socket is open `drop_to_caller` becomes the caller with
+//! CAP_NET_ADMIN alone.
+
+use std::collections::HashSet;
+use std::fs;
+
+use caps::{CapSet, Capability};
+use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use nix::sys::prctl;
+use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
+use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{umask, Mode};
+use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, setresgid, setresuid, Gid, Uid};
+
+use crate::error::Failure;
+
+/// Capabilities held between `restrict` and `drop_to_caller`.
+const SETUP_CAPS: [Capability; 6] = [
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_SYS_ADMIN,   // setns() into the target to open a socket there
+    Capability::CAP_SYS_PTRACE,  // open /proc/PID/ns/net of the caller's process
+    Capability::CAP_SETUID,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETPCAP,     // empty the bounding set
+];
+
+/// The fds we ourselves open stay well below this; a caller's low
+/// RLIMIT_NOFILE must not make us fail half way.
+const MIN_NOFILE: u64 = 64;
+
+/// Makes the process safe to run code in, whatever the caller left us:
+/// stdio open, no inherited fds, empty environment, umask 077, no core
+/// dumps, default signal dispositions, limits that cannot kill a write.
+pub fn sanitize() -> Result<(), Failure> {
+    // fds 0-2 open, so nothing we open later lands on them.
+    for fd in 0..=2 {
+        if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
+            let opened = open("/dev/null", OFlag::O_RDWR, Mode::empty())
+                .map_err(|e| Failure::internal(format!("open /dev/null: {e}")))?;
+            // The lowest free fd is this one, since all lower ones are open.
+            std::mem::forget(opened);
+        }
+    }
+    // Close every other inherited fd: nothing of the caller's reaches our
+    // code. close_range(2) is 5.9+; on 5.8 fall back to a bounded loop.
+    // SAFETY: plain syscalls on fd numbers; we own no fds above 2 yet.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
+            for fd in 3..4096 {
+                libc::close(fd);
+            }
+        }
+        // Never read, never passed on: the environment is the caller's.
+        libc::clearenv();
+    }
+    umask(Mode::from_bits_truncate(0o077));
+    prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
+    let limits = [
+        (Resource::RLIMIT_CORE, 0, 0),
+        // A low file-size limit would kill us (SIGXFSZ) in the middle of
+        // writing a lease record.
+        (Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY),
+    ];
+    for (resource, soft, hard) in limits {
+        setrlimit(resource, soft, hard)
+            .map_err(|e| Failure::internal(format!("setrlimit {resource:?}: {e}")))?;
+    }
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| Failure::internal(format!("getrlimit: {e}")))?;
+    if soft < MIN_NOFILE {
+        let hard = hard.max(MIN_NOFILE);
+        setrlimit(Resource::RLIMIT_NOFILE, MIN_NOFILE, hard)
+            .map_err(|e| Failure::internal(format!("setrlimit NOFILE: {e}")))?;
+    }
+    // Default dispositions and an empty mask. SIGPIPE stays ignored: a
+    // closed stdout must not kill us before a rollback.
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+    for signal in Signal::iterator() {
+        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        let action = if signal == Signal::SIGPIPE { &ignore } else { &default };
+        // SAFETY: installing SIG_DFL/SIG_IGN runs no code of ours.
+        let _ = unsafe { sigaction(signal, action) };
+    }
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .map_err(|e| Failure::internal(format!("sigprocmask: {e}")))?;
+    Ok(())
+}
+
+fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: only used for F_GETFD, which is harmless on any fd number.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// Who called us, from the kernel's real ids.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    /// Real gid and supplementary groups.
+    pub groups: Vec<u32>,
+}
+
+impl Caller {
+    /// Real root may do anything the original netsetgo allowed.
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Checks that this start really carries root's privilege and says who
+    /// the caller is. Refuses, saying why, under no_new_privs, outside the
+    /// initial user namespace, and when not started setuid-root.
+    pub fn identify() -> Result<Caller, Failure> {
+        if !in_initial_user_namespace() {
+            return Err(Failure::refused(
+                "netsetgo runs only in the initial user namespace; call it from outside your container",
+            ));
+        }
+        if prctl::get_no_new_privs().unwrap_or(true) {
+            return Err(Failure::refused(
+                "netsetgo cannot work under no_new_privs (the setuid bit is ignored); call it without it",
+            ));
+        }
+        let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
+        if uid != 0 {
+            // SAFETY: getauxval reads the aux vector the kernel gave us.
+            let secure = unsafe { libc::getauxval(libc::AT_SECURE) } != 0;
+            if !secure || !geteuid().is_root() {
+                return Err(Failure::refused(
+                    "netsetgo is not installed setuid root (needs owner root, mode 4755 on a filesystem without nosuid)",
+                ));
+            }
+        }
+        let mut groups: Vec<u32> = getgroups()
+            .map_err(|e| Failure::internal(format!("getgroups: {e}")))?
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        groups.push(gid);
+        groups.sort_unstable();
+        groups.dedup();
+        Ok(Caller { uid, gid, groups })
+    }
+}
+
+fn in_initial_user_namespace() -> bool {
+    // The initial namespace maps every id onto itself.
+    fs::read_to_string("/proc/self/uid_map")
+        .map(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+        .unwrap_or(false)
+}
+
+fn cap_set(caps: &[Capability]) -> HashSet<Capability> {
+    caps.iter().copied().collect()
+}
+
+/// Narrows to the capabilities the privileged setup needs; fails clearly if
+/// the caller's bounding set took one of them away.
+pub fn restrict() -> Result<(), Failure> {
+    let wanted = cap_set(&SETUP_CAPS);
+    let permitted = caps::read(None, CapSet::Permitted)
+        .map_err(|e| Failure::internal(format!("read capabilities: {e}")))?;
+    if let Some(missing) = wanted.iter().find(|c| !permitted.contains(c)) {
+        return Err(Failure::refused(format!(
+            "netsetgo needs {missing} but the calling process's bounding set removed it"
+        )));
+    }
+    set_caps(&wanted)
+}
+
+fn set_caps(set: &HashSet<Capability>) -> Result<(), Failure> {
+    let fail = |e: caps::errors::CapsError| Failure::internal(format!("set capabilities: {e}"));
+    caps::set(None, CapSet::Effective, set).map_err(fail)?;
+    caps::set(None, CapSet::Permitted, set).map_err(fail)?;
+    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
+    Ok(())
+}
+
+/// Becomes the caller (real, effective, saved and fs ids) holding only
+/// CAP_NET_ADMIN, with empty bounding, inheritable and ambient sets,
+/// no_new_privs set and the process not dumpable.
+pub fn drop_to_caller(caller: &Caller) -> Result<(), Failure> {
+    let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e.to_string()))?;
+    for cap in caps::all() {
+        caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding", e.to_string()))?;
+    }
+    prctl::set_keepcaps(true).map_err(|e| fail("keepcaps", e.to_string()))?;
+    let (uid, gid) = (Uid::from_raw(caller.uid), Gid::from_raw(caller.gid));
+    setresgid(gid, gid, gid).map_err(|e| fail("gid", e.to_string()))?;
+    setresuid(uid, uid, uid).map_err(|e| fail("uid", e.to_string()))?;
+    set_caps(&cap_set(&[Capability::CAP_NET_ADMIN]))?;
+    prctl::set_keepcaps(false).map_err(|e| fail("keepcaps", e.to_string()))?;
+    prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
+    // Changing ids resets dumpability to the sysctl's choice; insist.
+    prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))?;
+    if getuid().as_raw() != caller.uid || geteuid().as_raw() != caller.uid || getegid().as_raw() != caller.gid {
+        return Err(Failure::internal("drop privileges: ids did not change"));
+    }
+    Ok(())
+}
