@@ -58,6 +58,7 @@
 //!     .await?;
 //!
 //!     let peer = inside.link_by_name("veth1").await?.expect("peer exists");
+//!     inside.set_up(peer.index).await?;
 //!     inside.add_address(peer.index, "10.10.10.2/24".parse().unwrap()).await?;
 //!     inside.add_default_route("10.10.10.1".parse().unwrap(), peer.index).await?;
 //!     inside.loopback_up().await?;

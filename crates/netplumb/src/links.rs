@@ -93,7 +93,10 @@ pub struct VethPair<'a> {
     pub master: Option<u32>,
     /// MTU of both ends; the kernel default when `None`.
     pub mtu: Option<u32>,
-    /// Create both ends administratively up.
+    /// Create the local end administratively up. The peer is always born
+    /// down: the kernel cannot open one half of a pair before the pair is
+    /// complete (veth_open fails with ENOTCONN), so bring it up afterwards
+    /// from a session in its namespace.
     pub up: bool,
 }
 
@@ -127,7 +130,11 @@ impl Netlink {
         self.link_query(request, &format!("#{index}")).await
     }
 
-    async fn link_query(&self, request: rtnetlink::LinkGetRequest, object: &str) -> Result<Option<Link>> {
+    async fn link_query(
+        &self,
+        request: rtnetlink::LinkGetRequest,
+        object: &str,
+    ) -> Result<Option<Link>> {
         match first(request.execute()).await {
             Ok(msg) => Ok(msg.map(Link::from_message)),
             Err(e) => {
@@ -185,7 +192,6 @@ impl Netlink {
         let mut local = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(pair.name.to_string());
         if pair.up {
-            peer = peer.up();
             local = local.up();
         }
         if let Some(mtu) = pair.mtu {
@@ -224,7 +230,9 @@ impl Netlink {
     /// Renames link `index` (the link must be down).
     pub async fn rename(&self, index: u32, name: &str) -> Result<()> {
         check_name(name)?;
-        let message = LinkUnspec::new_with_index(index).name(name.to_string()).build();
+        let message = LinkUnspec::new_with_index(index)
+            .name(name.to_string())
+            .build();
         self.set_link(message, Step::Rename, index).await
     }
 

@@ -82,7 +82,11 @@ impl NetNs {
         // SAFETY: pidfd_open(2) with flags 0 returns a new fd or -1.
         let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid_t, 0) };
         if raw < 0 {
-            return Err(Error::os(Step::OpenNamespace, &object, std::io::Error::last_os_error()));
+            return Err(Error::os(
+                Step::OpenNamespace,
+                &object,
+                std::io::Error::last_os_error(),
+            ));
         }
         // SAFETY: raw is a freshly opened fd that nothing else owns.
         let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
@@ -111,9 +115,11 @@ impl NetNs {
 
     /// The (device, inode) identity of this namespace.
     pub fn id(&self) -> Result<NsId> {
-        let file = File::from(self.fd.try_clone().map_err(|e| {
-            Error::os(Step::QueryNamespace, "identity", e)
-        })?);
+        let file = File::from(
+            self.fd
+                .try_clone()
+                .map_err(|e| Error::os(Step::QueryNamespace, "identity", e))?,
+        );
         let meta = file
             .metadata()
             .map_err(|e| Error::os(Step::QueryNamespace, "identity", e))?;

@@ -36,8 +36,8 @@ pub struct Attached {
 }
 
 impl Netlink {
-    /// Creates the pair (peer born in its namespace, host end born on the
-    /// bridge, both up), gives the peer its addresses and default routes,
+    /// Creates the pair (peer born in its namespace, host end born up on the
+    /// bridge), brings the peer up, gives it its addresses and default routes,
     /// and brings `lo` up in the namespace. `self` is a session in the
     /// bridge's namespace, `inside` one in the peer's.
     ///
@@ -54,8 +54,16 @@ impl Netlink {
         })
         .await?;
         let configured = async {
-            let host = self.link_by_name(a.host_name).await?.ok_or_else(|| gone(a.host_name))?;
-            let peer = inside.link_by_name(a.peer_name).await?.ok_or_else(|| gone(a.peer_name))?;
+            let host = self
+                .link_by_name(a.host_name)
+                .await?
+                .ok_or_else(|| gone(a.host_name))?;
+            let mut peer = inside
+                .link_by_name(a.peer_name)
+                .await?
+                .ok_or_else(|| gone(a.peer_name))?;
+            inside.set_up(peer.index).await?;
+            peer.up = true;
             for address in a.addresses {
                 inside.add_address(peer.index, *address).await?;
             }
@@ -78,5 +86,9 @@ impl Netlink {
 }
 
 fn gone(name: &str) -> Error {
-    Error::os(Step::LookUpLink, name, std::io::Error::from_raw_os_error(libc::ENODEV))
+    Error::os(
+        Step::LookUpLink,
+        name,
+        std::io::Error::from_raw_os_error(libc::ENODEV),
+    )
 }

@@ -10,13 +10,26 @@ const LOG_AUTHPRIV: u8 = 10 << 3;
 const LOG_NOTICE: u8 = 5;
 const LOG_INFO: u8 = 6;
 
-pub fn record(uid: u32, pid: Option<u32>, action: &str, network: Option<&str>, result: Result<&str, &Failure>) {
+pub fn record(
+    uid: u32,
+    pid: Option<u32>,
+    action: &str,
+    network: Option<&str>,
+    result: Result<&str, &Failure>,
+) {
     let Ok(socket) = UnixDatagram::unbound() else {
         return;
     };
     let (severity, outcome) = match result {
         Ok(detail) => (LOG_INFO, format!("result=granted {detail}")),
-        Err(f) => (LOG_NOTICE, format!("result={} reason=\"{}\"", f.code(), f.message.replace('"', "'"))),
+        Err(f) => (
+            LOG_NOTICE,
+            format!(
+                "result={} reason=\"{}\"",
+                f.code(),
+                f.message.replace('"', "'")
+            ),
+        ),
     };
     let message = format!(
         "<{}>netsetgo[{}]: uid={uid} pid={} action={action} network={} {outcome}",

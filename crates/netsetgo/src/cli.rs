@@ -88,12 +88,15 @@ where
         if raw.len() > MAX_ARG_LEN {
             return Err(Usage::Error("argument too long".into()));
         }
-        let arg = std::str::from_utf8(raw)
-            .map_err(|_| Usage::Error("arguments must be UTF-8".into()))?;
+        let arg =
+            std::str::from_utf8(raw).map_err(|_| Usage::Error("arguments must be UTF-8".into()))?;
         if arg == "--" {
             break;
         }
-        let Some(flag) = arg.strip_prefix('-').map(|f| f.strip_prefix('-').unwrap_or(f)) else {
+        let Some(flag) = arg
+            .strip_prefix('-')
+            .map(|f| f.strip_prefix('-').unwrap_or(f))
+        else {
             return Err(Usage::Error(format!("unexpected argument {arg:?}")));
         };
         if flag.is_empty() || flag.starts_with('-') || flag.starts_with('=') {
@@ -121,9 +124,9 @@ where
                 let value = match inline {
                     Some(v) => v,
                     None => {
-                        let next = rest
-                            .next()
-                            .ok_or_else(|| Usage::Error(format!("flag needs an argument: -{name}")))?;
+                        let next = rest.next().ok_or_else(|| {
+                            Usage::Error(format!("flag needs an argument: -{name}"))
+                        })?;
                         std::str::from_utf8(next)
                             .map_err(|_| Usage::Error("arguments must be UTF-8".into()))?
                     }
@@ -140,7 +143,11 @@ where
                     _ => parsed.veth_prefix = Some(value),
                 }
             }
-            _ => return Err(Usage::Error(format!("flag provided but not defined: -{name}"))),
+            _ => {
+                return Err(Usage::Error(format!(
+                    "flag provided but not defined: -{name}"
+                )))
+            }
         }
     }
     if let Some(extra) = rest.next() {
@@ -158,7 +165,11 @@ where
 
 /// A pid as Go's strconv.Atoi would accept it, but positive and in range.
 fn parse_pid(value: &str) -> Result<u32, Usage> {
-    let bad = || Usage::Error(format!("invalid value {value:?} for flag -pid: not a process id"));
+    let bad = || {
+        Usage::Error(format!(
+            "invalid value {value:?} for flag -pid: not a process id"
+        ))
+    };
     let digits = value.strip_prefix('+').unwrap_or(value);
     if digits.is_empty() || digits.len() > 10 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
@@ -192,8 +203,15 @@ mod tests {
     #[test]
     fn original_flags_and_defaults() {
         let a = p(&[
-            "-pid", "7", "-bridgeName", "br1", "-bridgeAddress=10.1.0.1/16",
-            "-containerAddress", "10.1.0.9/16", "-vethNamePrefix", "v",
+            "-pid",
+            "7",
+            "-bridgeName",
+            "br1",
+            "-bridgeAddress=10.1.0.1/16",
+            "-containerAddress",
+            "10.1.0.9/16",
+            "-vethNamePrefix",
+            "v",
         ])
         .unwrap();
         assert_eq!(a.bridge_name.as_deref(), Some("br1"));
@@ -208,7 +226,10 @@ mod tests {
     fn booleans_take_no_separate_value() {
         assert!(p(&["-pid", "1", "-json"]).unwrap().json);
         assert!(!p(&["-pid", "1", "-json=false"]).unwrap().json);
-        assert!(matches!(p(&["-pid", "1", "-json", "true"]), Err(Usage::Error(_))));
+        assert!(matches!(
+            p(&["-pid", "1", "-json", "true"]),
+            Err(Usage::Error(_))
+        ));
         assert_eq!(p(&["-pid", "1", "-delete"]).unwrap().mode, Mode::Delete);
     }
 

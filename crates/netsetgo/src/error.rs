@@ -21,15 +21,24 @@ pub struct Failure {
 
 impl Failure {
     pub fn refused(message: impl Into<String>) -> Failure {
-        Failure { kind: Kind::Refused, message: message.into() }
+        Failure {
+            kind: Kind::Refused,
+            message: message.into(),
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> Failure {
-        Failure { kind: Kind::Unavailable, message: message.into() }
+        Failure {
+            kind: Kind::Unavailable,
+            message: message.into(),
+        }
     }
 
     pub fn internal(message: impl Into<String>) -> Failure {
-        Failure { kind: Kind::Failed, message: message.into() }
+        Failure {
+            kind: Kind::Failed,
+            message: message.into(),
+        }
     }
 
     /// The stable code used in `-json` error objects.
@@ -51,7 +60,9 @@ impl fmt::Display for Failure {
 impl From<netplumb::Error> for Failure {
     fn from(e: netplumb::Error) -> Failure {
         let hint = match e.errno() {
-            Some(libc::EEXIST) => "; a device of that name already exists (try another -vethNamePrefix)",
+            Some(libc::EEXIST) => {
+                "; a device of that name already exists (try another -vethNamePrefix)"
+            }
             Some(libc::EPERM) | Some(libc::EACCES) => "; permission denied by the kernel",
             _ => "",
         };
@@ -59,6 +70,9 @@ impl From<netplumb::Error> for Failure {
             netplumb::Error::NotABridge { .. } | netplumb::Error::InvalidName(_) => Kind::Refused,
             _ => Kind::Failed,
         };
-        Failure { kind, message: format!("{e}{hint}") }
+        Failure {
+            kind,
+            message: format!("{e}{hint}"),
+        }
     }
 }

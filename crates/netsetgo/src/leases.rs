@@ -163,7 +163,9 @@ impl Store {
         expected[9..12].copy_from_slice(&self.gateway.ip().octets()[1..]);
         if header[..4] != *MAGIC {
             // New (or never finished): size it first, then write the magic.
-            self.map.set_len((HEADER + bitmap_len) as u64).map_err(io_failure)?;
+            self.map
+                .set_len((HEADER + bitmap_len) as u64)
+                .map_err(io_failure)?;
             self.map.write_all_at(&expected, 0).map_err(io_failure)?;
             header = expected;
         } else if header[4..12] != expected[4..12] {
@@ -174,9 +176,16 @@ impl Store {
             )));
         }
         let mut bitmap = vec![0u8; bitmap_len];
-        self.map.read_exact_at(&mut bitmap, HEADER as u64).map_err(io_failure)?;
+        self.map
+            .read_exact_at(&mut bitmap, HEADER as u64)
+            .map_err(io_failure)?;
         let cursor = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) % size;
-        Ok(Ledger { store: self, bitmap, cursor, size })
+        Ok(Ledger {
+            store: self,
+            bitmap,
+            cursor,
+            size,
+        })
     }
 }
 
@@ -220,7 +229,9 @@ impl Ledger<'_> {
 
     /// Can this offset ever be leased: not the network, broadcast or gateway?
     fn assignable(&self, offset: u32) -> bool {
-        offset != 0 && offset != self.size - 1 && Some(offset) != self.offset_of(self.store.gateway.ip())
+        offset != 0
+            && offset != self.size - 1
+            && Some(offset) != self.offset_of(self.store.gateway.ip())
     }
 
     fn read(&self, offset: u32) -> Result<Option<Lease>, Failure> {
@@ -251,7 +262,10 @@ impl Ledger<'_> {
 
     fn set_count(&self, count: u32) -> Result<(), Failure> {
         let text = format!("{count:<10}\n");
-        self.store.count.write_all_at(text.as_bytes(), 0).map_err(io_failure)
+        self.store
+            .count
+            .write_all_at(text.as_bytes(), 0)
+            .map_err(io_failure)
     }
 
     /// The lease of `address`, if it is leased.
@@ -317,7 +331,9 @@ impl Ledger<'_> {
 
     /// Takes a lease, pending, before its interface is created.
     pub fn reserve(&mut self, lease: &Lease) -> Result<(), Failure> {
-        let offset = self.offset_of(lease.address).expect("address checked by the caller");
+        let offset = self
+            .offset_of(lease.address)
+            .expect("address checked by the caller");
         if lease.uid == self.store.uid {
             self.set_count(self.count()?.saturating_add(1))?;
         }
@@ -327,7 +343,9 @@ impl Ledger<'_> {
 
     /// Completes a reserved lease with its interface index.
     pub fn complete(&mut self, lease: &Lease) -> Result<(), Failure> {
-        let offset = self.offset_of(lease.address).expect("address of a reserved lease");
+        let offset = self
+            .offset_of(lease.address)
+            .expect("address of a reserved lease");
         self.write(offset, &lease.encode())
     }
 
@@ -360,12 +378,20 @@ extern "C" fn on_alarm(_: libc::c_int) {}
 fn wait_for_lock(file: &File) -> Result<(), Failure> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     // No SA_RESTART: the alarm must interrupt flock with EINTR.
-    let action = SigAction::new(SigHandler::Handler(on_alarm), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(on_alarm),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: the handler does nothing.
-    unsafe { sigaction(Signal::SIGALRM, &action) }.map_err(|e| Failure::internal(format!("sigaction: {e}")))?;
+    unsafe { sigaction(Signal::SIGALRM, &action) }
+        .map_err(|e| Failure::internal(format!("sigaction: {e}")))?;
     // SAFETY: alarm(2) only arms a timer.
     unsafe { libc::alarm(LOCK_TIMEOUT_SECS) };
-    let result = nix::fcntl::Flock::lock(file.try_clone().map_err(io_failure)?, nix::fcntl::FlockArg::LockExclusive);
+    let result = nix::fcntl::Flock::lock(
+        file.try_clone().map_err(io_failure)?,
+        nix::fcntl::FlockArg::LockExclusive,
+    );
     unsafe { libc::alarm(0) };
     match result {
         // The lock lives with the open file description shared with `file`;
@@ -421,7 +447,8 @@ fn open_dir_at(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
 
 fn open_file_at(parent: &OwnedFd, name: &str) -> Result<File, Failure> {
     let what = format!("{STATE_DIR}/.../{name}");
-    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+    let flags =
+        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let fd = openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
         .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
     check_root_only(&fd, &what, false)?;

@@ -2,25 +2,15 @@
 //! namespace to a bridge on the host. See SECURITY.md for the threat model;
 //! the order of the steps in `run` is part of it.
 
-mod audit;
-mod cli;
-mod error;
-mod leases;
-mod output;
-mod policy;
-mod privilege;
-mod request;
-mod target;
-mod wiring;
-
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
-use cli::{Args, Mode, Usage};
-use error::Failure;
-use output::Outcome;
-use privilege::Caller;
+use netsetgo::cli::{self, Args, Mode, Usage};
+use netsetgo::error::Failure;
+use netsetgo::output::{self, Outcome};
+use netsetgo::privilege::{self, Caller};
+use netsetgo::{audit, leases, request, target, wiring};
 
 fn main() -> ExitCode {
     // Before anything else looks at the process the caller built for us.
@@ -68,7 +58,13 @@ fn run(args: &Args) -> Result<Outcome, Failure> {
         Mode::Delete => "delete",
     };
     let detail = result.as_ref().map(Outcome::line);
-    audit::record(caller.uid, Some(pid), action, network.as_deref(), detail.as_deref().map_err(|f| *f));
+    audit::record(
+        caller.uid,
+        Some(pid),
+        action,
+        network.as_deref(),
+        detail.as_deref().map_err(|f| *f),
+    );
     result
 }
 
@@ -78,7 +74,12 @@ fn run(args: &Args) -> Result<Outcome, Failure> {
 /// -> open netlink sockets (in the target: CAP_SYS_ADMIN's only use) ->
 /// become the caller with CAP_NET_ADMIN alone -> the netlink work, under the
 /// network's lock.
-fn run_as(caller: &Caller, args: &Args, pid: u32, network: &mut Option<String>) -> Result<Outcome, Failure> {
+fn run_as(
+    caller: &Caller,
+    args: &Args,
+    pid: u32,
+    network: &mut Option<String>,
+) -> Result<Outcome, Failure> {
     privilege::restrict()?;
     let request = request::resolve(args, caller)?;
     *network = Some(request.network.name.clone());

@@ -23,7 +23,10 @@ pub struct Wired {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     Wired(Wired),
-    Deleted { host_interface: String, address: IpAddr },
+    Deleted {
+        host_interface: String,
+        address: IpAddr,
+    },
 }
 
 impl Outcome {
@@ -43,7 +46,10 @@ impl Outcome {
                 }
                 line
             }
-            Outcome::Deleted { host_interface, address } => {
+            Outcome::Deleted {
+                host_interface,
+                address,
+            } => {
                 format!("deleted host={host_interface} address={address}")
             }
         }
@@ -66,7 +72,10 @@ impl Outcome {
                     o.raw("mtu", &mtu.to_string());
                 }
             }
-            Outcome::Deleted { host_interface, address } => {
+            Outcome::Deleted {
+                host_interface,
+                address,
+            } => {
                 o.str("deleted", host_interface);
                 o.str("address", &address.to_string());
             }
@@ -142,7 +151,10 @@ mod tests {
     #[test]
     fn json_escapes_and_shapes() {
         let f = Failure::refused("a \"quoted\"\nline");
-        assert_eq!(failure_json(&f), r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#);
+        assert_eq!(
+            failure_json(&f),
+            r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#
+        );
         let w = Outcome::Wired(Wired {
             interface: "veth1".into(),
             mac: Some([2, 0, 0, 0, 0, 1]),

@@ -89,7 +89,11 @@ impl Policy {
     /// match against the passwd entries with its uid) or one of its groups
     /// (a group name whose gid is among the caller's real gid and
     /// supplementary groups), summed per network.
-    pub fn allowances(&self, caller: &Caller, db: &dyn Accounts) -> Result<Vec<Allowance<'_>>, Failure> {
+    pub fn allowances(
+        &self,
+        caller: &Caller,
+        db: &dyn Accounts,
+    ) -> Result<Vec<Allowance<'_>>, Failure> {
         let mut out: Vec<Allowance> = Vec::new();
         let mut names: Option<Vec<String>> = None;
         let mut gids: HashMap<String, Option<u32>> = HashMap::new();
@@ -118,7 +122,10 @@ impl Policy {
                 .expect("grants name defined networks (checked by parse)");
             match out.iter_mut().find(|a| a.network.name == network.name) {
                 Some(a) => a.quota = a.quota.saturating_add(grant.count),
-                None => out.push(Allowance { network, quota: grant.count }),
+                None => out.push(Allowance {
+                    network,
+                    quota: grant.count,
+                }),
             }
         }
         Ok(out)
@@ -135,7 +142,10 @@ pub fn parse(text: &str) -> Result<Policy, ParseError> {
         if trimmed.is_empty() || trimmed.starts_with('#') {
             continue;
         }
-        let fields: Vec<&str> = trimmed.split([' ', '\t']).filter(|f| !f.is_empty()).collect();
+        let fields: Vec<&str> = trimmed
+            .split([' ', '\t'])
+            .filter(|f| !f.is_empty())
+            .collect();
         match fields[0] {
             "network" => {
                 let network = parse_network(&fields[1..]).map_err(err)?;
@@ -143,7 +153,10 @@ pub fn parse(text: &str) -> Result<Policy, ParseError> {
                     return Err(err(format!("network {} is defined twice", network.name)));
                 }
                 if policy.networks.iter().any(|n| n.bridge == network.bridge) {
-                    return Err(err(format!("bridge {} belongs to two networks", network.bridge)));
+                    return Err(err(format!(
+                        "bridge {} belongs to two networks",
+                        network.bridge
+                    )));
                 }
                 policy.networks.push(network);
             }
@@ -151,7 +164,11 @@ pub fn parse(text: &str) -> Result<Policy, ParseError> {
                 let grant = parse_allow(&fields[1..], line).map_err(err)?;
                 policy.grants.push(grant);
             }
-            other => return Err(err(format!("unknown keyword {other:?} (expected network or allow)"))),
+            other => {
+                return Err(err(format!(
+                    "unknown keyword {other:?} (expected network or allow)"
+                )))
+            }
         }
     }
     for grant in &policy.grants {
@@ -185,12 +202,17 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
     let bridge = values.get("bridge").ok_or("network needs bridge=")?;
     netplumb::check_name(bridge).map_err(|e| e.to_string())?;
     let gateway = parse_gateway(values.get("gateway").ok_or("network needs gateway=")?)?;
-    let gateway6 = values.get("gateway6").map(|g| parse_gateway6(g)).transpose()?;
+    let gateway6 = values
+        .get("gateway6")
+        .map(|g| parse_gateway6(g))
+        .transpose()?;
     let mtu = values
         .get("mtu")
         .map(|m| match parse_number(m, 65_535) {
             Some(v) if v >= 1280 || (v >= 68 && gateway6.is_none()) => Ok(v),
-            _ => Err(format!("bad mtu {m:?} (68-65535; at least 1280 with gateway6)")),
+            _ => Err(format!(
+                "bad mtu {m:?} (68-65535; at least 1280 with gateway6)"
+            )),
         })
         .transpose()?;
     let nat = match values.get("nat").copied().unwrap_or("no") {
@@ -198,26 +220,41 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         "no" => false,
         other => return Err(format!("nat must be yes or no, not {other:?}")),
     };
-    Ok(Network { name: name.to_string(), bridge: bridge.to_string(), gateway, gateway6, mtu, nat })
+    Ok(Network {
+        name: name.to_string(),
+        bridge: bridge.to_string(),
+        gateway,
+        gateway6,
+        mtu,
+        nat,
+    })
 }
 
 /// An IPv4 gateway in CIDR form: the host address of a subnet between /16
 /// and /30 that is neither the network nor the broadcast address.
 pub fn parse_gateway(text: &str) -> Result<Ipv4Network, String> {
-    let net: Ipv4Network = text.parse().map_err(|_| format!("bad IPv4 CIDR {text:?}"))?;
+    let net: Ipv4Network = text
+        .parse()
+        .map_err(|_| format!("bad IPv4 CIDR {text:?}"))?;
     if !(16..=30).contains(&net.prefix()) {
         return Err(format!("{text}: the subnet must be between /16 and /30"));
     }
     if net.ip() == net.network() || net.ip() == net.broadcast() {
-        return Err(format!("{text}: the gateway must be a host address of its subnet"));
+        return Err(format!(
+            "{text}: the gateway must be a host address of its subnet"
+        ));
     }
     Ok(net)
 }
 
 fn parse_gateway6(text: &str) -> Result<Ipv6Network, String> {
-    let net: Ipv6Network = text.parse().map_err(|_| format!("bad IPv6 CIDR {text:?}"))?;
+    let net: Ipv6Network = text
+        .parse()
+        .map_err(|_| format!("bad IPv6 CIDR {text:?}"))?;
     if !(64..=120).contains(&net.prefix()) || net.ip() == net.network() {
-        return Err(format!("{text}: need a host address in a /64 to /120 subnet"));
+        return Err(format!(
+            "{text}: need a host address in a /64 to /120 subnet"
+        ));
     }
     Ok(net)
 }
@@ -236,7 +273,12 @@ fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
     }
     let count = parse_number(count, MAX_COUNT)
         .ok_or_else(|| format!("bad count {count:?} (a whole number up to {MAX_COUNT})"))?;
-    Ok(Grant { who, network: network.to_string(), count, line })
+    Ok(Grant {
+        who,
+        network: network.to_string(),
+        count,
+        line,
+    })
 }
 
 /// Decimal digits only, no sign, no overflow, at most `max`.
@@ -244,12 +286,17 @@ fn parse_number(text: &str, max: u32) -> Option<u32> {
     if text.is_empty() || text.len() > 10 || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    text.parse::<u64>().ok().filter(|v| *v <= u64::from(max)).map(|v| v as u32)
+    text.parse::<u64>()
+        .ok()
+        .filter(|v| *v <= u64::from(max))
+        .map(|v| v as u32)
 }
 
 fn is_word(text: &str, max: usize) -> bool {
     (1..=max).contains(&text.len())
-        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
 }
 
 /// User and group names as shadow-utils accepts them (plus a trailing `$`).
@@ -316,25 +363,39 @@ pub fn load() -> Result<Option<Policy>, Failure> {
 /// writable either. Errors name the path (an administrator's file, whose
 /// existence is no secret) but say nothing about other files.
 pub fn read_trusted(path: &Path) -> Result<String, Failure> {
-    let bad = |why: &str| Failure::refused(format!("{}: {why}; an administrator must fix it", path.display()));
+    let bad = |why: &str| {
+        Failure::refused(format!(
+            "{}: {why}; an administrator must fix it",
+            path.display()
+        ))
+    };
     for dir in path.ancestors().skip(1) {
         if dir.as_os_str().is_empty() {
             continue;
         }
-        let meta = std::fs::symlink_metadata(dir).map_err(|_| bad("cannot inspect its directories"))?;
+        let meta =
+            std::fs::symlink_metadata(dir).map_err(|_| bad("cannot inspect its directories"))?;
         if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(bad("a directory on its path is not a root-owned, non-writable directory"));
+            return Err(bad(
+                "a directory on its path is not a root-owned, non-writable directory",
+            ));
         }
     }
-    let fd = open(path, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK, Mode::empty())
-        .map_err(|e| match e {
-            nix::Error::ELOOP => bad("is a symbolic link"),
-            _ => bad("cannot be opened"),
-        })?;
+    let fd = open(
+        path,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| match e {
+        nix::Error::ELOOP => bad("is a symbolic link"),
+        _ => bad("cannot be opened"),
+    })?;
     let file = File::from(fd);
     let meta = file.metadata().map_err(|_| bad("cannot be inspected"))?;
     if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(bad("must be a regular file owned by root and not writable by group or others"));
+        return Err(bad(
+            "must be a regular file owned by root and not writable by group or others",
+        ));
     }
     if meta.len() > MAX_FILE {
         return Err(bad("is too large"));
@@ -365,7 +426,11 @@ mod tests {
     }
 
     fn caller(uid: u32, groups: &[u32]) -> Caller {
-        Caller { uid, gid: uid, groups: groups.to_vec() }
+        Caller {
+            uid,
+            gid: uid,
+            groups: groups.to_vec(),
+        }
     }
 
     const SAMPLE: &str = "\
@@ -394,9 +459,15 @@ allow bob lab 2
         assert_eq!(bob.len(), 1);
         assert_eq!((bob[0].network.name.as_str(), bob[0].quota), ("lab", 6));
         // A line for bob gives bobby nothing.
-        assert!(p.allowances(&caller(1001, &[1001]), &Fake).unwrap().is_empty());
+        assert!(p
+            .allowances(&caller(1001, &[1001]), &Fake)
+            .unwrap()
+            .is_empty());
         let member = p.allowances(&caller(1001, &[1001, 500]), &Fake).unwrap();
-        assert_eq!((member[0].network.name.as_str(), member[0].quota), ("default", 16));
+        assert_eq!(
+            (member[0].network.name.as_str(), member[0].quota),
+            ("default", 16)
+        );
     }
 
     #[test]
@@ -406,12 +477,18 @@ allow bob lab 2
             ("allow bob default -1", "count"),
             ("allow bob default 1 extra", "allow takes"),
             ("allow bob nowhere 1", "undefined"),
-            ("network x bridge=eth0/1 gateway=10.0.0.1/24", "invalid interface name"),
+            (
+                "network x bridge=eth0/1 gateway=10.0.0.1/24",
+                "invalid interface name",
+            ),
             ("network x bridge=b gateway=10.0.0.0/24", "host address"),
             ("network x bridge=b gateway=10.0.0.1/8", "between"),
             ("network x bridge=b gateway=10.0.0.1/24 nat=maybe", "nat"),
             ("network x bridge=b gateway=10.0.0.1/24 mtu=9999999", "mtu"),
-            ("network x bridge=b gateway=10.0.0.1/24 colour=red", "unknown"),
+            (
+                "network x bridge=b gateway=10.0.0.1/24 colour=red",
+                "unknown",
+            ),
             ("network x bridge=b gateway=10.0.0.1/24 bridge=c", "twice"),
             ("permit bob default 1", "unknown keyword"),
             ("allow b@d default 1", "bad user"),

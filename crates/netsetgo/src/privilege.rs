@@ -14,7 +14,9 @@ use caps::{CapSet, Capability};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::prctl;
 use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
-use nix::sys::signal::{sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{
+    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
+};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, setresgid, setresuid, Gid, Uid};
 
@@ -23,11 +25,11 @@ use crate::error::Failure;
 /// Capabilities held between `restrict` and `drop_to_caller`.
 const SETUP_CAPS: [Capability; 6] = [
     Capability::CAP_NET_ADMIN,
-    Capability::CAP_SYS_ADMIN,   // setns() into the target to open a socket there
-    Capability::CAP_SYS_PTRACE,  // open /proc/PID/ns/net of the caller's process
+    Capability::CAP_SYS_ADMIN, // setns() into the target to open a socket there
+    Capability::CAP_SYS_PTRACE, // open /proc/PID/ns/net of the caller's process
     Capability::CAP_SETUID,
     Capability::CAP_SETGID,
-    Capability::CAP_SETPCAP,     // empty the bounding set
+    Capability::CAP_SETPCAP, // empty the bounding set
 ];
 
 /// The fds we ourselves open stay well below this; a caller's low
@@ -86,7 +88,11 @@ pub fn sanitize() -> Result<(), Failure> {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
-        let action = if signal == Signal::SIGPIPE { &ignore } else { &default };
+        let action = if signal == Signal::SIGPIPE {
+            &ignore
+        } else {
+            &default
+        };
         // SAFETY: installing SIG_DFL/SIG_IGN runs no code of ours.
         let _ = unsafe { sigaction(signal, action) };
     }
@@ -173,7 +179,11 @@ pub fn restrict() -> Result<(), Failure> {
             "netsetgo needs {missing} but the calling process's bounding set removed it"
         )));
     }
-    set_caps(&wanted)
+    set_caps(&wanted)?;
+    // setuid gives us euid 0 but keeps the caller's egid: files we create
+    // must be root's, group included.
+    setresgid(getgid(), Gid::from_raw(0), Gid::from_raw(0))
+        .map_err(|e| Failure::internal(format!("set root group: {e}")))
 }
 
 fn set_caps(set: &HashSet<Capability>) -> Result<(), Failure> {
@@ -202,7 +212,10 @@ pub fn drop_to_caller(caller: &Caller) -> Result<(), Failure> {
     prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
     // Changing ids resets dumpability to the sysctl's choice; insist.
     prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))?;
-    if getuid().as_raw() != caller.uid || geteuid().as_raw() != caller.uid || getegid().as_raw() != caller.gid {
+    if getuid().as_raw() != caller.uid
+        || geteuid().as_raw() != caller.uid
+        || getegid().as_raw() != caller.gid
+    {
         return Err(Failure::internal("drop privileges: ids did not change"));
     }
     Ok(())

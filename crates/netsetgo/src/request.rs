@@ -38,10 +38,15 @@ impl Request {
 const MAX_PREFIX: usize = 7;
 
 pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
-    let prefix = args.veth_prefix.clone().unwrap_or_else(|| cli::DEFAULT_PREFIX.into());
+    let prefix = args
+        .veth_prefix
+        .clone()
+        .unwrap_or_else(|| cli::DEFAULT_PREFIX.into());
     if prefix.is_empty()
         || prefix.len() > MAX_PREFIX
-        || !prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
     {
         return Err(Failure::refused(format!(
             "invalid -vethNamePrefix {prefix:?}: use 1-{MAX_PREFIX} characters from A-Z a-z 0-9 _ . -"
@@ -53,16 +58,24 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         let policy = policy::load().ok().flatten();
         let network = root_network(args, policy.as_ref())?;
         let address = requested_address(args, &network)?;
-        return Ok(Request { network, quota: None, address, prefix });
+        return Ok(Request {
+            network,
+            quota: None,
+            address,
+            prefix,
+        });
     }
     let policy = policy::load()?.ok_or_else(no_grant)?;
     let allowances = policy.allowances(caller, &SystemAccounts)?;
     let chosen = match &args.bridge_name {
-        Some(bridge) => allowances.iter().find(|a| &a.network.bridge == bridge).ok_or_else(|| {
-            Failure::refused(format!(
+        Some(bridge) => allowances
+            .iter()
+            .find(|a| &a.network.bridge == bridge)
+            .ok_or_else(|| {
+                Failure::refused(format!(
                 "you have no grant for bridge {bridge:?} in {POLICY_PATH}; ask an administrator"
             ))
-        })?,
+            })?,
         None => allowances.first().ok_or_else(no_grant)?,
     };
     let network = chosen.network.clone();
@@ -76,7 +89,12 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         }
     }
     let address = requested_address(args, &network)?;
-    Ok(Request { network, quota: Some(chosen.quota), address, prefix })
+    Ok(Request {
+        network,
+        quota: Some(chosen.quota),
+        address,
+        prefix,
+    })
 }
 
 fn no_grant() -> Failure {
@@ -86,22 +104,38 @@ fn no_grant() -> Failure {
 }
 
 fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure> {
-    let bridge = args.bridge_name.clone().unwrap_or_else(|| cli::DEFAULT_BRIDGE.into());
+    let bridge = args
+        .bridge_name
+        .clone()
+        .unwrap_or_else(|| cli::DEFAULT_BRIDGE.into());
     netplumb::check_name(&bridge).map_err(Failure::from)?;
     if let Some(network) = policy.and_then(|p| p.network_by_bridge(&bridge)) {
         if args.bridge_address.is_none() {
             return Ok(network.clone());
         }
     }
-    let text = args.bridge_address.as_deref().unwrap_or(cli::DEFAULT_BRIDGE_ADDRESS);
+    let text = args
+        .bridge_address
+        .as_deref()
+        .unwrap_or(cli::DEFAULT_BRIDGE_ADDRESS);
     let gateway = policy::parse_gateway(text)
         .map_err(|e| Failure::refused(format!("invalid -bridgeAddress: {e}")))?;
-    Ok(Network { name: bridge.clone(), bridge, gateway, gateway6: None, mtu: None, nat: false })
+    Ok(Network {
+        name: bridge.clone(),
+        bridge,
+        gateway,
+        gateway6: None,
+        mtu: None,
+        nat: false,
+    })
 }
 
 fn parse_cidr(text: &str, flag: &str) -> Result<Ipv4Network, Failure> {
-    text.parse::<Ipv4Network>()
-        .map_err(|_| Failure::refused(format!("invalid {flag} {text:?}: expected IPv4 CIDR like 10.10.10.2/24")))
+    text.parse::<Ipv4Network>().map_err(|_| {
+        Failure::refused(format!(
+            "invalid {flag} {text:?}: expected IPv4 CIDR like 10.10.10.2/24"
+        ))
+    })
 }
 
 /// A `-containerAddress` must be a host address of the network's subnet,

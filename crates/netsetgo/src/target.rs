@@ -20,8 +20,16 @@ pub fn open(pid: u32, caller: &Caller) -> Result<NetNs, Failure> {
              (it must belong to a user namespace you created, e.g. unshare -U -r -n)"
         ))
     };
-    let ns = NetNs::from_pid(pid).map_err(|e| if caller.is_root() { Failure::from(e) } else { not_yours() })?;
-    let own = NetNs::current().and_then(|h| h.id()).map_err(Failure::from)?;
+    let ns = NetNs::from_pid(pid).map_err(|e| {
+        if caller.is_root() {
+            Failure::from(e)
+        } else {
+            not_yours()
+        }
+    })?;
+    let own = NetNs::current()
+        .and_then(|h| h.id())
+        .map_err(Failure::from)?;
     let target = ns.id().map_err(Failure::from)?;
     if !caller.is_root() {
         let owner = ns.owner_uid().map_err(|_| not_yours())?;

@@ -45,8 +45,13 @@ impl<'a> Session<'a> {
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
         let network = &self.request.network;
         let mut ledger = self.store.lock()?;
-        let bridge = self.host.ensure_bridge(&network.bridge, network.mtu).await?;
-        let result = self.create_locked(&mut ledger, bridge.link.index, bridge.created, container).await;
+        let bridge = self
+            .host
+            .ensure_bridge(&network.bridge, network.mtu)
+            .await?;
+        let result = self
+            .create_locked(&mut ledger, bridge.link.index, bridge.created, container)
+            .await;
         if result.is_err() && bridge.created {
             let _ = self.host.delete_link(bridge.link.index).await;
         }
@@ -64,19 +69,29 @@ impl<'a> Session<'a> {
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
         if bridge_created {
-            if let Some(route) = self.host.route_overlapping(IpNetwork::V4(subnet), Some(bridge)).await? {
+            if let Some(route) = self
+                .host
+                .route_overlapping(IpNetwork::V4(subnet), Some(bridge))
+                .await?
+            {
                 return Err(Failure::refused(format!(
                     "{subnet} overlaps the host's route to {route}; choose another subnet"
                 )));
             }
         }
-        self.host.ensure_address(bridge, IpNetwork::V4(gateway)).await?;
+        self.host
+            .ensure_address(bridge, IpNetwork::V4(gateway))
+            .await?;
 
         let window = ledger.window()?;
         self.collect(ledger, bridge, window).await?;
         if let Some(quota) = self.request.quota {
             if ledger.count()? >= quota {
-                let own: Vec<Lease> = ledger.all()?.into_iter().filter(|l| l.uid == self.uid).collect();
+                let own: Vec<Lease> = ledger
+                    .all()?
+                    .into_iter()
+                    .filter(|l| l.uid == self.uid)
+                    .collect();
                 let live = self.collect(ledger, bridge, own).await?;
                 ledger.recount(live)?;
                 if live >= quota {
@@ -98,7 +113,9 @@ impl<'a> Session<'a> {
         };
         ledger.reserve(&lease)?;
         let peer_name = self.request.peer_name();
-        let addresses = [IpNetwork::V4(Ipv4Network::new(address, gateway.prefix()).expect("valid prefix"))];
+        let addresses = [IpNetwork::V4(
+            Ipv4Network::new(address, gateway.prefix()).expect("valid prefix"),
+        )];
         let gateways = [IpAddr::V4(gateway.ip())];
         let attachment = Attachment {
             bridge,
@@ -135,7 +152,11 @@ impl<'a> Session<'a> {
 
     /// The requested address if it is free (or held by a dead lease), else
     /// the first free one; every lease is checked only when none looks free.
-    async fn choose_address(&self, ledger: &mut Ledger<'_>, bridge: u32) -> Result<std::net::Ipv4Addr, Failure> {
+    async fn choose_address(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: u32,
+    ) -> Result<std::net::Ipv4Addr, Failure> {
         if let Some(address) = self.request.address {
             if !ledger.is_free(address) {
                 if let Some(lease) = ledger.lease_of(address)? {
@@ -164,7 +185,12 @@ impl<'a> Session<'a> {
     /// Frees the leases among `leases` whose interface is gone, deletes the
     /// interfaces of calls that died half way (only a veth on our bridge),
     /// and returns how many of the caller's are alive.
-    async fn collect(&self, ledger: &mut Ledger<'_>, bridge: u32, leases: Vec<Lease>) -> Result<u32, Failure> {
+    async fn collect(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: u32,
+        leases: Vec<Lease>,
+    ) -> Result<u32, Failure> {
         let mut live = 0;
         for lease in leases {
             match leases::liveness(&lease) {
@@ -200,7 +226,11 @@ impl<'a> Session<'a> {
             .await?
             .ok_or_else(not_found)?;
         let host_index = peer.link.ok_or_else(not_found)?;
-        let host = self.host.link_by_index(host_index).await?.ok_or_else(not_found)?;
+        let host = self
+            .host
+            .link_by_index(host_index)
+            .await?
+            .ok_or_else(not_found)?;
         let lease = host
             .name
             .strip_prefix(self.request.prefix.as_str())

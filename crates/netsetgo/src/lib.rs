@@ -1,0 +1,23 @@
+//! The parts of netsetgo, one module per concept. The binary (`main.rs`)
+//! puts them in the order SECURITY.md describes; they are a library only so
+//! that tests and fuzzers can reach the parsers.
+//!
+//! * [`cli`]: the command line, Go `flag` style.
+//! * [`policy`]: the administrator's policy file.
+//! * [`request`]: the caller's flags checked against its grants.
+//! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
+//! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
+//! * [`leases`]: address leases and per-user counts under a root-only lock.
+//! * [`wiring`]: the netlink work of one call, under that lock.
+//! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
+
+pub mod audit;
+pub mod cli;
+pub mod error;
+pub mod leases;
+pub mod output;
+pub mod policy;
+pub mod privilege;
+pub mod request;
+pub mod target;
+pub mod wiring;
