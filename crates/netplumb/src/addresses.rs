@@ -1,5 +1,6 @@
 //! Interface addresses.
 
+use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 
@@ -37,5 +38,34 @@ impl Netlink {
             Err(e) if e.errno() == Some(libc::EEXIST) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// The addresses of link `index`, with their prefix lengths.
+    pub async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>> {
+        let object = || format!("#{index}");
+        let stream = self
+            .handle()
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        futures::pin_mut!(stream);
+        let mut out = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListAddresses, object(), e))?
+        {
+            let address = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Address(ip) => Some(*ip),
+                _ => None,
+            });
+            if let Some(ip) = address {
+                if let Ok(net) = IpNetwork::new(ip, msg.header.prefix_len) {
+                    out.push(net);
+                }
+            }
+        }
+        Ok(out)
     }
 }

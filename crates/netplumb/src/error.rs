@@ -20,6 +20,7 @@ pub enum Step {
     Rename,
     DeleteLink,
     AddAddress,
+    ListAddresses,
     AddRoute,
     ListRoutes,
 }
@@ -40,6 +41,7 @@ impl fmt::Display for Step {
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",
+            Step::ListAddresses => "list addresses",
             Step::AddRoute => "add route",
             Step::ListRoutes => "list routes",
         })

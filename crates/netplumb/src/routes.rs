@@ -31,6 +31,45 @@ impl Netlink {
             .map_err(|e| Error::netlink(Step::AddRoute, format!("default via {gateway}"), e))
     }
 
+    /// The gateways of the main table's default routes, with their output
+    /// links, for one address family (`v6` selects IPv6).
+    pub async fn default_gateways(&self, v6: bool) -> Result<Vec<(IpAddr, Option<u32>)>> {
+        let query = if v6 {
+            RouteMessageBuilder::<Ipv6Addr>::new().build()
+        } else {
+            RouteMessageBuilder::<Ipv4Addr>::new().build()
+        };
+        let routes = self.handle().route().get(query).execute();
+        futures::pin_mut!(routes);
+        let mut out = Vec::new();
+        while let Some(route) = routes
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListRoutes, "default", e))?
+        {
+            if route.header.destination_prefix_length != 0 || !in_main_table(&route) {
+                continue;
+            }
+            let (mut gateway, mut oif) = (None, None);
+            for attr in &route.attributes {
+                match attr {
+                    RouteAttribute::Gateway(RouteAddress::Inet(a)) => {
+                        gateway = Some(IpAddr::V4(*a))
+                    }
+                    RouteAttribute::Gateway(RouteAddress::Inet6(a)) => {
+                        gateway = Some(IpAddr::V6(*a))
+                    }
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
+                }
+            }
+            if let Some(gateway) = gateway {
+                out.push((gateway, oif));
+            }
+        }
+        Ok(out)
+    }
+
     /// The first route of the main table, other than a default route and
     /// other than routes out of `except_index`, whose destination overlaps
     /// `network`. Used to refuse a subnet the host already reaches elsewhere.

@@ -18,6 +18,10 @@ Wire the network namespace of process PID to a bridge on this host.
                            interface is <prefix>1 (default \"veth\")
   -json                    print the result as one JSON object
   -delete                  remove your interface from the container and free its address
+  -check                   say whether the container's wiring is intact
+  -oci-hook                OCI runtime hook: read the container state JSON on stdin;
+                           wire its pid (createRuntime/prestart) or release
+                           what was recorded for its id (poststop)
   -help                    show this help
 ";
 
@@ -30,6 +34,8 @@ pub const DEFAULT_PREFIX: &str = "veth";
 pub enum Mode {
     Create,
     Delete,
+    Check,
+    OciHook,
 }
 
 /// Parsed flags. `None` means "not given": the policy then decides.
@@ -78,7 +84,7 @@ where
         veth_prefix: None,
         json: false,
     };
-    let mut delete = false;
+    let (mut delete, mut check, mut hook) = (false, false, false);
     let args: Vec<S> = args.into_iter().take(MAX_ARGS + 1).collect();
     if args.len() > MAX_ARGS {
         return Err(Usage::Error("too many arguments".into()));
@@ -120,6 +126,8 @@ where
             "h" | "help" => return Err(Usage::Help),
             "json" => parsed.json = boolean(inline)?,
             "delete" => delete = boolean(inline)?,
+            "check" => check = boolean(inline)?,
+            "oci-hook" => hook = boolean(inline)?,
             "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix" => {
                 let value = match inline {
                     Some(v) => v,
@@ -156,9 +164,25 @@ where
             String::from_utf8_lossy(extra)
         )));
     }
-    parsed.mode = if delete { Mode::Delete } else { Mode::Create };
-    if parsed.pid.is_none() {
-        return Err(Usage::Error("-pid is required".into()));
+    parsed.mode = match (delete, check, hook) {
+        (false, false, false) => Mode::Create,
+        (true, false, false) => Mode::Delete,
+        (false, true, false) => Mode::Check,
+        (false, false, true) => Mode::OciHook,
+        _ => {
+            return Err(Usage::Error(
+                "-delete, -check and -oci-hook exclude each other".into(),
+            ))
+        }
+    };
+    match (parsed.mode, parsed.pid) {
+        (Mode::OciHook, Some(_)) => {
+            return Err(Usage::Error(
+                "-oci-hook takes the pid from the state on stdin, not -pid".into(),
+            ))
+        }
+        (Mode::OciHook, None) | (_, Some(_)) => {}
+        (_, None) => return Err(Usage::Error("-pid is required".into())),
     }
     Ok(parsed)
 }
@@ -231,6 +255,11 @@ mod tests {
             Err(Usage::Error(_))
         ));
         assert_eq!(p(&["-pid", "1", "-delete"]).unwrap().mode, Mode::Delete);
+        assert_eq!(p(&["-pid", "1", "-check"]).unwrap().mode, Mode::Check);
+        assert_eq!(
+            p(&["-oci-hook", "-bridgeName", "b"]).unwrap().mode,
+            Mode::OciHook
+        );
     }
 
     #[test]
@@ -245,6 +274,8 @@ mod tests {
             &["-pid", "4294967296"],
             &["-pid", "1", "extra"],
             &["-nope"],
+            &["-pid", "1", "-delete", "-check"],
+            &["-oci-hook", "-pid", "1"],
             &["---pid=1"],
             &["-=1"],
         ] {

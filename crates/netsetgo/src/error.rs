@@ -11,6 +11,8 @@ pub enum Kind {
     Unavailable,
     /// Something failed while doing an allowed request.
     Failed,
+    /// -check found the wiring incomplete.
+    Broken,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,13 @@ impl Failure {
         }
     }
 
+    pub fn broken(message: impl Into<String>) -> Failure {
+        Failure {
+            kind: Kind::Broken,
+            message: message.into(),
+        }
+    }
+
     pub fn internal(message: impl Into<String>) -> Failure {
         Failure {
             kind: Kind::Failed,
@@ -47,6 +56,7 @@ impl Failure {
             Kind::Refused => "refused",
             Kind::Unavailable => "unavailable",
             Kind::Failed => "failed",
+            Kind::Broken => "broken",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! * [`request`]: the caller's flags checked against its grants.
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
+//! * [`oci`]: the OCI runtime state a hook reads on stdin.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
 //! * [`wiring`]: the netlink work of one call, under that lock.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
@@ -15,6 +16,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod leases;
+pub mod oci;
 pub mod output;
 pub mod policy;
 pub mod privilege;

@@ -1,6 +1,6 @@
 //! netsetgo: a setuid-root helper that wires a rootless container's network
 //! namespace to a bridge on the host. See SECURITY.md for the threat model;
-//! the order of the steps in `run` is part of it.
+//! the order of the steps in `run_as` is part of it.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
@@ -10,7 +10,7 @@ use netsetgo::cli::{self, Args, Mode, Usage};
 use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
 use netsetgo::privilege::{self, Caller};
-use netsetgo::{audit, leases, request, target, wiring};
+use netsetgo::{audit, leases, oci, request, target, wiring};
 
 fn main() -> ExitCode {
     // Before anything else looks at the process the caller built for us.
@@ -48,20 +48,57 @@ fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
     }
 }
 
+/// What this call does, once the hook state (if any) is read.
+enum Action {
+    Wire { pid: u32, container: Option<String> },
+    Delete { pid: u32 },
+    Check { pid: u32 },
+    Release { container: String },
+}
+
+impl Action {
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Action::Wire { pid, .. } | Action::Delete { pid } | Action::Check { pid } => Some(*pid),
+            Action::Release { .. } => None,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Action::Wire { .. } => "create",
+            Action::Delete { .. } => "delete",
+            Action::Check { .. } => "check",
+            Action::Release { .. } => "release",
+        }
+    }
+}
+
 fn run(args: &Args) -> Result<Outcome, Failure> {
     let caller = Caller::identify()?;
-    let pid = args.pid.expect("parse requires -pid outside hook mode");
-    let mut network = None;
-    let result = run_as(&caller, args, pid, &mut network);
-    let action = match args.mode {
-        Mode::Create => "create",
-        Mode::Delete => "delete",
+    let action = match (args.mode, args.pid) {
+        (Mode::Create, Some(pid)) => Action::Wire {
+            pid,
+            container: None,
+        },
+        (Mode::Delete, Some(pid)) => Action::Delete { pid },
+        (Mode::Check, Some(pid)) => Action::Check { pid },
+        (Mode::OciHook, None) => match oci::read(std::io::stdin().lock())? {
+            oci::Hook::Wire { pid, id } => Action::Wire {
+                pid,
+                container: Some(id),
+            },
+            oci::Hook::Release { id } => Action::Release { container: id },
+        },
+        _ => unreachable!("cli::parse pairs -pid with the modes that need it"),
     };
+    let mut network = None;
+    let result = run_as(&caller, args, &action, &mut network);
     let detail = result.as_ref().map(Outcome::line);
     audit::record(
         caller.uid,
-        Some(pid),
-        action,
+        action.pid(),
+        action.name(),
         network.as_deref(),
         detail.as_deref().map_err(|f| *f),
     );
@@ -77,16 +114,19 @@ fn run(args: &Args) -> Result<Outcome, Failure> {
 fn run_as(
     caller: &Caller,
     args: &Args,
-    pid: u32,
+    action: &Action,
     network: &mut Option<String>,
 ) -> Result<Outcome, Failure> {
     privilege::restrict()?;
     let request = request::resolve(args, caller)?;
     *network = Some(request.network.name.clone());
-    let target = target::open(pid, caller)?;
+    let target = action
+        .pid()
+        .map(|pid| target::open(pid, caller))
+        .transpose()?;
     let store = leases::Store::open(&request.network.bridge, request.network.gateway, caller.uid)?;
-    let inside = target.netlink_socket().map_err(Failure::from)?;
-    let host = netplumb::Netlink::open_socket().map_err(Failure::from)?;
+    let inside = target.as_ref().map(|t| t.netlink_socket()).transpose()?;
+    let host = netplumb::Netlink::open_socket()?;
     privilege::drop_to_caller(caller)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -94,10 +134,21 @@ fn run_as(
         .build()
         .map_err(|e| Failure::internal(format!("start runtime: {e}")))?;
     runtime.block_on(async {
-        let session = wiring::Session::new(host, inside, &target, &store, &request, caller.uid)?;
-        match args.mode {
-            Mode::Create => session.create(None).await.map(Outcome::Wired),
-            Mode::Delete => session.delete().await,
+        let session =
+            wiring::Session::new(host, inside, target.as_ref(), &store, &request, caller.uid)?;
+        match action {
+            Action::Wire { container, .. } => {
+                session
+                    .create(container.clone())
+                    .await
+                    .map(|wired| Outcome::Wired {
+                        wired,
+                        intact: false,
+                    })
+            }
+            Action::Delete { .. } => session.delete().await,
+            Action::Check { .. } => session.check().await,
+            Action::Release { container } => session.release(container).await,
         }
     })
 }

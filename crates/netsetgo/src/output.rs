@@ -22,18 +22,24 @@ pub struct Wired {
 /// What a call reports on success.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Wired(Wired),
-    Deleted {
-        host_interface: String,
-        address: IpAddr,
+    /// Created (or, with `intact`, checked by -check).
+    Wired { wired: Wired, intact: bool },
+    /// Interfaces removed and leases freed (-delete, poststop hook).
+    Removed {
+        host_interfaces: Vec<String>,
+        addresses: Vec<IpAddr>,
     },
 }
 
 impl Outcome {
     pub fn line(&self) -> String {
         match self {
-            Outcome::Wired(w) => {
-                let mut line = w.interface.clone();
+            Outcome::Wired { wired: w, intact } => {
+                let mut line = if *intact {
+                    format!("intact {}", w.interface)
+                } else {
+                    w.interface.clone()
+                };
                 for a in &w.addresses {
                     let _ = write!(line, " address={a}");
                 }
@@ -46,11 +52,15 @@ impl Outcome {
                 }
                 line
             }
-            Outcome::Deleted {
-                host_interface,
-                address,
+            Outcome::Removed {
+                host_interfaces,
+                addresses,
             } => {
-                format!("deleted host={host_interface} address={address}")
+                let mut line = format!("removed {}", host_interfaces.len());
+                for (host, address) in host_interfaces.iter().zip(addresses) {
+                    let _ = write!(line, " host={host} address={address}");
+                }
+                line
             }
         }
     }
@@ -58,7 +68,10 @@ impl Outcome {
     pub fn json(&self) -> String {
         let mut o = Json::default();
         match self {
-            Outcome::Wired(w) => {
+            Outcome::Wired { wired: w, intact } => {
+                if *intact {
+                    o.raw("intact", "true");
+                }
                 o.str("interface", &w.interface);
                 if let Some(mac) = w.mac {
                     let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
@@ -72,12 +85,12 @@ impl Outcome {
                     o.raw("mtu", &mtu.to_string());
                 }
             }
-            Outcome::Deleted {
-                host_interface,
-                address,
+            Outcome::Removed {
+                host_interfaces,
+                addresses,
             } => {
-                o.str("deleted", host_interface);
-                o.str("address", &address.to_string());
+                o.list("removed", host_interfaces.iter().cloned());
+                o.list("addresses", addresses.iter().map(|a| a.to_string()));
             }
         }
         o.finish()
@@ -155,15 +168,18 @@ mod tests {
             failure_json(&f),
             r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#
         );
-        let w = Outcome::Wired(Wired {
-            interface: "veth1".into(),
-            mac: Some([2, 0, 0, 0, 0, 1]),
-            addresses: vec!["10.10.10.2/24".parse().unwrap()],
-            gateways: vec!["10.10.10.1".parse().unwrap()],
-            host_interface: "veth0a0a0a02".into(),
-            bridge: "brg0".into(),
-            mtu: Some(1500),
-        });
+        let w = Outcome::Wired {
+            intact: false,
+            wired: Wired {
+                interface: "veth1".into(),
+                mac: Some([2, 0, 0, 0, 0, 1]),
+                addresses: vec!["10.10.10.2/24".parse().unwrap()],
+                gateways: vec!["10.10.10.1".parse().unwrap()],
+                host_interface: "veth0a0a0a02".into(),
+                bridge: "brg0".into(),
+                mtu: Some(1500),
+            },
+        };
         assert_eq!(
             w.json(),
             r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500}"#

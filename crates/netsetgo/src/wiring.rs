@@ -1,11 +1,11 @@
 //! The netlink work of one call, done under the network's lock: garbage
 //! collection, quota, address choice, the lease, and the attachment itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attachment, NetNs, Netlink};
+use netplumb::{Attachment, Link, NetNs, Netlink};
 
 use crate::error::Failure;
 use crate::leases::{self, Lease, Ledger, Liveness, Store};
@@ -14,8 +14,10 @@ use crate::request::Request;
 
 pub struct Session<'a> {
     host: Netlink,
-    inside: Netlink,
-    target: &'a NetNs,
+    /// A session inside the target, and the target: absent when the call
+    /// names no process (the poststop hook).
+    inside: Option<Netlink>,
+    target: Option<&'a NetNs>,
     store: &'a Store,
     request: &'a Request,
     uid: u32,
@@ -24,20 +26,27 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     pub fn new(
         host: netplumb::RawSocket,
-        inside: netplumb::RawSocket,
-        target: &'a NetNs,
+        inside: Option<netplumb::RawSocket>,
+        target: Option<&'a NetNs>,
         store: &'a Store,
         request: &'a Request,
         uid: u32,
     ) -> Result<Session<'a>, Failure> {
         Ok(Session {
             host: Netlink::from_socket(host)?,
-            inside: Netlink::from_socket(inside)?,
+            inside: inside.map(Netlink::from_socket).transpose()?,
             target,
             store,
             request,
             uid,
         })
+    }
+
+    fn inside(&self) -> Result<(&Netlink, &NetNs), Failure> {
+        match (&self.inside, self.target) {
+            (Some(inside), Some(target)) => Ok((inside, target)),
+            _ => Err(Failure::internal("this action needs a target process")),
+        }
     }
 
     /// Wires the target. On failure nothing this call made is left: not
@@ -111,6 +120,7 @@ impl<'a> Session<'a> {
             ifname: self.request.host_name(address),
             container,
         };
+        let (inside, target) = self.inside()?;
         ledger.reserve(&lease)?;
         let peer_name = self.request.peer_name();
         let addresses = [IpNetwork::V4(
@@ -121,12 +131,12 @@ impl<'a> Session<'a> {
             bridge,
             host_name: &lease.ifname,
             peer_name: &peer_name,
-            peer_netns: self.target.as_fd(),
+            peer_netns: target.as_fd(),
             mtu: network.mtu,
             addresses: &addresses,
             gateways: &gateways,
         };
-        let attached = match self.host.attach(&self.inside, &attachment).await {
+        let attached = match self.host.attach(inside, &attachment).await {
             Ok(attached) => attached,
             Err(e) => {
                 ledger.release(&lease)?;
@@ -209,19 +219,18 @@ impl<'a> Session<'a> {
         Ok(live)
     }
 
-    /// Removes the caller's own interface from the target and frees its
-    /// lease. The interface is found from inside the container (its peer
-    /// index), and must match a lease of this caller exactly.
-    pub async fn delete(&self) -> Result<Outcome, Failure> {
-        let mut ledger = self.store.lock()?;
+    /// The caller's interface in the target: found from inside the
+    /// container (the peer's index of its host end) and matched exactly
+    /// against a lease of this caller (address, name, index, uid).
+    async fn own_interface(&self, ledger: &Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
+        let (inside, _) = self.inside()?;
         let not_found = || {
             Failure::refused(format!(
                 "no interface of yours from network {} is in that container",
                 self.request.network.name
             ))
         };
-        let peer = self
-            .inside
+        let peer = inside
             .link_by_name(&self.request.peer_name())
             .await?
             .ok_or_else(not_found)?;
@@ -235,17 +244,120 @@ impl<'a> Session<'a> {
             .name
             .strip_prefix(self.request.prefix.as_str())
             .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-            .map(std::net::Ipv4Addr::from)
+            .map(Ipv4Addr::from)
             .map(|address| ledger.lease_of(address))
             .transpose()?
             .flatten()
             .filter(|l| l.uid == self.uid && l.ifindex == host.index && l.ifname == host.name)
             .ok_or_else(not_found)?;
+        Ok((peer, host, lease))
+    }
+
+    /// Removes the caller's own interface from the target and frees its
+    /// lease (security.md 13: only what is recorded for this uid).
+    pub async fn delete(&self) -> Result<Outcome, Failure> {
+        let mut ledger = self.store.lock()?;
+        let (_, host, lease) = self.own_interface(&ledger).await?;
         self.host.delete_link(host.index).await?;
         ledger.release(&lease)?;
-        Ok(Outcome::Deleted {
-            host_interface: lease.ifname,
-            address: IpAddr::V4(lease.address),
+        Ok(Outcome::Removed {
+            host_interfaces: vec![lease.ifname],
+            addresses: vec![IpAddr::V4(lease.address)],
         })
+    }
+
+    /// Says whether the caller's wiring of the target is intact: both ends
+    /// up, the host end on the bridge, the address, the default route, lo.
+    pub async fn check(&self) -> Result<Outcome, Failure> {
+        let ledger = self.store.lock()?;
+        let (inside, _) = self.inside()?;
+        let (peer, host, lease) = self.own_interface(&ledger).await?;
+        let network = &self.request.network;
+        let gateway = network.gateway;
+        let address =
+            IpNetwork::V4(Ipv4Network::new(lease.address, gateway.prefix()).expect("valid prefix"));
+        let bridge = self.host.link_by_name(&network.bridge).await?;
+        let mut missing = Vec::new();
+        if bridge.is_none() || host.master != bridge.map(|b| b.index) {
+            missing.push(format!(
+                "host end {} is not on bridge {}",
+                host.name, network.bridge
+            ));
+        }
+        if !host.up {
+            missing.push(format!("host end {} is down", host.name));
+        }
+        if !peer.up {
+            missing.push(format!("{} is down", peer.name));
+        }
+        if !inside.addresses_of(peer.index).await?.contains(&address) {
+            missing.push(format!("{} lacks address {address}", peer.name));
+        }
+        let default = (IpAddr::V4(gateway.ip()), Some(peer.index));
+        if !inside.default_gateways(false).await?.contains(&default) {
+            missing.push(format!("no default route via {}", gateway.ip()));
+        }
+        if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
+            missing.push("lo is down".to_string());
+        }
+        if !missing.is_empty() {
+            return Err(Failure::broken(format!(
+                "wiring is broken: {}",
+                missing.join("; ")
+            )));
+        }
+        Ok(Outcome::Wired {
+            intact: true,
+            wired: Wired {
+                interface: peer.name,
+                mac: peer.mac,
+                addresses: vec![address],
+                gateways: vec![IpAddr::V4(gateway.ip())],
+                host_interface: host.name,
+                bridge: network.bridge.clone(),
+                mtu: peer.mtu,
+            },
+        })
+    }
+
+    /// The poststop hook: removes every interface and lease this caller
+    /// recorded for `container` on this network. Usually the kernel has
+    /// already deleted the pair with the container's namespace.
+    pub async fn release(&self, container: &str) -> Result<Outcome, Failure> {
+        let mut ledger = self.store.lock()?;
+        let bridge = self
+            .host
+            .link_by_name(&self.request.network.bridge)
+            .await?
+            .map(|b| b.index);
+        let mut removed = Outcome::Removed {
+            host_interfaces: vec![],
+            addresses: vec![],
+        };
+        let own = ledger
+            .all()?
+            .into_iter()
+            .filter(|l| l.uid == self.uid && l.container.as_deref() == Some(container));
+        for lease in own {
+            if let Some(link) = self.host.link_by_name(&lease.ifname).await? {
+                let ours = link.index == lease.ifindex
+                    || (lease.is_pending()
+                        && link.kind.as_deref() == Some("veth")
+                        && link.master == bridge);
+                if ours {
+                    self.host.delete_link(link.index).await?;
+                }
+            }
+            ledger.release(&lease)?;
+            if let Outcome::Removed {
+                host_interfaces,
+                addresses,
+            } = &mut removed
+            {
+                host_interfaces.push(lease.ifname);
+                addresses.push(IpAddr::V4(lease.address));
+            }
+        }
+        Ok(removed)
     }
 }
