@@ -14,7 +14,9 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use ipnetwork::{Ipv4Network, Ipv6Network};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
@@ -43,6 +45,38 @@ pub struct Network {
     pub gateway6: Option<Ipv6Network>,
     pub mtu: Option<u32>,
     pub nat: bool,
+}
+
+impl Network {
+    /// The addresses the bridge carries: the gateways.
+    pub fn bridge_addresses(&self) -> Vec<IpNetwork> {
+        let mut out = vec![IpNetwork::V4(self.gateway)];
+        out.extend(self.gateway6.map(IpNetwork::V6));
+        out
+    }
+
+    /// The container's addresses for its IPv4 lease. The IPv6 address is
+    /// derived from the IPv4 lease (same offset into the IPv6 subnet), so
+    /// it is unique exactly when the IPv4 lease is, with no second table.
+    pub fn container_addresses(&self, v4: Ipv4Addr) -> Vec<IpNetwork> {
+        let gw = self.gateway;
+        let mut out = vec![IpNetwork::V4(
+            Ipv4Network::new(v4, gw.prefix()).expect("valid prefix"),
+        )];
+        if let Some(gw6) = self.gateway6 {
+            let offset = u32::from(v4) - u32::from(gw.network());
+            let v6 = Ipv6Addr::from(u128::from(gw6.network()) + u128::from(offset));
+            out.push(IpNetwork::V6(
+                Ipv6Network::new(v6, gw6.prefix()).expect("valid prefix"),
+            ));
+        }
+        out
+    }
+
+    /// The container's default gateways, IPv4 first.
+    pub fn gateways(&self) -> Vec<IpAddr> {
+        self.bridge_addresses().iter().map(IpNetwork::ip).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -450,6 +484,10 @@ allow bob lab 2
         let lab = p.network_by_bridge("labbr0").unwrap();
         assert_eq!((lab.mtu, lab.nat), (Some(1400), true));
         assert_eq!(lab.gateway6.unwrap().to_string(), "fd00:30::1/64");
+        let addrs = lab.container_addresses("172.30.1.2".parse().unwrap());
+        let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(shown, ["172.30.1.2/16", "fd00:30::102/64"]);
+        assert_eq!(lab.gateways().len(), 2);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attachment, Link, NetNs, Netlink};
+use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
 
 use crate::error::Failure;
 use crate::leases::{self, Lease, Ledger, Liveness, Store};
@@ -58,9 +58,7 @@ impl<'a> Session<'a> {
             .host
             .ensure_bridge(&network.bridge, network.mtu)
             .await?;
-        let result = self
-            .create_locked(&mut ledger, bridge.link.index, bridge.created, container)
-            .await;
+        let result = self.create_locked(&mut ledger, &bridge, container).await;
         if result.is_err() && bridge.created {
             let _ = self.host.delete_link(bridge.link.index).await;
         }
@@ -70,10 +68,11 @@ impl<'a> Session<'a> {
     async fn create_locked(
         &self,
         ledger: &mut Ledger<'_>,
-        bridge: u32,
-        bridge_created: bool,
+        bridge: &Bridge,
         container: Option<String>,
     ) -> Result<Wired, Failure> {
+        let (bridge_created, bridge_mtu) = (bridge.created, bridge.link.mtu);
+        let bridge = bridge.link.index;
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
@@ -88,9 +87,9 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        self.host
-            .ensure_address(bridge, IpNetwork::V4(gateway))
-            .await?;
+        for address in network.bridge_addresses() {
+            self.host.ensure_address(bridge, address).await?;
+        }
 
         let window = ledger.window()?;
         self.collect(ledger, bridge, window).await?;
@@ -123,16 +122,15 @@ impl<'a> Session<'a> {
         let (inside, target) = self.inside()?;
         ledger.reserve(&lease)?;
         let peer_name = self.request.peer_name();
-        let addresses = [IpNetwork::V4(
-            Ipv4Network::new(address, gateway.prefix()).expect("valid prefix"),
-        )];
-        let gateways = [IpAddr::V4(gateway.ip())];
+        let addresses = network.container_addresses(address);
+        let gateways = network.gateways();
         let attachment = Attachment {
             bridge,
             host_name: &lease.ifname,
             peer_name: &peer_name,
             peer_netns: target.as_fd(),
-            mtu: network.mtu,
+            // Without a policy MTU, the veth follows the bridge's.
+            mtu: network.mtu.or(bridge_mtu),
             addresses: &addresses,
             gateways: &gateways,
         };
@@ -152,8 +150,8 @@ impl<'a> Session<'a> {
         Ok(Wired {
             interface: peer_name,
             mac: attached.peer.mac,
-            addresses: addresses.to_vec(),
-            gateways: gateways.to_vec(),
+            addresses,
+            gateways,
             host_interface: lease.ifname,
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
@@ -273,9 +271,8 @@ impl<'a> Session<'a> {
         let (inside, _) = self.inside()?;
         let (peer, host, lease) = self.own_interface(&ledger).await?;
         let network = &self.request.network;
-        let gateway = network.gateway;
-        let address =
-            IpNetwork::V4(Ipv4Network::new(lease.address, gateway.prefix()).expect("valid prefix"));
+        let addresses = network.container_addresses(lease.address);
+        let gateways = network.gateways();
         let bridge = self.host.link_by_name(&network.bridge).await?;
         let mut missing = Vec::new();
         if bridge.is_none() || host.master != bridge.map(|b| b.index) {
@@ -290,12 +287,15 @@ impl<'a> Session<'a> {
         if !peer.up {
             missing.push(format!("{} is down", peer.name));
         }
-        if !inside.addresses_of(peer.index).await?.contains(&address) {
+        let present = inside.addresses_of(peer.index).await?;
+        for address in addresses.iter().filter(|a| !present.contains(a)) {
             missing.push(format!("{} lacks address {address}", peer.name));
         }
-        let default = (IpAddr::V4(gateway.ip()), Some(peer.index));
-        if !inside.default_gateways(false).await?.contains(&default) {
-            missing.push(format!("no default route via {}", gateway.ip()));
+        for gateway in &gateways {
+            let routes = inside.default_gateways(gateway.is_ipv6()).await?;
+            if !routes.contains(&(*gateway, Some(peer.index))) {
+                missing.push(format!("no default route via {gateway}"));
+            }
         }
         if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
             missing.push("lo is down".to_string());
@@ -311,8 +311,8 @@ impl<'a> Session<'a> {
             wired: Wired {
                 interface: peer.name,
                 mac: peer.mac,
-                addresses: vec![address],
-                gateways: vec![IpAddr::V4(gateway.ip())],
+                addresses,
+                gateways,
                 host_interface: host.name,
                 bridge: network.bridge.clone(),
                 mtu: peer.mtu,
