@@ -23,6 +23,17 @@ pub enum Step {
     ListAddresses,
     AddRoute,
     ListRoutes,
+    /// Reading nf_tables state: the ruleset generation, a chain, a dump of
+    /// a chain's rules.
+    NftLookUp,
+    /// Creating an nf_tables table or chain.
+    NftCreate,
+    /// Adding an nf_tables rule.
+    NftAddRule,
+    /// Deleting an nf_tables rule or chain.
+    NftDelete,
+    /// Committing an nf_tables batch as a whole.
+    NftCommit,
 }
 
 impl fmt::Display for Step {
@@ -44,6 +55,11 @@ impl fmt::Display for Step {
             Step::ListAddresses => "list addresses",
             Step::AddRoute => "add route",
             Step::ListRoutes => "list routes",
+            Step::NftLookUp => "look up nftables",
+            Step::NftCreate => "create nftables",
+            Step::NftAddRule => "add nftables rule",
+            Step::NftDelete => "delete nftables",
+            Step::NftCommit => "commit nftables batch",
         })
     }
 }
@@ -73,6 +89,10 @@ pub enum Error {
     /// An interface name the kernel would refuse or that could be a path.
     #[error("invalid interface name {0:?}: use 1-15 characters from A-Z a-z 0-9 _ . -")]
     InvalidName(String),
+    /// An nf_tables table name outside what [`Nftables`](crate::Nftables)
+    /// accepts.
+    #[error("invalid nftables table name {0:?}: use 1-64 characters from A-Z a-z 0-9 _ -")]
+    InvalidTableName(String),
     /// A netlink session needs a tokio runtime to drive its socket.
     #[error("open netlink socket: no tokio runtime is running")]
     NoRuntime,

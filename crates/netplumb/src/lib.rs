@@ -19,6 +19,11 @@
 //!   [`link_by_name`](Netlink::link_by_name) (no dump of all links).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
 //!   behind when a step fails.
+//! * [`Nftables`]: source NAT for a bridge's subnets
+//!   ([`ensure_masquerade`](Nftables::ensure_masquerade),
+//!   [`remove_network`](Nftables::remove_network)), spoken to nf_tables
+//!   in-process over `NETLINK_NETFILTER` in atomic batches; it touches only
+//!   its own `inet` table and runs no `nft` or `iptables` program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
 //! error says which step failed on which object ([`Error`], [`Step`]).
@@ -70,6 +75,7 @@
 mod addresses;
 mod error;
 mod links;
+mod nat;
 mod netlink;
 mod netns;
 mod routes;
@@ -78,6 +84,7 @@ mod wiring;
 pub use error::{Error, NetlinkError, Result, Step};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
+pub use nat::Nftables;
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use wiring::{Attached, Attachment};
