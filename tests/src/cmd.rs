@@ -1,0 +1,90 @@
+//! Running commands with a bound on their time and a clean environment.
+
+use std::fmt;
+use std::process::{Command, ExitStatus, Stdio};
+
+/// Every command the harness runs to completion is killed after this long.
+pub const TIMEOUT_SECS: u32 = 20;
+
+/// The PATH every command gets (the caller's is never passed on).
+pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What a finished command did.
+#[derive(Clone)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// The exit code; `None` if killed by a signal.
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics with the whole output unless the command succeeded.
+    #[track_caller]
+    pub fn expect_success(&self, what: &str) -> &Output {
+        assert!(self.success(), "{what} failed:\n{self}");
+        self
+    }
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "  status: {}\n  stdout: {:?}\n  stderr: {:?}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+impl fmt::Debug for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `timeout -k 2 20 <argv>`, with an empty environment but PATH.
+pub fn bounded<S: AsRef<str>>(argv: &[S]) -> Command {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "2", &TIMEOUT_SECS.to_string()]);
+    c.args(argv.iter().map(AsRef::as_ref));
+    clean_env(&mut c);
+    c
+}
+
+/// Clears the environment except for a fixed PATH and the C locale.
+pub fn clean_env(c: &mut Command) {
+    c.env_clear().env("PATH", SAFE_PATH).env("LC_ALL", "C");
+}
+
+/// Runs to completion (stdin is /dev/null), capturing stdout and stderr.
+pub fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+        .into()
+}
+
+/// Runs a command on the machine (not in a world), bounded; for harness
+/// set-up only (useradd, gcc, nsenter into a container's netns).
+pub fn run_here<S: AsRef<str>>(argv: &[S]) -> Output {
+    run(bounded(argv))
+}

@@ -1,0 +1,465 @@
+//! A throwaway "host" for one test: private mount and network namespaces,
+//! its own /run and /etc/netsetgo, and the processes started in it.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use crate::binary::installed_binary;
+use crate::cmd::{bounded, clean_env, run, Output};
+use crate::leases::{parse_leases, Lease};
+use crate::snapshot::Snapshot;
+use crate::users::ensure_user;
+
+/// Polls `f` every 10 ms for at most `limit`; returns whether it held.
+pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() >= limit {
+            return false;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
+
+fn ns_of(pid: u32, kind: &str) -> Option<String> {
+    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+fn comm_of(pid: u32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim_end().to_string())
+}
+
+/// A background process, killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn spawn(mut command: Command) -> Proc {
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        Proc { child }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits (bounded) until the process has exec'd `comm`; panics if it
+    /// does not.
+    fn wait_for_exec(&mut self, comm: &str) {
+        let pid = self.pid();
+        let ok = wait_until(Duration::from_secs(10), || {
+            comm_of(pid).as_deref() == Some(comm)
+        });
+        if !ok {
+            let status = self.child.try_wait();
+            panic!("process {pid} never became {comm:?} (status {status:?})");
+        }
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills and reaps it now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An unprivileged container: `unshare -U -r -n sleep 600` started by a
+/// user inside a world; the process is in its own user and network
+/// namespaces. Killed when dropped.
+pub struct Container {
+    proc: Proc,
+    user: String,
+}
+
+impl Container {
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    pub fn pid_arg(&self) -> String {
+        self.pid().to_string()
+    }
+
+    /// The user who started it.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// `nsenter -t PID -n --`: a prefix that runs a command (as root) in
+    /// the container's network namespace.
+    pub fn enter(&self) -> Vec<String> {
+        vec![
+            "nsenter".into(),
+            "-t".into(),
+            self.pid_arg(),
+            "-n".into(),
+            "--".into(),
+        ]
+    }
+
+    /// The container's network namespace as `ip -j` shows it from outside.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of_pid(self.pid())
+    }
+
+    /// Runs a command as root in the container's network namespace.
+    pub fn exec(&self, argv: &[&str]) -> Output {
+        let mut all = self.enter();
+        all.extend(argv.iter().map(|s| s.to_string()));
+        run(bounded(&all))
+    }
+
+    /// Whether one of up to 3 pings (`ping -c1 -W1`) from inside reaches
+    /// `address`.
+    pub fn pings(&self, address: &str) -> bool {
+        (0..3).any(|_| {
+            self.exec(&["ping", "-n", "-q", "-c1", "-W1", address])
+                .success()
+        })
+    }
+
+    /// Kills it now; the kernel then destroys its namespaces (and with
+    /// them both ends of its veth pair).
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A private mount + network namespace held by a root `sleep`, with tmpfs
+/// on /run and /etc/netsetgo. Dropping it kills every process in its
+/// namespaces, which frees them and everything in them.
+pub struct World {
+    holder: Proc,
+    mnt_ns: String,
+    net_ns: String,
+}
+
+impl World {
+    /// Builds a new world; panics (cleaning up) if it cannot.
+    pub fn new() -> World {
+        let etc = Path::new("/etc/netsetgo");
+        if !etc.is_dir() {
+            fs::create_dir_all(etc).expect("create /etc/netsetgo");
+            fs::set_permissions(etc, fs::Permissions::from_mode(0o755))
+                .expect("chmod /etc/netsetgo");
+        }
+        let mut cmd = Command::new("unshare");
+        cmd.args([
+            "--mount",
+            "--net",
+            "--propagation",
+            "private",
+            "--",
+            "sleep",
+            "3600",
+        ]);
+        clean_env(&mut cmd);
+        let mut holder = Proc::spawn(cmd);
+        holder.wait_for_exec("sleep");
+        let pid = holder.pid();
+        let me = std::process::id();
+        let (mnt_ns, net_ns) = (ns_of(pid, "mnt"), ns_of(pid, "net"));
+        let private = mnt_ns.is_some()
+            && net_ns.is_some()
+            && mnt_ns != ns_of(me, "mnt")
+            && net_ns != ns_of(me, "net");
+        // Only a world with namespaces of its own may ever kill by namespace.
+        let world = World {
+            mnt_ns: mnt_ns.filter(|_| private).unwrap_or_default(),
+            net_ns: net_ns.filter(|_| private).unwrap_or_default(),
+            holder,
+        };
+        assert!(
+            private,
+            "world {pid} has no private mount and network namespaces"
+        );
+        world
+            .run(&[
+                "sh",
+                "-c",
+                "mount -t tmpfs -o mode=0755,size=16m nsg-e2e-run /run \
+                 && mount -t tmpfs -o mode=0755,size=1m nsg-e2e-etc /etc/netsetgo",
+            ])
+            .expect_success("mount the world's tmpfs");
+        world
+    }
+
+    /// The pid of the process holding the namespaces.
+    pub fn pid(&self) -> u32 {
+        self.holder.pid()
+    }
+
+    /// A path inside the world's mount namespace, reachable from outside
+    /// through `/proc/<pid>/root`.
+    pub fn path(&self, inside: &str) -> PathBuf {
+        PathBuf::from(format!(
+            "/proc/{}/root/{}",
+            self.pid(),
+            inside.trim_start_matches('/')
+        ))
+    }
+
+    fn enter(&self) -> Vec<String> {
+        vec![
+            "nsenter".into(),
+            "-t".into(),
+            self.pid().to_string(),
+            "-m".into(),
+            "-n".into(),
+            "--".into(),
+        ]
+    }
+
+    fn as_user(user: &str) -> Vec<String> {
+        let u = ensure_user(user);
+        vec![
+            "setpriv".into(),
+            format!("--reuid={}", u.uid),
+            format!("--regid={}", u.gid),
+            "--init-groups".into(),
+            "--".into(),
+        ]
+    }
+
+    /// A bounded command that runs `argv` in the world, as root or (with
+    /// `user`) as that user. Its environment is empty but PATH; add to it
+    /// with `env` in `argv` so that only the last program sees it.
+    pub fn command(&self, user: Option<&str>, argv: &[&str]) -> Command {
+        let mut all = self.enter();
+        if let Some(user) = user {
+            all.extend(Self::as_user(user));
+        }
+        all.extend(argv.iter().map(|s| s.to_string()));
+        bounded(&all)
+    }
+
+    /// Runs `argv` as root in the world.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        run(self.command(None, argv))
+    }
+
+    /// Runs `argv` as `user` in the world.
+    pub fn run_as(&self, user: &str, argv: &[&str]) -> Output {
+        run(self.command(Some(user), argv))
+    }
+
+    /// Starts `argv` as `user` in the world in the background (no timeout:
+    /// it is killed when the returned handle is dropped).
+    pub fn spawn_as(&self, user: &str, argv: &[&str]) -> Proc {
+        let mut all = self.enter();
+        all.extend(Self::as_user(user));
+        all.extend(argv.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(&all[0]);
+        cmd.args(&all[1..]);
+        clean_env(&mut cmd);
+        Proc::spawn(cmd)
+    }
+
+    /// A container of `user`: `unshare -U -r -n sleep 600`, started in the
+    /// world; returns once its namespaces exist.
+    pub fn container(&self, user: &str) -> Container {
+        self.container_running(user, "600")
+    }
+
+    /// Like [`World::container`] with `sleep SECONDS`.
+    pub fn container_running(&self, user: &str, seconds: &str) -> Container {
+        let mut proc = self.spawn_as(user, &["unshare", "-U", "-r", "-n", "--", "sleep", seconds]);
+        proc.wait_for_exec("sleep");
+        // A short-lived one may be gone already; one that lives must be
+        // in a namespace of its own.
+        let ns = ns_of(proc.pid(), "net");
+        assert!(
+            ns.is_none() || ns.as_deref() != Some(self.net_ns.as_str()),
+            "container {} is not in its own network namespace",
+            proc.pid()
+        );
+        Container {
+            proc,
+            user: user.to_string(),
+        }
+    }
+
+    /// A process of `user` living in the world's own namespaces
+    /// (`sleep 600`, no unshare).
+    pub fn host_process(&self, user: &str) -> Proc {
+        let mut proc = self.spawn_as(user, &["sleep", "600"]);
+        proc.wait_for_exec("sleep");
+        proc
+    }
+
+    /// Writes the policy file (root, 0644) in the world's /etc/netsetgo.
+    pub fn set_policy(&self, text: &str) {
+        let path = self.path("/etc/netsetgo/netsetgo.conf");
+        let tmp = self.path("/etc/netsetgo/.netsetgo.conf.tmp");
+        fs::write(&tmp, text).unwrap_or_else(|e| panic!("write {}: {e}", tmp.display()));
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).expect("chmod policy");
+        fs::rename(&tmp, &path).expect("rename policy into place");
+    }
+
+    /// Calls the installed setuid binary as `user` with `args`.
+    pub fn netsetgo(&self, user: &str, args: &[&str]) -> Output {
+        let bin = installed_binary().to_string_lossy().into_owned();
+        let mut argv = vec![bin.as_str()];
+        argv.extend_from_slice(args);
+        self.run_as(user, &argv)
+    }
+
+    /// Calls the installed binary as `user` with extra environment
+    /// variables, set by `env` right before it (so only it sees them).
+    pub fn netsetgo_env(&self, user: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+        let bin = installed_binary().to_string_lossy().into_owned();
+        let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut argv = vec!["env"];
+        argv.extend(vars.iter().map(String::as_str));
+        argv.push(bin.as_str());
+        argv.extend_from_slice(args);
+        self.run_as(user, &argv)
+    }
+
+    /// The world's network namespace as `ip -j` shows it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot::of_pid(self.pid())
+    }
+
+    /// A snapshot taken once two in a row, 100 ms apart, are equal (at most
+    /// 5 s): links settle (carrier, operstate) shortly after a change.
+    pub fn settled_snapshot(&self) -> Snapshot {
+        let mut last = self.snapshot();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            sleep(Duration::from_millis(100));
+            let next = self.snapshot();
+            if next == last {
+                return next;
+            }
+            last = next;
+        }
+        last
+    }
+
+    /// The world's /run/netsetgo, seen from outside.
+    pub fn state_dir(&self) -> PathBuf {
+        self.path("/run/netsetgo")
+    }
+
+    /// The raw leases file of `bridge` (empty if there is none).
+    pub fn leases_bytes(&self, bridge: &str) -> Vec<u8> {
+        let path = self.state_dir().join(bridge).join("leases");
+        match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => panic!("read {}: {e}", path.display()),
+        }
+    }
+
+    /// The lease records of `bridge`; panics if the file is corrupt.
+    pub fn leases(&self, bridge: &str) -> Vec<Lease> {
+        parse_leases(&self.leases_bytes(bridge)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The lease records of every bridge that holds any (a bridge whose
+    /// state files exist but hold no record is left out).
+    pub fn all_leases(&self) -> BTreeMap<String, Vec<Lease>> {
+        let mut all = BTreeMap::new();
+        if let Ok(entries) = fs::read_dir(self.state_dir()) {
+            for entry in entries.flatten() {
+                let bridge = entry.file_name().to_string_lossy().into_owned();
+                let leases = self.leases(&bridge);
+                if !leases.is_empty() {
+                    all.insert(bridge, leases);
+                }
+            }
+        }
+        all
+    }
+
+    /// The first 16 bytes of `bridge`'s map file (magic "NSG1", subnet,
+    /// cursor), if it exists.
+    pub fn map_header(&self, bridge: &str) -> Option<Vec<u8>> {
+        let bytes = fs::read(self.state_dir().join(bridge).join("map")).ok()?;
+        Some(bytes[..bytes.len().min(16)].to_vec())
+    }
+
+    /// Kills every process in the world's namespaces (bounded).
+    fn kill_all(&self) {
+        let me = std::process::id();
+        if self.mnt_ns.is_empty()
+            || self.net_ns.is_empty()
+            || ns_of(me, "mnt").as_deref() == Some(self.mnt_ns.as_str())
+            || ns_of(me, "net").as_deref() == Some(self.net_ns.as_str())
+        {
+            return;
+        }
+        for _ in 0..20 {
+            let mut found = false;
+            let Ok(entries) = fs::read_dir("/proc") else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if pid == me {
+                    continue;
+                }
+                let inside = ns_of(pid, "mnt").is_some_and(|n| n == self.mnt_ns)
+                    || ns_of(pid, "net").is_some_and(|n| n == self.net_ns);
+                if inside {
+                    found = true;
+                    // SAFETY: kill(2) on a pid we just saw in our world.
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            }
+            if !found {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Default for World {
+    fn default() -> Self {
+        World::new()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.kill_all();
+        self.holder.kill();
+    }
+}
