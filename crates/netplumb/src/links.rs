@@ -156,7 +156,10 @@ impl Netlink {
         if let Some(link) = self.link_by_name(name).await? {
             return as_bridge(link, false);
         }
-        let mut builder = LinkBridge::new(name);
+        // A fixed address: otherwise the bridge takes the lowest MAC of its
+        // ports and changes it whenever that port leaves, and every
+        // container's cached gateway MAC goes stale.
+        let mut builder = LinkBridge::new(name).address(random_local_mac()?.to_vec());
         if let Some(mtu) = mtu {
             builder = builder.mtu(mtu);
         }
@@ -259,6 +262,22 @@ impl Netlink {
             .await
             .map_err(|e| Error::netlink(step, format!("#{index}"), e))
     }
+}
+
+/// A random unicast, locally administered MAC address.
+fn random_local_mac() -> Result<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    // SAFETY: getrandom(2) writes at most mac.len() bytes into mac.
+    let n = unsafe { libc::getrandom(mac.as_mut_ptr().cast(), mac.len(), 0) };
+    if n != mac.len() as isize {
+        return Err(Error::os(
+            Step::CreateBridge,
+            "random MAC address",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    Ok(mac)
 }
 
 fn as_bridge(link: Link, created: bool) -> Result<Bridge> {

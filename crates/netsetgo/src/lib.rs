@@ -9,6 +9,7 @@
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
+//! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
 //! * [`wiring`]: the netlink work of one call, under that lock.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
 
@@ -16,6 +17,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod leases;
+pub mod nat;
 pub mod oci;
 pub mod output;
 pub mod policy;

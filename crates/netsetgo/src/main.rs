@@ -10,7 +10,7 @@ use netsetgo::cli::{self, Args, Mode, Usage};
 use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
 use netsetgo::privilege::{self, Caller};
-use netsetgo::{audit, leases, oci, request, target, wiring};
+use netsetgo::{audit, leases, nat, oci, request, target, wiring};
 
 fn main() -> ExitCode {
     // Before anything else looks at the process the caller built for us.
@@ -127,6 +127,10 @@ fn run_as(
     let store = leases::Store::open(&request.network.bridge, request.network.gateway, caller.uid)?;
     let inside = target.as_ref().map(|t| t.netlink_socket()).transpose()?;
     let host = netplumb::Netlink::open_socket()?;
+    let nft = match action {
+        Action::Wire { .. } => nat::prepare(&request.network)?,
+        _ => None,
+    };
     privilege::drop_to_caller(caller)?;
 
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -134,8 +138,15 @@ fn run_as(
         .build()
         .map_err(|e| Failure::internal(format!("start runtime: {e}")))?;
     runtime.block_on(async {
-        let session =
-            wiring::Session::new(host, inside, target.as_ref(), &store, &request, caller.uid)?;
+        let session = wiring::Session::new(
+            host,
+            inside,
+            target.as_ref(),
+            &store,
+            &request,
+            nft,
+            caller.uid,
+        )?;
         match action {
             Action::Wire { container, .. } => {
                 session

@@ -9,6 +9,7 @@ use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
 
 use crate::error::Failure;
 use crate::leases::{self, Lease, Ledger, Liveness, Store};
+use crate::nat;
 use crate::output::{Outcome, Wired};
 use crate::request::Request;
 
@@ -20,6 +21,8 @@ pub struct Session<'a> {
     target: Option<&'a NetNs>,
     store: &'a Store,
     request: &'a Request,
+    /// The nftables session of a nat=yes network.
+    nft: Option<netplumb::Nftables>,
     uid: u32,
 }
 
@@ -30,6 +33,7 @@ impl<'a> Session<'a> {
         target: Option<&'a NetNs>,
         store: &'a Store,
         request: &'a Request,
+        nft: Option<netplumb::Nftables>,
         uid: u32,
     ) -> Result<Session<'a>, Failure> {
         Ok(Session {
@@ -38,6 +42,7 @@ impl<'a> Session<'a> {
             target,
             store,
             request,
+            nft,
             uid,
         })
     }
@@ -89,6 +94,9 @@ impl<'a> Session<'a> {
         }
         for address in network.bridge_addresses() {
             self.host.ensure_address(bridge, address).await?;
+        }
+        if let Some(nft) = &self.nft {
+            nat::ensure_masquerade(nft, network)?;
         }
 
         let window = ledger.window()?;
