@@ -61,9 +61,21 @@ impl Proc {
         self.child.id()
     }
 
+    /// Starts `argv` as root on the machine itself (not in a world), in the
+    /// background with an environment of PATH only, e.g. a process that
+    /// holds a container's network namespace open
+    /// (`nsenter -t PID -n -- sleep 120`). Killed when dropped.
+    pub fn start<S: AsRef<str>>(argv: &[S]) -> Proc {
+        let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
+        let mut cmd = Command::new(argv[0]);
+        cmd.args(&argv[1..]);
+        clean_env(&mut cmd);
+        Proc::spawn(cmd)
+    }
+
     /// Waits (bounded) until the process has exec'd `comm`; panics if it
     /// does not.
-    fn wait_for_exec(&mut self, comm: &str) {
+    pub fn wait_for_exec(&mut self, comm: &str) {
         let pid = self.pid();
         let ok = wait_until(Duration::from_secs(10), || {
             comm_of(pid).as_deref() == Some(comm)
