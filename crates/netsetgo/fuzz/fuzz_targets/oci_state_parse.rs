@@ -17,9 +17,14 @@ fuzz_target!(|data: &[u8]| {
         Ok(Hook::Release { id }) => id,
         Err(_) => return,
     };
-    assert!((1..=64).contains(&id.len()), "accepted id of {} bytes", id.len());
     assert!(
-        id.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b)),
+        (1..=64).contains(&id.len()),
+        "accepted id of {} bytes",
+        id.len()
+    );
+    assert!(
+        id.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.+-".contains(&b)),
         "accepted id {id:?}"
     );
 });
