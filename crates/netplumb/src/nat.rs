@@ -281,8 +281,7 @@ impl Nftables {
         let masq_tag = user_comment(&format!("netplumb masquerade {subnet}"));
         let jump_tag = user_comment(&format!("netplumb network {bridge}"));
 
-        for _ in 0..ATTEMPTS {
-            let genid = self.generation()?;
+        self.transact(table, |genid| {
             let have_chain = self.chain_exists(table, &chain)?;
             let have_masq = have_chain
                 && self
@@ -295,7 +294,7 @@ impl Nftables {
                     .iter()
                     .any(|r| r.userdata == jump_tag);
             if have_masq && have_jump {
-                return Ok(false);
+                return Ok(None);
             }
 
             let mut batch = Batch::new(self, genid, format!("on table inet {table}"));
@@ -370,17 +369,8 @@ impl Nftables {
                     },
                 );
             }
-            match batch.commit() {
-                Ok(()) => return Ok(true),
-                Err(f) if f.retry => continue,
-                Err(f) => return Err(f.error),
-            }
-        }
-        Err(kernel_error(
-            Step::NftCommit,
-            format!("on table inet {table}: the ruleset kept changing"),
-            libc::ERESTART,
-        ))
+            Ok(Some(batch))
+        })
     }
 
     /// Deletes what [`ensure_masquerade`](Self::ensure_masquerade) made for
@@ -393,8 +383,7 @@ impl Nftables {
         let chain = Nftables::network_chain(bridge);
         let jump_tag = user_comment(&format!("netplumb network {bridge}"));
 
-        for _ in 0..ATTEMPTS {
-            let genid = self.generation()?;
+        self.transact(table, |genid| {
             let have_chain = self.chain_exists(table, &chain)?;
             let jumps: Vec<u64> = self
                 .rules(table, POSTROUTING)?
@@ -403,7 +392,7 @@ impl Nftables {
                 .map(|r| r.handle)
                 .collect();
             if !have_chain && jumps.is_empty() {
-                return Ok(false);
+                return Ok(None);
             }
             let mut batch = Batch::new(self, genid, format!("on table inet {table}"));
             for handle in jumps {
@@ -433,6 +422,23 @@ impl Nftables {
                     },
                 );
             }
+            Ok(Some(batch))
+        })
+    }
+
+    /// Reads the ruleset generation and lets `plan` build a batch from the
+    /// state it reads; commits it tied to that generation. If the ruleset
+    /// changed in between, the kernel refuses the batch and we start over,
+    /// at most ATTEMPTS times. Returns whether a batch was committed.
+    fn transact<'s>(
+        &'s self,
+        table: &str,
+        mut plan: impl FnMut(u32) -> Result<Option<Batch<'s>>>,
+    ) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let Some(batch) = plan(self.generation()?)? else {
+                return Ok(false);
+            };
             match batch.commit() {
                 Ok(()) => return Ok(true),
                 Err(f) if f.retry => continue,
