@@ -62,6 +62,25 @@ pub fn parse_leases(bytes: &[u8]) -> Result<Vec<Lease>, String> {
     Ok(leases)
 }
 
+/// Size of the map's header (magic "NSG1", subnet, cursor) before its bitmap.
+pub const MAP_HEADER: usize = 16;
+
+/// The offsets (slots) whose bit is set in a map file's bitmap: the
+/// addresses netsetgo considers leased. A record in a slot whose bit is
+/// clear is free to netsetgo.
+pub fn parse_map_bits(map: &[u8]) -> std::collections::BTreeSet<usize> {
+    let bitmap = map.get(MAP_HEADER..).unwrap_or(&[]);
+    let mut set = std::collections::BTreeSet::new();
+    for (byte, bits) in bitmap.iter().enumerate() {
+        for bit in 0..8 {
+            if bits & (1 << bit) != 0 {
+                set.insert(byte * 8 + bit);
+            }
+        }
+    }
+    set
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +107,16 @@ mod tests {
         assert_eq!(leases[0].container, None);
         assert_eq!(leases[1].slot, 4);
         assert_eq!(leases[1].container.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn reads_map_bits() {
+        let mut map = vec![0u8; MAP_HEADER];
+        map[..4].copy_from_slice(b"NSG1");
+        map.extend([0b0000_0100, 0, 0b1000_0001]);
+        let bits: Vec<usize> = parse_map_bits(&map).into_iter().collect();
+        assert_eq!(bits, vec![2, 16, 23]);
+        assert!(parse_map_bits(&map[..10]).is_empty());
     }
 
     #[test]

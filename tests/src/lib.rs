@@ -12,18 +12,21 @@
 //! (see [`require_root!`]).
 
 mod binary;
+pub mod checks;
 mod cmd;
 mod leases;
 mod snapshot;
+mod syslog;
 mod users;
 mod world;
 
 pub use binary::{installed_binary, scratch_dir};
 pub use cmd::{Output, TIMEOUT_SECS};
-pub use leases::{parse_leases, Lease};
+pub use leases::{parse_leases, parse_map_bits, Lease};
 pub use snapshot::{has_flag, link_kind, name as link_name, Snapshot};
+pub use syslog::SyslogSink;
 pub use users::{add_to_group, ensure_group, ensure_user, User};
-pub use world::{Container, Proc, World};
+pub use world::{Call, Container, Proc, World};
 
 /// Is this process root (euid 0)?
 pub fn is_root() -> bool {

@@ -104,6 +104,75 @@ impl Drop for Proc {
     }
 }
 
+/// A netsetgo call running in the background. It is started without any
+/// wrapper (`nsenter` and `setpriv` exec, they do not fork), so once they
+/// have exec'd, [`Call::pid`] is netsetgo's own pid: the one to read
+/// `/proc/<pid>/status` of, or to SIGKILL. Killed and reaped when dropped.
+pub struct Call {
+    child: Option<Child>,
+    pid: u32,
+}
+
+impl Call {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Whether it has exited (reaping it if so).
+    pub fn has_exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
+    /// Sends SIGKILL to the pid right now (whatever program it runs by
+    /// then), unless it has already ended; does not reap it.
+    pub fn sigkill(&mut self) {
+        if let Some(child) = &mut self.child {
+            if let Ok(None) = child.try_wait() {
+                // SAFETY: kill(2) on our own child that has not been reaped
+                // (at worst a zombie): its pid cannot have been reused.
+                unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+
+    /// Waits at most `limit` for it to end (then kills it) and returns what
+    /// it did.
+    pub fn finish(&mut self, limit: Duration) -> Output {
+        use std::io::Read;
+        let mut child = self.child.take().expect("a call is finished once");
+        let ended = wait_until(limit, || !matches!(child.try_wait(), Ok(None)));
+        if !ended {
+            let _ = child.kill();
+        }
+        let status = child.wait().expect("wait for netsetgo");
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        if let Some(mut out) = child.stdout.take() {
+            let _ = out.read_to_string(&mut stdout);
+        }
+        if let Some(mut err) = child.stderr.take() {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// An unprivileged container: `unshare -U -r -n sleep 600` started by a
 /// user inside a world; the process is in its own user and network
 /// namespaces. Killed when dropped.
@@ -173,6 +242,12 @@ pub struct World {
     holder: Proc,
     mnt_ns: String,
     net_ns: String,
+    /// Open fds of the world's two namespaces, closed only after `Drop` has
+    /// killed everything in them. The kernel reuses a freed namespace's
+    /// inode number at once (the next `unshare --mount` gets it), so
+    /// without these pins a later round of `kill_all` could match, and
+    /// kill, another world's processes.
+    _pins: Vec<fs::File>,
 }
 
 impl World {
@@ -199,8 +274,15 @@ impl World {
         holder.wait_for_exec("sleep");
         let pid = holder.pid();
         let me = std::process::id();
+        // Pin first, then name: if the holder is still there once named,
+        // the pins are of the namespaces named.
+        let pins: Vec<fs::File> = ["mnt", "net"]
+            .iter()
+            .filter_map(|kind| fs::File::open(format!("/proc/{pid}/ns/{kind}")).ok())
+            .collect();
         let (mnt_ns, net_ns) = (ns_of(pid, "mnt"), ns_of(pid, "net"));
-        let private = mnt_ns.is_some()
+        let private = pins.len() == 2
+            && mnt_ns.is_some()
             && net_ns.is_some()
             && mnt_ns != ns_of(me, "mnt")
             && net_ns != ns_of(me, "net");
@@ -209,6 +291,7 @@ impl World {
             mnt_ns: mnt_ns.filter(|_| private).unwrap_or_default(),
             net_ns: net_ns.filter(|_| private).unwrap_or_default(),
             holder,
+            _pins: pins,
         };
         assert!(
             private,
@@ -355,6 +438,91 @@ impl World {
         argv.push(bin.as_str());
         argv.extend_from_slice(args);
         self.run_as(user, &argv)
+    }
+
+    /// Starts `argv` as root in the world in the background (no timeout:
+    /// it is killed when the returned handle is dropped).
+    pub fn spawn(&self, argv: &[&str]) -> Proc {
+        let mut all = self.enter();
+        all.extend(argv.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(&all[0]);
+        cmd.args(&all[1..]);
+        clean_env(&mut cmd);
+        Proc::spawn(cmd)
+    }
+
+    /// Starts the installed binary as `user` (`"root"` for root) with
+    /// `args` in the background, stdin /dev/null, stdout and stderr
+    /// captured; see [`Call`].
+    pub fn start_netsetgo(&self, user: &str, args: &[&str]) -> Call {
+        let mut all = self.enter();
+        all.extend(Self::as_user(user));
+        all.push(installed_binary().to_string_lossy().into_owned());
+        all.extend(args.iter().map(|s| s.to_string()));
+        let mut cmd = Command::new(&all[0]);
+        cmd.args(&all[1..]);
+        clean_env(&mut cmd);
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        Call {
+            pid: child.id(),
+            child: Some(child),
+        }
+    }
+
+    /// Gives the world a /dev of its own: a tmpfs with the usual character
+    /// devices (bind mounts of the machine's) and the `fd`/`std*` links,
+    /// so that a test may create `/dev/log` in it without touching the
+    /// machine's /dev.
+    pub fn mount_private_dev(&self) {
+        self.run(&[
+            "sh",
+            "-c",
+            "set -e
+             mkdir -p /run/nsg-e2e-olddev
+             mount --bind /dev /run/nsg-e2e-olddev
+             mount -t tmpfs -o mode=0755,size=64k nsg-e2e-dev /dev
+             for n in null zero full random urandom tty; do
+                 if [ -e /run/nsg-e2e-olddev/$n ]; then
+                     : > /dev/$n
+                     mount --bind /run/nsg-e2e-olddev/$n /dev/$n
+                 fi
+             done
+             ln -s /proc/self/fd /dev/fd
+             ln -s /proc/self/fd/0 /dev/stdin
+             ln -s /proc/self/fd/1 /dev/stdout
+             ln -s /proc/self/fd/2 /dev/stderr
+             umount /run/nsg-e2e-olddev
+             rmdir /run/nsg-e2e-olddev",
+        ])
+        .expect_success("mount a private /dev in the world");
+    }
+
+    /// Mounts a fresh proc on the world's /proc with `hidepid=2`: from then
+    /// on, inside the world, an unprivileged user sees only its own
+    /// processes there. (The harness itself uses the machine's /proc.)
+    pub fn mount_hidepid_proc(&self) {
+        self.run(&[
+            "mount",
+            "-t",
+            "proc",
+            "-o",
+            "hidepid=2",
+            "nsg-e2e-proc",
+            "/proc",
+        ])
+        .expect_success("mount proc with hidepid=2 in the world");
+    }
+
+    /// The offsets whose bit is set in `bridge`'s map (the leases netsetgo
+    /// itself considers held), or `None` if there is no map yet.
+    pub fn map_bits(&self, bridge: &str) -> Option<std::collections::BTreeSet<usize>> {
+        let bytes = fs::read(self.state_dir().join(bridge).join("map")).ok()?;
+        Some(crate::leases::parse_map_bits(&bytes))
     }
 
     /// The world's network namespace as `ip -j` shows it.
