@@ -76,9 +76,13 @@ pub fn sanitize() -> Result<(), Failure> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
         .map_err(|e| Failure::internal(format!("getrlimit: {e}")))?;
     if soft < MIN_NOFILE {
-        let hard = hard.max(MIN_NOFILE);
-        setrlimit(Resource::RLIMIT_NOFILE, MIN_NOFILE, hard)
-            .map_err(|e| Failure::internal(format!("setrlimit NOFILE: {e}")))?;
+        // Raising the hard limit needs CAP_SYS_RESOURCE, which the caller's
+        // bounding set may have removed: then say what the caller can do.
+        setrlimit(Resource::RLIMIT_NOFILE, MIN_NOFILE, hard.max(MIN_NOFILE)).map_err(|_| {
+            Failure::refused(format!(
+                "netsetgo needs {MIN_NOFILE} open files but the limit is {hard}; raise ulimit -n"
+            ))
+        })?;
     }
     // Default dispositions and an empty mask. SIGPIPE stays ignored: a
     // closed stdout must not kill us before a rollback.
