@@ -26,43 +26,55 @@ pub struct Attachment<'a> {
     pub addresses: &'a [IpNetwork],
     /// Default gateways of the peer (one per address family).
     pub gateways: &'a [IpAddr],
+    /// Give the peer an IPv6 link-local address. Without IPv6 on the
+    /// network it needs none, and without one it sends nothing unasked
+    /// (see [`Netlink::set_up_quiet`]). The host end, a bridge port, never
+    /// gets one.
+    pub peer_link_local: bool,
 }
 
-/// Both ends as the kernel reports them after configuration.
+/// What [`Netlink::attach`] made.
 #[derive(Debug, Clone)]
 pub struct Attached {
-    pub host: Link,
+    /// Index of the host end, in the bridge's namespace.
+    pub host_index: u32,
+    /// The peer as the kernel reports it, inside its namespace.
     pub peer: Link,
 }
 
 impl Netlink {
-    /// Creates the pair (peer born in its namespace, host end born up on the
-    /// bridge), brings the peer up, gives it its addresses and default routes,
+    /// Creates the pair (peer born in its namespace, host end born on the
+    /// bridge), brings both up, gives the peer its addresses and default routes,
     /// and brings `lo` up in the namespace. `self` is a session in the
     /// bridge's namespace, `inside` one in the peer's.
     ///
     /// On any failure after the pair exists, the pair is deleted (which
     /// removes both ends) before the error is returned.
     pub async fn attach(&self, inside: &Netlink, a: &Attachment<'_>) -> Result<Attached> {
+        // Both ends are born down: the host end is brought up with IPv6
+        // address generation off in the same request (see set_up_quiet).
         self.create_veth_pair(&VethPair {
             name: a.host_name,
             peer_name: a.peer_name,
             peer_netns: Some(a.peer_netns),
             master: Some(a.bridge),
             mtu: a.mtu,
-            up: true,
+            up: false,
         })
         .await?;
         let configured = async {
-            let host = self
-                .link_by_name(a.host_name)
-                .await?
-                .ok_or_else(|| gone(a.host_name))?;
             let mut peer = inside
                 .link_by_name(a.peer_name)
                 .await?
                 .ok_or_else(|| gone(a.peer_name))?;
-            inside.set_up(peer.index).await?;
+            // The peer's IFLA_LINK is the host end's index: no look-up needed.
+            let host_index = peer.link.ok_or_else(|| gone(a.host_name))?;
+            self.set_up_quiet(host_index).await?;
+            if a.peer_link_local {
+                inside.set_up(peer.index).await?;
+            } else {
+                inside.set_up_quiet(peer.index).await?;
+            }
             peer.up = true;
             for address in a.addresses {
                 inside.add_address(peer.index, *address).await?;
@@ -71,7 +83,7 @@ impl Netlink {
                 inside.add_default_route(*gateway, peer.index).await?;
             }
             inside.loopback_up().await?;
-            Ok(Attached { host, peer })
+            Ok(Attached { host_index, peer })
         }
         .await;
         if configured.is_err() {

@@ -743,23 +743,24 @@ async fn attach_end_to_end() {
                 mtu: Some(1450),
                 addresses: &addresses,
                 gateways: &gateways,
+                peer_link_local: true,
             },
         )
         .await
         .unwrap();
 
-    assert_eq!(attached.host.name, "veth0a460002");
-    assert_eq!(attached.host.master, Some(bridge.link.index));
-    assert!(attached.host.up);
     assert_eq!(attached.peer.name, "veth1");
     assert!(attached.peer.up);
-    assert_eq!(attached.host.link, Some(attached.peer.index));
+    assert_eq!(attached.peer.link, Some(attached.host_index));
 
     let h = host.must_link("veth0a460002");
     assert_eq!(h["master"], "brg0");
     assert!(is_up(&h));
     assert_eq!(h["mtu"], 1450);
-    assert_eq!(ifindex(&h), attached.host.index);
+    assert_eq!(ifindex(&h), attached.host_index);
+    // The host end, a bridge port, has no IPv6 address at all (addrgenmode
+    // none); the peer was asked for a link-local one.
+    assert_eq!(h["inet6_addr_gen_mode"], "none", "{h}");
 
     let p = cont.must_link("veth1");
     assert!(is_up(&p), "peer not up: {:?}", flags(&p));
@@ -842,6 +843,7 @@ async fn attach_rolls_back_on_failure() {
                     mtu: None,
                     addresses: &addresses,
                     gateways: &gateways,
+                    peer_link_local: false,
                 },
             )
             .await
@@ -895,6 +897,7 @@ async fn attach_rolls_back_on_failure() {
                 mtu: None,
                 addresses: &addresses,
                 gateways: &[],
+                peer_link_local: false,
             },
         )
         .await
@@ -915,6 +918,11 @@ async fn attach_rolls_back_on_failure() {
 
     // And after all that, the same attachment succeeds.
     let ok = attach(&["10.72.0.2/24"], &["10.72.0.1"]).await.unwrap();
-    assert_eq!(ok.host.master, Some(bridge.link.index));
+    let h = host.must_link("veth0a480002");
+    assert_eq!(h["master"], "brg0");
+    assert_eq!(ifindex(&h), ok.host_index);
+    // Neither end of an IPv4-only attachment has an IPv6 address.
+    assert_eq!(h["inet6_addr_gen_mode"], "none", "{h}");
+    assert_eq!(cont.must_link("veth1")["inet6_addr_gen_mode"], "none");
     assert!(common::ping_from(&cont, "10.72.0.1", 5));
 }

@@ -141,6 +141,7 @@ impl<'a> Session<'a> {
             mtu: network.mtu.or(bridge_mtu),
             addresses: &addresses,
             gateways: &gateways,
+            peer_link_local: network.gateway6.is_some(),
         };
         let attached = match self.host.attach(inside, &attachment).await {
             Ok(attached) => attached,
@@ -149,9 +150,9 @@ impl<'a> Session<'a> {
                 return Err(e.into());
             }
         };
-        lease.ifindex = attached.host.index;
+        lease.ifindex = attached.host_index;
         if let Err(e) = ledger.complete(&lease) {
-            let _ = self.host.delete_link(attached.host.index).await;
+            let _ = self.host.delete_link(attached.host_index).await;
             ledger.release(&lease)?;
             return Err(e);
         }
