@@ -15,6 +15,10 @@
 //! * `addr`: add the address; `route`: add the default route;
 //! * `lo`: bring loopback up.
 //!
+//! With `--host-lookup` it also looks the host end up by name right after
+//! creating the pair (counted in `veth`), as `Netlink::attach` does: a way
+//! to measure what that one request costs.
+//!
 //! Answers one line per pid: `total_ns open veth up addr route lo` (ns).
 //! A failure prints `error <pid> <message>` and the program goes on.
 //!
@@ -30,7 +34,7 @@ use std::time::Instant;
 use netplumb::{IpNetwork, Ipv4Network, NetNs, Netlink, VethPair};
 
 fn usage() -> ! {
-    eprintln!("usage: floor BRIDGE GATEWAY/PREFIX < pids");
+    eprintln!("usage: floor [--host-lookup] BRIDGE GATEWAY/PREFIX < pids");
     std::process::exit(2);
 }
 
@@ -39,6 +43,7 @@ async fn wire(
     bridge: u32,
     address: Ipv4Network,
     gateway: Ipv4Addr,
+    host_lookup: bool,
 ) -> netplumb::Result<[u128; 7]> {
     let start = Instant::now();
     let mut marks = [0u128; 7];
@@ -58,6 +63,11 @@ async fn wire(
         up: true,
     })
     .await?;
+    if host_lookup {
+        host.link_by_name(&host_name)
+            .await?
+            .expect("the host end was just created");
+    }
     lap(2);
     let peer = inside
         .link_by_name("veth1")
@@ -86,7 +96,11 @@ async fn wire(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let host_lookup = args.first().map(String::as_str) == Some("--host-lookup");
+    if host_lookup {
+        args.remove(0);
+    }
     if args.len() != 2 {
         usage();
     }
@@ -118,7 +132,7 @@ fn main() {
             let host_part = u32::try_from(i + 1).expect("few containers");
             let ip = Ipv4Addr::from(u32::from(gateway) + host_part);
             let address = Ipv4Network::new(ip, gateway_net.prefix()).expect("valid prefix");
-            let line = match wire(pid, bridge, address, gateway).await {
+            let line = match wire(pid, bridge, address, gateway, host_lookup).await {
                 Ok(t) => format!(
                     "{} {} {} {} {} {} {}",
                     t[0], t[1], t[2], t[3], t[4], t[5], t[6]
