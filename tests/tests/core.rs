@@ -735,3 +735,20 @@ fn hostile_environment_has_no_effect() {
     );
     assert_eq!(markers(&marks), Vec::<String>::new(), "the preload ran");
 }
+
+#[test]
+fn brings_a_configured_bridge_that_is_down_up() {
+    require_root!();
+    let world = world_with(POLICY);
+    world
+        .run(&["ip", "link", "add", "brg0", "type", "bridge"])
+        .expect_success("add brg0, down");
+    let bridge = world.snapshot().link("brg0").cloned().expect("brg0");
+    assert!(!has_flag(&bridge, "UP"), "{bridge}");
+    let c = world.container(A);
+    let w = wire(&world, &c);
+    let snap = world.snapshot();
+    assert!(has_flag(snap.link("brg0").expect("brg0"), "UP"));
+    assert_wired(&snap, &c, &w);
+    assert!(c.pings(GATEWAY), "the container cannot reach its gateway");
+}

@@ -76,7 +76,8 @@ impl<'a> Session<'a> {
         bridge: &Bridge,
         container: Option<String>,
     ) -> Result<Wired, Failure> {
-        let (bridge_created, bridge_mtu) = (bridge.created, bridge.link.mtu);
+        let (bridge_created, bridge_mtu, bridge_up) =
+            (bridge.created, bridge.link.mtu, bridge.link.up);
         let bridge = bridge.link.index;
         let network = &self.request.network;
         let gateway = network.gateway;
@@ -91,6 +92,11 @@ impl<'a> Session<'a> {
                     "{subnet} overlaps the host's route to {route}; choose another subnet"
                 )));
             }
+        }
+        if !bridge_up {
+            // The configured bridge is ours to bring up: down, it would
+            // leave every container without its gateway.
+            self.host.set_up(bridge).await?;
         }
         for address in network.bridge_addresses() {
             self.host.ensure_address(bridge, address).await?;
