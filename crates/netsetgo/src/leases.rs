@@ -24,7 +24,7 @@
 //! Garbage collection is bounded per call: each call checks the next
 //! [`WINDOW`] leases after a rotating cursor; the caller's own are all
 //! checked when its count reaches its quota; every lease is checked when
-//! the subnet looks full. Checks are an `if_nametoindex` each.
+//! the subnet looks full. Checks are one `SIOCGIFINDEX` each.
 
 use std::fs::File;
 use std::net::Ipv4Addr;
@@ -110,14 +110,57 @@ pub enum Liveness {
     Orphan,
 }
 
-/// Checked in the namespace the calling thread is in (the host's).
-pub fn liveness(lease: &Lease) -> Liveness {
-    let index = nix::net::if_::if_nametoindex(lease.ifname.as_str()).ok();
-    match (index, lease.is_pending()) {
-        (None, _) => Liveness::Gone,
-        (Some(_), true) => Liveness::Orphan,
-        (Some(i), false) if i == lease.ifindex => Liveness::Live,
-        (Some(_), false) => Liveness::Gone,
+/// Answers "which index has the interface of this name?" in the namespace
+/// the calling thread is in (the host's), over one socket for all leases a
+/// call checks (`SIOCGIFINDEX`; `if_nametoindex` opens a socket per name).
+pub struct IndexProbe {
+    socket: OwnedFd,
+}
+
+impl IndexProbe {
+    pub fn new() -> Result<IndexProbe, Failure> {
+        let socket = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| Failure::internal(format!("open socket for interface look-ups: {e}")))?;
+        Ok(IndexProbe { socket })
+    }
+
+    fn index_of(&self, name: &str) -> Option<u32> {
+        // SAFETY: ifreq is plain data; zero is a valid value for it.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= request.ifr_name.len() {
+            return None;
+        }
+        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads ifr_name and writes ifr_ifindex.
+        let rc = unsafe {
+            libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
+                libc::SIOCGIFINDEX,
+                &mut request,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: on success the kernel filled the ifindex member.
+        Some(unsafe { request.ifr_ifru.ifru_ifindex } as u32)
+    }
+
+    /// Is a lease's interface still there?
+    pub fn liveness(&self, lease: &Lease) -> Liveness {
+        match (self.index_of(&lease.ifname), lease.is_pending()) {
+            (None, _) => Liveness::Gone,
+            (Some(_), true) => Liveness::Orphan,
+            (Some(i), false) if i == lease.ifindex => Liveness::Live,
+            (Some(_), false) => Liveness::Gone,
+        }
     }
 }
 

@@ -434,7 +434,9 @@ pub fn read_trusted(path: &Path) -> Result<String, Failure> {
     if meta.len() > MAX_FILE {
         return Err(bad("is too large"));
     }
-    let mut text = String::new();
+    // Room for the whole file up front: read in one call, not in doubling
+    // probes (this is every call's start-up).
+    let mut text = String::with_capacity(meta.len() as usize + 1);
     file.take(MAX_FILE)
         .read_to_string(&mut text)
         .map_err(|_| bad("is not readable UTF-8 text"))?;

@@ -8,7 +8,7 @@ use ipnetwork::{IpNetwork, Ipv4Network};
 use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
 
 use crate::error::Failure;
-use crate::leases::{self, Lease, Ledger, Liveness, Store};
+use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store};
 use crate::nat;
 use crate::output::{Outcome, Wired};
 use crate::request::Request;
@@ -214,9 +214,13 @@ impl<'a> Session<'a> {
         bridge: u32,
         leases: Vec<Lease>,
     ) -> Result<u32, Failure> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
         let mut live = 0;
+        let probe = IndexProbe::new()?;
         for lease in leases {
-            match leases::liveness(&lease) {
+            match probe.liveness(&lease) {
                 Liveness::Live => live += u32::from(lease.uid == self.uid),
                 Liveness::Gone => ledger.release(&lease)?,
                 Liveness::Orphan => {
