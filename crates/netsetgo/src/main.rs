@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(Usage::Error(e)) => {
+            // A refusal too: audited like the others.
+            let refusal = Failure::refused(format!("usage: {e}"));
+            let uid = nix::unistd::getuid().as_raw();
+            audit::record(uid, None, "usage", None, Err(&refusal));
             eprint!("netsetgo: {e}\n{}", cli::USAGE);
             return ExitCode::from(2);
         }
