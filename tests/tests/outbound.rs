@@ -13,10 +13,11 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use netsetgo_e2e::checks::wire_line;
+use netsetgo_e2e::fixtures::{world_with, A};
 use netsetgo_e2e::{link_kind, require_root, Container, Output, World, TIMEOUT_SECS};
 use serde_json::Value;
 
-const A: &str = "nsg-a";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const IPV4_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
 const IPV6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
@@ -28,12 +29,6 @@ const OUTSIDE4: &str = "192.0.2.2";
 const UPLINK6: &str = "2001:db8:2::1";
 const OUTSIDE6: &str = "2001:db8:2::2";
 const PORT: &str = "8080";
-
-fn world_with(policy: &str) -> World {
-    let world = World::new();
-    world.set_policy(policy);
-    world
-}
 
 /// `timeout -k 2 20 argv...` with an environment of PATH only.
 fn bounded(argv: &[&str]) -> Command {
@@ -58,20 +53,6 @@ fn netns_of(pid: u32) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/net"))
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Wires `c` as its own user with `extra` arguments; panics unless that
-/// succeeds with one line on stdout and nothing on stderr.
-#[track_caller]
-fn wire(world: &World, c: &Container, extra: &[&str]) -> String {
-    let pid = c.pid_arg();
-    let mut args = vec!["-pid", pid.as_str()];
-    args.extend_from_slice(extra);
-    let out = world.netsetgo(c.user(), &args);
-    assert_eq!(out.code(), Some(0), "netsetgo {args:?}:\n{out}");
-    assert_eq!(out.stderr, "", "a success prints nothing on stderr");
-    assert_eq!(out.stdout.lines().count(), 1, "one line:\n{out}");
-    out.stdout.trim_end().to_string()
 }
 
 /// Every value of `key=` in a success line, in order.
@@ -520,7 +501,7 @@ fn nat_yes_masquerades_to_the_outside_over_ipv4_and_ipv6() {
     let outside = Outside::new(&world);
     let c = world.container(A);
 
-    let line = wire(&world, &c, &[]);
+    let line = wire_line(&world, &c, &[]);
     assert_eq!(fields(&line, "address")[0], "10.20.0.2/24", "{line}");
     assert_eq!(world_sysctl(&world, IPV4_FORWARD), "1", "ip_forward");
     assert_eq!(world_sysctl(&world, IPV6_FORWARD), "1", "IPv6 forwarding");
@@ -553,7 +534,7 @@ fn nat_yes_masquerades_to_the_outside_over_ipv4_and_ipv6() {
     }
     // Traffic that stays on the bridge keeps its source address.
     let c2 = world.container(A);
-    let line2 = wire(&world, &c2, &[]);
+    let line2 = wire_line(&world, &c2, &[]);
     assert_eq!(fields(&line2, "address")[0], "10.20.0.3/24", "{line2}");
     for (server_addr, own) in [("10.20.0.3", "10.20.0.2"), ("fd00:20::3", "fd00:20::2")] {
         let mut server = serve(c2.pid(), server_addr);
@@ -589,10 +570,10 @@ fn nat_no_gets_nothing_out_and_changes_nothing_host_wide() {
     ruleset_before.expect_success("nft list ruleset in the world");
 
     let c = world.container(A);
-    let line = wire(&world, &c, &[]);
+    let line = wire_line(&world, &c, &[]);
     assert_eq!(fields(&line, "address"), ["10.22.0.2/24", "fd00:22::2/64"]);
     let c2 = world.container(A);
-    let line2 = wire(&world, &c2, &["-bridgeName", "isobr1"]);
+    let line2 = wire_line(&world, &c2, &["-bridgeName", "isobr1"]);
     assert_eq!(fields(&line2, "address"), ["10.23.0.2/24"], "{line2}");
 
     assert_eq!(
@@ -664,7 +645,7 @@ fn nat_rules_are_created_once_however_often_the_helper_runs() {
     let lab2 = ("labbr1", &["10.21.0.0/24"][..]);
 
     let first = world.container(A);
-    wire(&world, &first, &[]);
+    wire_line(&world, &first, &[]);
     assert_eq!(
         world_nft(&world),
         Some(expected_nft(&[lab])),
@@ -676,7 +657,7 @@ fn nat_rules_are_created_once_however_often_the_helper_runs() {
             .map(|_| {
                 s.spawn(|| {
                     let c = world.container(A);
-                    wire(&world, &c, &[]);
+                    wire_line(&world, &c, &[]);
                     c
                 })
             })
@@ -703,7 +684,7 @@ fn nat_rules_are_created_once_however_often_the_helper_runs() {
     let again = &containers[0];
     let out = world.netsetgo(A, &["-delete", "-pid", &again.pid_arg()]);
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
-    wire(&world, again, &[]);
+    wire_line(&world, again, &[]);
     assert_eq!(
         world_nft(&world),
         Some(expected_nft(&[lab])),
@@ -713,7 +694,7 @@ fn nat_rules_are_created_once_however_often_the_helper_runs() {
     // A second nat=yes network gets its own chain and jump, once.
     let others: Vec<Container> = (0..2).map(|_| world.container(A)).collect();
     for c in &others {
-        wire(&world, c, &["-bridgeName", "labbr1"]);
+        wire_line(&world, c, &["-bridgeName", "labbr1"]);
     }
     assert_eq!(
         world_nft(&world),
@@ -751,7 +732,7 @@ fn ipv6_addresses_are_derived_from_the_lease_and_reach_each_other() {
     let mut all = Vec::new();
     for extra in [&[][..], &[], &["-containerAddress", "10.30.0.200/24"]] {
         let c = world.container(A);
-        let line = wire(&world, &c, extra);
+        let line = wire_line(&world, &c, extra);
         let addresses = fields(&line, "address");
         assert_eq!(addresses.len(), 2, "IPv4 and IPv6 address: {line}");
         assert_eq!(
@@ -810,7 +791,7 @@ fn mtu_reaches_both_ends_and_the_bridge_and_limits_packets() {
     let mut wired = Vec::new();
     for _ in 0..2 {
         let c = world.container(A);
-        let line = wire(&world, &c, &[]);
+        let line = wire_line(&world, &c, &[]);
         assert_eq!(fields(&line, "mtu"), ["1400"], "{line}");
         let host = fields(&line, "host").pop().expect("host=");
         let addresses = fields(&line, "address");
@@ -858,7 +839,7 @@ fn mtu_reaches_both_ends_and_the_bridge_and_limits_packets() {
         ])
         .expect_success("add plainbr0");
     let c = world.container(A);
-    let line = wire(&world, &c, &["-bridgeName", "plainbr0"]);
+    let line = wire_line(&world, &c, &["-bridgeName", "plainbr0"]);
     assert_eq!(fields(&line, "mtu"), ["1450"], "{line}");
     let host = fields(&line, "host").pop().expect("host=");
     assert_eq!(mtu_of(world.pid(), &host), 1450, "host end {host}");
@@ -928,7 +909,7 @@ fn json_of_a_dual_stack_nat_network_lists_everything() {
 
     // The plain line of a second call has the same facts.
     let c2 = world.container(A);
-    let line = wire(&world, &c2, &[]);
+    let line = wire_line(&world, &c2, &[]);
     assert_eq!(fields(&line, "address"), ["10.50.0.3/24", "fd00:50::3/64"]);
     assert_eq!(fields(&line, "gateway"), ["10.50.0.1", "fd00:50::1"]);
     assert_eq!(fields(&line, "mtu"), ["1400"]);

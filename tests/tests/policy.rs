@@ -6,18 +6,11 @@
 //! nothing (world links/addresses/routes, leases, maps, the container).
 
 use netsetgo_e2e::checks::{assert_refused, wire, wire_with};
+use netsetgo_e2e::fixtures::{world_with, A, B};
 use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, World};
 
-const A: &str = "nsg-a";
-const B: &str = "nsg-b";
 const PATH: &str = "/etc/netsetgo/netsetgo.conf";
 const DEFAULT_NET: &str = "network default bridge=brg0 gateway=10.10.10.1/24\n";
-
-fn world_with(policy: &str) -> World {
-    let world = World::new();
-    world.set_policy(policy);
-    world
-}
 
 fn container_is_bare(c: &netsetgo_e2e::Container) {
     let inside = c.snapshot();

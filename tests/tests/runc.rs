@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use netsetgo_e2e::fixtures::{world_with, GATEWAY};
 use netsetgo_e2e::{
     ensure_user, has_flag, installed_binary, link_kind, require_root, scratch_dir, Lease, Output,
     Proc, Snapshot, User, World,
@@ -33,7 +34,6 @@ const POLICY: &str = "\
 network default bridge=brg0 gateway=10.10.10.1/24
 allow nsg-runc default 8
 ";
-const GATEWAY: &str = "10.10.10.1";
 const PORT: &str = "8080";
 const CONTAINERS: usize = 4;
 
@@ -315,8 +315,7 @@ struct Running {
 fn runc_rootless_containers_wired_by_oci_hooks() {
     require_root!();
     let user = ensure_user(USER);
-    let world = World::new();
-    world.set_policy(POLICY);
+    let world = world_with(POLICY);
     let dir = scratch_dir("runc");
     let rootfs = build_rootfs(&dir, &user);
 
@@ -590,8 +589,7 @@ fn json_object(out: &Output) -> serde_json::Map<String, Value> {
 #[test]
 fn json_and_check_match_the_kernel() {
     require_root!();
-    let world = World::new();
-    world.set_policy(POLICY);
+    let world = world_with(POLICY);
     let c = world.container(USER);
     let pid = c.pid_arg();
 

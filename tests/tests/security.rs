@@ -12,30 +12,14 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netsetgo_e2e::checks::{assert_refusal_line, assert_refused, assert_unchanged, wire};
-use netsetgo_e2e::{
-    ensure_user, has_flag, installed_binary, link_kind, link_name, require_root, scratch_dir,
-    Container, Output, Snapshot, SyslogSink, Wired, World,
+use netsetgo_e2e::checks::{
+    assert_refusal_line, assert_refused, assert_unchanged, assert_wired, wire,
 };
-
-const A: &str = "nsg-a";
-const B: &str = "nsg-b";
-
-const POLICY: &str = "\
-network default bridge=brg0 gateway=10.10.10.1/24
-allow nsg-a default 16
-allow nsg-b default 4
-";
-
-fn world_with(policy: &str) -> World {
-    let world = World::new();
-    world.set_policy(policy);
-    world
-}
-
-fn uid(user: &str) -> u32 {
-    ensure_user(user).uid
-}
+use netsetgo_e2e::fixtures::{uid, world_with, A, B, POLICY};
+use netsetgo_e2e::{
+    ensure_user, installed_binary, link_name, require_root, scratch_dir, Container, Output,
+    Snapshot, SyslogSink, Wired, World,
+};
 
 fn bin() -> String {
     installed_binary().to_string_lossy().into_owned()
@@ -47,37 +31,6 @@ fn busy_world(policy: &str) -> (World, Container) {
     let c = world.container(A);
     wire(&world, &c);
     (world, c)
-}
-
-/// Checks from outside that `c` carries `w`: veth1 up with the address and
-/// the default route, its peer an up veth on brg0 called `w.host`, and a
-/// lease of `user` for it.
-#[track_caller]
-fn assert_wired(world: &World, c: &Container, w: &Wired) {
-    let inside = c.snapshot();
-    let veth1 = inside
-        .link("veth1")
-        .unwrap_or_else(|| panic!("no veth1 in {}:\n{inside:?}", c.pid()));
-    assert!(has_flag(veth1, "UP"), "{veth1}");
-    assert_eq!(inside.ipv4_of("veth1"), vec![w.address.clone()]);
-    assert_eq!(
-        inside.default_route(),
-        Some(("10.10.10.1".to_string(), "veth1".to_string()))
-    );
-    let snap = world.snapshot();
-    let peer = veth1["link_index"].as_u64().expect("peer index");
-    let host = snap.link_by_index(peer).expect("peer in the world");
-    assert_eq!(link_name(host), w.host);
-    assert_eq!(link_kind(host), Some("veth"));
-    assert_eq!(host["master"], "brg0");
-    let lease = world
-        .leases("brg0")
-        .into_iter()
-        .find(|l| l.ifname == w.host)
-        .unwrap_or_else(|| panic!("no lease for {}", w.host));
-    assert_eq!(lease.uid, uid(c.user()));
-    assert_eq!(u64::from(lease.ifindex), peer);
-    assert_eq!(lease.address.to_string(), w.ip());
 }
 
 /// A pid that no process has (checked just before).
