@@ -15,8 +15,11 @@ use crate::leases::{parse_leases, Lease};
 use crate::snapshot::Snapshot;
 use crate::users::ensure_user;
 
-/// Polls `f` every 10 ms for at most `limit`; returns whether it held.
-pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+/// How often the world polls.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Polls `f` every `every` for at most `limit`; returns whether it held.
+pub fn wait_until(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     loop {
         if f() {
@@ -25,11 +28,12 @@ pub(crate) fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         if start.elapsed() >= limit {
             return false;
         }
-        sleep(Duration::from_millis(10));
+        sleep(every);
     }
 }
 
-fn ns_of(pid: u32, kind: &str) -> Option<String> {
+/// The `/proc/<pid>/ns/<kind>` link of `pid` (e.g. `net:[4026531840]`).
+pub fn ns_of(pid: u32, kind: &str) -> Option<String> {
     fs::read_link(format!("/proc/{pid}/ns/{kind}"))
         .ok()
         .map(|p| p.to_string_lossy().into_owned())
@@ -77,7 +81,7 @@ impl Proc {
     /// does not.
     pub fn wait_for_exec(&mut self, comm: &str) {
         let pid = self.pid();
-        let ok = wait_until(Duration::from_secs(10), || {
+        let ok = wait_until(Duration::from_secs(10), POLL, || {
             comm_of(pid).as_deref() == Some(comm)
         });
         if !ok {
@@ -143,7 +147,7 @@ impl Call {
     pub fn finish(&mut self, limit: Duration) -> Output {
         use std::io::Read;
         let mut child = self.child.take().expect("a call is finished once");
-        let ended = wait_until(limit, || !matches!(child.try_wait(), Ok(None)));
+        let ended = wait_until(limit, POLL, || !matches!(child.try_wait(), Ok(None)));
         if !ended {
             let _ = child.kill();
         }

@@ -10,19 +10,13 @@ use netsetgo_e2e::checks::{
     assert_refusal_line, assert_refused, assert_refused_unchanged, assert_unchanged_with,
     assert_wired_in, wire, Maps,
 };
-use netsetgo_e2e::fixtures::{uid, world_with, A, B, GATEWAY, POLICY};
+use netsetgo_e2e::fixtures::{
+    busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, GATEWAY, POLICY,
+};
 use netsetgo_e2e::{
     has_flag, installed_binary, link_kind, link_name, require_root, scratch_dir, Container, Output,
     Wired, World,
 };
-
-/// A world with brg0 already in use: one container of nsg-a wired.
-fn busy_world(extra_policy: &str) -> (World, Container, Wired) {
-    let world = world_with(&format!("{POLICY}{extra_policy}"));
-    let c = world.container(A);
-    let w = wire(&world, &c);
-    (world, c, w)
-}
 
 // ---------------------------------------------------------------------------
 // Wiring
@@ -186,18 +180,8 @@ fn leases_of_exited_containers_are_freed_by_the_next_call() {
         c.kill();
     }
     // The kernel removes each pair when its namespace dies.
-    let mut snap = world.snapshot();
-    for _ in 0..100 {
-        if snap.ports_of("brg0").is_empty() {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-        snap = world.snapshot();
-    }
-    assert!(
-        snap.ports_of("brg0").is_empty(),
-        "host veths left after the containers exited:\n{snap:?}"
-    );
+    // (wait_for_ports panics if host veths are left after they exited.)
+    wait_for_ports(&world, 0);
     assert_eq!(
         world.leases("brg0").len(),
         8,
@@ -261,14 +245,14 @@ fn delete_of_another_users_container_is_refused() {
 #[test]
 fn refuses_pid_1() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     assert_refused(&world, &[&c], A, &["-pid", "1"]);
 }
 
 #[test]
 fn refuses_own_process_in_the_host_namespace() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     let mine = world.host_process(A);
     assert_refused(&world, &[&c], A, &["-pid", &mine.pid().to_string()]);
 }
@@ -276,35 +260,23 @@ fn refuses_own_process_in_the_host_namespace() {
 #[test]
 fn refuses_another_users_container() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     let theirs = world.container(B);
     assert_refused(&world, &[&c, &theirs], A, &["-pid", &theirs.pid_arg()]);
     assert_eq!(theirs.snapshot().link_names(), vec!["lo".to_string()]);
 }
 
-/// A pid that no process has (checked just before).
-fn unused_pid() -> u32 {
-    let max: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
-    (300..max)
-        .rev()
-        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-        .expect("a free pid")
-}
-
 #[test]
 fn refuses_nonexistent_pid() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     assert_refused(&world, &[&c], A, &["-pid", &unused_pid().to_string()]);
 }
 
 #[test]
 fn refusals_of_foreign_and_missing_pids_are_identical() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     let theirs = world.container(B);
     let missing = unused_pid();
     let normalise = |out: &Output, pid: u32| out.stderr.replace(&pid.to_string(), "PID");
@@ -322,7 +294,7 @@ fn refusals_of_foreign_and_missing_pids_are_identical() {
 #[test]
 fn refuses_or_cleans_up_a_pid_that_exits_during_the_call() {
     require_root!();
-    let (world, base_c, base_w) = busy_world("");
+    let (world, base_c, base_w) = busy_world(POLICY);
     let before = world.settled_snapshot();
     let mut outcomes = Vec::new();
     // At most 6 short-lived containers: with the one above, every lease is
@@ -344,14 +316,7 @@ fn refuses_or_cleans_up_a_pid_that_exits_during_the_call() {
     }
     eprintln!("exit codes of calls racing an exiting pid: {outcomes:?}");
     // Every namespace is gone now; nothing of theirs may stay in the world.
-    let mut snap = world.snapshot();
-    for _ in 0..100 {
-        if snap.ports_of("brg0").len() == 1 {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-        snap = world.snapshot();
-    }
+    wait_for_ports(&world, 1);
     let after = world.settled_snapshot();
     assert!(
         before == after,
@@ -372,8 +337,9 @@ fn refuses_or_cleans_up_a_pid_that_exits_during_the_call() {
 #[test]
 fn refuses_an_existing_non_bridge_as_bridge() {
     require_root!();
-    let (world, c, _w) =
-        busy_world("network lab bridge=eth9 gateway=10.20.0.1/24\nallow nsg-a lab 4\n");
+    let (world, c, _w) = busy_world(&format!(
+        "{POLICY}network lab bridge=eth9 gateway=10.20.0.1/24\nallow nsg-a lab 4\n"
+    ));
     // A dummy where the kernel has the module, else a veth: not a bridge.
     world
         .run(&[
@@ -401,45 +367,43 @@ fn refuses_an_existing_non_bridge_as_bridge() {
     assert!(world.leases("eth9").is_empty());
 }
 
-#[test]
-fn refuses_invalid_addresses() {
-    require_root!();
-    let (world, c, _w) = busy_world("");
+/// Each of `cases` (flags before `-pid`) is refused, as nsg-a and as root,
+/// and changes nothing, in a busy world.
+fn refuses_each_as_a_and_root(cases: &[[&str; 2]]) {
+    let (world, c, _w) = busy_world(POLICY);
     let pid = c.pid_arg();
     for user in [A, "root"] {
-        for args in [
-            ["-bridgeAddress", "10.10.10.1/99"],
-            ["-containerAddress", "foo"],
-        ] {
+        for args in cases {
             let mut all = args.to_vec();
             all.extend(["-pid", &pid]);
             assert_refused(&world, &[&c], user, &all);
         }
     }
+}
+
+#[test]
+fn refuses_invalid_addresses() {
+    require_root!();
+    refuses_each_as_a_and_root(&[
+        ["-bridgeAddress", "10.10.10.1/99"],
+        ["-containerAddress", "foo"],
+    ]);
 }
 
 #[test]
 fn refuses_bad_names() {
     require_root!();
-    let (world, c, _w) = busy_world("");
-    let pid = c.pid_arg();
-    for user in [A, "root"] {
-        for args in [
-            ["-vethNamePrefix", "abcdefghij"],
-            ["-bridgeName", "aaaaaaaaaaaaaaaaa"],
-            ["-bridgeName", "a/b"],
-        ] {
-            let mut all = args.to_vec();
-            all.extend(["-pid", &pid]);
-            assert_refused(&world, &[&c], user, &all);
-        }
-    }
+    refuses_each_as_a_and_root(&[
+        ["-vethNamePrefix", "abcdefghij"],
+        ["-bridgeName", "aaaaaaaaaaaaaaaaa"],
+        ["-bridgeName", "a/b"],
+    ]);
 }
 
 #[test]
 fn usage_errors_exit_2() {
     require_root!();
-    let (world, c, _w) = busy_world("");
+    let (world, c, _w) = busy_world(POLICY);
     let pid = c.pid_arg();
     let cases: [&[&str]; 6] = [
         &["-bogus", "-pid", &pid],
@@ -475,7 +439,7 @@ fn with_closed_stdio(world: &World, args: &[&str]) -> Output {
 #[test]
 fn works_with_closed_stdio_and_writes_nothing_onto_them() {
     require_root!();
-    let (world, first, first_wired) = busy_world("");
+    let (world, first, first_wired) = busy_world(POLICY);
     // A legitimate call: works, and its output goes nowhere near our state.
     let c = world.container(A);
     let out = with_closed_stdio(&world, &["-pid", &c.pid_arg()]);
@@ -509,13 +473,21 @@ fn works_with_closed_stdio_and_writes_nothing_onto_them() {
     assert_eq!(wire(&world, &d).address, "10.10.10.4/24");
 }
 
+/// A fresh directory for markers, world-writable and sticky, so that
+/// programs run as any user can leave one.
+fn marker_dir() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let marks = scratch_dir("marks");
+    std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    marks
+}
+
 /// A directory of fake `ip`, `nft`, `iptables` (and friends) that leave a
 /// marker when run, and the marker directory (world-writable, sticky).
 fn fake_tools() -> (std::path::PathBuf, std::path::PathBuf) {
     use std::os::unix::fs::PermissionsExt;
     let bin = scratch_dir("fakebin");
-    let marks = scratch_dir("marks");
-    std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let marks = marker_dir();
     for tool in [
         "ip",
         "nft",
@@ -548,7 +520,7 @@ fn markers(dir: &std::path::Path) -> Vec<String> {
 #[test]
 fn hostile_path_runs_nothing() {
     require_root!();
-    let (world, _c, _w) = busy_world("");
+    let (world, _c, _w) = busy_world(POLICY);
     let (fakebin, marks) = fake_tools();
     let path = format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", fakebin.display());
     // The trap works: a program that looks tools up in PATH runs ours.
@@ -612,12 +584,8 @@ fn preload_library(marks: &std::path::Path) -> std::path::PathBuf {
 #[test]
 fn hostile_environment_has_no_effect() {
     require_root!();
-    let (world, _c, _w) = busy_world("");
-    let marks = scratch_dir("marks");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&marks, std::fs::Permissions::from_mode(0o1777)).unwrap();
-    }
+    let (world, _c, _w) = busy_world(POLICY);
+    let marks = marker_dir();
     let library = preload_library(&marks);
     let library = library.to_string_lossy().into_owned();
     // The trap works on an ordinary dynamic program.

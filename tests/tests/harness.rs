@@ -6,12 +6,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use netsetgo_e2e::{ensure_user, installed_binary, require_root, World};
+use netsetgo_e2e::{ensure_user, installed_binary, ns_of, require_root, World};
 
 fn ns(pid: u32, kind: &str) -> String {
-    fs::read_link(format!("/proc/{pid}/ns/{kind}"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    ns_of(pid, kind).unwrap_or_default()
 }
 
 #[test]

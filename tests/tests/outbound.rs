@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use netsetgo_e2e::checks::wire_line;
 use netsetgo_e2e::fixtures::{world_with, A};
-use netsetgo_e2e::{link_kind, require_root, Container, Output, World, TIMEOUT_SECS};
+use netsetgo_e2e::{link_kind, ns_of, require_root, Container, Output, World, TIMEOUT_SECS};
 use serde_json::Value;
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -50,9 +50,7 @@ fn run(argv: &[&str]) -> Output {
 }
 
 fn netns_of(pid: u32) -> String {
-    std::fs::read_link(format!("/proc/{pid}/ns/net"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    ns_of(pid, "net").unwrap_or_default()
 }
 
 /// Every value of `key=` in a success line, in order.

@@ -19,10 +19,11 @@ use std::io::Write;
 use std::os::unix::fs::{chown, lchown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::thread::{self, sleep};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netsetgo_e2e::fixtures::{world_with, GATEWAY};
+use netsetgo_e2e::wait_until;
 use netsetgo_e2e::{
     ensure_user, has_flag, installed_binary, link_kind, require_root, scratch_dir, Lease, Output,
     Proc, Snapshot, User, World,
@@ -51,19 +52,8 @@ echo $? > /out/rc.tmp && mv /out/rc.tmp /out/rc
 exec sleep 60
 "#;
 
-/// Polls `f` every 50 ms for at most `limit`.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if start.elapsed() >= limit {
-            return false;
-        }
-        sleep(Duration::from_millis(50));
-    }
-}
+/// How often runc.rs polls.
+const POLL: Duration = Duration::from_millis(50);
 
 fn s(path: &Path) -> String {
     path.to_string_lossy().into_owned()
@@ -280,7 +270,7 @@ fn http_server(world: &World, www: &Path) -> Proc {
         ],
     );
     let filter = format!("sport = :{PORT}");
-    let listening = wait_until(Duration::from_secs(10), || {
+    let listening = wait_until(Duration::from_secs(10), POLL, || {
         !world
             .run(&["ss", "-Hltn", &filter])
             .stdout
@@ -381,7 +371,7 @@ fn runc_rootless_containers_wired_by_oci_hooks() {
     // Each fetched the page through its gateway.
     for c in &running {
         let rc = c.out.join("rc");
-        let done = wait_until(Duration::from_secs(25), || rc.is_file());
+        let done = wait_until(Duration::from_secs(25), POLL, || rc.is_file());
         let log = fs::read_to_string(&c.log).unwrap_or_default();
         let ip = fs::read_to_string(c.out.join("ip.txt")).unwrap_or_default();
         assert!(
@@ -472,7 +462,7 @@ fn runc_rootless_containers_wired_by_oci_hooks() {
             .expect_success("runc kill");
     }
     for c in &running {
-        let stopped = wait_until(Duration::from_secs(10), || {
+        let stopped = wait_until(Duration::from_secs(10), POLL, || {
             runc.state(&c.id)["status"] == "stopped"
         });
         assert!(stopped, "{} did not stop: {}", c.id, runc.state(&c.id));
@@ -480,7 +470,7 @@ fn runc_rootless_containers_wired_by_oci_hooks() {
     let host_of = |c: &Running| lease_of(&leases, &c.id).unwrap().ifname.clone();
     // Unheld: the kernel removes their pairs with their namespaces.
     for c in &running[2..] {
-        let gone = wait_until(Duration::from_secs(10), || {
+        let gone = wait_until(Duration::from_secs(10), POLL, || {
             world.snapshot().link(&host_of(c)).is_none()
         });
         assert!(gone, "{}'s host end outlived its namespace", c.id);

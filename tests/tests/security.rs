@@ -15,34 +15,16 @@ use std::time::{Duration, Instant};
 use netsetgo_e2e::checks::{
     assert_refusal_line, assert_refused, assert_unchanged, assert_wired, wire,
 };
-use netsetgo_e2e::fixtures::{uid, world_with, A, B, POLICY};
+use netsetgo_e2e::fixtures::{
+    busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
+};
 use netsetgo_e2e::{
     ensure_user, installed_binary, link_name, require_root, scratch_dir, Container, Output,
-    Snapshot, SyslogSink, Wired, World,
+    SyslogSink, Wired, World,
 };
 
 fn bin() -> String {
     installed_binary().to_string_lossy().into_owned()
-}
-
-/// A world with brg0 in use: one container of nsg-a wired.
-fn busy_world(policy: &str) -> (World, Container) {
-    let world = world_with(policy);
-    let c = world.container(A);
-    wire(&world, &c);
-    (world, c)
-}
-
-/// A pid that no process has (checked just before).
-fn unused_pid() -> u32 {
-    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(32768);
-    (300..max)
-        .rev()
-        .find(|p| !Path::new(&format!("/proc/{p}")).exists())
-        .expect("a free pid")
 }
 
 /// The per-user count netsetgo keeps in `/run/netsetgo/<bridge>/users/UID`.
@@ -60,28 +42,13 @@ fn user_count(world: &World, bridge: &str, user: &str) -> Option<u32> {
     )
 }
 
-/// Waits (bounded) until the kernel has removed the ports of dead
-/// containers, i.e. brg0 has exactly `ports` ports.
-#[track_caller]
-fn wait_for_ports(world: &World, ports: usize) -> Snapshot {
-    let mut snap = world.snapshot();
-    for _ in 0..100 {
-        if snap.ports_of("brg0").len() == ports {
-            return snap;
-        }
-        thread::sleep(Duration::from_millis(100));
-        snap = world.snapshot();
-    }
-    panic!("brg0 never got down to {ports} ports:\n{snap:?}");
-}
-
 // ---------------------------------------------------------------------------
 // 1. Run only when really privileged
 
 #[test]
 fn refuses_unless_really_privileged() {
     require_root!();
-    let (world, first) = busy_world(POLICY);
+    let (world, first, _) = busy_world(POLICY);
     let c = world.container(A);
     let pid = c.pid_arg();
     let bin = bin();
@@ -125,7 +92,7 @@ fn refuses_unless_really_privileged() {
 #[test]
 fn a_tiny_fd_limit_is_survived_or_refused_cleanly() {
     require_root!();
-    let (world, _first) = busy_world(POLICY);
+    let (world, _first, _) = busy_world(POLICY);
     let bin = bin();
     // The trap is set: the limit reaches the program the shell execs.
     let probe = world.run_as(
@@ -328,7 +295,7 @@ fn status_field(status: &str, key: &str) -> String {
 #[test]
 fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
     require_root!();
-    let (world, _first) = busy_world(POLICY);
+    let (world, _first, _) = busy_world(POLICY);
     let me = ensure_user(A);
     let map = "/run/netsetgo/brg0/map";
     assert!(world.path(map).is_file(), "no lock file after a first call");
@@ -729,7 +696,7 @@ fn sigkill_at_random_moments_leaves_nothing_that_breaks_the_next_call() {
 #[test]
 fn a_pid_hidden_by_hidepid_is_refused_like_a_missing_one() {
     require_root!();
-    let (world, first) = busy_world(POLICY);
+    let (world, first, _) = busy_world(POLICY);
     let theirs = world.container(B);
     let mine = world.container(A);
     world.mount_hidepid_proc();
