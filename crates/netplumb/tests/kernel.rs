@@ -9,12 +9,8 @@ mod common;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
-use common::{flags, ifindex, is_up, ns_shape, ChildGuard, TestNs};
+use common::{flags, ifindex, is_up, net, ns_shape, ChildGuard, TestNs};
 use netplumb::{Attachment, Error, IpNetwork, NetNs, Netlink, Step, VethPair};
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().expect("network literal")
-}
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address literal")

@@ -3,66 +3,39 @@
 //! on panic) and reads the result back with `nft -j` (package nftables).
 //! Nothing here touches the namespace the tests run in.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Barrier;
 use std::thread;
 
-use netplumb::{Error, IpNetwork, NetNs, Nftables, RawSocket, Step};
+use common::{net, TestNs};
+use netplumb::{Error, NetNs, Nftables, RawSocket, Step};
 use serde_json::{json, Value};
 
 const TABLE: &str = "nsgnat";
 
-/// True when running as root; otherwise says loudly that the test skipped.
-fn have_root(test: &str) -> bool {
-    // SAFETY: geteuid(2) cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
+/// A throwaway named network namespace ([`TestNs`], deleted on drop) with
+/// nf_tables helpers.
+struct Ns(TestNs);
+
+impl Deref for Ns {
+    type Target = TestNs;
+
+    fn deref(&self) -> &TestNs {
+        &self.0
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED {test}: nf_tables tests need root (CAP_NET_ADMIN, CAP_SYS_ADMIN)"
-    );
-    false
-}
-
-macro_rules! require_root {
-    ($name:expr) => {
-        if !have_root($name) {
-            return;
-        }
-    };
-}
-
-fn net(s: &str) -> IpNetwork {
-    s.parse().expect("test subnet")
-}
-
-/// A throwaway named network namespace, deleted on drop.
-struct Ns {
-    name: String,
 }
 
 impl Ns {
     fn new(tag: &str) -> Ns {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!("nt-nat-{}-{tag}-{n}", std::process::id());
-        let out = Command::new("ip")
-            .args(["netns", "add", &name])
-            .output()
-            .expect("run ip netns add");
-        assert!(
-            out.status.success(),
-            "ip netns add {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ns { name }
+        Ns(TestNs::new(&format!("nat-{tag}")))
     }
 
     fn handle(&self) -> NetNs {
-        NetNs::from_path(format!("/run/netns/{}", self.name)).expect("open test namespace")
+        self.open()
     }
 
     fn nftables(&self) -> Nftables {
@@ -103,16 +76,6 @@ impl Ns {
     fn ruleset(&self) -> Value {
         serde_json::from_str(&self.run(&["nft", "-j", "list", "ruleset"]))
             .expect("nft -j prints JSON")
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 

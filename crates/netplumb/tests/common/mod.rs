@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use netplumb::{NetNs, Netlink};
+use netplumb::{IpNetwork, NetNs, Netlink};
 use serde_json::Value;
 
 /// True when the tests can run (root). Otherwise says so on the real stderr
@@ -38,6 +38,11 @@ macro_rules! require_root {
             return;
         }
     };
+}
+
+/// A network literal of a test, e.g. `net("10.77.0.0/24")`.
+pub fn net(s: &str) -> IpNetwork {
+    s.parse().expect("network literal")
 }
 
 /// A name unique to this test process and call.
