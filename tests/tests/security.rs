@@ -773,9 +773,12 @@ fn every_grant_and_refusal_is_audited() {
     let mut no_grant = world.start_netsetgo(B, &["-pid", &theirs.pid_arg()]);
     let no_grant_pid = no_grant.pid();
     assert_refusal_line(&no_grant.finish(Duration::from_secs(20)));
+    let mut usage = world.start_netsetgo(A, &["-nosuchflag"]);
+    let usage_pid = usage.pid();
+    assert_eq!(usage.finish(Duration::from_secs(20)).code(), Some(2));
 
     let records = sink.records(Duration::from_millis(500));
-    assert_eq!(records.len(), 3, "one record per call: {records:?}");
+    assert_eq!(records.len(), 4, "one record per call: {records:?}");
     let record_of = |helper: u32| -> &String {
         let tag = format!("netsetgo[{helper}]: ");
         let found: Vec<&String> = records.iter().filter(|r| r.contains(&tag)).collect();
@@ -809,6 +812,10 @@ fn every_grant_and_refusal_is_audited() {
     has(r, format!("uid={}", uid(B)));
     has(r, format!("pid={}", theirs.pid()));
     assert!(r.contains(" network="), "{r:?}");
+    has(r, "result=refused".into());
+    let r = record_of(usage_pid);
+    has(r, format!("uid={}", uid(A)));
+    has(r, "action=usage".into());
     has(r, "result=refused".into());
 }
 
