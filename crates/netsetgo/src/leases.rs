@@ -321,28 +321,37 @@ impl Ledger<'_> {
 
     /// The next [`WINDOW`] leases after the rotating cursor.
     pub fn window(&mut self) -> Result<Vec<Lease>, Failure> {
-        let mut found = Vec::new();
-        let mut offset = self.cursor;
-        for _ in 0..self.size {
-            offset = (offset + 1) % self.size;
-            if self.is_leased(offset) {
-                found.push(offset);
-                if found.len() == WINDOW {
-                    break;
-                }
+        let mut found: Vec<u32> = Vec::with_capacity(WINDOW);
+        let mut from = self.cursor + 1;
+        while found.len() < WINDOW {
+            // Wrap around once; stop when the window comes back on itself.
+            let Some(offset) = next_set(&self.bitmap, from, self.size)
+                .or_else(|| next_set(&self.bitmap, 0, self.size))
+            else {
+                break;
+            };
+            if found.contains(&offset) {
+                break;
             }
+            found.push(offset);
+            from = offset + 1;
         }
-        self.cursor = offset;
-        self.store
-            .map
-            .write_all_at(&offset.to_le_bytes(), 12)
-            .map_err(io_failure)?;
+        if let Some(last) = found.last() {
+            self.cursor = *last;
+            self.store
+                .map
+                .write_all_at(&self.cursor.to_le_bytes(), 12)
+                .map_err(io_failure)?;
+        }
         self.leases_at(found)
     }
 
     /// Every lease (read in one pass over the records).
     pub fn all(&mut self) -> Result<Vec<Lease>, Failure> {
-        let offsets = (0..self.size).filter(|o| self.is_leased(*o)).collect();
+        let offsets = std::iter::successors(next_set(&self.bitmap, 0, self.size), |o| {
+            next_set(&self.bitmap, o + 1, self.size)
+        })
+        .collect();
         self.leases_at(offsets)
     }
 
@@ -361,9 +370,14 @@ impl Ledger<'_> {
 
     /// The first assignable address not leased.
     pub fn first_free(&self) -> Option<Ipv4Addr> {
-        (1..self.size.saturating_sub(1))
-            .find(|o| self.assignable(*o) && !self.is_leased(*o))
-            .map(|o| self.address_at(o))
+        let mut from = 1;
+        loop {
+            let offset = next_clear(&self.bitmap, from, self.size - 1)?;
+            if self.assignable(offset) {
+                return Some(self.address_at(offset));
+            }
+            from = offset + 1;
+        }
     }
 
     /// Whether `address` may be leased now.
@@ -409,6 +423,39 @@ impl Ledger<'_> {
     pub fn recount(&self, live: u32) -> Result<(), Failure> {
         self.set_count(live)
     }
+}
+
+/// The first set bit at or after `from`, below `end`. Whole empty bytes
+/// are skipped, so a call costs the same whether a /16 holds 1 or 1000
+/// leases, and wherever the cursor stands.
+fn next_set(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
+    let mut offset = from;
+    while offset < end {
+        let byte = bitmap[(offset / 8) as usize] >> (offset % 8);
+        if byte == 0 {
+            offset = (offset / 8 + 1) * 8;
+        } else {
+            let found = offset + byte.trailing_zeros();
+            return (found < end).then_some(found);
+        }
+    }
+    None
+}
+
+/// The first clear bit at or after `from`, below `end`; full bytes are
+/// skipped.
+fn next_clear(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
+    let mut offset = from;
+    while offset < end {
+        let byte = !bitmap[(offset / 8) as usize] >> (offset % 8);
+        if byte == 0 {
+            offset = (offset / 8 + 1) * 8;
+        } else {
+            let found = offset + byte.trailing_zeros();
+            return (found < end).then_some(found);
+        }
+    }
+    None
 }
 
 fn io_failure(e: std::io::Error) -> Failure {
@@ -505,6 +552,29 @@ fn dir_flags() -> OFlag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bit_scans() {
+        let mut map = vec![0u8; 8192];
+        assert_eq!(next_set(&map, 0, 65536), None);
+        assert_eq!(next_clear(&map, 1, 65535), Some(1));
+        map[0] = 0b0000_0110;
+        map[4000] = 0b1000_0000;
+        assert_eq!(next_set(&map, 0, 65536), Some(1));
+        assert_eq!(next_set(&map, 2, 65536), Some(2));
+        assert_eq!(next_set(&map, 3, 65536), Some(32007));
+        assert_eq!(next_set(&map, 32008, 65536), None);
+        assert_eq!(next_set(&map, 0, 2), Some(1));
+        assert_eq!(next_set(&map, 2, 2), None);
+        assert_eq!(next_clear(&map, 1, 65535), Some(3));
+        map.iter_mut().take(100).for_each(|b| *b = 0xff);
+        assert_eq!(next_clear(&map, 1, 65535), Some(800));
+        let full = vec![0xffu8; 1];
+        assert_eq!(next_clear(&full, 1, 3), None);
+        // A /30: 4 addresses, one byte, only bits below `end` count.
+        assert_eq!(next_clear(&[0b0000_0010], 1, 3), Some(2));
+        assert_eq!(next_set(&[0b1111_0000], 0, 4), None);
+    }
 
     #[test]
     fn records_round_trip() {
