@@ -30,8 +30,10 @@ pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
 const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
 
-/// The policy file, the user and group databases: all small.
-const MAX_FILE: u64 = 1 << 20;
+/// A bound on what we read of the policy file and the user and group
+/// databases: generous, since a site that copies its directory into
+/// /etc/passwd can have a large one.
+const MAX_FILE: u64 = 16 << 20;
 /// Counts are small numbers; anything longer is a typo or an attack.
 const MAX_COUNT: u32 = 65_535;
 
