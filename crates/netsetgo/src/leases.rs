@@ -425,13 +425,15 @@ impl Ledger<'_> {
     }
 }
 
-/// The first set bit at or after `from`, below `end`. Whole empty bytes
-/// are skipped, so a call costs the same whether a /16 holds 1 or 1000
-/// leases, and wherever the cursor stands.
-fn next_set(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
+/// The first bit at or after `from`, below `end`, that is set (`want`
+/// true) or clear. Bytes without such a bit are skipped whole, so a call
+/// costs the same whether a /16 holds 1 or 1000 leases, and wherever the
+/// cursor stands.
+fn next_bit(bitmap: &[u8], from: u32, end: u32, want: bool) -> Option<u32> {
     let mut offset = from;
     while offset < end {
-        let byte = bitmap[(offset / 8) as usize] >> (offset % 8);
+        let byte = bitmap[(offset / 8) as usize];
+        let byte = (if want { byte } else { !byte }) >> (offset % 8);
         if byte == 0 {
             offset = (offset / 8 + 1) * 8;
         } else {
@@ -442,20 +444,12 @@ fn next_set(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
     None
 }
 
-/// The first clear bit at or after `from`, below `end`; full bytes are
-/// skipped.
+fn next_set(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
+    next_bit(bitmap, from, end, true)
+}
+
 fn next_clear(bitmap: &[u8], from: u32, end: u32) -> Option<u32> {
-    let mut offset = from;
-    while offset < end {
-        let byte = !bitmap[(offset / 8) as usize] >> (offset % 8);
-        if byte == 0 {
-            offset = (offset / 8 + 1) * 8;
-        } else {
-            let found = offset + byte.trailing_zeros();
-            return (found < end).then_some(found);
-        }
-    }
-    None
+    next_bit(bitmap, from, end, false)
 }
 
 fn io_failure(e: std::io::Error) -> Failure {
