@@ -8,6 +8,7 @@
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
+//! * [`dhcp`]: the DHCP answer for a lease, and the unprivileged responder.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
 //! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
 //! * [`wiring`]: the netlink work of one call, under that lock.
@@ -15,6 +16,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod dhcp;
 pub mod error;
 pub mod leases;
 pub mod nat;
