@@ -127,6 +127,7 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
         gateway6: None,
         mtu: None,
         nat: false,
+        dns: Vec::new(),
     })
 }
 
