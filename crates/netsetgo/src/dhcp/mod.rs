@@ -66,7 +66,7 @@ pub fn answer(from: [u8; 6], packet: &[u8], terms: &Terms) -> Option<Reply> {
         return None;
     }
     let payload = udp_payload(packet, terms.gateway.ip())?;
-    if payload.get(MAGIC_AT..MAGIC_AT + 4)? != MAGIC {
+    if payload.get(MAGIC_AT..MAGIC_AT + 4)? != MAGIC || !plain_options(&payload[MAGIC_AT + 4..]) {
         return None;
     }
     let request = Message::decode(&mut Decoder::new(payload)).ok()?;
@@ -146,6 +146,47 @@ pub fn answer(from: [u8; 6], packet: &[u8], terms: &Terms) -> Option<Reply> {
         packet: udp_packet((server, SERVER_PORT), (dst, CLIENT_PORT), &message),
         done: kind == MessageType::Ack,
     })
+}
+
+/// The options a client sends in a DISCOVER or REQUEST (RFC 2131 table 5,
+/// less what a client of ours has no use for), with the lengths each may
+/// have. dhcproto decodes some options by their type rather than their
+/// length and asserts on or subtracts from the lengths of others (found by
+/// fuzzing), so it only ever sees these.
+const CLIENT_OPTIONS: [(u8, u8, u8); 9] = [
+    (12, 1, 255), // host name
+    (50, 4, 4),   // requested address
+    (51, 4, 4),   // lease time
+    (53, 1, 1),   // message type
+    (54, 4, 4),   // server identifier
+    (55, 1, 255), // parameter request list
+    (57, 2, 2),   // maximum message size
+    (60, 1, 255), // vendor class
+    (61, 2, 255), // client identifier
+];
+
+/// Whether the options are well-formed, each of [`CLIENT_OPTIONS`] with a
+/// length it may have and at most once, up to an End option.
+fn plain_options(mut rest: &[u8]) -> bool {
+    let mut seen = [false; 256];
+    loop {
+        match rest {
+            [255, ..] => return true,
+            [0, tail @ ..] => rest = tail,
+            [code, len, tail @ ..] => {
+                let known = CLIENT_OPTIONS
+                    .iter()
+                    .any(|&(c, min, max)| c == *code && (min..=max).contains(len));
+                let len = usize::from(*len);
+                if !known || seen[usize::from(*code)] || tail.len() < len {
+                    return false;
+                }
+                seen[usize::from(*code)] = true;
+                rest = &tail[len..];
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// A client's message as rootlesskit's client sends it: an IPv4 packet
@@ -442,6 +483,25 @@ mod tests {
         }
         for len in [0, 19, 27, 28 + MAGIC_AT, good.len() - 1] {
             assert_eq!(answer(MAC, &good[..len], &t), None, "cut at {len}");
+        }
+        // Options: unknown, of a wrong length, twice, or without End.
+        let options = 28 + MAGIC_AT + 4;
+        for (what, bytes) in [
+            ("overload", &[52, 1, 3, 53, 1, 1, 255][..]),
+            ("bulk lease query", &[53, 1, 1, 152, 0, 255]),
+            ("message type of 0 bytes", &[53, 0, 1, 255]),
+            ("message type twice", &[53, 1, 1, 53, 1, 1, 255]),
+            ("no end", &[53, 1, 1]),
+            ("past the end", &[53, 1, 1, 55, 200, 1, 255]),
+        ] {
+            let mut p = good[..options].to_vec();
+            p.extend_from_slice(bytes);
+            let udp_len = (p.len() - 20) as u16;
+            let total = p.len() as u16;
+            p[24..26].copy_from_slice(&udp_len.to_be_bytes());
+            p[2..4].copy_from_slice(&total.to_be_bytes());
+            fix_header_checksum(&mut p);
+            assert_eq!(answer(MAC, &p, &t), None, "{what}");
         }
         let mut long_udp = good.clone();
         long_udp[24..26].copy_from_slice(&2000u16.to_be_bytes());
