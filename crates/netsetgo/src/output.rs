@@ -11,6 +11,9 @@ use crate::error::Failure;
 #[derive(Debug, Clone)]
 pub struct Wired {
     pub interface: String,
+    /// The interface's index inside, and the host end's.
+    pub index: u32,
+    pub host_index: u32,
     pub mac: Option<[u8; 6]>,
     pub addresses: Vec<IpNetwork>,
     pub gateways: Vec<IpAddr>,
@@ -24,6 +27,8 @@ pub struct Wired {
 pub enum Outcome {
     /// Created (or, with `intact`, checked by -check).
     Wired { wired: Wired, intact: bool },
+    /// Created in lxc-user-nic's form, which prints its own line.
+    Nic(Wired),
     /// Interfaces removed and leases freed (-delete, poststop hook).
     Removed {
         host_interfaces: Vec<String>,
@@ -34,6 +39,10 @@ pub enum Outcome {
 impl Outcome {
     pub fn line(&self) -> String {
         match self {
+            Outcome::Nic(w) => format!(
+                "{}:{}:{}:{}",
+                w.interface, w.index, w.host_interface, w.host_index
+            ),
             Outcome::Wired { wired: w, intact } => {
                 let mut line = if *intact {
                     format!("intact {}", w.interface)
@@ -68,8 +77,8 @@ impl Outcome {
     pub fn json(&self) -> String {
         let mut o = Json::default();
         match self {
-            Outcome::Wired { wired: w, intact } => {
-                if *intact {
+            Outcome::Wired { wired: w, .. } | Outcome::Nic(w) => {
+                if matches!(self, Outcome::Wired { intact: true, .. }) {
                     o.raw("intact", "true");
                 }
                 o.str("interface", &w.interface);
@@ -172,6 +181,8 @@ mod tests {
             intact: false,
             wired: Wired {
                 interface: "veth1".into(),
+                index: 2,
+                host_index: 7,
                 mac: Some([2, 0, 0, 0, 0, 1]),
                 addresses: vec!["10.10.10.2/24".parse().unwrap()],
                 gateways: vec!["10.10.10.1".parse().unwrap()],
@@ -188,5 +199,10 @@ mod tests {
             w.line(),
             "veth1 address=10.10.10.2/24 gateway=10.10.10.1 host=veth0a0a0a02 bridge=brg0 mtu=1500"
         );
+        let Outcome::Wired { wired, .. } = w else {
+            unreachable!()
+        };
+        // lxc-user-nic's line, as LXC parses it.
+        assert_eq!(Outcome::Nic(wired).line(), "veth1:2:veth0a0a0a02:7");
     }
 }

@@ -201,11 +201,16 @@ fn cap_set(caps: &[Capability]) -> HashSet<Capability> {
     caps.iter().copied().collect()
 }
 
-/// Narrows to the capabilities the privileged setup needs; fails clearly if
-/// the caller's bounding set took one of them away.
-pub fn restrict() -> Result<(), Failure> {
+/// Narrows to the capabilities the privileged setup needs (and
+/// CAP_NET_RAW with `packet_socket`: the DHCP responder's socket, in
+/// lxc-user-nic mode); fails clearly if the caller's bounding set took one
+/// of them away.
+pub fn restrict(packet_socket: bool) -> Result<(), Failure> {
     reset_timing()?;
-    let wanted = cap_set(&SETUP_CAPS);
+    let mut wanted = cap_set(&SETUP_CAPS);
+    if packet_socket {
+        wanted.insert(Capability::CAP_NET_RAW);
+    }
     let permitted = caps::read(None, CapSet::Permitted)
         .map_err(|e| Failure::internal(format!("read capabilities: {e}")))?;
     if let Some(missing) = wanted.iter().find(|c| !permitted.contains(c)) {
@@ -349,12 +354,13 @@ pub fn drop_to(worker: Worker) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Becomes the caller with nothing at all: no capability in any set, no
+/// Becomes `uid`/`gid` with nothing at all: no capability in any set, no
 /// supplementary groups, no_new_privs, not dumpable. For a child process
-/// that reads what the caller sends (the OCI state on stdin).
-pub fn drop_everything(caller: &Caller) -> Result<(), Failure> {
+/// that reads what the caller sends (the OCI state on stdin, as the caller;
+/// DHCP packets, as the worker).
+pub fn drop_everything(uid: u32, gid: u32) -> Result<(), Failure> {
     let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
-    become_ids(caller.uid, caller.gid).map_err(|e| fail("ids", e.to_string()))?;
+    become_ids(uid, gid).map_err(|e| fail("ids", e.to_string()))?;
     for set in [
         CapSet::Ambient,
         CapSet::Inheritable,
@@ -369,7 +375,11 @@ pub fn drop_everything(caller: &Caller) -> Result<(), Failure> {
 
 fn become_ids(uid: u32, gid: u32) -> nix::Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    nix::unistd::setgroups(&[])?;
+    // Needs CAP_SETGID even when there is nothing to drop (as in a child of
+    // the worker, which has none left).
+    if !getgroups()?.is_empty() {
+        nix::unistd::setgroups(&[])?;
+    }
     setresgid(gid, gid, gid)?;
     setresuid(uid, uid, uid)
 }

@@ -1,12 +1,15 @@
 //! The netlink work of one call, done under the network's lock: garbage
 //! collection, quota, address choice, the lease, and the attachment itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
+use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink};
 
+use crate::cli::Nic;
+use crate::dhcp::responder::Responder;
+use crate::dhcp::Terms;
 use crate::error::Failure;
 use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::nat;
@@ -43,6 +46,8 @@ pub struct Session<'a> {
     /// The nftables session of a nat=yes network.
     nft: Option<netplumb::Nftables>,
     uid: u32,
+    /// The DHCP responder's socket, in lxc-user-nic mode.
+    dhcp: Option<Responder>,
 }
 
 impl<'a> Session<'a> {
@@ -63,7 +68,15 @@ impl<'a> Session<'a> {
             request,
             nft,
             uid,
+            dhcp: None,
         })
+    }
+
+    /// Hands the address out by DHCP: after the pair is made, a responder
+    /// answers on its host end (lxc-user-nic mode).
+    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a> {
+        self.dhcp = Some(responder);
+        self
     }
 
     fn inside(&self) -> Result<(&Netlink, &NetNs), Failure> {
@@ -223,6 +236,9 @@ impl<'a> Session<'a> {
         let peer_name = self.request.peer_name();
         let addresses = network.container_addresses(address);
         let gateways = network.gateways();
+        // Configured by DHCP, the peer gets nothing here: its client adds
+        // the address and route itself, and fails if one is there.
+        let by_dhcp = self.request.by_dhcp();
         let attachment = Attachment {
             bridge,
             host_name: &lease.ifname,
@@ -230,9 +246,9 @@ impl<'a> Session<'a> {
             peer_netns: target.as_fd(),
             // Without a policy MTU, the veth follows the bridge's.
             mtu: network.mtu.or(bridge_mtu),
-            addresses: &addresses,
-            gateways: &gateways,
-            peer_link_local: network.gateway6.is_some(),
+            addresses: if by_dhcp { &[] } else { &addresses },
+            gateways: if by_dhcp { &[] } else { &gateways },
+            peer_link_local: !by_dhcp && network.gateway6.is_some(),
         };
         let attached = match self.host.attach(inside, &attachment).await {
             Ok(attached) => attached,
@@ -242,13 +258,18 @@ impl<'a> Session<'a> {
             }
         };
         lease.ifindex = attached.host_index;
-        if let Err(e) = ledger.complete(&lease) {
+        let done = ledger
+            .complete(&lease)
+            .and_then(|()| self.serve_dhcp(&attached, address));
+        if let Err(e) = done {
             let _ = self.host.delete_link(attached.host_index).await;
             ledger.release(&lease)?;
             return Err(e.into());
         }
         Ok(Wired {
             interface: peer_name,
+            index: attached.peer.index,
+            host_index: attached.host_index,
             mac: attached.peer.mac,
             addresses,
             gateways,
@@ -256,6 +277,25 @@ impl<'a> Session<'a> {
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
         })
+    }
+
+    /// Starts the DHCP responder for the new pair (if this call has one):
+    /// the lease's address for the MAC its peer was born with.
+    fn serve_dhcp(&self, attached: &Attached, address: Ipv4Addr) -> Result<(), Failure> {
+        let Some(responder) = &self.dhcp else {
+            return Ok(());
+        };
+        let network = &self.request.network;
+        let terms = Terms {
+            mac: attached
+                .peer
+                .mac
+                .ok_or_else(|| Failure::internal("the new interface has no MAC address"))?,
+            address,
+            gateway: network.gateway,
+            dns: network.dns_servers(),
+        };
+        responder.start(attached.host_index, &terms).map(drop)
     }
 
     /// The requested address if it is free (or held by a dead lease), else
@@ -384,6 +424,10 @@ impl<'a> Session<'a> {
             .all()?
             .into_iter()
             .filter(|l| l.uid == self.uid && !l.is_pending() && l.ifname.starts_with(prefix))
+            .filter(|l| match &self.request.nic {
+                Some(Nic::Delete { host_ifname }) => &l.ifname == host_ifname,
+                _ => true,
+            })
             .collect();
         for lease in own {
             let Some(host) = self.host.link_by_index(lease.ifindex).await? else {
@@ -459,6 +503,8 @@ impl<'a> Session<'a> {
             intact: true,
             wired: Wired {
                 interface: peer.name,
+                index: peer.index,
+                host_index: host.index,
                 mac: peer.mac,
                 addresses,
                 gateways,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Message, MessageType};
 use dhcproto::{Decodable, Decoder};
-use netsetgo::dhcp::responder::{self, Socket};
+use netsetgo::dhcp::responder::{self, Responder};
 use netsetgo::dhcp::{client_request, Terms};
 
 const INSIDE: &str = "NETSETGO_RESPONDER_TEST_INSIDE";
@@ -99,9 +99,8 @@ fn pair() -> Terms {
 fn start() -> (Terms, Client, u32) {
     let terms = pair();
     let client = Client::new();
-    let socket = Socket::open().expect("open");
-    socket.bind(index_of("h0")).expect("bind");
-    let pid = responder::spawn(socket, terms.clone(), NOBODY, NOBODY).expect("spawn");
+    let responder = Responder::open(NOBODY, NOBODY).expect("open");
+    let pid = responder.start(index_of("h0"), &terms).expect("start");
     (terms, client, pid)
 }
 

@@ -3,9 +3,9 @@
 //! host end (SECURITY.md, "The DHCP responder").
 //!
 //! The socket is opened while the helper still holds CAP_NET_RAW
-//! ([`Socket::open`]; unbound, it receives nothing), given its filter and
-//! bound once the host end exists ([`Socket::bind`]). [`spawn`] forks; the
-//! child leaves the caller's session, keeps no fd but /dev/null on 0-2 and
+//! ([`Responder::open`]; unbound, it receives nothing), given its filter
+//! and bound once the host end exists, and then the responder is forked
+//! ([`Responder::start`]). The child leaves the caller's session, keeps no fd but /dev/null on 0-2 and
 //! the socket, becomes the given unprivileged uid and gid with no
 //! supplementary group, no capability in any set (bounding included),
 //! no_new_privs and not dumpable, checks all of that, and only then reads a
@@ -20,13 +20,11 @@ use std::time::{Duration, Instant};
 use caps::CapSet;
 use libc::{c_int, c_void, sock_filter, sockaddr, sockaddr_ll, socklen_t};
 use nix::sys::prctl;
-use nix::unistd::{
-    fork, getgroups, getresgid, getresuid, setgroups, setresgid, setresuid, setsid, ForkResult,
-    Gid, Uid,
-};
+use nix::unistd::{fork, getgroups, getresgid, getresuid, setsid, ForkResult, Gid, Uid};
 
 use super::{answer, Reply, Terms};
 use crate::error::Failure;
+use crate::privilege;
 
 /// How long a responder waits for its client. rootlesskit asks within
 /// milliseconds of the helper's exit and waits 30 s for each answer.
@@ -45,28 +43,46 @@ const SO_ATTACH_FILTER: c_int = 26;
 /// An Ethernet payload; anything longer is not a request we answer.
 const BUFFER: usize = 1500;
 
-/// A packet socket for one host end.
-pub struct Socket(OwnedFd);
+/// A packet socket for one host end, and whom the responder runs as.
+pub struct Responder {
+    socket: OwnedFd,
+    uid: u32,
+    gid: u32,
+}
 
-impl Socket {
+impl Responder {
     /// Opens the socket; needs CAP_NET_RAW in the host namespace, so it is
     /// done before privileges are dropped. Protocol 0: until it is bound
-    /// it receives nothing.
-    pub fn open() -> Result<Socket, Failure> {
+    /// it receives nothing. The responder will run as `uid`/`gid`, which
+    /// must not be root's.
+    pub fn open(uid: u32, gid: u32) -> Result<Responder, Failure> {
+        if uid == 0 || gid == 0 {
+            return Err(Failure::refused(format!(
+                "the DHCP responder never runs as root and needs the system user {}; \
+                 an administrator must create it",
+                crate::privilege::WORKER_USER
+            )));
+        }
         // SAFETY: a plain syscall; the fd returned is ours alone.
         let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
         if fd < 0 {
             return Err(os_failure("open a packet socket"));
         }
         // SAFETY: fd was just returned to us and is owned by nothing else.
-        Ok(Socket(unsafe { OwnedFd::from_raw_fd(fd) }))
+        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Responder { socket, uid, gid })
     }
 
     /// Filters the socket down to IPv4 UDP to port 67 that arrives from
-    /// the container, then binds it to the host end `ifindex` (ETH_P_ALL:
-    /// a bridge port's frames reach protocol-specific sockets only after
-    /// the bridge took them, i.e. never).
-    pub fn bind(&self, ifindex: u32) -> Result<(), Failure> {
+    /// the container, binds it to the host end `ifindex` (ETH_P_ALL: a
+    /// bridge port's frames reach protocol-specific sockets only after the
+    /// bridge took them, i.e. never), and forks the responder for `terms`;
+    /// returns its pid.
+    ///
+    /// The caller must be single-threaded (the helper is: its runtime runs
+    /// on the main thread and starts none), so the child may run ordinary
+    /// code.
+    pub fn start(&self, ifindex: u32, terms: &Terms) -> Result<u32, Failure> {
         let filter = filter();
         let program = libc::sock_fprog {
             len: filter.len() as u16,
@@ -82,7 +98,7 @@ impl Socket {
         // SAFETY: `at` is a sockaddr_ll of the size given.
         let bound = unsafe {
             libc::bind(
-                self.0.as_raw_fd(),
+                self.socket.as_raw_fd(),
                 &at as *const sockaddr_ll as *const sockaddr,
                 size_of::<sockaddr_ll>() as socklen_t,
             )
@@ -90,14 +106,32 @@ impl Socket {
         if bound != 0 {
             return Err(os_failure("bind the packet socket"));
         }
-        Ok(())
+        // SAFETY: single-threaded (above); the child never returns.
+        match unsafe { fork() } {
+            Err(e) => Err(Failure::internal(format!("DHCP responder: fork: {e}"))),
+            Ok(ForkResult::Parent { child }) => Ok(child.as_raw() as u32),
+            Ok(ForkResult::Child) => {
+                let code = match isolate(self.socket.as_raw_fd())
+                    .and_then(|fd| shed(self.uid, self.gid).map(|()| fd))
+                {
+                    Ok(fd) => {
+                        serve(fd, terms);
+                        0
+                    }
+                    Err(()) => 1,
+                };
+                // SAFETY: ends the child without running the parent's exit
+                // handlers or flushing its buffers.
+                unsafe { libc::_exit(code) }
+            }
+        }
     }
 
     fn set_option<T>(&self, level: c_int, name: c_int, value: &T) -> Result<(), Failure> {
         // SAFETY: `value` points to a T of the size given.
         let set = unsafe {
             libc::setsockopt(
-                self.0.as_raw_fd(),
+                self.socket.as_raw_fd(),
                 level,
                 name,
                 value as *const T as *const c_void,
@@ -161,47 +195,14 @@ fn filter() -> [sock_filter; 11] {
     ]
 }
 
-/// Forks the responder for `terms` on `socket` (bound) and returns its pid
-/// in the parent. The child runs as `uid`/`gid`, which must not be root's.
-///
-/// The caller must be single-threaded (the helper is: its runtime runs on
-/// the main thread and starts none), so the child may run ordinary code.
-pub fn spawn(socket: Socket, terms: Terms, uid: u32, gid: u32) -> Result<u32, Failure> {
-    if uid == 0 || gid == 0 {
-        return Err(Failure::internal(
-            "DHCP responder: refusing to run it as root",
-        ));
-    }
-    // SAFETY: single-threaded (above); the child never returns from here.
-    match unsafe { fork() } {
-        Err(e) => Err(Failure::internal(format!("DHCP responder: fork: {e}"))),
-        Ok(ForkResult::Parent { child }) => Ok(child.as_raw() as u32),
-        Ok(ForkResult::Child) => {
-            let fd = isolate(socket);
-            let code = match fd.and_then(|fd| shed(uid, gid).map(|()| fd)) {
-                Ok(fd) => {
-                    serve(fd, &terms);
-                    0
-                }
-                Err(()) => 1,
-            };
-            // SAFETY: ends the child without running the parent's exit
-            // handlers or flushing its buffers.
-            unsafe { libc::_exit(code) }
-        }
-    }
-}
-
 /// Leaves the caller's session (no terminal signals) and keeps no fd but
 /// /dev/null on 0-2 and the socket, moved to fd 3.
-fn isolate(socket: Socket) -> Result<RawFd, ()> {
+fn isolate(fd: RawFd) -> Result<RawFd, ()> {
     const SOCKET: RawFd = 3;
     setsid().map_err(drop)?;
-    let fd = socket.0.as_raw_fd();
-    // SAFETY: plain syscalls on fd numbers; no Rust object owns fds 0-3 or
-    // those closed below but the socket, which is forgotten first.
+    // SAFETY: plain syscalls on fd numbers. The objects that own the fds
+    // closed here are never used or dropped again: this process _exits.
     unsafe {
-        std::mem::forget(socket);
         if fd != SOCKET && libc::dup3(fd, SOCKET, 0) != SOCKET {
             return Err(());
         }
@@ -221,30 +222,17 @@ fn isolate(socket: Socket) -> Result<RawFd, ()> {
     Ok(SOCKET)
 }
 
-/// Drops every privilege for good, and checks that it is gone.
+/// Drops every privilege for good (the bounding set first, while that is
+/// still possible; after the helper's own drop it is empty already), and
+/// checks that it is gone.
 fn shed(uid: u32, gid: u32) -> Result<(), ()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    if !getgroups().map_err(drop)?.is_empty() {
-        setgroups(&[]).map_err(drop)?;
-    }
     for cap in caps::all() {
         if caps::has_cap(None, CapSet::Bounding, cap).map_err(drop)? {
             caps::drop(None, CapSet::Bounding, cap).map_err(drop)?;
         }
     }
-    setresgid(gid, gid, gid).map_err(drop)?;
-    setresuid(uid, uid, uid).map_err(drop)?;
-    for set in [
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
-        caps::clear(None, set).map_err(drop)?;
-    }
-    prctl::set_no_new_privs().map_err(drop)?;
-    // Changing ids resets it; nothing of this process may be read.
-    prctl::set_dumpable(false).map_err(drop)?;
+    privilege::drop_everything(uid, gid).map_err(drop)?;
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
     let uids = getresuid().map_err(drop)?;
     let gids = getresgid().map_err(drop)?;
     let empty = [
