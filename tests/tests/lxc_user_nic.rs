@@ -1,11 +1,13 @@
-//! The DHCP responder (lxc-user-nic mode, SECURITY.md requirement 17).
+//! lxc-user-nic mode: its command line against the installed binary, and
+//! the DHCP responder (SECURITY.md requirement 17).
 //!
-//! First against the library, in a world: a veth pair `h0`/`c0`, the
-//! responder forked (as nobody) on `h0`, a client's raw socket on `c0` that
-//! may forge any Ethernet source. Then against the installed setuid binary:
-//! `netsetgo create ...` as an unprivileged user, hostile DHCP traffic from
-//! inside the container, which gets nothing and changes nothing, and the
-//! real exchange, which gets exactly the lease.
+//! The responder first against the library, in a world: a veth pair
+//! `h0`/`c0`, the responder forked (as nobody) on `h0`, a client's raw
+//! socket on `c0` that may forge any Ethernet source. Then against the
+//! installed setuid binary: `netsetgo create ...` as an unprivileged user,
+//! hostile DHCP traffic from inside the container, which gets nothing and
+//! changes nothing, and the real exchange, which gets exactly the lease;
+//! `netsetgo delete ...` of one's own interface only.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -14,12 +16,12 @@ use std::time::Duration;
 use dhcproto::v4::{DhcpOption, MessageType};
 use netsetgo::dhcp::responder::{Responder, MAX_PACKETS};
 use netsetgo::dhcp::{client_request, Terms};
-use netsetgo_e2e::checks::assert_unchanged;
+use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged};
 use netsetgo_e2e::dhcp::{
     assert_holds_nothing, gone_within, in_netns_of, index_in, mac_in, Client,
 };
-use netsetgo_e2e::fixtures::{uid, world_with, A, POLICY};
-use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, World};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B, POLICY};
+use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, World};
 
 /// nobody: what the library's responder runs as here.
 const NOBODY: u32 = 65534;
@@ -183,9 +185,9 @@ fn responders(world: &World) -> Vec<u32> {
 }
 
 /// `netsetgo create /dev/null dummy PID veth brg0 eth0` as the container's
-/// user, as rootlesskit calls it; returns the lease's address and the
-/// responder's pid, after checking the line and that eth0 is unconfigured.
-fn create(world: &World, c: &Container) -> (Ipv4Addr, u32) {
+/// user, as rootlesskit calls it; returns the lease and the responder's
+/// pid, after checking the line and that eth0 is unconfigured.
+fn create(world: &World, c: &Container) -> (Lease, u32) {
     let before = responders(world);
     let pid = c.pid_arg();
     let args = ["create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"];
@@ -214,7 +216,7 @@ fn create(world: &World, c: &Container) -> (Ipv4Addr, u32) {
     assert_eq!(new.len(), 1, "one new responder: {new:?}");
     c.exec(&["ip", "link", "set", "eth0", "up"])
         .expect_success("eth0 up");
-    (lease.address, new[0])
+    (lease, new[0])
 }
 
 #[test]
@@ -222,7 +224,7 @@ fn hostile_dhcp_from_a_container_gets_nothing_and_changes_nothing() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let (address, responder) = create(&world, &c);
+    let (lease, responder) = create(&world, &c);
     let worker = ensure_worker();
     assert_holds_nothing(responder, worker.uid, worker.gid);
     let mac = mac_in(c.pid(), "eth0");
@@ -235,7 +237,7 @@ fn hostile_dhcp_from_a_container_gets_nothing_and_changes_nothing() {
         c.exec(&["ip", "-4", "addr", "show", "eth0"])
     });
     // Still there, it answers the real exchange with exactly the lease.
-    exchange(&client, mac, address, "10.10.10.1");
+    exchange(&client, mac, lease.address, "10.10.10.1");
     assert!(gone_within(responder, Duration::from_secs(5)));
 }
 
@@ -257,4 +259,66 @@ fn a_dhcp_flood_from_a_container_gets_nothing_and_ends_its_responder() {
         c.exec(&["ip", "-4", "addr", "show", "eth0"])
     });
     assert!(gone_within(responder, Duration::from_secs(5)));
+}
+
+#[test]
+fn lxc_user_nic_delete_removes_ones_own_interface_only() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let (lease, responder) = create(&world, &c);
+    let nspath = format!("/proc/{}/ns/net", c.pid());
+    let delete = |host: &str| {
+        vec![
+            "delete".to_string(),
+            "/dev/null".into(),
+            "dummy".into(),
+            nspath.clone(),
+            "veth".into(),
+            "brg0".into(),
+            host.to_string(),
+        ]
+    };
+    let own = delete(&lease.ifname);
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    // Another user, and another host end, are refused.
+    assert_refused(&world, &[&c], B, &own);
+    let other = delete("veth0a0a0a63");
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    assert_refused(&world, &[&c], A, &other);
+    // Its own: both ends and the lease gone, and with them the responder.
+    let out = world.netsetgo(A, &own);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(c.snapshot().link("eth0").is_none(), "eth0 is still there");
+    assert!(world.snapshot().link(&lease.ifname).is_none());
+    assert_eq!(world.leases("brg0"), vec![]);
+    assert!(gone_within(responder, Duration::from_secs(5)));
+}
+
+#[test]
+fn lxc_user_nic_create_needs_a_granted_bridge_and_a_veth() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let pid = c.pid_arg();
+    assert_refused(
+        &world,
+        &[&c],
+        A,
+        &["create", "/dev/null", "dummy", &pid, "veth", "brg9", "eth0"],
+    );
+    for bad in [
+        [
+            "create",
+            "/dev/null",
+            "dummy",
+            &pid,
+            "macvlan",
+            "brg0",
+            "eth0",
+        ],
+        ["create", "/dev/null", "dummy", &pid, "veth", "brg0", "a/b"],
+    ] {
+        assert_refused_unchanged(&world, &[&c], 2, || world.netsetgo(A, &bad));
+    }
 }
