@@ -84,10 +84,21 @@ fn exit_status(pid: u32) -> Option<i32> {
 }
 
 /// Hostile packets from inside: another Ethernet source, another chaddr,
-/// another address, a garbled magic cookie, a truncated packet.
+/// another address or server, a garbled magic cookie, a truncated packet,
+/// and a packet as large as the MTU allows, full of unknown options.
 fn hostile(mac: [u8; 6]) -> Vec<([u8; 6], Vec<u8>)> {
     let mut garbled = client_request(mac, MessageType::Discover, &[]);
     garbled[28 + 236] ^= 0xff;
+    // 28 + 244 + 4 * 257 + 200 = 1500 bytes: the MTU.
+    let unknown: Vec<DhcpOption> = (224..229)
+        .map(|code| {
+            let len = if code < 228 { 255 } else { 198 };
+            let option = dhcproto::v4::UnknownOption::new(code.into(), vec![0xa5; len]);
+            DhcpOption::Unknown(option)
+        })
+        .collect();
+    let huge = client_request(mac, MessageType::Discover, &unknown);
+    assert_eq!(huge.len(), 1500);
     vec![
         (OTHER_MAC, client_request(mac, MessageType::Discover, &[])),
         (mac, client_request(OTHER_MAC, MessageType::Discover, &[])),
@@ -105,6 +116,7 @@ fn hostile(mac: [u8; 6]) -> Vec<([u8; 6], Vec<u8>)> {
         ),
         (mac, garbled),
         (mac, vec![0x45; 7]),
+        (mac, huge),
     ]
 }
 
