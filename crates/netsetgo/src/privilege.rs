@@ -50,17 +50,12 @@ pub fn sanitize() -> Result<(), Failure> {
         }
     }
     // Close every other inherited fd: nothing of the caller's reaches our
-    // code. close_range(2) is 5.9+; on 5.8 fall back to a bounded loop.
-    // SAFETY: plain syscalls on fd numbers; we own no fds above 2 yet.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-            for fd in 3..4096 {
-                libc::close(fd);
-            }
-        }
-        // Never read, never passed on: the environment is the caller's.
-        libc::clearenv();
-    }
+    // code.
+    // SAFETY: we own no fds above 2 yet.
+    unsafe { close_from(3) };
+    // SAFETY: a plain libc call. Never read, never passed on: the
+    // environment is the caller's.
+    unsafe { libc::clearenv() };
     umask(Mode::from_bits_truncate(0o077));
     prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
     // Limits the caller could kill or cripple us with at a moment of its
@@ -132,6 +127,19 @@ fn unlimit(resource: Resource) -> Result<(), Failure> {
             "netsetgo needs {resource:?} unlimited but the hard limit is {hard}; raise it (ulimit)"
         ))
     })
+}
+
+/// Closes every fd from `first` up. close_range(2) is 5.9+; on 5.8 a
+/// bounded loop does it.
+///
+/// # Safety
+/// No object that owns one of those fds may be used or dropped afterwards.
+pub unsafe fn close_from(first: u32) {
+    if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+        for fd in first..4096 {
+            libc::close(fd as i32);
+        }
+    }
 }
 
 fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {

@@ -215,9 +215,7 @@ fn isolate(fd: RawFd) -> Result<RawFd, ()> {
                 return Err(());
             }
         }
-        if libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) != 0 {
-            return Err(());
-        }
+        privilege::close_from(SOCKET as u32 + 1);
     }
     Ok(SOCKET)
 }
@@ -267,8 +265,10 @@ fn serve(fd: RawFd, terms: &Terms) {
         };
         let wait = left.as_millis().clamp(1, i32::MAX as u128) as c_int;
         // SAFETY: one pollfd, ours.
-        if unsafe { libc::poll(&mut ready, 1, wait) } != 1 {
-            return;
+        match unsafe { libc::poll(&mut ready, 1, wait) } {
+            1 => {}
+            -1 if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => continue,
+            _ => return,
         }
         // SAFETY: all-zero is a valid sockaddr_ll.
         let mut from: sockaddr_ll = unsafe { zeroed() };
