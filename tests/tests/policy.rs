@@ -5,7 +5,7 @@
 //! against the installed 4755 copy; every refusal is proven to change
 //! nothing (world links/addresses/routes, leases, maps, the container).
 
-use netsetgo_e2e::checks::{assert_refused, wire, wire_with};
+use netsetgo_e2e::checks::{assert_refused, wire, wire_line, wire_with};
 use netsetgo_e2e::fixtures::{world_with, A, B};
 use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, World};
 
@@ -379,4 +379,71 @@ fn a_count_that_does_not_fit_is_a_parse_error() {
     }
     world.set_policy(GOOD);
     wire(&world, &c);
+}
+
+#[test]
+fn a_gateway6_off_the_containers_derived_addresses_is_a_parse_error() {
+    require_root!();
+    let world = world_with(GOOD);
+    let first = world.container(A);
+    wire(&world, &first);
+    let c = world.container(A);
+    let theirs = world.container(B);
+    for (gateways, expected) in [
+        // A container at offset 1 would get gateway6 itself.
+        (
+            "gateway=10.10.10.254/24 gateway6=fd00:10::1/64",
+            "offset 1 ",
+        ),
+        // Offsets up to 65534 do not fit in 8 host bits.
+        (
+            "gateway=10.10.0.1/16 gateway6=fd00:10::1/120",
+            "at most /112",
+        ),
+    ] {
+        world.set_policy(&format!(
+            "# gateway6 must stay clear of the containers\n\
+             network default bridge=brg0 {gateways}\n{}",
+            GOOD.split_once('\n').unwrap().1
+        ));
+        for (user, target) in [(A, &c), (B, &theirs)] {
+            let out = assert_refused(
+                &world,
+                &[target, &first],
+                user,
+                &["-pid", &target.pid_arg()],
+            );
+            assert!(
+                out.stderr.contains(PATH)
+                    && out.stderr.contains("line 2")
+                    && out.stderr.contains(expected),
+                "{gateways}:\n{out}"
+            );
+        }
+    }
+    // Root still works, with the original's defaults.
+    let out = world.netsetgo("root", &["-pid", &theirs.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "root with a malformed policy:\n{out}");
+    // The gateway's own offset is always clear: fixed, the next call works
+    // and its IPv6 address is at its IPv4 address's offset.
+    world.set_policy(&format!(
+        "network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64\n{}",
+        GOOD.split_once('\n').unwrap().1
+    ));
+    let line = wire_line(&world, &c, &[]);
+    let addresses: Vec<&str> = line
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("address="))
+        .collect();
+    let [v4, v6] = addresses[..] else {
+        panic!("two addresses expected: {line}");
+    };
+    let offset: u8 = v4
+        .trim_end_matches("/24")
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(v6, format!("fd00:10::{offset:x}/64"), "{line}");
 }
