@@ -551,8 +551,18 @@ impl World {
     }
 
     /// The world's /run/netsetgo, seen from outside.
-    pub fn state_dir(&self) -> PathBuf {
+    pub fn state_root(&self) -> PathBuf {
         self.path("/run/netsetgo")
+    }
+
+    /// The state of the world's own network namespace, seen from outside:
+    /// `/run/netsetgo/net-<inode of the namespace>`.
+    pub fn state_dir(&self) -> PathBuf {
+        let ino = self
+            .net_ns
+            .trim_start_matches("net:[")
+            .trim_end_matches(']');
+        self.state_root().join(format!("net-{ino}"))
     }
 
     /// The raw leases file of `bridge` (empty if there is none).

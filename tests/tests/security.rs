@@ -19,8 +19,8 @@ use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
 };
 use netsetgo_e2e::{
-    ensure_user, installed_binary, link_name, require_root, scratch_dir, Container, Output,
-    SyslogSink, Wired, World,
+    ensure_user, ensure_worker, installed_binary, link_name, require_root, scratch_dir, Container,
+    Output, SyslogSink, Wired, World,
 };
 
 fn bin() -> String {
@@ -205,7 +205,7 @@ fn assert_root_only(world: &World) -> BTreeSet<String> {
             seen.insert(rel);
         }
     }
-    let root = world.state_dir();
+    let root = world.state_root();
     let meta = fs::symlink_metadata(&root).expect("/run/netsetgo exists");
     assert!(meta.is_dir());
     assert_eq!(
@@ -266,6 +266,8 @@ fn state_is_root_only_even_under_umask_0() {
 
     let me = uid(A);
     let seen = assert_root_only(&world);
+    let net = world.state_dir();
+    let net = net.file_name().expect("net-<ino>").to_string_lossy();
     for expected in [
         "brg0".to_string(),
         "brg0/map".into(),
@@ -276,6 +278,7 @@ fn state_is_root_only_even_under_umask_0() {
         "labbr0/leases".into(),
         format!("labbr0/users/{me}"),
     ] {
+        let expected = format!("{net}/{expected}");
         assert!(seen.contains(&expected), "{expected} missing in {seen:?}");
     }
 }
@@ -293,11 +296,16 @@ fn status_field(status: &str, key: &str) -> String {
 }
 
 #[test]
-fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
+fn holds_only_cap_net_admin_as_the_system_user_while_it_works() {
     require_root!();
     let (world, _first, _) = busy_world(POLICY);
-    let me = ensure_user(A);
-    let map = "/run/netsetgo/brg0/map";
+    let me = ensure_worker();
+    let net = world.state_dir();
+    let map = format!(
+        "/run/netsetgo/{}/brg0/map",
+        net.file_name().expect("net-<ino>").to_string_lossy()
+    );
+    let map = map.as_str();
     assert!(world.path(map).is_file(), "no lock file after a first call");
     // Root holds brg0's lock; `sh` becomes `sleep` only once it has it.
     let mut holder = world.spawn(&[
@@ -314,8 +322,8 @@ fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
     let pid = call.pid();
     let proc_dir = format!("/proc/{pid}");
     let dropped = format!("{0} {0} {0} {0}", me.uid);
-    // Blocked: netsetgo, already the caller, asleep (in the lock), for
-    // five polls in a row.
+    // Blocked: netsetgo, already the system user, asleep (in the lock),
+    // for five polls in a row.
     let mut asleep = 0;
     let start = Instant::now();
     let mut status = String::new();
@@ -328,7 +336,7 @@ fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
             && status_field(&status, "Uid") == dropped;
         asleep = if blocked { asleep + 1 } else { 0 };
     }
-    assert_eq!(asleep, 5, "netsetgo never blocked as the caller:\n{status}");
+    assert_eq!(asleep, 5, "netsetgo never blocked as _netsetgo:\n{status}");
     assert!(!call.has_exited(), "the call ended while the lock was held");
     let wchan = fs::read_to_string(format!("{proc_dir}/wchan")).unwrap_or_default();
     let owner = fs::metadata(format!("{proc_dir}/status")).map(|m| m.uid());

@@ -5,10 +5,18 @@
 //! symlinks and checked on the opened fd:
 //!
 //! ```text
-//! /run/netsetgo/<bridge>/map        header + one bit per address of the subnet
-//! /run/netsetgo/<bridge>/leases     one 128-byte text record per address (sparse)
-//! /run/netsetgo/<bridge>/users/UID  that user's interface count on this network
+//! /run/netsetgo/net-<ino>/<bridge>/map        header + one bit per address of the subnet
+//! /run/netsetgo/net-<ino>/<bridge>/leases     one 128-byte text record per address (sparse)
+//! /run/netsetgo/net-<ino>/<bridge>/users/UID  that user's interface count on this network
 //! ```
+//!
+//! One namespace, one state: `<ino>` is the inode of the host network
+//! namespace the helper runs in, so a call from another network namespace
+//! judges and changes only that namespace's leases. The other direction, a
+//! call from the same network namespace with another `/run` (another mount
+//! namespace), is caught at the bridge: [`Store::token`] names this state,
+//! the bridge carries the token of the state that manages it (its alias),
+//! and a call whose state is not the bridge's is refused.
 //!
 //! All three are opened as root before privileges are dropped and used only
 //! through their fds afterwards. `flock` on `map` serialises every
@@ -32,6 +40,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 
 use ipnetwork::Ipv4Network;
+use netplumb::NsId;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode};
 
@@ -42,6 +51,8 @@ pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
     None => "/run/netsetgo",
 };
 
+/// How a bridge's alias says which state manages it.
+pub const TOKEN_PREFIX: &str = "netsetgo:";
 const MAGIC: &[u8; 4] = b"NSG1";
 const HEADER: usize = 16;
 const SLOT: usize = 128;
@@ -174,11 +185,18 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating as needed) the state of `bridge` for caller `uid`.
-    /// Must run as root, before privileges are dropped.
-    pub fn open(bridge: &str, gateway: Ipv4Network, uid: u32) -> Result<Store, Failure> {
+    /// Opens (creating as needed) the state of `bridge` in host network
+    /// namespace `netns`, for caller `uid`. Must run as root, before
+    /// privileges are dropped.
+    pub fn open(
+        netns: &NsId,
+        bridge: &str,
+        gateway: Ipv4Network,
+        uid: u32,
+    ) -> Result<Store, Failure> {
         let root = open_root_dir(STATE_DIR)?;
-        let net = open_dir_at(&root, bridge)?;
+        let namespace = open_dir_at(&root, &format!("net-{}", netns.ino))?;
+        let net = open_dir_at(&namespace, bridge)?;
         let users = open_dir_at(&net, "users")?;
         Ok(Store {
             map: open_file_at(&net, "map")?,
@@ -187,6 +205,14 @@ impl Store {
             gateway,
             uid,
         })
+    }
+
+    /// This state's name, unique on the machine while the state exists (the
+    /// device and inode of its map file), as the alias of the bridge it
+    /// manages carries it.
+    pub fn token(&self) -> Result<String, Failure> {
+        let st = fstat(&self.map).map_err(|e| Failure::internal(format!("{STATE_DIR}: {e}")))?;
+        Ok(format!("{TOKEN_PREFIX}{:x}:{:x}", st.st_dev, st.st_ino))
     }
 
     /// Takes the network's exclusive lock, waiting at most 10 s.

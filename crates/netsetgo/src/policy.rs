@@ -27,7 +27,7 @@ pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
-const PASSWD: &str = "/etc/passwd";
+pub const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
 
 /// A bound on what we read of the policy file and the user and group

@@ -1,17 +1,36 @@
 //! The netlink work of one call, done under the network's lock: garbage
 //! collection, quota, address choice, the lease, and the attachment itself.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
 
 use crate::error::Failure;
-use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store};
+use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::nat;
 use crate::output::{Outcome, Wired};
 use crate::request::Request;
+
+/// How often a call at its quota looks again, and how long it waits in
+/// between without the lock: a container's pair outlives it by a few
+/// milliseconds (the kernel tears a dead namespace down asynchronously).
+const QUOTA_RETRIES: u32 = 8;
+const QUOTA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Why a locked attempt failed: at the quota (worth another look once the
+/// kernel has caught up), or anything else.
+enum Refusal {
+    AtQuota(Failure),
+    Other(Failure),
+}
+
+impl<E: Into<Failure>> From<E> for Refusal {
+    fn from(e: E) -> Refusal {
+        Refusal::Other(e.into())
+    }
+}
 
 pub struct Session<'a> {
     host: Netlink,
@@ -56,36 +75,58 @@ impl<'a> Session<'a> {
 
     /// Wires the target. On failure nothing this call made is left: not
     /// the veth pair, not the lease, not a bridge it created.
+    ///
+    /// A caller at its quota whose replaced container has just died would
+    /// be refused while the kernel is still tearing that container's pair
+    /// down: such a call lets go of the lock, waits a moment and tries
+    /// again, [`QUOTA_RETRIES`] times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
-        let network = &self.request.network;
-        let mut ledger = self.store.lock()?;
-        let bridge = self
-            .host
-            .ensure_bridge(&network.bridge, network.mtu)
-            .await?;
-        let result = self.create_locked(&mut ledger, &bridge, container).await;
+        let mut attempt = 1;
+        loop {
+            let mut ledger = self.store.lock()?;
+            match self.create_locked(&mut ledger, container.clone()).await {
+                Err(Refusal::AtQuota(_)) if attempt < QUOTA_RETRIES => {
+                    drop(ledger);
+                    attempt += 1;
+                    std::thread::sleep(QUOTA_RETRY_PAUSE);
+                }
+                Err(Refusal::AtQuota(f) | Refusal::Other(f)) => return Err(f),
+                Ok(wired) => return Ok(wired),
+            }
+        }
+    }
+
+    async fn create_locked(
+        &self,
+        ledger: &mut Ledger<'_>,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        let bridge = self.ensure_bridge().await?;
+        let result = self.attach_locked(ledger, &bridge, container).await;
         if result.is_err() && bridge.created {
             let _ = self.host.delete_link(bridge.link.index).await;
         }
         result
     }
 
-    async fn create_locked(
-        &self,
-        ledger: &mut Ledger<'_>,
-        bridge: &Bridge,
-        container: Option<String>,
-    ) -> Result<Wired, Failure> {
-        let (bridge_created, bridge_mtu, bridge_up) =
-            (bridge.created, bridge.link.mtu, bridge.link.up);
-        let bridge = bridge.link.index;
+    /// The configured bridge, up, claimed by this state and with its
+    /// addresses. Before a bridge is created, and whenever it lacks its
+    /// address (a call killed half way may have left it so), its subnet
+    /// must not overlap a route of the host.
+    async fn ensure_bridge(&self) -> Result<Bridge, Failure> {
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
-        if bridge_created {
+        let existing = self.host.link_by_name(&network.bridge).await?;
+        let present = match &existing {
+            Some(link) => self.host.addresses_of(link.index).await?,
+            None => Vec::new(),
+        };
+        if !present.contains(&IpNetwork::V4(gateway)) {
+            let own = existing.as_ref().map(|l| l.index);
             if let Some(route) = self
                 .host
-                .route_overlapping(IpNetwork::V4(subnet), Some(bridge))
+                .route_overlapping(IpNetwork::V4(subnet), own)
                 .await?
             {
                 return Err(Failure::refused(format!(
@@ -93,34 +134,78 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        if !bridge_up {
-            // The configured bridge is ours to bring up: down, it would
-            // leave every container without its gateway.
-            self.host.set_up(bridge).await?;
+        let bridge = self
+            .host
+            .ensure_bridge(&network.bridge, network.mtu)
+            .await?;
+        let configured = async {
+            self.claim(&bridge.link).await?;
+            if !bridge.link.up {
+                // The configured bridge is ours to bring up: down, it would
+                // leave every container without its gateway.
+                self.host.set_up(bridge.link.index).await?;
+            }
+            for address in network.bridge_addresses() {
+                if !present.contains(&address) {
+                    self.host.ensure_address(bridge.link.index, address).await?;
+                }
+            }
+            if let Some(nft) = &self.nft {
+                nat::ensure_masquerade(nft, network)?;
+            }
+            Ok(())
         }
-        for address in network.bridge_addresses() {
-            self.host.ensure_address(bridge, address).await?;
+        .await;
+        match configured {
+            Ok(()) => Ok(bridge),
+            Err(e) => {
+                if bridge.created {
+                    let _ = self.host.delete_link(bridge.link.index).await;
+                }
+                Err(e)
+            }
         }
-        if let Some(nft) = &self.nft {
-            nat::ensure_masquerade(nft, network)?;
+    }
+
+    /// Makes sure the bridge is managed by this state (security.md 15): its
+    /// alias names the state that hands out its addresses. A bridge that
+    /// names another state (the same network namespace seen with another
+    /// /run) is refused; an unnamed one is claimed.
+    async fn claim(&self, bridge: &Link) -> Result<(), Failure> {
+        let token = self.store.token()?;
+        match bridge.alias.as_deref() {
+            Some(alias) if alias == token => Ok(()),
+            Some(alias) if alias.starts_with(TOKEN_PREFIX) => Err(Failure::refused(format!(
+                "bridge {} is managed by netsetgo state in another /run (another mount namespace); \
+                 call netsetgo from there, or, if that state is gone, an administrator may release \
+                 the bridge with: ip link set {} alias \"\"",
+                bridge.name, bridge.name
+            ))),
+            _ => Ok(self.host.set_alias(bridge.index, &token).await?),
         }
+    }
+
+    async fn attach_locked(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: &Bridge,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        let bridge_mtu = bridge.link.mtu;
+        let bridge = bridge.link.index;
+        let network = &self.request.network;
 
         let window = ledger.window()?;
         self.collect(ledger, bridge, window).await?;
         if let Some(quota) = self.request.quota {
             if ledger.count()? >= quota {
-                let own: Vec<Lease> = ledger
-                    .all()?
-                    .into_iter()
-                    .filter(|l| l.uid == self.uid)
-                    .collect();
-                let live = self.collect(ledger, bridge, own).await?;
+                let live = self.count_own(ledger, bridge).await?;
                 ledger.recount(live)?;
                 if live >= quota {
-                    return Err(Failure::refused(format!(
+                    return Err(Refusal::AtQuota(Failure::refused(format!(
                         "you already hold {live} of your {quota} interfaces on network {}",
                         network.name
-                    )));
+                    ))));
                 }
             }
         }
@@ -160,7 +245,7 @@ impl<'a> Session<'a> {
         if let Err(e) = ledger.complete(&lease) {
             let _ = self.host.delete_link(attached.host_index).await;
             ledger.release(&lease)?;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(Wired {
             interface: peer_name,
@@ -205,76 +290,127 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Frees the leases among `leases` whose interface is gone, deletes the
-    /// interfaces of calls that died half way (only a veth on our bridge),
-    /// and returns how many of the caller's are alive.
+    /// Frees the leases among `leases` whose interface is gone, and
+    /// deletes the interfaces of calls that died half way (only a veth of
+    /// that name on our bridge).
     async fn collect(
         &self,
         ledger: &mut Ledger<'_>,
         bridge: u32,
         leases: Vec<Lease>,
-    ) -> Result<u32, Failure> {
+    ) -> Result<(), Failure> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let mut live = 0;
         let probe = IndexProbe::new()?;
         for lease in leases {
             match probe.liveness(&lease) {
-                Liveness::Live => live += u32::from(lease.uid == self.uid),
+                Liveness::Live => {}
                 Liveness::Gone => ledger.release(&lease)?,
-                Liveness::Orphan => {
-                    if let Some(link) = self.host.link_by_name(&lease.ifname).await? {
-                        if link.kind.as_deref() == Some("veth") && link.master == Some(bridge) {
-                            self.host.delete_link(link.index).await?;
-                        }
+                Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// How many interfaces the caller really holds: its leases whose
+    /// interface is gone are freed, and so are those whose container's
+    /// namespace has already died (the kernel would delete the pair a few
+    /// milliseconds later; a runtime replacing a container at its quota must
+    /// not be refused for it). Judged from the host ends alone.
+    async fn count_own(&self, ledger: &mut Ledger<'_>, bridge: u32) -> Result<u32, Failure> {
+        let own: Vec<Lease> = ledger
+            .all()?
+            .into_iter()
+            .filter(|l| l.uid == self.uid)
+            .collect();
+        let probe = IndexProbe::new()?;
+        let mut live = 0;
+        for lease in own {
+            match probe.liveness(&lease) {
+                Liveness::Gone => ledger.release(&lease)?,
+                Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
+                Liveness::Live => {
+                    let dying = self
+                        .host
+                        .link_by_index(lease.ifindex)
+                        .await?
+                        .is_some_and(|l| l.name == lease.ifname && l.peer_namespace_dead());
+                    if dying {
+                        self.remove(ledger, bridge, &lease).await?;
+                    } else {
+                        live += 1;
                     }
-                    ledger.release(&lease)?;
                 }
             }
         }
         Ok(live)
     }
 
-    /// The caller's interface in the target: found from inside the
-    /// container (the peer's index of its host end) and matched exactly
-    /// against a lease of this caller (address, name, index, uid).
-    async fn own_interface(&self, ledger: &Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
-        let (inside, _) = self.inside()?;
+    /// Deletes a lease's interface (if it is still a veth of that name on
+    /// our bridge) and frees the lease.
+    async fn remove(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: u32,
+        lease: &Lease,
+    ) -> Result<(), Failure> {
+        if let Some(link) = self.host.host_end(&lease.ifname, bridge).await? {
+            match self.host.delete_link(link.index).await {
+                Err(e) if e.errno() != Some(libc::ENODEV) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        ledger.release(lease)
+    }
+
+    /// The caller's interface in the target, found from the host side: a
+    /// lease of this caller on this network, with this call's name prefix,
+    /// whose host end (matched exactly: name, index, a veth on our bridge)
+    /// has its peer in the target's namespace. Only then is the peer looked
+    /// at, by the index the host end gives, inside.
+    async fn own_interface(&self, ledger: &mut Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
+        let (inside, target) = self.inside()?;
         let not_found = || {
             Failure::refused(format!(
                 "no interface of yours from network {} is in that container",
                 self.request.network.name
             ))
         };
-        let peer = inside
-            .link_by_name(&self.request.peer_name())
-            .await?
-            .ok_or_else(not_found)?;
-        let host_index = peer.link.ok_or_else(not_found)?;
-        let host = self
+        let bridge = self
             .host
-            .link_by_index(host_index)
+            .link_by_name(&self.request.network.bridge)
             .await?
-            .ok_or_else(not_found)?;
-        let lease = host
-            .name
-            .strip_prefix(self.request.prefix.as_str())
-            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-            .map(Ipv4Addr::from)
-            .map(|address| ledger.lease_of(address))
-            .transpose()?
-            .flatten()
-            .filter(|l| l.uid == self.uid && l.ifindex == host.index && l.ifname == host.name)
-            .ok_or_else(not_found)?;
-        Ok((peer, host, lease))
+            .ok_or_else(not_found)?
+            .index;
+        let target_id = self.host.nsid_of(target).await?.ok_or_else(not_found)?;
+        let prefix = self.request.prefix.as_str();
+        let own: Vec<Lease> = ledger
+            .all()?
+            .into_iter()
+            .filter(|l| l.uid == self.uid && !l.is_pending() && l.ifname.starts_with(prefix))
+            .collect();
+        for lease in own {
+            let Some(host) = self.host.link_by_index(lease.ifindex).await? else {
+                continue;
+            };
+            let ours = host.name == lease.ifname
+                && host.kind.as_deref() == Some("veth")
+                && host.master == Some(bridge)
+                && host.link_netnsid == Some(target_id);
+            if let (true, Some(peer)) = (ours, host.link) {
+                let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
+                return Ok((peer, host, lease));
+            }
+        }
+        Err(not_found())
     }
 
     /// Removes the caller's own interface from the target and frees its
     /// lease (security.md 13: only what is recorded for this uid).
     pub async fn delete(&self) -> Result<Outcome, Failure> {
         let mut ledger = self.store.lock()?;
-        let (_, host, lease) = self.own_interface(&ledger).await?;
+        let (_, host, lease) = self.own_interface(&mut ledger).await?;
         self.host.delete_link(host.index).await?;
         ledger.release(&lease)?;
         Ok(Outcome::Removed {
@@ -286,9 +422,9 @@ impl<'a> Session<'a> {
     /// Says whether the caller's wiring of the target is intact: both ends
     /// up, the host end on the bridge, the address, the default route, lo.
     pub async fn check(&self) -> Result<Outcome, Failure> {
-        let ledger = self.store.lock()?;
+        let mut ledger = self.store.lock()?;
         let (inside, _) = self.inside()?;
-        let (peer, host, lease) = self.own_interface(&ledger).await?;
+        let (peer, host, lease) = self.own_interface(&mut ledger).await?;
         let network = &self.request.network;
         let addresses = network.container_addresses(lease.address);
         let gateways = network.gateways();
