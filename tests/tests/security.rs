@@ -19,8 +19,8 @@ use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
 };
 use netsetgo_e2e::{
-    ensure_user, ensure_worker, installed_binary, link_name, require_root, scratch_dir, Container,
-    Output, SyslogSink, Wired, World,
+    ensure_worker, installed_binary, link_name, require_root, scratch_dir, Container, Output,
+    SyslogSink, Wired, World,
 };
 
 fn bin() -> String {

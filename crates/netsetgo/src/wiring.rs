@@ -366,9 +366,10 @@ impl<'a> Session<'a> {
 
     /// The caller's interface in the target, found from the host side: a
     /// lease of this caller on this network, with this call's name prefix,
-    /// whose host end (matched exactly: name, index, a veth on our bridge)
+    /// whose host end (matched exactly: the lease's name and index, a veth)
     /// has its peer in the target's namespace. Only then is the peer looked
-    /// at, by the index the host end gives, inside.
+    /// at, by the index the host end gives, inside. (Whether the host end is
+    /// still on the bridge is for `check` to say.)
     async fn own_interface(&self, ledger: &mut Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
         let (inside, target) = self.inside()?;
         let not_found = || {
@@ -377,12 +378,6 @@ impl<'a> Session<'a> {
                 self.request.network.name
             ))
         };
-        let bridge = self
-            .host
-            .link_by_name(&self.request.network.bridge)
-            .await?
-            .ok_or_else(not_found)?
-            .index;
         let target_id = self.host.nsid_of(target).await?.ok_or_else(not_found)?;
         let prefix = self.request.prefix.as_str();
         let own: Vec<Lease> = ledger
@@ -396,7 +391,6 @@ impl<'a> Session<'a> {
             };
             let ours = host.name == lease.ifname
                 && host.kind.as_deref() == Some("veth")
-                && host.master == Some(bridge)
                 && host.link_netnsid == Some(target_id);
             if let (true, Some(peer)) = (ours, host.link) {
                 let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
