@@ -248,7 +248,7 @@ impl Bench {
     /// let it go, check.
     fn scenario(&mut self, step: usize, act: Act) {
         let mut c = self.world.container(A);
-        let before = self.world.snapshot();
+        let before = self.world.settled_snapshot();
         let mut t = self
             .world
             .start_traced(&Self::trace(Some(step)), &["-pid", &c.pid_arg()]);
