@@ -7,12 +7,12 @@
 
 use netsetgo_e2e::checks::{assert_refused, wire, wire_line, wire_with};
 use netsetgo_e2e::fixtures::{world_with, A, B};
-use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, World};
+use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, Container, World};
 
 const PATH: &str = "/etc/netsetgo/netsetgo.conf";
 const DEFAULT_NET: &str = "network default bridge=brg0 gateway=10.10.10.1/24\n";
 
-fn container_is_bare(c: &netsetgo_e2e::Container) {
+fn container_is_bare(c: &Container) {
     let inside = c.snapshot();
     assert_eq!(inside.link_names(), vec!["lo".to_string()], "{inside:?}");
 }
@@ -28,6 +28,28 @@ fn assert_untouched(world: &World) {
         !world.state_dir().exists(),
         "{} was created by a refused call",
         world.state_dir().display()
+    );
+}
+
+/// `user`'s request for `target` is refused, changing nothing (also of
+/// `others`), with a message naming the policy file, `line` and `what`.
+#[track_caller]
+fn assert_refused_naming(
+    world: &World,
+    user: &str,
+    target: &Container,
+    others: &[&Container],
+    line: usize,
+    what: &str,
+) {
+    let mut all = vec![target];
+    all.extend_from_slice(others);
+    let out = assert_refused(world, &all, user, &["-pid", &target.pid_arg()]);
+    assert!(
+        out.stderr.contains(PATH)
+            && out.stderr.contains(&format!("line {line}"))
+            && out.stderr.contains(what),
+        "expected {PATH}, line {line} and {what:?}:\n{out}"
     );
 }
 
@@ -341,11 +363,7 @@ fn a_malformed_policy_refuses_every_unprivileged_request_but_not_root() {
     let mine = world.container(A);
     let theirs = world.container(B);
     for (user, c) in [(A, &mine), (B, &theirs)] {
-        let out = assert_refused(&world, &[c, &first], user, &["-pid", &c.pid_arg()]);
-        assert!(
-            out.stderr.contains(PATH) && out.stderr.contains("line 4"),
-            "{out}"
-        );
+        assert_refused_naming(&world, user, c, &[&first], 4, "count");
     }
     // -delete of one's own wiring is refused as well.
     let out = assert_refused(&world, &[&first], A, &["-delete", "-pid", &first.pid_arg()]);
@@ -369,13 +387,7 @@ fn a_count_that_does_not_fit_is_a_parse_error() {
     let c = world.container(A);
     for count in ["99999999999999999999", "4294967297", "-1", "+1", "1e3"] {
         world.set_policy(&format!("{DEFAULT_NET}\nallow nsg-a default {count}\n"));
-        let out = assert_refused(&world, &[&c, &first], A, &["-pid", &c.pid_arg()]);
-        assert!(
-            out.stderr.contains(PATH)
-                && out.stderr.contains("line 3")
-                && out.stderr.contains("count"),
-            "count {count}:\n{out}"
-        );
+        assert_refused_naming(&world, A, &c, &[&first], 3, "count");
     }
     world.set_policy(GOOD);
     wire(&world, &c);
@@ -407,18 +419,7 @@ fn a_gateway6_off_the_containers_derived_addresses_is_a_parse_error() {
             GOOD.split_once('\n').unwrap().1
         ));
         for (user, target) in [(A, &c), (B, &theirs)] {
-            let out = assert_refused(
-                &world,
-                &[target, &first],
-                user,
-                &["-pid", &target.pid_arg()],
-            );
-            assert!(
-                out.stderr.contains(PATH)
-                    && out.stderr.contains("line 2")
-                    && out.stderr.contains(expected),
-                "{gateways}:\n{out}"
-            );
+            assert_refused_naming(&world, user, target, &[&first], 2, expected);
         }
     }
     // Root still works, with the original's defaults.

@@ -742,13 +742,19 @@ fn a_pid_hidden_by_hidepid_is_refused_like_a_missing_one() {
 // ---------------------------------------------------------------------------
 // 12. Every grant and refusal is audited
 
-#[test]
-fn every_grant_and_refusal_is_audited() {
-    require_root!();
+/// A world granting nsg-a 4 interfaces, whose /dev/log is a sink of ours.
+fn audited_world() -> (World, SyslogSink) {
     let world =
         world_with("network default bridge=brg0 gateway=10.10.10.1/24\nallow nsg-a default 4\n");
     world.mount_private_dev();
     let sink = SyslogSink::bind(&world);
+    (world, sink)
+}
+
+#[test]
+fn every_grant_and_refusal_is_audited() {
+    require_root!();
+    let (world, sink) = audited_world();
     // The trap is set: what a user sends to the world's /dev/log reaches us.
     world
         .run_as(
@@ -830,10 +836,7 @@ fn every_grant_and_refusal_is_audited() {
 #[test]
 fn caller_bytes_in_a_record_are_escaped_and_forge_nothing() {
     require_root!();
-    let world =
-        world_with("network default bridge=brg0 gateway=10.10.10.1/24\nallow nsg-a default 4\n");
-    world.mount_private_dev();
-    let sink = SyslogSink::bind(&world);
+    let (world, sink) = audited_world();
     let c = world.container(A);
     let before = world.settled_snapshot();
     // A bad flag that tries to end the record and start a forged one, with
