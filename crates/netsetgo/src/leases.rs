@@ -42,10 +42,11 @@ use std::path::Path;
 
 use ipnetwork::Ipv4Network;
 use netplumb::NsId;
-use nix::fcntl::{openat, Flock, OFlag};
-use nix::sys::stat::{fstat, mkdirat, Mode};
+use nix::fcntl::Flock;
+use nix::sys::stat::{fstat, FileStat};
 
 use crate::error::Failure;
+use crate::secure::{self, Access, Refusal, Rule};
 
 pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
     Some(dir) => dir,
@@ -488,57 +489,49 @@ fn wait_for_lock(file: &File) -> Result<Flock<File>, Failure> {
     }
 }
 
-fn check_root_only(fd: &OwnedFd, what: &str, dir: bool, owner: u32) -> Result<(), Failure> {
-    let st = fstat(fd).map_err(|e| Failure::internal(format!("{what}: {e}")))?;
-    let kind_ok = if dir {
-        st.st_mode & libc::S_IFMT == libc::S_IFDIR
-    } else {
-        st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink == 1
-    };
-    if !kind_ok || st.st_uid != owner || st.st_mode & 0o077 != 0 {
-        return Err(Failure::refused(format!(
-            "{what} must be owned by root and private (mode 0700/0600); an administrator must remove it"
-        )));
+/// A state directory (0700) or file (0600, one name) of `owner`.
+fn private(dir: bool, owner: u32) -> Rule {
+    Rule {
+        dir,
+        owner,
+        forbidden: 0o077,
+        one_link: true,
     }
-    Ok(())
+}
+
+fn opened(fd: Result<(OwnedFd, FileStat), Refusal>, what: &str) -> Result<OwnedFd, Failure> {
+    match fd {
+        Ok((fd, _)) => Ok(fd),
+        Err(Refusal::Open(e)) => Err(Failure::internal(format!("open {what}: {e}"))),
+        Err(Refusal::Unsafe) => Err(Failure::refused(format!(
+            "{what} must be owned by root and private (mode 0700/0600); an administrator must remove it"
+        ))),
+    }
 }
 
 fn open_root_dir(path: &Path, owner: u32) -> Result<OwnedFd, Failure> {
-    let shown = path.display().to_string();
-    match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(nix::Error::EEXIST) => {}
-        Err(e) => return Err(Failure::internal(format!("create {shown}: {e}"))),
-    }
-    let fd = nix::fcntl::open(path, dir_flags(), Mode::empty())
-        .map_err(|e| Failure::internal(format!("open {shown}: {e}")))?;
-    check_root_only(&fd, &shown, true, owner)?;
-    Ok(fd)
+    let fd = secure::open(None, path, Access::Create(0o700), private(true, owner));
+    opened(fd, &path.display().to_string())
 }
 
 fn open_dir_at(parent: &OwnedFd, name: &str, owner: u32) -> Result<OwnedFd, Failure> {
-    let what = format!("{STATE_DIR}/.../{name}");
-    match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
-        Ok(()) | Err(nix::Error::EEXIST) => {}
-        Err(e) => return Err(Failure::internal(format!("create {what}: {e}"))),
-    }
-    let fd = openat(parent.as_fd(), name, dir_flags(), Mode::empty())
-        .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
-    check_root_only(&fd, &what, true, owner)?;
-    Ok(fd)
+    let fd = secure::open(
+        Some(parent.as_fd()),
+        Path::new(name),
+        Access::Create(0o700),
+        private(true, owner),
+    );
+    opened(fd, &format!("{STATE_DIR}/.../{name}"))
 }
 
 fn open_file_at(parent: &OwnedFd, name: &str, owner: u32) -> Result<File, Failure> {
-    let what = format!("{STATE_DIR}/.../{name}");
-    let flags =
-        OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
-    let fd = openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
-        .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
-    check_root_only(&fd, &what, false, owner)?;
-    Ok(File::from(fd))
-}
-
-fn dir_flags() -> OFlag {
-    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+    let fd = secure::open(
+        Some(parent.as_fd()),
+        Path::new(name),
+        Access::Create(0o600),
+        private(false, owner),
+    );
+    opened(fd, &format!("{STATE_DIR}/.../{name}")).map(File::from)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@
 //!   (the kernel's, or a unit test's fake).
 //! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
 //! * [`wiring`]: the netlink work of one call, under that lock.
+//! * [`secure`]: the one way files and directories are opened as root.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
 
 pub mod audit;
@@ -26,5 +27,6 @@ pub mod output;
 pub mod policy;
 pub mod privilege;
 pub mod request;
+pub mod secure;
 pub mod target;
 pub mod wiring;

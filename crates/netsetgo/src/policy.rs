@@ -11,17 +11,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 
 use crate::error::Failure;
 use crate::privilege::Caller;
+use crate::secure::{self, Access, Refusal, Rule};
 
 pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
@@ -439,40 +437,39 @@ pub fn read_trusted(path: &Path) -> Result<String, Failure> {
             path.display()
         ))
     };
+    let trusted = |dir| Rule {
+        dir,
+        owner: 0,
+        forbidden: 0o022,
+        one_link: false,
+    };
     for dir in path.ancestors().skip(1) {
         if dir.as_os_str().is_empty() {
             continue;
         }
-        let meta =
-            std::fs::symlink_metadata(dir).map_err(|_| bad("cannot inspect its directories"))?;
-        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(bad(
-                "a directory on its path is not a root-owned, non-writable directory",
-            ));
-        }
+        secure::open(None, dir, Access::Read, trusted(true)).map_err(|e| match e {
+            Refusal::Unsafe => {
+                bad("a directory on its path is not a root-owned, non-writable directory")
+            }
+            Refusal::Open(_) => bad("cannot inspect its directories"),
+        })?;
     }
-    let fd = open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        nix::Error::ELOOP => bad("is a symbolic link"),
-        _ => bad("cannot be opened"),
-    })?;
+    let (fd, meta) =
+        secure::open(None, path, Access::Read, trusted(false)).map_err(|e| match e {
+            Refusal::Open(nix::Error::ELOOP) => bad("is a symbolic link"),
+            Refusal::Open(_) => bad("cannot be opened"),
+            Refusal::Unsafe => {
+                bad("must be a regular file owned by root and not writable by group or others")
+            }
+        })?;
     let file = File::from(fd);
-    let meta = file.metadata().map_err(|_| bad("cannot be inspected"))?;
-    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(bad(
-            "must be a regular file owned by root and not writable by group or others",
-        ));
-    }
-    if meta.len() > MAX_FILE {
+    let size = meta.st_size as u64;
+    if size > MAX_FILE {
         return Err(bad("is too large"));
     }
     // Room for the whole file up front: read in one call, not in doubling
     // probes (this is every call's start-up).
-    let mut text = String::with_capacity(meta.len() as usize + 1);
+    let mut text = String::with_capacity(size as usize + 1);
     file.take(MAX_FILE)
         .read_to_string(&mut text)
         .map_err(|_| bad("is not readable UTF-8 text"))?;
