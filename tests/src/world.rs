@@ -459,10 +459,17 @@ impl World {
     /// `args` in the background, stdin /dev/null, stdout and stderr
     /// captured; see [`Call`].
     pub fn start_netsetgo(&self, user: &str, args: &[&str]) -> Call {
-        let mut all = self.enter();
-        all.extend(Self::as_user(user));
+        let mut all = Self::as_user(user);
         all.push(installed_binary().to_string_lossy().into_owned());
         all.extend(args.iter().map(|s| s.to_string()));
+        self.start(&all)
+    }
+
+    /// Starts `argv` as root in the world, stdin /dev/null, stdout and
+    /// stderr captured; see [`Call`].
+    pub(crate) fn start(&self, argv: &[String]) -> Call {
+        let mut all = self.enter();
+        all.extend_from_slice(argv);
         let mut cmd = Command::new(&all[0]);
         cmd.args(&all[1..]);
         clean_env(&mut cmd);

@@ -246,11 +246,12 @@ fn a_caller_can_neither_slow_nor_stop_its_helper_while_it_holds_the_lock() {
     let c = world.container(A);
     let bin = bin();
     let pid_arg = c.pid_arg();
-    // The caller asks for the lowest priority it can: nice 19, SCHED_IDLE.
+    // The caller asks for the lowest priority it can: nice 19, SCHED_IDLE,
+    // pinned to one CPU.
     let mut call = world.spawn_as(
         A,
         &[
-            "nice", "-n", "19", "chrt", "--idle", "0", &bin, "-pid", &pid_arg,
+            "taskset", "-c", "0", "nice", "-n", "19", "chrt", "--idle", "0", &bin, "-pid", &pid_arg,
         ],
     );
     let pid = call.pid();
@@ -266,6 +267,14 @@ fn a_caller_can_neither_slow_nor_stop_its_helper_while_it_holds_the_lock() {
     // Nice value (field 19) and scheduling policy (field 41) are reset.
     assert_eq!(stat_field(pid, 19).as_deref(), Some("0"), "nice");
     assert_eq!(stat_field(pid, 41).as_deref(), Some("0"), "SCHED_OTHER");
+    let cpus = |pid: &str| {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(cpus(&pid.to_string()), cpus("self"), "CPU affinity");
     // The caller may not signal it: neither stop nor kill.
     for signal in ["-STOP", "-KILL"] {
         let out = world.run_as(A, &["kill", signal, &pid.to_string()]);

@@ -742,13 +742,19 @@ fn a_pid_hidden_by_hidepid_is_refused_like_a_missing_one() {
 // ---------------------------------------------------------------------------
 // 12. Every grant and refusal is audited
 
-#[test]
-fn every_grant_and_refusal_is_audited() {
-    require_root!();
+/// A world granting nsg-a 4 interfaces, whose /dev/log is a sink of ours.
+fn audited_world() -> (World, SyslogSink) {
     let world =
         world_with("network default bridge=brg0 gateway=10.10.10.1/24\nallow nsg-a default 4\n");
     world.mount_private_dev();
     let sink = SyslogSink::bind(&world);
+    (world, sink)
+}
+
+#[test]
+fn every_grant_and_refusal_is_audited() {
+    require_root!();
+    let (world, sink) = audited_world();
     // The trap is set: what a user sends to the world's /dev/log reaches us.
     world
         .run_as(
@@ -825,6 +831,61 @@ fn every_grant_and_refusal_is_audited() {
     has(r, format!("uid={}", uid(A)));
     has(r, "action=usage".into());
     has(r, "result=refused".into());
+}
+
+#[test]
+fn caller_bytes_in_a_record_are_escaped_and_forge_nothing() {
+    require_root!();
+    let (world, sink) = audited_world();
+    let c = world.container(A);
+    let before = world.settled_snapshot();
+    // A bad flag that tries to end the record and start a forged one, with
+    // control bytes, DEL and a non-ASCII character; then a refused request
+    // whose bridge name does the same.
+    let forged = "<86>netsetgo[1]: uid:0 pid:1 action:create network:default result:granted";
+    let flag = format!("-x\n{forged}\r\x1b[31m\x07\x7f\té");
+    let mut usage = world.start_netsetgo(A, &[&flag]);
+    let usage_pid = usage.pid();
+    assert_eq!(usage.finish(Duration::from_secs(20)).code(), Some(2));
+    let bridge = format!("b\n{forged}");
+    let mut refused = world.start_netsetgo(A, &["-pid", &c.pid_arg(), "-bridgeName", &bridge]);
+    let refused_pid = refused.pid();
+    assert_refusal_line(&refused.finish(Duration::from_secs(20)));
+
+    let records = sink.records(Duration::from_millis(500));
+    assert_eq!(records.len(), 2, "one record per call: {records:?}");
+    for r in &records {
+        assert!(
+            r.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "a record of printable ASCII only: {r:?}"
+        );
+        assert_eq!(r.matches("netsetgo[").count(), 2, "{r:?}");
+    }
+    let usage_record = records
+        .iter()
+        .find(|r| r.contains(&format!("netsetgo[{usage_pid}]: ")))
+        .unwrap_or_else(|| panic!("no record of {usage_pid}: {records:?}"));
+    let escaped = format!(
+        "reason=\"usage: flag provided but not defined: -x\\x0a{forged}\\x0d\\x1b[31m\\x07\\x7f\\x09\\xc3\\xa9\""
+    );
+    assert!(
+        usage_record.ends_with(&escaped) && usage_record.contains(" action=usage "),
+        "{usage_record:?}\nshould end {escaped:?}"
+    );
+    let refused_record = records
+        .iter()
+        .find(|r| r.contains(&format!("netsetgo[{refused_pid}]: ")))
+        .unwrap_or_else(|| panic!("no record of {refused_pid}: {records:?}"));
+    assert!(
+        refused_record.contains(" result=refused reason=\"")
+            && refused_record.contains(&format!(" \\\"b\\\\n{forged}\\\" ")),
+        "{refused_record:?}"
+    );
+    assert_eq!(
+        world.settled_snapshot().diff(&before),
+        "",
+        "refusals changed the world"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -372,6 +372,14 @@ fn as_bridge(link: Link, created: bool) -> Result<Bridge> {
     }
 }
 
+impl Bridge {
+    /// An existing link as a bridge this call did not create; a link that
+    /// is not a bridge is [`Error::NotABridge`] (and must not be touched).
+    pub fn existing(link: Link) -> Result<Bridge> {
+        as_bridge(link, false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::check_name;

@@ -71,7 +71,7 @@ impl From<netplumb::Error> for Failure {
     fn from(e: netplumb::Error) -> Failure {
         let hint = match e.errno() {
             Some(libc::EEXIST) => {
-                "; a device of that name already exists (try another -vethNamePrefix)"
+                "; a device of that name already exists, on the host or in the container (try another -vethNamePrefix)"
             }
             Some(libc::EPERM) | Some(libc::EACCES) => "; permission denied by the kernel",
             _ => "",

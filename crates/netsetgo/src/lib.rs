@@ -10,8 +10,11 @@
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
 //! * [`dhcp`]: the DHCP answer for a lease, and the unprivileged responder.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
+//! * [`links`]: the link operations the wiring decides with, as a trait
+//!   (the kernel's, or a unit test's fake).
 //! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
 //! * [`wiring`]: the netlink work of one call, under that lock.
+//! * [`secure`]: the one way files and directories are opened as root.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
 
 pub mod audit;
@@ -19,11 +22,13 @@ pub mod cli;
 pub mod dhcp;
 pub mod error;
 pub mod leases;
+pub mod links;
 pub mod nat;
 pub mod oci;
 pub mod output;
 pub mod policy;
 pub mod privilege;
 pub mod request;
+pub mod secure;
 pub mod target;
 pub mod wiring;

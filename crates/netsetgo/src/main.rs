@@ -20,6 +20,8 @@ fn main() -> ExitCode {
     // 1. Sanitise the process the caller built for us, before anything
     //    else looks at it: fds, environment, umask, limits, signals.
     if let Err(f) = privilege::sanitize() {
+        let uid = nix::unistd::getuid().as_raw();
+        audit::record(uid, None, "start", None, Err(&f));
         return report(Err(f), false);
     }
     // 2. Parse the command line (bounded, Go `flag` syntax).

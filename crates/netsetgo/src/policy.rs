@@ -11,17 +11,15 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
-use nix::fcntl::{open, OFlag};
-use nix::sys::stat::Mode;
 
 use crate::error::Failure;
 use crate::privilege::Caller;
+use crate::secure::{self, Access, Refusal, Rule};
 
 pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
@@ -258,6 +256,9 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         .get("gateway6")
         .map(|g| parse_gateway6(g))
         .transpose()?;
+    if let Some(gateway6) = gateway6 {
+        check_derived_addresses(gateway, gateway6)?;
+    }
     let mtu = values
         .get("mtu")
         .map(|m| match parse_number(m, 65_535) {
@@ -325,6 +326,37 @@ fn parse_gateway6(text: &str) -> Result<Ipv6Network, String> {
         ));
     }
     Ok(net)
+}
+
+/// Containers' IPv6 addresses are derived from their IPv4 leases (same
+/// offset into the IPv6 subnet, see [`Network::container_addresses`]), so
+/// every offset a lease can have must land inside `gateway6`'s prefix and
+/// never on `gateway6` itself. Leases take every offset of the IPv4 subnet
+/// but the network, the broadcast and the gateway's.
+fn check_derived_addresses(gateway: Ipv4Network, gateway6: Ipv6Network) -> Result<(), String> {
+    let v4_host_bits = 32 - u32::from(gateway.prefix());
+    let v6_host_bits = 128 - u32::from(gateway6.prefix());
+    if v4_host_bits > v6_host_bits {
+        return Err(format!(
+            "gateway6 {gateway6}: a /{} cannot hold the offsets of gateway {gateway}'s subnet; \
+             use a prefix of at most /{}",
+            gateway6.prefix(),
+            128 - v4_host_bits
+        ));
+    }
+    let offset6 = u128::from(gateway6.ip()) - u128::from(gateway6.network());
+    let last = (1u128 << v4_host_bits) - 1;
+    let offset4 = u128::from(u32::from(gateway.ip()) - u32::from(gateway.network()));
+    if offset6 != offset4 && (1..last).contains(&offset6) {
+        let same = Ipv6Addr::from(u128::from(gateway6.network()) + offset4);
+        return Err(format!(
+            "gateway6 {gateway6} is the IPv6 address a container leasing offset {offset6} \
+             of {} would get; use the gateway's offset ({same}) or one outside 1-{}",
+            gateway.network(),
+            last - 1
+        ));
+    }
+    Ok(())
 }
 
 fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
@@ -437,40 +469,39 @@ pub fn read_trusted(path: &Path) -> Result<String, Failure> {
             path.display()
         ))
     };
+    let trusted = |dir| Rule {
+        dir,
+        owner: 0,
+        forbidden: 0o022,
+        one_link: false,
+    };
     for dir in path.ancestors().skip(1) {
         if dir.as_os_str().is_empty() {
             continue;
         }
-        let meta =
-            std::fs::symlink_metadata(dir).map_err(|_| bad("cannot inspect its directories"))?;
-        if !meta.is_dir() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-            return Err(bad(
-                "a directory on its path is not a root-owned, non-writable directory",
-            ));
-        }
+        secure::open(None, dir, Access::Read, trusted(true)).map_err(|e| match e {
+            Refusal::Unsafe => {
+                bad("a directory on its path is not a root-owned, non-writable directory")
+            }
+            Refusal::Open(_) => bad("cannot inspect its directories"),
+        })?;
     }
-    let fd = open(
-        path,
-        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
-        Mode::empty(),
-    )
-    .map_err(|e| match e {
-        nix::Error::ELOOP => bad("is a symbolic link"),
-        _ => bad("cannot be opened"),
-    })?;
+    let (fd, meta) =
+        secure::open(None, path, Access::Read, trusted(false)).map_err(|e| match e {
+            Refusal::Open(nix::Error::ELOOP) => bad("is a symbolic link"),
+            Refusal::Open(_) => bad("cannot be opened"),
+            Refusal::Unsafe => {
+                bad("must be a regular file owned by root and not writable by group or others")
+            }
+        })?;
     let file = File::from(fd);
-    let meta = file.metadata().map_err(|_| bad("cannot be inspected"))?;
-    if !meta.is_file() || meta.uid() != 0 || meta.mode() & 0o022 != 0 {
-        return Err(bad(
-            "must be a regular file owned by root and not writable by group or others",
-        ));
-    }
-    if meta.len() > MAX_FILE {
+    let size = meta.st_size as u64;
+    if size > MAX_FILE {
         return Err(bad("is too large"));
     }
     // Room for the whole file up front: read in one call, not in doubling
     // probes (this is every call's start-up).
-    let mut text = String::with_capacity(meta.len() as usize + 1);
+    let mut text = String::with_capacity(size as usize + 1);
     file.take(MAX_FILE)
         .read_to_string(&mut text)
         .map_err(|_| bad("is not readable UTF-8 text"))?;
@@ -558,6 +589,49 @@ allow bob lab 2
             (member[0].network.name.as_str(), member[0].quota),
             ("default", 16)
         );
+    }
+
+    #[test]
+    fn derived_ipv6_addresses_stay_in_gateway6s_prefix_and_off_it() {
+        let net = |g: &str, g6: &str| format!("network x bridge=b gateway={g} gateway6={g6}\n");
+        for (g, g6) in [
+            ("10.10.10.1/24", "fd00:10::1/64"),
+            ("10.10.10.254/24", "fd00:10::fe/64"),
+            ("10.10.10.254/24", "fd00:10::ff/120"),
+            ("10.10.10.254/24", "fd00:10::100/64"),
+            ("10.10.10.1/24", "fd00:10::ffff/64"),
+            ("10.10.0.1/16", "fd00:10::1/112"),
+            ("10.10.10.5/30", "fd00:10::3/120"),
+        ] {
+            let p = parse(&net(g, g6)).unwrap_or_else(|e| panic!("{g} {g6}: {e:?}"));
+            let n = &p.networks[0];
+            let g6: Ipv6Network = g6.parse().unwrap();
+            let first = u32::from(n.gateway.network());
+            for offset in 1..n.gateway.size() - 1 {
+                let v4 = Ipv4Addr::from(first + offset);
+                if v4 == n.gateway.ip() {
+                    continue;
+                }
+                let IpNetwork::V6(v6) = n.container_addresses(v4)[1] else {
+                    panic!("no IPv6 address");
+                };
+                assert!(g6.contains(v6.ip()) && v6.ip() != g6.ip(), "{g} {g6} {v4}");
+            }
+        }
+        for (g, g6, expected) in [
+            // Offset 1 is a container's, and its IPv6 address is gateway6.
+            ("10.10.10.254/24", "fd00:10::1/64", "offset 1 "),
+            ("10.10.10.1/24", "fd00:10::fe/64", "offset 254 "),
+            ("10.10.0.1/16", "fd00:10::ff00/64", "offset 65280 "),
+            // 16 host bits do not fit in 8 or 15.
+            ("10.10.0.1/16", "fd00:10::1/120", "at most /112"),
+            ("10.10.0.1/16", "fd00:10::1/113", "at most /112"),
+        ] {
+            let text = format!("# first\n{}", net(g, g6));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 2, "{g} {g6}");
+            assert!(e.message.contains(expected), "{g} {g6}: {}", e.message);
+        }
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
 use crate::dhcp::Terms;
 use crate::error::Failure;
-use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
+use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
+use crate::links::{Kernel, Links};
 use crate::nat;
 use crate::output::{Outcome, Wired};
 use crate::request::Request;
@@ -35,11 +36,11 @@ impl<E: Into<Failure>> From<E> for Refusal {
     }
 }
 
-pub struct Session<'a> {
-    host: Netlink,
+pub struct Session<'a, L: Links = Kernel> {
+    host: L,
     /// A session inside the target, and the target: absent when the call
     /// names no process (the poststop hook).
-    inside: Option<Netlink>,
+    inside: Option<L>,
     target: Option<&'a NetNs>,
     store: &'a Store,
     request: &'a Request,
@@ -50,7 +51,8 @@ pub struct Session<'a> {
     dhcp: Option<Responder>,
 }
 
-impl<'a> Session<'a> {
+impl<'a> Session<'a, Kernel> {
+    /// A session on netlink sockets opened before the drop.
     pub fn new(
         host: netplumb::RawSocket,
         inside: Option<netplumb::RawSocket>,
@@ -60,26 +62,50 @@ impl<'a> Session<'a> {
         nft: Option<netplumb::Nftables>,
         uid: u32,
     ) -> Result<Session<'a>, Failure> {
-        Ok(Session {
-            host: Netlink::from_socket(host)?,
-            inside: inside.map(Netlink::from_socket).transpose()?,
+        let kernel = |socket| Netlink::from_socket(socket).map(Kernel::new);
+        Ok(Session::with(
+            kernel(host)?,
+            inside.map(kernel).transpose()?,
+            target,
+            store,
+            request,
+            nft,
+            uid,
+        ))
+    }
+}
+
+impl<'a, L: Links> Session<'a, L> {
+    /// A session over any [`Links`] (the unit tests' fake, for one).
+    pub fn with(
+        host: L,
+        inside: Option<L>,
+        target: Option<&'a NetNs>,
+        store: &'a Store,
+        request: &'a Request,
+        nft: Option<netplumb::Nftables>,
+        uid: u32,
+    ) -> Session<'a, L> {
+        Session {
+            host,
+            inside,
             target,
             store,
             request,
             nft,
             uid,
             dhcp: None,
-        })
+        }
     }
 
     /// Hands the address out by DHCP: after the pair is made, a responder
     /// answers on its host end (lxc-user-nic mode).
-    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a> {
+    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a, L> {
         self.dhcp = Some(responder);
         self
     }
 
-    fn inside(&self) -> Result<(&Netlink, &NetNs), Failure> {
+    fn inside(&self) -> Result<(&L, &NetNs), Failure> {
         match (&self.inside, self.target) {
             (Some(inside), Some(target)) => Ok((inside, target)),
             _ => Err(Failure::internal("this action needs a target process")),
@@ -130,13 +156,18 @@ impl<'a> Session<'a> {
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
-        let existing = self.host.link_by_name(&network.bridge).await?;
+        let existing = self
+            .host
+            .link_by_name(&network.bridge)
+            .await?
+            .map(Bridge::existing)
+            .transpose()?;
         let present = match &existing {
-            Some(link) => self.host.addresses_of(link.index).await?,
+            Some(bridge) => self.host.addresses_of(bridge.link.index).await?,
             None => Vec::new(),
         };
         if !present.contains(&IpNetwork::V4(gateway)) {
-            let own = existing.as_ref().map(|l| l.index);
+            let own = existing.as_ref().map(|b| b.link.index);
             if let Some(route) = self
                 .host
                 .route_overlapping(IpNetwork::V4(subnet), own)
@@ -147,10 +178,14 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        let bridge = self
-            .host
-            .ensure_bridge(&network.bridge, network.mtu)
-            .await?;
+        let bridge = match existing {
+            Some(bridge) => bridge,
+            None => {
+                self.host
+                    .ensure_bridge(&network.bridge, network.mtu)
+                    .await?
+            }
+        };
         let configured = async {
             self.claim(&bridge.link).await?;
             if !bridge.link.up {
@@ -342,9 +377,8 @@ impl<'a> Session<'a> {
         if leases.is_empty() {
             return Ok(());
         }
-        let probe = IndexProbe::new()?;
         for lease in leases {
-            match probe.liveness(&lease) {
+            match lease.liveness(self.host.index_of(&lease.ifname)?) {
                 Liveness::Live => {}
                 Liveness::Gone => ledger.release(&lease)?,
                 Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
@@ -364,10 +398,9 @@ impl<'a> Session<'a> {
             .into_iter()
             .filter(|l| l.uid == self.uid)
             .collect();
-        let probe = IndexProbe::new()?;
         let mut live = 0;
         for lease in own {
-            match probe.liveness(&lease) {
+            match lease.liveness(self.host.index_of(&lease.ifname)?) {
                 Liveness::Gone => ledger.release(&lease)?,
                 Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
                 Liveness::Live => {
@@ -554,5 +587,340 @@ impl<'a> Session<'a> {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The wiring's decisions against a fake namespace pair and a state store
+/// in a temporary directory: no root, no kernel.
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use netplumb::NsId;
+
+    use super::*;
+    use crate::error::Kind;
+    use crate::links::fake::{link, FakeLinks};
+    use crate::policy::Network;
+
+    const A: u32 = 1000;
+    const B: u32 = 1001;
+    const TARGET: i32 = 7;
+
+    /// A state directory of its own, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "netsetgo-unit-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            Scratch(dir)
+        }
+
+        fn store(&self, uid: u32) -> Store {
+            let owner = nix::unistd::geteuid().as_raw();
+            let ns = NsId { dev: 0, ino: 1 };
+            let gateway = "10.10.10.1/24".parse().unwrap();
+            Store::open_under(&self.0, owner, &ns, "brg0", gateway, uid).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn request(quota: Option<u32>, address: Option<&str>) -> Request {
+        Request {
+            network: Network {
+                name: "default".into(),
+                bridge: "brg0".into(),
+                gateway: "10.10.10.1/24".parse().unwrap(),
+                gateway6: None,
+                mtu: None,
+                nat: false,
+                dns: Vec::new(),
+            },
+            quota,
+            address: address.map(|a| a.parse().unwrap()),
+            prefix: "veth".into(),
+            nic: None,
+        }
+    }
+
+    /// A host with brg0 (index 1) and a container, as seen by the session.
+    fn host() -> FakeLinks {
+        let host = FakeLinks {
+            target_nsid: Some(TARGET),
+            ..FakeLinks::default()
+        };
+        host.add(link(1, "brg0", Some("bridge")));
+        host
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Wires one container of `uid` on `host`; the fake's pair stays in
+    /// `host` (the host end) and a fresh inside.
+    fn wire(
+        host: FakeLinks,
+        store: &Store,
+        req: &Request,
+        uid: u32,
+    ) -> (FakeLinks, Result<Wired, Failure>) {
+        let target = NetNs::current().unwrap();
+        let session = Session::with(
+            host,
+            Some(FakeLinks::default()),
+            Some(&target),
+            store,
+            req,
+            None,
+            uid,
+        );
+        let result = block_on(session.create(None));
+        (session.host, result)
+    }
+
+    fn leases(store: &Store) -> Vec<Lease> {
+        store.lock().unwrap().all().unwrap()
+    }
+
+    #[test]
+    fn quota_at_the_limit_counts_only_live_interfaces_of_live_containers() {
+        let dir = Scratch::new("quota");
+        let store = dir.store(A);
+        let req = request(Some(2), None);
+        let (host, first) = wire(host(), &store, &req, A);
+        let (host, second) = wire(host, &store, &req, A);
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.host_interface, "veth0a0a0a02");
+        assert_eq!(second.host_interface, "veth0a0a0a03");
+        let (host, third) = wire(host, &store, &req, A);
+        let refused = third.unwrap_err();
+        assert_eq!(refused.kind, Kind::Refused);
+        assert!(refused.message.contains("2 of your 2"), "{refused}");
+
+        // The first container's namespace has died; its pair is still
+        // there: it does not count, and it is deleted with its lease.
+        let first_index = host.index_of("veth0a0a0a02").unwrap().unwrap();
+        host.links
+            .borrow_mut()
+            .get_mut(&first_index)
+            .unwrap()
+            .link_netnsid = Some(-1);
+        let (host, fourth) = wire(host, &store, &req, A);
+        assert_eq!(fourth.unwrap().host_interface, "veth0a0a0a02");
+        assert!(host
+            .log
+            .borrow()
+            .contains(&format!("delete #{first_index}")));
+        assert_eq!(leases(&store).len(), 2);
+    }
+
+    #[test]
+    fn garbage_collection_deletes_only_our_veth_on_our_bridge() {
+        let dir = Scratch::new("gc");
+        let store = dir.store(A);
+        let host = host();
+        // Calls that died half way: pending leases whose names exist, once
+        // as our veth on brg0, once as some other device, once as a veth on
+        // another bridge.
+        let mut ours = link(10, "veth0a0a0a02", Some("veth"));
+        ours.master = Some(1);
+        host.add(ours);
+        host.add(link(11, "veth0a0a0a03", Some("dummy")));
+        host.add(link(12, "other", Some("bridge")));
+        let mut elsewhere = link(13, "veth0a0a0a04", Some("veth"));
+        elsewhere.master = Some(12);
+        host.add(elsewhere);
+        {
+            let mut ledger = store.lock().unwrap();
+            for last in [2u8, 3, 4] {
+                ledger
+                    .reserve(&Lease {
+                        address: std::net::Ipv4Addr::new(10, 10, 10, last),
+                        uid: B,
+                        ifindex: 0,
+                        ifname: format!("veth0a0a0a0{last}"),
+                        container: None,
+                    })
+                    .unwrap();
+            }
+        }
+        let (host, wired) = wire(host, &store, &request(None, None), A);
+        let log = host.log.borrow();
+        assert!(log.contains(&"delete #10".to_string()), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l == "delete #11" || l == "delete #13"),
+            "{log:?}"
+        );
+        // Every pending lease was freed, and the first address reused.
+        assert_eq!(wired.unwrap().host_interface, "veth0a0a0a02");
+        let held: Vec<u32> = leases(&store).iter().map(|l| l.uid).collect();
+        assert_eq!(held, vec![A]);
+    }
+
+    #[test]
+    fn the_requested_address_if_free_or_held_by_a_dead_lease_else_refused() {
+        let dir = Scratch::new("address");
+        let store = dir.store(A);
+        let (host, wired) = wire(host(), &store, &request(None, Some("10.10.10.9")), A);
+        assert_eq!(wired.unwrap().addresses[0].to_string(), "10.10.10.9/24");
+        // In use by a live lease: unavailable, nothing made.
+        let (host, taken) = wire(host, &store, &request(None, Some("10.10.10.9")), B);
+        assert_eq!(taken.unwrap_err().kind, Kind::Unavailable);
+        // Its interface gone: the lease is freed and the address given.
+        let index = host.index_of("veth0a0a0a09").unwrap().unwrap();
+        host.links.borrow_mut().remove(&index);
+        let (host, again) = wire(host, &store, &request(None, Some("10.10.10.9")), B);
+        assert_eq!(again.unwrap().host_interface, "veth0a0a0a09");
+        // Without a request: the first free address of the subnet.
+        let (_, first) = wire(host, &store, &request(None, None), A);
+        assert_eq!(first.unwrap().host_interface, "veth0a0a0a02");
+    }
+
+    #[test]
+    fn delete_and_check_find_only_the_callers_own_interface_from_the_host_side() {
+        let dir = Scratch::new("own");
+        let store_a = dir.store(A);
+        let req = request(None, None);
+        let (host, wired) = wire(host(), &store_a, &req, A);
+        wired.unwrap();
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        inside.add(link(1, "lo", None));
+        let host_index = host.index_of("veth0a0a0a02").unwrap().unwrap();
+        let mut peer = link(2, "veth1", Some("veth"));
+        peer.link = Some(host_index);
+        inside.add(peer);
+
+        // Another user: refused, nothing deleted.
+        let store_b = dir.store(B);
+        let session = Session::with(host, Some(inside), Some(&target), &store_b, &req, None, B);
+        let refused = block_on(session.delete()).unwrap_err();
+        assert_eq!(refused.kind, Kind::Refused);
+        assert!(!session
+            .host
+            .log
+            .borrow()
+            .iter()
+            .any(|l| l.starts_with("delete")));
+
+        // The owner, but the host end's peer is in another namespace (a
+        // forged veth1 inside cannot change that): refused.
+        let Session { host, inside, .. } = session;
+        host.links
+            .borrow_mut()
+            .get_mut(&host_index)
+            .unwrap()
+            .link_netnsid = Some(TARGET + 1);
+        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        assert_eq!(block_on(session.check()).unwrap_err().kind, Kind::Refused);
+        assert_eq!(block_on(session.delete()).unwrap_err().kind, Kind::Refused);
+
+        // The owner's own: -check sees it, -delete deletes that host end.
+        let Session { host, inside, .. } = session;
+        host.links
+            .borrow_mut()
+            .get_mut(&host_index)
+            .unwrap()
+            .link_netnsid = Some(TARGET);
+        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        let checked = block_on(session.check());
+        assert!(
+            matches!(&checked, Err(f) if f.kind == Kind::Broken),
+            "the fake has no address inside: {checked:?}"
+        );
+        block_on(session.delete()).unwrap();
+        assert!(session
+            .host
+            .log
+            .borrow()
+            .contains(&format!("delete #{host_index}")));
+        assert!(leases(&store_a).is_empty());
+    }
+
+    #[test]
+    fn lxc_user_nic_create_leaves_the_peer_unconfigured_and_delete_names_the_host_end() {
+        let dir = Scratch::new("nic");
+        let store = dir.store(A);
+        let mut req = request(None, None);
+        let (host, wired) = wire(host(), &store, &req, A);
+        assert!(host
+            .log
+            .borrow()
+            .contains(&"attach veth0a0a0a02 peer veth1 addresses 1 gateways 1".to_string()));
+        req.nic = Some(Nic::Create {
+            ifname: "eth0".into(),
+        });
+        let (host, nic) = wire(host, &store, &req, A);
+        let nic = nic.unwrap();
+        assert_eq!((nic.interface.as_str(), nic.addresses.len()), ("eth0", 1));
+        assert!(host
+            .log
+            .borrow()
+            .contains(&"attach veth0a0a0a03 peer eth0 addresses 0 gateways 0".to_string()));
+
+        // delete by HOSTIF: only the lease of that name, here the second.
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        for (index, name) in [(wired.unwrap().index, "veth1"), (nic.index, "eth0")] {
+            inside.add(link(index, name, Some("veth")));
+        }
+        req.nic = Some(Nic::Delete {
+            host_ifname: "veth0a0a0a03".into(),
+        });
+        let session = Session::with(host, Some(inside), Some(&target), &store, &req, None, A);
+        block_on(session.delete()).unwrap();
+        let left: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
+        assert_eq!(left, ["veth0a0a0a02"]);
+    }
+
+    #[test]
+    fn poststop_releases_only_the_callers_leases_of_that_container() {
+        let dir = Scratch::new("release");
+        let store = dir.store(A);
+        let req = request(None, None);
+        let target = NetNs::current().unwrap();
+        let mut host = host();
+        for (uid, id) in [(A, "c1"), (B, "c1"), (A, "c2")] {
+            let session = Session::with(
+                host,
+                Some(FakeLinks::default()),
+                Some(&target),
+                &store,
+                &req,
+                None,
+                uid,
+            );
+            block_on(session.create(Some(id.into()))).unwrap();
+            host = session.host;
+        }
+        let session = Session::with(host, None, None, &store, &req, None, A);
+        block_on(session.release("c1")).unwrap();
+        let left: Vec<(u32, Option<String>)> = leases(&store)
+            .into_iter()
+            .map(|l| (l.uid, l.container))
+            .collect();
+        assert_eq!(left, vec![(B, Some("c1".into())), (A, Some("c2".into()))]);
+        let deleted = session
+            .host
+            .log
+            .borrow()
+            .iter()
+            .filter(|l| l.starts_with("delete"))
+            .count();
+        assert_eq!(deleted, 1);
     }
 }

@@ -1,0 +1,133 @@
+//! The one way netsetgo opens a file or directory as root: the last
+//! component is never followed if it is a symbolic link, and what was
+//! opened is judged by its fd (kind, owner, mode, links), never by its path.
+//! The policy, `/etc/passwd` and `/etc/group` are read this way, and every
+//! state directory and file is created and opened this way.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::{openat, OFlag, AT_FDCWD};
+use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
+
+/// What an opened object must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub dir: bool,
+    pub owner: u32,
+    /// Mode bits that must be clear (0o022: not writable by group or
+    /// others; 0o077: private).
+    pub forbidden: u32,
+    /// A regular file must have no other name (a hard link elsewhere).
+    pub one_link: bool,
+}
+
+/// Why an object was not opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The kernel refused (`ELOOP`: the last component is a symbolic link).
+    Open(nix::Error),
+    /// It opened, but is not what the rule asks for.
+    Unsafe,
+}
+
+/// How to open: read-only, or read-write creating it (a directory with
+/// `mkdirat`, a file with `O_CREAT`) with this mode if missing.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    Read,
+    Create(u32),
+}
+
+/// Opens `path` (relative to `at`, or absolute) under `rule`.
+pub fn open(
+    at: Option<BorrowedFd<'_>>,
+    path: &Path,
+    access: Access,
+    rule: Rule,
+) -> Result<(OwnedFd, FileStat), Refusal> {
+    let at = at.unwrap_or(AT_FDCWD);
+    let mut flags = OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let mut mode = Mode::empty();
+    if rule.dir {
+        flags |= OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+        if let Access::Create(bits) = access {
+            match mkdirat(at.as_fd(), path, Mode::from_bits_truncate(bits)) {
+                Ok(()) | Err(nix::Error::EEXIST) => {}
+                Err(e) => return Err(Refusal::Open(e)),
+            }
+        }
+    } else {
+        // O_NONBLOCK: a FIFO planted in its place cannot make us wait.
+        flags |= OFlag::O_NONBLOCK;
+        match access {
+            Access::Read => flags |= OFlag::O_RDONLY,
+            Access::Create(bits) => {
+                flags |= OFlag::O_RDWR | OFlag::O_CREAT;
+                mode = Mode::from_bits_truncate(bits);
+            }
+        }
+    }
+    let fd = openat(at, path, flags, mode).map_err(Refusal::Open)?;
+    let st = fstat(&fd).map_err(Refusal::Open)?;
+    let kind = st.st_mode & libc::S_IFMT;
+    let kind_ok = if rule.dir {
+        kind == libc::S_IFDIR
+    } else {
+        kind == libc::S_IFREG && (!rule.one_link || st.st_nlink == 1)
+    };
+    if !kind_ok || st.st_uid != rule.owner || st.st_mode & rule.forbidden != 0 {
+        return Err(Refusal::Unsafe);
+    }
+    Ok((fd, st))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judges_what_it_opened() {
+        let me = nix::unistd::geteuid().as_raw();
+        let dir = std::env::temp_dir().join(format!("netsetgo-secure-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let private = Rule {
+            dir: true,
+            owner: me,
+            forbidden: 0o077,
+            one_link: false,
+        };
+        let (root, _) = open(None, &dir, Access::Create(0o700), private).unwrap();
+        let file = Rule {
+            dir: false,
+            one_link: true,
+            ..private
+        };
+        let name = Path::new("state");
+        assert!(open(Some(root.as_fd()), name, Access::Create(0o600), file).is_ok());
+        // A symbolic link, a second name, a wrong owner, a lax mode: refused.
+        std::os::unix::fs::symlink("state", dir.join("link")).unwrap();
+        let link = open(Some(root.as_fd()), Path::new("link"), Access::Read, file);
+        assert_eq!(link.unwrap_err(), Refusal::Open(nix::Error::ELOOP));
+        std::fs::hard_link(dir.join("state"), dir.join("again")).unwrap();
+        let again = open(Some(root.as_fd()), name, Access::Read, file);
+        assert_eq!(again.unwrap_err(), Refusal::Unsafe);
+        let other = Rule {
+            owner: me + 1,
+            ..private
+        };
+        assert_eq!(
+            open(None, &dir, Access::Read, other).unwrap_err(),
+            Refusal::Unsafe
+        );
+        let lax = Rule {
+            forbidden: 0o700,
+            ..private
+        };
+        assert_eq!(
+            open(None, &dir, Access::Read, lax).unwrap_err(),
+            Refusal::Unsafe
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
