@@ -13,6 +13,8 @@ pub enum Step {
     QueryNamespace,
     OpenSocket,
     LookUpLink,
+    /// Listing links, such as the ports of a bridge.
+    ListLinks,
     CreateBridge,
     CreateVeth,
     SetMaster,
@@ -45,6 +47,7 @@ impl fmt::Display for Step {
             Step::QueryNamespace => "query network namespace",
             Step::OpenSocket => "open netlink socket",
             Step::LookUpLink => "look up link",
+            Step::ListLinks => "list links",
             Step::CreateBridge => "create bridge",
             Step::CreateVeth => "create veth pair",
             Step::SetMaster => "attach link to bridge",

@@ -2,6 +2,8 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use futures::TryStreamExt;
+
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -273,6 +275,32 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| Error::netlink(Step::DeleteLink, format!("#{index}"), e))
+    }
+
+    /// The links attached to bridge `bridge` (one dump that the kernel
+    /// filters by `IFLA_MASTER`).
+    pub async fn bridge_ports(&self, bridge: u32) -> Result<Vec<Link>> {
+        let object = || format!("ports of #{bridge}");
+        let mut request = self.handle().link().get();
+        request
+            .message_mut()
+            .attributes
+            .push(LinkAttribute::Controller(bridge));
+        let stream = request.execute();
+        futures::pin_mut!(stream);
+        let mut ports = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListLinks, object(), e))?
+        {
+            let link = Link::from_message(msg);
+            // Kernels that ignore the filter answer with every link.
+            if link.master == Some(bridge) {
+                ports.push(link);
+            }
+        }
+        Ok(ports)
     }
 
     async fn set_link(&self, message: LinkMessage, step: Step, index: u32) -> Result<()> {
