@@ -19,7 +19,9 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// What the kernel reports about one link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
+    /// The interface index, in the namespace of the session that reported it.
     pub index: u32,
+    /// The interface name.
     pub name: String,
     /// `IFLA_INFO_KIND` ("bridge", "veth", ...); `None` for physical devices.
     pub kind: Option<String>,
@@ -28,7 +30,9 @@ pub struct Link {
     /// `IFLA_LINK`: for a veth, the index of its peer (in the peer's
     /// namespace).
     pub link: Option<u32>,
+    /// The MTU.
     pub mtu: Option<u32>,
+    /// The hardware address, for links that have a 6-byte one.
     pub mac: Option<[u8; 6]>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
@@ -78,6 +82,7 @@ impl Link {
 /// A bridge found or made by [`Netlink::ensure_bridge`].
 #[derive(Debug, Clone)]
 pub struct Bridge {
+    /// The bridge as the kernel reports it.
     pub link: Link,
     /// True when this call created it (and so should remove it on rollback).
     pub created: bool,

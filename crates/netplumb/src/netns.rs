@@ -30,7 +30,9 @@ pub struct NetNs {
 /// A namespace's identity: the (device, inode) pair of its nsfs file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NsId {
+    /// The device of the nsfs file.
     pub dev: u64,
+    /// The inode of the nsfs file: unique per namespace on that device.
     pub ino: u64,
 }
 

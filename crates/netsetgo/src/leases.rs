@@ -476,6 +476,7 @@ fn wait_for_lock(file: &File) -> Result<(), Failure> {
         file.try_clone().map_err(io_failure)?,
         nix::fcntl::FlockArg::LockExclusive,
     );
+    // SAFETY: alarm(0) only disarms the timer.
     unsafe { libc::alarm(0) };
     match result {
         // The lock lives with the open file description shared with `file`;
