@@ -53,11 +53,30 @@ pub async fn run(req: &Request<'_>) -> Result<Option<String>, Error> {
 /// IPAM lease is released.
 async fn add(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<String, Error> {
     let netns = open_netns(&req.env.netns)?;
+    let host = Netlink::connect().map_err(plumbing)?;
+    // A second ADD of one attachment must fail before IPAM: releasing its
+    // lease on failure would release the first ADD's.
+    let host_name = host_end_name(&req.env.container_id, &req.env.ifname);
+    if host
+        .link_by_name(&host_name)
+        .await
+        .map_err(plumbing)?
+        .is_some()
+    {
+        return Err(Error::Custom(
+            PLUMBING_FAILED,
+            "network plumbing failed".to_string(),
+            format!(
+                "{host_name} exists: container {} already has {} on this host",
+                req.env.container_id, req.env.ifname
+            ),
+        ));
+    }
     let mut result = match ipam {
         Some(ipam) => ipam.add()?,
         None => CNIResult::default(),
     };
-    if let Err(e) = wire(req, &netns, &mut result).await {
+    if let Err(e) = wire(req, &host, &host_name, &netns, &mut result).await {
         if let Some(ipam) = ipam {
             if let Err(release) = ipam.call("DEL") {
                 eprintln!("netplumb-bridge: release the IPAM lease after a failed ADD: {release}");
@@ -77,13 +96,18 @@ async fn add(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<String, Error
 
 /// The network-wide steps (idempotent, kept on failure: other attachments
 /// share them) and then the attachment, one transaction.
-async fn wire(req: &Request<'_>, netns: &NetNs, result: &mut CNIResult) -> Result<(), Error> {
+async fn wire(
+    req: &Request<'_>,
+    host: &Netlink,
+    host_name: &str,
+    netns: &NetNs,
+    result: &mut CNIResult,
+) -> Result<(), Error> {
     let options = &req.options;
     if options.is_default_gateway {
         add_default_routes(result);
     }
     let gateways = default_gateways(&result.routes, &result.ips)?;
-    let host = Netlink::connect().map_err(plumbing)?;
     let inside = Netlink::connect_in(netns).map_err(plumbing)?;
     let bridge = host
         .ensure_bridge(&options.bridge, options.mtu)
@@ -110,13 +134,12 @@ async fn wire(req: &Request<'_>, netns: &NetNs, result: &mut CNIResult) -> Resul
                 .map_err(plumbing)?;
         }
     }
-    let host_name = host_end_name(&req.env.container_id, &req.env.ifname);
     let attached = host
         .attach(
             &inside,
             &Attachment {
                 bridge: bridge.index,
-                host_name: &host_name,
+                host_name,
                 peer_name: &req.env.ifname,
                 peer_netns: netns.as_fd(),
                 mtu: options.mtu,

@@ -253,6 +253,10 @@ fn add_check_del_del() {
     // CHECK passes on what ADD made, and fails once an address is gone.
     let checked = with_prev(&conf, &result);
     assert!(world.call("CHECK", &checked, &container, "ctr1").ok);
+    // A second ADD of the same attachment is refused and takes nothing away.
+    assert_error(&world.call("ADD", &conf, &container, "ctr1"), 100);
+    assert_eq!(world.leases(), vec!["10.77.5.2".to_string()]);
+    assert!(world.call("CHECK", &checked, &container, "ctr1").ok);
     container.ip(&["addr", "del", address, "dev", "eth0"]);
     assert_error(&world.call("CHECK", &checked, &container, "ctr1"), 102);
 
