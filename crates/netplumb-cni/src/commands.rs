@@ -63,14 +63,10 @@ async fn add(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<String, Error
         .map_err(plumbing)?
         .is_some()
     {
-        return Err(Error::Custom(
-            PLUMBING_FAILED,
-            "network plumbing failed".to_string(),
-            format!(
-                "{host_name} exists: container {} already has {} on this host",
-                req.env.container_id, req.env.ifname
-            ),
-        ));
+        return Err(plumbing_failed(format!(
+            "{host_name} exists: container {} already has {} on this host",
+            req.env.container_id, req.env.ifname
+        )));
     }
     let mut result = match ipam {
         Some(ipam) => ipam.add()?,
@@ -397,14 +393,10 @@ fn default_gateways(routes: &[Route], ips: &[IpConfig]) -> Result<Vec<IpAddr>, E
 /// bridge is an error and is left alone.
 async fn existing_bridge(host: &Netlink, name: &str) -> Result<Option<Link>, Error> {
     match host.link_by_name(name).await.map_err(plumbing)? {
-        Some(link) if link.kind.as_deref() != Some("bridge") => Err(Error::Custom(
-            PLUMBING_FAILED,
-            "network plumbing failed".to_string(),
-            format!(
-                "device {name} exists and is {}, not a bridge; it was left untouched",
-                link.describe_kind()
-            ),
-        )),
+        Some(link) if link.kind.as_deref() != Some("bridge") => Err(plumbing_failed(format!(
+            "device {name} exists and is {}, not a bridge; it was left untouched",
+            link.describe_kind()
+        ))),
         found => Ok(found),
     }
 }
@@ -454,20 +446,19 @@ fn enable_forwarding(v6: bool) -> Result<(), Error> {
     } else {
         "/proc/sys/net/ipv4/ip_forward"
     };
-    std::fs::write(path, "1").map_err(|e| {
-        Error::Custom(
-            PLUMBING_FAILED,
-            "network plumbing failed".to_string(),
-            format!("enable forwarding ({path}): {e}"),
-        )
-    })
+    std::fs::write(path, "1")
+        .map_err(|e| plumbing_failed(format!("enable forwarding ({path}): {e}")))
 }
 
 fn plumbing(e: netplumb::Error) -> Error {
+    plumbing_failed(e.to_string())
+}
+
+fn plumbing_failed(details: String) -> Error {
     Error::Custom(
         PLUMBING_FAILED,
         "network plumbing failed".to_string(),
-        e.to_string(),
+        details,
     )
 }
 
