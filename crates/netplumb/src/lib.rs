@@ -82,5 +82,8 @@ pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use wiring::{Attached, Attachment};
 
-/// A netlink socket not yet driven by a runtime.
+/// A netlink socket not yet driven by a runtime: what
+/// [`Netlink::open_socket`] and [`NetNs::netlink_socket`] open, and what
+/// [`Netlink::from_socket`] and [`Nftables::from_socket`] take. The one name
+/// for the socket type in this crate's API.
 pub use rtnetlink::sys::Socket as RawSocket;
