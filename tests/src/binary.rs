@@ -79,9 +79,11 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
 
 /// The installed copy of the static release binary: root:root, 4755, in a
 /// private directory under /tmp. Built (or taken from `NETSETGO_BIN`) once
-/// per test process.
+/// per test process; the system user it works as is made as the packages
+/// make it.
 pub fn installed_binary() -> &'static Path {
     BINARY.get_or_init(|| {
+        crate::users::ensure_worker();
         let source = match std::env::var_os("NETSETGO_BIN") {
             Some(path) => PathBuf::from(path),
             None => build_static(),

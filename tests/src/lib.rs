@@ -16,6 +16,7 @@ pub mod checks;
 mod cmd;
 pub mod fixtures;
 mod leases;
+mod race;
 mod snapshot;
 mod syslog;
 mod users;
@@ -24,9 +25,10 @@ mod world;
 pub use binary::{installed_binary, scratch_dir};
 pub use cmd::{Output, TIMEOUT_SECS};
 pub use leases::{parse_leases, parse_map_bits, Lease};
+pub use race::{holds_flock, signal, Trace, Traced};
 pub use snapshot::{has_flag, link_kind, name as link_name, Snapshot};
 pub use syslog::SyslogSink;
-pub use users::{add_to_group, ensure_group, ensure_user, User};
+pub use users::{add_to_group, ensure_group, ensure_user, ensure_worker, User};
 pub use world::{ns_of, wait_until, Call, Container, Proc, World};
 
 /// Is this process root (euid 0)?

@@ -1,4 +1,5 @@
-//! Unprivileged test users (`nsg-a`, `nsg-b`) and groups, made on demand.
+//! Unprivileged test users (`nsg-a`, `nsg-b`), groups and the system user
+//! `_netsetgo`, made on demand.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -54,6 +55,34 @@ pub fn ensure_user(name: &str) -> User {
             lookup(name).unwrap_or_else(|| panic!("user {name} missing after useradd"))
         }
     };
+    cache.insert(name.to_string(), user.clone());
+    user
+}
+
+/// The system user netsetgo works as once it drops privileges
+/// (`_netsetgo`, as the packages create it), created if missing.
+pub fn ensure_worker() -> User {
+    let mut cache = accounts_lock();
+    let name = "_netsetgo";
+    if let Some(user) = cache.get(name) {
+        return user.clone();
+    }
+    if lookup(name).is_none() {
+        let out = run_here(&[
+            "useradd",
+            "--system",
+            "-M",
+            "-U",
+            "-s",
+            "/usr/sbin/nologin",
+            name,
+        ]);
+        assert!(
+            out.success() || out.code() == Some(9),
+            "useradd {name}:\n{out}"
+        );
+    }
+    let user = lookup(name).unwrap_or_else(|| panic!("user {name} missing after useradd"));
     cache.insert(name.to_string(), user.clone());
     user
 }

@@ -459,10 +459,17 @@ impl World {
     /// `args` in the background, stdin /dev/null, stdout and stderr
     /// captured; see [`Call`].
     pub fn start_netsetgo(&self, user: &str, args: &[&str]) -> Call {
-        let mut all = self.enter();
-        all.extend(Self::as_user(user));
+        let mut all = Self::as_user(user);
         all.push(installed_binary().to_string_lossy().into_owned());
         all.extend(args.iter().map(|s| s.to_string()));
+        self.start(&all)
+    }
+
+    /// Starts `argv` as root in the world, stdin /dev/null, stdout and
+    /// stderr captured; see [`Call`].
+    pub(crate) fn start(&self, argv: &[String]) -> Call {
+        let mut all = self.enter();
+        all.extend_from_slice(argv);
         let mut cmd = Command::new(&all[0]);
         cmd.args(&all[1..]);
         clean_env(&mut cmd);
@@ -551,8 +558,18 @@ impl World {
     }
 
     /// The world's /run/netsetgo, seen from outside.
-    pub fn state_dir(&self) -> PathBuf {
+    pub fn state_root(&self) -> PathBuf {
         self.path("/run/netsetgo")
+    }
+
+    /// The state of the world's own network namespace, seen from outside:
+    /// `/run/netsetgo/net-<inode of the namespace>`.
+    pub fn state_dir(&self) -> PathBuf {
+        let ino = self
+            .net_ns
+            .trim_start_matches("net:[")
+            .trim_end_matches(']');
+        self.state_root().join(format!("net-{ino}"))
     }
 
     /// The raw leases file of `bridge` (empty if there is none).

@@ -5,14 +5,14 @@
 //! against the installed 4755 copy; every refusal is proven to change
 //! nothing (world links/addresses/routes, leases, maps, the container).
 
-use netsetgo_e2e::checks::{assert_refused, wire, wire_with};
+use netsetgo_e2e::checks::{assert_refused, wire, wire_line, wire_with};
 use netsetgo_e2e::fixtures::{world_with, A, B};
-use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, World};
+use netsetgo_e2e::{add_to_group, ensure_group, ensure_user, require_root, Container, World};
 
 const PATH: &str = "/etc/netsetgo/netsetgo.conf";
 const DEFAULT_NET: &str = "network default bridge=brg0 gateway=10.10.10.1/24\n";
 
-fn container_is_bare(c: &netsetgo_e2e::Container) {
+fn container_is_bare(c: &Container) {
     let inside = c.snapshot();
     assert_eq!(inside.link_names(), vec!["lo".to_string()], "{inside:?}");
 }
@@ -28,6 +28,28 @@ fn assert_untouched(world: &World) {
         !world.state_dir().exists(),
         "{} was created by a refused call",
         world.state_dir().display()
+    );
+}
+
+/// `user`'s request for `target` is refused, changing nothing (also of
+/// `others`), with a message naming the policy file, `line` and `what`.
+#[track_caller]
+fn assert_refused_naming(
+    world: &World,
+    user: &str,
+    target: &Container,
+    others: &[&Container],
+    line: usize,
+    what: &str,
+) {
+    let mut all = vec![target];
+    all.extend_from_slice(others);
+    let out = assert_refused(world, &all, user, &["-pid", &target.pid_arg()]);
+    assert!(
+        out.stderr.contains(PATH)
+            && out.stderr.contains(&format!("line {line}"))
+            && out.stderr.contains(what),
+        "expected {PATH}, line {line} and {what:?}:\n{out}"
     );
 }
 
@@ -341,11 +363,7 @@ fn a_malformed_policy_refuses_every_unprivileged_request_but_not_root() {
     let mine = world.container(A);
     let theirs = world.container(B);
     for (user, c) in [(A, &mine), (B, &theirs)] {
-        let out = assert_refused(&world, &[c, &first], user, &["-pid", &c.pid_arg()]);
-        assert!(
-            out.stderr.contains(PATH) && out.stderr.contains("line 4"),
-            "{out}"
-        );
+        assert_refused_naming(&world, user, c, &[&first], 4, "count");
     }
     // -delete of one's own wiring is refused as well.
     let out = assert_refused(&world, &[&first], A, &["-delete", "-pid", &first.pid_arg()]);
@@ -369,14 +387,64 @@ fn a_count_that_does_not_fit_is_a_parse_error() {
     let c = world.container(A);
     for count in ["99999999999999999999", "4294967297", "-1", "+1", "1e3"] {
         world.set_policy(&format!("{DEFAULT_NET}\nallow nsg-a default {count}\n"));
-        let out = assert_refused(&world, &[&c, &first], A, &["-pid", &c.pid_arg()]);
-        assert!(
-            out.stderr.contains(PATH)
-                && out.stderr.contains("line 3")
-                && out.stderr.contains("count"),
-            "count {count}:\n{out}"
-        );
+        assert_refused_naming(&world, A, &c, &[&first], 3, "count");
     }
     world.set_policy(GOOD);
     wire(&world, &c);
+}
+
+#[test]
+fn a_gateway6_off_the_containers_derived_addresses_is_a_parse_error() {
+    require_root!();
+    let world = world_with(GOOD);
+    let first = world.container(A);
+    wire(&world, &first);
+    let c = world.container(A);
+    let theirs = world.container(B);
+    for (gateways, expected) in [
+        // A container at offset 1 would get gateway6 itself.
+        (
+            "gateway=10.10.10.254/24 gateway6=fd00:10::1/64",
+            "offset 1 ",
+        ),
+        // Offsets up to 65534 do not fit in 8 host bits.
+        (
+            "gateway=10.10.0.1/16 gateway6=fd00:10::1/120",
+            "at most /112",
+        ),
+    ] {
+        world.set_policy(&format!(
+            "# gateway6 must stay clear of the containers\n\
+             network default bridge=brg0 {gateways}\n{}",
+            GOOD.split_once('\n').unwrap().1
+        ));
+        for (user, target) in [(A, &c), (B, &theirs)] {
+            assert_refused_naming(&world, user, target, &[&first], 2, expected);
+        }
+    }
+    // Root still works, with the original's defaults.
+    let out = world.netsetgo("root", &["-pid", &theirs.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "root with a malformed policy:\n{out}");
+    // The gateway's own offset is always clear: fixed, the next call works
+    // and its IPv6 address is at its IPv4 address's offset.
+    world.set_policy(&format!(
+        "network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64\n{}",
+        GOOD.split_once('\n').unwrap().1
+    ));
+    let line = wire_line(&world, &c, &[]);
+    let addresses: Vec<&str> = line
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("address="))
+        .collect();
+    let [v4, v6] = addresses[..] else {
+        panic!("two addresses expected: {line}");
+    };
+    let offset: u8 = v4
+        .trim_end_matches("/24")
+        .rsplit('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(v6, format!("fd00:10::{offset:x}/64"), "{line}");
 }

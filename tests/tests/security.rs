@@ -19,7 +19,7 @@ use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
 };
 use netsetgo_e2e::{
-    ensure_user, installed_binary, link_name, require_root, scratch_dir, Container, Output,
+    ensure_worker, installed_binary, link_name, require_root, scratch_dir, Container, Output,
     SyslogSink, Wired, World,
 };
 
@@ -205,7 +205,7 @@ fn assert_root_only(world: &World) -> BTreeSet<String> {
             seen.insert(rel);
         }
     }
-    let root = world.state_dir();
+    let root = world.state_root();
     let meta = fs::symlink_metadata(&root).expect("/run/netsetgo exists");
     assert!(meta.is_dir());
     assert_eq!(
@@ -266,6 +266,8 @@ fn state_is_root_only_even_under_umask_0() {
 
     let me = uid(A);
     let seen = assert_root_only(&world);
+    let net = world.state_dir();
+    let net = net.file_name().expect("net-<ino>").to_string_lossy();
     for expected in [
         "brg0".to_string(),
         "brg0/map".into(),
@@ -276,6 +278,7 @@ fn state_is_root_only_even_under_umask_0() {
         "labbr0/leases".into(),
         format!("labbr0/users/{me}"),
     ] {
+        let expected = format!("{net}/{expected}");
         assert!(seen.contains(&expected), "{expected} missing in {seen:?}");
     }
 }
@@ -293,11 +296,16 @@ fn status_field(status: &str, key: &str) -> String {
 }
 
 #[test]
-fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
+fn holds_only_cap_net_admin_as_the_system_user_while_it_works() {
     require_root!();
     let (world, _first, _) = busy_world(POLICY);
-    let me = ensure_user(A);
-    let map = "/run/netsetgo/brg0/map";
+    let me = ensure_worker();
+    let net = world.state_dir();
+    let map = format!(
+        "/run/netsetgo/{}/brg0/map",
+        net.file_name().expect("net-<ino>").to_string_lossy()
+    );
+    let map = map.as_str();
     assert!(world.path(map).is_file(), "no lock file after a first call");
     // Root holds brg0's lock; `sh` becomes `sleep` only once it has it.
     let mut holder = world.spawn(&[
@@ -314,8 +322,8 @@ fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
     let pid = call.pid();
     let proc_dir = format!("/proc/{pid}");
     let dropped = format!("{0} {0} {0} {0}", me.uid);
-    // Blocked: netsetgo, already the caller, asleep (in the lock), for
-    // five polls in a row.
+    // Blocked: netsetgo, already the system user, asleep (in the lock),
+    // for five polls in a row.
     let mut asleep = 0;
     let start = Instant::now();
     let mut status = String::new();
@@ -328,7 +336,7 @@ fn holds_only_cap_net_admin_as_the_caller_while_it_works() {
             && status_field(&status, "Uid") == dropped;
         asleep = if blocked { asleep + 1 } else { 0 };
     }
-    assert_eq!(asleep, 5, "netsetgo never blocked as the caller:\n{status}");
+    assert_eq!(asleep, 5, "netsetgo never blocked as _netsetgo:\n{status}");
     assert!(!call.has_exited(), "the call ended while the lock was held");
     let wchan = fs::read_to_string(format!("{proc_dir}/wchan")).unwrap_or_default();
     let owner = fs::metadata(format!("{proc_dir}/status")).map(|m| m.uid());
@@ -734,13 +742,19 @@ fn a_pid_hidden_by_hidepid_is_refused_like_a_missing_one() {
 // ---------------------------------------------------------------------------
 // 12. Every grant and refusal is audited
 
-#[test]
-fn every_grant_and_refusal_is_audited() {
-    require_root!();
+/// A world granting nsg-a 4 interfaces, whose /dev/log is a sink of ours.
+fn audited_world() -> (World, SyslogSink) {
     let world =
         world_with("network default bridge=brg0 gateway=10.10.10.1/24\nallow nsg-a default 4\n");
     world.mount_private_dev();
     let sink = SyslogSink::bind(&world);
+    (world, sink)
+}
+
+#[test]
+fn every_grant_and_refusal_is_audited() {
+    require_root!();
+    let (world, sink) = audited_world();
     // The trap is set: what a user sends to the world's /dev/log reaches us.
     world
         .run_as(
@@ -817,6 +831,61 @@ fn every_grant_and_refusal_is_audited() {
     has(r, format!("uid={}", uid(A)));
     has(r, "action=usage".into());
     has(r, "result=refused".into());
+}
+
+#[test]
+fn caller_bytes_in_a_record_are_escaped_and_forge_nothing() {
+    require_root!();
+    let (world, sink) = audited_world();
+    let c = world.container(A);
+    let before = world.settled_snapshot();
+    // A bad flag that tries to end the record and start a forged one, with
+    // control bytes, DEL and a non-ASCII character; then a refused request
+    // whose bridge name does the same.
+    let forged = "<86>netsetgo[1]: uid:0 pid:1 action:create network:default result:granted";
+    let flag = format!("-x\n{forged}\r\x1b[31m\x07\x7f\té");
+    let mut usage = world.start_netsetgo(A, &[&flag]);
+    let usage_pid = usage.pid();
+    assert_eq!(usage.finish(Duration::from_secs(20)).code(), Some(2));
+    let bridge = format!("b\n{forged}");
+    let mut refused = world.start_netsetgo(A, &["-pid", &c.pid_arg(), "-bridgeName", &bridge]);
+    let refused_pid = refused.pid();
+    assert_refusal_line(&refused.finish(Duration::from_secs(20)));
+
+    let records = sink.records(Duration::from_millis(500));
+    assert_eq!(records.len(), 2, "one record per call: {records:?}");
+    for r in &records {
+        assert!(
+            r.bytes().all(|b| (0x20..0x7f).contains(&b)),
+            "a record of printable ASCII only: {r:?}"
+        );
+        assert_eq!(r.matches("netsetgo[").count(), 2, "{r:?}");
+    }
+    let usage_record = records
+        .iter()
+        .find(|r| r.contains(&format!("netsetgo[{usage_pid}]: ")))
+        .unwrap_or_else(|| panic!("no record of {usage_pid}: {records:?}"));
+    let escaped = format!(
+        "reason=\"usage: flag provided but not defined: -x\\x0a{forged}\\x0d\\x1b[31m\\x07\\x7f\\x09\\xc3\\xa9\""
+    );
+    assert!(
+        usage_record.ends_with(&escaped) && usage_record.contains(" action=usage "),
+        "{usage_record:?}\nshould end {escaped:?}"
+    );
+    let refused_record = records
+        .iter()
+        .find(|r| r.contains(&format!("netsetgo[{refused_pid}]: ")))
+        .unwrap_or_else(|| panic!("no record of {refused_pid}: {records:?}"));
+    assert!(
+        refused_record.contains(" result=refused reason=\"")
+            && refused_record.contains(&format!(" \\\"b\\\\n{forged}\\\" ")),
+        "{refused_record:?}"
+    );
+    assert_eq!(
+        world.settled_snapshot().diff(&before),
+        "",
+        "refusals changed the world"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@ pub enum Step {
     SetMaster,
     /// Bringing a link up.
     SetUp,
+    /// Setting a link's alias (`IFLA_IFALIAS`).
+    SetAlias,
     /// Renaming a link.
     Rename,
     /// Deleting a link.
@@ -68,6 +70,7 @@ impl fmt::Display for Step {
             Step::CreateVeth => "create veth pair",
             Step::SetMaster => "attach link to bridge",
             Step::SetUp => "bring link up",
+            Step::SetAlias => "set link alias",
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",

@@ -1,6 +1,11 @@
 //! Links: bridges, veth pairs, and the operations on them.
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use futures::StreamExt;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 
 use futures::TryStreamExt;
 
@@ -12,6 +17,7 @@ use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::error::{Error, Result, Step};
 use crate::netlink::{first, Netlink};
+use crate::netns::NetNs;
 
 /// The loopback device has this index in every network namespace.
 const LOOPBACK_IFINDEX: u32 = 1;
@@ -30,6 +36,12 @@ pub struct Link {
     /// `IFLA_LINK`: for a veth, the index of its peer (in the peer's
     /// namespace).
     pub link: Option<u32>,
+    /// `IFLA_LINK_NETNSID`: for a veth whose peer is in another namespace,
+    /// that namespace's id as seen from this one; negative once the peer's
+    /// namespace is dead (the kernel then tears the pair down shortly).
+    pub link_netnsid: Option<i32>,
+    /// `IFLA_IFALIAS`, the free-text description (`ip link set NAME alias`).
+    pub alias: Option<String>,
     /// The MTU.
     pub mtu: Option<u32>,
     /// The hardware address, for links that have a 6-byte one.
@@ -46,6 +58,8 @@ impl Link {
             kind: None,
             master: None,
             link: None,
+            link_netnsid: None,
+            alias: None,
             mtu: None,
             mac: None,
             up: msg.header.flags.contains(LinkFlags::Up),
@@ -55,6 +69,8 @@ impl Link {
                 LinkAttribute::IfName(name) => link.name = name,
                 LinkAttribute::Controller(index) => link.master = Some(index),
                 LinkAttribute::Link(index) => link.link = Some(index),
+                LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
+                LinkAttribute::IfAlias(alias) => link.alias = Some(alias),
                 LinkAttribute::Mtu(mtu) => link.mtu = Some(mtu),
                 LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                 LinkAttribute::LinkInfo(infos) => {
@@ -68,6 +84,13 @@ impl Link {
             }
         }
         link
+    }
+
+    /// Whether this is a veth whose peer's namespace has already died: the
+    /// kernel deletes such a pair asynchronously, a few milliseconds after
+    /// the namespace's last process is gone.
+    pub fn peer_namespace_dead(&self) -> bool {
+        self.link_netnsid.is_some_and(|id| id < 0)
     }
 
     /// The kind as a phrase for messages ("a veth", "a physical device").
@@ -256,6 +279,43 @@ impl Netlink {
             Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => self.set_up(index).await,
             other => other,
         }
+    }
+
+    /// The id this session's namespace gives namespace `ns` (`RTM_GETNSID`),
+    /// the id a link whose peer is there reports as its `link_netnsid`;
+    /// `None` if none is assigned (no link here has a peer there).
+    pub async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>> {
+        let mut message = NsidMessage::default();
+        message
+            .attributes
+            .push(NsidAttribute::Fd(ns.as_fd().as_raw_fd() as u32));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetNsId(message));
+        request.header.flags = NLM_F_REQUEST;
+        let fail = |e| Error::netlink(Step::QueryNamespace, "nsid", e);
+        let mut replies = self.handle().clone().request(request).map_err(fail)?;
+        while let Some(reply) = replies.next().await {
+            match reply.payload {
+                NetlinkPayload::Error(e) => {
+                    return Err(fail(rtnetlink::Error::NetlinkError(e)));
+                }
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNsId(reply)) => {
+                    return Ok(reply.attributes.iter().find_map(|a| match a {
+                        NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                        _ => None,
+                    }));
+                }
+                _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets the alias (`IFLA_IFALIAS`) of link `index`.
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .append_extra_attribute(LinkAttribute::IfAlias(alias.to_string()))
+            .build();
+        self.set_link(message, Step::SetAlias, index).await
     }
 
     /// Renames link `index` (the link must be down).

@@ -37,9 +37,11 @@ pub struct Attachment<'a> {
 /// What [`Netlink::attach`] made.
 #[derive(Debug, Clone)]
 pub struct Attached {
-    /// Index of the host end, in the bridge's namespace.
+    /// Index of the host end, in the bridge's namespace, as that namespace
+    /// reports it.
     pub host_index: u32,
-    /// The peer as the kernel reports it, inside its namespace.
+    /// The peer as the kernel reports it, inside its namespace (found by
+    /// the index the host end reports for it).
     pub peer: Link,
 }
 
@@ -64,13 +66,22 @@ impl Netlink {
         })
         .await?;
         let configured = async {
-            let mut peer = inside
-                .link_by_name(a.peer_name)
+            // Facts about the host side come from the host side: the peer's
+            // namespace belongs to someone else, who may rename, delete or
+            // forge devices there at any moment. Only what this session
+            // reports about the host end is acted on here; what `inside`
+            // reports is acted on inside only.
+            let host = self
+                .host_end(a.host_name, a.bridge)
                 .await?
+                .ok_or_else(|| gone(a.host_name))?;
+            let peer_index = host.link.ok_or_else(|| gone(a.peer_name))?;
+            self.set_up_quiet(host.index).await?;
+            let mut peer = inside
+                .link_by_index(peer_index)
+                .await?
+                .filter(|p| p.name == a.peer_name)
                 .ok_or_else(|| gone(a.peer_name))?;
-            // The peer's IFLA_LINK is the host end's index: no look-up needed.
-            let host_index = peer.link.ok_or_else(|| gone(a.host_name))?;
-            self.set_up_quiet(host_index).await?;
             if a.peer_link_local {
                 inside.set_up(peer.index).await?;
             } else {
@@ -84,17 +95,30 @@ impl Netlink {
                 inside.add_default_route(*gateway, peer.index).await?;
             }
             inside.loopback_up().await?;
-            Ok(Attached { host_index, peer })
+            Ok(Attached {
+                host_index: host.index,
+                peer,
+            })
         }
         .await;
         if configured.is_err() {
             // Deleting the host end deletes its peer too. If the host end is
             // already gone, so is the pair.
-            if let Ok(Some(host)) = self.link_by_name(a.host_name).await {
+            if let Ok(Some(host)) = self.host_end(a.host_name, a.bridge).await {
                 let _ = self.delete_link(host.index).await;
             }
         }
         configured
+    }
+
+    /// The veth called `name` on bridge `bridge`, looked up in this
+    /// session's namespace; `None` if there is none, or if the device of
+    /// that name is something else (which is then not ours to touch).
+    pub async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>> {
+        Ok(self
+            .link_by_name(name)
+            .await?
+            .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(bridge)))
     }
 }
 

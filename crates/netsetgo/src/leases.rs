@@ -5,10 +5,18 @@
 //! symlinks and checked on the opened fd:
 //!
 //! ```text
-//! /run/netsetgo/<bridge>/map        header + one bit per address of the subnet
-//! /run/netsetgo/<bridge>/leases     one 128-byte text record per address (sparse)
-//! /run/netsetgo/<bridge>/users/UID  that user's interface count on this network
+//! /run/netsetgo/net-<ino>/<bridge>/map        header + one bit per address of the subnet
+//! /run/netsetgo/net-<ino>/<bridge>/leases     one 128-byte text record per address (sparse)
+//! /run/netsetgo/net-<ino>/<bridge>/users/UID  that user's interface count on this network
 //! ```
+//!
+//! One namespace, one state: `<ino>` is the inode of the host network
+//! namespace the helper runs in, so a call from another network namespace
+//! judges and changes only that namespace's leases. The other direction, a
+//! call from the same network namespace with another `/run` (another mount
+//! namespace), is caught at the bridge: [`Store::token`] names this state,
+//! the bridge carries the token of the state that manages it (its alias),
+//! and a call whose state is not the bridge's is refused.
 //!
 //! All three are opened as root before privileges are dropped and used only
 //! through their fds afterwards. `flock` on `map` serialises every
@@ -30,9 +38,11 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use ipnetwork::Ipv4Network;
-use nix::fcntl::{openat, OFlag};
+use netplumb::NsId;
+use nix::fcntl::{openat, Flock, OFlag};
 use nix::sys::stat::{fstat, mkdirat, Mode};
 
 use crate::error::Failure;
@@ -42,6 +52,8 @@ pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
     None => "/run/netsetgo",
 };
 
+/// How a bridge's alias says which state manages it.
+pub const TOKEN_PREFIX: &str = "netsetgo:";
 const MAGIC: &[u8; 4] = b"NSG1";
 const HEADER: usize = 16;
 const SLOT: usize = 128;
@@ -99,6 +111,17 @@ impl Lease {
     pub fn is_pending(&self) -> bool {
         self.ifindex == 0
     }
+
+    /// Is its interface still there, given the index the host namespace
+    /// has for its name (if any)?
+    pub fn liveness(&self, index: Option<u32>) -> Liveness {
+        match (index, self.is_pending()) {
+            (None, _) => Liveness::Gone,
+            (Some(_), true) => Liveness::Orphan,
+            (Some(i), false) if i == self.ifindex => Liveness::Live,
+            (Some(_), false) => Liveness::Gone,
+        }
+    }
 }
 
 /// Is a lease's interface still there?
@@ -108,60 +131,6 @@ pub enum Liveness {
     Gone,
     /// A pending lease whose interface exists: its call died half way.
     Orphan,
-}
-
-/// Answers "which index has the interface of this name?" in the namespace
-/// the calling thread is in (the host's), over one socket for all leases a
-/// call checks (`SIOCGIFINDEX`; `if_nametoindex` opens a socket per name).
-pub struct IndexProbe {
-    socket: OwnedFd,
-}
-
-impl IndexProbe {
-    pub fn new() -> Result<IndexProbe, Failure> {
-        let socket = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Datagram,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| Failure::internal(format!("open socket for interface look-ups: {e}")))?;
-        Ok(IndexProbe { socket })
-    }
-
-    fn index_of(&self, name: &str) -> Option<u32> {
-        // SAFETY: ifreq is plain data; zero is a valid value for it.
-        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-        if name.len() >= request.ifr_name.len() {
-            return None;
-        }
-        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        // SAFETY: SIOCGIFINDEX reads ifr_name and writes ifr_ifindex.
-        let rc = unsafe {
-            libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&self.socket),
-                libc::SIOCGIFINDEX,
-                &mut request,
-            )
-        };
-        if rc != 0 {
-            return None;
-        }
-        // SAFETY: on success the kernel filled the ifindex member.
-        Some(unsafe { request.ifr_ifru.ifru_ifindex } as u32)
-    }
-
-    /// Is a lease's interface still there?
-    pub fn liveness(&self, lease: &Lease) -> Liveness {
-        match (self.index_of(&lease.ifname), lease.is_pending()) {
-            (None, _) => Liveness::Gone,
-            (Some(_), true) => Liveness::Orphan,
-            (Some(i), false) if i == lease.ifindex => Liveness::Live,
-            (Some(_), false) => Liveness::Gone,
-        }
-    }
 }
 
 /// One network's state files, opened as root.
@@ -174,24 +143,52 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating as needed) the state of `bridge` for caller `uid`.
-    /// Must run as root, before privileges are dropped.
-    pub fn open(bridge: &str, gateway: Ipv4Network, uid: u32) -> Result<Store, Failure> {
-        let root = open_root_dir(STATE_DIR)?;
-        let net = open_dir_at(&root, bridge)?;
-        let users = open_dir_at(&net, "users")?;
+    /// Opens (creating as needed) the state of `bridge` in host network
+    /// namespace `netns`, for caller `uid`. Must run as root, before
+    /// privileges are dropped.
+    pub fn open(
+        netns: &NsId,
+        bridge: &str,
+        gateway: Ipv4Network,
+        uid: u32,
+    ) -> Result<Store, Failure> {
+        Store::open_under(Path::new(STATE_DIR), 0, netns, bridge, gateway, uid)
+    }
+
+    /// [`Store::open`] under `dir`, every directory and file of which must
+    /// belong to `owner` (root, except in unit tests).
+    pub fn open_under(
+        dir: &Path,
+        owner: u32,
+        netns: &NsId,
+        bridge: &str,
+        gateway: Ipv4Network,
+        uid: u32,
+    ) -> Result<Store, Failure> {
+        let root = open_root_dir(dir, owner)?;
+        let namespace = open_dir_at(&root, &format!("net-{}", netns.ino), owner)?;
+        let net = open_dir_at(&namespace, bridge, owner)?;
+        let users = open_dir_at(&net, "users", owner)?;
         Ok(Store {
-            map: open_file_at(&net, "map")?,
-            leases: open_file_at(&net, "leases")?,
-            count: open_file_at(&users, &uid.to_string())?,
+            map: open_file_at(&net, "map", owner)?,
+            leases: open_file_at(&net, "leases", owner)?,
+            count: open_file_at(&users, &uid.to_string(), owner)?,
             gateway,
             uid,
         })
     }
 
+    /// This state's name, unique on the machine while the state exists (the
+    /// device and inode of its map file), as the alias of the bridge it
+    /// manages carries it.
+    pub fn token(&self) -> Result<String, Failure> {
+        let st = fstat(&self.map).map_err(|e| Failure::internal(format!("{STATE_DIR}: {e}")))?;
+        Ok(format!("{TOKEN_PREFIX}{:x}:{:x}", st.st_dev, st.st_ino))
+    }
+
     /// Takes the network's exclusive lock, waiting at most 10 s.
     pub fn lock(&self) -> Result<Ledger<'_>, Failure> {
-        wait_for_lock(&self.map)?;
+        let lock = wait_for_lock(&self.map)?;
         let size = 1u32 << (32 - self.gateway.prefix());
         let bitmap_len = (size as usize).div_ceil(8);
         let mut header = [0u8; HEADER];
@@ -225,6 +222,7 @@ impl Store {
         let cursor = u32::from_le_bytes(header[12..16].try_into().expect("4 bytes")) % size;
         Ok(Ledger {
             store: self,
+            _lock: lock,
             bitmap,
             cursor,
             size,
@@ -232,11 +230,12 @@ impl Store {
     }
 }
 
-/// The locked state of one network. Dropping it releases the lock (the
-/// lock belongs to the fd, which outlives it; the kernel releases it when
-/// the process ends, however it ends).
+/// The locked state of one network. Dropping it releases the lock (and the
+/// kernel releases it when the process ends, however it ends), so nothing
+/// after the locked work (output, audit) can hold others up.
 pub struct Ledger<'a> {
     store: &'a Store,
+    _lock: Flock<File>,
     bitmap: Vec<u8>,
     cursor: u32,
     size: u32,
@@ -459,7 +458,9 @@ fn io_failure(e: std::io::Error) -> Failure {
 extern "C" fn on_alarm(_: libc::c_int) {}
 
 /// Blocks in flock(2), interrupted by an alarm after LOCK_TIMEOUT_SECS.
-fn wait_for_lock(file: &File) -> Result<(), Failure> {
+/// The lock is held until the returned guard is dropped (or the process
+/// ends, however it ends).
+fn wait_for_lock(file: &File) -> Result<Flock<File>, Failure> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     // No SA_RESTART: the alarm must interrupt flock with EINTR.
     let action = SigAction::new(
@@ -472,19 +473,14 @@ fn wait_for_lock(file: &File) -> Result<(), Failure> {
         .map_err(|e| Failure::internal(format!("sigaction: {e}")))?;
     // SAFETY: alarm(2) only arms a timer.
     unsafe { libc::alarm(LOCK_TIMEOUT_SECS) };
-    let result = nix::fcntl::Flock::lock(
+    let result = Flock::lock(
         file.try_clone().map_err(io_failure)?,
         nix::fcntl::FlockArg::LockExclusive,
     );
-    // SAFETY: alarm(0) only disarms the timer.
+    // SAFETY: alarm(2) only disarms the timer.
     unsafe { libc::alarm(0) };
     match result {
-        // The lock lives with the open file description shared with `file`;
-        // forget the guard so dropping it does not unlock.
-        Ok(guard) => {
-            std::mem::forget(guard);
-            Ok(())
-        }
+        Ok(guard) => Ok(guard),
         Err((_, nix::Error::EINTR)) => Err(Failure::unavailable(format!(
             "another netsetgo call has held this network's lock for {LOCK_TIMEOUT_SECS} s; try again"
         ))),
@@ -492,14 +488,14 @@ fn wait_for_lock(file: &File) -> Result<(), Failure> {
     }
 }
 
-fn check_root_only(fd: &OwnedFd, what: &str, dir: bool) -> Result<(), Failure> {
+fn check_root_only(fd: &OwnedFd, what: &str, dir: bool, owner: u32) -> Result<(), Failure> {
     let st = fstat(fd).map_err(|e| Failure::internal(format!("{what}: {e}")))?;
     let kind_ok = if dir {
         st.st_mode & libc::S_IFMT == libc::S_IFDIR
     } else {
         st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink == 1
     };
-    if !kind_ok || st.st_uid != 0 || st.st_mode & 0o077 != 0 {
+    if !kind_ok || st.st_uid != owner || st.st_mode & 0o077 != 0 {
         return Err(Failure::refused(format!(
             "{what} must be owned by root and private (mode 0700/0600); an administrator must remove it"
         )));
@@ -507,18 +503,19 @@ fn check_root_only(fd: &OwnedFd, what: &str, dir: bool) -> Result<(), Failure> {
     Ok(())
 }
 
-fn open_root_dir(path: &str) -> Result<OwnedFd, Failure> {
+fn open_root_dir(path: &Path, owner: u32) -> Result<OwnedFd, Failure> {
+    let shown = path.display().to_string();
     match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
         Ok(()) | Err(nix::Error::EEXIST) => {}
-        Err(e) => return Err(Failure::internal(format!("create {path}: {e}"))),
+        Err(e) => return Err(Failure::internal(format!("create {shown}: {e}"))),
     }
     let fd = nix::fcntl::open(path, dir_flags(), Mode::empty())
-        .map_err(|e| Failure::internal(format!("open {path}: {e}")))?;
-    check_root_only(&fd, path, true)?;
+        .map_err(|e| Failure::internal(format!("open {shown}: {e}")))?;
+    check_root_only(&fd, &shown, true, owner)?;
     Ok(fd)
 }
 
-fn open_dir_at(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
+fn open_dir_at(parent: &OwnedFd, name: &str, owner: u32) -> Result<OwnedFd, Failure> {
     let what = format!("{STATE_DIR}/.../{name}");
     match mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o700)) {
         Ok(()) | Err(nix::Error::EEXIST) => {}
@@ -526,17 +523,17 @@ fn open_dir_at(parent: &OwnedFd, name: &str) -> Result<OwnedFd, Failure> {
     }
     let fd = openat(parent.as_fd(), name, dir_flags(), Mode::empty())
         .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
-    check_root_only(&fd, &what, true)?;
+    check_root_only(&fd, &what, true, owner)?;
     Ok(fd)
 }
 
-fn open_file_at(parent: &OwnedFd, name: &str) -> Result<File, Failure> {
+fn open_file_at(parent: &OwnedFd, name: &str, owner: u32) -> Result<File, Failure> {
     let what = format!("{STATE_DIR}/.../{name}");
     let flags =
         OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
     let fd = openat(parent.as_fd(), name, flags, Mode::from_bits_truncate(0o600))
         .map_err(|e| Failure::internal(format!("open {what}: {e}")))?;
-    check_root_only(&fd, &what, false)?;
+    check_root_only(&fd, &what, false, owner)?;
     Ok(File::from(fd))
 }
 

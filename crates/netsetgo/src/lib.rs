@@ -9,6 +9,8 @@
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
+//! * [`links`]: the link operations the wiring decides with, as a trait
+//!   (the kernel's, or a unit test's fake).
 //! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
 //! * [`wiring`]: the netlink work of one call, under that lock.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
@@ -17,6 +19,7 @@ pub mod audit;
 pub mod cli;
 pub mod error;
 pub mod leases;
+pub mod links;
 pub mod nat;
 pub mod oci;
 pub mod output;

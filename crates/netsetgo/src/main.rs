@@ -1,6 +1,9 @@
 //! netsetgo: a setuid-root helper that wires a rootless container's network
-//! namespace to a bridge on the host. See SECURITY.md for the threat model;
-//! the order of the steps in `run_as` is part of it.
+//! namespace to a bridge on the host.
+//!
+//! Theory of operation. `main` runs the stages below in this order, the
+//! order SECURITY.md gives them; each narrows what the next may do, and each
+//! privileged step says why it needs what it holds.
 
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
@@ -9,14 +12,16 @@ use std::process::ExitCode;
 use netsetgo::cli::{self, Args, Mode, Usage};
 use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
-use netsetgo::privilege::{self, Caller};
+use netsetgo::privilege::{self, Caller, Worker};
 use netsetgo::{audit, leases, nat, oci, request, target, wiring};
 
 fn main() -> ExitCode {
-    // Before anything else looks at the process the caller built for us.
+    // 1. Sanitise the process the caller built for us, before anything
+    //    else looks at it: fds, environment, umask, limits, signals.
     if let Err(f) = privilege::sanitize() {
         return report(Err(f), false);
     }
+    // 2. Parse the command line (bounded, Go `flag` syntax).
     let args = match cli::parse(std::env::args_os().skip(1).map(OsStringExt::into_vec)) {
         Ok(args) => args,
         Err(Usage::Help) => {
@@ -32,7 +37,152 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    report(run(&args), args.json)
+    let call = run(&args);
+    // 13. One audit record, fed from the result, then one line out: the
+    //     network's lock is long released, so a caller that never reads
+    //     our output stalls nobody but itself.
+    let detail = call.result.as_ref().map(Outcome::line);
+    audit::record(
+        call.uid,
+        call.pid,
+        call.action,
+        call.network.as_deref(),
+        detail.as_deref().map_err(|f| *f),
+    );
+    report(call.result, args.json)
+}
+
+/// What one call did, for the audit record and the output.
+struct Call {
+    uid: u32,
+    pid: Option<u32>,
+    action: &'static str,
+    network: Option<String>,
+    result: Result<Outcome, Failure>,
+}
+
+/// What this call does, once the hook state (if any) is read; the pid it
+/// names, if any, is the call's.
+enum Action {
+    Wire { container: Option<String> },
+    Delete,
+    Check,
+    Release { container: String },
+}
+
+fn run(args: &Args) -> Call {
+    let mut call = Call {
+        uid: nix::unistd::getuid().as_raw(),
+        pid: args.pid,
+        action: match args.mode {
+            Mode::Create => "create",
+            Mode::Delete => "delete",
+            Mode::Check => "check",
+            Mode::OciHook => "hook",
+        },
+        network: None,
+        result: Err(Failure::internal("not run")),
+    };
+    call.result = privileged(args, &mut call);
+    call
+}
+
+/// The privileged stages, 3 to 12; `call` learns who, which pid and which
+/// network as soon as each is known, so that a refusal is audited with
+/// everything known by then.
+fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
+    // 3. Are we really privileged (setuid root, initial user namespace,
+    //    no no_new_privs)? And who is calling, by the kernel's real ids.
+    let caller = Caller::identify()?;
+    // 4. Restrict: undo the scheduling, priorities and timers the caller
+    //    chose, then keep only the capabilities the setup needs.
+    privilege::restrict()?;
+    // 5. In -oci-hook mode, the state on stdin: read and parsed by a child
+    //    that has become the caller holding nothing, with a size bound and
+    //    a deadline.
+    let action = match args.mode {
+        Mode::Create => Action::Wire { container: None },
+        Mode::Delete => Action::Delete,
+        Mode::Check => Action::Check,
+        Mode::OciHook => match oci::read_unprivileged(&caller)? {
+            oci::Hook::Wire { pid, id } => {
+                call.action = "create";
+                call.pid = Some(pid);
+                Action::Wire {
+                    container: Some(id),
+                }
+            }
+            oci::Hook::Release { id } => {
+                call.action = "release";
+                Action::Release { container: id }
+            }
+        },
+    };
+    // 6. Policy: the caller's flags against its grants in the root-owned
+    //    policy; nothing has been opened on the caller's behalf yet.
+    //    The identity to work as later is looked up now, so that a machine
+    //    without it refuses before anything is opened.
+    let request = request::resolve(args, &caller)?;
+    call.network = Some(request.network.name.clone());
+    let worker = Worker::resolve(&caller)?;
+    // 7. Target: the pid resolved once into a pinned namespace fd, and
+    //    proof that the caller owns it (CAP_SYS_PTRACE opens its ns file)
+    //    and that it is not the namespace we run in, the host's.
+    let host_ns = netplumb::NetNs::current()?.id()?;
+    let target = call
+        .pid
+        .map(|pid| target::open(pid, &caller, &host_ns))
+        .transpose()?;
+    // 8. State: the root-only state of this host namespace's network,
+    //    opened as root and kept as fds.
+    let store = leases::Store::open(
+        &host_ns,
+        &request.network.bridge,
+        request.network.gateway,
+        caller.uid,
+    )?;
+    // 9. Sockets: netlink inside the target (CAP_SYS_ADMIN's only use:
+    //    setns for one socket()), in the host, and for nat=yes networks
+    //    nf_tables, with forwarding switched on (/proc/sys is root's).
+    let inside = target.as_ref().map(|t| t.netlink_socket()).transpose()?;
+    let host = netplumb::Netlink::open_socket()?;
+    let nft = match action {
+        Action::Wire { .. } => nat::prepare(&request.network)?,
+        _ => None,
+    };
+    // 10. Drop: become the system user _netsetgo, which the caller can
+    //     neither signal nor trace, holding CAP_NET_ADMIN alone.
+    privilege::drop_to(worker)?;
+    // 11-12. The netlink work under the network's lock (bounded wait): the
+    //     bridge, garbage collection, quota, address, write-ahead lease,
+    //     the pair and its configuration, the lease completed; any failure
+    //     deletes what this call made. The lock is released on return.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Failure::internal(format!("start runtime: {e}")))?;
+    runtime.block_on(async {
+        let session = wiring::Session::new(
+            host,
+            inside,
+            target.as_ref(),
+            &store,
+            &request,
+            nft,
+            caller.uid,
+        )?;
+        match action {
+            Action::Wire { container, .. } => {
+                session.create(container).await.map(|wired| Outcome::Wired {
+                    wired,
+                    intact: false,
+                })
+            }
+            Action::Delete => session.delete().await,
+            Action::Check => session.check().await,
+            Action::Release { container } => session.release(&container).await,
+        }
+    })
 }
 
 fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
@@ -50,120 +200,4 @@ fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// What this call does, once the hook state (if any) is read.
-enum Action {
-    Wire { pid: u32, container: Option<String> },
-    Delete { pid: u32 },
-    Check { pid: u32 },
-    Release { container: String },
-}
-
-impl Action {
-    fn pid(&self) -> Option<u32> {
-        match self {
-            Action::Wire { pid, .. } | Action::Delete { pid } | Action::Check { pid } => Some(*pid),
-            Action::Release { .. } => None,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Action::Wire { .. } => "create",
-            Action::Delete { .. } => "delete",
-            Action::Check { .. } => "check",
-            Action::Release { .. } => "release",
-        }
-    }
-}
-
-fn run(args: &Args) -> Result<Outcome, Failure> {
-    let caller = Caller::identify()?;
-    let action = match (args.mode, args.pid) {
-        (Mode::Create, Some(pid)) => Action::Wire {
-            pid,
-            container: None,
-        },
-        (Mode::Delete, Some(pid)) => Action::Delete { pid },
-        (Mode::Check, Some(pid)) => Action::Check { pid },
-        (Mode::OciHook, None) => match oci::read(std::io::stdin().lock())? {
-            oci::Hook::Wire { pid, id } => Action::Wire {
-                pid,
-                container: Some(id),
-            },
-            oci::Hook::Release { id } => Action::Release { container: id },
-        },
-        _ => unreachable!("cli::parse pairs -pid with the modes that need it"),
-    };
-    let mut network = None;
-    let result = run_as(&caller, args, &action, &mut network);
-    let detail = result.as_ref().map(Outcome::line);
-    audit::record(
-        caller.uid,
-        action.pid(),
-        action.name(),
-        network.as_deref(),
-        detail.as_deref().map_err(|f| *f),
-    );
-    result
-}
-
-/// The privileged sequence. Each step narrows what the next may do:
-/// restrict capabilities -> check the request against the policy -> pin the
-/// target namespace and prove the caller owns it -> open the root-only state
-/// -> open netlink sockets (in the target: CAP_SYS_ADMIN's only use) ->
-/// become the caller with CAP_NET_ADMIN alone -> the netlink work, under the
-/// network's lock.
-fn run_as(
-    caller: &Caller,
-    args: &Args,
-    action: &Action,
-    network: &mut Option<String>,
-) -> Result<Outcome, Failure> {
-    privilege::restrict()?;
-    let request = request::resolve(args, caller)?;
-    *network = Some(request.network.name.clone());
-    let target = action
-        .pid()
-        .map(|pid| target::open(pid, caller))
-        .transpose()?;
-    let store = leases::Store::open(&request.network.bridge, request.network.gateway, caller.uid)?;
-    let inside = target.as_ref().map(|t| t.netlink_socket()).transpose()?;
-    let host = netplumb::Netlink::open_socket()?;
-    let nft = match action {
-        Action::Wire { .. } => nat::prepare(&request.network)?,
-        _ => None,
-    };
-    privilege::drop_to_caller(caller)?;
-
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| Failure::internal(format!("start runtime: {e}")))?;
-    runtime.block_on(async {
-        let session = wiring::Session::new(
-            host,
-            inside,
-            target.as_ref(),
-            &store,
-            &request,
-            nft,
-            caller.uid,
-        )?;
-        match action {
-            Action::Wire { container, .. } => {
-                session
-                    .create(container.clone())
-                    .await
-                    .map(|wired| Outcome::Wired {
-                        wired,
-                        intact: false,
-                    })
-            }
-            Action::Delete { .. } => session.delete().await,
-            Action::Check { .. } => session.check().await,
-            Action::Release { container } => session.release(container).await,
-        }
-    })
 }

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use ipnetwork::IpNetwork;
+use serde::Serialize;
 
 use crate::error::Failure;
 
@@ -66,95 +67,72 @@ impl Outcome {
     }
 
     pub fn json(&self) -> String {
-        let mut o = Json::default();
         match self {
-            Outcome::Wired { wired: w, intact } => {
-                if *intact {
-                    o.raw("intact", "true");
-                }
-                o.str("interface", &w.interface);
-                if let Some(mac) = w.mac {
+            Outcome::Wired { wired: w, intact } => Json::Wired {
+                intact: *intact,
+                interface: &w.interface,
+                mac: w.mac.map(|mac| {
                     let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-                    o.str("mac", &mac.join(":"));
-                }
-                o.list("addresses", w.addresses.iter().map(|a| a.to_string()));
-                o.list("gateways", w.gateways.iter().map(|g| g.to_string()));
-                o.str("host_interface", &w.host_interface);
-                o.str("bridge", &w.bridge);
-                if let Some(mtu) = w.mtu {
-                    o.raw("mtu", &mtu.to_string());
-                }
-            }
+                    mac.join(":")
+                }),
+                addresses: w.addresses.iter().map(IpNetwork::to_string).collect(),
+                gateways: &w.gateways,
+                host_interface: &w.host_interface,
+                bridge: &w.bridge,
+                mtu: w.mtu,
+            },
             Outcome::Removed {
                 host_interfaces,
                 addresses,
-            } => {
-                o.list("removed", host_interfaces.iter().cloned());
-                o.list("addresses", addresses.iter().map(|a| a.to_string()));
-            }
+            } => Json::Removed {
+                removed: host_interfaces,
+                addresses,
+            },
         }
-        o.finish()
+        .text()
     }
 }
 
 pub fn failure_json(f: &Failure) -> String {
-    let mut o = Json::default();
-    o.str("error", f.code());
-    o.str("message", &f.message);
-    o.finish()
+    Json::Error {
+        error: f.code(),
+        message: &f.message,
+    }
+    .text()
 }
 
-/// A flat JSON object writer: all we print.
-#[derive(Default)]
-struct Json(String);
-
-impl Json {
-    fn key(&mut self, key: &str) {
-        self.0.push(if self.0.is_empty() { '{' } else { ',' });
-        quote(&mut self.0, key);
-        self.0.push(':');
-    }
-    fn str(&mut self, key: &str, value: &str) {
-        self.key(key);
-        quote(&mut self.0, value);
-    }
-    fn raw(&mut self, key: &str, value: &str) {
-        self.key(key);
-        self.0.push_str(value);
-    }
-    fn list(&mut self, key: &str, values: impl Iterator<Item = String>) {
-        self.key(key);
-        self.0.push('[');
-        for (i, v) in values.enumerate() {
-            if i > 0 {
-                self.0.push(',');
-            }
-            quote(&mut self.0, &v);
-        }
-        self.0.push(']');
-    }
-    fn finish(mut self) -> String {
-        if self.0.is_empty() {
-            self.0.push('{');
-        }
-        self.0.push('}');
-        self.0
-    }
+/// Every object we print, each with its fields in this order; optional
+/// fields are left out when absent.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Json<'a> {
+    Wired {
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        intact: bool,
+        interface: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mac: Option<String>,
+        addresses: Vec<String>,
+        gateways: &'a [IpAddr],
+        host_interface: &'a str,
+        bridge: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mtu: Option<u32>,
+    },
+    Removed {
+        removed: &'a [String],
+        addresses: &'a [IpAddr],
+    },
+    Error {
+        error: &'static str,
+        message: &'a str,
+    },
 }
 
-fn quote(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
+impl Json<'_> {
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("strings, numbers and lists always serialise")
     }
-    out.push('"');
 }
 
 #[cfg(test)]
@@ -164,9 +142,20 @@ mod tests {
     #[test]
     fn json_escapes_and_shapes() {
         let f = Failure::refused("a \"quoted\"\nline");
+        // serde_json writes a newline as \n where the hand-written writer
+        // wrote \u000a: the same JSON string for every consumer.
         assert_eq!(
             failure_json(&f),
-            r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#
+            r#"{"error":"refused","message":"a \"quoted\"\nline"}"#
+        );
+        let parsed = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert_eq!(
+            parsed(&failure_json(&f)),
+            parsed(r#"{"error":"refused","message":"a \"quoted\"\u000aline"}"#)
+        );
+        assert_eq!(
+            failure_json(&Failure::broken("\u{1b}\u{7f}é")),
+            "{\"error\":\"broken\",\"message\":\"\\u001b\u{7f}é\"}"
         );
         let w = Outcome::Wired {
             intact: false,
@@ -188,5 +177,33 @@ mod tests {
             w.line(),
             "veth1 address=10.10.10.2/24 gateway=10.10.10.1 host=veth0a0a0a02 bridge=brg0 mtu=1500"
         );
+        let Outcome::Wired { mut wired, .. } = w else {
+            unreachable!()
+        };
+        wired.mac = None;
+        wired.mtu = None;
+        wired.addresses.push("fd00:10::2/64".parse().unwrap());
+        wired.gateways.push("fd00:10::1".parse().unwrap());
+        let checked = Outcome::Wired {
+            wired,
+            intact: true,
+        };
+        assert_eq!(
+            checked.json(),
+            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0"}"#
+        );
+        let removed = Outcome::Removed {
+            host_interfaces: vec!["veth0a0a0a02".into(), "veth0a0a0a03".into()],
+            addresses: vec!["10.10.10.2".parse().unwrap(), "10.10.10.3".parse().unwrap()],
+        };
+        assert_eq!(
+            removed.json(),
+            r#"{"removed":["veth0a0a0a02","veth0a0a0a03"],"addresses":["10.10.10.2","10.10.10.3"]}"#
+        );
+        let none = Outcome::Removed {
+            host_interfaces: vec![],
+            addresses: vec![],
+        };
+        assert_eq!(none.json(), r#"{"removed":[],"addresses":[]}"#);
     }
 }

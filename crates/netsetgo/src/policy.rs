@@ -27,7 +27,7 @@ pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
-const PASSWD: &str = "/etc/passwd";
+pub const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
 
 /// A bound on what we read of the policy file and the user and group
@@ -242,6 +242,9 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         .get("gateway6")
         .map(|g| parse_gateway6(g))
         .transpose()?;
+    if let Some(gateway6) = gateway6 {
+        check_derived_addresses(gateway, gateway6)?;
+    }
     let mtu = values
         .get("mtu")
         .map(|m| match parse_number(m, 65_535) {
@@ -293,6 +296,37 @@ fn parse_gateway6(text: &str) -> Result<Ipv6Network, String> {
         ));
     }
     Ok(net)
+}
+
+/// Containers' IPv6 addresses are derived from their IPv4 leases (same
+/// offset into the IPv6 subnet, see [`Network::container_addresses`]), so
+/// every offset a lease can have must land inside `gateway6`'s prefix and
+/// never on `gateway6` itself. Leases take every offset of the IPv4 subnet
+/// but the network, the broadcast and the gateway's.
+fn check_derived_addresses(gateway: Ipv4Network, gateway6: Ipv6Network) -> Result<(), String> {
+    let v4_host_bits = 32 - u32::from(gateway.prefix());
+    let v6_host_bits = 128 - u32::from(gateway6.prefix());
+    if v4_host_bits > v6_host_bits {
+        return Err(format!(
+            "gateway6 {gateway6}: a /{} cannot hold the offsets of gateway {gateway}'s subnet; \
+             use a prefix of at most /{}",
+            gateway6.prefix(),
+            128 - v4_host_bits
+        ));
+    }
+    let offset6 = u128::from(gateway6.ip()) - u128::from(gateway6.network());
+    let last = (1u128 << v4_host_bits) - 1;
+    let offset4 = u128::from(u32::from(gateway.ip()) - u32::from(gateway.network()));
+    if offset6 != offset4 && (1..last).contains(&offset6) {
+        let same = Ipv6Addr::from(u128::from(gateway6.network()) + offset4);
+        return Err(format!(
+            "gateway6 {gateway6} is the IPv6 address a container leasing offset {offset6} \
+             of {} would get; use the gateway's offset ({same}) or one outside 1-{}",
+            gateway.network(),
+            last - 1
+        ));
+    }
+    Ok(())
 }
 
 fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
@@ -510,6 +544,49 @@ allow bob lab 2
             (member[0].network.name.as_str(), member[0].quota),
             ("default", 16)
         );
+    }
+
+    #[test]
+    fn derived_ipv6_addresses_stay_in_gateway6s_prefix_and_off_it() {
+        let net = |g: &str, g6: &str| format!("network x bridge=b gateway={g} gateway6={g6}\n");
+        for (g, g6) in [
+            ("10.10.10.1/24", "fd00:10::1/64"),
+            ("10.10.10.254/24", "fd00:10::fe/64"),
+            ("10.10.10.254/24", "fd00:10::ff/120"),
+            ("10.10.10.254/24", "fd00:10::100/64"),
+            ("10.10.10.1/24", "fd00:10::ffff/64"),
+            ("10.10.0.1/16", "fd00:10::1/112"),
+            ("10.10.10.5/30", "fd00:10::3/120"),
+        ] {
+            let p = parse(&net(g, g6)).unwrap_or_else(|e| panic!("{g} {g6}: {e:?}"));
+            let n = &p.networks[0];
+            let g6: Ipv6Network = g6.parse().unwrap();
+            let first = u32::from(n.gateway.network());
+            for offset in 1..n.gateway.size() - 1 {
+                let v4 = Ipv4Addr::from(first + offset);
+                if v4 == n.gateway.ip() {
+                    continue;
+                }
+                let IpNetwork::V6(v6) = n.container_addresses(v4)[1] else {
+                    panic!("no IPv6 address");
+                };
+                assert!(g6.contains(v6.ip()) && v6.ip() != g6.ip(), "{g} {g6} {v4}");
+            }
+        }
+        for (g, g6, expected) in [
+            // Offset 1 is a container's, and its IPv6 address is gateway6.
+            ("10.10.10.254/24", "fd00:10::1/64", "offset 1 "),
+            ("10.10.10.1/24", "fd00:10::fe/64", "offset 254 "),
+            ("10.10.0.1/16", "fd00:10::ff00/64", "offset 65280 "),
+            // 16 host bits do not fit in 8 or 15.
+            ("10.10.0.1/16", "fd00:10::1/120", "at most /112"),
+            ("10.10.0.1/16", "fd00:10::1/113", "at most /112"),
+        ] {
+            let text = format!("# first\n{}", net(g, g6));
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.line, 2, "{g} {g6}");
+            assert!(e.message.contains(expected), "{g} {g6}: {}", e.message);
+        }
     }
 
     #[test]

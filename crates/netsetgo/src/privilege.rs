@@ -4,8 +4,8 @@
 //! The order matters and is fixed by `main`: `sanitize` first, before any
 //! other code looks at the process; `Caller::identify` next; `restrict`
 //! narrows the capabilities to what the privileged setup needs; after the
-//! namespace socket is open `drop_to_caller` becomes the caller with
-//! CAP_NET_ADMIN alone.
+//! namespace socket is open `drop_to` becomes the system user `_netsetgo`
+//! with CAP_NET_ADMIN alone.
 
 use std::collections::HashSet;
 use std::fs;
@@ -22,7 +22,7 @@ use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, setresgid, setres
 
 use crate::error::Failure;
 
-/// Capabilities held between `restrict` and `drop_to_caller`.
+/// Capabilities held between `restrict` and `drop_to`.
 const SETUP_CAPS: [Capability; 6] = [
     Capability::CAP_NET_ADMIN,
     Capability::CAP_SYS_ADMIN, // setns() into the target to open a socket there
@@ -63,15 +63,13 @@ pub fn sanitize() -> Result<(), Failure> {
     }
     umask(Mode::from_bits_truncate(0o077));
     prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
-    let limits = [
-        (Resource::RLIMIT_CORE, 0, 0),
-        // A low file-size limit would kill us (SIGXFSZ) in the middle of
-        // writing a lease record.
-        (Resource::RLIMIT_FSIZE, RLIM_INFINITY, RLIM_INFINITY),
-    ];
-    for (resource, soft, hard) in limits {
-        setrlimit(resource, soft, hard)
-            .map_err(|e| Failure::internal(format!("setrlimit {resource:?}: {e}")))?;
+    // Limits the caller could kill or cripple us with at a moment of its
+    // choosing: CPU time (SIGXCPU), file size (SIGXFSZ in the middle of a
+    // lease record), memory (an allocation failing half way).
+    setrlimit(Resource::RLIMIT_CORE, 0, 0)
+        .map_err(|e| Failure::internal(format!("setrlimit RLIMIT_CORE: {e}")))?;
+    for resource in UNLIMITED {
+        unlimit(resource)?;
     }
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
         .map_err(|e| Failure::internal(format!("getrlimit: {e}")))?;
@@ -92,7 +90,13 @@ pub fn sanitize() -> Result<(), Failure> {
         if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
             continue;
         }
-        let action = if signal == Signal::SIGPIPE {
+        // The terminal's job control stops a process group without asking
+        // whose it is: the helper must not be stopped while it holds a
+        // network's lock.
+        let action = if matches!(
+            signal,
+            Signal::SIGPIPE | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+        ) {
             &ignore
         } else {
             &default
@@ -103,6 +107,31 @@ pub fn sanitize() -> Result<(), Failure> {
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Failure::internal(format!("sigprocmask: {e}")))?;
     Ok(())
+}
+
+/// Limits raised to unlimited while sanitising.
+const UNLIMITED: [Resource; 5] = [
+    Resource::RLIMIT_CPU,
+    Resource::RLIMIT_FSIZE,
+    Resource::RLIMIT_AS,
+    Resource::RLIMIT_DATA,
+    Resource::RLIMIT_RTTIME,
+];
+
+/// Raises `resource` to unlimited. Raising a hard limit needs
+/// CAP_SYS_RESOURCE, which the caller's bounding set may have removed: then
+/// say what the caller can do.
+fn unlimit(resource: Resource) -> Result<(), Failure> {
+    let (soft, hard) = getrlimit(resource)
+        .map_err(|e| Failure::internal(format!("getrlimit {resource:?}: {e}")))?;
+    if soft == RLIM_INFINITY && hard == RLIM_INFINITY {
+        return Ok(());
+    }
+    setrlimit(resource, RLIM_INFINITY, RLIM_INFINITY).map_err(|_| {
+        Failure::refused(format!(
+            "netsetgo needs {resource:?} unlimited but the hard limit is {hard}; raise it (ulimit)"
+        ))
+    })
 }
 
 fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
@@ -175,6 +204,7 @@ fn cap_set(caps: &[Capability]) -> HashSet<Capability> {
 /// Narrows to the capabilities the privileged setup needs; fails clearly if
 /// the caller's bounding set took one of them away.
 pub fn restrict() -> Result<(), Failure> {
+    reset_timing()?;
     let wanted = cap_set(&SETUP_CAPS);
     let permitted = caps::read(None, CapSet::Permitted)
         .map_err(|e| Failure::internal(format!("read capabilities: {e}")))?;
@@ -190,6 +220,56 @@ pub fn restrict() -> Result<(), Failure> {
         .map_err(|e| Failure::internal(format!("set root group: {e}")))
 }
 
+/// Undoes the timing the caller chose for us: scheduling policy, nice
+/// value, I/O priority, interval timers and timer slack are inherited across
+/// exec, and each would let the caller slow the helper down (or signal it
+/// through a timer) at a moment of its choosing. Runs as root, before the
+/// capabilities are narrowed (CAP_SYS_NICE undoes a nice value or SCHED_IDLE).
+fn reset_timing() -> Result<(), Failure> {
+    let fail = |what: &str| {
+        let e = std::io::Error::last_os_error();
+        Failure::refused(format!(
+            "netsetgo cannot reset the {what} its caller set ({e}); call it with the default scheduling"
+        ))
+    };
+    let normal = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `normal`, valid for the call.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) } != 0 {
+        return Err(fail("scheduling policy"));
+    }
+    // SAFETY: plain syscall on our own process.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
+        return Err(fail("nice value"));
+    }
+    // ioprio_set(IOPRIO_WHO_PROCESS, self, class none: follow the nice value).
+    // SAFETY: plain syscall on our own process.
+    if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, 0) } != 0 {
+        return Err(fail("I/O priority"));
+    }
+    let zero = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+    };
+    for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+        // SAFETY: setitimer reads `zero`; the old value is not asked for.
+        if unsafe { libc::setitimer(which, &zero, std::ptr::null_mut()) } != 0 {
+            return Err(fail("interval timers"));
+        }
+    }
+    // The kernel's usual 50 us, whatever slack the caller gave its timers.
+    // SAFETY: plain prctl on our own thread.
+    if unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 50_000u64, 0, 0, 0) } != 0 {
+        return Err(fail("timer slack"));
+    }
+    Ok(())
+}
+
 fn set_caps(set: &HashSet<Capability>) -> Result<(), Failure> {
     let fail = |e: caps::errors::CapsError| Failure::internal(format!("set capabilities: {e}"));
     caps::set(None, CapSet::Effective, set).map_err(fail)?;
@@ -198,29 +278,114 @@ fn set_caps(set: &HashSet<Capability>) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Becomes the caller (real, effective, saved and fs ids) holding only
-/// CAP_NET_ADMIN, with empty bounding, inheritable and ambient sets,
-/// no_new_privs set and the process not dumpable.
-pub fn drop_to_caller(caller: &Caller) -> Result<(), Failure> {
+/// The system user the helper works as once privileges are dropped: an
+/// identity the caller can neither signal nor trace, so that a caller
+/// cannot stop its helper while it holds a network's lock (SECURITY.md,
+/// "No hostages"). The packages create it.
+pub const WORKER_USER: &str = "_netsetgo";
+
+/// The identity the helper works as after the drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Worker {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Worker {
+    /// The system user [`WORKER_USER`] from `/etc/passwd` (read like the
+    /// policy). Without it an unprivileged caller is refused: the helper
+    /// would otherwise work under the caller's own uid, which the caller may
+    /// signal. Root needs no protection from itself and keeps uid 0.
+    pub fn resolve(caller: &Caller) -> Result<Worker, Failure> {
+        let passwd = crate::policy::read_trusted(std::path::Path::new(crate::policy::PASSWD))?;
+        match find_user(&passwd, WORKER_USER) {
+            Some(worker) if worker.uid != 0 && worker.uid != caller.uid => Ok(worker),
+            _ if caller.is_root() => Ok(Worker { uid: 0, gid: 0 }),
+            Some(_) => Err(Failure::refused(format!(
+                "the system user {WORKER_USER} must have a uid of its own (not 0, not a caller's); an administrator must fix /etc/passwd"
+            ))),
+            None => Err(Failure::refused(format!(
+                "the system user {WORKER_USER} does not exist; an administrator must create it \
+                 (useradd --system --no-create-home --shell /usr/sbin/nologin {WORKER_USER}; the packages do)"
+            ))),
+        }
+    }
+}
+
+/// The uid and gid of `name` in passwd-format `text`.
+fn find_user(text: &str, name: &str) -> Option<Worker> {
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 4 && f[0] == name).then_some(())?;
+        Some(Worker {
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+        })
+    })
+}
+
+/// Becomes `worker` (real, effective, saved and fs ids; no supplementary
+/// groups) holding only CAP_NET_ADMIN, with empty bounding, inheritable and
+/// ambient sets, no_new_privs set and the process not dumpable.
+pub fn drop_to(worker: Worker) -> Result<(), Failure> {
     let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
     caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e.to_string()))?;
     for cap in caps::all() {
         caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding", e.to_string()))?;
     }
     prctl::set_keepcaps(true).map_err(|e| fail("keepcaps", e.to_string()))?;
-    let (uid, gid) = (Uid::from_raw(caller.uid), Gid::from_raw(caller.gid));
-    setresgid(gid, gid, gid).map_err(|e| fail("gid", e.to_string()))?;
-    setresuid(uid, uid, uid).map_err(|e| fail("uid", e.to_string()))?;
+    become_ids(worker.uid, worker.gid).map_err(|e| fail("ids", e.to_string()))?;
     set_caps(&cap_set(&[Capability::CAP_NET_ADMIN]))?;
     prctl::set_keepcaps(false).map_err(|e| fail("keepcaps", e.to_string()))?;
     prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
     // Changing ids resets dumpability to the sysctl's choice; insist.
     prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))?;
-    if getuid().as_raw() != caller.uid
-        || geteuid().as_raw() != caller.uid
-        || getegid().as_raw() != caller.gid
+    if getuid().as_raw() != worker.uid
+        || geteuid().as_raw() != worker.uid
+        || getegid().as_raw() != worker.gid
     {
         return Err(Failure::internal("drop privileges: ids did not change"));
     }
     Ok(())
+}
+
+/// Becomes the caller with nothing at all: no capability in any set, no
+/// supplementary groups, no_new_privs, not dumpable. For a child process
+/// that reads what the caller sends (the OCI state on stdin).
+pub fn drop_everything(caller: &Caller) -> Result<(), Failure> {
+    let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
+    become_ids(caller.uid, caller.gid).map_err(|e| fail("ids", e.to_string()))?;
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        caps::clear(None, set).map_err(|e| fail("capabilities", e.to_string()))?;
+    }
+    prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
+    prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))
+}
+
+fn become_ids(uid: u32, gid: u32) -> nix::Result<()> {
+    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
+    nix::unistd::setgroups(&[])?;
+    setresgid(gid, gid, gid)?;
+    setresuid(uid, uid, uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_worker_by_exact_name() {
+        let passwd = "root:x:0:0::/root:/bin/sh\n_netsetgox:x:5:5::/:/x\n_netsetgo:x:998:997::/nonexistent:/usr/sbin/nologin\n";
+        assert_eq!(
+            find_user(passwd, "_netsetgo"),
+            Some(Worker { uid: 998, gid: 997 })
+        );
+        assert_eq!(find_user("_netsetgo:x:abc:1::/:/x\n", "_netsetgo"), None);
+        assert_eq!(find_user("netsetgo:x:1:1::/:/x\n", "_netsetgo"), None);
+    }
 }

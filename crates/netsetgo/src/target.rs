@@ -1,19 +1,20 @@
 //! The target: the network namespace of the pid the caller names, resolved
 //! once into an fd, and the proof that the caller may wire it.
 
-use netplumb::NetNs;
+use netplumb::{NetNs, NsId};
 
 use crate::error::Failure;
 use crate::privilege::Caller;
 
 /// Opens the network namespace of `pid` and checks that `caller` may wire
 /// it: its owning user namespace must belong to the caller's real uid (only
-/// root may name anyone's), and it must not be the namespace we run in.
+/// root may name anyone's), and it must not be `own`, the namespace we run
+/// in.
 ///
 /// For an unprivileged caller every failure gives the same message, so the
 /// answer reveals nothing about pids that are not the caller's: a pid that
 /// does not exist, one of another user, one hidden by hidepid, the host's.
-pub fn open(pid: u32, caller: &Caller) -> Result<NetNs, Failure> {
+pub fn open(pid: u32, caller: &Caller, own: &NsId) -> Result<NetNs, Failure> {
     let not_yours = || {
         Failure::refused(format!(
             "process {pid} does not exist or its network namespace is not yours \
@@ -27,16 +28,13 @@ pub fn open(pid: u32, caller: &Caller) -> Result<NetNs, Failure> {
             not_yours()
         }
     })?;
-    let own = NetNs::current()
-        .and_then(|h| h.id())
-        .map_err(Failure::from)?;
     let target = ns.id().map_err(Failure::from)?;
     if !caller.is_root() {
         let owner = ns.owner_uid().map_err(|_| not_yours())?;
-        if owner != caller.uid || target == own {
+        if owner != caller.uid || target == *own {
             return Err(not_yours());
         }
-    } else if target == own {
+    } else if target == *own {
         return Err(Failure::refused(format!(
             "process {pid} is in the network namespace netsetgo runs in; name a container's process"
         )));

@@ -1,23 +1,43 @@
 //! The netlink work of one call, done under the network's lock: garbage
 //! collection, quota, address choice, the lease, and the attachment itself.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
 
 use crate::error::Failure;
-use crate::leases::{IndexProbe, Lease, Ledger, Liveness, Store};
+use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
+use crate::links::{Kernel, Links};
 use crate::nat;
 use crate::output::{Outcome, Wired};
 use crate::request::Request;
 
-pub struct Session<'a> {
-    host: Netlink,
+/// How often a call at its quota looks again, and how long it waits in
+/// between without the lock: a container's pair outlives it by a few
+/// milliseconds (the kernel tears a dead namespace down asynchronously).
+const QUOTA_RETRIES: u32 = 8;
+const QUOTA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
+/// Why a locked attempt failed: at the quota (worth another look once the
+/// kernel has caught up), or anything else.
+enum Refusal {
+    AtQuota(Failure),
+    Other(Failure),
+}
+
+impl<E: Into<Failure>> From<E> for Refusal {
+    fn from(e: E) -> Refusal {
+        Refusal::Other(e.into())
+    }
+}
+
+pub struct Session<'a, L: Links = Kernel> {
+    host: L,
     /// A session inside the target, and the target: absent when the call
     /// names no process (the poststop hook).
-    inside: Option<Netlink>,
+    inside: Option<L>,
     target: Option<&'a NetNs>,
     store: &'a Store,
     request: &'a Request,
@@ -26,7 +46,8 @@ pub struct Session<'a> {
     uid: u32,
 }
 
-impl<'a> Session<'a> {
+impl<'a> Session<'a, Kernel> {
+    /// A session on netlink sockets opened before the drop.
     pub fn new(
         host: netplumb::RawSocket,
         inside: Option<netplumb::RawSocket>,
@@ -36,18 +57,42 @@ impl<'a> Session<'a> {
         nft: Option<netplumb::Nftables>,
         uid: u32,
     ) -> Result<Session<'a>, Failure> {
-        Ok(Session {
-            host: Netlink::from_socket(host)?,
-            inside: inside.map(Netlink::from_socket).transpose()?,
+        let kernel = |socket| Netlink::from_socket(socket).map(Kernel::new);
+        Ok(Session::with(
+            kernel(host)?,
+            inside.map(kernel).transpose()?,
             target,
             store,
             request,
             nft,
             uid,
-        })
+        ))
+    }
+}
+
+impl<'a, L: Links> Session<'a, L> {
+    /// A session over any [`Links`] (the unit tests' fake, for one).
+    pub fn with(
+        host: L,
+        inside: Option<L>,
+        target: Option<&'a NetNs>,
+        store: &'a Store,
+        request: &'a Request,
+        nft: Option<netplumb::Nftables>,
+        uid: u32,
+    ) -> Session<'a, L> {
+        Session {
+            host,
+            inside,
+            target,
+            store,
+            request,
+            nft,
+            uid,
+        }
     }
 
-    fn inside(&self) -> Result<(&Netlink, &NetNs), Failure> {
+    fn inside(&self) -> Result<(&L, &NetNs), Failure> {
         match (&self.inside, self.target) {
             (Some(inside), Some(target)) => Ok((inside, target)),
             _ => Err(Failure::internal("this action needs a target process")),
@@ -56,36 +101,58 @@ impl<'a> Session<'a> {
 
     /// Wires the target. On failure nothing this call made is left: not
     /// the veth pair, not the lease, not a bridge it created.
+    ///
+    /// A caller at its quota whose replaced container has just died would
+    /// be refused while the kernel is still tearing that container's pair
+    /// down: such a call lets go of the lock, waits a moment and tries
+    /// again, [`QUOTA_RETRIES`] times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
-        let network = &self.request.network;
-        let mut ledger = self.store.lock()?;
-        let bridge = self
-            .host
-            .ensure_bridge(&network.bridge, network.mtu)
-            .await?;
-        let result = self.create_locked(&mut ledger, &bridge, container).await;
+        let mut attempt = 1;
+        loop {
+            let mut ledger = self.store.lock()?;
+            match self.create_locked(&mut ledger, container.clone()).await {
+                Err(Refusal::AtQuota(_)) if attempt < QUOTA_RETRIES => {
+                    drop(ledger);
+                    attempt += 1;
+                    std::thread::sleep(QUOTA_RETRY_PAUSE);
+                }
+                Err(Refusal::AtQuota(f) | Refusal::Other(f)) => return Err(f),
+                Ok(wired) => return Ok(wired),
+            }
+        }
+    }
+
+    async fn create_locked(
+        &self,
+        ledger: &mut Ledger<'_>,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        let bridge = self.ensure_bridge().await?;
+        let result = self.attach_locked(ledger, &bridge, container).await;
         if result.is_err() && bridge.created {
             let _ = self.host.delete_link(bridge.link.index).await;
         }
         result
     }
 
-    async fn create_locked(
-        &self,
-        ledger: &mut Ledger<'_>,
-        bridge: &Bridge,
-        container: Option<String>,
-    ) -> Result<Wired, Failure> {
-        let (bridge_created, bridge_mtu, bridge_up) =
-            (bridge.created, bridge.link.mtu, bridge.link.up);
-        let bridge = bridge.link.index;
+    /// The configured bridge, up, claimed by this state and with its
+    /// addresses. Before a bridge is created, and whenever it lacks its
+    /// address (a call killed half way may have left it so), its subnet
+    /// must not overlap a route of the host.
+    async fn ensure_bridge(&self) -> Result<Bridge, Failure> {
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
-        if bridge_created {
+        let existing = self.host.link_by_name(&network.bridge).await?;
+        let present = match &existing {
+            Some(link) => self.host.addresses_of(link.index).await?,
+            None => Vec::new(),
+        };
+        if !present.contains(&IpNetwork::V4(gateway)) {
+            let own = existing.as_ref().map(|l| l.index);
             if let Some(route) = self
                 .host
-                .route_overlapping(IpNetwork::V4(subnet), Some(bridge))
+                .route_overlapping(IpNetwork::V4(subnet), own)
                 .await?
             {
                 return Err(Failure::refused(format!(
@@ -93,34 +160,78 @@ impl<'a> Session<'a> {
                 )));
             }
         }
-        if !bridge_up {
-            // The configured bridge is ours to bring up: down, it would
-            // leave every container without its gateway.
-            self.host.set_up(bridge).await?;
+        let bridge = self
+            .host
+            .ensure_bridge(&network.bridge, network.mtu)
+            .await?;
+        let configured = async {
+            self.claim(&bridge.link).await?;
+            if !bridge.link.up {
+                // The configured bridge is ours to bring up: down, it would
+                // leave every container without its gateway.
+                self.host.set_up(bridge.link.index).await?;
+            }
+            for address in network.bridge_addresses() {
+                if !present.contains(&address) {
+                    self.host.ensure_address(bridge.link.index, address).await?;
+                }
+            }
+            if let Some(nft) = &self.nft {
+                nat::ensure_masquerade(nft, network)?;
+            }
+            Ok(())
         }
-        for address in network.bridge_addresses() {
-            self.host.ensure_address(bridge, address).await?;
+        .await;
+        match configured {
+            Ok(()) => Ok(bridge),
+            Err(e) => {
+                if bridge.created {
+                    let _ = self.host.delete_link(bridge.link.index).await;
+                }
+                Err(e)
+            }
         }
-        if let Some(nft) = &self.nft {
-            nat::ensure_masquerade(nft, network)?;
+    }
+
+    /// Makes sure the bridge is managed by this state (security.md 15): its
+    /// alias names the state that hands out its addresses. A bridge that
+    /// names another state (the same network namespace seen with another
+    /// /run) is refused; an unnamed one is claimed.
+    async fn claim(&self, bridge: &Link) -> Result<(), Failure> {
+        let token = self.store.token()?;
+        match bridge.alias.as_deref() {
+            Some(alias) if alias == token => Ok(()),
+            Some(alias) if alias.starts_with(TOKEN_PREFIX) => Err(Failure::refused(format!(
+                "bridge {} is managed by netsetgo state in another /run (another mount namespace); \
+                 call netsetgo from there, or, if that state is gone, an administrator may release \
+                 the bridge with: ip link set {} alias \"\"",
+                bridge.name, bridge.name
+            ))),
+            _ => Ok(self.host.set_alias(bridge.index, &token).await?),
         }
+    }
+
+    async fn attach_locked(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: &Bridge,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        let bridge_mtu = bridge.link.mtu;
+        let bridge = bridge.link.index;
+        let network = &self.request.network;
 
         let window = ledger.window()?;
         self.collect(ledger, bridge, window).await?;
         if let Some(quota) = self.request.quota {
             if ledger.count()? >= quota {
-                let own: Vec<Lease> = ledger
-                    .all()?
-                    .into_iter()
-                    .filter(|l| l.uid == self.uid)
-                    .collect();
-                let live = self.collect(ledger, bridge, own).await?;
+                let live = self.count_own(ledger, bridge).await?;
                 ledger.recount(live)?;
                 if live >= quota {
-                    return Err(Failure::refused(format!(
+                    return Err(Refusal::AtQuota(Failure::refused(format!(
                         "you already hold {live} of your {quota} interfaces on network {}",
                         network.name
-                    )));
+                    ))));
                 }
             }
         }
@@ -160,7 +271,7 @@ impl<'a> Session<'a> {
         if let Err(e) = ledger.complete(&lease) {
             let _ = self.host.delete_link(attached.host_index).await;
             ledger.release(&lease)?;
-            return Err(e);
+            return Err(e.into());
         }
         Ok(Wired {
             interface: peer_name,
@@ -205,76 +316,119 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Frees the leases among `leases` whose interface is gone, deletes the
-    /// interfaces of calls that died half way (only a veth on our bridge),
-    /// and returns how many of the caller's are alive.
+    /// Frees the leases among `leases` whose interface is gone, and
+    /// deletes the interfaces of calls that died half way (only a veth of
+    /// that name on our bridge).
     async fn collect(
         &self,
         ledger: &mut Ledger<'_>,
         bridge: u32,
         leases: Vec<Lease>,
-    ) -> Result<u32, Failure> {
+    ) -> Result<(), Failure> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
-        let mut live = 0;
-        let probe = IndexProbe::new()?;
         for lease in leases {
-            match probe.liveness(&lease) {
-                Liveness::Live => live += u32::from(lease.uid == self.uid),
+            match lease.liveness(self.host.index_of(&lease.ifname)?) {
+                Liveness::Live => {}
                 Liveness::Gone => ledger.release(&lease)?,
-                Liveness::Orphan => {
-                    if let Some(link) = self.host.link_by_name(&lease.ifname).await? {
-                        if link.kind.as_deref() == Some("veth") && link.master == Some(bridge) {
-                            self.host.delete_link(link.index).await?;
-                        }
+                Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// How many interfaces the caller really holds: its leases whose
+    /// interface is gone are freed, and so are those whose container's
+    /// namespace has already died (the kernel would delete the pair a few
+    /// milliseconds later; a runtime replacing a container at its quota must
+    /// not be refused for it). Judged from the host ends alone.
+    async fn count_own(&self, ledger: &mut Ledger<'_>, bridge: u32) -> Result<u32, Failure> {
+        let own: Vec<Lease> = ledger
+            .all()?
+            .into_iter()
+            .filter(|l| l.uid == self.uid)
+            .collect();
+        let mut live = 0;
+        for lease in own {
+            match lease.liveness(self.host.index_of(&lease.ifname)?) {
+                Liveness::Gone => ledger.release(&lease)?,
+                Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
+                Liveness::Live => {
+                    let dying = self
+                        .host
+                        .link_by_index(lease.ifindex)
+                        .await?
+                        .is_some_and(|l| l.name == lease.ifname && l.peer_namespace_dead());
+                    if dying {
+                        self.remove(ledger, bridge, &lease).await?;
+                    } else {
+                        live += 1;
                     }
-                    ledger.release(&lease)?;
                 }
             }
         }
         Ok(live)
     }
 
-    /// The caller's interface in the target: found from inside the
-    /// container (the peer's index of its host end) and matched exactly
-    /// against a lease of this caller (address, name, index, uid).
-    async fn own_interface(&self, ledger: &Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
-        let (inside, _) = self.inside()?;
+    /// Deletes a lease's interface (if it is still a veth of that name on
+    /// our bridge) and frees the lease.
+    async fn remove(
+        &self,
+        ledger: &mut Ledger<'_>,
+        bridge: u32,
+        lease: &Lease,
+    ) -> Result<(), Failure> {
+        if let Some(link) = self.host.host_end(&lease.ifname, bridge).await? {
+            match self.host.delete_link(link.index).await {
+                Err(e) if e.errno() != Some(libc::ENODEV) => return Err(e.into()),
+                _ => {}
+            }
+        }
+        ledger.release(lease)
+    }
+
+    /// The caller's interface in the target, found from the host side: a
+    /// lease of this caller on this network, with this call's name prefix,
+    /// whose host end (matched exactly: the lease's name and index, a veth)
+    /// has its peer in the target's namespace. Only then is the peer looked
+    /// at, by the index the host end gives, inside. (Whether the host end is
+    /// still on the bridge is for `check` to say.)
+    async fn own_interface(&self, ledger: &mut Ledger<'_>) -> Result<(Link, Link, Lease), Failure> {
+        let (inside, target) = self.inside()?;
         let not_found = || {
             Failure::refused(format!(
                 "no interface of yours from network {} is in that container",
                 self.request.network.name
             ))
         };
-        let peer = inside
-            .link_by_name(&self.request.peer_name())
-            .await?
-            .ok_or_else(not_found)?;
-        let host_index = peer.link.ok_or_else(not_found)?;
-        let host = self
-            .host
-            .link_by_index(host_index)
-            .await?
-            .ok_or_else(not_found)?;
-        let lease = host
-            .name
-            .strip_prefix(self.request.prefix.as_str())
-            .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-            .map(Ipv4Addr::from)
-            .map(|address| ledger.lease_of(address))
-            .transpose()?
-            .flatten()
-            .filter(|l| l.uid == self.uid && l.ifindex == host.index && l.ifname == host.name)
-            .ok_or_else(not_found)?;
-        Ok((peer, host, lease))
+        let target_id = self.host.nsid_of(target).await?.ok_or_else(not_found)?;
+        let prefix = self.request.prefix.as_str();
+        let own: Vec<Lease> = ledger
+            .all()?
+            .into_iter()
+            .filter(|l| l.uid == self.uid && !l.is_pending() && l.ifname.starts_with(prefix))
+            .collect();
+        for lease in own {
+            let Some(host) = self.host.link_by_index(lease.ifindex).await? else {
+                continue;
+            };
+            let ours = host.name == lease.ifname
+                && host.kind.as_deref() == Some("veth")
+                && host.link_netnsid == Some(target_id);
+            if let (true, Some(peer)) = (ours, host.link) {
+                let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
+                return Ok((peer, host, lease));
+            }
+        }
+        Err(not_found())
     }
 
     /// Removes the caller's own interface from the target and frees its
     /// lease (security.md 13: only what is recorded for this uid).
     pub async fn delete(&self) -> Result<Outcome, Failure> {
         let mut ledger = self.store.lock()?;
-        let (_, host, lease) = self.own_interface(&ledger).await?;
+        let (_, host, lease) = self.own_interface(&mut ledger).await?;
         self.host.delete_link(host.index).await?;
         ledger.release(&lease)?;
         Ok(Outcome::Removed {
@@ -286,9 +440,9 @@ impl<'a> Session<'a> {
     /// Says whether the caller's wiring of the target is intact: both ends
     /// up, the host end on the bridge, the address, the default route, lo.
     pub async fn check(&self) -> Result<Outcome, Failure> {
-        let ledger = self.store.lock()?;
+        let mut ledger = self.store.lock()?;
         let (inside, _) = self.inside()?;
-        let (peer, host, lease) = self.own_interface(&ledger).await?;
+        let (peer, host, lease) = self.own_interface(&mut ledger).await?;
         let network = &self.request.network;
         let addresses = network.container_addresses(lease.address);
         let gateways = network.gateways();
@@ -378,5 +532,302 @@ impl<'a> Session<'a> {
             }
         }
         Ok(removed)
+    }
+}
+
+/// The wiring's decisions against a fake namespace pair and a state store
+/// in a temporary directory: no root, no kernel.
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use netplumb::NsId;
+
+    use super::*;
+    use crate::error::Kind;
+    use crate::links::fake::{link, FakeLinks};
+    use crate::policy::Network;
+
+    const A: u32 = 1000;
+    const B: u32 = 1001;
+    const TARGET: i32 = 7;
+
+    /// A state directory of its own, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!(
+                "netsetgo-unit-{name}-{}-{:?}",
+                std::process::id(),
+                std::thread::current().id()
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            Scratch(dir)
+        }
+
+        fn store(&self, uid: u32) -> Store {
+            let owner = nix::unistd::geteuid().as_raw();
+            let ns = NsId { dev: 0, ino: 1 };
+            let gateway = "10.10.10.1/24".parse().unwrap();
+            Store::open_under(&self.0, owner, &ns, "brg0", gateway, uid).unwrap()
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn request(quota: Option<u32>, address: Option<&str>) -> Request {
+        Request {
+            network: Network {
+                name: "default".into(),
+                bridge: "brg0".into(),
+                gateway: "10.10.10.1/24".parse().unwrap(),
+                gateway6: None,
+                mtu: None,
+                nat: false,
+            },
+            quota,
+            address: address.map(|a| a.parse().unwrap()),
+            prefix: "veth".into(),
+        }
+    }
+
+    /// A host with brg0 (index 1) and a container, as seen by the session.
+    fn host() -> FakeLinks {
+        let host = FakeLinks {
+            target_nsid: Some(TARGET),
+            ..FakeLinks::default()
+        };
+        host.add(link(1, "brg0", Some("bridge")));
+        host
+    }
+
+    fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    /// Wires one container of `uid` on `host`; the fake's pair stays in
+    /// `host` (the host end) and a fresh inside.
+    fn wire(
+        host: FakeLinks,
+        store: &Store,
+        req: &Request,
+        uid: u32,
+    ) -> (FakeLinks, Result<Wired, Failure>) {
+        let target = NetNs::current().unwrap();
+        let session = Session::with(
+            host,
+            Some(FakeLinks::default()),
+            Some(&target),
+            store,
+            req,
+            None,
+            uid,
+        );
+        let result = block_on(session.create(None));
+        (session.host, result)
+    }
+
+    fn leases(store: &Store) -> Vec<Lease> {
+        store.lock().unwrap().all().unwrap()
+    }
+
+    #[test]
+    fn quota_at_the_limit_counts_only_live_interfaces_of_live_containers() {
+        let dir = Scratch::new("quota");
+        let store = dir.store(A);
+        let req = request(Some(2), None);
+        let (host, first) = wire(host(), &store, &req, A);
+        let (host, second) = wire(host, &store, &req, A);
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.host_interface, "veth0a0a0a02");
+        assert_eq!(second.host_interface, "veth0a0a0a03");
+        let (host, third) = wire(host, &store, &req, A);
+        let refused = third.unwrap_err();
+        assert_eq!(refused.kind, Kind::Refused);
+        assert!(refused.message.contains("2 of your 2"), "{refused}");
+
+        // The first container's namespace has died; its pair is still
+        // there: it does not count, and it is deleted with its lease.
+        let first_index = host.index_of("veth0a0a0a02").unwrap().unwrap();
+        host.links
+            .borrow_mut()
+            .get_mut(&first_index)
+            .unwrap()
+            .link_netnsid = Some(-1);
+        let (host, fourth) = wire(host, &store, &req, A);
+        assert_eq!(fourth.unwrap().host_interface, "veth0a0a0a02");
+        assert!(host
+            .log
+            .borrow()
+            .contains(&format!("delete #{first_index}")));
+        assert_eq!(leases(&store).len(), 2);
+    }
+
+    #[test]
+    fn garbage_collection_deletes_only_our_veth_on_our_bridge() {
+        let dir = Scratch::new("gc");
+        let store = dir.store(A);
+        let host = host();
+        // Calls that died half way: pending leases whose names exist, once
+        // as our veth on brg0, once as some other device, once as a veth on
+        // another bridge.
+        let mut ours = link(10, "veth0a0a0a02", Some("veth"));
+        ours.master = Some(1);
+        host.add(ours);
+        host.add(link(11, "veth0a0a0a03", Some("dummy")));
+        host.add(link(12, "other", Some("bridge")));
+        let mut elsewhere = link(13, "veth0a0a0a04", Some("veth"));
+        elsewhere.master = Some(12);
+        host.add(elsewhere);
+        {
+            let mut ledger = store.lock().unwrap();
+            for last in [2u8, 3, 4] {
+                ledger
+                    .reserve(&Lease {
+                        address: std::net::Ipv4Addr::new(10, 10, 10, last),
+                        uid: B,
+                        ifindex: 0,
+                        ifname: format!("veth0a0a0a0{last}"),
+                        container: None,
+                    })
+                    .unwrap();
+            }
+        }
+        let (host, wired) = wire(host, &store, &request(None, None), A);
+        let log = host.log.borrow();
+        assert!(log.contains(&"delete #10".to_string()), "{log:?}");
+        assert!(
+            !log.iter().any(|l| l == "delete #11" || l == "delete #13"),
+            "{log:?}"
+        );
+        // Every pending lease was freed, and the first address reused.
+        assert_eq!(wired.unwrap().host_interface, "veth0a0a0a02");
+        let held: Vec<u32> = leases(&store).iter().map(|l| l.uid).collect();
+        assert_eq!(held, vec![A]);
+    }
+
+    #[test]
+    fn the_requested_address_if_free_or_held_by_a_dead_lease_else_refused() {
+        let dir = Scratch::new("address");
+        let store = dir.store(A);
+        let (host, wired) = wire(host(), &store, &request(None, Some("10.10.10.9")), A);
+        assert_eq!(wired.unwrap().addresses[0].to_string(), "10.10.10.9/24");
+        // In use by a live lease: unavailable, nothing made.
+        let (host, taken) = wire(host, &store, &request(None, Some("10.10.10.9")), B);
+        assert_eq!(taken.unwrap_err().kind, Kind::Unavailable);
+        // Its interface gone: the lease is freed and the address given.
+        let index = host.index_of("veth0a0a0a09").unwrap().unwrap();
+        host.links.borrow_mut().remove(&index);
+        let (host, again) = wire(host, &store, &request(None, Some("10.10.10.9")), B);
+        assert_eq!(again.unwrap().host_interface, "veth0a0a0a09");
+        // Without a request: the first free address of the subnet.
+        let (_, first) = wire(host, &store, &request(None, None), A);
+        assert_eq!(first.unwrap().host_interface, "veth0a0a0a02");
+    }
+
+    #[test]
+    fn delete_and_check_find_only_the_callers_own_interface_from_the_host_side() {
+        let dir = Scratch::new("own");
+        let store_a = dir.store(A);
+        let req = request(None, None);
+        let (host, wired) = wire(host(), &store_a, &req, A);
+        wired.unwrap();
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        inside.add(link(1, "lo", None));
+        let host_index = host.index_of("veth0a0a0a02").unwrap().unwrap();
+        let mut peer = link(2, "veth1", Some("veth"));
+        peer.link = Some(host_index);
+        inside.add(peer);
+
+        // Another user: refused, nothing deleted.
+        let store_b = dir.store(B);
+        let session = Session::with(host, Some(inside), Some(&target), &store_b, &req, None, B);
+        let refused = block_on(session.delete()).unwrap_err();
+        assert_eq!(refused.kind, Kind::Refused);
+        assert!(!session
+            .host
+            .log
+            .borrow()
+            .iter()
+            .any(|l| l.starts_with("delete")));
+
+        // The owner, but the host end's peer is in another namespace (a
+        // forged veth1 inside cannot change that): refused.
+        let Session { host, inside, .. } = session;
+        host.links
+            .borrow_mut()
+            .get_mut(&host_index)
+            .unwrap()
+            .link_netnsid = Some(TARGET + 1);
+        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        assert_eq!(block_on(session.check()).unwrap_err().kind, Kind::Refused);
+        assert_eq!(block_on(session.delete()).unwrap_err().kind, Kind::Refused);
+
+        // The owner's own: -check sees it, -delete deletes that host end.
+        let Session { host, inside, .. } = session;
+        host.links
+            .borrow_mut()
+            .get_mut(&host_index)
+            .unwrap()
+            .link_netnsid = Some(TARGET);
+        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        let checked = block_on(session.check());
+        assert!(
+            matches!(&checked, Err(f) if f.kind == Kind::Broken),
+            "the fake has no address inside: {checked:?}"
+        );
+        block_on(session.delete()).unwrap();
+        assert!(session
+            .host
+            .log
+            .borrow()
+            .contains(&format!("delete #{host_index}")));
+        assert!(leases(&store_a).is_empty());
+    }
+
+    #[test]
+    fn poststop_releases_only_the_callers_leases_of_that_container() {
+        let dir = Scratch::new("release");
+        let store = dir.store(A);
+        let req = request(None, None);
+        let target = NetNs::current().unwrap();
+        let mut host = host();
+        for (uid, id) in [(A, "c1"), (B, "c1"), (A, "c2")] {
+            let session = Session::with(
+                host,
+                Some(FakeLinks::default()),
+                Some(&target),
+                &store,
+                &req,
+                None,
+                uid,
+            );
+            block_on(session.create(Some(id.into()))).unwrap();
+            host = session.host;
+        }
+        let session = Session::with(host, None, None, &store, &req, None, A);
+        block_on(session.release("c1")).unwrap();
+        let left: Vec<(u32, Option<String>)> = leases(&store)
+            .into_iter()
+            .map(|l| (l.uid, l.container))
+            .collect();
+        assert_eq!(left, vec![(B, Some("c1".into())), (A, Some("c2".into()))]);
+        let deleted = session
+            .host
+            .log
+            .borrow()
+            .iter()
+            .filter(|l| l.starts_with("delete"))
+            .count();
+        assert_eq!(deleted, 1);
     }
 }

@@ -6,7 +6,9 @@
 //! * every network has a bridge name the kernel accepts (1 to 15 bytes, not
 //!   `.` or `..`, no `/`, `:` or whitespace) and a gateway whose prefix is
 //!   between /16 and /30 and which is a host address of its subnet;
-//! * an optional IPv6 gateway has a /64 to /120 prefix; an mtu is 68..=65535;
+//! * an optional IPv6 gateway has a /64 to /120 prefix, and the IPv6
+//!   address derived from every possible lease lies in its prefix and is not
+//!   the gateway's own; an mtu is 68..=65535;
 //! * every grant names a defined network (`Policy::allowances` would panic
 //!   otherwise), and each network a grant reaches is one of those found.
 //!
@@ -17,6 +19,7 @@
 #![no_main]
 
 use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
 use netsetgo::error::Failure;
@@ -56,6 +59,28 @@ fn check_network(net: &Network) {
             (64..=120).contains(&gw6.prefix()),
             "accepted IPv6 gateway {gw6}"
         );
+        // The lowest and highest lease offsets bound the derived addresses;
+        // gateway6's own offset is the one that could collide.
+        let first = u32::from(gw.network());
+        let own = u128::from(gw6.ip()) - u128::from(gw6.network());
+        let offsets = [1, gw.size() - 2].into_iter().chain(
+            u32::try_from(own)
+                .ok()
+                .filter(|o| (1..gw.size() - 1).contains(o)),
+        );
+        for offset in offsets {
+            let v4 = Ipv4Addr::from(first + offset);
+            if v4 == gw.ip() {
+                continue;
+            }
+            let IpAddr::V6(derived) = net.container_addresses(v4)[1].ip() else {
+                panic!("no IPv6 address derived from {v4}");
+            };
+            assert!(
+                gw6.contains(derived) && derived != gw6.ip(),
+                "accepted gateway6 {gw6}: the lease {v4} derives {derived}"
+            );
+        }
     }
     if let Some(mtu) = net.mtu {
         assert!((68..=65_535).contains(&mtu), "accepted mtu {mtu}");

@@ -1,0 +1,294 @@
+//! The seam under the wiring: the link operations its decisions are made
+//! of, as a trait. [`Kernel`] is the real one (netplumb's netlink session
+//! plus an interface-index probe); the unit tests of `wiring` use a fake that
+//! keeps links in a table and records every change, so that garbage
+//! collection, the quota, the address choice and the ownership matches are
+//! tested without root.
+
+use std::cell::OnceCell;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use ipnetwork::IpNetwork;
+use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink, Result};
+
+use crate::error::Failure;
+
+/// Link operations in one network namespace.
+#[allow(async_fn_in_trait)] // used generically, never as a trait object
+pub trait Links {
+    async fn link_by_name(&self, name: &str) -> Result<Option<Link>>;
+    async fn link_by_index(&self, index: u32) -> Result<Option<Link>>;
+    /// The veth `name` on bridge `bridge`, if that is what the name is.
+    async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>>;
+    async fn delete_link(&self, index: u32) -> Result<()>;
+    async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<Bridge>;
+    async fn set_up(&self, index: u32) -> Result<()>;
+    async fn set_alias(&self, index: u32, alias: &str) -> Result<()>;
+    async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>>;
+    async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool>;
+    async fn route_overlapping(
+        &self,
+        network: IpNetwork,
+        except_index: Option<u32>,
+    ) -> Result<Option<IpNetwork>>;
+    async fn default_gateways(&self, v6: bool) -> Result<Vec<(IpAddr, Option<u32>)>>;
+    /// The id this namespace gives `ns` (what a peer there reports as its
+    /// `link_netnsid`).
+    async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>>;
+    /// The whole attachment, `self` on the bridge's side.
+    async fn attach(&self, inside: &Self, a: &Attachment<'_>) -> Result<Attached>;
+    /// The index of the interface called `name`, by the cheapest look-up.
+    fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure>;
+}
+
+/// The kernel, through a netlink session and (made on first use) one
+/// socket for `SIOCGIFINDEX` look-ups in the namespace the thread is in.
+pub struct Kernel {
+    netlink: Netlink,
+    probe: OnceCell<OwnedFd>,
+}
+
+impl Kernel {
+    pub fn new(netlink: Netlink) -> Kernel {
+        Kernel {
+            netlink,
+            probe: OnceCell::new(),
+        }
+    }
+
+    fn probe(&self) -> std::result::Result<&OwnedFd, Failure> {
+        if let Some(fd) = self.probe.get() {
+            return Ok(fd);
+        }
+        let fd = nix::sys::socket::socket(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Datagram,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(|e| Failure::internal(format!("open socket for interface look-ups: {e}")))?;
+        Ok(self.probe.get_or_init(|| fd))
+    }
+}
+
+impl Links for Kernel {
+    async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+        self.netlink.link_by_name(name).await
+    }
+    async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+        self.netlink.link_by_index(index).await
+    }
+    async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>> {
+        self.netlink.host_end(name, bridge).await
+    }
+    async fn delete_link(&self, index: u32) -> Result<()> {
+        self.netlink.delete_link(index).await
+    }
+    async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<Bridge> {
+        self.netlink.ensure_bridge(name, mtu).await
+    }
+    async fn set_up(&self, index: u32) -> Result<()> {
+        self.netlink.set_up(index).await
+    }
+    async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        self.netlink.set_alias(index, alias).await
+    }
+    async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>> {
+        self.netlink.addresses_of(index).await
+    }
+    async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool> {
+        self.netlink.ensure_address(index, address).await
+    }
+    async fn route_overlapping(
+        &self,
+        network: IpNetwork,
+        except_index: Option<u32>,
+    ) -> Result<Option<IpNetwork>> {
+        self.netlink.route_overlapping(network, except_index).await
+    }
+    async fn default_gateways(&self, v6: bool) -> Result<Vec<(IpAddr, Option<u32>)>> {
+        self.netlink.default_gateways(v6).await
+    }
+    async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>> {
+        self.netlink.nsid_of(ns).await
+    }
+    async fn attach(&self, inside: &Kernel, a: &Attachment<'_>) -> Result<Attached> {
+        self.netlink.attach(&inside.netlink, a).await
+    }
+
+    /// `SIOCGIFINDEX` on one socket for every look-up of a call
+    /// (`if_nametoindex` opens a socket per name).
+    fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
+        // SAFETY: ifreq is plain data; zero is a valid value for it.
+        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= request.ifr_name.len() {
+            return Ok(None);
+        }
+        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: SIOCGIFINDEX reads ifr_name and writes ifr_ifindex.
+        let rc =
+            unsafe { libc::ioctl(self.probe()?.as_raw_fd(), libc::SIOCGIFINDEX, &mut request) };
+        if rc != 0 {
+            return Ok(None);
+        }
+        // SAFETY: on success the kernel filled the ifindex member.
+        Ok(Some(unsafe { request.ifr_ifru.ifru_ifindex } as u32))
+    }
+}
+
+/// A namespace kept in a table, for unit tests: every change is recorded
+/// in `log` as one line (`delete #5`, `alias #2 ...`).
+#[cfg(test)]
+pub mod fake {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct FakeLinks {
+        pub links: RefCell<BTreeMap<u32, Link>>,
+        pub addresses: RefCell<BTreeMap<u32, Vec<IpNetwork>>>,
+        pub log: RefCell<Vec<String>>,
+        /// What `nsid_of` answers (the tests' one target).
+        pub target_nsid: Option<i32>,
+    }
+
+    impl FakeLinks {
+        pub fn add(&self, link: Link) {
+            self.links.borrow_mut().insert(link.index, link);
+        }
+
+        fn next_index(&self) -> u32 {
+            self.links.borrow().keys().max().map_or(1, |i| i + 1)
+        }
+
+        fn record(&self, line: String) {
+            self.log.borrow_mut().push(line);
+        }
+    }
+
+    /// A link as netplumb reports one, with nothing set.
+    pub fn link(index: u32, name: &str, kind: Option<&str>) -> Link {
+        Link {
+            index,
+            name: name.into(),
+            kind: kind.map(Into::into),
+            master: None,
+            link: None,
+            link_netnsid: None,
+            alias: None,
+            mtu: Some(1500),
+            mac: Some([2, 0, 0, 0, 0, index as u8]),
+            up: true,
+        }
+    }
+
+    impl Links for FakeLinks {
+        async fn link_by_name(&self, name: &str) -> Result<Option<Link>> {
+            Ok(self
+                .links
+                .borrow()
+                .values()
+                .find(|l| l.name == name)
+                .cloned())
+        }
+        async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
+            Ok(self.links.borrow().get(&index).cloned())
+        }
+        async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>> {
+            Ok(self
+                .link_by_name(name)
+                .await?
+                .filter(|l| l.kind.as_deref() == Some("veth") && l.master == Some(bridge)))
+        }
+        async fn delete_link(&self, index: u32) -> Result<()> {
+            self.record(format!("delete #{index}"));
+            self.links.borrow_mut().remove(&index);
+            Ok(())
+        }
+        async fn ensure_bridge(&self, name: &str, _mtu: Option<u32>) -> Result<Bridge> {
+            if let Some(link) = self.link_by_name(name).await? {
+                return Ok(Bridge {
+                    link,
+                    created: false,
+                });
+            }
+            let link = link(self.next_index(), name, Some("bridge"));
+            self.record(format!("create bridge {name}"));
+            self.add(link.clone());
+            Ok(Bridge {
+                link,
+                created: true,
+            })
+        }
+        async fn set_up(&self, index: u32) -> Result<()> {
+            self.record(format!("up #{index}"));
+            Ok(())
+        }
+        async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+            self.record(format!("alias #{index} {alias}"));
+            if let Some(l) = self.links.borrow_mut().get_mut(&index) {
+                l.alias = Some(alias.into());
+            }
+            Ok(())
+        }
+        async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>> {
+            Ok(self
+                .addresses
+                .borrow()
+                .get(&index)
+                .cloned()
+                .unwrap_or_default())
+        }
+        async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool> {
+            self.record(format!("address #{index} {address}"));
+            self.addresses
+                .borrow_mut()
+                .entry(index)
+                .or_default()
+                .push(address);
+            Ok(true)
+        }
+        async fn route_overlapping(
+            &self,
+            _network: IpNetwork,
+            _except_index: Option<u32>,
+        ) -> Result<Option<IpNetwork>> {
+            Ok(None)
+        }
+        async fn default_gateways(&self, _v6: bool) -> Result<Vec<(IpAddr, Option<u32>)>> {
+            Ok(Vec::new())
+        }
+        async fn nsid_of(&self, _ns: &NetNs) -> Result<Option<i32>> {
+            Ok(self.target_nsid)
+        }
+        /// Makes the pair: the host end on the bridge here, the peer in
+        /// `inside`, pointing at each other.
+        async fn attach(&self, inside: &FakeLinks, a: &Attachment<'_>) -> Result<Attached> {
+            let host_index = self.next_index();
+            let peer_index = inside.next_index();
+            self.record(format!("attach {}", a.host_name));
+            let mut host = link(host_index, a.host_name, Some("veth"));
+            host.master = Some(a.bridge);
+            host.link = Some(peer_index);
+            host.link_netnsid = self.target_nsid;
+            self.add(host);
+            let mut peer = link(peer_index, a.peer_name, Some("veth"));
+            peer.link = Some(host_index);
+            inside.add(peer.clone());
+            Ok(Attached { host_index, peer })
+        }
+        fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
+            Ok(self
+                .links
+                .borrow()
+                .values()
+                .find(|l| l.name == name)
+                .map(|l| l.index))
+        }
+    }
+}
