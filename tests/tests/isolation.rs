@@ -17,18 +17,6 @@ use netsetgo_e2e::{
     ensure_user, ensure_worker, installed_binary, require_root, Container, Wired, World,
 };
 
-/// `setpriv` arguments that make a command run as `user`, with its groups.
-fn as_user(user: &str) -> Vec<String> {
-    let u = ensure_user(user);
-    vec![
-        "setpriv".into(),
-        format!("--reuid={}", u.uid),
-        format!("--regid={}", u.gid),
-        "--init-groups".into(),
-        "--".into(),
-    ]
-}
-
 fn bin() -> String {
     installed_binary().to_string_lossy().into_owned()
 }
@@ -59,7 +47,7 @@ fn a_call_from_another_network_namespace_has_state_of_its_own() {
         .expect_success("ip netns add");
     let c = world.container(B);
     let mut argv: Vec<String> = ["ip", "netns", "exec", "other"].map(String::from).to_vec();
-    argv.extend(as_user(B));
+    argv.extend(World::as_user(B));
     argv.extend([bin(), "-pid".into(), c.pid_arg()]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = world.run(&argv);
@@ -101,7 +89,7 @@ fn a_call_with_another_run_is_refused_at_the_bridge() {
     ]
     .map(String::from)
     .to_vec();
-    argv.extend(as_user(B));
+    argv.extend(World::as_user(B));
     argv.extend([bin(), "-pid".into(), c.pid_arg()]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = assert_refused_unchanged(&world, &[&first, &c], 1, || world.run(&argv));

@@ -135,9 +135,13 @@ fn unlimit(resource: Resource) -> Result<(), Failure> {
 /// # Safety
 /// No object that owns one of those fds may be used or dropped afterwards.
 pub unsafe fn close_from(first: u32) {
-    if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
-        for fd in first..4096 {
-            libc::close(fd as i32);
+    // SAFETY: plain syscalls on fd numbers; the caller vouches that nothing
+    // owns them any more.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+            for fd in first..4096 {
+                libc::close(fd as i32);
+            }
         }
     }
 }

@@ -118,7 +118,7 @@ impl<'a, L: Links> Session<'a, L> {
     /// A caller at its quota whose replaced container has just died would
     /// be refused while the kernel is still tearing that container's pair
     /// down: such a call lets go of the lock, waits a moment and tries
-    /// again, [`QUOTA_RETRIES`] times at the most.
+    /// again, `QUOTA_RETRIES` times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
         let mut attempt = 1;
         loop {
