@@ -565,11 +565,14 @@ fn json_and_check_match_the_kernel() {
         "host_interface",
         "bridge",
         "mtu",
+        "dns",
     ] {
         assert!(keys.contains(&key), "no {key:?} in {out}");
     }
     assert_eq!(wired["interface"], "veth1");
     assert_eq!(wired["bridge"], "brg0");
+    // No dns= in the policy: the gateway.
+    assert_eq!(wired["dns"], serde_json::json!([GATEWAY]));
     assert_eq!(wired["gateways"], json!([GATEWAY]));
 
     // Inside: veth1's MAC, MTU, every global address, the default route.

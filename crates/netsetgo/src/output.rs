@@ -1,7 +1,7 @@
 //! The one line (or one JSON object) a call prints.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -21,6 +21,8 @@ pub struct Wired {
     pub host_interface: String,
     pub bridge: String,
     pub mtu: Option<u32>,
+    /// The network's DNS servers (`dns=`, or the gateway).
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// What a call reports on success.
@@ -89,6 +91,7 @@ impl Outcome {
                 host_interface: &w.host_interface,
                 bridge: &w.bridge,
                 mtu: w.mtu,
+                dns: &w.dns,
             },
             Outcome::Removed {
                 host_interfaces,
@@ -127,6 +130,7 @@ enum Json<'a> {
         bridge: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
+        dns: &'a [Ipv4Addr],
     },
     Removed {
         removed: &'a [String],
@@ -178,11 +182,12 @@ mod tests {
                 host_interface: "veth0a0a0a02".into(),
                 bridge: "brg0".into(),
                 mtu: Some(1500),
+                dns: vec!["10.10.10.1".parse().unwrap()],
             },
         };
         assert_eq!(
             w.json(),
-            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500}"#
+            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500,"dns":["10.10.10.1"]}"#
         );
         assert_eq!(
             w.line(),
@@ -203,7 +208,7 @@ mod tests {
         };
         assert_eq!(
             checked.json(),
-            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0"}"#
+            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0","dns":["10.10.10.1"]}"#
         );
         let removed = Outcome::Removed {
             host_interfaces: vec!["veth0a0a0a02".into(), "veth0a0a0a03".into()],

@@ -311,6 +311,7 @@ impl<'a, L: Links> Session<'a, L> {
             host_interface: lease.ifname,
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
+            dns: network.dns_servers(),
         })
     }
 
@@ -544,6 +545,7 @@ impl<'a, L: Links> Session<'a, L> {
                 host_interface: host.name,
                 bridge: network.bridge.clone(),
                 mtu: peer.mtu,
+                dns: network.dns_servers(),
             },
         })
     }
