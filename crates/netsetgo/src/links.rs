@@ -6,7 +6,7 @@
 //! tested without root.
 
 use std::cell::OnceCell;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
@@ -40,10 +40,14 @@ pub trait Links {
     async fn attach(&self, inside: &Self, a: &Attachment<'_>) -> Result<Attached>;
     /// The index of the interface called `name`, by the cheapest look-up.
     fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure>;
+    /// The (primary) IPv4 address of the interface called `name`, by the
+    /// cheapest look-up (no dump of the namespace's addresses).
+    fn ipv4_of(&self, name: &str) -> std::result::Result<Option<Ipv4Addr>, Failure>;
 }
 
 /// The kernel, through a netlink session and (made on first use) one
-/// socket for `SIOCGIFINDEX` look-ups in the namespace the thread is in.
+/// socket for `SIOCGIFINDEX`/`SIOCGIFADDR` look-ups in the namespace the
+/// thread is in.
 pub struct Kernel {
     netlink: Netlink,
     probe: OnceCell<OwnedFd>,
@@ -62,7 +66,7 @@ impl Kernel {
             return Ok(fd);
         }
         let fd = nix::sys::socket::socket(
-            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::AddressFamily::Inet,
             nix::sys::socket::SockType::Datagram,
             nix::sys::socket::SockFlag::SOCK_CLOEXEC,
             None,
@@ -120,22 +124,49 @@ impl Links for Kernel {
     /// `SIOCGIFINDEX` on one socket for every look-up of a call
     /// (`if_nametoindex` opens a socket per name).
     fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
+        let Some(reply) = self.ifreq(name, libc::SIOCGIFINDEX)? else {
+            return Ok(None);
+        };
+        // SAFETY: on success the kernel filled the ifindex member.
+        Ok(Some(unsafe { reply.ifr_ifru.ifru_ifindex } as u32))
+    }
+
+    /// `SIOCGIFADDR`: O(1), where a netlink dump of addresses walks every
+    /// interface of the namespace (one per container on the bridge).
+    fn ipv4_of(&self, name: &str) -> std::result::Result<Option<Ipv4Addr>, Failure> {
+        let Some(reply) = self.ifreq(name, libc::SIOCGIFADDR)? else {
+            return Ok(None);
+        };
+        // SAFETY: on success the kernel filled ifru_addr with a sockaddr_in.
+        let address = unsafe {
+            let sin: libc::sockaddr_in = std::ptr::read_unaligned(
+                (&reply.ifr_ifru.ifru_addr as *const libc::sockaddr).cast(),
+            );
+            sin.sin_addr.s_addr
+        };
+        Ok(Some(Ipv4Addr::from(u32::from_be(address))))
+    }
+}
+
+impl Kernel {
+    /// One interface ioctl by name: `None` when the kernel says no (no such
+    /// interface, or for SIOCGIFADDR no IPv4 address).
+    fn ifreq(
+        &self,
+        name: &str,
+        request: libc::c_ulong,
+    ) -> std::result::Result<Option<libc::ifreq>, Failure> {
         // SAFETY: ifreq is plain data; zero is a valid value for it.
-        let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
-        if name.len() >= request.ifr_name.len() {
+        let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
+        if name.len() >= ifreq.ifr_name.len() {
             return Ok(None);
         }
-        for (dst, src) in request.ifr_name.iter_mut().zip(name.bytes()) {
+        for (dst, src) in ifreq.ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
-        // SAFETY: SIOCGIFINDEX reads ifr_name and writes ifr_ifindex.
-        let rc =
-            unsafe { libc::ioctl(self.probe()?.as_raw_fd(), libc::SIOCGIFINDEX, &mut request) };
-        if rc != 0 {
-            return Ok(None);
-        }
-        // SAFETY: on success the kernel filled the ifindex member.
-        Ok(Some(unsafe { request.ifr_ifru.ifru_ifindex } as u32))
+        // SAFETY: these requests read ifr_name and write ifr_ifru.
+        let rc = unsafe { libc::ioctl(self.probe()?.as_raw_fd(), request, &mut ifreq) };
+        Ok((rc == 0).then_some(ifreq))
     }
 }
 
@@ -295,6 +326,21 @@ pub mod fake {
                 .values()
                 .find(|l| l.name == name)
                 .map(|l| l.index))
+        }
+        fn ipv4_of(&self, name: &str) -> std::result::Result<Option<Ipv4Addr>, Failure> {
+            let Some(index) = self.index_of(name)? else {
+                return Ok(None);
+            };
+            Ok(self
+                .addresses
+                .borrow()
+                .get(&index)
+                .into_iter()
+                .flatten()
+                .find_map(|a| match a {
+                    IpNetwork::V4(v4) => Some(v4.ip()),
+                    IpNetwork::V6(_) => None,
+                }))
         }
     }
 }

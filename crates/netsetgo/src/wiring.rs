@@ -162,11 +162,12 @@ impl<'a, L: Links> Session<'a, L> {
             .await?
             .map(Bridge::existing)
             .transpose()?;
-        let present = match &existing {
-            Some(bridge) => self.host.addresses_of(bridge.link.index).await?,
-            None => Vec::new(),
+        // One ioctl, not a dump of every address in the namespace.
+        let has_gateway = match &existing {
+            Some(bridge) => self.host.ipv4_of(&bridge.link.name)? == Some(gateway.ip()),
+            None => false,
         };
-        if !present.contains(&IpNetwork::V4(gateway)) {
+        if !has_gateway {
             let own = existing.as_ref().map(|b| b.link.index);
             if let Some(route) = self
                 .host
@@ -194,7 +195,7 @@ impl<'a, L: Links> Session<'a, L> {
                 self.host.set_up(bridge.link.index).await?;
             }
             for address in network.bridge_addresses() {
-                if !present.contains(&address) {
+                if !(has_gateway && address == IpNetwork::V4(gateway)) {
                     self.host.ensure_address(bridge.link.index, address).await?;
                 }
             }
