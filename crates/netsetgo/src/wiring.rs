@@ -455,23 +455,55 @@ impl<'a, L: Links> Session<'a, L> {
         };
         let target_id = self.host.nsid_of(target).await?.ok_or_else(not_found)?;
         let prefix = self.request.prefix.as_str();
+        let named = |l: &Lease| match &self.request.nic {
+            Some(Nic::Delete { host_ifname }) => &l.ifname == host_ifname,
+            _ => l.ifname.starts_with(prefix),
+        };
+        // The host end is the caller's exactly when a lease of the caller
+        // records it (name and index) and it is a veth whose peer is in the
+        // target's namespace: all of it facts of the host.
+        let ours = |host: &Link, lease: &Lease| {
+            lease.uid == self.uid
+                && named(lease)
+                && lease.ifindex == host.index
+                && lease.ifname == host.name
+                && host.kind.as_deref() == Some("veth")
+                && host.link_netnsid == Some(target_id)
+        };
+        // Where to look first: the host end the interface inside points at
+        // (or lxc-user-nic's HOSTIF). Only a hint, since the container may
+        // forge it; it is matched to a lease like any other, and when it
+        // does not match, every lease of the caller is tried.
+        let hint = match &self.request.nic {
+            Some(Nic::Delete { host_ifname }) => self.host.link_by_name(host_ifname).await?,
+            _ => match inside.link_by_name(&self.request.peer_name()).await? {
+                Some(Link { link: Some(h), .. }) => self.host.link_by_index(h).await?,
+                _ => None,
+            },
+        };
+        if let Some(host) = hint {
+            let address = host
+                .name
+                .strip_prefix(prefix)
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .map(std::net::Ipv4Addr::from);
+            if let Some(lease) = address.map(|a| ledger.lease_of(a)).transpose()?.flatten() {
+                if let (true, Some(peer)) = (ours(&host, &lease), host.link) {
+                    let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
+                    return Ok((peer, host, lease));
+                }
+            }
+        }
         let own: Vec<Lease> = ledger
             .all()?
             .into_iter()
-            .filter(|l| l.uid == self.uid && !l.is_pending() && l.ifname.starts_with(prefix))
-            .filter(|l| match &self.request.nic {
-                Some(Nic::Delete { host_ifname }) => &l.ifname == host_ifname,
-                _ => true,
-            })
+            .filter(|l| l.uid == self.uid && !l.is_pending() && named(l))
             .collect();
         for lease in own {
             let Some(host) = self.host.link_by_index(lease.ifindex).await? else {
                 continue;
             };
-            let ours = host.name == lease.ifname
-                && host.kind.as_deref() == Some("veth")
-                && host.link_netnsid == Some(target_id);
-            if let (true, Some(peer)) = (ours, host.link) {
+            if let (true, Some(peer)) = (ours(&host, &lease), host.link) {
                 let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
                 return Ok((peer, host, lease));
             }
