@@ -338,7 +338,9 @@ impl World {
         ]
     }
 
-    fn as_user(user: &str) -> Vec<String> {
+    /// `setpriv` arguments that run the rest of a command line as `user`,
+    /// with its groups.
+    pub fn as_user(user: &str) -> Vec<String> {
         let u = ensure_user(user);
         vec![
             "setpriv".into(),

@@ -17,18 +17,6 @@ use netsetgo_e2e::{
     ensure_user, ensure_worker, installed_binary, require_root, Container, Wired, World,
 };
 
-/// `setpriv` arguments that make a command run as `user`, with its groups.
-fn as_user(user: &str) -> Vec<String> {
-    let u = ensure_user(user);
-    vec![
-        "setpriv".into(),
-        format!("--reuid={}", u.uid),
-        format!("--regid={}", u.gid),
-        "--init-groups".into(),
-        "--".into(),
-    ]
-}
-
 fn bin() -> String {
     installed_binary().to_string_lossy().into_owned()
 }
@@ -59,7 +47,7 @@ fn a_call_from_another_network_namespace_has_state_of_its_own() {
         .expect_success("ip netns add");
     let c = world.container(B);
     let mut argv: Vec<String> = ["ip", "netns", "exec", "other"].map(String::from).to_vec();
-    argv.extend(as_user(B));
+    argv.extend(World::as_user(B));
     argv.extend([bin(), "-pid".into(), c.pid_arg()]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = world.run(&argv);
@@ -101,7 +89,7 @@ fn a_call_with_another_run_is_refused_at_the_bridge() {
     ]
     .map(String::from)
     .to_vec();
-    argv.extend(as_user(B));
+    argv.extend(World::as_user(B));
     argv.extend([bin(), "-pid".into(), c.pid_arg()]);
     let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = assert_refused_unchanged(&world, &[&first, &c], 1, || world.run(&argv));
@@ -246,11 +234,12 @@ fn a_caller_can_neither_slow_nor_stop_its_helper_while_it_holds_the_lock() {
     let c = world.container(A);
     let bin = bin();
     let pid_arg = c.pid_arg();
-    // The caller asks for the lowest priority it can: nice 19, SCHED_IDLE.
+    // The caller asks for the lowest priority it can: nice 19, SCHED_IDLE,
+    // pinned to one CPU.
     let mut call = world.spawn_as(
         A,
         &[
-            "nice", "-n", "19", "chrt", "--idle", "0", &bin, "-pid", &pid_arg,
+            "taskset", "-c", "0", "nice", "-n", "19", "chrt", "--idle", "0", &bin, "-pid", &pid_arg,
         ],
     );
     let pid = call.pid();
@@ -266,6 +255,14 @@ fn a_caller_can_neither_slow_nor_stop_its_helper_while_it_holds_the_lock() {
     // Nice value (field 19) and scheduling policy (field 41) are reset.
     assert_eq!(stat_field(pid, 19).as_deref(), Some("0"), "nice");
     assert_eq!(stat_field(pid, 41).as_deref(), Some("0"), "SCHED_OTHER");
+    let cpus = |pid: &str| {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+    };
+    assert_eq!(cpus(&pid.to_string()), cpus("self"), "CPU affinity");
     // The caller may not signal it: neither stop nor kill.
     for signal in ["-STOP", "-KILL"] {
         let out = world.run_as(A, &["kill", signal, &pid.to_string()]);

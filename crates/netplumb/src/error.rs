@@ -7,22 +7,41 @@ use std::io;
 /// The step of the plumbing that failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// Opening a namespace file (`/proc/PID/ns/net`, `/run/netns/NAME`) or pinning its process.
     OpenNamespace,
+    /// Entering a namespace with `setns`.
     EnterNamespace,
+    /// Returning the thread to its own namespace after [`NetNs::enter`](crate::NetNs::enter).
     LeaveNamespace,
+    /// Asking the kernel about a namespace: its type, owner or identity.
     QueryNamespace,
+    /// Opening a netlink socket.
     OpenSocket,
+    /// Looking one link up by name or index.
     LookUpLink,
+    /// Listing links, such as the ports of a bridge.
+    ListLinks,
+    /// Creating a bridge.
     CreateBridge,
+    /// Creating a veth pair.
     CreateVeth,
+    /// Attaching a link to a bridge.
     SetMaster,
+    /// Bringing a link up.
     SetUp,
+    /// Setting a link's alias (`IFLA_IFALIAS`).
     SetAlias,
+    /// Renaming a link.
     Rename,
+    /// Deleting a link.
     DeleteLink,
+    /// Adding an address to a link.
     AddAddress,
+    /// Listing a link's addresses.
     ListAddresses,
+    /// Adding a route.
     AddRoute,
+    /// Listing routes.
     ListRoutes,
     /// Reading nf_tables state: the ruleset generation, a chain, a dump of
     /// a chain's rules.
@@ -46,6 +65,7 @@ impl fmt::Display for Step {
             Step::QueryNamespace => "query network namespace",
             Step::OpenSocket => "open netlink socket",
             Step::LookUpLink => "look up link",
+            Step::ListLinks => "list links",
             Step::CreateBridge => "create bridge",
             Step::CreateVeth => "create veth pair",
             Step::SetMaster => "attach link to bridge",
@@ -72,22 +92,33 @@ pub enum Error {
     /// The kernel (or the netlink transport) refused a request.
     #[error("{step} {object}: {source}")]
     Netlink {
+        /// The step that failed.
         step: Step,
+        /// What it acted on: a link (`#index` or name), an address, a route.
         object: String,
+        /// The kernel's answer.
         #[source]
         source: NetlinkError,
     },
     /// A system call failed.
     #[error("{step} {object}: {source}")]
     Os {
+        /// The step that failed.
         step: Step,
+        /// What it acted on: a path, a namespace, a pid.
         object: String,
+        /// The system call's error (with its errno).
         #[source]
         source: io::Error,
     },
     /// A device of the requested bridge's name exists and is something else.
     #[error("device {name} exists and is {kind}, not a bridge; it was left untouched")]
-    NotABridge { name: String, kind: String },
+    NotABridge {
+        /// The device's name.
+        name: String,
+        /// What it is instead, as a phrase ("a dummy device").
+        kind: String,
+    },
     /// An interface name the kernel would refuse or that could be a path.
     #[error("invalid interface name {0:?}: use 1-15 characters from A-Z a-z 0-9 _ . -")]
     InvalidName(String),
@@ -103,8 +134,10 @@ pub enum Error {
 /// The kernel's answer to a netlink request, kept as an errno when it is one.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
+    /// An error code: the request was understood and refused.
     #[error("{0}")]
     Errno(io::Error),
+    /// Anything else: the transport failed, or the answer could not be read.
     #[error("{0}")]
     Protocol(rtnetlink::Error),
 }
@@ -158,4 +191,5 @@ impl Error {
     }
 }
 
+/// netplumb's results: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -15,8 +15,9 @@
 //!   [`add_address`](Netlink::add_address),
 //!   [`add_default_route`](Netlink::add_default_route),
 //!   [`loopback_up`](Netlink::loopback_up),
-//!   [`delete_link`](Netlink::delete_link) and
-//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links).
+//!   [`delete_link`](Netlink::delete_link),
+//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links) and
+//!   [`bridge_ports`](Netlink::bridge_ports).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
 //!   behind when a step fails.
 //! * [`Nftables`]: source NAT for a bridge's subnets
@@ -26,51 +27,43 @@
 //!   its own `inet` table and runs no `nft` or `iptables` program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
-//! error says which step failed on which object ([`Error`], [`Step`]).
+//! error says which step failed on which object, with the kernel's errno
+//! when there is one ([`Error`], [`Step`], [`Error::errno`]).
 //!
-//! Sessions run on a tokio runtime of either flavour; a `current_thread`
-//! runtime is all a one-shot tool needs.
+//! ## What a user needs
 //!
-//! ## Example: wire a process's namespace to a bridge
+//! * Linux 5.8 or newer with bridge and veth; root, or CAP_NET_ADMIN (plus
+//!   CAP_SYS_ADMIN for [`Netlink::connect_in`] and [`NetNs::enter`]).
+//! * A tokio runtime for [`Netlink`] sessions: tokio with the features `rt`
+//!   and `net` (`net` for the I/O driver, `Builder::enable_io`). A
+//!   `current_thread` runtime is all a one-shot tool needs; a multi-thread
+//!   one (`rt-multi-thread`) works too. [`Nftables`] is synchronous and needs
+//!   no runtime.
 //!
-//! Run as root (CAP_NET_ADMIN, plus CAP_SYS_ADMIN to open the socket inside
-//! the target namespace):
+//! ```toml
+//! [dependencies]
+//! netplumb = "0.1"
+//! tokio = { version = "1", features = ["rt", "net"] }
+//! ```
+//!
+//! ## Example: wire a namespace to a bridge
+//!
+//! The crate's `examples/attach.rs`: the bridge (created if missing; a
+//! device of that name that is not a bridge is never touched) gets the
+//! gateway address, then [`Netlink::attach`] creates the veth pair with its
+//! peer born inside the target namespace, brings both ends and `lo` up and
+//! gives the peer its address and default route; if any step fails, the
+//! pair is deleted before the error is returned. The crate's tests run this
+//! code in throwaway namespaces and check the result with `ip -j`.
 //!
 //! ```no_run
-//! use netplumb::{NetNs, Netlink, VethPair};
-//!
-//! # fn main() -> Result<(), netplumb::Error> {
-//! let runtime = tokio::runtime::Builder::new_current_thread()
-//!     .enable_io()
-//!     .build()
-//!     .expect("tokio runtime");
-//! runtime.block_on(async {
-//!     let pid = 4242; // a process in its own network namespace
-//!     let target = NetNs::from_pid(pid)?;
-//!     let host = Netlink::connect()?;
-//!     let inside = Netlink::connect_in(&target)?;
-//!
-//!     let bridge = host.ensure_bridge("brg0", None).await?;
-//!     host.ensure_address(bridge.link.index, "10.10.10.1/24".parse().unwrap()).await?;
-//!     host.create_veth_pair(&VethPair {
-//!         name: "veth0a0a0a02",
-//!         peer_name: "veth1",
-//!         peer_netns: Some(std::os::fd::AsFd::as_fd(&target)),
-//!         master: Some(bridge.link.index),
-//!         mtu: None,
-//!         up: true,
-//!     })
-//!     .await?;
-//!
-//!     let peer = inside.link_by_name("veth1").await?.expect("peer exists");
-//!     inside.set_up(peer.index).await?;
-//!     inside.add_address(peer.index, "10.10.10.2/24".parse().unwrap()).await?;
-//!     inside.add_default_route("10.10.10.1".parse().unwrap(), peer.index).await?;
-//!     inside.loopback_up().await?;
-//!     Ok(())
-//! })
-//! # }
+#![doc = include_str!("../examples/attach.rs")]
 //! ```
+//!
+//! `examples/masquerade.rs` shows [`Nftables`]: masquerading a bridge's
+//! subnet, in-process over netlink.
+
+#![warn(missing_docs)]
 
 mod addresses;
 mod error;
@@ -89,5 +82,8 @@ pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use wiring::{Attached, Attachment};
 
-/// A netlink socket not yet driven by a runtime.
+/// A netlink socket not yet driven by a runtime: what
+/// [`Netlink::open_socket`] and [`NetNs::netlink_socket`] open, and what
+/// [`Netlink::from_socket`] and [`Nftables::from_socket`] take. The one name
+/// for the socket type in this crate's API.
 pub use rtnetlink::sys::Socket as RawSocket;

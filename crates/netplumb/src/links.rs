@@ -7,6 +7,8 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::packet_route::nsid::{NsidAttribute, NsidMessage};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 
+use futures::TryStreamExt;
+
 use rtnetlink::packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
     LinkFlags, LinkInfo, LinkMessage,
@@ -23,7 +25,9 @@ const LOOPBACK_IFINDEX: u32 = 1;
 /// What the kernel reports about one link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
+    /// The interface index, in the namespace of the session that reported it.
     pub index: u32,
+    /// The interface name.
     pub name: String,
     /// `IFLA_INFO_KIND` ("bridge", "veth", ...); `None` for physical devices.
     pub kind: Option<String>,
@@ -38,7 +42,9 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     /// `IFLA_IFALIAS`, the free-text description (`ip link set NAME alias`).
     pub alias: Option<String>,
+    /// The MTU.
     pub mtu: Option<u32>,
+    /// The hardware address, for links that have a 6-byte one.
     pub mac: Option<[u8; 6]>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
@@ -99,6 +105,7 @@ impl Link {
 /// A bridge found or made by [`Netlink::ensure_bridge`].
 #[derive(Debug, Clone)]
 pub struct Bridge {
+    /// The bridge as the kernel reports it.
     pub link: Link,
     /// True when this call created it (and so should remove it on rollback).
     pub created: bool,
@@ -335,6 +342,32 @@ impl Netlink {
             .map_err(|e| Error::netlink(Step::DeleteLink, format!("#{index}"), e))
     }
 
+    /// The links attached to bridge `bridge` (one dump that the kernel
+    /// filters by `IFLA_MASTER`).
+    pub async fn bridge_ports(&self, bridge: u32) -> Result<Vec<Link>> {
+        let object = || format!("ports of #{bridge}");
+        let mut request = self.handle().link().get();
+        request
+            .message_mut()
+            .attributes
+            .push(LinkAttribute::Controller(bridge));
+        let stream = request.execute();
+        futures::pin_mut!(stream);
+        let mut ports = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListLinks, object(), e))?
+        {
+            let link = Link::from_message(msg);
+            // Kernels that ignore the filter answer with every link.
+            if link.master == Some(bridge) {
+                ports.push(link);
+            }
+        }
+        Ok(ports)
+    }
+
     async fn set_link(&self, message: LinkMessage, step: Step, index: u32) -> Result<()> {
         self.handle()
             .link()
@@ -369,6 +402,14 @@ fn as_bridge(link: Link, created: bool) -> Result<Bridge> {
             kind: link.describe_kind(),
             name: link.name,
         })
+    }
+}
+
+impl Bridge {
+    /// An existing link as a bridge this call did not create; a link that
+    /// is not a bridge is [`Error::NotABridge`] (and must not be touched).
+    pub fn existing(link: Link) -> Result<Bridge> {
+        as_bridge(link, false)
     }
 }
 

@@ -37,11 +37,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnetwork::IpNetwork;
 use rtnetlink::sys::protocols::NETLINK_NETFILTER;
-use rtnetlink::sys::Socket;
 
 use crate::error::{Error, NetlinkError, Result, Step};
 use crate::links::check_name;
 use crate::netns::NetNs;
+use crate::RawSocket;
 
 // <linux/netlink.h>
 const NLMSG_HDRLEN: usize = 16;
@@ -149,14 +149,14 @@ const RECV_BUF: usize = 64 * 1024;
 /// Needs CAP_NET_ADMIN in the namespace the socket belongs to.
 #[derive(Debug)]
 pub struct Nftables {
-    sock: Socket,
+    sock: RawSocket,
     seq: Cell<u32>,
 }
 
 impl Nftables {
     /// Opens a session in the calling thread's network namespace.
     pub fn open() -> Result<Nftables> {
-        let sock = Socket::new(NETLINK_NETFILTER)
+        let sock = RawSocket::new(NETLINK_NETFILTER)
             .map_err(|e| Error::os(Step::OpenSocket, "NETLINK_NETFILTER", e))?;
         Nftables::from_socket(sock)
     }
@@ -165,7 +165,7 @@ impl Nftables {
     /// the socket; needs CAP_SYS_ADMIN for that).
     pub fn open_in(ns: &NetNs) -> Result<Nftables> {
         let sock = ns
-            .enter(|| Socket::new(NETLINK_NETFILTER))?
+            .enter(|| RawSocket::new(NETLINK_NETFILTER))?
             .map_err(|e| Error::os(Step::OpenSocket, "NETLINK_NETFILTER in target namespace", e))?;
         Nftables::from_socket(sock)
     }
@@ -174,7 +174,7 @@ impl Nftables {
     /// before privileges were dropped. It must be a `NETLINK_NETFILTER`
     /// socket; a receive timeout is set on it and acknowledgements are
     /// capped to the header of the failed message.
-    pub fn from_socket(sock: Socket) -> Result<Nftables> {
+    pub fn from_socket(sock: RawSocket) -> Result<Nftables> {
         let fd = sock.as_raw_fd();
         let mut protocol: libc::c_int = 0;
         let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;

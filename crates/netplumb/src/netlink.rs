@@ -8,6 +8,7 @@ use rtnetlink::sys::TokioSocket;
 
 use crate::error::{Error, Result, Step};
 use crate::netns::NetNs;
+use crate::RawSocket;
 
 /// A NETLINK_ROUTE session. Every operation acts in the network namespace the
 /// socket was opened in, whichever namespace the caller is in now.
@@ -27,8 +28,8 @@ impl Netlink {
     /// A NETLINK_ROUTE socket in the current namespace, not yet driven by a
     /// runtime: open it early (say, before dropping privileges), hand it to
     /// [`Netlink::from_socket`] later.
-    pub fn open_socket() -> Result<rtnetlink::sys::Socket> {
-        rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+    pub fn open_socket() -> Result<RawSocket> {
+        RawSocket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
             .map_err(|e| Error::os(Step::OpenSocket, "in current namespace", e))
     }
 
@@ -40,7 +41,7 @@ impl Netlink {
 
     /// A session on a socket opened earlier, for example by
     /// [`NetNs::netlink_socket`] before privileges were dropped.
-    pub fn from_socket(socket: rtnetlink::sys::Socket) -> Result<Netlink> {
+    pub fn from_socket(socket: RawSocket) -> Result<Netlink> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::NoRuntime);
         }

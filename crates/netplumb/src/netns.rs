@@ -15,6 +15,7 @@ use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::Mode;
 
 use crate::error::{Error, Result, Step};
+use crate::RawSocket;
 
 // From <linux/nsfs.h>: _IO(0xb7, n).
 const NS_GET_USERNS: libc::c_ulong = 0xb701;
@@ -30,7 +31,9 @@ pub struct NetNs {
 /// A namespace's identity: the (device, inode) pair of its nsfs file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NsId {
+    /// The device of the nsfs file.
     pub dev: u64,
+    /// The inode of the nsfs file: unique per namespace on that device.
     pub ino: u64,
 }
 
@@ -175,8 +178,8 @@ impl NetNs {
     /// A NETLINK_ROUTE socket that lives in this namespace, whatever namespace
     /// later uses it. Needs CAP_SYS_ADMIN (to enter); the socket itself
     /// carries no privilege beyond its namespace.
-    pub fn netlink_socket(&self) -> Result<rtnetlink::sys::Socket> {
-        self.enter(|| rtnetlink::sys::Socket::new(rtnetlink::sys::protocols::NETLINK_ROUTE))?
+    pub fn netlink_socket(&self) -> Result<RawSocket> {
+        self.enter(|| RawSocket::new(rtnetlink::sys::protocols::NETLINK_ROUTE))?
             .map_err(|e| Error::os(Step::OpenSocket, "in target namespace", e))
     }
 }

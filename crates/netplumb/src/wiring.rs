@@ -21,6 +21,7 @@ pub struct Attachment<'a> {
     pub peer_name: &'a str,
     /// The namespace the peer is created in.
     pub peer_netns: BorrowedFd<'a>,
+    /// MTU of both ends; the kernel default when `None`.
     pub mtu: Option<u32>,
     /// Addresses of the peer.
     pub addresses: &'a [IpNetwork],

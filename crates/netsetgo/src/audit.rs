@@ -2,7 +2,7 @@
 //! with the caller's uid, the target pid, the network and the result.
 //! Without a syslog socket it is skipped quietly.
 //!
-//! Every text field is escaped (see [`push_escaped`]) and bounded, so the
+//! Every text field is escaped (see `push_escaped`) and bounded, so the
 //! record is one line of printable ASCII whatever the caller passed: no
 //! input can end it early, forge a field or a second record, or make it too
 //! large to send.

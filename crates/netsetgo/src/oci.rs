@@ -43,7 +43,7 @@ struct State {
 
 /// Reads and parses the state on stdin in a child process that has become
 /// the caller with no capability (security.md 3: nothing the caller sends is
-/// read while holding more), waiting at most [`DEADLINE`]. The child sends
+/// read while holding more), waiting at most `DEADLINE`. The child sends
 /// back one verdict line, which is checked again here.
 pub fn read_unprivileged(caller: &Caller) -> Result<Hook, Failure> {
     let fail =

@@ -220,10 +220,10 @@ pub fn restrict() -> Result<(), Failure> {
         .map_err(|e| Failure::internal(format!("set root group: {e}")))
 }
 
-/// Undoes the timing the caller chose for us: scheduling policy, nice
-/// value, I/O priority, interval timers and timer slack are inherited across
-/// exec, and each would let the caller slow the helper down (or signal it
-/// through a timer) at a moment of its choosing. Runs as root, before the
+/// Undoes the timing the caller chose for us: scheduling policy, CPU
+/// affinity, nice value, I/O priority, interval timers and timer slack are
+/// inherited across exec, and each would let the caller slow the helper
+/// down (or signal it through a timer) at a moment of its choosing. Runs as root, before the
 /// capabilities are narrowed (CAP_SYS_NICE undoes a nice value or SCHED_IDLE).
 fn reset_timing() -> Result<(), Failure> {
     let fail = |what: &str| {
@@ -236,6 +236,20 @@ fn reset_timing() -> Result<(), Failure> {
     // SAFETY: sched_setscheduler reads `normal`, valid for the call.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) } != 0 {
         return Err(fail("scheduling policy"));
+    }
+    // Every CPU (the kernel keeps us within our cpuset): pinned to one CPU
+    // next to the caller's busy loops we would crawl.
+    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; the kernel
+    // reads it for the length given.
+    let every_cpu = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for cpu in 0..libc::CPU_SETSIZE as usize {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if every_cpu != 0 {
+        return Err(fail("CPU affinity"));
     }
     // SAFETY: plain syscall on our own process.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {

@@ -105,7 +105,7 @@ impl<'a, L: Links> Session<'a, L> {
     /// A caller at its quota whose replaced container has just died would
     /// be refused while the kernel is still tearing that container's pair
     /// down: such a call lets go of the lock, waits a moment and tries
-    /// again, [`QUOTA_RETRIES`] times at the most.
+    /// again, `QUOTA_RETRIES` times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
         let mut attempt = 1;
         loop {
@@ -143,13 +143,18 @@ impl<'a, L: Links> Session<'a, L> {
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
-        let existing = self.host.link_by_name(&network.bridge).await?;
+        let existing = self
+            .host
+            .link_by_name(&network.bridge)
+            .await?
+            .map(Bridge::existing)
+            .transpose()?;
         let present = match &existing {
-            Some(link) => self.host.addresses_of(link.index).await?,
+            Some(bridge) => self.host.addresses_of(bridge.link.index).await?,
             None => Vec::new(),
         };
         if !present.contains(&IpNetwork::V4(gateway)) {
-            let own = existing.as_ref().map(|l| l.index);
+            let own = existing.as_ref().map(|b| b.link.index);
             if let Some(route) = self
                 .host
                 .route_overlapping(IpNetwork::V4(subnet), own)
@@ -160,10 +165,14 @@ impl<'a, L: Links> Session<'a, L> {
                 )));
             }
         }
-        let bridge = self
-            .host
-            .ensure_bridge(&network.bridge, network.mtu)
-            .await?;
+        let bridge = match existing {
+            Some(bridge) => bridge,
+            None => {
+                self.host
+                    .ensure_bridge(&network.bridge, network.mtu)
+                    .await?
+            }
+        };
         let configured = async {
             self.claim(&bridge.link).await?;
             if !bridge.link.up {

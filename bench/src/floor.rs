@@ -26,7 +26,7 @@
 //!
 //! Build (static, as bench/run does):
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
-//!  --target x86_64-unknown-linux-gnu -p netplumb --example floor`
+//!  --target x86_64-unknown-linux-gnu -p netplumb-bench --bin floor`
 
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr};

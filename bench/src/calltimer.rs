@@ -20,7 +20,7 @@
 //!
 //! Build (static, as bench/run does):
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
-//!  --target x86_64-unknown-linux-gnu -p netplumb --example calltimer`
+//!  --target x86_64-unknown-linux-gnu -p netplumb-bench --bin calltimer`
 
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};

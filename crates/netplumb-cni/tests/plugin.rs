@@ -1,0 +1,505 @@
+//! The plugin driven the way engines drive it: `CNI_*` in the environment,
+//! the network configuration on stdin, run from inside a throwaway "host"
+//! network namespace, with containers as throwaway named namespaces
+//! (`CNI_NETNS=/run/netns/NAME`, as podman passes them) and Debian's
+//! host-local (`/usr/lib/cni`) as IPAM, its leases in a private directory.
+//! Everything is checked from outside with `ip -j` and `nft -j`. Needs root;
+//! skips loudly otherwise.
+
+#[path = "../../netplumb/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{add_plain_device, ifindex, is_up, ns_shape, ping_from, unique, TestNs};
+use serde_json::{json, Value};
+
+const PLUGIN: &str = env!("CARGO_BIN_EXE_netplumb-bridge");
+const CNI_PATH: &str = "/usr/lib/cni";
+const NETWORK: &str = "cnitest";
+const BRIDGE: &str = "cnibr0";
+const SUBNET: &str = "10.77.5.0/24";
+const GATEWAY: &str = "10.77.5.1";
+
+/// One test's world: the host namespace the plugin runs in and host-local's
+/// lease directory, both removed on drop.
+struct World {
+    host: TestNs,
+    leases: PathBuf,
+}
+
+/// What one plugin run printed and how it exited.
+#[derive(Debug)]
+struct Outcome {
+    ok: bool,
+    out: Value,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        assert!(
+            Path::new(CNI_PATH).join("host-local").is_file(),
+            "host-local is missing: install containernetworking-plugins"
+        );
+        let leases = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir(&leases).expect("lease directory");
+        World {
+            host: TestNs::new(tag),
+            leases,
+        }
+    }
+
+    /// A configuration in `version` with every option of the plugin and a
+    /// key no one knows (passed through, ignored).
+    fn conf(&self, version: &str) -> Value {
+        json!({
+            "cniVersion": version,
+            "name": NETWORK,
+            "type": "netplumb-bridge",
+            "bridge": BRIDGE,
+            "isGateway": true,
+            "ipMasq": true,
+            "mtu": 1400,
+            "someFutureKey": {"nested": [1, 2, 3]},
+            "ipam": {
+                "type": "host-local",
+                "dataDir": self.leases,
+                "subnet": SUBNET,
+                "routes": [{"dst": "0.0.0.0/0"}]
+            }
+        })
+    }
+
+    /// Runs the plugin in the host namespace with only `env` in its
+    /// environment (bounded by `timeout`).
+    fn run(&self, env: &[(&str, &str)], stdin: &[u8]) -> Outcome {
+        let mut child = Command::new("timeout")
+            .args(["30", "nsenter"])
+            .arg(format!("--net={}", self.host.path().display()))
+            .arg(PLUGIN)
+            .env_clear()
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run the plugin");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), stdin)
+            .expect("write stdin");
+        let output = child.wait_with_output().expect("wait for the plugin");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let out = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+        };
+        Outcome {
+            ok: output.status.success(),
+            out,
+        }
+    }
+
+    /// `cmd` for the attachment (`id`, `eth0`) in `container`.
+    fn call(&self, cmd: &str, conf: &Value, container: &TestNs, id: &str) -> Outcome {
+        let netns = container.path();
+        let netns = netns.to_str().expect("utf-8 path");
+        self.run(&env(cmd, id, netns, "eth0"), conf.to_string().as_bytes())
+    }
+
+    fn must(&self, cmd: &str, conf: &Value, container: &TestNs, id: &str) -> Value {
+        let outcome = self.call(cmd, conf, container, id);
+        assert!(outcome.ok, "{cmd} failed: {}", outcome.out);
+        outcome.out
+    }
+
+    /// The addresses host-local has leased.
+    fn leases(&self) -> Vec<String> {
+        let dir = self.leases.join(NETWORK);
+        let mut leased: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.expect("lease entry").file_name().into_string().unwrap())
+                    .filter(|name| name.parse::<std::net::IpAddr>().is_ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        leased.sort();
+        leased
+    }
+
+    /// Names of the ports of the bridge.
+    fn ports(&self) -> Vec<String> {
+        let mut ports: Vec<String> = self
+            .host
+            .links()
+            .iter()
+            .filter(|l| l["master"] == BRIDGE)
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect();
+        ports.sort();
+        ports
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.leases);
+    }
+}
+
+/// The environment an engine gives the plugin for one attachment.
+fn env<'a>(cmd: &'a str, id: &'a str, netns: &'a str, ifname: &'a str) -> [(&'a str, &'a str); 5] {
+    [
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", ifname),
+        ("CNI_PATH", CNI_PATH),
+    ]
+}
+
+fn assert_error(outcome: &Outcome, code: u64) {
+    assert!(
+        !outcome.ok,
+        "expected error {code}, got success: {}",
+        outcome.out
+    );
+    assert_eq!(outcome.out["code"], code, "{}", outcome.out);
+    assert!(
+        outcome.out["msg"].as_str().is_some_and(|m| !m.is_empty()),
+        "{}",
+        outcome.out
+    );
+}
+
+fn with_prev(conf: &Value, prev: &Value) -> Value {
+    let mut conf = conf.clone();
+    conf["prevResult"] = prev.clone();
+    conf
+}
+
+#[test]
+fn version_lists_what_engines_ask_for() {
+    // VERSION touches nothing: no namespace needed, but run it like the rest.
+    require_root!("version_lists_what_engines_ask_for");
+    let world = World::new("ver");
+    let out = world.run(&[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"1.0.0"}"#);
+    assert!(out.ok, "{}", out.out);
+    assert_eq!(out.out["cniVersion"], "1.1.0");
+    assert_eq!(
+        out.out["supportedVersions"],
+        json!(["0.4.0", "1.0.0", "1.1.0"])
+    );
+}
+
+#[test]
+fn add_check_del_del() {
+    require_root!("add_check_del_del");
+    let world = World::new("acd");
+    let container = TestNs::new("acdc");
+    let conf = world.conf("1.0.0");
+
+    let result = world.must("ADD", &conf, &container, "ctr1");
+    assert_eq!(result["cniVersion"], "1.0.0", "{result}");
+    let address = result["ips"][0]["address"].as_str().expect("an address");
+    assert_eq!(address, "10.77.5.2/24");
+    assert_eq!(result["ips"][0]["gateway"], GATEWAY);
+    assert_eq!(result["ips"][0]["interface"], 2);
+    let interfaces = result["interfaces"].as_array().expect("interfaces");
+    assert_eq!(interfaces[0]["name"], BRIDGE);
+    assert_eq!(interfaces[2]["name"], "eth0");
+    assert_eq!(interfaces[2]["sandbox"], container.path().to_str().unwrap());
+    let host_end = interfaces[1]["name"]
+        .as_str()
+        .expect("host end")
+        .to_string();
+    assert_eq!(world.leases(), vec!["10.77.5.2".to_string()]);
+
+    // From outside: the bridge with its gateway, the host end on it, the
+    // container's end with its address, default route and MTU.
+    let bridge = world.host.must_link(BRIDGE);
+    assert_eq!(bridge["linkinfo"]["info_kind"], "bridge");
+    assert!(world.host.addr(BRIDGE, GATEWAY).is_some());
+    let end = world.host.must_link(&host_end);
+    assert_eq!(end["linkinfo"]["info_kind"], "veth");
+    assert_eq!(end["master"], BRIDGE);
+    assert_eq!(end["mtu"], 1400);
+    assert!(is_up(&end));
+    let eth0 = container.must_link("eth0");
+    assert!(is_up(&eth0));
+    assert_eq!(eth0["mtu"], 1400);
+    assert_eq!(eth0["address"], interfaces[2]["mac"]);
+    assert_eq!(end["address"], interfaces[1]["mac"]);
+    let inside = container.addr("eth0", "10.77.5.2").expect("address inside");
+    assert_eq!(inside["prefixlen"], 24);
+    let defaults = container.default_routes("-4");
+    assert_eq!(defaults.len(), 1, "{defaults:?}");
+    assert_eq!(defaults[0]["gateway"], GATEWAY);
+    assert!(is_up(&container.must_link("lo")));
+    assert!(
+        ping_from(&container, GATEWAY, 3),
+        "container cannot reach the gateway"
+    );
+
+    // ipMasq: the network's rule in the plugin's own nftables table.
+    let nft = run_in(
+        &world.host,
+        &["nft", "-j", "list", "table", "inet", "netplumb-cni"],
+    );
+    assert!(nft.contains("masquerade"), "{nft}");
+    assert!(nft.contains("10.77.5.0"), "{nft}");
+
+    // CHECK passes on what ADD made, and fails once an address is gone.
+    let checked = with_prev(&conf, &result);
+    assert!(world.call("CHECK", &checked, &container, "ctr1").ok);
+    // A second ADD of the same attachment is refused and takes nothing away.
+    assert_error(&world.call("ADD", &conf, &container, "ctr1"), 100);
+    assert_eq!(world.leases(), vec!["10.77.5.2".to_string()]);
+    assert!(world.call("CHECK", &checked, &container, "ctr1").ok);
+    container.ip(&["addr", "del", address, "dev", "eth0"]);
+    assert_error(&world.call("CHECK", &checked, &container, "ctr1"), 102);
+
+    // DEL removes the pair and the lease; a second DEL is fine.
+    world.must("DEL", &conf, &container, "ctr1");
+    assert!(world.host.link(&host_end).is_none());
+    assert!(container.link("eth0").is_none());
+    assert!(world.leases().is_empty());
+    world.must("DEL", &conf, &container, "ctr1");
+    // And so is DEL once the container's namespace is gone.
+    let netns = container.path();
+    drop(container);
+    let netns = netns.to_str().unwrap();
+    let gone = world.run(
+        &env("DEL", "ctr1", netns, "eth0"),
+        conf.to_string().as_bytes(),
+    );
+    assert!(gone.ok, "{}", gone.out);
+}
+
+fn run_in(ns: &TestNs, args: &[&str]) -> String {
+    let mut all = vec!["netns", "exec", ns.name.as_str()];
+    all.extend_from_slice(args);
+    common::run("ip", &all)
+}
+
+#[test]
+fn results_in_the_configurations_version() {
+    require_root!("results_in_the_configurations_version");
+    let world = World::new("vers");
+    // Debian 12's host-local speaks up to 1.0.0 and refuses a 1.1.0
+    // configuration, so 1.1.0 is tried on a network without IPAM (layer 2
+    // only: the pair on the bridge, no address).
+    let mut layer2 = world.conf("1.1.0");
+    layer2.as_object_mut().unwrap().remove("ipam");
+    let confs = [world.conf("0.4.0"), world.conf("1.0.0"), layer2];
+    for (n, conf) in confs.iter().enumerate() {
+        let container = TestNs::new("versc");
+        let id = format!("v{n}");
+        let version = conf["cniVersion"].as_str().unwrap();
+        let result = world.must("ADD", conf, &container, &id);
+        assert_eq!(result["cniVersion"], version, "{result}");
+        assert_eq!(result["interfaces"][2]["name"], "eth0", "{result}");
+        assert!(is_up(&container.must_link("eth0")));
+        // The 0.4.0 layout marks each address's family; 1.x has no such key.
+        let family = &result["ips"][0]["version"];
+        match version {
+            "0.4.0" => assert_eq!(family, "4", "{result}"),
+            "1.0.0" => assert!(family.is_null() && result["ips"][0]["address"].is_string()),
+            _ => assert!(result["ips"].is_null() && container.addrs("eth0").is_empty()),
+        }
+        // CHECK exists from 0.4.0 on and reads its version's prevResult.
+        assert!(
+            world
+                .call("CHECK", &with_prev(conf, &result), &container, &id)
+                .ok
+        );
+        world.must("DEL", conf, &container, &id);
+        assert!(container.link("eth0").is_none());
+    }
+    assert!(world.leases().is_empty());
+    assert!(world.ports().is_empty());
+}
+
+#[test]
+fn bad_input_gets_the_specs_error_codes_and_changes_nothing() {
+    require_root!("bad_input_gets_the_specs_error_codes_and_changes_nothing");
+    let world = World::new("bad");
+    let container = TestNs::new("badc");
+    let conf = world.conf("1.0.0");
+    // One good ADD and DEL first, so that what a network has anyway (the
+    // bridge, `lo` up in the container) is in the picture before.
+    world.must("ADD", &conf, &container, "ctr");
+    world.must("DEL", &conf, &container, "ctr");
+    let before = (ns_shape(&world.host), ns_shape(&container));
+
+    // 4: a missing or malformed variable, an unknown command.
+    let missing = world.run(
+        &[("CNI_COMMAND", "ADD"), ("CNI_PATH", CNI_PATH)],
+        conf.to_string().as_bytes(),
+    );
+    assert_error(&missing, 4);
+    let details = missing.out["details"].as_str().unwrap();
+    assert!(
+        details.contains("CNI_CONTAINERID") && details.contains("CNI_NETNS"),
+        "{details}"
+    );
+    assert_error(&world.run(&[("CNI_COMMAND", "FROB")], b"{}"), 4);
+    let netns = container.path();
+    let netns = netns.to_str().unwrap();
+    let bad_ifname = env("ADD", "ctr", netns, "eth0/../x");
+    assert_error(&world.run(&bad_ifname, conf.to_string().as_bytes()), 4);
+    assert_error(&world.call("ADD", &conf, &container, "bad id!"), 4);
+
+    // 6: not JSON; a known key of the wrong type.
+    let add = env("ADD", "ctr", netns, "eth0");
+    assert_error(&world.run(&add, b"{not json"), 6);
+    let mut wrong_type = conf.clone();
+    wrong_type["mtu"] = json!("big");
+    assert_error(&world.call("ADD", &wrong_type, &container, "ctr"), 6);
+
+    // 1: a version it does not speak; CHECK before 0.4.0; GC before 1.1.0.
+    let mut old = conf.clone();
+    old["cniVersion"] = json!("0.3.1");
+    assert_error(&world.call("ADD", &old, &container, "ctr"), 1);
+    assert_error(&world.call("CHECK", &old, &container, "ctr"), 1);
+    assert_error(&world.call("GC", &conf, &container, "ctr"), 1);
+
+    // 7: a bridge name the kernel would refuse, an MTU out of range, no
+    // name, GC with no list of what to keep.
+    let mut bad_bridge = conf.clone();
+    bad_bridge["bridge"] = json!("a/b");
+    assert_error(&world.call("ADD", &bad_bridge, &container, "ctr"), 7);
+    let mut bad_mtu = conf.clone();
+    bad_mtu["mtu"] = json!(20);
+    assert_error(&world.call("ADD", &bad_mtu, &container, "ctr"), 7);
+    let mut unnamed = conf.clone();
+    unnamed.as_object_mut().unwrap().remove("name");
+    assert_error(&world.call("ADD", &unnamed, &container, "ctr"), 7);
+    let v11 = world.conf("1.1.0");
+    assert_error(&world.call("GC", &v11, &container, "ctr"), 7);
+
+    // 8: a namespace that does not exist, or a file that is not one.
+    for netns in ["/run/netns/netplumb-cni-no-such-ns", "/proc/self/ns/mnt"] {
+        let add = env("ADD", "ctr", netns, "eth0");
+        assert_error(&world.run(&add, conf.to_string().as_bytes()), 8);
+    }
+
+    // 101: an IPAM plugin that is not in CNI_PATH, or a name that is a path.
+    let mut no_ipam = conf.clone();
+    no_ipam["ipam"]["type"] = json!("no-such-ipam");
+    assert_error(&world.call("ADD", &no_ipam, &container, "ctr"), 101);
+    no_ipam["ipam"]["type"] = json!("../bin/sh");
+    assert_error(&world.call("ADD", &no_ipam, &container, "ctr"), 7);
+
+    // Nothing was left by any of it: the one good ADD was deleted.
+    let after = (ns_shape(&world.host), ns_shape(&container));
+    assert_eq!(before, after, "links changed after failed calls");
+    assert!(world.ports().is_empty(), "{:?}", world.ports());
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
+}
+
+#[test]
+fn failed_add_leaves_nothing_and_releases_the_lease() {
+    require_root!("failed_add_leaves_nothing_and_releases_the_lease");
+    let world = World::new("rb");
+    let container = TestNs::new("rbc");
+    let conf = world.conf("1.0.0");
+
+    // A device of the bridge's name that is not a bridge: never touched.
+    add_plain_device(&world.host, BRIDGE);
+    let before = world.host.ip(&["-j", "-d", "link", "show", BRIDGE]);
+    let refused = world.call("ADD", &conf, &container, "ctr");
+    assert_error(&refused, 100);
+    let details = refused.out["details"].as_str().unwrap();
+    assert!(details.contains("not a bridge"), "{details}");
+    assert_eq!(world.host.ip(&["-j", "-d", "link", "show", BRIDGE]), before);
+    assert!(
+        world.leases().is_empty(),
+        "lease kept: {:?}",
+        world.leases()
+    );
+    assert_eq!(container.link_names(), vec!["lo".to_string()]);
+    // STATUS says the plugin cannot serve this network.
+    let v11 = world.conf("1.1.0");
+    assert_error(&world.call("STATUS", &v11, &container, "ctr"), 50);
+    world.host.ip(&["link", "del", BRIDGE]);
+    assert!(world.call("STATUS", &v11, &container, "ctr").ok);
+
+    // The container already has an eth0: attach fails after IPAM, and
+    // neither a host end nor a lease is left.
+    add_plain_device(&container, "eth0");
+    let eth0 = ifindex(&container.must_link("eth0"));
+    let refused = world.call("ADD", &conf, &container, "ctr");
+    assert_error(&refused, 100);
+    assert!(world.ports().is_empty(), "{:?}", world.ports());
+    assert!(
+        world.leases().is_empty(),
+        "lease kept: {:?}",
+        world.leases()
+    );
+    assert_eq!(ifindex(&container.must_link("eth0")), eth0);
+    assert!(container.must_link("eth0")["linkinfo"]["info_kind"] != "veth");
+}
+
+#[test]
+fn gc_removes_only_what_is_not_listed() {
+    require_root!("gc_removes_only_what_is_not_listed");
+    let world = World::new("gc");
+    // Attachments made at 1.0.0 (what Debian 12's host-local speaks), then
+    // GC, which exists from 1.1.0 on; host-local is not asked to GC then.
+    let conf = world.conf("1.0.0");
+    let v11 = world.conf("1.1.0");
+    let containers: Vec<TestNs> = (0..3).map(|_| TestNs::new("gcc")).collect();
+    let ids = ["gc-a", "gc-b", "gc-c"];
+    let mut ends = Vec::new();
+    for (container, id) in containers.iter().zip(ids) {
+        let result = world.must("ADD", &conf, container, id);
+        ends.push(
+            result["interfaces"][1]["name"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // A port someone else put on the bridge, and a veth elsewhere.
+    world.host.ip(&[
+        "link", "add", "foreign0", "type", "veth", "peer", "foreign1",
+    ]);
+    world
+        .host
+        .ip(&["link", "set", "foreign0", "master", BRIDGE]);
+    let mut expected = world.ports();
+    assert_eq!(expected.len(), 4);
+
+    // Keep a and c: b's pair goes, everything else stays.
+    let mut gc = v11.clone();
+    gc["cni.dev/valid-attachments"] = json!([
+        {"containerID": "gc-a", "ifname": "eth0"},
+        {"containerID": "gc-c", "ifname": "eth0"}
+    ]);
+    let outcome = world.call("GC", &gc, &containers[0], "unused");
+    assert!(outcome.ok, "{}", outcome.out);
+    expected.retain(|p| *p != ends[1]);
+    assert_eq!(world.ports(), expected);
+    assert!(containers[1].link("eth0").is_none());
+    assert!(containers[0].link("eth0").is_some() && containers[2].link("eth0").is_some());
+    assert!(world.host.link("foreign1").is_some());
+
+    // The older key: keep only a.
+    let mut old = v11.clone();
+    old["cni.dev/attachments"] = json!([{"containerID": "gc-a", "ifname": "eth0"}]);
+    assert!(world.call("GC", &old, &containers[0], "unused").ok);
+    expected.retain(|p| *p != ends[2]);
+    assert_eq!(world.ports(), expected);
+    assert!(containers[2].link("eth0").is_none());
+
+    // The survivor still works.
+    let result = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.77.5.2/24", "gateway": GATEWAY, "interface": 2}],
+        "interfaces": [{"name": BRIDGE}, {"name": ends[0]}, {"name": "eth0"}], "routes": [{"dst": "0.0.0.0/0"}]});
+    assert!(
+        world
+            .call("CHECK", &with_prev(&conf, &result), &containers[0], "gc-a")
+            .ok
+    );
+}
