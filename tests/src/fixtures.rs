@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::checks::wire;
 use crate::snapshot::Snapshot;
 use crate::users::ensure_user;
-use crate::world::{Container, World};
+use crate::world::{wait_until, Container, Proc, World};
 use crate::Wired;
 
 /// The unprivileged users most tests call netsetgo as.
@@ -71,4 +71,35 @@ pub fn wait_for_ports(world: &World, ports: usize) -> Snapshot {
         snap = world.snapshot();
     }
     panic!("brg0 never got down to {ports} ports:\n{snap:?}");
+}
+
+/// `busybox httpd` as `user` in the world, on every address of the world's
+/// network namespace (so also on the bridge's, once it exists), port
+/// `port`, serving `www`; returns once it listens.
+pub fn http_server(world: &World, user: &str, www: &Path, port: &str) -> Proc {
+    let mut server = world.spawn_as(
+        user,
+        &[
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            &format!("0.0.0.0:{port}"),
+            "-h",
+            &www.to_string_lossy(),
+        ],
+    );
+    let filter = format!("sport = :{port}");
+    let listening = wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        !world
+            .run(&["ss", "-Hltn", &filter])
+            .stdout
+            .trim()
+            .is_empty()
+    });
+    assert!(
+        listening && !server.has_exited(),
+        "busybox httpd does not listen on :{port} in the world"
+    );
+    server
 }

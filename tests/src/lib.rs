@@ -14,6 +14,7 @@
 mod binary;
 pub mod checks;
 mod cmd;
+pub mod dhcp;
 pub mod fixtures;
 mod leases;
 mod race;

@@ -22,7 +22,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netsetgo_e2e::fixtures::{world_with, GATEWAY};
+use netsetgo_e2e::fixtures::{http_server, world_with, GATEWAY};
 use netsetgo_e2e::wait_until;
 use netsetgo_e2e::{
     ensure_user, has_flag, installed_binary, link_kind, require_root, scratch_dir, Lease, Output,
@@ -253,37 +253,6 @@ fn bundle(runc: &Runc, dir: &Path, rootfs: &Path, out: &Path, gateway: &str) -> 
     bundle
 }
 
-/// `busybox httpd` as the user in the world, on every address of the
-/// world's network namespace (so also on the bridge's, once it exists),
-/// serving `www`; returns once it listens.
-fn http_server(world: &World, www: &Path) -> Proc {
-    let mut server = world.spawn_as(
-        USER,
-        &[
-            "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            &format!("0.0.0.0:{PORT}"),
-            "-h",
-            &s(www),
-        ],
-    );
-    let filter = format!("sport = :{PORT}");
-    let listening = wait_until(Duration::from_secs(10), POLL, || {
-        !world
-            .run(&["ss", "-Hltn", &filter])
-            .stdout
-            .trim()
-            .is_empty()
-    });
-    assert!(
-        listening && !server.has_exited(),
-        "busybox httpd does not listen on :{PORT} in the world"
-    );
-    server
-}
-
 fn net_ns(pid: u32) -> Option<PathBuf> {
     fs::read_link(format!("/proc/{pid}/ns/net")).ok()
 }
@@ -317,7 +286,7 @@ fn runc_rootless_containers_wired_by_oci_hooks() {
     let www = dir.join("www");
     fs::create_dir(&www).expect("www");
     fs::write(www.join("index.html"), format!("{token}\n")).expect("index.html");
-    let _server = http_server(&world, &www);
+    let _server = http_server(&world, USER, &www, PORT);
 
     let mut runc = Runc::new(&world, &dir, user.clone());
     let gateway = format!("{GATEWAY}:{PORT}");
@@ -596,11 +565,14 @@ fn json_and_check_match_the_kernel() {
         "host_interface",
         "bridge",
         "mtu",
+        "dns",
     ] {
         assert!(keys.contains(&key), "no {key:?} in {out}");
     }
     assert_eq!(wired["interface"], "veth1");
     assert_eq!(wired["bridge"], "brg0");
+    // No dns= in the policy: the gateway.
+    assert_eq!(wired["dns"], serde_json::json!([GATEWAY]));
     assert_eq!(wired["gateways"], json!([GATEWAY]));
 
     // Inside: veth1's MAC, MTU, every global address, the default route.

@@ -3,12 +3,21 @@
 //! `-pid=42`, `--pid 42` and `--pid=42` are the same; boolean flags take no
 //! separate value (`-json` or `-json=true`); parsing stops at `--` or at the
 //! first non-flag argument, and stray arguments are a usage error.
+//!
+//! A first argument `create` or `delete` selects lxc-user-nic's positional
+//! form instead, as rootlesskit's `--net=lxc-user-nic` driver calls it
+//! (`create /dev/null dummy PID veth BRIDGE eth0`).
 
 use std::fmt;
 
 pub const USAGE: &str = "\
 Usage: netsetgo -pid PID [flags]
+       netsetgo create LXCPATH NAME PID veth BRIDGE [IFNAME]
+       netsetgo delete LXCPATH NAME /proc/PID/ns/net veth BRIDGE HOSTIF
 Wire the network namespace of process PID to a bridge on this host.
+The second form is lxc-user-nic's (rootlesskit --net=lxc-user-nic): the
+interface is IFNAME (default eth0), left for DHCP to address; it prints
+IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
 
   -pid int                 the process whose network namespace is wired (required)
   -bridgeName string       bridge on the host (default \"brg0\")
@@ -28,6 +37,8 @@ Wire the network namespace of process PID to a bridge on this host.
 pub const DEFAULT_BRIDGE: &str = "brg0";
 pub const DEFAULT_BRIDGE_ADDRESS: &str = "10.10.10.1/24";
 pub const DEFAULT_PREFIX: &str = "veth";
+/// lxc-user-nic's default interface name inside the container.
+pub const DEFAULT_NIC: &str = "eth0";
 
 /// What the caller asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +59,17 @@ pub struct Args {
     pub container_address: Option<String>,
     pub veth_prefix: Option<String>,
     pub json: bool,
+    /// Set by lxc-user-nic's form.
+    pub nic: Option<Nic>,
+}
+
+/// What lxc-user-nic's form names besides the pid and the bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nic {
+    /// `create`: the interface's name inside the container.
+    Create { ifname: String },
+    /// `delete`: the host end's name.
+    Delete { host_ifname: String },
 }
 
 /// Why the command line was not accepted (exit status 2), or a request
@@ -83,19 +105,26 @@ where
         container_address: None,
         veth_prefix: None,
         json: false,
+        nic: None,
     };
     let (mut delete, mut check, mut hook) = (false, false, false);
     let args: Vec<S> = args.into_iter().take(MAX_ARGS + 1).collect();
     if args.len() > MAX_ARGS {
         return Err(Usage::Error("too many arguments".into()));
     }
+    if matches!(
+        args.first().map(|a| a.as_ref()),
+        Some(b"create" | b"delete")
+    ) {
+        let words = args
+            .iter()
+            .map(|a| text(a.as_ref()))
+            .collect::<Result<Vec<&str>, Usage>>()?;
+        return parse_nic(&words, parsed);
+    }
     let mut rest = args.iter().map(|a| a.as_ref());
     while let Some(raw) = rest.next() {
-        if raw.len() > MAX_ARG_LEN {
-            return Err(Usage::Error("argument too long".into()));
-        }
-        let arg =
-            std::str::from_utf8(raw).map_err(|_| Usage::Error("arguments must be UTF-8".into()))?;
+        let arg = text(raw)?;
         if arg == "--" {
             break;
         }
@@ -129,22 +158,16 @@ where
             "check" => check = boolean(inline)?,
             "oci-hook" => hook = boolean(inline)?,
             "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix" => {
+                // An inline value is part of an argument already bounded.
                 let value = match inline {
                     Some(v) => v,
-                    None => {
-                        let next = rest.next().ok_or_else(|| {
-                            Usage::Error(format!("flag needs an argument: -{name}"))
-                        })?;
-                        std::str::from_utf8(next)
-                            .map_err(|_| Usage::Error("arguments must be UTF-8".into()))?
-                    }
+                    None => text(rest.next().ok_or_else(|| {
+                        Usage::Error(format!("flag needs an argument: -{name}"))
+                    })?)?,
                 };
-                if value.len() > MAX_ARG_LEN {
-                    return Err(Usage::Error("argument too long".into()));
-                }
                 let value = value.to_string();
                 match name {
-                    "pid" => parsed.pid = Some(parse_pid(&value)?),
+                    "pid" => parsed.pid = Some(parse_pid(&value, "flag -pid")?),
                     "bridgeName" => parsed.bridge_name = Some(value),
                     "bridgeAddress" => parsed.bridge_address = Some(value),
                     "containerAddress" => parsed.container_address = Some(value),
@@ -187,11 +210,77 @@ where
     Ok(parsed)
 }
 
+/// An argument, bounded and UTF-8.
+fn text(raw: &[u8]) -> Result<&str, Usage> {
+    if raw.len() > MAX_ARG_LEN {
+        return Err(Usage::Error("argument too long".into()));
+    }
+    std::str::from_utf8(raw).map_err(|_| Usage::Error("arguments must be UTF-8".into()))
+}
+
+/// lxc-user-nic's `create LXCPATH NAME PID veth BRIDGE [IFNAME]` and
+/// `delete LXCPATH NAME NSPATH veth BRIDGE HOSTIF`. LXCPATH and NAME mean
+/// nothing here. NSPATH must be `/proc/PID/ns/net` and is never opened:
+/// only its PID is used, as with `-pid`.
+fn parse_nic(words: &[&str], mut parsed: Args) -> Result<Args, Usage> {
+    let (pid, kind, bridge, nic) = match words {
+        ["create", _, _, pid, kind, bridge, ifname @ ..] if ifname.len() <= 1 => (
+            parse_pid(pid, "PID")?,
+            kind,
+            bridge,
+            Nic::Create {
+                ifname: interface_name(ifname.first().copied().unwrap_or(DEFAULT_NIC))?,
+            },
+        ),
+        ["delete", _, _, nspath, kind, bridge, host] => {
+            let pid = nspath
+                .strip_prefix("/proc/")
+                .and_then(|p| p.strip_suffix("/ns/net"))
+                .ok_or_else(|| {
+                    Usage::Error(format!("NSPATH must be /proc/PID/ns/net, not {nspath:?}"))
+                })?;
+            (
+                parse_pid(pid, "NSPATH")?,
+                kind,
+                bridge,
+                Nic::Delete {
+                    host_ifname: interface_name(host)?,
+                },
+            )
+        }
+        [mode, ..] => {
+            return Err(Usage::Error(format!(
+                "wrong number of arguments for {mode} (see the second form below)"
+            )))
+        }
+        [] => unreachable!("called with create or delete first"),
+    };
+    if *kind != "veth" {
+        return Err(Usage::Error(format!(
+            "only the veth type is supported, not {kind:?}"
+        )));
+    }
+    parsed.mode = match nic {
+        Nic::Create { .. } => Mode::Create,
+        Nic::Delete { .. } => Mode::Delete,
+    };
+    parsed.pid = Some(pid);
+    parsed.bridge_name = Some(bridge.to_string());
+    parsed.nic = Some(nic);
+    Ok(parsed)
+}
+
+fn interface_name(name: &str) -> Result<String, Usage> {
+    netplumb::check_name(name)
+        .map(|()| name.to_string())
+        .map_err(|e| Usage::Error(e.to_string()))
+}
+
 /// A pid as Go's strconv.Atoi would accept it, but positive and in range.
-fn parse_pid(value: &str) -> Result<u32, Usage> {
+fn parse_pid(value: &str, what: &str) -> Result<u32, Usage> {
     let bad = || {
         Usage::Error(format!(
-            "invalid value {value:?} for flag -pid: not a process id"
+            "invalid value {value:?} for {what}: not a process id"
         ))
     };
     let digits = value.strip_prefix('+').unwrap_or(value);
@@ -283,6 +372,89 @@ mod tests {
         }
         assert_eq!(p(&["-help"]), Err(Usage::Help));
         assert_eq!(p(&["--h"]), Err(Usage::Help));
+    }
+
+    #[test]
+    fn lxc_user_nic_form_as_rootlesskit_calls_it() {
+        let a = p(&["create", "/dev/null", "dummy", "42", "veth", "brg0", "eth0"]).unwrap();
+        assert_eq!((a.mode, a.pid, a.json), (Mode::Create, Some(42), false));
+        assert_eq!(a.bridge_name.as_deref(), Some("brg0"));
+        let eth0 = Some(Nic::Create {
+            ifname: "eth0".into(),
+        });
+        assert_eq!(a.nic, eth0);
+        // IFNAME is optional; LXCPATH and NAME are anything.
+        let a = p(&["create", "x", "-pid", "7", "veth", "br1"]).unwrap();
+        assert_eq!((a.pid, a.nic), (Some(7), eth0));
+        let a = p(&["create", "", "", "7", "veth", "br1", "net0"]).unwrap();
+        let net0 = Nic::Create {
+            ifname: "net0".into(),
+        };
+        assert_eq!(a.nic, Some(net0));
+        let d = p(&[
+            "delete",
+            "/dev/null",
+            "dummy",
+            "/proc/42/ns/net",
+            "veth",
+            "brg0",
+            "veth0a0a0a02",
+        ])
+        .unwrap();
+        assert_eq!((d.mode, d.pid), (Mode::Delete, Some(42)));
+        let host = Nic::Delete {
+            host_ifname: "veth0a0a0a02".into(),
+        };
+        assert_eq!(d.nic, Some(host));
+        // The flag form sets no nic.
+        assert_eq!(p(&["-pid", "7"]).unwrap().nic, None);
+    }
+
+    #[test]
+    fn lxc_user_nic_form_errors() {
+        let ok = ["create", "l", "n", "42", "veth", "brg0", "eth0"];
+        assert!(p(&ok).is_ok());
+        let mut cases: Vec<Vec<&str>> = Vec::new();
+        for (at, bad) in [
+            (3, "0"),
+            (3, "abc"),
+            (3, "-1"),
+            (4, "macvlan"),
+            (4, "VETH"),
+            (6, "a/b"),
+            (6, "sixteen-bytes-xx"),
+            (6, ".."),
+            (6, ""),
+        ] {
+            let mut v = ok.to_vec();
+            v[at] = bad;
+            cases.push(v);
+        }
+        cases.push(vec!["create", "l", "n", "42", "veth"]);
+        cases.push(vec!["create", "l", "n", "42", "veth", "brg0", "eth0", "x"]);
+        cases.push(vec!["delete", "l", "n", "/proc/42/ns/net", "veth", "brg0"]);
+        for nspath in [
+            "42",
+            "/proc/42/ns/mnt",
+            "/proc/self/ns/net",
+            "/proc/42/fd/3",
+        ] {
+            cases.push(vec!["delete", "l", "n", nspath, "veth", "brg0", "h0"]);
+        }
+        cases.push(vec![
+            "delete",
+            "l",
+            "n",
+            "/proc/42/ns/net",
+            "veth",
+            "brg0",
+            "a/b",
+        ]);
+        for bad in &cases {
+            assert!(matches!(p(bad), Err(Usage::Error(_))), "{bad:?}");
+        }
+        // Only as the first argument.
+        assert!(p(&["-pid", "1", "create"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
+//! * [`dhcp`]: the DHCP answer for a lease, and the unprivileged responder.
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
 //! * [`links`]: the link operations the wiring decides with, as a trait
 //!   (the kernel's, or a unit test's fake).
@@ -18,6 +19,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod dhcp;
 pub mod error;
 pub mod leases;
 pub mod links;

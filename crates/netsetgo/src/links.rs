@@ -271,7 +271,13 @@ pub mod fake {
         async fn attach(&self, inside: &FakeLinks, a: &Attachment<'_>) -> Result<Attached> {
             let host_index = self.next_index();
             let peer_index = inside.next_index();
-            self.record(format!("attach {}", a.host_name));
+            self.record(format!(
+                "attach {} peer {} addresses {} gateways {}",
+                a.host_name,
+                a.peer_name,
+                a.addresses.len(),
+                a.gateways.len()
+            ));
             let mut host = link(host_index, a.host_name, Some("veth"));
             host.master = Some(a.bridge);
             host.link = Some(peer_index);

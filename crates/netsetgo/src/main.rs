@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;
 
 use netsetgo::cli::{self, Args, Mode, Usage};
+use netsetgo::dhcp::responder::Responder;
 use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
 use netsetgo::privilege::{self, Caller, Worker};
@@ -97,8 +98,9 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    no no_new_privs)? And who is calling, by the kernel's real ids.
     let caller = Caller::identify()?;
     // 4. Restrict: undo the scheduling, priorities and timers the caller
-    //    chose, then keep only the capabilities the setup needs.
-    privilege::restrict()?;
+    //    chose, then keep only the capabilities the setup needs (CAP_NET_RAW
+    //    only for lxc-user-nic's create).
+    privilege::restrict(matches!(args.nic, Some(cli::Nic::Create { .. })))?;
     // 5. In -oci-hook mode, the state on stdin: read and parsed by a child
     //    that has become the caller holding nothing, with a size bound and
     //    a deadline.
@@ -152,13 +154,21 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
         Action::Wire { .. } => nat::prepare(&request.network)?,
         _ => None,
     };
+    //    In lxc-user-nic mode, the DHCP responder's packet socket
+    //    (CAP_NET_RAW's only use; unbound, it receives nothing yet).
+    let dhcp = match action {
+        Action::Wire { .. } if request.by_dhcp() => Some(Responder::open(worker.uid, worker.gid)?),
+        _ => None,
+    };
     // 10. Drop: become the system user _netsetgo, which the caller can
     //     neither signal nor trace, holding CAP_NET_ADMIN alone.
     privilege::drop_to(worker)?;
     // 11-12. The netlink work under the network's lock (bounded wait): the
     //     bridge, garbage collection, quota, address, write-ahead lease,
-    //     the pair and its configuration, the lease completed; any failure
-    //     deletes what this call made. The lock is released on return.
+    //     the pair and its configuration, the lease completed (and in
+    //     lxc-user-nic mode the DHCP responder forked, which holds nothing
+    //     before it reads a packet); any failure deletes what this call
+    //     made. The lock is released on return.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
@@ -173,11 +183,20 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
             nft,
             caller.uid,
         )?;
+        let session = match dhcp {
+            Some(responder) => session.with_dhcp(responder),
+            None => session,
+        };
         match action {
             Action::Wire { container, .. } => {
-                session.create(container).await.map(|wired| Outcome::Wired {
-                    wired,
-                    intact: false,
+                let wired = session.create(container).await?;
+                Ok(if request.by_dhcp() {
+                    Outcome::Nic(wired)
+                } else {
+                    Outcome::Wired {
+                        wired,
+                        intact: false,
+                    }
                 })
             }
             Action::Delete => session.delete().await,

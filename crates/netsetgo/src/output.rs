@@ -1,7 +1,7 @@
 //! The one line (or one JSON object) a call prints.
 
 use std::fmt::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::IpNetwork;
 use serde::Serialize;
@@ -12,12 +12,17 @@ use crate::error::Failure;
 #[derive(Debug, Clone)]
 pub struct Wired {
     pub interface: String,
+    /// The interface's index inside, and the host end's.
+    pub index: u32,
+    pub host_index: u32,
     pub mac: Option<[u8; 6]>,
     pub addresses: Vec<IpNetwork>,
     pub gateways: Vec<IpAddr>,
     pub host_interface: String,
     pub bridge: String,
     pub mtu: Option<u32>,
+    /// The network's DNS servers (`dns=`, or the gateway).
+    pub dns: Vec<Ipv4Addr>,
 }
 
 /// What a call reports on success.
@@ -25,6 +30,8 @@ pub struct Wired {
 pub enum Outcome {
     /// Created (or, with `intact`, checked by -check).
     Wired { wired: Wired, intact: bool },
+    /// Created in lxc-user-nic's form, which prints its own line.
+    Nic(Wired),
     /// Interfaces removed and leases freed (-delete, poststop hook).
     Removed {
         host_interfaces: Vec<String>,
@@ -35,6 +42,10 @@ pub enum Outcome {
 impl Outcome {
     pub fn line(&self) -> String {
         match self {
+            Outcome::Nic(w) => format!(
+                "{}:{}:{}:{}",
+                w.interface, w.index, w.host_interface, w.host_index
+            ),
             Outcome::Wired { wired: w, intact } => {
                 let mut line = if *intact {
                     format!("intact {}", w.interface)
@@ -68,8 +79,8 @@ impl Outcome {
 
     pub fn json(&self) -> String {
         match self {
-            Outcome::Wired { wired: w, intact } => Json::Wired {
-                intact: *intact,
+            Outcome::Wired { wired: w, .. } | Outcome::Nic(w) => Json::Wired {
+                intact: matches!(self, Outcome::Wired { intact: true, .. }),
                 interface: &w.interface,
                 mac: w.mac.map(|mac| {
                     let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
@@ -80,6 +91,7 @@ impl Outcome {
                 host_interface: &w.host_interface,
                 bridge: &w.bridge,
                 mtu: w.mtu,
+                dns: &w.dns,
             },
             Outcome::Removed {
                 host_interfaces,
@@ -118,6 +130,7 @@ enum Json<'a> {
         bridge: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
+        dns: &'a [Ipv4Addr],
     },
     Removed {
         removed: &'a [String],
@@ -161,17 +174,20 @@ mod tests {
             intact: false,
             wired: Wired {
                 interface: "veth1".into(),
+                index: 2,
+                host_index: 7,
                 mac: Some([2, 0, 0, 0, 0, 1]),
                 addresses: vec!["10.10.10.2/24".parse().unwrap()],
                 gateways: vec!["10.10.10.1".parse().unwrap()],
                 host_interface: "veth0a0a0a02".into(),
                 bridge: "brg0".into(),
                 mtu: Some(1500),
+                dns: vec!["10.10.10.1".parse().unwrap()],
             },
         };
         assert_eq!(
             w.json(),
-            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500}"#
+            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500,"dns":["10.10.10.1"]}"#
         );
         assert_eq!(
             w.line(),
@@ -180,6 +196,8 @@ mod tests {
         let Outcome::Wired { mut wired, .. } = w else {
             unreachable!()
         };
+        // lxc-user-nic's line, as LXC parses it.
+        assert_eq!(Outcome::Nic(wired.clone()).line(), "veth1:2:veth0a0a0a02:7");
         wired.mac = None;
         wired.mtu = None;
         wired.addresses.push("fd00:10::2/64".parse().unwrap());
@@ -190,7 +208,7 @@ mod tests {
         };
         assert_eq!(
             checked.json(),
-            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0"}"#
+            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0","dns":["10.10.10.1"]}"#
         );
         let removed = Outcome::Removed {
             host_interfaces: vec!["veth0a0a0a02".into(), "veth0a0a0a03".into()],

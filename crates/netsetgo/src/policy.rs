@@ -45,6 +45,8 @@ pub struct Network {
     pub gateway6: Option<Ipv6Network>,
     pub mtu: Option<u32>,
     pub nat: bool,
+    /// `dns=`: the DNS servers DHCP hands out; empty if not given.
+    pub dns: Vec<Ipv4Addr>,
 }
 
 impl Network {
@@ -76,6 +78,17 @@ impl Network {
     /// The container's default gateways, IPv4 first.
     pub fn gateways(&self) -> Vec<IpAddr> {
         self.bridge_addresses().iter().map(IpNetwork::ip).collect()
+    }
+
+    /// The DNS servers for DHCP: `dns=`, or else the gateway (rootlesskit
+    /// refuses an answer without one; names resolve only if something
+    /// answers DNS on the gateway's address).
+    pub fn dns_servers(&self) -> Vec<Ipv4Addr> {
+        if self.dns.is_empty() {
+            vec![self.gateway.ip()]
+        } else {
+            self.dns.clone()
+        }
     }
 }
 
@@ -226,7 +239,10 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         let (key, value) = setting
             .split_once('=')
             .ok_or_else(|| format!("expected key=value, got {setting:?}"))?;
-        if !matches!(key, "bridge" | "gateway" | "gateway6" | "mtu" | "nat") {
+        if !matches!(
+            key,
+            "bridge" | "gateway" | "gateway6" | "mtu" | "nat" | "dns"
+        ) {
             return Err(format!("unknown network key {key:?}"));
         }
         if values.insert(key, value).is_some() {
@@ -257,6 +273,7 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         "no" => false,
         other => return Err(format!("nat must be yes or no, not {other:?}")),
     };
+    let dns = values.get("dns").map(|d| parse_dns(d)).transpose()?;
     Ok(Network {
         name: name.to_string(),
         bridge: bridge.to_string(),
@@ -264,7 +281,22 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         gateway6,
         mtu,
         nat,
+        dns: dns.unwrap_or_default(),
     })
+}
+
+/// Up to 8 comma-separated IPv4 unicast addresses.
+fn parse_dns(text: &str) -> Result<Vec<Ipv4Addr>, String> {
+    let servers = text
+        .split(',')
+        .map(|a| a.parse::<Ipv4Addr>().ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|s| {
+            (1..=8).contains(&s.len())
+                && s.iter()
+                    .all(|a| !(a.is_unspecified() || a.is_broadcast() || a.is_multicast()))
+        });
+    servers.ok_or_else(|| format!("bad dns {text:?} (1-8 comma-separated IPv4 unicast addresses)"))
 }
 
 /// An IPv4 gateway in CIDR form: the host address of a subnet between /16
@@ -526,6 +558,22 @@ allow bob lab 2
     }
 
     #[test]
+    fn dns_defaults_to_the_gateway() {
+        let p = parse(
+            "network a bridge=a gateway=10.1.0.1/24\n\
+             network b bridge=b gateway=10.2.0.1/24 dns=10.2.0.53\n\
+             network c bridge=c gateway=10.3.0.1/24 dns=1.1.1.1,9.9.9.9\n",
+        )
+        .unwrap();
+        let dns = |bridge| p.network_by_bridge(bridge).unwrap().dns_servers();
+        let ips =
+            |list: &[&str]| -> Vec<Ipv4Addr> { list.iter().map(|a| a.parse().unwrap()).collect() };
+        assert_eq!(dns("a"), ips(&["10.1.0.1"]));
+        assert_eq!(dns("b"), ips(&["10.2.0.53"]));
+        assert_eq!(dns("c"), ips(&["1.1.1.1", "9.9.9.9"]));
+    }
+
+    #[test]
     fn grants_match_exactly_and_add_up() {
         let p = parse(SAMPLE).unwrap();
         let bob = p.allowances(&caller(1000, &[1000]), &Fake).unwrap();
@@ -606,6 +654,12 @@ allow bob lab 2
                 "unknown",
             ),
             ("network x bridge=b gateway=10.0.0.1/24 bridge=c", "twice"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=", "dns"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=1.1.1.1,", "dns"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=fd00::1", "dns"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=0.0.0.0", "dns"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=224.0.0.1", "dns"),
+            ("network x bridge=b gateway=10.0.0.1/24 dns=1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6,1.1.1.7,1.1.1.8,1.1.1.9", "dns"),
             ("permit bob default 1", "unknown keyword"),
             ("allow b@d default 1", "bad user"),
         ];

@@ -50,17 +50,12 @@ pub fn sanitize() -> Result<(), Failure> {
         }
     }
     // Close every other inherited fd: nothing of the caller's reaches our
-    // code. close_range(2) is 5.9+; on 5.8 fall back to a bounded loop.
-    // SAFETY: plain syscalls on fd numbers; we own no fds above 2 yet.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) != 0 {
-            for fd in 3..4096 {
-                libc::close(fd);
-            }
-        }
-        // Never read, never passed on: the environment is the caller's.
-        libc::clearenv();
-    }
+    // code.
+    // SAFETY: we own no fds above 2 yet.
+    unsafe { close_from(3) };
+    // SAFETY: a plain libc call. Never read, never passed on: the
+    // environment is the caller's.
+    unsafe { libc::clearenv() };
     umask(Mode::from_bits_truncate(0o077));
     prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
     // Limits the caller could kill or cripple us with at a moment of its
@@ -134,6 +129,23 @@ fn unlimit(resource: Resource) -> Result<(), Failure> {
     })
 }
 
+/// Closes every fd from `first` up. close_range(2) is 5.9+; on 5.8 a
+/// bounded loop does it.
+///
+/// # Safety
+/// No object that owns one of those fds may be used or dropped afterwards.
+pub unsafe fn close_from(first: u32) {
+    // SAFETY: plain syscalls on fd numbers; the caller vouches that nothing
+    // owns them any more.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
+            for fd in first..4096 {
+                libc::close(fd as i32);
+            }
+        }
+    }
+}
+
 fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
     // SAFETY: only used for F_GETFD, which is harmless on any fd number.
     unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
@@ -201,11 +213,16 @@ fn cap_set(caps: &[Capability]) -> HashSet<Capability> {
     caps.iter().copied().collect()
 }
 
-/// Narrows to the capabilities the privileged setup needs; fails clearly if
-/// the caller's bounding set took one of them away.
-pub fn restrict() -> Result<(), Failure> {
+/// Narrows to the capabilities the privileged setup needs (and
+/// CAP_NET_RAW with `packet_socket`: the DHCP responder's socket, in
+/// lxc-user-nic mode); fails clearly if the caller's bounding set took one
+/// of them away.
+pub fn restrict(packet_socket: bool) -> Result<(), Failure> {
     reset_timing()?;
-    let wanted = cap_set(&SETUP_CAPS);
+    let mut wanted = cap_set(&SETUP_CAPS);
+    if packet_socket {
+        wanted.insert(Capability::CAP_NET_RAW);
+    }
     let permitted = caps::read(None, CapSet::Permitted)
         .map_err(|e| Failure::internal(format!("read capabilities: {e}")))?;
     if let Some(missing) = wanted.iter().find(|c| !permitted.contains(c)) {
@@ -363,12 +380,13 @@ pub fn drop_to(worker: Worker) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Becomes the caller with nothing at all: no capability in any set, no
+/// Becomes `uid`/`gid` with nothing at all: no capability in any set, no
 /// supplementary groups, no_new_privs, not dumpable. For a child process
-/// that reads what the caller sends (the OCI state on stdin).
-pub fn drop_everything(caller: &Caller) -> Result<(), Failure> {
+/// that reads what the caller sends (the OCI state on stdin, as the caller;
+/// DHCP packets, as the worker).
+pub fn drop_everything(uid: u32, gid: u32) -> Result<(), Failure> {
     let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
-    become_ids(caller.uid, caller.gid).map_err(|e| fail("ids", e.to_string()))?;
+    become_ids(uid, gid).map_err(|e| fail("ids", e.to_string()))?;
     for set in [
         CapSet::Ambient,
         CapSet::Inheritable,
@@ -383,7 +401,11 @@ pub fn drop_everything(caller: &Caller) -> Result<(), Failure> {
 
 fn become_ids(uid: u32, gid: u32) -> nix::Result<()> {
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    nix::unistd::setgroups(&[])?;
+    // Needs CAP_SETGID even when there is nothing to drop (as in a child of
+    // the worker, which has none left).
+    if !getgroups()?.is_empty() {
+        nix::unistd::setgroups(&[])?;
+    }
     setresgid(gid, gid, gid)?;
     setresuid(uid, uid, uid)
 }

@@ -19,12 +19,25 @@ pub struct Request {
     pub address: Option<Ipv4Addr>,
     /// Prefix of the veth names.
     pub prefix: String,
+    /// lxc-user-nic's form: the interface's name inside (create) or the
+    /// host end's (delete). Its bridge is checked like `-bridgeName`.
+    pub nic: Option<cli::Nic>,
 }
 
 impl Request {
-    /// The container-side interface name, as in the original (`veth1`).
+    /// The container-side interface name: lxc-user-nic's IFNAME, or as in
+    /// the original (`veth1`).
     pub fn peer_name(&self) -> String {
-        format!("{}1", self.prefix)
+        match &self.nic {
+            Some(cli::Nic::Create { ifname }) => ifname.clone(),
+            _ => format!("{}1", self.prefix),
+        }
+    }
+
+    /// Whether the interface inside is left for DHCP to configure
+    /// (lxc-user-nic's create).
+    pub fn by_dhcp(&self) -> bool {
+        matches!(self.nic, Some(cli::Nic::Create { .. }))
     }
 
     /// The host-side name: the prefix and the container's IPv4 address in
@@ -63,6 +76,7 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
             quota: None,
             address,
             prefix,
+            nic: args.nic.clone(),
         });
     }
     let policy = policy::load()?.ok_or_else(no_grant)?;
@@ -94,6 +108,7 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         quota: Some(chosen.quota),
         address,
         prefix,
+        nic: args.nic.clone(),
     })
 }
 
@@ -127,6 +142,7 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
         gateway6: None,
         mtu: None,
         nat: false,
+        dns: Vec::new(),
     })
 }
 

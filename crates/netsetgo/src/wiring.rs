@@ -1,12 +1,15 @@
 //! The netlink work of one call, done under the network's lock: garbage
 //! collection, quota, address choice, the lease, and the attachment itself.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attachment, Bridge, Link, NetNs, Netlink};
+use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink};
 
+use crate::cli::Nic;
+use crate::dhcp::responder::Responder;
+use crate::dhcp::Terms;
 use crate::error::Failure;
 use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::links::{Kernel, Links};
@@ -44,6 +47,8 @@ pub struct Session<'a, L: Links = Kernel> {
     /// The nftables session of a nat=yes network.
     nft: Option<netplumb::Nftables>,
     uid: u32,
+    /// The DHCP responder's socket, in lxc-user-nic mode.
+    dhcp: Option<Responder>,
 }
 
 impl<'a> Session<'a, Kernel> {
@@ -89,7 +94,15 @@ impl<'a, L: Links> Session<'a, L> {
             request,
             nft,
             uid,
+            dhcp: None,
         }
+    }
+
+    /// Hands the address out by DHCP: after the pair is made, a responder
+    /// answers on its host end (lxc-user-nic mode).
+    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a, L> {
+        self.dhcp = Some(responder);
+        self
     }
 
     fn inside(&self) -> Result<(&L, &NetNs), Failure> {
@@ -258,6 +271,9 @@ impl<'a, L: Links> Session<'a, L> {
         let peer_name = self.request.peer_name();
         let addresses = network.container_addresses(address);
         let gateways = network.gateways();
+        // Configured by DHCP, the peer gets nothing here: its client adds
+        // the address and route itself, and fails if one is there.
+        let by_dhcp = self.request.by_dhcp();
         let attachment = Attachment {
             bridge,
             host_name: &lease.ifname,
@@ -265,9 +281,9 @@ impl<'a, L: Links> Session<'a, L> {
             peer_netns: target.as_fd(),
             // Without a policy MTU, the veth follows the bridge's.
             mtu: network.mtu.or(bridge_mtu),
-            addresses: &addresses,
-            gateways: &gateways,
-            peer_link_local: network.gateway6.is_some(),
+            addresses: if by_dhcp { &[] } else { &addresses },
+            gateways: if by_dhcp { &[] } else { &gateways },
+            peer_link_local: !by_dhcp && network.gateway6.is_some(),
         };
         let attached = match self.host.attach(inside, &attachment).await {
             Ok(attached) => attached,
@@ -277,20 +293,45 @@ impl<'a, L: Links> Session<'a, L> {
             }
         };
         lease.ifindex = attached.host_index;
-        if let Err(e) = ledger.complete(&lease) {
+        let done = ledger
+            .complete(&lease)
+            .and_then(|()| self.serve_dhcp(&attached, address));
+        if let Err(e) = done {
             let _ = self.host.delete_link(attached.host_index).await;
             ledger.release(&lease)?;
             return Err(e.into());
         }
         Ok(Wired {
             interface: peer_name,
+            index: attached.peer.index,
+            host_index: attached.host_index,
             mac: attached.peer.mac,
             addresses,
             gateways,
             host_interface: lease.ifname,
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
+            dns: network.dns_servers(),
         })
+    }
+
+    /// Starts the DHCP responder for the new pair (if this call has one):
+    /// the lease's address for the MAC its peer was born with.
+    fn serve_dhcp(&self, attached: &Attached, address: Ipv4Addr) -> Result<(), Failure> {
+        let Some(responder) = &self.dhcp else {
+            return Ok(());
+        };
+        let network = &self.request.network;
+        let terms = Terms {
+            mac: attached
+                .peer
+                .mac
+                .ok_or_else(|| Failure::internal("the new interface has no MAC address"))?,
+            address,
+            gateway: network.gateway,
+            dns: network.dns_servers(),
+        };
+        responder.start(attached.host_index, &terms).map(drop)
     }
 
     /// The requested address if it is free (or held by a dead lease), else
@@ -417,6 +458,10 @@ impl<'a, L: Links> Session<'a, L> {
             .all()?
             .into_iter()
             .filter(|l| l.uid == self.uid && !l.is_pending() && l.ifname.starts_with(prefix))
+            .filter(|l| match &self.request.nic {
+                Some(Nic::Delete { host_ifname }) => &l.ifname == host_ifname,
+                _ => true,
+            })
             .collect();
         for lease in own {
             let Some(host) = self.host.link_by_index(lease.ifindex).await? else {
@@ -492,12 +537,15 @@ impl<'a, L: Links> Session<'a, L> {
             intact: true,
             wired: Wired {
                 interface: peer.name,
+                index: peer.index,
+                host_index: host.index,
                 mac: peer.mac,
                 addresses,
                 gateways,
                 host_interface: host.name,
                 bridge: network.bridge.clone(),
                 mtu: peer.mtu,
+                dns: network.dns_servers(),
             },
         })
     }
@@ -598,10 +646,12 @@ mod tests {
                 gateway6: None,
                 mtu: None,
                 nat: false,
+                dns: Vec::new(),
             },
             quota,
             address: address.map(|a| a.parse().unwrap()),
             prefix: "veth".into(),
+            nic: None,
         }
     }
 
@@ -801,6 +851,42 @@ mod tests {
             .borrow()
             .contains(&format!("delete #{host_index}")));
         assert!(leases(&store_a).is_empty());
+    }
+
+    #[test]
+    fn lxc_user_nic_create_leaves_the_peer_unconfigured_and_delete_names_the_host_end() {
+        let dir = Scratch::new("nic");
+        let store = dir.store(A);
+        let mut req = request(None, None);
+        let (host, wired) = wire(host(), &store, &req, A);
+        assert!(host
+            .log
+            .borrow()
+            .contains(&"attach veth0a0a0a02 peer veth1 addresses 1 gateways 1".to_string()));
+        req.nic = Some(Nic::Create {
+            ifname: "eth0".into(),
+        });
+        let (host, nic) = wire(host, &store, &req, A);
+        let nic = nic.unwrap();
+        assert_eq!((nic.interface.as_str(), nic.addresses.len()), ("eth0", 1));
+        assert!(host
+            .log
+            .borrow()
+            .contains(&"attach veth0a0a0a03 peer eth0 addresses 0 gateways 0".to_string()));
+
+        // delete by HOSTIF: only the lease of that name, here the second.
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        for (index, name) in [(wired.unwrap().index, "veth1"), (nic.index, "eth0")] {
+            inside.add(link(index, name, Some("veth")));
+        }
+        req.nic = Some(Nic::Delete {
+            host_ifname: "veth0a0a0a03".into(),
+        });
+        let session = Session::with(host, Some(inside), Some(&target), &store, &req, None, A);
+        block_on(session.delete()).unwrap();
+        let left: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
+        assert_eq!(left, ["veth0a0a0a02"]);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! Beyond "does not panic": an accepted command line has at most 32
 //! arguments, a pid in 1..=i32::MAX if any (always one to create or delete),
-//! and no value longer than the parser's 256-byte limit; every rejection can
-//! be printed.
+//! and no value longer than the parser's 256-byte limit; lxc-user-nic's form
+//! (`create`/`delete` first) always names a pid, a bridge and a valid
+//! interface name; every rejection can be printed.
 
 #![no_main]
 
@@ -23,6 +24,23 @@ fuzz_target!(|data: &[u8]| {
             // elsewhere (the OCI hook) may go without.
             if matches!(parsed.mode, cli::Mode::Create | cli::Mode::Delete) {
                 assert!(parsed.pid.is_some(), "{:?} without -pid", parsed.mode);
+            }
+            if let Some(nic) = &parsed.nic {
+                let name = match nic {
+                    cli::Nic::Create { ifname } => ifname,
+                    cli::Nic::Delete { host_ifname } => host_ifname,
+                };
+                assert!(
+                    (1..=15).contains(&name.len())
+                        && name != "."
+                        && name != ".."
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
+                    "accepted interface name {name:?}"
+                );
+                assert!(parsed.bridge_name.is_some() && !parsed.json);
+                assert!(matches!(args.first(), Some(&(b"create" | b"delete"))));
             }
             for value in [
                 &parsed.bridge_name,

@@ -1,0 +1,336 @@
+//! lxc-user-nic mode: its command line against the installed binary, and
+//! the DHCP responder (SECURITY.md requirement 17).
+//!
+//! The responder first against the library, in a world: a veth pair
+//! `h0`/`c0`, the responder forked (as nobody) on `h0`, a client's raw
+//! socket on `c0` that may forge any Ethernet source. Then against the
+//! installed setuid binary: `netsetgo create ...` as an unprivileged user,
+//! hostile DHCP traffic from inside the container, which gets nothing and
+//! changes nothing, and the real exchange, which gets exactly the lease;
+//! `netsetgo delete ...` of one's own interface only.
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use dhcproto::v4::{DhcpOption, MessageType};
+use netsetgo::dhcp::responder::{Responder, MAX_PACKETS};
+use netsetgo::dhcp::{client_request, Terms};
+use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged};
+use netsetgo_e2e::dhcp::{
+    assert_holds_nothing, gone_within, in_netns_of, index_in, mac_in, Client,
+};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B, POLICY};
+use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, World};
+
+/// nobody: what the library's responder runs as here.
+const NOBODY: u32 = 65534;
+const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
+
+fn requested(address: &str) -> DhcpOption {
+    DhcpOption::RequestedIpAddress(address.parse().unwrap())
+}
+
+fn server_id(address: &str) -> DhcpOption {
+    DhcpOption::ServerIdentifier(address.parse().unwrap())
+}
+
+/// The pair in `world`, a client on c0 and a responder on h0 for c0's MAC;
+/// the responder's pid (a child of this process).
+fn library_responder(world: &World) -> (Terms, Client, u32) {
+    for cmd in [
+        "ip link add h0 type veth peer name c0",
+        "ip link set h0 up",
+        "ip link set c0 up",
+    ] {
+        let argv: Vec<&str> = cmd.split(' ').collect();
+        world.run(&argv).expect_success(cmd);
+    }
+    let terms = Terms {
+        mac: mac_in(world.pid(), "c0"),
+        address: "10.10.10.7".parse().unwrap(),
+        gateway: "10.10.10.1/24".parse().unwrap(),
+        dns: vec!["10.10.10.1".parse().unwrap()],
+    };
+    let client = Client::on(world.pid(), "c0");
+    let h0 = index_in(world.pid(), "h0");
+    let forked = terms.clone();
+    // Forked from inside the world, so that the world takes it down.
+    let pid = in_netns_of(world.pid(), move || {
+        let responder = Responder::open(NOBODY, NOBODY).expect("open");
+        responder.start(h0, &forked).expect("start")
+    });
+    // It sheds its privileges right after the fork.
+    let shed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+        netsetgo_e2e::dhcp::status_field(pid, "Uid").starts_with(&NOBODY.to_string())
+    });
+    assert!(shed, "responder {pid} never became nobody");
+    (terms, client, pid)
+}
+
+/// The exit status of our child `pid`, waiting at most 5 s (then killing
+/// it: `None`).
+fn exit_status(pid: u32) -> Option<i32> {
+    let exited = gone_within(pid, Duration::from_secs(5));
+    let mut status = 0;
+    // SAFETY: our own child, not yet reaped.
+    unsafe {
+        if !exited {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+        libc::waitpid(pid as i32, &mut status, 0);
+    }
+    (exited && libc::WIFEXITED(status)).then(|| libc::WEXITSTATUS(status))
+}
+
+/// Hostile packets from inside: another Ethernet source, another chaddr,
+/// another address or server, a garbled magic cookie, a truncated packet,
+/// and a packet as large as the MTU allows, full of unknown options.
+fn hostile(mac: [u8; 6]) -> Vec<([u8; 6], Vec<u8>)> {
+    let mut garbled = client_request(mac, MessageType::Discover, &[]);
+    garbled[28 + 236] ^= 0xff;
+    // 28 + 244 + 4 * 257 + 200 = 1500 bytes: the MTU.
+    let unknown: Vec<DhcpOption> = (224..229)
+        .map(|code| {
+            let len = if code < 228 { 255 } else { 198 };
+            let option = dhcproto::v4::UnknownOption::new(code.into(), vec![0xa5; len]);
+            DhcpOption::Unknown(option)
+        })
+        .collect();
+    let huge = client_request(mac, MessageType::Discover, &unknown);
+    assert_eq!(huge.len(), 1500);
+    vec![
+        (OTHER_MAC, client_request(mac, MessageType::Discover, &[])),
+        (mac, client_request(OTHER_MAC, MessageType::Discover, &[])),
+        (
+            mac,
+            client_request(mac, MessageType::Request, &[requested("10.10.10.250")]),
+        ),
+        (
+            mac,
+            client_request(
+                mac,
+                MessageType::Request,
+                &[requested("10.10.10.2"), server_id("10.10.10.99")],
+            ),
+        ),
+        (mac, garbled),
+        (mac, vec![0x45; 7]),
+        (mac, huge),
+    ]
+}
+
+/// rootlesskit's exchange from `mac`: DISCOVER -> OFFER, REQUEST -> ACK,
+/// each for `address` and to `mac`.
+#[track_caller]
+fn exchange(client: &Client, mac: [u8; 6], address: Ipv4Addr, gateway: &str) {
+    client.send(mac, &client_request(mac, MessageType::Discover, &[]));
+    let offers = client.replies(Duration::from_secs(2));
+    assert_eq!(offers.len(), 1, "one OFFER: {offers:?}");
+    let (to, offer) = &offers[0];
+    assert_eq!((*to, offer.yiaddr()), (mac, address));
+    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    let asked = [requested(&address.to_string()), server_id(gateway)];
+    client.send(mac, &client_request(mac, MessageType::Request, &asked));
+    let acks = client.replies(Duration::from_secs(2));
+    assert_eq!(acks.len(), 1, "one ACK: {acks:?}");
+    assert_eq!(acks[0].1.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!((acks[0].0, acks[0].1.yiaddr()), (mac, address));
+}
+
+#[test]
+fn library_responder_holds_nothing_and_answers_only_its_lease() {
+    require_root!();
+    let world = World::new();
+    let (terms, client, pid) = library_responder(&world);
+    assert_holds_nothing(pid, NOBODY, NOBODY);
+    for (src, packet) in hostile(terms.mac) {
+        client.send(src, &packet);
+    }
+    assert_eq!(client.replies(Duration::from_millis(300)), vec![]);
+    exchange(&client, terms.mac, terms.address, "10.10.10.1");
+    assert_eq!(exit_status(pid), Some(0), "done after its ACK");
+}
+
+#[test]
+fn library_responder_is_gone_with_its_interface() {
+    require_root!();
+    let world = World::new();
+    let (_, _, pid) = library_responder(&world);
+    world
+        .run(&["ip", "link", "del", "h0"])
+        .expect_success("delete h0");
+    assert_eq!(exit_status(pid), Some(0));
+}
+
+#[test]
+fn library_responder_ends_after_a_flood_without_an_answer() {
+    require_root!();
+    let world = World::new();
+    let (terms, client, pid) = library_responder(&world);
+    let other = client_request(OTHER_MAC, MessageType::Discover, &[]);
+    for _ in 0..MAX_PACKETS {
+        client.send(terms.mac, &other);
+    }
+    assert_eq!(exit_status(pid), Some(0));
+    client.send(
+        terms.mac,
+        &client_request(terms.mac, MessageType::Discover, &[]),
+    );
+    assert_eq!(client.replies(Duration::from_millis(300)), vec![]);
+}
+
+/// The responder processes in `world`: netsetgo processes of the worker.
+fn responders(world: &World) -> Vec<u32> {
+    let net = ns_of(world.pid(), "net");
+    let worker = ensure_worker().uid.to_string();
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            ns_of(pid, "net") == net
+                && netsetgo_e2e::dhcp::status_field(pid, "Name") == "netsetgo"
+                && netsetgo_e2e::dhcp::status_field(pid, "Uid").starts_with(&worker)
+        })
+        .collect()
+}
+
+/// `netsetgo create /dev/null dummy PID veth brg0 eth0` as the container's
+/// user, as rootlesskit calls it; returns the lease and the responder's
+/// pid, after checking the line and that eth0 is unconfigured.
+fn create(world: &World, c: &Container) -> (Lease, u32) {
+    let before = responders(world);
+    let pid = c.pid_arg();
+    let args = ["create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"];
+    let out = world.netsetgo(c.user(), &args);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.stderr, "");
+    let fields: Vec<&str> = out.stdout.trim_end().split(':').collect();
+    let inside = c.snapshot();
+    let eth0 = inside.link("eth0").expect("eth0 in the container");
+    assert_eq!(fields.len(), 4, "{out}");
+    assert_eq!(fields[0], "eth0");
+    assert_eq!(fields[1], eth0["ifindex"].to_string());
+    assert_eq!(fields[3], eth0["link_index"].to_string());
+    assert!(inside.ipv4_of("eth0").is_empty(), "no address: {inside:?}");
+    assert_eq!(inside.default_route(), None, "no route: {inside:?}");
+    let lease = world
+        .leases("brg0")
+        .into_iter()
+        .find(|l| l.ifname == fields[2])
+        .unwrap_or_else(|| panic!("no lease for {}", fields[2]));
+    assert_eq!(lease.uid, uid(c.user()));
+    let new: Vec<u32> = responders(world)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "one new responder: {new:?}");
+    c.exec(&["ip", "link", "set", "eth0", "up"])
+        .expect_success("eth0 up");
+    (lease, new[0])
+}
+
+#[test]
+fn hostile_dhcp_from_a_container_gets_nothing_and_changes_nothing() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let (lease, responder) = create(&world, &c);
+    let worker = ensure_worker();
+    assert_holds_nothing(responder, worker.uid, worker.gid);
+    let mac = mac_in(c.pid(), "eth0");
+    let client = Client::on(c.pid(), "eth0");
+    assert_unchanged(&world, &[&c], || {
+        for (src, packet) in hostile(mac) {
+            client.send(src, &packet);
+        }
+        assert_eq!(client.replies(Duration::from_millis(500)), vec![]);
+        c.exec(&["ip", "-4", "addr", "show", "eth0"])
+    });
+    // Still there, it answers the real exchange with exactly the lease.
+    exchange(&client, mac, lease.address, "10.10.10.1");
+    assert!(gone_within(responder, Duration::from_secs(5)));
+}
+
+#[test]
+fn a_dhcp_flood_from_a_container_gets_nothing_and_ends_its_responder() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let (_, responder) = create(&world, &c);
+    let mac = mac_in(c.pid(), "eth0");
+    let client = Client::on(c.pid(), "eth0");
+    assert_unchanged(&world, &[&c], || {
+        let flood = hostile(mac);
+        for i in 0..4 * MAX_PACKETS as usize {
+            let (src, packet) = &flood[i % flood.len()];
+            client.send(*src, packet);
+        }
+        assert_eq!(client.replies(Duration::from_millis(500)), vec![]);
+        c.exec(&["ip", "-4", "addr", "show", "eth0"])
+    });
+    assert!(gone_within(responder, Duration::from_secs(5)));
+}
+
+#[test]
+fn lxc_user_nic_delete_removes_ones_own_interface_only() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let (lease, responder) = create(&world, &c);
+    let nspath = format!("/proc/{}/ns/net", c.pid());
+    let delete = |host: &str| {
+        vec![
+            "delete".to_string(),
+            "/dev/null".into(),
+            "dummy".into(),
+            nspath.clone(),
+            "veth".into(),
+            "brg0".into(),
+            host.to_string(),
+        ]
+    };
+    let own = delete(&lease.ifname);
+    let own: Vec<&str> = own.iter().map(String::as_str).collect();
+    // Another user, and another host end, are refused.
+    assert_refused(&world, &[&c], B, &own);
+    let other = delete("veth0a0a0a63");
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    assert_refused(&world, &[&c], A, &other);
+    // Its own: both ends and the lease gone, and with them the responder.
+    let out = world.netsetgo(A, &own);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(c.snapshot().link("eth0").is_none(), "eth0 is still there");
+    assert!(world.snapshot().link(&lease.ifname).is_none());
+    assert_eq!(world.leases("brg0"), vec![]);
+    assert!(gone_within(responder, Duration::from_secs(5)));
+}
+
+#[test]
+fn lxc_user_nic_create_needs_a_granted_bridge_and_a_veth() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let pid = c.pid_arg();
+    assert_refused(
+        &world,
+        &[&c],
+        A,
+        &["create", "/dev/null", "dummy", &pid, "veth", "brg9", "eth0"],
+    );
+    for bad in [
+        [
+            "create",
+            "/dev/null",
+            "dummy",
+            &pid,
+            "macvlan",
+            "brg0",
+            "eth0",
+        ],
+        ["create", "/dev/null", "dummy", &pid, "veth", "brg0", "a/b"],
+    ] {
+        assert_refused_unchanged(&world, &[&c], 2, || world.netsetgo(A, &bad));
+    }
+}

@@ -1,0 +1,232 @@
+//! Real clients: Debian's `rootlesskit` (1.1.0) with `--net=lxc-user-nic`
+//! and the installed setuid netsetgo as its `--lxc-user-nic-binary`, as an
+//! unprivileged user with /etc/subuid and /etc/subgid ranges, in a world
+//! (its own network namespace and /run).
+//!
+//! rootlesskit calls `netsetgo create /dev/null dummy PID veth brg0 eth0`,
+//! brings eth0 up, runs its own DHCP client inside, adds the address and
+//! the default route itself and writes a resolv.conf from the DNS option.
+//! Each instance's command writes what it sees to files of the user's and
+//! fetches a page from `busybox httpd` in the world.
+//!
+//! Needs the packages `rootlesskit`, `uidmap` (newuidmap, newgidmap) and
+//! `busybox-static`.
+
+use std::fs;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use netsetgo_e2e::checks::assert_unchanged;
+use netsetgo_e2e::fixtures::{http_server, wait_for_ports, world_with, GATEWAY};
+use netsetgo_e2e::{ensure_user, installed_binary, require_root, scratch_dir, Proc, User, World};
+
+const USER: &str = "nsg-rk";
+const QUOTA: usize = 3;
+const POLICY: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24
+allow nsg-rk default 3
+";
+const PORT: &str = "8081";
+const PAGE: &str = "hello from the host namespace\n";
+
+/// What each instance runs inside: record its view, fetch the page, then
+/// stay alive. `$1` is the prefix of its files. (Debian 12's busybox wget
+/// crashes with `-q -T 5`; the test's own bound is the wait for `.done`.)
+const SCRIPT: &str = "o=$1
+ip -4 -o addr show dev eth0 > $o.addr
+ip route > $o.route
+cat /etc/resolv.conf > $o.resolv
+busybox wget -O $o.page http://10.10.10.1:8081/page 2>/dev/null
+echo $? > $o.tmp && mv $o.tmp $o.done
+exec sleep 120";
+
+/// The user's files: a directory it owns, and its XDG_RUNTIME_DIR in the
+/// world's /run.
+struct Home {
+    user: User,
+    dir: PathBuf,
+    runtime: String,
+}
+
+impl Home {
+    fn new(world: &World) -> Home {
+        let user = ensure_user(USER);
+        let subuid = fs::read_to_string("/etc/subuid").unwrap_or_default();
+        let subgid = fs::read_to_string("/etc/subgid").unwrap_or_default();
+        let listed = |text: &str| text.lines().any(|l| l.starts_with(&format!("{USER}:")));
+        assert!(
+            listed(&subuid) && listed(&subgid),
+            "{USER} has no /etc/subuid or /etc/subgid range (useradd adds them)"
+        );
+        let dir = scratch_dir("rootlesskit");
+        chown(&dir, Some(user.uid), Some(user.gid)).expect("chown the user's directory");
+        let runtime = format!("/run/user/{}", user.uid);
+        let inside = world.path(&runtime);
+        fs::create_dir_all(&inside).expect("XDG_RUNTIME_DIR");
+        chown(&inside, Some(user.uid), Some(user.gid)).expect("chown XDG_RUNTIME_DIR");
+        fs::set_permissions(&inside, fs::Permissions::from_mode(0o700)).expect("chmod");
+        Home { user, dir, runtime }
+    }
+
+    /// The rootlesskit command line, as the user's environment would have
+    /// it, running `command`.
+    fn rootlesskit<'a>(&'a self, bin: &'a str, command: &[&'a str]) -> Vec<String> {
+        let mut argv = vec![
+            "env".to_string(),
+            format!("HOME={}", self.dir.display()),
+            format!("XDG_RUNTIME_DIR={}", self.runtime),
+            "rootlesskit".into(),
+            "--net=lxc-user-nic".into(),
+            format!("--lxc-user-nic-binary={bin}"),
+            "--lxc-user-nic-bridge=brg0".into(),
+        ];
+        argv.extend(command.iter().map(|s| s.to_string()));
+        argv
+    }
+
+    /// Starts instance `name` in the background; its rootlesskit's stderr
+    /// goes to `<name>.err`.
+    fn start(&self, world: &World, name: &str) -> Proc {
+        let bin = installed_binary().to_string_lossy().into_owned();
+        let prefix = self.dir.join(name).to_string_lossy().into_owned();
+        let argv = self.rootlesskit(&bin, &["sh", "-c", SCRIPT, "sh", &prefix]);
+        let line = argv
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let wrapped = format!("exec {line} 2> '{prefix}.err'");
+        world.spawn_as(USER, &["sh", "-c", &wrapped])
+    }
+
+    fn file(&self, name: &str, ext: &str) -> String {
+        fs::read_to_string(self.dir.join(format!("{name}.{ext}"))).unwrap_or_default()
+    }
+}
+
+/// What one instance saw, once it is done.
+#[derive(Debug)]
+struct Seen {
+    address: String,
+    route: String,
+    resolv: String,
+    page: String,
+    wget: String,
+}
+
+/// Starts `names` at once and waits (at most 60 s) until each is done;
+/// the instances (alive) and what they saw.
+fn run_instances(world: &World, home: &Home, names: &[String]) -> (Vec<Proc>, Vec<Seen>) {
+    let start = Instant::now();
+    let procs: Vec<Proc> = names.iter().map(|n| home.start(world, n)).collect();
+    let done = netsetgo_e2e::wait_until(Duration::from_secs(60), Duration::from_millis(50), || {
+        names
+            .iter()
+            .all(|n| home.dir.join(format!("{n}.done")).exists())
+    });
+    let errors: Vec<String> = names.iter().map(|n| home.file(n, "err")).collect();
+    assert!(done, "not every instance got its network:\n{errors:#?}");
+    eprintln!(
+        "{} rootlesskit instances networked and fetched the page in {:?}",
+        names.len(),
+        start.elapsed()
+    );
+    let seen = names
+        .iter()
+        .map(|n| Seen {
+            address: home
+                .file(n, "addr")
+                .split_whitespace()
+                .skip_while(|w| *w != "inet")
+                .nth(1)
+                .unwrap_or_default()
+                .to_string(),
+            route: home.file(n, "route"),
+            resolv: home.file(n, "resolv"),
+            page: home.file(n, "page"),
+            wget: home.file(n, "done").trim().to_string(),
+        })
+        .collect();
+    (procs, seen)
+}
+
+/// Each instance has its own lease's address, the default route, the
+/// gateway as its resolver, and fetched the page; the user's leases are
+/// exactly those addresses.
+#[track_caller]
+fn assert_networked(world: &World, home: &Home, seen: &[Seen]) {
+    let mut addresses: Vec<String> = seen.iter().map(|s| s.address.clone()).collect();
+    for s in seen {
+        assert!(
+            s.address.starts_with("10.10.10.") && s.address.ends_with("/24"),
+            "{s:#?}"
+        );
+        assert!(
+            s.route.contains(&format!("default via {GATEWAY} dev eth0")),
+            "{s:#?}"
+        );
+        assert!(
+            s.resolv.contains(&format!("nameserver {GATEWAY}")),
+            "{s:#?}"
+        );
+        assert_eq!((s.wget.as_str(), s.page.as_str()), ("0", PAGE), "{s:#?}");
+    }
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), seen.len(), "distinct addresses: {seen:#?}");
+    let mut leased: Vec<String> = world
+        .leases("brg0")
+        .into_iter()
+        .filter(|l| l.uid == home.user.uid)
+        .map(|l| format!("{}/24", l.address))
+        .collect();
+    leased.sort();
+    assert_eq!(leased, addresses, "the leases are what the instances got");
+}
+
+fn www() -> PathBuf {
+    let www = scratch_dir("rootlesskit-www");
+    fs::write(www.join("page"), PAGE).expect("write the page");
+    fs::set_permissions(www.join("page"), fs::Permissions::from_mode(0o644)).expect("chmod");
+    www
+}
+
+fn names(round: &str) -> Vec<String> {
+    (0..QUOTA).map(|i| format!("{round}{i}")).collect()
+}
+
+#[test]
+fn rootlesskit_instances_get_their_leases_by_dhcp_and_reach_the_host() {
+    require_root!();
+    assert!(
+        Path::new("/usr/bin/rootlesskit").is_file(),
+        "/usr/bin/rootlesskit is missing: install rootlesskit"
+    );
+    let world = world_with(POLICY);
+    let home = Home::new(&world);
+    let _server = http_server(&world, USER, &www(), PORT);
+
+    // As many instances as the quota, at once.
+    let (procs, seen) = run_instances(&world, &home, &names("a"));
+    assert_networked(&world, &home, &seen);
+
+    // One more is refused by netsetgo, and nothing changes.
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let argv = home.rootlesskit(&bin, &["true"]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = assert_unchanged(&world, &[], || world.run_as(USER, &argv));
+    assert_ne!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "you already hold {QUOTA} of your {QUOTA} interfaces"
+        )),
+        "{out}"
+    );
+
+    // Once they exit, their leases serve the next ones.
+    drop(procs);
+    wait_for_ports(&world, 0);
+    let (_procs, seen) = run_instances(&world, &home, &names("b"));
+    assert_networked(&world, &home, &seen);
+}
