@@ -3,8 +3,24 @@
 use std::fmt;
 use std::process::{Command, ExitStatus, Stdio};
 
-/// Every command the harness runs to completion is killed after this long.
+/// Every command the harness runs to completion is killed after this long
+/// (times [`time_scale`]).
 pub const TIMEOUT_SECS: u32 = 20;
+
+/// How many times longer than usual the harness lets a command run or a
+/// poll wait before calling it hung: `NETSETGO_E2E_TIME_SCALE` (default 1),
+/// set by scripts/kernel-matrix in guests whose CPU is emulated. It only
+/// moves the bounds on hangs, never what a test asserts about timing.
+pub fn time_scale() -> u32 {
+    static SCALE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *SCALE.get_or_init(|| match std::env::var("NETSETGO_E2E_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(v) => match v.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("NETSETGO_E2E_TIME_SCALE={v:?}: want a whole number from 1"),
+        },
+    })
+}
 
 /// The PATH every command gets (the caller's is never passed on).
 pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -64,7 +80,7 @@ impl From<std::process::Output> for Output {
 /// `timeout -k 2 20 <argv>`, with an empty environment but PATH.
 pub fn bounded<S: AsRef<str>>(argv: &[S]) -> Command {
     let mut c = Command::new("timeout");
-    c.args(["-k", "2", &TIMEOUT_SECS.to_string()]);
+    c.args(["-k", "2", &(TIMEOUT_SECS * time_scale()).to_string()]);
     c.args(argv.iter().map(AsRef::as_ref));
     clean_env(&mut c);
     c

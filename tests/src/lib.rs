@@ -24,7 +24,7 @@ mod users;
 mod world;
 
 pub use binary::{installed_binary, scratch_dir};
-pub use cmd::{Output, TIMEOUT_SECS};
+pub use cmd::{time_scale, Output, TIMEOUT_SECS};
 pub use leases::{parse_leases, parse_map_bits, Lease};
 pub use race::{holds_flock, signal, Trace, Traced};
 pub use snapshot::{has_flag, link_kind, name as link_name, Snapshot};

@@ -10,7 +10,7 @@ use std::thread::sleep;
 use std::time::{Duration, Instant};
 
 use crate::binary::installed_binary;
-use crate::cmd::{bounded, clean_env, run, Output};
+use crate::cmd::{bounded, clean_env, run, time_scale, Output};
 use crate::leases::{parse_leases, Lease};
 use crate::snapshot::Snapshot;
 use crate::users::ensure_user;
@@ -18,8 +18,10 @@ use crate::users::ensure_user;
 /// How often the world polls.
 const POLL: Duration = Duration::from_millis(10);
 
-/// Polls `f` every `every` for at most `limit`; returns whether it held.
+/// Polls `f` every `every` for at most `limit` (times [`time_scale`]);
+/// returns whether it held.
 pub fn wait_until(limit: Duration, every: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let limit = limit * time_scale();
     let start = Instant::now();
     loop {
         if f() {

@@ -19,8 +19,8 @@ use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
 };
 use netsetgo_e2e::{
-    ensure_worker, installed_binary, link_name, require_root, scratch_dir, Container, Output,
-    SyslogSink, Wired, World,
+    ensure_worker, installed_binary, link_name, require_root, scratch_dir, time_scale, Container,
+    Output, SyslogSink, Wired, World,
 };
 
 fn bin() -> String {
@@ -523,7 +523,7 @@ fn quota_holds_under_30_parallel_calls() {
 /// Polls `/proc/<pid>/comm` tightly (at most 2 s) until it is `comm`.
 fn became(pid: u32, comm: &str) -> bool {
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
+    while start.elapsed() < Duration::from_secs(2) * time_scale() {
         match fs::read_to_string(format!("/proc/{pid}/comm")) {
             Ok(c) if c.trim_end() == comm => return true,
             Ok(_) => thread::sleep(Duration::from_micros(50)),

@@ -749,16 +749,19 @@ impl<'a> Batch<'a> {
             }
         }
         if let Some((seq, errno)) = refused {
+            // ERESTART: the generation moved on since we looked. It refuses
+            // the batch as a whole, but when the kernel replayed the batch
+            // to load a module (nft_masq on first use), Debian's 6.1 answers
+            // it on the message that needed the module.
+            let moved = errno == libc::ERESTART;
             return Err(match self.parts.iter().find(|p| p.seq == seq) {
                 Some(part) => BatchFailure {
                     error: kernel_error(part.step, part.object.clone(), errno),
-                    retry: part.racy && (errno == libc::EEXIST || errno == libc::ENOENT),
+                    retry: moved || part.racy && (errno == libc::EEXIST || errno == libc::ENOENT),
                 },
-                // Refusals of the batch as a whole: ERESTART when the
-                // generation moved on since we looked.
                 None => BatchFailure {
                     error: kernel_error(Step::NftCommit, self.what.clone(), errno),
-                    retry: errno == libc::ERESTART,
+                    retry: moved,
                 },
             });
         }
