@@ -85,6 +85,60 @@ pub fn assert_unchanged_with(
     maps: Maps,
     call: impl FnOnce() -> Output,
 ) -> Output {
+    unchanged(world, containers, maps, false, call)
+}
+
+/// [`assert_unchanged`], and also the world's whole nftables ruleset
+/// (`nft list ruleset`, byte for byte) and every network's `ports` state
+/// file are as before: for calls that publish ports or guard containers.
+#[track_caller]
+pub fn assert_unchanged_nft(
+    world: &World,
+    containers: &[&Container],
+    call: impl FnOnce() -> Output,
+) -> Output {
+    unchanged(world, containers, Maps::Exact, true, call)
+}
+
+/// [`assert_refused_unchanged`], comparing the ruleset and the ports state
+/// too (see [`assert_unchanged_nft`]).
+#[track_caller]
+pub fn assert_refused_unchanged_nft(
+    world: &World,
+    containers: &[&Container],
+    code: i32,
+    call: impl FnOnce() -> Output,
+) -> Output {
+    let out = assert_unchanged_nft(world, containers, call);
+    assert_eq!(out.code(), Some(code), "expected exit {code}:\n{out}");
+    assert_eq!(out.stdout, "", "a refusal prints nothing on stdout:\n{out}");
+    out
+}
+
+/// [`assert_refused`], comparing the ruleset and the ports state too (see
+/// [`assert_unchanged_nft`]).
+#[track_caller]
+pub fn assert_refused_nft(
+    world: &World,
+    containers: &[&Container],
+    user: &str,
+    args: &[&str],
+) -> Output {
+    let out = assert_refused_unchanged_nft(world, containers, 1, || world.netsetgo(user, args));
+    assert_refusal_line(&out);
+    out
+}
+
+#[track_caller]
+fn unchanged(
+    world: &World,
+    containers: &[&Container],
+    maps: Maps,
+    nft: bool,
+    call: impl FnOnce() -> Output,
+) -> Output {
+    let ruleset_before = nft.then(|| crate::nft::ruleset(world));
+    let ports_before = nft.then(|| all_ports(world));
     let before = world.settled_snapshot();
     let leases_before = world.all_leases();
     let bits_before = all_bits(world);
@@ -108,6 +162,20 @@ pub fn assert_unchanged_with(
         });
     }
     assert_eq!(bits_before, bits_after, "a map changed; call:\n{out}");
+    if let Some(ruleset_before) = ruleset_before {
+        let ruleset = crate::nft::ruleset(world);
+        assert!(
+            ruleset_before == ruleset,
+            "the world's ruleset changed:\n--- before\n{ruleset_before}\n--- after\n{ruleset}\ncall:\n{out}"
+        );
+    }
+    if let Some(ports_before) = ports_before {
+        assert_eq!(
+            ports_before,
+            all_ports(world),
+            "ports state changed; call:\n{out}"
+        );
+    }
     for (c, inside) in containers.iter().zip(inside_before) {
         let now = c.snapshot();
         assert!(
@@ -207,6 +275,26 @@ fn all_bits(world: &World) -> Vec<(String, Vec<usize>)> {
             let bridge = entry.file_name().to_string_lossy().into_owned();
             if let Some(bits) = world.map_bits(&bridge) {
                 out.push((bridge, bits.into_iter().collect()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every network's `ports` state file, by bridge, without its trailing
+/// NUL bytes (so that a missing file and one of empty slots compare equal).
+fn all_ports(world: &World) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(world.state_dir()) {
+        for entry in entries.flatten() {
+            let bridge = entry.file_name().to_string_lossy().into_owned();
+            let mut bytes = std::fs::read(entry.path().join("ports")).unwrap_or_default();
+            while bytes.last() == Some(&0) {
+                bytes.pop();
+            }
+            if !bytes.is_empty() {
+                out.push((bridge, bytes));
             }
         }
     }

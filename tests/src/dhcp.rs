@@ -136,6 +136,62 @@ impl Client {
         assert_eq!(sent, frame.len() as isize, "send a frame");
     }
 
+    /// Sends `frame` as it is: a whole Ethernet frame, header included, so
+    /// any source, destination and type may be forged.
+    pub fn send_frame(&self, frame: &[u8]) {
+        // SAFETY: all-zero is a valid sockaddr_ll; the frame is ours.
+        let sent = unsafe {
+            let mut to: libc::sockaddr_ll = zeroed();
+            to.sll_family = libc::AF_PACKET as u16;
+            to.sll_ifindex = self.ifindex;
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                0,
+                &to as *const _ as *const libc::sockaddr,
+                size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "send a frame: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// Every frame that arrives (or has arrived since the socket was
+    /// made) within `limit`, whole.
+    pub fn frames(&self, limit: Duration) -> Vec<Vec<u8>> {
+        let end = Instant::now() + limit;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            let mut ready = libc::pollfd {
+                fd: self.fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd, and a buffer of the size given.
+            let got = unsafe {
+                if libc::poll(&mut ready, 1, left.as_millis().max(1) as i32) != 1 {
+                    break;
+                }
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                    0,
+                )
+            };
+            if got > 0 {
+                out.push(buf[..got as usize].to_vec());
+            }
+        }
+        out
+    }
+
     /// The DHCP replies (IPv4 without options, UDP from port 67) that
     /// arrive within `limit`, each with its Ethernet destination.
     pub fn replies(&self, limit: Duration) -> Vec<([u8; 6], Message)> {

@@ -17,9 +17,11 @@ mod cmd;
 pub mod dhcp;
 pub mod fixtures;
 mod leases;
+pub mod nft;
 mod race;
 mod snapshot;
 mod syslog;
+pub mod traffic;
 mod users;
 mod world;
 

@@ -448,6 +448,25 @@ impl World {
         self.run_as(user, &argv)
     }
 
+    /// Calls the installed binary as `user` with `args` and `input` on its
+    /// stdin (an OCI hook's state), bounded.
+    pub fn netsetgo_stdin(&self, user: &str, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let bin = installed_binary().to_string_lossy().into_owned();
+        let mut argv = vec![bin.as_str()];
+        argv.extend_from_slice(args);
+        let mut cmd = self.command(Some(user), &argv);
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        if let Some(mut stdin) = child.stdin.take() {
+            // A helper that refuses early may not read it all.
+            let _ = stdin.write_all(input);
+        }
+        child.wait_with_output().expect("wait for netsetgo").into()
+    }
+
     /// Starts `argv` as root in the world in the background (no timeout:
     /// it is killed when the returned handle is dropped).
     pub fn spawn(&self, argv: &[&str]) -> Proc {

@@ -136,3 +136,55 @@ fn the_installed_binary_is_setuid_root_and_runs() {
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(out.stdout.contains("-pid"), "{out}");
 }
+
+#[test]
+fn servers_report_the_peer_and_sniffers_see_forged_frames() {
+    use netsetgo_e2e::dhcp::Client;
+    use netsetgo_e2e::traffic::{
+        netns_prefix, request, request_retrying, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
+        UPLINK6,
+    };
+    require_root!();
+    let world = World::new();
+    let outside = Outside::new(&world);
+    let host = netns_prefix(world.pid());
+    // TCP and UDP, IPv4 and IPv6 (one dual-stack server each), both ways.
+    for proto in ["tcp", "udp"] {
+        let mut server = Server::start(&outside.enter(), proto, "::", 7001);
+        for addr in [OUTSIDE4, OUTSIDE6] {
+            let out = request_retrying(&host, proto, addr, 7001, 10);
+            assert!(out.success(), "{proto} {addr}:\n{out}");
+            let own = if addr == OUTSIDE4 { UPLINK4 } else { UPLINK6 };
+            assert_eq!(out.stdout.trim(), format!("{own} hello"), "{out}");
+            assert_eq!(
+                server.next_peer(Duration::from_secs(5)).as_deref(),
+                Some(own)
+            );
+        }
+        let mut back = Server::start(&host, proto, UPLINK4, 7002);
+        let out = request(&outside.enter(), proto, UPLINK4, 7002);
+        assert!(out.success(), "{out}");
+        assert_eq!(
+            back.next_peer(Duration::from_secs(5)).as_deref(),
+            Some(OUTSIDE4)
+        );
+        assert!(back.peers_within(Duration::from_millis(200)).is_empty());
+    }
+    // Nothing listens: not answered, and nothing reported.
+    let out = request(&host, "tcp", OUTSIDE4, 7003);
+    assert!(!out.success(), "{out}");
+
+    // A frame sent raw on one end of the uplink arrives at the other.
+    let sender = Client::on(world.pid(), "up0");
+    let sniffer = Client::on(outside.pid(), "eth0");
+    let mut frame = vec![0xff; 6];
+    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x99, 0x88, 0xb5]);
+    frame.extend_from_slice(b"nsg-e2e harness frame, padded to sixty bytes......");
+    sender.send_frame(&frame);
+    let seen = sniffer.frames(Duration::from_millis(500));
+    assert!(seen.contains(&frame), "{} frames, not ours", seen.len());
+    assert!(
+        sender.frames(Duration::from_millis(100)).is_empty(),
+        "the sender read its own frame back"
+    );
+}

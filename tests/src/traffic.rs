@@ -1,0 +1,275 @@
+//! Traffic between namespaces a test made: an "outside" namespace joined to
+//! a world by a veth (the world's uplink), TCP and UDP servers that report
+//! the peer address they saw, and a client. All processes run as root on
+//! the machine, each entering only the network namespace it serves; every
+//! wait is bounded.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::thread;
+use std::time::Duration;
+
+use crate::cmd::{bounded, clean_env, run, time_scale, Output};
+use crate::world::{ns_of, Proc, World};
+
+/// The world's end of its uplink and the outside's address on it
+/// (TEST-NET-1 and the IPv6 documentation prefix).
+pub const UPLINK4: &str = "192.0.2.1";
+pub const OUTSIDE4: &str = "192.0.2.2";
+pub const UPLINK6: &str = "2001:db8:2::1";
+pub const OUTSIDE6: &str = "2001:db8:2::2";
+
+/// `nsenter -t PID -n --`: a prefix that runs a command as root in the
+/// network namespace of `pid`.
+pub fn netns_prefix(pid: u32) -> Vec<String> {
+    ["nsenter", "-t", &pid.to_string(), "-n", "--"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// A root `unshare -n sleep` started in the world (so dropping the world
+/// kills it too), joined to the world by the veth `up0` (world,
+/// 192.0.2.1/24 and 2001:db8:2::1/64) ↔ `eth0` (outside, .2). The outside
+/// has no route to any container subnet: whatever reaches a container from
+/// it was translated by the world.
+pub struct Outside {
+    proc: Proc,
+}
+
+impl Outside {
+    pub fn new(world: &World) -> Outside {
+        let mut proc = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
+        proc.wait_for_exec("sleep");
+        let pid = proc.pid();
+        let own = ns_of(pid, "net");
+        assert!(
+            own.is_some() && own != ns_of(world.pid(), "net"),
+            "the outside {pid} has no network namespace of its own"
+        );
+        let outside = Outside { proc };
+        let opid = pid.to_string();
+        for argv in [
+            &[
+                "ip", "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &opid,
+            ][..],
+            &["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"],
+            &[
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:2::1/64",
+                "dev",
+                "up0",
+                "nodad",
+            ],
+            &["ip", "link", "set", "up0", "up"],
+        ] {
+            world.run(argv).expect_success(&argv.join(" "));
+        }
+        for argv in [
+            &["ip", "addr", "add", "192.0.2.2/24", "dev", "eth0"][..],
+            &[
+                "ip",
+                "addr",
+                "add",
+                "2001:db8:2::2/64",
+                "dev",
+                "eth0",
+                "nodad",
+            ],
+            &["ip", "link", "set", "eth0", "up"],
+            &["ip", "link", "set", "lo", "up"],
+        ] {
+            outside.run(argv).expect_success(&argv.join(" "));
+        }
+        outside
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// The prefix that enters the outside's network namespace.
+    pub fn enter(&self) -> Vec<String> {
+        netns_prefix(self.pid())
+    }
+
+    /// Runs `argv` as root in the outside's network namespace.
+    pub fn run(&self, argv: &[&str]) -> Output {
+        let mut all = self.enter();
+        all.extend(argv.iter().map(|s| s.to_string()));
+        run(bounded(&all))
+    }
+}
+
+/// Serves `argv[1]` (`tcp` or `udp`) on `argv[2]` port `argv[3]` and exits
+/// after `argv[4]` seconds at the latest. Prints `listening` once bound and
+/// `peer ADDR` for each connection or datagram, and answers each with
+/// `hello`. An IPv6 address serves IPv4 too (IPv4 peers are printed as
+/// IPv4-mapped addresses). It is the process nsenter execs, so killing that
+/// kills the server.
+const SERVER: &str = r#"
+import signal, socket, sys
+signal.alarm(int(sys.argv[4]))
+proto, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+if family == socket.AF_INET6:
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+s.bind((addr, port))
+if proto == "tcp":
+    s.listen(16)
+print("listening", flush=True)
+while True:
+    if proto == "tcp":
+        c, peer = s.accept()
+        print("peer", peer[0], flush=True)
+        try:
+            c.sendall(b"hello\n")
+        except OSError:
+            pass
+        c.close()
+    else:
+        data, peer = s.recvfrom(2048)
+        print("peer", peer[0], flush=True)
+        s.sendto(b"hello\n", peer)
+"#;
+
+/// Sends one request to `argv[2]` port `argv[3]` over `argv[1]` and waits
+/// at most `argv[4]` seconds for the answer; prints its own address and
+/// the answer. Fails (non-zero) if no answer comes.
+const CLIENT: &str = r#"
+import socket, sys
+proto, addr, port, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+if proto == "tcp":
+    s = socket.create_connection((addr, port), timeout=limit)
+else:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.settimeout(limit)
+    s.connect((addr, port))
+    s.send(b"ping\n")
+print(s.getsockname()[0], s.recv(16).decode().strip())
+"#;
+
+/// A peer address as the server printed it, IPv4-mapped IPv6 addresses as
+/// IPv4.
+fn plain_address(text: &str) -> String {
+    text.strip_prefix("::ffff:").unwrap_or(text).to_string()
+}
+
+/// A TCP or UDP server in some network namespace that reports every peer.
+/// Killed when dropped.
+pub struct Server {
+    child: Child,
+    peers: Receiver<String>,
+}
+
+impl Server {
+    /// Starts the server as root with `prefix` (a namespace-entering
+    /// command, see [`netns_prefix`]) on `addr` port `port`; returns once
+    /// it listens (bounded), panics if it does not.
+    pub fn start(prefix: &[String], proto: &str, addr: &str, port: u16) -> Server {
+        let mut argv: Vec<String> = prefix.to_vec();
+        let lifetime = (120 * time_scale()).to_string();
+        let port = port.to_string();
+        argv.extend(
+            ["python3", "-c", SERVER, proto, addr, &port, &lifetime]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        clean_env(&mut cmd);
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn the server {argv:?}: {e}"));
+        let stdout = child.stdout.take().expect("server stdout");
+        let (tx, rx) = channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut server = Server { child, peers: rx };
+        let first = server
+            .peers
+            .recv_timeout(Duration::from_secs(10) * time_scale());
+        if first.as_deref() != Ok("listening") {
+            let status = server.child.try_wait();
+            panic!("the {proto} server on {addr}:{port} did not start ({first:?}, {status:?})");
+        }
+        server
+    }
+
+    /// The peer address of the next connection or datagram, if one comes
+    /// within `limit` (times [`time_scale`]).
+    pub fn next_peer(&mut self, limit: Duration) -> Option<String> {
+        let line = self.peers.recv_timeout(limit * time_scale()).ok()?;
+        line.strip_prefix("peer ").map(plain_address)
+    }
+
+    /// Every peer reported within `limit` (times [`time_scale`]) from now.
+    pub fn peers_within(&mut self, limit: Duration) -> Vec<String> {
+        let end = std::time::Instant::now() + limit * time_scale();
+        let mut out = Vec::new();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            match self.peers.recv_timeout(left) {
+                Ok(line) => out.extend(line.strip_prefix("peer ").map(plain_address)),
+                Err(_) => break,
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request of the client, run as root with `prefix`, to `addr` port
+/// `port` over `proto`, waiting at most 2 s (times [`time_scale`]) for the
+/// answer. On success stdout is `<own address> hello`.
+pub fn request(prefix: &[String], proto: &str, addr: &str, port: u16) -> Output {
+    let mut argv: Vec<String> = prefix.to_vec();
+    let limit = (2 * time_scale()).to_string();
+    let port = port.to_string();
+    argv.extend(
+        ["python3", "-c", CLIENT, proto, addr, &port, &limit]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    run(bounded(&argv))
+}
+
+/// [`request`] up to `tries` times, 200 ms apart, until one is answered
+/// (a published port may need a moment: neighbour resolution, DAD);
+/// returns the last output.
+pub fn request_retrying(
+    prefix: &[String],
+    proto: &str,
+    addr: &str,
+    port: u16,
+    tries: u32,
+) -> Output {
+    let mut last = request(prefix, proto, addr, port);
+    for _ in 1..tries {
+        if last.success() {
+            break;
+        }
+        thread::sleep(Duration::from_millis(200));
+        last = request(prefix, proto, addr, port);
+    }
+    last
+}
