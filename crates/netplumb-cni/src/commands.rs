@@ -142,6 +142,8 @@ async fn wire(
                 addresses: &addresses,
                 gateways: &gateways,
                 peer_link_local: addresses.iter().any(IpNetwork::is_ipv6),
+                peer_mac: None,
+                isolated: false,
             },
         )
         .await

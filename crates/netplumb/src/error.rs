@@ -31,6 +31,8 @@ pub enum Step {
     SetUp,
     /// Setting a link's alias (`IFLA_IFALIAS`).
     SetAlias,
+    /// Setting a bridge port's isolation (`IFLA_BRPORT_ISOLATED`).
+    SetIsolated,
     /// Renaming a link.
     Rename,
     /// Deleting a link.
@@ -43,6 +45,10 @@ pub enum Step {
     AddRoute,
     /// Listing routes.
     ListRoutes,
+    /// Looking up the route to one address.
+    LookUpRoute,
+    /// Listing sockets (`NETLINK_SOCK_DIAG`).
+    ListSockets,
     /// Reading nf_tables state: the ruleset generation, a chain, a dump of
     /// a chain's rules.
     NftLookUp,
@@ -71,12 +77,15 @@ impl fmt::Display for Step {
             Step::SetMaster => "attach link to bridge",
             Step::SetUp => "bring link up",
             Step::SetAlias => "set link alias",
+            Step::SetIsolated => "set bridge port isolation",
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",
             Step::ListAddresses => "list addresses",
             Step::AddRoute => "add route",
             Step::ListRoutes => "list routes",
+            Step::LookUpRoute => "look up route",
+            Step::ListSockets => "list sockets",
             Step::NftLookUp => "look up nftables",
             Step::NftCreate => "create nftables",
             Step::NftAddRule => "add nftables rule",

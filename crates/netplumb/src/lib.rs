@@ -72,6 +72,7 @@ mod nat;
 mod netlink;
 mod netns;
 mod routes;
+pub mod sockets;
 mod wiring;
 
 pub use error::{Error, NetlinkError, Result, Step};
@@ -81,6 +82,15 @@ pub use nat::Nftables;
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use wiring::{Attached, Attachment};
+
+/// A transport protocol of a published or listened-on port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
 
 /// A netlink socket not yet driven by a runtime: what
 /// [`Netlink::open_socket`] and [`NetNs::netlink_socket`] open, and what

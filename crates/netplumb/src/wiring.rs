@@ -32,6 +32,13 @@ pub struct Attachment<'a> {
     /// (see [`Netlink::set_up_quiet`]). The host end, a bridge port, never
     /// gets one.
     pub peer_link_local: bool,
+    /// The peer's MAC address, set when the pair is created; random when
+    /// `None`.
+    pub peer_mac: Option<[u8; 6]>,
+    /// Make the host end an isolated bridge port (`IFLA_BRPORT_ISOLATED`),
+    /// before it is brought up: isolated ports reach the bridge and ports
+    /// that are not isolated (the uplink), never each other.
+    pub isolated: bool,
 }
 
 /// What [`Netlink::attach`] made.
@@ -62,6 +69,7 @@ impl Netlink {
             peer_netns: Some(a.peer_netns),
             master: Some(a.bridge),
             mtu: a.mtu,
+            peer_mac: a.peer_mac,
             up: false,
         })
         .await?;
@@ -76,6 +84,9 @@ impl Netlink {
                 .await?
                 .ok_or_else(|| gone(a.host_name))?;
             let peer_index = host.link.ok_or_else(|| gone(a.peer_name))?;
+            if a.isolated {
+                self.set_isolated(host.index, true).await?;
+            }
             self.set_up_quiet(host.index).await?;
             let mut peer = inside
                 .link_by_index(peer_index)
