@@ -169,12 +169,13 @@ fn dump_finds(socket: &OwnedFd, family: u8, ipproto: u8, states: u32, port: u16)
                     }
                     return Err(fail(&object, io::Error::from_raw_os_error(-code)));
                 }
-                SOCK_DIAG_BY_FAMILY if payload.len() >= MSG_SPORT_END => {
-                    // idiag_sport, network byte order; checked again here
-                    // whatever the filter did.
-                    if u16::from_be_bytes([payload[4], payload[5]]) == port {
-                        return Ok(true);
-                    }
+                // idiag_sport, network byte order; checked again here
+                // whatever the filter did.
+                SOCK_DIAG_BY_FAMILY
+                    if payload.len() >= MSG_SPORT_END
+                        && u16::from_be_bytes([payload[4], payload[5]]) == port =>
+                {
+                    return Ok(true);
                 }
                 _ => {}
             }
