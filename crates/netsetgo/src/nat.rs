@@ -36,9 +36,11 @@ pub fn prepare(network: &Network) -> Result<Option<Nftables>, Failure> {
 }
 
 /// Under the network's lock: the masquerade rules, created once.
-pub fn ensure_masquerade(nft: &Nftables, network: &Network) -> Result<(), Failure> {
+pub fn masquerade(nft: &Nftables, network: &Network) -> Result<(), Failure> {
     for subnet in network.bridge_addresses() {
-        nft.ensure_masquerade(TABLE, &network.bridge, subnet)?;
+        nft.masquerade(TABLE)
+            .add(&network.bridge, subnet)
+            .execute()?;
     }
     Ok(())
 }

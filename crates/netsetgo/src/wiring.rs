@@ -200,7 +200,7 @@ impl<'a, L: Links> Session<'a, L> {
                 }
             }
             if let Some(nft) = &self.nft {
-                nat::ensure_masquerade(nft, network)?;
+                nat::masquerade(nft, network)?;
             }
             Ok(())
         }
