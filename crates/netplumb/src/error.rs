@@ -49,8 +49,8 @@ pub enum Step {
     LookUpRoute,
     /// Listing sockets (`NETLINK_SOCK_DIAG`).
     ListSockets,
-    /// Reading nf_tables state: the ruleset generation, a chain, a dump of
-    /// a chain's rules.
+    /// Reading nf_tables state: the ruleset generation, a chain, a set, a
+    /// set element, a dump of a chain's rules.
     NftLookUp,
     /// Creating an nf_tables table or chain.
     NftCreate,
@@ -58,6 +58,11 @@ pub enum Step {
     NftAddRule,
     /// Deleting an nf_tables rule or chain.
     NftDelete,
+    /// Adding an element to an nf_tables set or map (a publication's claim
+    /// or mapping, a guarded port's address).
+    NftAddElement,
+    /// Deleting an element of an nf_tables set or map.
+    NftDeleteElement,
     /// Committing an nf_tables batch as a whole.
     NftCommit,
 }
@@ -90,6 +95,8 @@ impl fmt::Display for Step {
             Step::NftCreate => "create nftables",
             Step::NftAddRule => "add nftables rule",
             Step::NftDelete => "delete nftables",
+            Step::NftAddElement => "add nftables element",
+            Step::NftDeleteElement => "delete nftables element",
             Step::NftCommit => "commit nftables batch",
         })
     }

@@ -36,10 +36,11 @@ const RECV_BUF: usize = 32 * 1024;
 /// included), on any local address. Dumped by the kernel with a filter on
 /// the port, so only matching sockets are sent back. Needs no privilege.
 pub fn listening(protocol: Protocol, port: u16) -> Result<bool> {
-    let (ipproto, states) = match protocol {
-        Protocol::Tcp => (libc::IPPROTO_TCP as u8, 1u32 << TCP_LISTEN),
-        Protocol::Udp => (libc::IPPROTO_UDP as u8, u32::MAX),
+    let states = match protocol {
+        Protocol::Tcp => 1u32 << TCP_LISTEN,
+        Protocol::Udp => u32::MAX,
     };
+    let ipproto = protocol.number();
     let socket = open()?;
     for family in [libc::AF_INET as u8, libc::AF_INET6 as u8] {
         if dump_finds(&socket, family, ipproto, states, port)? {

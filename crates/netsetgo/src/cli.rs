@@ -243,7 +243,7 @@ fn publish(list: &mut Vec<Mapping>, value: &str) -> Result<(), Usage> {
     {
         return Err(Usage::Error(format!(
             "-publish {value}: {} host port {} is published twice",
-            ports::protocol_name(mapping.protocol),
+            mapping.protocol.name(),
             mapping.host_port
         )));
     }

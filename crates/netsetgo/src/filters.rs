@@ -196,7 +196,7 @@ impl Filters for Kernel {
 pub fn already_published(m: &Mapping) -> Failure {
     Failure::refused(format!(
         "-publish {m}: {} port {} is already published; choose another host port",
-        ports::protocol_name(m.protocol),
+        m.protocol.name(),
         m.host_port
     ))
 }

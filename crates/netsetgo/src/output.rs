@@ -7,7 +7,7 @@ use ipnetwork::IpNetwork;
 use serde::Serialize;
 
 use crate::error::Failure;
-use crate::ports::{self, Mapping};
+use crate::ports::Mapping;
 
 /// What a successful wiring made.
 #[derive(Debug, Clone)]
@@ -170,7 +170,7 @@ struct Published {
 impl From<&Mapping> for Published {
     fn from(m: &Mapping) -> Published {
         Published {
-            protocol: ports::protocol_name(m.protocol),
+            protocol: m.protocol.name(),
             host_address: m.host_address,
             host_port: m.host_port,
             container_port: m.container_port,

@@ -23,13 +23,6 @@ pub struct Mapping {
     pub container_port: u16,
 }
 
-pub fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
 pub fn parse_protocol(text: &str) -> Option<Protocol> {
     match text {
         "tcp" => Some(Protocol::Tcp),
@@ -103,7 +96,7 @@ impl Mapping {
 
 impl fmt::Display for Mapping {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(protocol_name(self.protocol))?;
+        f.write_str(self.protocol.name())?;
         match self.host_address {
             Some(IpAddr::V4(a)) => write!(f, ":{a}")?,
             Some(IpAddr::V6(a)) => write!(f, ":[{a}]")?,

@@ -7,7 +7,7 @@ use ipnetwork::Ipv4Network;
 use crate::cli::{self, Args};
 use crate::error::Failure;
 use crate::policy::{self, Network, Policy, Ports, SystemAccounts, POLICY_PATH};
-use crate::ports::{self, Mapping};
+use crate::ports::Mapping;
 use crate::privilege::Caller;
 
 /// A request the caller is allowed to make.
@@ -129,7 +129,7 @@ pub fn publications(
     grants: Option<&[Ports]>,
 ) -> Result<Vec<Mapping>, Failure> {
     for m in &args.publish {
-        let protocol = ports::protocol_name(m.protocol);
+        let protocol = m.protocol.name();
         if let Some(grants) = grants {
             if !grants.iter().any(|g| g.contains(m.protocol, m.host_port)) {
                 return Err(Failure::refused(format!(

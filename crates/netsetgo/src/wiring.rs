@@ -247,7 +247,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             if self.host.listening(m.protocol, m.host_port)? {
                 return Err(Failure::refused(format!(
                     "-publish {m}: a program on this host listens on {} port {}; choose another host port",
-                    ports::protocol_name(m.protocol),
+                    m.protocol.name(),
                     m.host_port
                 )));
             }
