@@ -16,10 +16,15 @@
 //!   [`add_default_route`](Netlink::add_default_route),
 //!   [`loopback_up`](Netlink::loopback_up),
 //!   [`delete_link`](Netlink::delete_link),
-//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links) and
-//!   [`bridge_ports`](Netlink::bridge_ports).
+//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
+//!   [`bridge_ports`](Netlink::bridge_ports),
+//!   [`set_isolated`](Netlink::set_isolated) (bridge port isolation) and
+//!   [`is_local`](Netlink::is_local) (is an address the namespace's own).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
-//!   behind when a step fails.
+//!   behind when a step fails; the peer may be given its MAC address and
+//!   the host end made an isolated bridge port ([`Attachment`]).
+//! * [`sockets::listening`]: whether a socket of the namespace listens on a
+//!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
 //!   atomic batches, with request builders shaped like rtnetlink's:
 //!   [`masquerade`](Nftables::masquerade) (source NAT for a bridge's
