@@ -274,14 +274,25 @@ impl Netlink {
     /// bridge would flood to every port: with many ports that background
     /// work is what makes each new port cost more than the last.
     pub async fn set_up_quiet(&self, index: u32) -> Result<()> {
+        self.set_up_generating(index, In6AddrGenMode::None).await
+    }
+
+    /// Brings link `index` up with its IPv6 link-local address derived from
+    /// its MAC address (`addrgenmode eui64`), whatever the namespace's
+    /// default mode: a guard that knows the MAC knows the address.
+    pub async fn set_up_eui64(&self, index: u32) -> Result<()> {
+        self.set_up_generating(index, In6AddrGenMode::Eui64).await
+    }
+
+    async fn set_up_generating(&self, index: u32, mode: In6AddrGenMode) -> Result<()> {
         let message = LinkUnspec::new_with_index(index)
             .up()
             .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                vec![AfSpecInet6::AddrGenMode(mode)],
             )]))
             .build();
         match self.set_link(message, Step::SetUp, index).await {
-            // A kernel without IPv6 has no address generation to switch off.
+            // A kernel without IPv6 generates no addresses at all.
             Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => self.set_up(index).await,
             other => other,
         }

@@ -27,7 +27,8 @@ pub struct Attachment<'a> {
     pub addresses: &'a [IpNetwork],
     /// Default gateways of the peer (one per address family).
     pub gateways: &'a [IpAddr],
-    /// Give the peer an IPv6 link-local address. Without IPv6 on the
+    /// Give the peer an IPv6 link-local address, the EUI-64 of its MAC
+    /// address (whatever the namespace's default). Without IPv6 on the
     /// network it needs none, and without one it sends nothing unasked
     /// (see [`Netlink::set_up_quiet`]). The host end, a bridge port, never
     /// gets one.
@@ -94,7 +95,7 @@ impl Netlink {
                 .filter(|p| p.name == a.peer_name)
                 .ok_or_else(|| gone(a.peer_name))?;
             if a.peer_link_local {
-                inside.set_up(peer.index).await?;
+                inside.set_up_eui64(peer.index).await?;
             } else {
                 inside.set_up_quiet(peer.index).await?;
             }

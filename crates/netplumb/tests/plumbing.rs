@@ -175,3 +175,45 @@ async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
     nl.set_isolated(made[1].host_index, false).await.unwrap();
     assert!(common::ping_from(&a, "10.72.0.3", 5));
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_default() {
+    require_root!("the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_default");
+    let host = TestNs::new("ll");
+    let cont = TestNs::new("llc");
+    // The container's owner may choose another default mode (here: none).
+    assert!(cont.exec_succeeds(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.default.addr_gen_mode=1"
+    ]));
+    let nl = host.session();
+    let bridge = nl.ensure_bridge("brg0", None).await.unwrap();
+    let target = cont.open();
+    let addresses = [net("10.73.0.2/24"), net("fd73::2/64")];
+    nl.attach(
+        &cont.session(),
+        &Attachment {
+            bridge: bridge.link.index,
+            host_name: "vethll",
+            peer_name: "veth1",
+            peer_netns: target.as_fd(),
+            mtu: None,
+            addresses: &addresses,
+            gateways: &[],
+            peer_link_local: true,
+            peer_mac: Some([0x02, 0x6e, 10, 73, 0, 2]),
+            isolated: false,
+        },
+    )
+    .await
+    .unwrap();
+    let locals: Vec<String> = cont
+        .addrs("veth1")
+        .iter()
+        .filter(|a| a["scope"] == "link")
+        .map(|a| a["local"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(locals, ["fe80::6e:aff:fe49:2"]);
+}
