@@ -75,7 +75,7 @@ pub(super) const NFT_META_NFPROTO: u32 = 15;
 pub(super) const NFT_META_L4PROTO: u32 = 16;
 pub(super) const NFT_CMP_EQ: u32 = 0;
 pub(super) const NFT_CMP_NEQ: u32 = 1;
-pub(super) const NFT_CT_STATUS: u32 = 1;
+pub(super) const NFT_CT_STATUS: u32 = 2;
 /// `IPS_DST_NAT` of `enum ip_conntrack_status`.
 pub(super) const IPS_DST_NAT: u32 = 1 << 5;
 /// `RTN_LOCAL` of `<linux/rtnetlink.h>`.
