@@ -281,7 +281,10 @@ struct Server {
 
 impl Server {
     fn start(ns: &Ns) -> Server {
-        let script = "import socket\n\
+        // python3 is the child itself (ip netns exec execs it), so the kill
+        // on drop ends it; the alarm bounds it if the test hangs.
+        let script = "import signal, socket\n\
+             signal.alarm(60)\n\
              s = socket.socket(socket.AF_INET6)\n\
              s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
              s.bind(('::', 80))\n\
@@ -294,7 +297,7 @@ impl Server {
              \x20   c.sendall(b'hello\\n')\n\
              \x20   c.close()\n";
         let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, "timeout", "30", "python3", "-c"])
+            .args(["netns", "exec", &ns.name, "python3", "-c"])
             .arg(script)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
