@@ -117,6 +117,41 @@ fn arp(eth_src: &[u8; 6], sender_mac: &[u8; 6], sender_ip: [u8; 4], target: [u8;
     hex(&f)
 }
 
+/// An unsolicited neighbour advertisement from `mac` at `source` (a
+/// legitimate source address) to all nodes: "`target` is at `mac`", with
+/// the override flag.
+fn neighbour_advert(mac: &[u8; 6], source: Ipv6Addr, target: Ipv6Addr) -> String {
+    let dst: Ipv6Addr = "ff02::1".parse().unwrap();
+    let mut icmp = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    icmp.extend_from_slice(&target.octets());
+    icmp.extend_from_slice(&[2, 1]);
+    icmp.extend_from_slice(mac);
+    // The checksum covers the pseudo-header and the message.
+    let mut sum: u32 = 0;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&source.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(icmp.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, 58]);
+    for pair in pseudo.chunks(2).chain(icmp.chunks(2)) {
+        sum += u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    icmp[2..4].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+
+    let mut f = vec![0x33, 0x33, 0, 0, 0, 1];
+    f.extend_from_slice(mac);
+    f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
+    f.extend_from_slice(&(icmp.len() as u16).to_be_bytes());
+    f.extend_from_slice(&[58, 255]);
+    f.extend_from_slice(&source.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&icmp);
+    hex(&f)
+}
+
 /// A container on `br0` of `host` behind port `port` with `mac`.
 fn plug(host: &Ns, container: &Ns, port: &str, mac: &[u8; 6], addr: &str, addr6: &str) {
     host.run(&[
@@ -246,6 +281,14 @@ fn guarded_ports_pass_only_their_own_addresses() {
     assert!(!learnt(&host, "ga0").contains(&mac_text(&MAC_B)));
     assert_eq!(neighbour(&host, "10.77.0.3"), Some(mac_text(&MAC_B)));
 
+    // A forged neighbour advertisement ("fd00:77::3 is at A's MAC", sent
+    // from A's own link-local address) does not poison the host either.
+    assert!(host.ping(None, "fd00:77::3", 3));
+    assert_eq!(neighbour(&host, "fd00:77::3"), Some(mac_text(&MAC_B)));
+    let forged_na = neighbour_advert(&MAC_A, link_local(&MAC_A), "fd00:77::3".parse().unwrap());
+    a.send_raw(&forged_na);
+    assert_eq!(neighbour(&host, "fd00:77::3"), Some(mac_text(&MAC_B)));
+
     // A changed MAC gets nothing through, not even its own address.
     a.run(&["ip", "link", "set", "eth0", "address", "02:00:00:00:00:99"]);
     assert!(!a.ping(None, "10.77.0.1", 2));
@@ -265,6 +308,8 @@ fn guarded_ports_pass_only_their_own_addresses() {
     assert!(a.ping(Some("10.77.0.9"), "10.77.0.1", 3));
     a.send_raw(&forged);
     assert_eq!(neighbour(&host, "10.77.0.3"), Some(mac_text(&MAC_A)));
+    a.send_raw(&forged_na);
+    assert_eq!(neighbour(&host, "fd00:77::3"), Some(mac_text(&MAC_A)));
 
     assert_eq!(other(), before);
 }
