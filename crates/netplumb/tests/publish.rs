@@ -11,9 +11,11 @@ use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::Barrier;
+use std::thread;
 
 use common::TestNs;
-use netplumb::{Error, Nftables, Protocol, Publication};
+use netplumb::{Error, NetNs, Nftables, Protocol, Publication};
 use serde_json::Value;
 
 const TABLE: &str = "nsgports";
@@ -234,6 +236,47 @@ fn publish_claims_the_port_for_its_owner_only() {
     assert_eq!(ns.run(&["nft", "list", "table", "ip", TABLE]), same_name);
     // The whole ruleset stays readable for nft.
     ns.run(&["nft", "-j", "list", "ruleset"]);
+}
+
+#[test]
+fn concurrent_first_publications_create_the_structure_once() {
+    require_root!("concurrent_first_publications_create_the_structure_once");
+    let ns = Ns::new("race");
+    let path = ns.path();
+    let start = Barrier::new(8);
+    // Eight sessions publish at once on a fresh namespace: ports 9000-9007
+    // each once, and port 9100 by all of them (exactly one wins).
+    let won: usize = thread::scope(|s| {
+        let workers: Vec<_> = (0..8u16)
+            .map(|i| {
+                let (path, start) = (path.clone(), &start);
+                s.spawn(move || {
+                    let nft = Nftables::open_in(&NetNs::from_path(&path).unwrap()).unwrap();
+                    let owner = format!("10.77.0.{}", i + 2);
+                    start.wait();
+                    let own = publication(9000 + i, &owner, &[&owner]);
+                    nft.ports(TABLE).publish(&own).execute().unwrap();
+                    match nft
+                        .ports(TABLE)
+                        .publish(&publication(9100, &owner, &[&owner]))
+                        .execute()
+                    {
+                        Ok(()) => 1,
+                        Err(e) if e.errno() == Some(libc::EEXIST) => 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(won, 1);
+    assert_eq!(chain_text(&ns, "publish").len(), 4);
+    assert_eq!(chain_text(&ns, "prerouting").len(), 2);
+    assert_eq!(chain_text(&ns, "output").len(), 2);
+    let listing = ns.list("inet", TABLE);
+    assert_eq!(elements(&listing, "published").as_array().unwrap().len(), 9);
+    assert_eq!(elements(&listing, "dnat4").as_array().unwrap().len(), 9);
 }
 
 #[test]
