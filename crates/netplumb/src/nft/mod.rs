@@ -560,7 +560,6 @@ impl Batch<'_> {
 
     /// A base chain with policy accept. It may exist as exactly that; any
     /// other chain of that name is an error.
-    #[allow(clippy::too_many_arguments)]
     fn base_chain(
         &mut self,
         family: Family,
