@@ -27,6 +27,7 @@ pub(super) struct Batch<'a> {
     first: u32,
     what: String,
     parts: Vec<Part>,
+    sets: u32,
 }
 
 /// A message of a batch, with what to say when the kernel refuses it.
@@ -73,6 +74,7 @@ impl<'a> Batch<'a> {
             first,
             what,
             parts: Vec::new(),
+            sets: 0,
         }
     }
 
@@ -103,6 +105,12 @@ impl<'a> Batch<'a> {
             object,
             racy,
         });
+    }
+
+    /// A set ID (`NFTA_SET_ID`) not used before in this batch.
+    pub(super) fn next_set_id(&mut self) -> u32 {
+        self.sets += 1;
+        self.sets
     }
 
     /// Whether nothing was added.

@@ -75,7 +75,7 @@ pub(super) const NFT_META_NFPROTO: u32 = 15;
 pub(super) const NFT_META_L4PROTO: u32 = 16;
 pub(super) const NFT_CMP_EQ: u32 = 0;
 pub(super) const NFT_CMP_NEQ: u32 = 1;
-pub(super) const NFT_CT_STATUS: u32 = 1;
+pub(super) const NFT_CT_STATUS: u32 = 2;
 /// `IPS_DST_NAT` of `enum ip_conntrack_status`.
 pub(super) const IPS_DST_NAT: u32 = 1 << 5;
 /// `RTN_LOCAL` of `<linux/rtnetlink.h>`.
@@ -199,13 +199,11 @@ fn put_expression(a: &mut Attrs<'_>, expr: &Expr) {
         Expr::Jump(_) | Expr::Verdict(_) => "immediate",
     };
     a.string(NFTA_EXPR_NAME, name);
-    if let Expr::Masquerade = expr {
-        return;
-    }
+    // Attributes in the order nft writes them (masq: an empty nest).
     a.nest(NFTA_EXPR_DATA, |a| match expr {
         Expr::Meta { key, dreg } => {
-            a.be32(NFTA_META_DREG, *dreg);
             a.be32(NFTA_META_KEY, *key);
+            a.be32(NFTA_META_DREG, *dreg);
         }
         Expr::Cmp(op, data) => {
             a.be32(NFTA_CMP_SREG, NFT_REG_1);
@@ -243,13 +241,13 @@ fn put_expression(a: &mut Attrs<'_>, expr: &Expr) {
             }
         }
         Expr::FibDaddrLocal => {
-            a.be32(NFTA_FIB_DREG, NFT_REG_1);
-            a.be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
             a.be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+            a.be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+            a.be32(NFTA_FIB_DREG, NFT_REG_1);
         }
         Expr::Ct(key) => {
-            a.be32(NFTA_CT_DREG, NFT_REG_1);
             a.be32(NFTA_CT_KEY, *key);
+            a.be32(NFTA_CT_DREG, NFT_REG_1);
         }
         Expr::Dnat { family, proto_reg } => {
             a.be32(NFTA_NAT_TYPE, NFT_NAT_DNAT);
@@ -276,4 +274,45 @@ fn put_expression(a: &mut Attrs<'_>, expr: &Expr) {
         }
         Expr::Masquerade => {}
     });
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::wire::Message;
+    use super::*;
+
+    /// The `NFTA_RULE_EXPRESSIONS` attribute of `exprs`, as hex.
+    pub(in super::super) fn encoded(exprs: &[Expr]) -> String {
+        let mut msg = Message::new(0, 0, 0, 0, 0);
+        put_expressions(&mut msg.attrs(), exprs);
+        msg.finish()[20..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn fib_and_immediate_are_nfts_bytes() {
+        // nft --debug=mnl add rule inet u publish ip daddr != 127.0.0.0/8
+        //     fib daddr type local accept
+        let nft = "3801048024000180090001006d6574610000000014000280080002000000000f0800010000000001\
+                   2c00018008000100636d700020000280080001000000000108000200000000000c00038005000100\
+                   02000000340001800c0001007061796c6f616400240002800800010000000001080002000000000108\
+                   0003000000001008000400000000012c00018008000100636d7000200002800800010000000001080002\
+                   00000000010c000380050001007f0000002800018008000100666962001c00028008000300000000\
+                   02080002000000000308000100000000012c00018008000100636d70002000028008000100000000\
+                   0108000200000000000c0003800800010002000000300001800e000100696d6d6564696174650000\
+                   001c0002800800010000000000100002800c0002800800010000000001";
+        let exprs = [
+            Expr::nfproto(NFPROTO_IPV4).to_vec(),
+            vec![
+                Expr::payload(Base::Network, 16, 1),
+                Expr::Cmp(NFT_CMP_NEQ, vec![127]),
+                Expr::FibDaddrLocal,
+                Expr::Verdict(NF_ACCEPT),
+            ],
+        ]
+        .concat();
+        assert_eq!(encoded(&exprs), nft.replace(' ', ""));
+    }
 }

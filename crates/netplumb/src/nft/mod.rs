@@ -107,6 +107,7 @@ const NFTA_SET_KEY_TYPE: u16 = 4;
 const NFTA_SET_KEY_LEN: u16 = 5;
 const NFTA_SET_DATA_TYPE: u16 = 6;
 const NFTA_SET_DATA_LEN: u16 = 7;
+const NFTA_SET_ID: u16 = 10;
 const NFTA_SET_USERDATA: u16 = 13;
 const NFT_SET_MAP: u32 = 0x8;
 const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
@@ -122,7 +123,10 @@ const NF_ACCEPT: u32 = 1;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
-/// nft's `BYTEORDER_BIG_ENDIAN`.
+/// nft's `enum byteorder`: what nft writes for a concatenation, for a
+/// string (an interface name) and for an address or port.
+const BYTEORDER_INVALID: u32 = 0;
+const BYTEORDER_HOST_ENDIAN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 
 /// How long one answer from the kernel may take.
@@ -556,7 +560,6 @@ impl Batch<'_> {
 
     /// A base chain with policy accept. It may exist as exactly that; any
     /// other chain of that name is an error.
-    #[allow(clippy::too_many_arguments)]
     fn base_chain(
         &mut self,
         family: Family,
@@ -669,6 +672,9 @@ impl Batch<'_> {
         let (key_type, key_len) = datatype::concat(spec.key);
         let (data_type, data_len) = datatype::concat(spec.data);
         let kind = if spec.data.is_empty() { "set" } else { "map" };
+        // The kernel wants an ID unique in the batch, by which later
+        // messages of the batch could name the set.
+        let id = self.next_set_id();
         self.add(
             NFT_MSG_NEWSET,
             NLM_F_CREATE | NLM_F_EXCL,
@@ -688,7 +694,8 @@ impl Batch<'_> {
                     a.be32(NFTA_SET_DATA_TYPE, data_type);
                     a.be32(NFTA_SET_DATA_LEN, data_len);
                 }
-                a.bytes(NFTA_SET_USERDATA, &set_userdata(!spec.data.is_empty()));
+                a.be32(NFTA_SET_ID, id);
+                a.bytes(NFTA_SET_USERDATA, &set_userdata(spec));
             },
         );
     }
@@ -717,15 +724,20 @@ impl Batch<'_> {
     }
 }
 
-/// A set's user data as nft writes it for a concatenated key: the byte
-/// order of key (and value), so that nft prints the elements.
-fn set_userdata(map: bool) -> Vec<u8> {
+/// A set's user data as nft writes it: the byte order of the key (and
+/// value), which nft needs to print the elements.
+fn set_userdata(spec: &SetSpec) -> Vec<u8> {
+    let order = |fields: &[(u32, u32)]| match fields {
+        [(datatype::IFNAME, _)] => BYTEORDER_HOST_ENDIAN,
+        [_] => BYTEORDER_BIG_ENDIAN,
+        _ => BYTEORDER_INVALID,
+    };
     let mut out = Vec::new();
     out.extend_from_slice(&[NFTNL_UDATA_SET_KEYBYTEORDER, 4]);
-    out.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
-    if map {
+    out.extend_from_slice(&order(spec.key).to_ne_bytes());
+    if !spec.data.is_empty() {
         out.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
-        out.extend_from_slice(&BYTEORDER_BIG_ENDIAN.to_ne_bytes());
+        out.extend_from_slice(&order(spec.data).to_ne_bytes());
     }
     out
 }
