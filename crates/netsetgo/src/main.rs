@@ -126,7 +126,7 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    policy; nothing has been opened on the caller's behalf yet.
     //    The identity to work as later is looked up now, so that a machine
     //    without it refuses before anything is opened.
-    let request = request::resolve(args, &caller)?;
+    let request = request::resolve(args, &caller, matches!(action, Action::Wire { .. }))?;
     call.network = Some(request.network.name.clone());
     let worker = Worker::resolve(&caller)?;
     // 7. Target: the pid resolved once into a pinned namespace fd, and

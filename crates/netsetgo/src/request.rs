@@ -53,7 +53,14 @@ impl Request {
 /// The longest prefix that leaves room for 8 hex digits in 15 bytes.
 const MAX_PREFIX: usize = 7;
 
-pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
+/// The request `args` make of `caller`'s grants; `-publish` counts only
+/// when `wiring` (a poststop hook whose args repeat it releases all the
+/// same).
+pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Failure> {
+    let publish = |network: &Network, grants| match wiring {
+        true => publications(args, network, grants),
+        false => Ok(Vec::new()),
+    };
     let prefix = args
         .veth_prefix
         .clone()
@@ -74,7 +81,7 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         let policy = policy::load().ok().flatten();
         let network = root_network(args, policy.as_ref())?;
         let address = requested_address(args, &network)?;
-        let publish = publications(args, &network, None)?;
+        let publish = publish(&network, None)?;
         return Ok(Request {
             network,
             quota: None,
@@ -108,7 +115,7 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         }
     }
     let address = requested_address(args, &network)?;
-    let publish = publications(args, &network, Some(&chosen.ports))?;
+    let publish = publish(&network, Some(&chosen.ports))?;
     Ok(Request {
         network,
         quota: Some(chosen.quota),
