@@ -106,8 +106,8 @@ impl Outside {
 
 /// Serves `argv[1]` (`tcp` or `udp`) on `argv[2]` port `argv[3]` and exits
 /// after `argv[4]` seconds at the latest. Prints `listening` once bound and
-/// `peer ADDR` for each connection or datagram, and answers each with
-/// `hello`. An IPv6 address serves IPv4 too (IPv4 peers are printed as
+/// `peer ADDR TOKEN` for each connection or datagram (TOKEN: the second
+/// word the client sent, `-` if none), and answers each with `hello`. An IPv6 address serves IPv4 too (IPv4 peers are printed as
 /// IPv4-mapped addresses). It is the process nsenter execs, so killing that
 /// kills the server.
 const SERVER: &str = r#"
@@ -123,24 +123,35 @@ s.bind((addr, port))
 if proto == "tcp":
     s.listen(16)
 print("listening", flush=True)
+def token(data):
+    words = data.decode(errors="replace").split()
+    return words[1] if len(words) > 1 else "-"
 while True:
-    if proto == "tcp":
-        c, peer = s.accept()
-        print("peer", peer[0], flush=True)
-        try:
-            c.sendall(b"hello\n")
-        except OSError:
-            pass
-        c.close()
-    else:
-        data, peer = s.recvfrom(2048)
-        print("peer", peer[0], flush=True)
-        s.sendto(b"hello\n", peer)
+    try:
+        if proto == "tcp":
+            c, peer = s.accept()
+            c.settimeout(2)
+            try:
+                data = c.recv(256)
+            except OSError:
+                data = b""
+            print("peer", peer[0], token(data), flush=True)
+            try:
+                c.sendall(b"hello\n")
+            except OSError:
+                pass
+            c.close()
+        else:
+            data, peer = s.recvfrom(2048)
+            print("peer", peer[0], token(data), flush=True)
+            s.sendto(b"hello\n", peer)
+    except OSError:
+        pass
 "#;
 
-/// Sends one request to `argv[2]` port `argv[3]` over `argv[1]` and waits
-/// at most `argv[4]` seconds for the answer; prints its own address and
-/// the answer. Fails (non-zero) if no answer comes.
+/// Sends `ping TOKEN` (TOKEN: `argv[5]`) to `argv[2]` port `argv[3]` over
+/// `argv[1]` and waits at most `argv[4]` seconds for the answer; prints
+/// its own address and the answer. Fails (non-zero) if no answer comes.
 const CLIENT: &str = r#"
 import socket, sys
 proto, addr, port, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -151,9 +162,20 @@ else:
     s = socket.socket(family, socket.SOCK_DGRAM)
     s.settimeout(limit)
     s.connect((addr, port))
-    s.send(b"ping\n")
+s.send(b"ping " + sys.argv[5].encode() + b"\n")
 print(s.getsockname()[0], s.recv(16).decode().strip())
 "#;
+
+/// A token no other request of this process carries.
+pub fn token() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 /// A peer address as the server printed it, IPv4-mapped IPv6 addresses as
 /// IPv4.
@@ -210,11 +232,35 @@ impl Server {
         server
     }
 
+    /// `(address, token)` of a `peer` line.
+    fn parse(line: &str) -> Option<(String, String)> {
+        let mut words = line.strip_prefix("peer ")?.split(' ');
+        let address = plain_address(words.next()?);
+        Some((address, words.next().unwrap_or("-").to_string()))
+    }
+
     /// The peer address of the next connection or datagram, if one comes
     /// within `limit` (times [`time_scale`]).
     pub fn next_peer(&mut self, limit: Duration) -> Option<String> {
         let line = self.peers.recv_timeout(limit * time_scale()).ok()?;
-        line.strip_prefix("peer ").map(plain_address)
+        Self::parse(&line).map(|(address, _)| address)
+    }
+
+    /// The peer address of the first request that carried `token` (see
+    /// [`request`]), if it arrives within `limit` (times [`time_scale`]);
+    /// reports of other requests (a retried datagram that arrived late)
+    /// are skipped.
+    pub fn peer_of(&mut self, token: &str, limit: Duration) -> Option<String> {
+        let end = std::time::Instant::now() + limit * time_scale();
+        while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
+            let line = self.peers.recv_timeout(left).ok()?;
+            if let Some((address, t)) = Self::parse(&line) {
+                if t == token {
+                    return Some(address);
+                }
+            }
+        }
+        None
     }
 
     /// Every peer reported within `limit` (times [`time_scale`]) from now.
@@ -223,7 +269,7 @@ impl Server {
         let mut out = Vec::new();
         while let Some(left) = end.checked_duration_since(std::time::Instant::now()) {
             match self.peers.recv_timeout(left) {
-                Ok(line) => out.extend(line.strip_prefix("peer ").map(plain_address)),
+                Ok(line) => out.extend(Self::parse(&line).map(|(address, _)| address)),
                 Err(_) => break,
             }
         }
@@ -239,14 +285,15 @@ impl Drop for Server {
 }
 
 /// One request of the client, run as root with `prefix`, to `addr` port
-/// `port` over `proto`, waiting at most 2 s (times [`time_scale`]) for the
-/// answer. On success stdout is `<own address> hello`.
-pub fn request(prefix: &[String], proto: &str, addr: &str, port: u16) -> Output {
+/// `port` over `proto`, carrying `token` (see [`Server::peer_of`]),
+/// waiting at most 2 s (times [`time_scale`]) for the answer. On success
+/// stdout is `<own address> hello`.
+pub fn request(prefix: &[String], proto: &str, addr: &str, port: u16, token: &str) -> Output {
     let mut argv: Vec<String> = prefix.to_vec();
     let limit = (2 * time_scale()).to_string();
     let port = port.to_string();
     argv.extend(
-        ["python3", "-c", CLIENT, proto, addr, &port, &limit]
+        ["python3", "-c", CLIENT, proto, addr, &port, &limit, token]
             .iter()
             .map(|s| s.to_string()),
     );
@@ -255,21 +302,22 @@ pub fn request(prefix: &[String], proto: &str, addr: &str, port: u16) -> Output 
 
 /// [`request`] up to `tries` times, 200 ms apart, until one is answered
 /// (a published port may need a moment: neighbour resolution, DAD);
-/// returns the last output.
+/// returns the last output. Every try carries `token`.
 pub fn request_retrying(
     prefix: &[String],
     proto: &str,
     addr: &str,
     port: u16,
+    token: &str,
     tries: u32,
 ) -> Output {
-    let mut last = request(prefix, proto, addr, port);
+    let mut last = request(prefix, proto, addr, port, token);
     for _ in 1..tries {
         if last.success() {
             break;
         }
         thread::sleep(Duration::from_millis(200));
-        last = request(prefix, proto, addr, port);
+        last = request(prefix, proto, addr, port, token);
     }
     last
 }

@@ -141,8 +141,8 @@ fn the_installed_binary_is_setuid_root_and_runs() {
 fn servers_report_the_peer_and_sniffers_see_forged_frames() {
     use netsetgo_e2e::dhcp::Client;
     use netsetgo_e2e::traffic::{
-        netns_prefix, request, request_retrying, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
-        UPLINK6,
+        netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6,
+        UPLINK4, UPLINK6,
     };
     require_root!();
     let world = World::new();
@@ -152,17 +152,18 @@ fn servers_report_the_peer_and_sniffers_see_forged_frames() {
     for proto in ["tcp", "udp"] {
         let mut server = Server::start(&outside.enter(), proto, "::", 7001);
         for addr in [OUTSIDE4, OUTSIDE6] {
-            let out = request_retrying(&host, proto, addr, 7001, 10);
+            let t = token();
+            let out = request_retrying(&host, proto, addr, 7001, &t, 10);
             assert!(out.success(), "{proto} {addr}:\n{out}");
             let own = if addr == OUTSIDE4 { UPLINK4 } else { UPLINK6 };
             assert_eq!(out.stdout.trim(), format!("{own} hello"), "{out}");
             assert_eq!(
-                server.next_peer(Duration::from_secs(5)).as_deref(),
+                server.peer_of(&t, Duration::from_secs(5)).as_deref(),
                 Some(own)
             );
         }
         let mut back = Server::start(&host, proto, UPLINK4, 7002);
-        let out = request(&outside.enter(), proto, UPLINK4, 7002);
+        let out = request(&outside.enter(), proto, UPLINK4, 7002, "x");
         assert!(out.success(), "{out}");
         assert_eq!(
             back.next_peer(Duration::from_secs(5)).as_deref(),
@@ -171,7 +172,7 @@ fn servers_report_the_peer_and_sniffers_see_forged_frames() {
         assert!(back.peers_within(Duration::from_millis(200)).is_empty());
     }
     // Nothing listens: not answered, and nothing reported.
-    let out = request(&host, "tcp", OUTSIDE4, 7003);
+    let out = request(&host, "tcp", OUTSIDE4, 7003, "y");
     assert!(!out.success(), "{out}");
 
     // A frame sent raw on one end of the uplink arrives at the other.
@@ -184,7 +185,58 @@ fn servers_report_the_peer_and_sniffers_see_forged_frames() {
     let seen = sniffer.frames(Duration::from_millis(500));
     assert!(seen.contains(&frame), "{} frames, not ours", seen.len());
     assert!(
-        sender.frames(Duration::from_millis(100)).is_empty(),
+        !sender.frames(Duration::from_millis(100)).contains(&frame),
         "the sender read its own frame back"
     );
+}
+
+#[test]
+fn the_nft_checks_see_a_changed_ruleset_and_ports_state() {
+    use netsetgo_e2e::checks::assert_unchanged_nft;
+    require_root!();
+    let world = World::new();
+    // Unchanged: passes.
+    assert_unchanged_nft(&world, &[], || world.run(&["nft", "list", "ruleset"]));
+    // A table, or an element, added by the call: caught.
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_unchanged_nft(&world, &[], || {
+            world.run(&["nft", "add", "table", "inet", "nsg-e2e-x"])
+        })
+    }));
+    assert!(caught.is_err(), "a new table went unnoticed");
+    world
+        .run(&[
+            "nft",
+            "add",
+            "set",
+            "inet",
+            "nsg-e2e-x",
+            "s",
+            "{ type inet_service; }",
+        ])
+        .expect_success("add set");
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_unchanged_nft(&world, &[], || {
+            world.run(&[
+                "nft",
+                "add",
+                "element",
+                "inet",
+                "nsg-e2e-x",
+                "s",
+                "{ 8080 }",
+            ])
+        })
+    }));
+    assert!(caught.is_err(), "a new element went unnoticed");
+    // A ports state file written by the call: caught.
+    let dir = world.state_dir().join("brg0");
+    fs::create_dir_all(&dir).unwrap();
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert_unchanged_nft(&world, &[], || {
+            fs::write(dir.join("ports"), b"10.10.10.2 tcp:8080:80\n").unwrap();
+            world.run(&["true"])
+        })
+    }));
+    assert!(caught.is_err(), "a written ports file went unnoticed");
 }

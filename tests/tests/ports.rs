@@ -20,7 +20,8 @@ use netsetgo_e2e::checks::{
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
 use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable};
 use netsetgo_e2e::traffic::{
-    netns_prefix, request, request_retrying, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4, UPLINK6,
+    netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
+    UPLINK6,
 };
 use netsetgo_e2e::{
     add_to_group, ensure_group, ensure_user, require_root, Container, Output, Wired, World,
@@ -82,13 +83,14 @@ fn assert_reaches(
     port: u16,
     peer: &str,
 ) {
-    let out = request_retrying(prefix, proto, addr, port, TRIES);
+    let token = token();
+    let out = request_retrying(prefix, proto, addr, port, &token, TRIES);
     assert!(
         out.success() && out.stdout.trim_end().ends_with(" hello"),
         "{who}: {proto} {addr} port {port} not answered:\n{out}"
     );
     assert_eq!(
-        server.next_peer(PEER).as_deref(),
+        server.peer_of(&token, PEER).as_deref(),
         Some(peer),
         "{who}: the server saw another client address ({proto} {addr} port {port})"
     );
@@ -97,7 +99,7 @@ fn assert_reaches(
 /// A request from `prefix` to `addr`:`port` must not be answered.
 #[track_caller]
 fn assert_unanswered(who: &str, prefix: &[String], proto: &str, addr: &str, port: u16) {
-    let out = request(prefix, proto, addr, port);
+    let out = request(prefix, proto, addr, port, &token());
     assert!(
         !out.success() && !out.stdout.contains("hello"),
         "{who}: {proto} {addr} port {port} was answered:\n{out}"
@@ -693,6 +695,22 @@ fn assert_broken(world: &World, pid: &str) {
     assert_eq!(json_object(&out)["error"], json!("broken"), "{out}");
 }
 
+#[test]
+fn the_publishing_table_can_be_saved_and_restored() {
+    require_root!();
+    let world = world_with(POLICY);
+    let _outside = Outside::new(&world);
+    let c = world.container(A);
+    publish(&world, &c, &["tcp:8080:80", "udp:192.0.2.1:8053:53"]);
+    let saved = table_text(&world, "inet", "netsetgo").expect("table inet netsetgo");
+    // `nft -c -f`: parsed and checked, nothing committed.
+    let out = netsetgo_e2e::nft::apply(&world, &["-c"], &saved);
+    assert!(
+        out.success(),
+        "nft -f of the listed table fails:\n{out}\n{saved}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Refusals: each changes nothing, the world's whole ruleset included.
 
@@ -756,7 +774,7 @@ fn refuses_ports_outside_the_grants() {
     ensure_user("nsg-gm");
     add_to_group("nsg-gm", "nsg-grp");
     let world = world_with(&format!(
-        "{POLICY}allow nsg-grp default 2\npublish @nsg-grp default tcp 8200-8209\n"
+        "{POLICY}allow @nsg-grp default 2\npublish @nsg-grp default tcp 8200-8209\n"
     ));
     let member = world.container("nsg-gm");
     let refused = assert_publish_refused(&world, &[], "nsg-gm", &member, "tcp:8210:80");
@@ -846,6 +864,10 @@ fn refuses_a_port_already_published() {
 fn refuses_ports_a_host_socket_listens_on() {
     require_root!();
     let (world, _outside, keeper, target) = busy_ports_world();
+    // The world's loopback, for a listener bound to it.
+    world
+        .run(&["ip", "link", "set", "lo", "up"])
+        .expect_success("lo up in the world");
     let on_host = host(&world);
     let tcp_any = Server::start(&on_host, "tcp", "0.0.0.0", 8081);
     let _udp_any = Server::start(&on_host, "udp", "0.0.0.0", 8082);
