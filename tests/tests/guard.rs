@@ -3,9 +3,9 @@
 //! that container's MAC (02:6e:<its IPv4 octets>) and leased addresses, and
 //! ARP and neighbour discovery only for those: a container that takes
 //! another container's or the gateway's address, changes its MAC, or
-//! forges ARP, IPv4, IPv6 or router advertisements gets nothing through,
-//! and its victims' neighbour entries stay as they were; legitimate traffic
-//! still flows. The same attacks on a `guard=no` network do pass, which
+//! forges ARP, IPv4, IPv6, neighbour or router advertisements gets nothing
+//! through, and its victims' neighbour entries stay as they were;
+//! legitimate traffic still flows. The same attacks on a `guard=no` network do pass, which
 //! proves these tests can fail. On an `isolate=yes` network containers
 //! reach the gateway but not each other.
 //!
@@ -150,13 +150,20 @@ fn udp(data: &[u8]) -> Vec<u8> {
     p
 }
 
-/// An ICMPv6 message of `kind` (134: router advertisement) carrying `data`.
-fn icmpv6(kind: u8, data: &[u8]) -> Vec<u8> {
-    let mut p = vec![kind, 0, 0, 0];
-    if kind == 134 {
-        // hop limit, flags, router lifetime 1800 s, reachable, retransmit
-        p.extend_from_slice(&[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
-    }
+/// A router advertisement carrying `data`.
+fn router_advertisement(data: &[u8]) -> Vec<u8> {
+    let mut p = vec![134, 0, 0, 0];
+    // hop limit, flags, router lifetime 1800 s, reachable, retransmit
+    p.extend_from_slice(&[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(data);
+    p
+}
+
+/// An unsolicited neighbour advertisement (override) for `target`
+/// carrying `data`.
+fn neighbour_advertisement(target: [u8; 16], data: &[u8]) -> Vec<u8> {
+    let mut p = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+    p.extend_from_slice(&target);
     p.extend_from_slice(data);
     p
 }
@@ -299,8 +306,14 @@ impl Seen {
     }
 }
 
-const CONTROLS: [&str; 3] = ["IPv4 from itself", "ARP for itself", "IPv6 from itself"];
-const FORGED: [&str; 9] = [
+const CONTROLS: [&str; 4] = [
+    "IPv4 from itself",
+    "ARP for itself",
+    "IPv6 from itself",
+    "a neighbour advertisement for itself",
+];
+const FORGED: [&str; 10] = [
+    "a neighbour advertisement for the victim",
     "IPv4 as the victim",
     "IPv4 as the gateway",
     "IPv4 from another MAC",
@@ -361,15 +374,37 @@ fn send_forged_frames(lab: &Lab) -> Seen {
     )
     .chain(
         [
-            ("IPv6 from itself", link_local(me), 17u8),
-            ("IPv6 as the victim", link_local(victim), 17),
-            ("a router advertisement", link_local(me), 58),
+            (
+                "IPv6 from itself",
+                link_local(me),
+                udp as fn(&[u8]) -> Vec<u8>,
+                17u8,
+            ),
+            ("IPv6 as the victim", link_local(victim), udp, 17),
+            (
+                "a router advertisement",
+                link_local(me),
+                router_advertisement,
+                58,
+            ),
+            (
+                "a neighbour advertisement for itself",
+                link_local(me),
+                |m: &[u8]| neighbour_advertisement(link_local(container_mac(4)), m),
+                58,
+            ),
+            (
+                "a neighbour advertisement for the victim",
+                link_local(me),
+                |m: &[u8]| neighbour_advertisement(link_local(container_mac(2)), m),
+                58,
+            ),
         ]
         .into_iter()
         .enumerate()
-        .map(|(n, (label, src, next))| {
+        .map(|(n, (label, src, body, next))| {
             let m = marker(32 + n as u8);
-            let payload = if next == 17 { udp(&m) } else { icmpv6(134, &m) };
+            let payload = body(&m);
             let frame = ether(
                 ALL_NODES_MAC,
                 me,

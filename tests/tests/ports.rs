@@ -960,6 +960,28 @@ fn publish_is_a_usage_error_with_other_modes_and_when_malformed() {
     let cases: Vec<Vec<&str>> = vec![
         vec!["-delete", "-pid", &kpid, "-publish", "tcp:8080:80"],
         vec!["-check", "-pid", &kpid, "-publish", "tcp:8080:80"],
+        // lxc-user-nic mode, either way round.
+        vec![
+            "-publish",
+            "tcp:8081:80",
+            "create",
+            "/dev/null",
+            "x",
+            &tpid,
+            "veth",
+            "brg0",
+        ],
+        vec![
+            "create",
+            "/dev/null",
+            "x",
+            &tpid,
+            "veth",
+            "brg0",
+            "eth0",
+            "-publish",
+            "tcp:8081:80",
+        ],
         vec!["-publish", "tcp:8081", "-pid", &tpid],
         vec!["-publish", "sctp:8081:80", "-pid", &tpid],
         vec!["-publish", "tcp:0:80", "-pid", &tpid],
