@@ -482,6 +482,15 @@ fn the_mapping_is_removed_by(teardown: Teardown) {
     drop(server);
     drop(udp);
 
+    // The administrator revokes nsg-a's publish grants meanwhile: what
+    // was published still goes with its lease.
+    let revoked: String = POLICY
+        .lines()
+        .filter(|l| !l.starts_with("publish nsg-a "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    world.set_policy(&revoked);
+
     match teardown {
         Teardown::Poststop => {
             c.kill();
