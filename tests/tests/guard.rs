@@ -571,11 +571,13 @@ fn forge_arp(lab: &Lab) -> (Beliefs, Beliefs) {
         ),
     ];
     let sender = Client::on(lab.attacker.pid(), "veth1");
-    for _ in 0..3 {
+    // Rounds over 2 s: whatever refreshed an entry last, some round comes
+    // after its lock time.
+    for _ in 0..5 {
         for frame in &frames {
             sender.send_frame(frame);
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(500));
     }
     std::thread::sleep(Duration::from_millis(300));
     (before, beliefs(lab))

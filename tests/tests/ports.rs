@@ -797,6 +797,38 @@ fn refuses_ports_outside_the_grants() {
 }
 
 #[test]
+fn root_publishes_any_port_but_never_loopback() {
+    require_root!();
+    let world = world_with(POLICY);
+    let outside = Outside::new(&world);
+    let c = world.container(A);
+    let pid = c.pid_arg();
+    let out = assert_refused_nft(
+        &world,
+        &[&c],
+        "root",
+        &["-publish", "tcp:127.0.0.1:443:443", "-pid", &pid],
+    );
+    assert!(out.stderr.contains("loopback"), "{out}");
+    let out = world.netsetgo("root", &["-publish", "tcp:443:8443", "-pid", &pid]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "root, a port granted to nobody:\n{out}"
+    );
+    let mut server = serve(&c, "tcp", 8443);
+    assert_reaches(
+        "the outside",
+        &outside.enter(),
+        &mut server,
+        "tcp",
+        UPLINK4,
+        443,
+        OUTSIDE4,
+    );
+}
+
+#[test]
 fn privileged_ports_need_a_line_of_their_own() {
     require_root!();
     let world = world_with(&format!("{POLICY}publish nsg-a default tcp 80\n"));
