@@ -555,9 +555,11 @@ fn nat_yes_masquerades_to_the_outside_over_ipv4_and_ipv6() {
 #[test]
 fn nat_no_gets_nothing_out_and_changes_nothing_host_wide() {
     require_root!();
+    // guard=no: the guard's own table is the one host-wide object a
+    // guarded network adds (guard.rs tests it); nat=no adds nothing.
     let world = world_with(
-        "network iso bridge=isobr0 gateway=10.22.0.1/24 gateway6=fd00:22::1/64\n\
-         network iso2 bridge=isobr1 gateway=10.23.0.1/24 nat=no\n\
+        "network iso bridge=isobr0 gateway=10.22.0.1/24 gateway6=fd00:22::1/64 guard=no\n\
+         network iso2 bridge=isobr1 gateway=10.23.0.1/24 nat=no guard=no\n\
          allow nsg-a iso 4\n\
          allow nsg-a iso2 4\n",
     );
@@ -634,8 +636,8 @@ fn nat_rules_are_created_once_however_often_the_helper_runs() {
     require_root!();
     let machine_before = machine_state();
     let world = world_with(
-        "network lab bridge=labbr0 gateway=10.20.0.1/24 gateway6=fd00:20::1/64 nat=yes\n\
-         network lab2 bridge=labbr1 gateway=10.21.0.1/24 nat=yes\n\
+        "network lab bridge=labbr0 gateway=10.20.0.1/24 gateway6=fd00:20::1/64 nat=yes guard=no\n\
+         network lab2 bridge=labbr1 gateway=10.21.0.1/24 nat=yes guard=no\n\
          allow nsg-a lab 12\n\
          allow nsg-a lab2 4\n",
     );

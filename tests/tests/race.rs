@@ -30,7 +30,7 @@ use netsetgo_e2e::{
 const POLICY: &str = "\
 network default bridge=brg0 gateway=10.10.10.1/24
 allow nsg-a default 1
-allow nsg-b default 64
+allow nsg-b default 200
 ";
 const VICTIMS: [&str; 3] = ["victim0", "victim1", "victim2"];
 /// nsg-b's containers wired before the scenarios: enough that the garbage
