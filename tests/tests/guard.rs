@@ -159,6 +159,16 @@ fn router_advertisement(data: &[u8]) -> Vec<u8> {
     p
 }
 
+/// A redirect (to the attacker's own link-local, for the all-nodes
+/// address) carrying `data`.
+fn redirect(data: &[u8]) -> Vec<u8> {
+    let mut p = vec![137, 0, 0, 0, 0, 0, 0, 0];
+    p.extend_from_slice(&link_local(container_mac(4)));
+    p.extend_from_slice(&ALL_NODES);
+    p.extend_from_slice(data);
+    p
+}
+
 /// An unsolicited neighbour advertisement (override) for `target`
 /// carrying `data`.
 fn neighbour_advertisement(target: [u8; 16], data: &[u8]) -> Vec<u8> {
@@ -312,8 +322,11 @@ const CONTROLS: [&str; 4] = [
     "IPv6 from itself",
     "a neighbour advertisement for itself",
 ];
-const FORGED: [&str; 10] = [
+const FORGED: [&str; 13] = [
     "a neighbour advertisement for the victim",
+    "a redirect",
+    "IPv4 from itself in a VLAN tag",
+    "another EtherType",
     "IPv4 as the victim",
     "IPv4 as the gateway",
     "IPv4 from another MAC",
@@ -399,6 +412,7 @@ fn send_forged_frames(lab: &Lab) -> Seen {
                 |m: &[u8]| neighbour_advertisement(link_local(container_mac(2)), m),
                 58,
             ),
+            ("a redirect", link_local(me), redirect, 58),
         ]
         .into_iter()
         .enumerate()
@@ -414,6 +428,20 @@ fn send_forged_frames(lab: &Lab) -> Seen {
             (label, frame, m)
         }),
     )
+    .chain({
+        // Valid content from its own MAC and address, but in a VLAN tag
+        // (0x8100, VLAN 1) or under an EtherType the guard has no rule for.
+        let m = marker(48);
+        let mut tagged = vec![0, 1, 0x08, 0x00];
+        tagged.extend(ipv4_udp(ip(4), [10, 10, 10, 255], &m));
+        let vlan = ether(BROADCAST, me, 0x8100, &tagged);
+        let m2 = marker(49);
+        let other = ether(BROADCAST, me, 0x88b5, &m2);
+        [
+            ("IPv4 from itself in a VLAN tag", vlan, m),
+            ("another EtherType", other, m2),
+        ]
+    })
     .collect();
 
     let points: Vec<(&'static str, Client)> = vec![
