@@ -17,10 +17,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netsetgo_e2e::checks::wire;
+use netsetgo_e2e::checks::{wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
-use netsetgo_e2e::nft::{delete_element, Kind, NftTable};
+use netsetgo_e2e::nft::{delete_element, Kind, NftTable, TABLE};
+use netsetgo_e2e::traffic::Outside;
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
 
@@ -928,6 +929,125 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
         &["-check", "-bridgeName", "openbr0", "-pid", &f.pid_arg()],
     );
     assert_eq!(out.code(), Some(0), "{out}");
+}
+
+/// brg0 is guarded (the default) and publishes; pubbr0 publishes, is
+/// masqueraded and not guarded.
+const SAVED: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64
+network pub bridge=pubbr0 gateway=10.30.0.1/24 gateway6=fd00:30::1/64 guard=no nat=yes
+allow nsg-a default 8
+allow nsg-a pub 4
+publish nsg-a default tcp 8000-8999
+publish nsg-a default udp 8000-8999
+publish nsg-a pub tcp 8000-8999
+";
+
+/// The rules of `nft --debug=netlink list table` output, each its
+/// chain and expressions (handles, set elements and the listing left out).
+fn rule_expressions(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut rules: Vec<(String, Vec<String>)> = Vec::new();
+    let mut in_rule = false;
+    for line in text.lines().take_while(|l| !l.starts_with("table ")) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if !line.starts_with(char::is_whitespace) && !line.is_empty() {
+            // `FAMILY TABLE CHAIN HANDLE [POSITION]` or `FAMILY TABLE @SET`.
+            in_rule = words.len() >= 3 && !words[2].starts_with('@');
+            if in_rule {
+                rules.push((words[2].to_string(), Vec::new()));
+            }
+        } else if in_rule && line.trim_start().starts_with('[') {
+            let rule = rules.last_mut().expect("a rule header first");
+            rule.1.push(line.trim().to_string());
+        }
+    }
+    rules
+}
+
+/// What an administrator does with the ruleset the helper leaves: saves it
+/// (`nft list ruleset > /etc/nftables.conf`) and loads it back later. Every
+/// rule of both helper tables (guard, published ports, masquerade, hairpin)
+/// must load back as it was.
+#[test]
+fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
+    require_root!();
+    let world = world_with(SAVED);
+    let _outside = Outside::new(&world);
+    let guarded = world.container(A);
+    wire_with(
+        &world,
+        &guarded,
+        &[
+            "-publish",
+            "tcp:8080:80",
+            "-publish",
+            "udp:192.0.2.1:8053:53",
+        ],
+    );
+    let open = world.container(A);
+    wire_with(
+        &world,
+        &open,
+        &["-bridgeName", "pubbr0", "-publish", "tcp:8081:80"],
+    );
+    // As nft shows them, and the rules' expressions as the kernel holds
+    // them: `ip saddr` loads back the same whether behind `ether type` or
+    // `meta protocol`, but only one of the two sees through a VLAN tag.
+    let tables = || {
+        let shown = [NftTable::publishing(&world), NftTable::guard(&world)]
+            .map(|t| t.expect("the helper's tables").normalised());
+        let held = [("inet", TABLE), ("bridge", TABLE)].map(|(family, name)| {
+            let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
+            out.expect_success("nft --debug=netlink list table");
+            rule_expressions(&out.stdout)
+        });
+        (shown, held)
+    };
+    let before = tables();
+    let saved = netsetgo_e2e::nft::ruleset(&world);
+    for part in [
+        "table bridge netsetgo",
+        "table inet netsetgo",
+        "@nd_target drop",
+        "ct status dnat masquerade",
+        "oifname != \"pubbr0\" masquerade",
+    ] {
+        assert!(saved.contains(part), "{part} missing:\n{saved}");
+    }
+    assert!(
+        before.1.iter().all(|rules| rules.len() > 5),
+        "{:?}",
+        before.1
+    );
+    // `nft -c -f`: parsed and checked, nothing committed.
+    let out = netsetgo_e2e::nft::apply(&world, &["-c"], &saved);
+    assert!(
+        out.success(),
+        "nft -c -f of the saved ruleset fails:\n{out}\n{saved}"
+    );
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    let out = netsetgo_e2e::nft::apply(&world, &[], &saved);
+    assert!(
+        out.success(),
+        "nft -f of the saved ruleset fails:\n{out}\n{saved}"
+    );
+    assert_eq!(netsetgo_e2e::nft::ruleset(&world), saved);
+    let after = tables();
+    assert!(after.0 == before.0, "the restored tables differ");
+    assert_eq!(after.1, before.1, "the restored rules differ");
+    // The helper recognises the restored tables as its own.
+    for (c, extra) in [(&guarded, None), (&open, Some("pubbr0"))] {
+        let pid = c.pid_arg();
+        let mut args = vec!["-check"];
+        if let Some(bridge) = extra {
+            args.extend(["-bridgeName", bridge]);
+        }
+        args.extend(["-pid", &pid]);
+        let out = world.netsetgo(A, &args);
+        assert_eq!(out.code(), Some(0), "-check after the restore:\n{out}");
+    }
 }
 
 fn ping_retrying(c: &Container, to: &str) -> bool {

@@ -332,9 +332,14 @@ fn guard_structure_as_documented() {
         "type filter hook prerouting priority filter; policy accept;",
         "iifname @guarded jump guard",
         "iifname . ether saddr != @mac drop",
+        "ether type 8021q drop",
+        "ether type 8021ad drop",
         "iifname . ip saddr @addr4 accept",
         "ip saddr 0.0.0.0 ip protocol udp udp sport 68 udp dport 67 accept",
         "iifname . ip6 saddr @addr6 accept",
+        "typeof iifname . @th,64,128",
+        r#"elements = { "gx0" . 0xfd000077000000000000000000000002,"#,
+        "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_target drop",
         "drop",
     ] {
         assert!(lines.contains(&expected), "{expected:?} missing:\n{text}");
@@ -344,4 +349,95 @@ fn guard_structure_as_documented() {
     assert!(!host
         .run(&["nft", "list", "table", "bridge", TABLE])
         .contains("gx0"));
+}
+
+/// A file under the temporary directory, removed on drop.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(text: &str) -> TempFile {
+        let path = std::env::temp_dir().join(format!("{}.nft", common::unique("ruleset")));
+        std::fs::write(&path, text).expect("write the saved ruleset");
+        TempFile(path)
+    }
+
+    fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `nft --debug=netlink list table` up to the listing itself: each rule's
+/// expressions and each set's elements, without the handles and with the
+/// elements sorted.
+fn normalised_bytecode(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines().take_while(|l| !l.starts_with("table ")) {
+        if line.starts_with("bridge ") {
+            let header = line
+                .split_whitespace()
+                .filter(|w| !w.bytes().all(|b| b.is_ascii_digit()))
+                .collect::<Vec<_>>()
+                .join(" ");
+            blocks.push((header, Vec::new()));
+        } else if !line.trim().is_empty() {
+            let block = blocks.last_mut().expect("a line before the first header");
+            block.1.push(line.trim().to_string());
+        }
+    }
+    for (header, lines) in &mut blocks {
+        if header.contains('@') {
+            lines.sort();
+        }
+    }
+    blocks
+}
+
+#[test]
+fn the_guard_ruleset_can_be_saved_and_restored() {
+    require_root!("the_guard_ruleset_can_be_saved_and_restored");
+    let host = Ns::new("save");
+    let nft = Nftables::open_in(&host.open()).unwrap();
+    let p = port("gs0", MAC_A, "10.77.0.2", "fd00:77::2");
+    let q = port("gs1", MAC_B, "10.77.0.3", "fd00:77::3");
+    nft.guard(TABLE).allow(&p).execute().unwrap();
+    nft.guard(TABLE).allow(&q).execute().unwrap();
+    // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
+    let saved = host.run(&["nft", "list", "ruleset"]);
+    assert!(
+        saved.contains("iifname . @th,64,128 != @nd_target drop"),
+        "{saved}"
+    );
+    let bytecode = || {
+        normalised_bytecode(&host.run(&[
+            "nft",
+            "--debug=netlink",
+            "list",
+            "table",
+            "bridge",
+            TABLE,
+        ]))
+    };
+    let before = bytecode();
+    let file = TempFile::new(&saved);
+    // `nft -c -f`: parsed and checked against the kernel, nothing committed.
+    host.run(&["nft", "-c", "-f", file.path()]);
+    host.run(&["nft", "flush", "ruleset"]);
+    assert!(!nft.guard(TABLE).present(&p).unwrap());
+    host.run(&["nft", "-f", file.path()]);
+    assert_eq!(host.run(&["nft", "list", "ruleset"]), saved);
+    assert_eq!(bytecode(), before, "the restored rules differ");
+    // The restored table is the guard's: present, forget and allow work on it.
+    assert!(nft.guard(TABLE).present(&p).unwrap());
+    assert!(nft.guard(TABLE).present(&q).unwrap());
+    assert!(nft.guard(TABLE).forget(&p).execute().unwrap());
+    assert!(!nft.guard(TABLE).present(&p).unwrap());
+    assert!(nft.guard(TABLE).present(&q).unwrap());
+    nft.guard(TABLE).allow(&p).execute().unwrap();
+    assert!(nft.guard(TABLE).present(&p).unwrap());
 }

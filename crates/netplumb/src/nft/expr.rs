@@ -69,6 +69,7 @@ pub(super) fn reg32(n: u32) -> u32 {
     NFT_REG32_00 + n
 }
 
+pub(super) const NFT_META_PROTOCOL: u32 = 1;
 pub(super) const NFT_META_IIFNAME: u32 = 6;
 pub(super) const NFT_META_OIFNAME: u32 = 7;
 pub(super) const NFT_META_NFPROTO: u32 = 15;

@@ -6,16 +6,19 @@
 //! set mac     { type ifname . ether_addr }
 //! set addr4   { type ifname . ipv4_addr }
 //! set addr6   { type ifname . ipv6_addr }
+//! set nd_target { typeof iifname . @th,64,128 }
 //! chain prerouting { type filter hook prerouting priority -200; policy accept; iifname @guarded jump guard }
 //! chain guard {
 //!     iifname . ether saddr != @mac drop
+//!     ether type 8021q drop
+//!     ether type 8021ad drop
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether @mac iifname . arp saddr ip @addr4 accept
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether @mac arp saddr ip 0.0.0.0 accept
 //!     iifname . ip saddr @addr4 accept
 //!     ip saddr 0.0.0.0 ip protocol udp udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
-//!     icmpv6 type nd-neighbor-advert iifname . icmpv6 taddr != @addr6 drop
+//!     icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_target drop
 //!     iifname . ip6 saddr @addr6 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 //!     ip6 saddr :: icmpv6 type mld2-listener-report accept
@@ -23,20 +26,29 @@
 //! }
 //! ```
 //!
-//! (each `ip`, `arp`, `ip6` match behind its `ether type`). Bridge
-//! prerouting runs before the bridge learns the source MAC, so a forged
-//! frame neither passes nor poisons the forwarding database. A guarded port
-//! is a handful of set elements: a packet and a call cost the same
-//! whatever the number of ports.
+//! Each `arp` and `icmpv6` match is behind its `ether type`, each `ip`
+//! and `ip6` header match behind its `meta protocol`: what nft itself
+//! writes for that text, so that the listing loads back (`nft list ruleset`
+//! saved, restored with `nft -f`) as the same rules. `meta protocol` may be
+//! the inner type of a frame with a VLAN tag: those are dropped first.
+//! `@th,64,128` is a neighbour advertisement's target address (nft 1.0.6
+//! has no `icmpv6 taddr`); `nd_target` holds the same elements as `addr6`
+//! but is declared by `typeof`, the declaration under which nft loads that
+//! rule back.
+//!
+//! Bridge prerouting runs before the bridge learns the source MAC, so a
+//! forged frame neither passes nor poisons the forwarding database. A
+//! guarded port is a handful of set elements: a packet and a call cost the
+//! same whatever the number of ports.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::expr::{
-    ifname, Base, Expr, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_REG_1, NFT_REG_2, NF_ACCEPT,
-    NF_DROP,
+    ifname, Base, Expr, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_REG_1,
+    NFT_REG_2, NF_ACCEPT, NF_DROP,
 };
 use super::wire::NLM_F_CREATE;
-use super::{check_table, datatype, Batch, Family, Nftables, SetSpec};
+use super::{check_table, datatype, Batch, Family, Nftables, SetSpec, Typeof};
 use crate::error::Result;
 use crate::links::check_name;
 
@@ -44,6 +56,7 @@ const GUARDED: &str = "guarded";
 const MAC: &str = "mac";
 const ADDR4: &str = "addr4";
 const ADDR6: &str = "addr6";
+const ND_TARGET: &str = "nd_target";
 const PREROUTING: &str = "prerouting";
 const GUARD: &str = "guard";
 /// `NF_BR_PRE_ROUTING`.
@@ -52,26 +65,44 @@ const NF_BR_PRE_ROUTING: u32 = 0;
 const PRIORITY: i32 = -200;
 
 const IFNAME: (u32, u32) = (datatype::IFNAME, 16);
-const SETS: [SetSpec; 4] = [
+const SETS: [SetSpec; 5] = [
     SetSpec {
         name: GUARDED,
         key: &[IFNAME],
         data: &[],
+        key_typeof: &[],
     },
     SetSpec {
         name: MAC,
         key: &[IFNAME, (datatype::ETHERADDR, 6)],
         data: &[],
+        key_typeof: &[],
     },
     SetSpec {
         name: ADDR4,
         key: &[IFNAME, (datatype::IPADDR, 4)],
         data: &[],
+        key_typeof: &[],
     },
     SetSpec {
         name: ADDR6,
         key: &[IFNAME, (datatype::IP6ADDR, 16)],
         data: &[],
+        key_typeof: &[],
+    },
+    // `typeof iifname . @th,64,128`: a neighbour advertisement's target.
+    SetSpec {
+        name: ND_TARGET,
+        key: &[IFNAME, (datatype::INTEGER, 16)],
+        data: &[],
+        key_typeof: &[
+            Typeof::Meta(NFT_META_IIFNAME),
+            Typeof::Raw {
+                base: Base::Transport,
+                offset: 8 * 8,
+                len: 16 * 8,
+            },
+        ],
     },
 ];
 
@@ -251,7 +282,8 @@ impl ForgetPort<'_> {
     }
 }
 
-/// The elements of `port`, `guarded` last.
+/// The elements of `port`, `guarded` last. Each IPv6 address is in
+/// `addr6` (sources) and in `nd_target` (advertised targets).
 fn elements(port: &GuardedPort) -> Vec<(&'static str, Vec<u8>)> {
     let name = ifname(&port.ifname);
     let with = |bytes: &[u8]| {
@@ -263,6 +295,7 @@ fn elements(port: &GuardedPort) -> Vec<(&'static str, Vec<u8>)> {
     let mut out = vec![(MAC, with(&port.mac))];
     out.extend(port.ipv4.iter().map(|a| (ADDR4, with(&a.octets()))));
     out.extend(port.ipv6.iter().map(|a| (ADDR6, with(&a.octets()))));
+    out.extend(port.ipv6.iter().map(|a| (ND_TARGET, with(&a.octets()))));
     out.push((GUARDED, name));
     out
 }
@@ -295,6 +328,13 @@ fn iifname_and(base: Base, offset: u32, len: u32) -> [Expr; 2] {
 fn guard_rules() -> Vec<Vec<Expr>> {
     const ICMPV6: u8 = 58;
     let ether_type = |t: u16| vec![Expr::payload(Base::Link, 12, 2), Expr::eq(&t.to_be_bytes())];
+    // What nft 1.0.6 puts before an `ip` or `ip6` header match in a bridge
+    // table (and prints as nothing): the rules then load back from their
+    // listing as they are. It differs from `ether type` only for a frame
+    // whose VLAN tag the receiving device took out of the frame
+    // (`skb->protocol` is then the inner type), and those the rules for
+    // 802.1Q and 802.1ad drop first.
+    let protocol = |t: u16| vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&t.to_be_bytes())];
     let arp = || {
         let mut e = ether_type(0x0806);
         // htype 1, ptype ip; hlen 6, plen 4: as nft merges them.
@@ -329,6 +369,10 @@ fn guard_rules() -> Vec<Vec<Expr>> {
             vec![lookup(MAC, true)],
             drop(),
         ]),
+        // A tagged frame reads as tagged here even when the tag travels
+        // outside the frame's data.
+        rule(vec![ether_type(0x8100), drop()]),
+        rule(vec![ether_type(0x88a8), drop()]),
         rule(vec![
             arp(),
             iifname_and(Base::Network, 14, 4).to_vec(),
@@ -341,13 +385,13 @@ fn guard_rules() -> Vec<Vec<Expr>> {
             accept(),
         ]),
         rule(vec![
-            ether_type(0x0800),
+            protocol(0x0800),
             iifname_and(Base::Network, 12, 4).to_vec(),
             vec![lookup(ADDR4, false)],
             accept(),
         ]),
         rule(vec![
-            ether_type(0x0800),
+            protocol(0x0800),
             vec![
                 Expr::payload(Base::Network, 12, 4),
                 Expr::eq(&[0; 4]),
@@ -366,23 +410,23 @@ fn guard_rules() -> Vec<Vec<Expr>> {
             icmpv6_type(136),
             // The target address of a neighbour advertisement.
             iifname_and(Base::Transport, 8, 16).to_vec(),
-            vec![lookup(ADDR6, true)],
+            vec![lookup(ND_TARGET, true)],
             drop(),
         ]),
         rule(vec![
-            ether_type(0x86dd),
+            protocol(0x86dd),
             iifname_and(Base::Network, 8, 16).to_vec(),
             vec![lookup(ADDR6, false)],
             accept(),
         ]),
         rule(vec![
-            ether_type(0x86dd),
+            protocol(0x86dd),
             unspecified6(),
             icmpv6_type(135),
             accept(),
         ]),
         rule(vec![
-            ether_type(0x86dd),
+            protocol(0x86dd),
             unspecified6(),
             icmpv6_type(143),
             accept(),
@@ -406,20 +450,21 @@ mod tests {
         let e = elements(&port);
         assert_eq!(
             e.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-            [MAC, ADDR4, ADDR6, GUARDED]
+            [MAC, ADDR4, ADDR6, ND_TARGET, GUARDED]
         );
         assert_eq!(e[0].1.len(), 24);
         assert_eq!(&e[0].1[..6], b"veth0\0");
         assert_eq!(&e[0].1[16..], &[2, 0x6e, 10, 0, 0, 2, 0, 0]);
         assert_eq!(&e[1].1[16..], &[10, 0, 0, 2]);
         assert_eq!(e[2].1.len(), 32);
-        assert_eq!(e[3].1.len(), 16);
+        assert_eq!(e[3].1, e[2].1);
+        assert_eq!(e[4].1.len(), 16);
     }
 
     #[test]
     fn guard_rules_match_what_nft_generates() {
         let rules = guard_rules();
-        assert_eq!(rules.len(), 12);
+        assert_eq!(rules.len(), 14);
         // `iifname . ether saddr != @mac drop`:
         // [ meta load iifname => reg 1 ] [ payload load 6b @ link header + 6 => reg 2 ]
         // [ lookup reg 1 set mac 0x1 ] [ immediate reg 0 drop ]
@@ -437,9 +482,27 @@ mod tests {
                 Expr::Verdict(NF_DROP),
             ]
         );
+        // `ether type 8021q drop`: [ payload load 2b @ link header + 12 => reg 1 ]
+        // [ cmp eq reg 1 0x00000081 ] [ immediate reg 0 drop ]
+        assert_eq!(
+            rules[1],
+            vec![
+                Expr::payload(Base::Link, 12, 2),
+                Expr::eq(&[0x81, 0]),
+                Expr::Verdict(NF_DROP)
+            ]
+        );
+        assert_eq!(rules[2][1], Expr::eq(&[0x88, 0xa8]));
         // The ARP header check: `[ cmp eq reg 1 0x00080100 ]` `[ cmp eq reg 1 0x00000406 ]`.
-        assert_eq!(rules[1][3], Expr::eq(&[0, 1, 8, 0]));
-        assert_eq!(rules[1][5], Expr::eq(&[6, 4]));
-        assert_eq!(rules[11], vec![Expr::Verdict(NF_DROP)]);
+        assert_eq!(rules[3][3], Expr::eq(&[0, 1, 8, 0]));
+        assert_eq!(rules[3][5], Expr::eq(&[6, 4]));
+        // `iifname . ip saddr @addr4 accept`: [ meta load protocol => reg 1 ]
+        // [ cmp eq reg 1 0x00000008 ] ...
+        assert_eq!(rules[5][0], Expr::meta(NFT_META_PROTOCOL));
+        assert_eq!(rules[5][1], Expr::eq(&[8, 0]));
+        // `icmpv6 type ...`: nft checks `ether type ip6` there.
+        assert_eq!(rules[9][0], Expr::payload(Base::Link, 12, 2));
+        assert_eq!(rules[9][8], lookup(ND_TARGET, true));
+        assert_eq!(rules[13], vec![Expr::Verdict(NF_DROP)]);
     }
 }
