@@ -62,6 +62,7 @@ async fn wire(
         peer_netns: Some(target.as_fd()),
         master: Some(bridge),
         mtu: None,
+        peer_mac: None,
         up: false,
     })
     .await?;

@@ -126,7 +126,9 @@ async fn wire(
     if req.conf.ip_masq == Some(true) {
         let nft = Nftables::open().map_err(plumbing)?;
         for address in &addresses {
-            nft.ensure_masquerade(NAT_TABLE, &options.bridge, *address)
+            nft.masquerade(NAT_TABLE)
+                .add(&options.bridge, *address)
+                .execute()
                 .map_err(plumbing)?;
         }
     }
@@ -142,6 +144,8 @@ async fn wire(
                 addresses: &addresses,
                 gateways: &gateways,
                 peer_link_local: addresses.iter().any(IpNetwork::is_ipv6),
+                peer_mac: None,
+                isolated: false,
             },
         )
         .await

@@ -62,6 +62,8 @@ pub async fn wire(
             addresses: &[address],
             gateways: &[gateway.ip()],
             peer_link_local: false,
+            peer_mac: None,
+            isolated: false,
         },
     )
     .await

@@ -34,8 +34,8 @@ pub fn apply(table: &str, bridge: &str, what: &str) -> Result<bool, Box<dyn std:
     // Synchronous: nf_tables sessions need no runtime.
     let nft = Nftables::open()?;
     if what == "--remove" {
-        return Ok(nft.remove_network(table, bridge)?);
+        return Ok(nft.masquerade(table).remove(bridge).execute()?);
     }
     let subnet: IpNetwork = what.parse()?;
-    Ok(nft.ensure_masquerade(table, bridge, subnet)?)
+    Ok(nft.masquerade(table).add(bridge, subnet).execute()?)
 }

@@ -31,6 +31,8 @@ pub enum Step {
     SetUp,
     /// Setting a link's alias (`IFLA_IFALIAS`).
     SetAlias,
+    /// Setting a bridge port's isolation (`IFLA_BRPORT_ISOLATED`).
+    SetIsolated,
     /// Renaming a link.
     Rename,
     /// Deleting a link.
@@ -43,8 +45,12 @@ pub enum Step {
     AddRoute,
     /// Listing routes.
     ListRoutes,
-    /// Reading nf_tables state: the ruleset generation, a chain, a dump of
-    /// a chain's rules.
+    /// Looking up the route to one address.
+    LookUpRoute,
+    /// Listing sockets (`NETLINK_SOCK_DIAG`).
+    ListSockets,
+    /// Reading nf_tables state: the ruleset generation, a chain, a set, a
+    /// set element, a dump of a chain's rules.
     NftLookUp,
     /// Creating an nf_tables table or chain.
     NftCreate,
@@ -52,6 +58,11 @@ pub enum Step {
     NftAddRule,
     /// Deleting an nf_tables rule or chain.
     NftDelete,
+    /// Adding an element to an nf_tables set or map (a publication's claim
+    /// or mapping, a guarded port's address).
+    NftAddElement,
+    /// Deleting an element of an nf_tables set or map.
+    NftDeleteElement,
     /// Committing an nf_tables batch as a whole.
     NftCommit,
 }
@@ -71,16 +82,21 @@ impl fmt::Display for Step {
             Step::SetMaster => "attach link to bridge",
             Step::SetUp => "bring link up",
             Step::SetAlias => "set link alias",
+            Step::SetIsolated => "set bridge port isolation",
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",
             Step::ListAddresses => "list addresses",
             Step::AddRoute => "add route",
             Step::ListRoutes => "list routes",
+            Step::LookUpRoute => "look up route",
+            Step::ListSockets => "list sockets",
             Step::NftLookUp => "look up nftables",
             Step::NftCreate => "create nftables",
             Step::NftAddRule => "add nftables rule",
             Step::NftDelete => "delete nftables",
+            Step::NftAddElement => "add nftables element",
+            Step::NftDeleteElement => "delete nftables element",
             Step::NftCommit => "commit nftables batch",
         })
     }

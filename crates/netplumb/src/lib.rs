@@ -16,15 +16,28 @@
 //!   [`add_default_route`](Netlink::add_default_route),
 //!   [`loopback_up`](Netlink::loopback_up),
 //!   [`delete_link`](Netlink::delete_link),
-//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links) and
-//!   [`bridge_ports`](Netlink::bridge_ports).
+//!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
+//!   [`bridge_ports`](Netlink::bridge_ports),
+//!   [`set_isolated`](Netlink::set_isolated) (bridge port isolation) and
+//!   [`is_local`](Netlink::is_local) (is an address the namespace's own).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
-//!   behind when a step fails.
-//! * [`Nftables`]: source NAT for a bridge's subnets
-//!   ([`ensure_masquerade`](Nftables::ensure_masquerade),
-//!   [`remove_network`](Nftables::remove_network)), spoken to nf_tables
-//!   in-process over `NETLINK_NETFILTER` in atomic batches; it touches only
-//!   its own `inet` table and runs no `nft` or `iptables` program.
+//!   behind when a step fails; the peer may be given its MAC address and
+//!   the host end made an isolated bridge port ([`Attachment`]).
+//! * [`sockets::listening`]: whether a socket of the namespace listens on a
+//!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
+//! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
+//!   atomic batches, with request builders shaped like rtnetlink's:
+//!   [`masquerade`](Nftables::masquerade) (source NAT for a bridge's
+//!   subnets: `nft.masquerade(table).add(bridge, subnet).execute()`,
+//!   `.remove(bridge)`), [`ports`](Nftables::ports) (published ports,
+//!   DNAT that keeps the client's address: `.publish(&p)`,
+//!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`) and
+//!   [`guard`](Nftables::guard) (a bridge port passes only its container's
+//!   MAC and addresses: `.allow(&g)`, `.forget(&g)`, `.present(&g)`). It
+//!   touches only its own tables (`inet` and `bridge`), costs the same per
+//!   packet and per call whatever the number of publications and ports
+//!   (sets and maps, not a rule each), and runs no `nft` or `iptables`
+//!   program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
 //! error says which step failed on which object, with the kernel's errno
@@ -68,18 +81,22 @@
 mod addresses;
 mod error;
 mod links;
-mod nat;
 mod netlink;
 mod netns;
+mod nft;
 mod routes;
+pub mod sockets;
 mod wiring;
 
 pub use error::{Error, NetlinkError, Result, Step};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
-pub use nat::Nftables;
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
+pub use nft::{
+    AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort, Hairpin, Masquerade, Nftables, Ports,
+    Protocol, Publication, Publish, RemoveMasquerade, Unpublish,
+};
 pub use wiring::{Attached, Attachment};
 
 /// A netlink socket not yet driven by a runtime: what

@@ -10,8 +10,8 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use futures::TryStreamExt;
 
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
+    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -124,6 +124,9 @@ pub struct VethPair<'a> {
     pub master: Option<u32>,
     /// MTU of both ends; the kernel default when `None`.
     pub mtu: Option<u32>,
+    /// The peer's MAC address, set in the same request (so the peer never
+    /// has another); a random one when `None`.
+    pub peer_mac: Option<[u8; 6]>,
     /// Create the local end administratively up. The peer is always born
     /// down: the kernel cannot open one half of a pair before the pair is
     /// complete (veth_open fails with ENOTCONN), so bring it up afterwards
@@ -232,6 +235,9 @@ impl Netlink {
             peer = peer.mtu(mtu);
             local = local.mtu(mtu);
         }
+        if let Some(mac) = pair.peer_mac {
+            peer = peer.address(mac.to_vec());
+        }
         if let Some(fd) = pair.peer_netns {
             peer = peer.setns_by_fd(fd.as_raw_fd());
         }
@@ -268,14 +274,25 @@ impl Netlink {
     /// bridge would flood to every port: with many ports that background
     /// work is what makes each new port cost more than the last.
     pub async fn set_up_quiet(&self, index: u32) -> Result<()> {
+        self.set_up_generating(index, In6AddrGenMode::None).await
+    }
+
+    /// Brings link `index` up with its IPv6 link-local address derived from
+    /// its MAC address (`addrgenmode eui64`), whatever the namespace's
+    /// default mode: a guard that knows the MAC knows the address.
+    pub async fn set_up_eui64(&self, index: u32) -> Result<()> {
+        self.set_up_generating(index, In6AddrGenMode::Eui64).await
+    }
+
+    async fn set_up_generating(&self, index: u32, mode: In6AddrGenMode) -> Result<()> {
         let message = LinkUnspec::new_with_index(index)
             .up()
             .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
-                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)],
+                vec![AfSpecInet6::AddrGenMode(mode)],
             )]))
             .build();
         match self.set_link(message, Step::SetUp, index).await {
-            // A kernel without IPv6 has no address generation to switch off.
+            // A kernel without IPv6 generates no addresses at all.
             Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => self.set_up(index).await,
             other => other,
         }
@@ -305,6 +322,51 @@ impl Netlink {
                     }));
                 }
                 _ => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Sets or clears port isolation (`IFLA_BRPORT_ISOLATED`) of link
+    /// `index`, a bridge port: isolated ports of a bridge do not forward to
+    /// each other, only to ports that are not isolated (and the bridge
+    /// itself). Needs Linux 4.18.
+    pub async fn set_isolated(&self, index: u32, isolated: bool) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .set_port_kind(InfoPortKind::Bridge)
+            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
+                isolated,
+            )]))
+            .build();
+        // RTM_NEWLINK on the existing link: RTM_SETLINK ignores port data.
+        self.handle()
+            .link()
+            .set_port(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(Step::SetIsolated, format!("#{index}"), e))
+    }
+
+    /// Whether link `index` is an isolated bridge port (`None` when it is
+    /// no bridge port).
+    pub async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
+        let request = self.handle().link().get().match_index(index);
+        let Some(msg) = first(request.execute())
+            .await
+            .map_err(|e| Error::netlink(Step::LookUpLink, format!("#{index}"), e))?
+        else {
+            return Ok(None);
+        };
+        for attr in msg.attributes {
+            if let LinkAttribute::LinkInfo(infos) = attr {
+                for info in infos {
+                    if let LinkInfo::PortData(InfoPortData::BridgePort(port)) = info {
+                        return Ok(Some(
+                            port.iter()
+                                .any(|p| matches!(p, InfoBridgePort::Isolated(true))),
+                        ));
+                    }
+                }
             }
         }
         Ok(None)

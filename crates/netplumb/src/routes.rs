@@ -4,7 +4,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use futures::TryStreamExt;
 use ipnetwork::IpNetwork;
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage};
+use rtnetlink::packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteType,
+};
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::RouteMessageBuilder;
 
 use crate::error::{Error, Result, Step};
@@ -68,6 +71,33 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+
+    /// Whether `address` is one of this namespace's own: the kernel's route
+    /// to it (one `RTM_GETROUTE` look-up, as `ip route get` makes) is of
+    /// type local. An address the namespace has no route to is not local.
+    pub async fn is_local(&self, address: IpAddr) -> Result<bool> {
+        let mut message = RouteMessage::default();
+        let (family, len, destination) = match address {
+            IpAddr::V4(a) => (AddressFamily::Inet, 32, RouteAddress::Inet(a)),
+            IpAddr::V6(a) => (AddressFamily::Inet6, 128, RouteAddress::Inet6(a)),
+        };
+        message.header.address_family = family;
+        message.header.destination_prefix_length = len;
+        message
+            .attributes
+            .push(RouteAttribute::Destination(destination));
+        let routes = self.handle().route().get(message).execute();
+        match crate::netlink::first(routes).await {
+            Ok(route) => Ok(route.is_some_and(|r| r.header.kind == RouteType::Local)),
+            Err(e) => {
+                let err = Error::netlink(Step::LookUpRoute, address.to_string(), e);
+                match err.errno() {
+                    Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EINVAL) => Ok(false),
+                    _ => Err(err),
+                }
+            }
+        }
     }
 
     /// The first route of the main table, other than a default route and

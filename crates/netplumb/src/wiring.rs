@@ -27,11 +27,19 @@ pub struct Attachment<'a> {
     pub addresses: &'a [IpNetwork],
     /// Default gateways of the peer (one per address family).
     pub gateways: &'a [IpAddr],
-    /// Give the peer an IPv6 link-local address. Without IPv6 on the
+    /// Give the peer an IPv6 link-local address, the EUI-64 of its MAC
+    /// address (whatever the namespace's default). Without IPv6 on the
     /// network it needs none, and without one it sends nothing unasked
     /// (see [`Netlink::set_up_quiet`]). The host end, a bridge port, never
     /// gets one.
     pub peer_link_local: bool,
+    /// The peer's MAC address, set when the pair is created; random when
+    /// `None`.
+    pub peer_mac: Option<[u8; 6]>,
+    /// Make the host end an isolated bridge port (`IFLA_BRPORT_ISOLATED`),
+    /// before it is brought up: isolated ports reach the bridge and ports
+    /// that are not isolated (the uplink), never each other.
+    pub isolated: bool,
 }
 
 /// What [`Netlink::attach`] made.
@@ -62,6 +70,7 @@ impl Netlink {
             peer_netns: Some(a.peer_netns),
             master: Some(a.bridge),
             mtu: a.mtu,
+            peer_mac: a.peer_mac,
             up: false,
         })
         .await?;
@@ -76,6 +85,9 @@ impl Netlink {
                 .await?
                 .ok_or_else(|| gone(a.host_name))?;
             let peer_index = host.link.ok_or_else(|| gone(a.peer_name))?;
+            if a.isolated {
+                self.set_isolated(host.index, true).await?;
+            }
             self.set_up_quiet(host.index).await?;
             let mut peer = inside
                 .link_by_index(peer_index)
@@ -83,7 +95,7 @@ impl Netlink {
                 .filter(|p| p.name == a.peer_name)
                 .ok_or_else(|| gone(a.peer_name))?;
             if a.peer_link_local {
-                inside.set_up(peer.index).await?;
+                inside.set_up_eui64(peer.index).await?;
             } else {
                 inside.set_up_quiet(peer.index).await?;
             }

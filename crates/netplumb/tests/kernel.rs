@@ -30,6 +30,7 @@ fn pair<'a>(
         peer_netns: peer_ns.map(|ns| ns.as_fd()),
         master,
         mtu: None,
+        peer_mac: None,
         up,
     }
 }
@@ -740,6 +741,8 @@ async fn attach_end_to_end() {
                 addresses: &addresses,
                 gateways: &gateways,
                 peer_link_local: true,
+                peer_mac: None,
+                isolated: false,
             },
         )
         .await
@@ -840,6 +843,8 @@ async fn attach_rolls_back_on_failure() {
                     addresses: &addresses,
                     gateways: &gateways,
                     peer_link_local: false,
+                    peer_mac: None,
+                    isolated: false,
                 },
             )
             .await
@@ -894,6 +899,8 @@ async fn attach_rolls_back_on_failure() {
                 addresses: &addresses,
                 gateways: &[],
                 peer_link_local: false,
+                peer_mac: None,
+                isolated: false,
             },
         )
         .await

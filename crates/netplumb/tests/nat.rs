@@ -118,7 +118,7 @@ fn jump_expr(bridge: &str) -> Value {
     json!([{"jump": {"target": format!("net-{bridge}")}}])
 }
 
-/// Asserts the base chain is what ensure_masquerade promises.
+/// Asserts the base chain is what `masquerade().add()` promises.
 fn assert_base_chain(listing: &Value) {
     let base = chain(listing, "postrouting").expect("postrouting chain");
     assert_eq!(base["type"], "nat", "{base}");
@@ -143,7 +143,9 @@ fn ensure_creates_table_chains_and_one_rule() {
 
     // Host bits of the subnet are ignored.
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.1/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.1/24"))
+        .execute()
         .unwrap());
 
     let listing = ns.list("inet", TABLE);
@@ -168,20 +170,26 @@ fn repeated_calls_change_nothing() {
     let ns = Ns::new("repeat");
     let nft = ns.nftables();
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.0/24"))
+        .execute()
         .unwrap());
     let first = ns.list_raw("inet", TABLE);
 
     // As for 100 containers on the same network, from one session...
     for _ in 0..100 {
         assert!(!nft
-            .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+            .masquerade(TABLE)
+            .add("br0", net("10.77.0.0/24"))
+            .execute()
             .unwrap());
     }
     // ...and from a fresh one.
     assert!(!ns
         .nftables()
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.9/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.9/24"))
+        .execute()
         .unwrap());
 
     assert_eq!(ns.list_raw("inet", TABLE), first, "the table changed");
@@ -190,7 +198,7 @@ fn repeated_calls_change_nothing() {
     assert_eq!(rules(&listing, "postrouting").len(), 1);
 }
 
-/// Eight sessions call `ensure_masquerade(subnet)` ten times each, all
+/// Eight sessions add `subnet` ten times each, all
 /// starting at once; returns how many calls reported a change.
 fn race(ns: &Ns, subnet: &str) -> usize {
     let path = format!("/run/netns/{}", ns.name);
@@ -203,7 +211,12 @@ fn race(ns: &Ns, subnet: &str) -> usize {
                     let nft = Nftables::open_in(&NetNs::from_path(&path).unwrap()).unwrap();
                     start.wait();
                     (0..10)
-                        .filter(|_| nft.ensure_masquerade(TABLE, "br0", net(subnet)).unwrap())
+                        .filter(|_| {
+                            nft.masquerade(TABLE)
+                                .add("br0", net(subnet))
+                                .execute()
+                                .unwrap()
+                        })
                         .count()
                 })
             })
@@ -237,10 +250,14 @@ fn two_networks_get_one_rule_each() {
     let ns = Ns::new("two");
     let nft = ns.nftables();
     for _ in 0..2 {
-        nft.ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+        nft.masquerade(TABLE)
+            .add("br0", net("10.77.0.0/24"))
+            .execute()
             .unwrap();
         // A prefix that does not end on a byte boundary.
-        nft.ensure_masquerade(TABLE, "br1", net("10.78.16.0/20"))
+        nft.masquerade(TABLE)
+            .add("br1", net("10.78.16.0/20"))
+            .execute()
             .unwrap();
     }
     let listing = ns.list("inet", TABLE);
@@ -265,16 +282,24 @@ fn ipv6_subnet_next_to_ipv4() {
     let ns = Ns::new("v6");
     let nft = ns.nftables();
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.1/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.1/24"))
+        .execute()
         .unwrap());
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("fd00:77::1/64"))
+        .masquerade(TABLE)
+        .add("br0", net("fd00:77::1/64"))
+        .execute()
         .unwrap());
     assert!(!nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.1/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.1/24"))
+        .execute()
         .unwrap());
     assert!(!nft
-        .ensure_masquerade(TABLE, "br0", net("fd00:77::1/64"))
+        .masquerade(TABLE)
+        .add("br0", net("fd00:77::1/64"))
+        .execute()
         .unwrap());
 
     let listing = ns.list("inet", TABLE);
@@ -303,33 +328,45 @@ fn other_tables_are_left_alone() {
 
     let nft = ns.nftables();
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.0/24"))
+        .execute()
         .unwrap());
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("fd00:77::/64"))
+        .masquerade(TABLE)
+        .add("br0", net("fd00:77::/64"))
+        .execute()
         .unwrap());
     assert!(nft
-        .ensure_masquerade(TABLE, "br1", net("10.78.0.0/16"))
+        .masquerade(TABLE)
+        .add("br1", net("10.78.0.0/16"))
+        .execute()
         .unwrap());
-    assert!(nft.remove_network(TABLE, "br1").unwrap());
+    assert!(nft.masquerade(TABLE).remove("br1").execute().unwrap());
 
     assert_eq!(ns.list_raw("ip", "other"), other);
     assert_eq!(ns.list_raw("ip", TABLE), same_name);
 }
 
 #[test]
-fn remove_network_deletes_only_that_network() {
-    require_root!("remove_network_deletes_only_that_network");
+fn remove_deletes_only_that_network() {
+    require_root!("remove_deletes_only_that_network");
     let ns = Ns::new("remove");
     let nft = ns.nftables();
-    nft.ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+    nft.masquerade(TABLE)
+        .add("br0", net("10.77.0.0/24"))
+        .execute()
         .unwrap();
-    nft.ensure_masquerade(TABLE, "br0", net("fd00:77::/64"))
+    nft.masquerade(TABLE)
+        .add("br0", net("fd00:77::/64"))
+        .execute()
         .unwrap();
-    nft.ensure_masquerade(TABLE, "br1", net("10.78.0.0/16"))
+    nft.masquerade(TABLE)
+        .add("br1", net("10.78.0.0/16"))
+        .execute()
         .unwrap();
 
-    assert!(nft.remove_network(TABLE, "br0").unwrap());
+    assert!(nft.masquerade(TABLE).remove("br0").execute().unwrap());
     let listing = ns.list("inet", TABLE);
     assert!(chain(&listing, "net-br0").is_none(), "{listing}");
     assert_eq!(exprs(&listing, "postrouting"), vec![jump_expr("br1")]);
@@ -337,13 +374,15 @@ fn remove_network_deletes_only_that_network() {
         exprs(&listing, "net-br1"),
         vec![masquerade_expr("ip", "10.78.0.0", 16, "br1")]
     );
-    assert!(!nft.remove_network(TABLE, "br0").unwrap());
+    assert!(!nft.masquerade(TABLE).remove("br0").execute().unwrap());
     // A network that never existed, in a table that does not exist.
-    assert!(!nft.remove_network("absent", "br9").unwrap());
+    assert!(!nft.masquerade("absent").remove("br9").execute().unwrap());
 
     // And it can come back.
     assert!(nft
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.0/24"))
+        .execute()
         .unwrap());
     let listing = ns.list("inet", TABLE);
     assert_eq!(
@@ -367,7 +406,9 @@ fn foreign_postrouting_chain_is_an_error_and_nothing_changes() {
 
         let err = ns
             .nftables()
-            .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+            .masquerade(TABLE)
+            .add("br0", net("10.77.0.0/24"))
+            .execute()
             .unwrap_err();
         eprintln!("{existing}: {err}");
         assert_eq!(err.step(), Some(Step::NftCreate), "{existing}: {err}");
@@ -389,19 +430,21 @@ fn bad_names_and_sockets_are_refused() {
     let nft = ns.nftables();
     let subnet = net("10.77.0.0/24");
     assert!(matches!(
-        nft.ensure_masquerade(TABLE, "br/0", subnet),
+        nft.masquerade(TABLE).add("br/0", subnet).execute(),
         Err(Error::InvalidName(_))
     ));
     assert!(matches!(
-        nft.ensure_masquerade(TABLE, "a-bridge-name-too-long", subnet),
+        nft.masquerade(TABLE)
+            .add("a-bridge-name-too-long", subnet)
+            .execute(),
         Err(Error::InvalidName(_))
     ));
     assert!(matches!(
-        nft.ensure_masquerade("no spaces", "br0", subnet),
+        nft.masquerade("no spaces").add("br0", subnet).execute(),
         Err(Error::InvalidTableName(_))
     ));
     assert!(matches!(
-        nft.remove_network("", "br0"),
+        nft.masquerade("").remove("br0").execute(),
         Err(Error::InvalidTableName(_))
     ));
     assert_eq!(ns.run(&["nft", "list", "ruleset"]).trim(), "");
@@ -539,7 +582,9 @@ fn masqueraded_container_reaches_outside_as_the_host() {
 
     assert!(host
         .nftables()
-        .ensure_masquerade(TABLE, "br0", net("10.77.0.0/24"))
+        .masquerade(TABLE)
+        .add("br0", net("10.77.0.0/24"))
+        .execute()
         .unwrap());
     assert_eq!(
         fetch(&container, "192.0.2.2", 8080).as_deref(),

@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use crate::ports::{self, Mapping};
+
 pub const USAGE: &str = "\
 Usage: netsetgo -pid PID [flags]
        netsetgo create LXCPATH NAME PID veth BRIDGE [IFNAME]
@@ -25,6 +27,10 @@ IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
   -containerAddress string the container's address (default: first free in the bridge's subnet)
   -vethNamePrefix string   prefix of the veth names; inside the container the
                            interface is <prefix>1 (default \"veth\")
+  -publish PROTO:[HOSTADDR:]HOSTPORT:CONTAINERPORT
+                           publish a host port (tcp or udp) to the container, within
+                           your publish grants; an IPv6 HOSTADDR in []; repeatable
+                           (at most 16); with -pid or -oci-hook only
   -json                    print the result as one JSON object
   -delete                  remove your interface from the container and free its address
   -check                   say whether the container's wiring is intact
@@ -59,6 +65,8 @@ pub struct Args {
     pub container_address: Option<String>,
     pub veth_prefix: Option<String>,
     pub json: bool,
+    /// `-publish`: host ports to publish to the container.
+    pub publish: Vec<Mapping>,
     /// Set by lxc-user-nic's form.
     pub nic: Option<Nic>,
 }
@@ -89,7 +97,8 @@ impl fmt::Display for Usage {
     }
 }
 
-const MAX_ARGS: usize = 32;
+/// Room for every flag and 16 `-publish` with separate values.
+pub const MAX_ARGS: usize = 64;
 const MAX_ARG_LEN: usize = 256;
 
 pub fn parse<I, S>(args: I) -> Result<Args, Usage>
@@ -105,6 +114,7 @@ where
         container_address: None,
         veth_prefix: None,
         json: false,
+        publish: Vec::new(),
         nic: None,
     };
     let (mut delete, mut check, mut hook) = (false, false, false);
@@ -157,7 +167,8 @@ where
             "delete" => delete = boolean(inline)?,
             "check" => check = boolean(inline)?,
             "oci-hook" => hook = boolean(inline)?,
-            "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix" => {
+            "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix"
+            | "publish" => {
                 // An inline value is part of an argument already bounded.
                 let value = match inline {
                     Some(v) => v,
@@ -171,6 +182,7 @@ where
                     "bridgeName" => parsed.bridge_name = Some(value),
                     "bridgeAddress" => parsed.bridge_address = Some(value),
                     "containerAddress" => parsed.container_address = Some(value),
+                    "publish" => publish(&mut parsed.publish, &value)?,
                     _ => parsed.veth_prefix = Some(value),
                 }
             }
@@ -207,7 +219,36 @@ where
         (Mode::OciHook, None) | (_, Some(_)) => {}
         (_, None) => return Err(Usage::Error("-pid is required".into())),
     }
+    if !parsed.publish.is_empty() && !matches!(parsed.mode, Mode::Create | Mode::OciHook) {
+        return Err(Usage::Error(
+            "-publish goes with -pid or -oci-hook, not with -delete or -check".into(),
+        ));
+    }
     Ok(parsed)
+}
+
+/// One more `-publish`: at most [`ports::MAX_MAPPINGS`], each host port
+/// (per protocol) once.
+fn publish(list: &mut Vec<Mapping>, value: &str) -> Result<(), Usage> {
+    let mapping = Mapping::parse(value).map_err(Usage::Error)?;
+    if list.len() == ports::MAX_MAPPINGS {
+        return Err(Usage::Error(format!(
+            "at most {} -publish per call",
+            ports::MAX_MAPPINGS
+        )));
+    }
+    if list
+        .iter()
+        .any(|m| m.protocol == mapping.protocol && m.host_port == mapping.host_port)
+    {
+        return Err(Usage::Error(format!(
+            "-publish {value}: {} host port {} is published twice",
+            mapping.protocol.name(),
+            mapping.host_port
+        )));
+    }
+    list.push(mapping);
+    Ok(())
 }
 
 /// An argument, bounded and UTF-8.
@@ -455,6 +496,72 @@ mod tests {
         }
         // Only as the first argument.
         assert!(p(&["-pid", "1", "create"]).is_err());
+    }
+
+    #[test]
+    fn publish_is_repeatable_with_pid_or_the_hook_only() {
+        let a = p(&[
+            "-pid",
+            "7",
+            "-publish",
+            "tcp:8080:80",
+            "--publish=udp:[2001:db8::1]:5353:53",
+            "-publish",
+            "tcp:192.0.2.1:8443:443",
+            "-publish",
+            "udp:8080:80",
+        ])
+        .unwrap();
+        let shown: Vec<String> = a.publish.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "tcp:8080:80",
+                "udp:[2001:db8::1]:5353:53",
+                "tcp:192.0.2.1:8443:443",
+                "udp:8080:80"
+            ]
+        );
+        let hook = p(&["-oci-hook", "-publish", "tcp:8080:80"]).unwrap();
+        assert_eq!((hook.mode, hook.publish.len()), (Mode::OciHook, 1));
+        assert!(p(&["-pid", "7"]).unwrap().publish.is_empty());
+        // Sixteen at most, as separate values (34 arguments).
+        let mut args = vec!["-pid".to_string(), "7".to_string()];
+        for port in 0..16 {
+            args.push("-publish".into());
+            args.push(format!("tcp:{}:80", 8000 + port));
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_eq!(p(&refs).unwrap().publish.len(), 16);
+        args.push("-publish=tcp:9000:80".into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert!(matches!(p(&refs), Err(Usage::Error(e)) if e.contains("at most 16")));
+        for bad in [
+            &["-pid", "7", "-publish"][..],
+            &["-pid", "7", "-publish", "tcp:80"],
+            &["-pid", "7", "-publish", "tcp:0:80"],
+            &["-pid", "7", "-publish", "icmp:80:80"],
+            &[
+                "-pid",
+                "7",
+                "-publish",
+                "tcp:8080:80",
+                "-publish",
+                "tcp:8080:81",
+            ],
+            &[
+                "-pid",
+                "7",
+                "-publish",
+                "tcp:192.0.2.1:8080:80",
+                "-publish",
+                "tcp:8080:81",
+            ],
+            &["-pid", "7", "-delete", "-publish", "tcp:8080:80"],
+            &["-pid", "7", "-check", "-publish", "tcp:8080:80"],
+        ] {
+            assert!(matches!(p(bad), Err(Usage::Error(_))), "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! ```text
 //! /run/netsetgo/net-<ino>/<bridge>/map        header + one bit per address of the subnet
 //! /run/netsetgo/net-<ino>/<bridge>/leases     one 128-byte text record per address (sparse)
+//! /run/netsetgo/net-<ino>/<bridge>/ports      one 1024-byte text record per address (sparse):
+//!                                             the lease's published ports
 //! /run/netsetgo/net-<ino>/<bridge>/users/UID  that user's interface count on this network
 //! ```
 //!
@@ -23,7 +25,9 @@
 //! check-and-create on one network.
 //!
 //! Kill safety: a lease is written *before* its interface is created
-//! (pending, ifindex 0) and completed after; the count is raised before the
+//! (pending, ifindex 0) and completed after; its published ports are
+//! written after the lease and before anything is published, and erased
+//! after they are unpublished and before the lease is freed; the count is raised before the
 //! record and lowered after it is erased. A SIGKILL at any point leaves at
 //! worst a pending record (whose interface, if it got made, is deleted by the
 //! next call that looks at it) or a count that is too high (recounted
@@ -46,6 +50,7 @@ use nix::fcntl::Flock;
 use nix::sys::stat::{fstat, FileStat};
 
 use crate::error::Failure;
+use crate::ports::{Mapping, MAX_MAPPINGS};
 use crate::secure::{self, Access, Refusal, Rule};
 
 pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
@@ -58,6 +63,9 @@ pub const TOKEN_PREFIX: &str = "netsetgo:";
 const MAGIC: &[u8; 4] = b"NSG1";
 const HEADER: usize = 16;
 const SLOT: usize = 128;
+/// A `ports` record: the address and up to 16 mappings in `-publish`
+/// syntax (57 bytes at the most each).
+const PORTS_SLOT: usize = 1024;
 /// Leases checked per call besides those a decision depends on.
 pub const WINDOW: usize = 8;
 const LOCK_TIMEOUT_SECS: u32 = 10;
@@ -138,6 +146,7 @@ pub enum Liveness {
 pub struct Store {
     map: File,
     leases: File,
+    ports: File,
     count: File,
     gateway: Ipv4Network,
     uid: u32,
@@ -173,6 +182,7 @@ impl Store {
         Ok(Store {
             map: open_file_at(&net, "map", owner)?,
             leases: open_file_at(&net, "leases", owner)?,
+            ports: open_file_at(&net, "ports", owner)?,
             count: open_file_at(&users, &uid.to_string(), owner)?,
             gateway,
             uid,
@@ -419,10 +429,69 @@ impl Ledger<'_> {
         Ok(())
     }
 
+    /// The published ports recorded for the lease of `address`.
+    pub fn ports_of(&self, address: Ipv4Addr) -> Result<Vec<Mapping>, Failure> {
+        let Some(offset) = self.offset_of(address) else {
+            return Ok(Vec::new());
+        };
+        let mut slot = [0u8; PORTS_SLOT];
+        let at = u64::from(offset) * PORTS_SLOT as u64;
+        match self.store.ports.read_exact_at(&mut slot, at) {
+            Ok(()) => Ok(decode_ports(&slot, address)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(Vec::new()),
+            Err(e) => Err(io_failure(e)),
+        }
+    }
+
+    /// Records the lease's published ports, before any is published (an
+    /// empty list erases the record).
+    pub fn set_ports(&self, address: Ipv4Addr, mappings: &[Mapping]) -> Result<(), Failure> {
+        let offset = self
+            .offset_of(address)
+            .expect("address of a reserved lease");
+        let slot = if mappings.is_empty() {
+            [0u8; PORTS_SLOT]
+        } else {
+            encode_ports(address, mappings)
+        };
+        let at = u64::from(offset) * PORTS_SLOT as u64;
+        self.store.ports.write_all_at(&slot, at).map_err(io_failure)
+    }
+
     /// Resets the caller's count to what a full recount found.
     pub fn recount(&self, live: u32) -> Result<(), Failure> {
         self.set_count(live)
     }
+}
+
+fn encode_ports(address: Ipv4Addr, mappings: &[Mapping]) -> [u8; PORTS_SLOT] {
+    let mut text = address.to_string();
+    for m in mappings.iter().take(MAX_MAPPINGS) {
+        text.push(' ');
+        text.push_str(&m.to_string());
+    }
+    let mut slot = [b' '; PORTS_SLOT];
+    let len = text.len().min(PORTS_SLOT - 1);
+    slot[..len].copy_from_slice(&text.as_bytes()[..len]);
+    slot[PORTS_SLOT - 1] = b'\n';
+    slot
+}
+
+/// The mappings of a record, if it is one for `address`; a record that
+/// does not parse (never written, or torn by a kill) holds none.
+fn decode_ports(slot: &[u8], address: Ipv4Addr) -> Vec<Mapping> {
+    let Ok(text) = std::str::from_utf8(slot) else {
+        return Vec::new();
+    };
+    let mut fields = text.split_ascii_whitespace();
+    if fields.next().and_then(|a| a.parse::<Ipv4Addr>().ok()) != Some(address) {
+        return Vec::new();
+    }
+    fields
+        .take(MAX_MAPPINGS)
+        .map(Mapping::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap_or_default()
 }
 
 /// The first bit at or after `from`, below `end`, that is set (`want`
@@ -559,6 +628,28 @@ mod tests {
         // A /30: 4 addresses, one byte, only bits below `end` count.
         assert_eq!(next_clear(&[0b0000_0010], 1, 3), Some(2));
         assert_eq!(next_set(&[0b1111_0000], 0, 4), None);
+    }
+
+    #[test]
+    fn ports_records_round_trip() {
+        let address: Ipv4Addr = "10.10.10.2".parse().unwrap();
+        let mappings: Vec<Mapping> = (0..16)
+            .map(|i| {
+                Mapping::parse(&format!(
+                    "udp:[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:{}:65535",
+                    65520 + i
+                ))
+                .unwrap()
+            })
+            .collect();
+        let slot = encode_ports(address, &mappings);
+        assert_eq!(slot[PORTS_SLOT - 1], b'\n');
+        assert_eq!(decode_ports(&slot, address), mappings);
+        // Another address's record, or none, holds nothing.
+        assert!(decode_ports(&slot, "10.10.10.3".parse().unwrap()).is_empty());
+        assert!(decode_ports(&[0u8; PORTS_SLOT], address).is_empty());
+        let one = [Mapping::parse("tcp:8080:80").unwrap()];
+        assert_eq!(decode_ports(&encode_ports(address, &one), address), one);
     }
 
     #[test]

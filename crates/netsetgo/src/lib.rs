@@ -5,6 +5,7 @@
 //! * [`cli`]: the command line, Go `flag` style.
 //! * [`policy`]: the administrator's policy file.
 //! * [`request`]: the caller's flags checked against its grants.
+//! * [`ports`]: published ports (`-publish`) and the deterministic MAC.
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
@@ -12,7 +13,9 @@
 //! * [`leases`]: address leases and per-user counts under a root-only lock.
 //! * [`links`]: the link operations the wiring decides with, as a trait
 //!   (the kernel's, or a unit test's fake).
-//! * [`nat`]: forwarding and masquerading for `nat=yes` networks.
+//! * [`nat`]: forwarding, and the nf_tables session, when a call needs them.
+//! * [`filters`]: masquerading, published ports and the guard in our own
+//!   nf_tables tables, as a trait (the kernel's, or a unit test's fake).
 //! * [`wiring`]: the netlink work of one call, under that lock.
 //! * [`secure`]: the one way files and directories are opened as root.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
@@ -21,12 +24,14 @@ pub mod audit;
 pub mod cli;
 pub mod dhcp;
 pub mod error;
+pub mod filters;
 pub mod leases;
 pub mod links;
 pub mod nat;
 pub mod oci;
 pub mod output;
 pub mod policy;
+pub mod ports;
 pub mod privilege;
 pub mod request;
 pub mod secure;

@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
-use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink, Result};
+use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink, Protocol, Result};
 
 use crate::error::Failure;
 
@@ -36,6 +36,14 @@ pub trait Links {
     /// The id this namespace gives `ns` (what a peer there reports as its
     /// `link_netnsid`).
     async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>>;
+    /// Whether `address` is one of this namespace's own (its route is local).
+    async fn is_local(&self, address: IpAddr) -> Result<bool>;
+    /// Whether link `index` is an isolated bridge port (`None`: no port).
+    async fn is_isolated(&self, index: u32) -> Result<Option<bool>>;
+    /// Whether a socket of this namespace listens on (TCP) or is bound to
+    /// (UDP) local `port`, on any address. (sock_diag answers for the
+    /// namespace the thread is in: used on the host's side only.)
+    fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure>;
     /// The whole attachment, `self` on the bridge's side.
     async fn attach(&self, inside: &Self, a: &Attachment<'_>) -> Result<Attached>;
     /// The index of the interface called `name`, by the cheapest look-up.
@@ -120,6 +128,15 @@ impl Links for Kernel {
     async fn attach(&self, inside: &Kernel, a: &Attachment<'_>) -> Result<Attached> {
         self.netlink.attach(&inside.netlink, a).await
     }
+    async fn is_local(&self, address: IpAddr) -> Result<bool> {
+        self.netlink.is_local(address).await
+    }
+    async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
+        self.netlink.is_isolated(index).await
+    }
+    fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure> {
+        Ok(netplumb::sockets::listening(protocol, port)?)
+    }
 
     /// `SIOCGIFINDEX` on one socket for every look-up of a call
     /// (`if_nametoindex` opens a socket per name).
@@ -176,6 +193,7 @@ impl Kernel {
 pub mod fake {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
+    use std::rc::Rc;
 
     use super::*;
 
@@ -183,9 +201,18 @@ pub mod fake {
     pub struct FakeLinks {
         pub links: RefCell<BTreeMap<u32, Link>>,
         pub addresses: RefCell<BTreeMap<u32, Vec<IpNetwork>>>,
-        pub log: RefCell<Vec<String>>,
+        /// May be shared with a `FakeFilters`, to see the order of both.
+        pub log: Rc<RefCell<Vec<String>>>,
+        /// Makes the next `attach` fail.
+        pub fail_attach: std::cell::Cell<bool>,
         /// What `nsid_of` answers (the tests' one target).
         pub target_nsid: Option<i32>,
+        /// The namespace's own addresses (`is_local`).
+        pub local: Vec<IpAddr>,
+        /// Ports held by sockets (`listening`).
+        pub listening: Vec<(Protocol, u16)>,
+        /// Isolated bridge ports.
+        pub isolated: RefCell<Vec<u32>>,
     }
 
     impl FakeLinks {
@@ -300,6 +327,9 @@ pub mod fake {
         /// Makes the pair: the host end on the bridge here, the peer in
         /// `inside`, pointing at each other.
         async fn attach(&self, inside: &FakeLinks, a: &Attachment<'_>) -> Result<Attached> {
+            if self.fail_attach.replace(false) {
+                return Err(netplumb::Error::InvalidName("injected".into()));
+            }
             let host_index = self.next_index();
             let peer_index = inside.next_index();
             self.record(format!(
@@ -309,6 +339,9 @@ pub mod fake {
                 a.addresses.len(),
                 a.gateways.len()
             ));
+            if a.isolated {
+                self.isolated.borrow_mut().push(host_index);
+            }
             let mut host = link(host_index, a.host_name, Some("veth"));
             host.master = Some(a.bridge);
             host.link = Some(peer_index);
@@ -316,8 +349,20 @@ pub mod fake {
             self.add(host);
             let mut peer = link(peer_index, a.peer_name, Some("veth"));
             peer.link = Some(host_index);
+            if a.peer_mac.is_some() {
+                peer.mac = a.peer_mac;
+            }
             inside.add(peer.clone());
             Ok(Attached { host_index, peer })
+        }
+        async fn is_local(&self, address: IpAddr) -> Result<bool> {
+            Ok(self.local.contains(&address))
+        }
+        async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
+            Ok(Some(self.isolated.borrow().contains(&index)))
+        }
+        fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure> {
+            Ok(self.listening.contains(&(protocol, port)))
         }
         fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
             Ok(self

@@ -126,7 +126,7 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    policy; nothing has been opened on the caller's behalf yet.
     //    The identity to work as later is looked up now, so that a machine
     //    without it refuses before anything is opened.
-    let request = request::resolve(args, &caller)?;
+    let request = request::resolve(args, &caller, matches!(action, Action::Wire { .. }))?;
     call.network = Some(request.network.name.clone());
     let worker = Worker::resolve(&caller)?;
     // 7. Target: the pid resolved once into a pinned namespace fd, and
@@ -146,14 +146,18 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
         caller.uid,
     )?;
     // 9. Sockets: netlink inside the target (CAP_SYS_ADMIN's only use:
-    //    setns for one socket()), in the host, and for nat=yes networks
-    //    nf_tables, with forwarding switched on (/proc/sys is root's).
+    //    setns for one socket()), in the host, and nf_tables for our own
+    //    tables (masquerading, published ports, the guard, and the garbage
+    //    collection of other leases' publications), with forwarding
+    //    switched on for nat=yes networks and for a call that publishes
+    //    ports (/proc/sys is root's).
     let inside = target.as_ref().map(|t| t.netlink_socket()).transpose()?;
     let host = netplumb::Netlink::open_socket()?;
-    let nft = match action {
-        Action::Wire { .. } => nat::prepare(&request.network)?,
-        _ => None,
+    let publish = match action {
+        Action::Wire { .. } => request.publish.as_slice(),
+        _ => &[],
     };
+    let nft = nat::prepare(&request.network, publish)?;
     //    In lxc-user-nic mode, the DHCP responder's packet socket
     //    (CAP_NET_RAW's only use; unbound, it receives nothing yet).
     let dhcp = match action {
@@ -164,8 +168,13 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //     neither signal nor trace, holding CAP_NET_ADMIN alone.
     privilege::drop_to(worker)?;
     // 11-12. The netlink work under the network's lock (bounded wait): the
-    //     bridge, garbage collection, quota, address, write-ahead lease,
-    //     the pair and its configuration, the lease completed (and in
+    //     host addresses and ports to publish checked (local, no host
+    //     socket on them), the bridge, garbage collection (of leases, and
+    //     their publications and guard elements), quota, address,
+    //     write-ahead lease and ports record, the host end's guard
+    //     elements, the publications, the pair (peer with its
+    //     deterministic MAC, host end isolated on isolate=yes networks)
+    //     and its configuration, the lease completed (and in
     //     lxc-user-nic mode the DHCP responder forked, which holds nothing
     //     before it reads a packet); any failure deletes what this call
     //     made. The lock is released on return.

@@ -1,8 +1,9 @@
-//! The host-wide settings a `nat=yes` network asks for, and only those:
-//! forwarding switched on, and a masquerade rule for the network's subnets
-//! leaving through any other interface, in the nftables table `inet
-//! netsetgo` that only we write (spoken over netlink in-process: no `nft`
-//! is executed). With `nat=no` nothing host-wide changes.
+//! The host-wide settings a call asks for, and only those: forwarding
+//! switched on for a `nat=yes` network or a call that publishes ports, and
+//! the nf_tables session through which our own tables (`inet netsetgo`,
+//! `bridge netsetgo`) are written (spoken over netlink in-process: no `nft`
+//! is executed; see [`crate::filters`]). Without nat, publishing or the
+//! guard, nothing host-wide changes.
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -12,9 +13,7 @@ use netplumb::Nftables;
 
 use crate::error::Failure;
 use crate::policy::Network;
-
-/// Our table; never any other.
-pub const TABLE: &str = "netsetgo";
+use crate::ports::Mapping;
 
 const IPV4_FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
 /// Host-wide IPv6 forwarding also makes the host ignore router
@@ -23,24 +22,21 @@ const IPV4_FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
 const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 
 /// Before privileges are dropped (the sysctls are root's files): switches
-/// forwarding on and opens the nftables session, for a nat=yes network.
-pub fn prepare(network: &Network) -> Result<Option<Nftables>, Failure> {
-    if !network.nat {
-        return Ok(None);
+/// forwarding on for a nat=yes network and for a call that publishes
+/// (IPv6 forwarding when IPv6 is masqueraded or published to), and opens
+/// the nftables session (a socket: the guard, publications and the garbage
+/// collection of other leases' publications may all need it).
+pub fn prepare(network: &Network, publish: &[Mapping]) -> Result<Nftables, Failure> {
+    if network.nat || !publish.is_empty() {
+        enable(IPV4_FORWARDING)?;
     }
-    enable(IPV4_FORWARDING)?;
-    if network.gateway6.is_some() {
+    let publishes_ipv6 = publish
+        .iter()
+        .any(|m| !m.host_address.is_some_and(|a| a.is_ipv4()));
+    if network.gateway6.is_some() && (network.nat || publishes_ipv6) {
         enable(IPV6_FORWARDING)?;
     }
-    Ok(Some(Nftables::open()?))
-}
-
-/// Under the network's lock: the masquerade rules, created once.
-pub fn ensure_masquerade(nft: &Nftables, network: &Network) -> Result<(), Failure> {
-    for subnet in network.bridge_addresses() {
-        nft.ensure_masquerade(TABLE, &network.bridge, subnet)?;
-    }
-    Ok(())
+    Ok(Nftables::open()?)
 }
 
 fn enable(path: &str) -> Result<(), Failure> {

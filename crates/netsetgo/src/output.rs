@@ -7,6 +7,7 @@ use ipnetwork::IpNetwork;
 use serde::Serialize;
 
 use crate::error::Failure;
+use crate::ports::Mapping;
 
 /// What a successful wiring made.
 #[derive(Debug, Clone)]
@@ -23,6 +24,12 @@ pub struct Wired {
     pub mtu: Option<u32>,
     /// The network's DNS servers (`dns=`, or the gateway).
     pub dns: Vec<Ipv4Addr>,
+    /// The host ports published to the container.
+    pub published: Vec<Mapping>,
+    /// Whether the host end is guarded, and isolated (the network's
+    /// `guard=` and `isolate=`).
+    pub guard: bool,
+    pub isolated: bool,
 }
 
 /// What a call reports on success.
@@ -62,6 +69,9 @@ impl Outcome {
                 if let Some(mtu) = w.mtu {
                     let _ = write!(line, " mtu={mtu}");
                 }
+                for m in &w.published {
+                    let _ = write!(line, " publish={m}");
+                }
                 line
             }
             Outcome::Removed {
@@ -92,6 +102,9 @@ impl Outcome {
                 bridge: &w.bridge,
                 mtu: w.mtu,
                 dns: &w.dns,
+                published: w.published.iter().map(Published::from).collect(),
+                guard: w.guard,
+                isolated: w.isolated,
             },
             Outcome::Removed {
                 host_interfaces,
@@ -131,6 +144,9 @@ enum Json<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         mtu: Option<u32>,
         dns: &'a [Ipv4Addr],
+        published: Vec<Published>,
+        guard: bool,
+        isolated: bool,
     },
     Removed {
         removed: &'a [String],
@@ -140,6 +156,26 @@ enum Json<'a> {
         error: &'static str,
         message: &'a str,
     },
+}
+
+/// One published port as `-json` shows it.
+#[derive(Serialize)]
+struct Published {
+    protocol: &'static str,
+    host_address: Option<IpAddr>,
+    host_port: u16,
+    container_port: u16,
+}
+
+impl From<&Mapping> for Published {
+    fn from(m: &Mapping) -> Published {
+        Published {
+            protocol: m.protocol.name(),
+            host_address: m.host_address,
+            host_port: m.host_port,
+            container_port: m.container_port,
+        }
+    }
 }
 
 impl Json<'_> {
@@ -183,11 +219,14 @@ mod tests {
                 bridge: "brg0".into(),
                 mtu: Some(1500),
                 dns: vec!["10.10.10.1".parse().unwrap()],
+                published: Vec::new(),
+                guard: true,
+                isolated: false,
             },
         };
         assert_eq!(
             w.json(),
-            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500,"dns":["10.10.10.1"]}"#
+            r#"{"interface":"veth1","mac":"02:00:00:00:00:01","addresses":["10.10.10.2/24"],"gateways":["10.10.10.1"],"host_interface":"veth0a0a0a02","bridge":"brg0","mtu":1500,"dns":["10.10.10.1"],"published":[],"guard":true,"isolated":false}"#
         );
         assert_eq!(
             w.line(),
@@ -200,6 +239,12 @@ mod tests {
         assert_eq!(Outcome::Nic(wired.clone()).line(), "veth1:2:veth0a0a0a02:7");
         wired.mac = None;
         wired.mtu = None;
+        wired.published = vec![
+            Mapping::parse("tcp:8080:80").unwrap(),
+            Mapping::parse("udp:[fd00::1]:5353:53").unwrap(),
+        ];
+        wired.guard = false;
+        wired.isolated = true;
         wired.addresses.push("fd00:10::2/64".parse().unwrap());
         wired.gateways.push("fd00:10::1".parse().unwrap());
         let checked = Outcome::Wired {
@@ -208,7 +253,11 @@ mod tests {
         };
         assert_eq!(
             checked.json(),
-            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0","dns":["10.10.10.1"]}"#
+            r#"{"intact":true,"interface":"veth1","addresses":["10.10.10.2/24","fd00:10::2/64"],"gateways":["10.10.10.1","fd00:10::1"],"host_interface":"veth0a0a0a02","bridge":"brg0","dns":["10.10.10.1"],"published":[{"protocol":"tcp","host_address":null,"host_port":8080,"container_port":80},{"protocol":"udp","host_address":"fd00::1","host_port":5353,"container_port":53}],"guard":false,"isolated":true}"#
+        );
+        assert_eq!(
+            checked.line(),
+            "intact veth1 address=10.10.10.2/24 address=fd00:10::2/64 gateway=10.10.10.1 gateway=fd00:10::1 host=veth0a0a0a02 bridge=brg0 publish=tcp:8080:80 publish=udp:[fd00::1]:5353:53"
         );
         let removed = Outcome::Removed {
             host_interfaces: vec!["veth0a0a0a02".into(), "veth0a0a0a03".into()],

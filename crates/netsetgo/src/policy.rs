@@ -1,5 +1,5 @@
-//! The administrator's policy: which networks exist and who may hold how
-//! many interfaces on which.
+//! The administrator's policy: which networks exist, who may hold how many
+//! interfaces on which, and who may publish which host ports there.
 //!
 //! The file's path is fixed at build time and never taken from the caller.
 //! It must be a regular file owned by root, not writable by group or others,
@@ -16,8 +16,10 @@ use std::path::Path;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
+use netplumb::Protocol;
 
 use crate::error::Failure;
+use crate::ports;
 use crate::privilege::Caller;
 use crate::secure::{self, Access, Refusal, Rule};
 
@@ -47,6 +49,11 @@ pub struct Network {
     pub nat: bool,
     /// `dns=`: the DNS servers DHCP hands out; empty if not given.
     pub dns: Vec<Ipv4Addr>,
+    /// `guard=` (default yes): a container's host port passes only frames
+    /// from its own MAC and leased addresses.
+    pub guard: bool,
+    /// `isolate=` (default no): containers do not reach each other.
+    pub isolate: bool,
 }
 
 impl Network {
@@ -106,10 +113,34 @@ struct Grant {
     line: usize,
 }
 
+/// One `publish` line: host ports `first..=last` of one protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortGrant {
+    who: Who,
+    network: String,
+    ports: Ports,
+    line: usize,
+}
+
+/// A range of host ports of one protocol that a caller may publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub protocol: Protocol,
+    pub first: u16,
+    pub last: u16,
+}
+
+impl Ports {
+    pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
+        self.protocol == protocol && (self.first..=self.last).contains(&port)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
     networks: Vec<Network>,
     grants: Vec<Grant>,
+    ports: Vec<PortGrant>,
 }
 
 /// A malformed policy, with the 1-based line number.
@@ -120,11 +151,12 @@ pub struct ParseError {
 }
 
 /// What one caller may use: networks in the order of its first grant, each
-/// with the summed count.
+/// with the summed count and every port range its `publish` lines grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowance<'a> {
     pub network: &'a Network,
     pub quota: u32,
+    pub ports: Vec<Ports>,
 }
 
 impl Policy {
@@ -144,8 +176,8 @@ impl Policy {
         let mut out: Vec<Allowance> = Vec::new();
         let mut names: Option<Vec<String>> = None;
         let mut gids: HashMap<String, Option<u32>> = HashMap::new();
-        for grant in &self.grants {
-            let matches = match &grant.who {
+        let mut matches = |who: &Who| -> Result<bool, Failure> {
+            Ok(match who {
                 Who::User(name) => {
                     if names.is_none() {
                         names = Some(db.user_names(caller.uid)?);
@@ -158,8 +190,10 @@ impl Policy {
                     }
                     gids[name].is_some_and(|gid| caller.groups.contains(&gid))
                 }
-            };
-            if !matches {
+            })
+        };
+        for grant in &self.grants {
+            if !matches(&grant.who)? {
                 continue;
             }
             let network = self
@@ -172,7 +206,15 @@ impl Policy {
                 None => out.push(Allowance {
                     network,
                     quota: grant.count,
+                    ports: Vec::new(),
                 }),
+            }
+        }
+        for grant in &self.ports {
+            if let Some(a) = out.iter_mut().find(|a| a.network.name == grant.network) {
+                if matches(&grant.who)? {
+                    a.ports.push(grant.ports);
+                }
             }
         }
         Ok(out)
@@ -211,20 +253,31 @@ pub fn parse(text: &str) -> Result<Policy, ParseError> {
                 let grant = parse_allow(&fields[1..], line).map_err(err)?;
                 policy.grants.push(grant);
             }
+            "publish" => {
+                let grant = parse_publish(&fields[1..], line).map_err(err)?;
+                policy.ports.push(grant);
+            }
             other => {
                 return Err(err(format!(
-                    "unknown keyword {other:?} (expected network or allow)"
+                    "unknown keyword {other:?} (expected network, allow or publish)"
                 )))
             }
         }
     }
-    for grant in &policy.grants {
-        if !policy.networks.iter().any(|n| n.name == grant.network) {
-            return Err(ParseError {
-                line: grant.line,
-                message: format!("allow names undefined network {:?}", grant.network),
-            });
-        }
+    let named = policy
+        .grants
+        .iter()
+        .map(|g| ("allow", &g.network, g.line))
+        .chain(policy.ports.iter().map(|g| ("publish", &g.network, g.line)));
+    let mut undefined: Vec<(&str, &String, usize)> = named
+        .filter(|(_, network, _)| !policy.networks.iter().any(|n| &n.name == *network))
+        .collect();
+    undefined.sort_by_key(|(_, _, line)| *line);
+    if let Some((keyword, network, line)) = undefined.first() {
+        return Err(ParseError {
+            line: *line,
+            message: format!("{keyword} names undefined network {network:?}"),
+        });
     }
     Ok(policy)
 }
@@ -241,7 +294,7 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
             .ok_or_else(|| format!("expected key=value, got {setting:?}"))?;
         if !matches!(
             key,
-            "bridge" | "gateway" | "gateway6" | "mtu" | "nat" | "dns"
+            "bridge" | "gateway" | "gateway6" | "mtu" | "nat" | "dns" | "guard" | "isolate"
         ) {
             return Err(format!("unknown network key {key:?}"));
         }
@@ -268,11 +321,15 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
             )),
         })
         .transpose()?;
-    let nat = match values.get("nat").copied().unwrap_or("no") {
-        "yes" => true,
-        "no" => false,
-        other => return Err(format!("nat must be yes or no, not {other:?}")),
+    let yes_no = |key: &str, default: bool| match values.get(key).copied() {
+        None => Ok(default),
+        Some("yes") => Ok(true),
+        Some("no") => Ok(false),
+        Some(other) => Err(format!("{key} must be yes or no, not {other:?}")),
     };
+    let nat = yes_no("nat", false)?;
+    let guard = yes_no("guard", true)?;
+    let isolate = yes_no("isolate", false)?;
     let dns = values.get("dns").map(|d| parse_dns(d)).transpose()?;
     Ok(Network {
         name: name.to_string(),
@@ -282,6 +339,8 @@ fn parse_network(fields: &[&str]) -> Result<Network, String> {
         mtu,
         nat,
         dns: dns.unwrap_or_default(),
+        guard,
+        isolate,
     })
 }
 
@@ -363,11 +422,7 @@ fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
     let [who, network, count] = fields else {
         return Err("allow takes USER|@GROUP NETWORK COUNT".into());
     };
-    let who = match who.strip_prefix('@') {
-        Some(group) if is_account(group) => Who::Group(group.to_string()),
-        None if is_account(who) => Who::User(who.to_string()),
-        _ => return Err(format!("bad user or group {who:?}")),
-    };
+    let who = parse_who(who)?;
     if !is_word(network, 32) {
         return Err(format!("bad network name {network:?}"));
     }
@@ -377,6 +432,50 @@ fn parse_allow(fields: &[&str], line: usize) -> Result<Grant, String> {
         who,
         network: network.to_string(),
         count,
+        line,
+    })
+}
+
+fn parse_who(who: &str) -> Result<Who, String> {
+    match who.strip_prefix('@') {
+        Some(group) if is_account(group) => Ok(Who::Group(group.to_string())),
+        None if is_account(who) => Ok(Who::User(who.to_string())),
+        _ => Err(format!("bad user or group {who:?}")),
+    }
+}
+
+/// `publish USER|@GROUP NETWORK tcp|udp PORT[-PORT]`. Ports below 1024
+/// are granted only by a line of their own, so that a range never grants
+/// a privileged port by accident.
+fn parse_publish(fields: &[&str], line: usize) -> Result<PortGrant, String> {
+    let [who, network, protocol, range] = fields else {
+        return Err("publish takes USER|@GROUP NETWORK tcp|udp PORT[-PORT]".into());
+    };
+    let who = parse_who(who)?;
+    if !is_word(network, 32) {
+        return Err(format!("bad network name {network:?}"));
+    }
+    let protocol = ports::parse_protocol(protocol)
+        .ok_or_else(|| format!("bad protocol {protocol:?} (tcp or udp)"))?;
+    let bad = || format!("bad port range {range:?} (PORT or FIRST-LAST, 1-65535)");
+    let (first, last) = match range.split_once('-') {
+        Some((a, b)) => (ports::parse_port(a), ports::parse_port(b)),
+        None => (ports::parse_port(range), ports::parse_port(range)),
+    };
+    let (first, last) = first.zip(last).filter(|(a, b)| a <= b).ok_or_else(bad)?;
+    if first < 1024 && last >= 1024 {
+        return Err(format!(
+            "{range} mixes ports below 1024 with higher ones: grant ports below 1024 on a line of their own"
+        ));
+    }
+    Ok(PortGrant {
+        who,
+        network: network.to_string(),
+        ports: Ports {
+            protocol,
+            first,
+            last,
+        },
         line,
     })
 }
@@ -635,6 +734,60 @@ allow bob lab 2
     }
 
     #[test]
+    fn guard_defaults_to_yes_and_isolate_to_no() {
+        let p = parse(
+            "network a bridge=a gateway=10.1.0.1/24\n\
+             network b bridge=b gateway=10.2.0.1/24 guard=no isolate=yes\n\
+             network c bridge=c gateway=10.3.0.1/24 guard=yes isolate=no\n",
+        )
+        .unwrap();
+        let flags = |bridge| {
+            let n = p.network_by_bridge(bridge).unwrap();
+            (n.guard, n.isolate)
+        };
+        assert_eq!(flags("a"), (true, false));
+        assert_eq!(flags("b"), (false, true));
+        assert_eq!(flags("c"), (true, false));
+    }
+
+    #[test]
+    fn publish_lines_grant_port_ranges_that_add_up() {
+        let p = parse(&format!(
+            "{SAMPLE}publish @netsetgo default tcp 8000-8999\n\
+             publish bob lab udp 5353\n\
+             publish bob lab tcp 80\n\
+             publish bob lab tcp 1-1023\n\
+             publish bobby lab tcp 9000\n\
+             publish bob default tcp 7000\n"
+        ))
+        .unwrap();
+        let tcp = |first, last| Ports {
+            protocol: Protocol::Tcp,
+            first,
+            last,
+        };
+        let bob = p.allowances(&caller(1000, &[1000]), &Fake).unwrap();
+        // bob has no allow line for default: its publish line there gives
+        // nothing.
+        assert_eq!(bob.len(), 1);
+        let udp = Ports {
+            protocol: Protocol::Udp,
+            first: 5353,
+            last: 5353,
+        };
+        assert_eq!(bob[0].ports, vec![udp, tcp(80, 80), tcp(1, 1023)]);
+        assert!(bob[0].ports.iter().any(|r| r.contains(Protocol::Tcp, 443)));
+        assert!(!bob[0].ports.iter().any(|r| r.contains(Protocol::Udp, 80)));
+        assert!(!bob[0].ports.iter().any(|r| r.contains(Protocol::Tcp, 9000)));
+        let member = p.allowances(&caller(1001, &[1001, 500]), &Fake).unwrap();
+        assert_eq!(member[0].ports, vec![tcp(8000, 8999)]);
+        // None by default.
+        let plain = parse(SAMPLE).unwrap();
+        let bob = plain.allowances(&caller(1000, &[1000]), &Fake).unwrap();
+        assert!(bob[0].ports.is_empty());
+    }
+
+    #[test]
     fn malformed_lines_are_errors_with_their_number() {
         let cases = [
             ("allow bob default 99999999999999999999", "count"),
@@ -661,6 +814,23 @@ allow bob lab 2
             ("network x bridge=b gateway=10.0.0.1/24 dns=224.0.0.1", "dns"),
             ("network x bridge=b gateway=10.0.0.1/24 dns=1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6,1.1.1.7,1.1.1.8,1.1.1.9", "dns"),
             ("permit bob default 1", "unknown keyword"),
+            ("network x bridge=b gateway=10.0.0.1/24 guard=on", "guard"),
+            ("network x bridge=b gateway=10.0.0.1/24 isolate=", "isolate"),
+            ("publish bob default tcp 1000-1100", "below 1024 on a line of their own"),
+            ("publish bob default tcp 1-65535", "below 1024 on a line of their own"),
+            ("publish bob default tcp 0", "port range"),
+            ("publish bob default tcp 65536", "port range"),
+            ("publish bob default tcp 9000-8000", "port range"),
+            ("publish bob default tcp 80-", "port range"),
+            ("publish bob default tcp -80", "port range"),
+            ("publish bob default tcp +80", "port range"),
+            ("publish bob default tcp 99999999999999999999", "port range"),
+            ("publish bob default sctp 80", "protocol"),
+            ("publish bob default TCP 80", "protocol"),
+            ("publish bob default tcp", "publish takes"),
+            ("publish bob default tcp 80 90", "publish takes"),
+            ("publish bob nowhere tcp 80", "publish names undefined network"),
+            ("publish b@d default tcp 80", "bad user"),
             ("allow b@d default 1", "bad user"),
         ];
         for (line, expected) in cases {

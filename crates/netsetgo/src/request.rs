@@ -6,7 +6,8 @@ use ipnetwork::Ipv4Network;
 
 use crate::cli::{self, Args};
 use crate::error::Failure;
-use crate::policy::{self, Network, Policy, SystemAccounts, POLICY_PATH};
+use crate::policy::{self, Network, Policy, Ports, SystemAccounts, POLICY_PATH};
+use crate::ports::Mapping;
 use crate::privilege::Caller;
 
 /// A request the caller is allowed to make.
@@ -22,6 +23,8 @@ pub struct Request {
     /// lxc-user-nic's form: the interface's name inside (create) or the
     /// host end's (delete). Its bridge is checked like `-bridgeName`.
     pub nic: Option<cli::Nic>,
+    /// Host ports to publish to the container, within the grants.
+    pub publish: Vec<Mapping>,
 }
 
 impl Request {
@@ -50,7 +53,14 @@ impl Request {
 /// The longest prefix that leaves room for 8 hex digits in 15 bytes.
 const MAX_PREFIX: usize = 7;
 
-pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
+/// The request `args` make of `caller`'s grants; `-publish` counts only
+/// when `wiring` (a poststop hook whose args repeat it releases all the
+/// same).
+pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Failure> {
+    let publish = |network: &Network, grants| match wiring {
+        true => publications(args, network, grants),
+        false => Ok(Vec::new()),
+    };
     let prefix = args
         .veth_prefix
         .clone()
@@ -71,12 +81,14 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         let policy = policy::load().ok().flatten();
         let network = root_network(args, policy.as_ref())?;
         let address = requested_address(args, &network)?;
+        let publish = publish(&network, None)?;
         return Ok(Request {
             network,
             quota: None,
             address,
             prefix,
             nic: args.nic.clone(),
+            publish,
         });
     }
     let policy = policy::load()?.ok_or_else(no_grant)?;
@@ -103,13 +115,57 @@ pub fn resolve(args: &Args, caller: &Caller) -> Result<Request, Failure> {
         }
     }
     let address = requested_address(args, &network)?;
+    let publish = publish(&network, Some(&chosen.ports))?;
     Ok(Request {
         network,
         quota: Some(chosen.quota),
         address,
         prefix,
         nic: args.nic.clone(),
+        publish,
     })
+}
+
+/// The `-publish` mappings, each within `grants` (`None`: root, bound by
+/// none), with a host address that could be local and not loopback (which
+/// would need route_localnet), of a family the network has. Whether the
+/// address is one of the host's is the kernel's to say, later.
+pub fn publications(
+    args: &Args,
+    network: &Network,
+    grants: Option<&[Ports]>,
+) -> Result<Vec<Mapping>, Failure> {
+    for m in &args.publish {
+        let protocol = m.protocol.name();
+        if let Some(grants) = grants {
+            if !grants.iter().any(|g| g.contains(m.protocol, m.host_port)) {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: {protocol} port {} is not among your publish grants for network {} in {POLICY_PATH}; ask an administrator",
+                    m.host_port, network.name
+                )));
+            }
+        }
+        match m.host_address {
+            Some(a) if a.is_loopback() => {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: loopback addresses cannot be published; leave the address out to publish on every other local address"
+                )))
+            }
+            Some(a) if a.is_unspecified() || a.is_multicast() || a == std::net::Ipv4Addr::BROADCAST => {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: {a} is no local unicast address; leave the address out to publish on every local address"
+                )))
+            }
+            Some(std::net::IpAddr::V6(_)) if network.gateway6.is_none() => {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: network {} has no IPv6 (gateway6 in {POLICY_PATH})",
+                    network.name
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(args.publish.clone())
 }
 
 fn no_grant() -> Failure {
@@ -143,6 +199,8 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
         mtu: None,
         nat: false,
         dns: Vec::new(),
+        guard: true,
+        isolate: false,
     })
 }
 
@@ -176,4 +234,102 @@ fn requested_address(args: &Args, network: &Network) -> Result<Option<Ipv4Addr>,
         )));
     }
     Ok(Some(ip))
+}
+
+#[cfg(test)]
+mod tests {
+    use netplumb::Protocol;
+
+    use super::*;
+
+    fn network(gateway6: Option<&str>) -> Network {
+        Network {
+            name: "default".into(),
+            bridge: "brg0".into(),
+            gateway: "10.10.10.1/24".parse().unwrap(),
+            gateway6: gateway6.map(|g| g.parse().unwrap()),
+            mtu: None,
+            nat: false,
+            dns: Vec::new(),
+            guard: true,
+            isolate: false,
+        }
+    }
+
+    fn args(publish: &[&str]) -> Args {
+        let mut argv = vec!["-pid".to_string(), "7".to_string()];
+        for p in publish {
+            argv.push(format!("-publish={p}"));
+        }
+        cli::parse(argv.iter().map(String::as_bytes)).unwrap()
+    }
+
+    #[test]
+    fn publications_within_the_grants_with_usable_host_addresses() {
+        let grants = [
+            Ports {
+                protocol: Protocol::Tcp,
+                first: 8000,
+                last: 8999,
+            },
+            Ports {
+                protocol: Protocol::Udp,
+                first: 53,
+                last: 53,
+            },
+        ];
+        let v4 = network(None);
+        let v6 = network(Some("fd00:10::1/64"));
+        let ok = args(&[
+            "tcp:8000:80",
+            "tcp:8999:80",
+            "udp:53:53",
+            "tcp:192.0.2.1:8080:80",
+        ]);
+        assert_eq!(publications(&ok, &v4, Some(&grants)).unwrap().len(), 4);
+        let ipv6 = args(&["tcp:[2001:db8::1]:8080:80"]);
+        assert_eq!(publications(&ipv6, &v6, Some(&grants)).unwrap().len(), 1);
+        // Root is bound by no grant.
+        let any = args(&["tcp:80:80", "udp:9:9"]);
+        assert_eq!(publications(&any, &v4, None).unwrap().len(), 2);
+        assert!(publications(&args(&[]), &v4, Some(&[])).unwrap().is_empty());
+        for (bad, net, why) in [
+            ("tcp:7999:80", &v4, "not among your publish grants"),
+            ("tcp:9000:80", &v4, "not among your publish grants"),
+            ("udp:8000:80", &v4, "not among your publish grants"),
+            ("tcp:53:53", &v4, "not among your publish grants"),
+            ("tcp:127.0.0.1:8080:80", &v4, "loopback"),
+            ("tcp:127.9.9.9:8080:80", &v4, "loopback"),
+            ("tcp:[::1]:8080:80", &v6, "loopback"),
+            ("tcp:0.0.0.0:8080:80", &v4, "no local unicast"),
+            ("tcp:[::]:8080:80", &v6, "no local unicast"),
+            ("tcp:224.0.0.1:8080:80", &v4, "no local unicast"),
+            ("tcp:255.255.255.255:8080:80", &v4, "no local unicast"),
+            ("tcp:[2001:db8::1]:8080:80", &v4, "has no IPv6"),
+        ] {
+            let refused = publications(&args(&[bad]), net, Some(&grants)).unwrap_err();
+            assert_eq!(refused.kind, crate::error::Kind::Refused, "{bad}");
+            assert!(refused.message.contains(why), "{bad}: {refused}");
+        }
+        // Loopback is refused for root too.
+        assert!(publications(&args(&["tcp:127.0.0.1:80:80"]), &v4, None).is_err());
+    }
+
+    #[test]
+    fn targets_follow_the_host_addresss_family() {
+        let v6 = network(Some("fd00:10::1/64"));
+        let owner = "10.10.10.2".parse().unwrap();
+        let shown = |text: &str| -> Vec<String> {
+            let m = Mapping::parse(text).unwrap();
+            m.targets(&v6, owner)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(shown("tcp:8080:80"), ["10.10.10.2", "fd00:10::2"]);
+        assert_eq!(shown("tcp:192.0.2.1:8080:80"), ["10.10.10.2"]);
+        assert_eq!(shown("tcp:[2001:db8::1]:8080:80"), ["fd00:10::2"]);
+        let m = Mapping::parse("tcp:8080:80").unwrap();
+        assert_eq!(m.targets(&network(None), owner).len(), 1);
+    }
 }

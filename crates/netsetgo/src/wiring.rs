@@ -1,5 +1,13 @@
 //! The netlink work of one call, done under the network's lock: garbage
-//! collection, quota, address choice, the lease, and the attachment itself.
+//! collection, quota, address choice, the lease, the guard, the published
+//! ports, and the attachment itself.
+//!
+//! Order of a create: the lease (pending) and its ports record are written
+//! first, then the host end's guard elements are added (so the container
+//! never has an unguarded moment), then each port is published, then the
+//! pair is made; a failure at any step undoes the earlier ones in reverse.
+//! Every way a lease ends (-delete, poststop, garbage collection, rollback)
+//! goes through `Session::teardown`: publications, guard, record, lease.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
@@ -11,10 +19,11 @@ use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
 use crate::dhcp::Terms;
 use crate::error::Failure;
+use crate::filters::{self, Filters};
 use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::links::{Kernel, Links};
-use crate::nat;
 use crate::output::{Outcome, Wired};
+use crate::ports;
 use crate::request::Request;
 
 /// How often a call at its quota looks again, and how long it waits in
@@ -36,7 +45,7 @@ impl<E: Into<Failure>> From<E> for Refusal {
     }
 }
 
-pub struct Session<'a, L: Links = Kernel> {
+pub struct Session<'a, L: Links = Kernel, F: Filters = filters::Kernel> {
     host: L,
     /// A session inside the target, and the target: absent when the call
     /// names no process (the poststop hook).
@@ -44,14 +53,14 @@ pub struct Session<'a, L: Links = Kernel> {
     target: Option<&'a NetNs>,
     store: &'a Store,
     request: &'a Request,
-    /// The nftables session of a nat=yes network.
-    nft: Option<netplumb::Nftables>,
+    /// The host's packet filters: masquerading, publications, the guard.
+    filters: F,
     uid: u32,
     /// The DHCP responder's socket, in lxc-user-nic mode.
     dhcp: Option<Responder>,
 }
 
-impl<'a> Session<'a, Kernel> {
+impl<'a> Session<'a, Kernel, filters::Kernel> {
     /// A session on netlink sockets opened before the drop.
     pub fn new(
         host: netplumb::RawSocket,
@@ -59,7 +68,7 @@ impl<'a> Session<'a, Kernel> {
         target: Option<&'a NetNs>,
         store: &'a Store,
         request: &'a Request,
-        nft: Option<netplumb::Nftables>,
+        nft: netplumb::Nftables,
         uid: u32,
     ) -> Result<Session<'a>, Failure> {
         let kernel = |socket| Netlink::from_socket(socket).map(Kernel::new);
@@ -69,30 +78,31 @@ impl<'a> Session<'a, Kernel> {
             target,
             store,
             request,
-            nft,
+            filters::Kernel::new(nft),
             uid,
         ))
     }
 }
 
-impl<'a, L: Links> Session<'a, L> {
-    /// A session over any [`Links`] (the unit tests' fake, for one).
+impl<'a, L: Links, F: Filters> Session<'a, L, F> {
+    /// A session over any [`Links`] and [`Filters`] (the unit tests'
+    /// fakes, for one).
     pub fn with(
         host: L,
         inside: Option<L>,
         target: Option<&'a NetNs>,
         store: &'a Store,
         request: &'a Request,
-        nft: Option<netplumb::Nftables>,
+        filters: F,
         uid: u32,
-    ) -> Session<'a, L> {
+    ) -> Session<'a, L, F> {
         Session {
             host,
             inside,
             target,
             store,
             request,
-            nft,
+            filters,
             uid,
             dhcp: None,
         }
@@ -100,7 +110,7 @@ impl<'a, L: Links> Session<'a, L> {
 
     /// Hands the address out by DHCP: after the pair is made, a responder
     /// answers on its host end (lxc-user-nic mode).
-    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a, L> {
+    pub fn with_dhcp(mut self, responder: Responder) -> Session<'a, L, F> {
         self.dhcp = Some(responder);
         self
     }
@@ -140,6 +150,7 @@ impl<'a, L: Links> Session<'a, L> {
         ledger: &mut Ledger<'_>,
         container: Option<String>,
     ) -> Result<Wired, Refusal> {
+        self.check_host_ports().await?;
         let bridge = self.ensure_bridge().await?;
         let result = self.attach_locked(ledger, &bridge, container).await;
         if result.is_err() && bridge.created {
@@ -199,8 +210,11 @@ impl<'a, L: Links> Session<'a, L> {
                     self.host.ensure_address(bridge.link.index, address).await?;
                 }
             }
-            if let Some(nft) = &self.nft {
-                nat::ensure_masquerade(nft, network)?;
+            if network.nat {
+                self.filters.masquerade(network)?;
+            }
+            if !self.request.publish.is_empty() {
+                self.filters.hairpin(network)?;
             }
             Ok(())
         }
@@ -214,6 +228,31 @@ impl<'a, L: Links> Session<'a, L> {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses, before anything is made, a `-publish` whose host address is
+    /// not one of the host's, or whose host port a socket of the host
+    /// listens on (checked under the lock; a program that starts listening
+    /// afterwards shares the port with the container, and the published
+    /// mapping wins for traffic from outside).
+    async fn check_host_ports(&self) -> Result<(), Failure> {
+        for m in &self.request.publish {
+            if let Some(address) = m.host_address {
+                if !self.host.is_local(address).await? {
+                    return Err(Failure::refused(format!(
+                        "-publish {m}: {address} is not an address of this host"
+                    )));
+                }
+            }
+            if self.host.listening(m.protocol, m.host_port)? {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: a program on this host listens on {} port {}; choose another host port",
+                    m.protocol.name(),
+                    m.host_port
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Makes sure the bridge is managed by this state (security.md 15): its
@@ -269,6 +308,10 @@ impl<'a, L: Links> Session<'a, L> {
         };
         let (inside, target) = self.inside()?;
         ledger.reserve(&lease)?;
+        if let Err(e) = self.guard_and_publish(ledger, &lease) {
+            let _ = self.teardown(ledger, &lease);
+            return Err(e.into());
+        }
         let peer_name = self.request.peer_name();
         let addresses = network.container_addresses(address);
         let gateways = network.gateways();
@@ -285,11 +328,14 @@ impl<'a, L: Links> Session<'a, L> {
             addresses: if by_dhcp { &[] } else { &addresses },
             gateways: if by_dhcp { &[] } else { &gateways },
             peer_link_local: !by_dhcp && network.gateway6.is_some(),
+            // Never random: the guard knows it before the pair exists.
+            peer_mac: Some(ports::mac_of(address)),
+            isolated: network.isolate,
         };
         let attached = match self.host.attach(inside, &attachment).await {
             Ok(attached) => attached,
             Err(e) => {
-                ledger.release(&lease)?;
+                let _ = self.teardown(ledger, &lease);
                 return Err(e.into());
             }
         };
@@ -299,7 +345,7 @@ impl<'a, L: Links> Session<'a, L> {
             .and_then(|()| self.serve_dhcp(&attached, address));
         if let Err(e) = done {
             let _ = self.host.delete_link(attached.host_index).await;
-            ledger.release(&lease)?;
+            let _ = self.teardown(ledger, &lease);
             return Err(e.into());
         }
         Ok(Wired {
@@ -313,7 +359,55 @@ impl<'a, L: Links> Session<'a, L> {
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
             dns: network.dns_servers(),
+            published: self.request.publish.clone(),
+            guard: network.guard,
+            isolated: network.isolate,
         })
+    }
+
+    /// After the lease is reserved and before the pair exists: its ports
+    /// recorded (write-ahead), its host end guarded, its ports published.
+    fn guard_and_publish(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
+        let network = &self.request.network;
+        if !self.request.publish.is_empty() {
+            ledger.set_ports(lease.address, &self.request.publish)?;
+        }
+        if network.guard {
+            self.filters.guard(network, lease)?;
+        }
+        for m in &self.request.publish {
+            self.filters.publish(network, lease.address, m)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a lease whose interface is gone (or never made): its
+    /// publications removed (only those it claims), its guard elements
+    /// forgotten, its ports record erased, the lease freed, in that order.
+    /// A failure stops before the lease is freed, so that nothing of it
+    /// can outlive its record (and reach the next holder of the address);
+    /// the next garbage collection that looks at it tries again.
+    fn teardown(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
+        let network = &self.request.network;
+        let published = ledger.ports_of(lease.address)?;
+        let mut failed = None;
+        for m in &published {
+            if let Err(e) = self.filters.unpublish(network, lease.address, m) {
+                failed.get_or_insert(e);
+            }
+        }
+        if network.guard {
+            if let Err(e) = self.filters.unguard(network, lease) {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !published.is_empty() {
+            ledger.set_ports(lease.address, &[])?;
+        }
+        ledger.release(lease)
     }
 
     /// Starts the DHCP responder for the new pair (if this call has one):
@@ -382,7 +476,7 @@ impl<'a, L: Links> Session<'a, L> {
         for lease in leases {
             match lease.liveness(self.host.index_of(&lease.ifname)?) {
                 Liveness::Live => {}
-                Liveness::Gone => ledger.release(&lease)?,
+                Liveness::Gone => self.teardown(ledger, &lease)?,
                 Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
             }
         }
@@ -403,7 +497,7 @@ impl<'a, L: Links> Session<'a, L> {
         let mut live = 0;
         for lease in own {
             match lease.liveness(self.host.index_of(&lease.ifname)?) {
-                Liveness::Gone => ledger.release(&lease)?,
+                Liveness::Gone => self.teardown(ledger, &lease)?,
                 Liveness::Orphan => self.remove(ledger, bridge, &lease).await?,
                 Liveness::Live => {
                     let dying = self
@@ -436,7 +530,7 @@ impl<'a, L: Links> Session<'a, L> {
                 _ => {}
             }
         }
-        ledger.release(lease)
+        self.teardown(ledger, lease)
     }
 
     /// The caller's interface in the target, found from the host side: a
@@ -517,7 +611,7 @@ impl<'a, L: Links> Session<'a, L> {
         let mut ledger = self.store.lock()?;
         let (_, host, lease) = self.own_interface(&mut ledger).await?;
         self.host.delete_link(host.index).await?;
-        ledger.release(&lease)?;
+        self.teardown(&mut ledger, &lease)?;
         Ok(Outcome::Removed {
             host_interfaces: vec![lease.ifname],
             addresses: vec![IpAddr::V4(lease.address)],
@@ -560,6 +654,18 @@ impl<'a, L: Links> Session<'a, L> {
         if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
             missing.push("lo is down".to_string());
         }
+        let published = ledger.ports_of(lease.address)?;
+        for m in &published {
+            if !self.filters.published(network, lease.address, m)? {
+                missing.push(format!("{m} is not published"));
+            }
+        }
+        if network.guard && !self.filters.guarded(network, &lease)? {
+            missing.push(format!("host end {} is not guarded", host.name));
+        }
+        if network.isolate && self.host.is_isolated(host.index).await? != Some(true) {
+            missing.push(format!("host end {} is not isolated", host.name));
+        }
         if !missing.is_empty() {
             return Err(Failure::broken(format!(
                 "wiring is broken: {}",
@@ -579,6 +685,9 @@ impl<'a, L: Links> Session<'a, L> {
                 bridge: network.bridge.clone(),
                 mtu: peer.mtu,
                 dns: network.dns_servers(),
+                published,
+                guard: network.guard,
+                isolated: network.isolate,
             },
         })
     }
@@ -611,7 +720,7 @@ impl<'a, L: Links> Session<'a, L> {
                     self.host.delete_link(link.index).await?;
                 }
             }
-            ledger.release(&lease)?;
+            self.teardown(&mut ledger, &lease)?;
             if let Outcome::Removed {
                 host_interfaces,
                 addresses,
@@ -635,6 +744,7 @@ mod tests {
 
     use super::*;
     use crate::error::Kind;
+    use crate::filters::fake::FakeFilters;
     use crate::links::fake::{link, FakeLinks};
     use crate::policy::Network;
 
@@ -680,11 +790,14 @@ mod tests {
                 mtu: None,
                 nat: false,
                 dns: Vec::new(),
+                guard: true,
+                isolate: false,
             },
             quota,
             address: address.map(|a| a.parse().unwrap()),
             prefix: "veth".into(),
             nic: None,
+            publish: Vec::new(),
         }
     }
 
@@ -720,7 +833,7 @@ mod tests {
             Some(&target),
             store,
             req,
-            None,
+            FakeFilters::default(),
             uid,
         );
         let result = block_on(session.create(None));
@@ -842,7 +955,15 @@ mod tests {
 
         // Another user: refused, nothing deleted.
         let store_b = dir.store(B);
-        let session = Session::with(host, Some(inside), Some(&target), &store_b, &req, None, B);
+        let session = Session::with(
+            host,
+            Some(inside),
+            Some(&target),
+            &store_b,
+            &req,
+            FakeFilters::default(),
+            B,
+        );
         let refused = block_on(session.delete()).unwrap_err();
         assert_eq!(refused.kind, Kind::Refused);
         assert!(!session
@@ -860,7 +981,15 @@ mod tests {
             .get_mut(&host_index)
             .unwrap()
             .link_netnsid = Some(TARGET + 1);
-        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        let session = Session::with(
+            host,
+            inside,
+            Some(&target),
+            &store_a,
+            &req,
+            FakeFilters::default(),
+            A,
+        );
         assert_eq!(block_on(session.check()).unwrap_err().kind, Kind::Refused);
         assert_eq!(block_on(session.delete()).unwrap_err().kind, Kind::Refused);
 
@@ -871,7 +1000,15 @@ mod tests {
             .get_mut(&host_index)
             .unwrap()
             .link_netnsid = Some(TARGET);
-        let session = Session::with(host, inside, Some(&target), &store_a, &req, None, A);
+        let session = Session::with(
+            host,
+            inside,
+            Some(&target),
+            &store_a,
+            &req,
+            FakeFilters::default(),
+            A,
+        );
         let checked = block_on(session.check());
         assert!(
             matches!(&checked, Err(f) if f.kind == Kind::Broken),
@@ -916,7 +1053,15 @@ mod tests {
         req.nic = Some(Nic::Delete {
             host_ifname: "veth0a0a0a03".into(),
         });
-        let session = Session::with(host, Some(inside), Some(&target), &store, &req, None, A);
+        let session = Session::with(
+            host,
+            Some(inside),
+            Some(&target),
+            &store,
+            &req,
+            FakeFilters::default(),
+            A,
+        );
         block_on(session.delete()).unwrap();
         let left: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
         assert_eq!(left, ["veth0a0a0a02"]);
@@ -936,13 +1081,13 @@ mod tests {
                 Some(&target),
                 &store,
                 &req,
-                None,
+                FakeFilters::default(),
                 uid,
             );
             block_on(session.create(Some(id.into()))).unwrap();
             host = session.host;
         }
-        let session = Session::with(host, None, None, &store, &req, None, A);
+        let session = Session::with(host, None, None, &store, &req, FakeFilters::default(), A);
         block_on(session.release("c1")).unwrap();
         let left: Vec<(u32, Option<String>)> = leases(&store)
             .into_iter()
@@ -957,5 +1102,295 @@ mod tests {
             .filter(|l| l.starts_with("delete"))
             .count();
         assert_eq!(deleted, 1);
+    }
+
+    // ------------------------------------------------ publishing and guard
+
+    const LOCAL: &str = "192.0.2.1";
+
+    /// A request of network `default` (guard=yes, isolate=yes) publishing
+    /// `publish`.
+    fn publishing(publish: &[&str]) -> Request {
+        let mut req = request(None, None);
+        req.network.isolate = true;
+        req.publish = publish
+            .iter()
+            .map(|p| crate::ports::Mapping::parse(p).unwrap())
+            .collect();
+        req
+    }
+
+    /// A host whose changes and its filters' share one log, with LOCAL as
+    /// its address and udp 53 held by a socket.
+    fn shared() -> (FakeLinks, FakeFilters) {
+        let mut host = host();
+        host.local = vec![LOCAL.parse().unwrap()];
+        host.listening = vec![(netplumb::Protocol::Udp, 53)];
+        let filters = FakeFilters::default();
+        host.log = filters.log.clone();
+        (host, filters)
+    }
+
+    fn wire_with(
+        host: FakeLinks,
+        filters: &FakeFilters,
+        store: &Store,
+        req: &Request,
+        uid: u32,
+        container: Option<&str>,
+    ) -> (FakeLinks, Result<Wired, Failure>) {
+        let target = NetNs::current().unwrap();
+        let session = Session::with(
+            host,
+            Some(FakeLinks::default()),
+            Some(&target),
+            store,
+            req,
+            filters,
+            uid,
+        );
+        let result = block_on(session.create(container.map(Into::into)));
+        (session.host, result)
+    }
+
+    fn position(log: &[String], prefix: &str) -> usize {
+        log.iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} in {log:?}"))
+    }
+
+    fn ports_of(store: &Store, address: &str) -> Vec<String> {
+        let ledger = store.lock().unwrap();
+        let ports = ledger.ports_of(address.parse().unwrap()).unwrap();
+        ports.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn create_records_guards_publishes_then_attaches_isolated_with_the_derived_mac() {
+        let dir = Scratch::new("publish");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let req = publishing(&["tcp:8080:80", "udp:192.0.2.1:5353:53"]);
+        let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+        let wired = wired.unwrap();
+        let log = filters.log.borrow().clone();
+        let guard = position(&log, "guard veth0a0a0a02");
+        let tcp = position(&log, "publish tcp:8080:80 for 10.10.10.2");
+        let udp = position(&log, "publish udp:192.0.2.1:5353:53 for 10.10.10.2");
+        let attach = position(&log, "attach veth0a0a0a02");
+        assert!(position(&log, "hairpin brg0") < guard, "{log:?}");
+        assert!(guard < tcp && tcp < udp && udp < attach, "{log:?}");
+        assert!(filters.lines("masquerade").is_empty(), "nat=no: {log:?}");
+        assert_eq!(wired.mac, Some([0x02, 0x6e, 10, 10, 10, 2]));
+        assert_eq!((wired.guard, wired.isolated), (true, true));
+        assert_eq!(wired.published, req.publish);
+        assert_eq!(*host.isolated.borrow(), vec![wired.host_index]);
+        assert_eq!(
+            ports_of(&store, "10.10.10.2"),
+            ["tcp:8080:80", "udp:192.0.2.1:5353:53"]
+        );
+        // guard=no, isolate=no: neither; nothing published, no hairpin.
+        let mut plain = request(None, None);
+        plain.network.guard = false;
+        let (host, wired) = wire_with(host, &filters, &store, &plain, A, None);
+        let wired = wired.unwrap();
+        assert_eq!((wired.guard, wired.isolated), (false, false));
+        assert!(filters.lines("guard veth0a0a0a03").is_empty());
+        assert_eq!(host.isolated.borrow().len(), 1);
+        assert_eq!(filters.lines("hairpin").len(), 1);
+        assert!(ports_of(&store, "10.10.10.3").is_empty());
+    }
+
+    #[test]
+    fn refused_publications_change_nothing() {
+        let dir = Scratch::new("refused");
+        let store = dir.store(A);
+        for (publish, why) in [
+            (
+                &["tcp:8080:80", "tcp:198.51.100.1:8081:80"][..],
+                "not an address of this host",
+            ),
+            (&["tcp:8080:80", "udp:53:53"], "listens on udp port 53"),
+        ] {
+            let (host, filters) = shared();
+            let (host, wired) = wire_with(host, &filters, &store, &publishing(publish), A, None);
+            let refused = wired.unwrap_err();
+            assert_eq!(refused.kind, Kind::Refused);
+            assert!(refused.message.contains(why), "{refused}");
+            assert!(
+                filters.log.borrow().is_empty(),
+                "{:?}",
+                filters.log.borrow()
+            );
+            assert!(host.log.borrow().is_empty());
+            assert!(leases(&store).is_empty());
+        }
+        // Published already, by someone else: refused, and what this call
+        // did before (the guard) is undone; the other claim is untouched.
+        let (host, filters) = shared();
+        let other: std::net::Ipv4Addr = "10.10.10.77".parse().unwrap();
+        filters.claims.borrow_mut().insert((6, 8081), other);
+        let req = publishing(&["tcp:8080:80", "tcp:8081:80"]);
+        let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+        let refused = wired.unwrap_err();
+        assert!(refused.message.contains("already published"), "{refused}");
+        let log = filters.log.borrow().clone();
+        assert!(position(&log, "unpublish tcp:8080:80") > position(&log, "publish tcp:8080:80"));
+        assert!(position(&log, "unguard veth0a0a0a02") > position(&log, "guard veth0a0a0a02"));
+        assert!(filters.lines("attach").is_empty(), "{log:?}");
+        assert_eq!(filters.claims.borrow().len(), 1);
+        assert_eq!(filters.claims.borrow()[&(6, 8081)], other);
+        assert!(filters.guarded.borrow().is_empty());
+        assert!(leases(&store).is_empty());
+        assert!(ports_of(&store, "10.10.10.2").is_empty());
+        drop(host);
+    }
+
+    #[test]
+    fn a_failure_at_any_step_undoes_the_earlier_ones() {
+        for step in ["guard", "publish tcp", "publish udp", "attach"] {
+            let dir = Scratch::new("rollback");
+            let store = dir.store(A);
+            let (host, filters) = shared();
+            if step == "attach" {
+                host.fail_attach.set(true);
+            } else {
+                *filters.fail.borrow_mut() = Some(step.into());
+            }
+            let req = publishing(&["tcp:8080:80", "udp:5353:53"]);
+            let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+            assert!(wired.is_err(), "{step}");
+            assert!(filters.claims.borrow().is_empty(), "{step}");
+            assert!(filters.guarded.borrow().is_empty(), "{step}");
+            assert!(leases(&store).is_empty(), "{step}");
+            assert!(ports_of(&store, "10.10.10.2").is_empty(), "{step}");
+            assert!(host.index_of("veth0a0a0a02").unwrap().is_none(), "{step}");
+            // And the next call succeeds.
+            let (_, again) = wire_with(host, &filters, &store, &req, A, None);
+            assert_eq!(again.unwrap().host_interface, "veth0a0a0a02", "{step}");
+        }
+    }
+
+    #[test]
+    fn garbage_collection_and_poststop_remove_only_their_leases_publications() {
+        let dir = Scratch::new("gcports");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let (host, first) = wire_with(
+            host,
+            &filters,
+            &store,
+            &publishing(&["tcp:8080:80"]),
+            A,
+            None,
+        );
+        let (host, second) = wire_with(
+            host,
+            &filters,
+            &store,
+            &publishing(&["tcp:8081:80"]),
+            B,
+            Some("c1"),
+        );
+        let (first, _) = (first.unwrap(), second.unwrap());
+        // The first container is gone (its pair with it), and its host
+        // port was taken over meanwhile: the claim is another's now.
+        host.links.borrow_mut().remove(&first.host_index);
+        filters
+            .claims
+            .borrow_mut()
+            .insert((6, 8080), "10.10.10.99".parse().unwrap());
+        let (host, third) = wire_with(host, &filters, &store, &request(None, None), A, None);
+        third.unwrap();
+        assert!(filters.lines("unpublish tcp:8080:80").is_empty());
+        assert_eq!(filters.lines("unguard veth0a0a0a02").len(), 1);
+        // The freed address went to the third container, guarded afresh.
+        let log = filters.log.borrow().clone();
+        let unguard = position(&log, "unguard veth0a0a0a02");
+        assert_eq!(filters.lines("guard veth0a0a0a02").len(), 2);
+        assert!(log[unguard + 1..].contains(&"guard veth0a0a0a02".to_string()));
+        assert!(ports_of(&store, "10.10.10.2").is_empty());
+        assert_eq!(filters.claims.borrow().len(), 2, "8081 and the other 8080");
+        // Poststop of B's container: its publication and guard go.
+        let req = publishing(&[]);
+        let session = Session::with(host, None, None, &store, &req, &filters, B);
+        block_on(session.release("c1")).unwrap();
+        assert_eq!(
+            filters.lines("unpublish tcp:8081:80 for 10.10.10.3").len(),
+            1
+        );
+        assert_eq!(filters.lines("unguard veth0a0a0a03").len(), 1);
+        assert!(ports_of(&store, "10.10.10.3").is_empty());
+        let left: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_ne!(left[0], "veth0a0a0a03");
+    }
+
+    #[test]
+    fn a_lease_whose_publications_cannot_be_removed_is_kept_for_the_next_call() {
+        let dir = Scratch::new("keep");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let (host, first) = wire_with(
+            host,
+            &filters,
+            &store,
+            &publishing(&["tcp:8080:80"]),
+            A,
+            None,
+        );
+        let first = first.unwrap();
+        host.links.borrow_mut().remove(&first.host_index);
+        *filters.fail.borrow_mut() = Some("unpublish".into());
+        let (host, failed) = wire_with(host, &filters, &store, &request(None, None), A, None);
+        assert!(failed.is_err());
+        assert_eq!(
+            leases(&store).len(),
+            1,
+            "the record outlives no publication"
+        );
+        assert_eq!(ports_of(&store, "10.10.10.2"), ["tcp:8080:80"]);
+        let (_, again) = wire_with(host, &filters, &store, &request(None, None), A, None);
+        again.unwrap();
+        assert!(filters.claims.borrow().is_empty());
+        assert!(ports_of(&store, "10.10.10.2").is_empty());
+    }
+
+    #[test]
+    fn delete_and_check_cover_publications_guard_and_isolation() {
+        let dir = Scratch::new("delports");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let req = publishing(&["tcp:8080:80"]);
+        let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+        let wired = wired.unwrap();
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        inside.add(link(1, "lo", None));
+        let mut peer = link(2, "veth1", Some("veth"));
+        peer.link = Some(wired.host_index);
+        inside.add(peer);
+        filters.claims.borrow_mut().clear();
+        filters.guarded.borrow_mut().clear();
+        host.isolated.borrow_mut().clear();
+        let session = Session::with(host, Some(inside), Some(&target), &store, &req, &filters, A);
+        let broken = block_on(session.check()).unwrap_err();
+        for missing in [
+            "tcp:8080:80 is not published",
+            "veth0a0a0a02 is not guarded",
+            "veth0a0a0a02 is not isolated",
+        ] {
+            assert!(broken.message.contains(missing), "{broken}");
+        }
+        filters
+            .claims
+            .borrow_mut()
+            .insert((6, 8080), "10.10.10.2".parse().unwrap());
+        filters.guarded.borrow_mut().push("veth0a0a0a02".into());
+        block_on(session.delete()).unwrap();
+        assert!(filters.claims.borrow().is_empty());
+        assert!(filters.guarded.borrow().is_empty());
+        assert!(leases(&store).is_empty());
+        assert!(ports_of(&store, "10.10.10.2").is_empty());
     }
 }

@@ -10,7 +10,9 @@
 //!   address derived from every possible lease lies in its prefix and is not
 //!   the gateway's own; an mtu is 68..=65535;
 //! * every grant names a defined network (`Policy::allowances` would panic
-//!   otherwise), and each network a grant reaches is one of those found.
+//!   otherwise), and each network a grant reaches is one of those found;
+//! * every granted port range is 1..=65535, first <= last, and never mixes
+//!   ports below 1024 with higher ones.
 //!
 //! `Policy` keeps its networks private, so they are found the only way the
 //! public API allows: every network comes from a `bridge=NAME` field of the
@@ -139,5 +141,19 @@ fuzz_target!(|data: &[u8]| {
             a.network.name
         );
         check_network(a.network);
+        for ports in &a.ports {
+            assert!(
+                ports.first >= 1 && ports.first <= ports.last,
+                "accepted port range {}-{}",
+                ports.first,
+                ports.last
+            );
+            assert!(
+                ports.first >= 1024 || ports.last < 1024,
+                "a range {}-{} grants privileged and unprivileged ports on one line",
+                ports.first,
+                ports.last
+            );
+        }
     }
 });

@@ -1,0 +1,695 @@
+//! Published ports: DNAT of a host port to a container, keeping the
+//! client's address, in table `inet <table>`:
+//!
+//! ```text
+//! map published { type inet_proto . inet_service : ipv4_addr }   # the claim: one owner per host port
+//! map dnat4     { type inet_proto . inet_service : ipv4_addr . inet_service }
+//! map dnat4addr { type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service }
+//! map dnat6     { type inet_proto . inet_service : ipv6_addr . inet_service }
+//! map dnat6addr { type inet_proto . ipv6_addr . inet_service : ipv6_addr . inet_service }
+//! chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump publish }
+//! chain output     { type nat hook output priority dstnat; policy accept; jump publish }
+//! chain publish {
+//!     ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @dnat4addr
+//!     ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @dnat4
+//!     ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . ip6 daddr . th dport map @dnat6addr
+//!     ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6
+//! }
+//! chain postrouting { ... jump hairpin comment "netplumb hairpin" }
+//! chain hairpin {
+//!     oifname "<bridge>" ip saddr <subnet> ct status dnat masquerade comment "netplumb hairpin <bridge>"
+//! }
+//! ```
+//!
+//! A publication is a handful of map elements, so a packet and a call cost
+//! the same whatever the number of publications. Traffic to a loopback
+//! address is never translated (that would need `route_localnet`).
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+
+use super::expr::{
+    Base, Expr, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_NEQ, NFT_CT_STATUS,
+    NFT_META_L4PROTO, NFT_META_OIFNAME, NFT_REG_2,
+};
+use super::masquerade::{saddr_in, NF_INET_POST_ROUTING, POSTROUTING, PRIORITY_SRCNAT};
+use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
+use super::{check_table, datatype, user_comment, Batch, Family, Nftables, SetSpec};
+use crate::error::{Error, Result, Step};
+use crate::links::check_name;
+
+/// The claim: which lease owns a host port.
+const PUBLISHED: &str = "published";
+const DNAT4: &str = "dnat4";
+const DNAT4ADDR: &str = "dnat4addr";
+const DNAT6: &str = "dnat6";
+const DNAT6ADDR: &str = "dnat6addr";
+/// The regular chain both DNAT base chains jump to.
+const PUBLISH: &str = "publish";
+const PREROUTING: &str = "prerouting";
+const OUTPUT: &str = "output";
+/// The regular chain of the hairpin masquerade rules.
+pub(super) const HAIRPIN: &str = "hairpin";
+/// `NF_INET_PRE_ROUTING`, `NF_INET_LOCAL_OUT`.
+const NF_INET_PRE_ROUTING: u32 = 0;
+const NF_INET_LOCAL_OUT: u32 = 3;
+/// `NF_IP_PRI_NAT_DST`, what nft calls `dstnat`.
+const PRIORITY_DSTNAT: i32 = -100;
+
+const PROTO: (u32, u32) = (datatype::INET_PROTOCOL, 1);
+const SERVICE: (u32, u32) = (datatype::INET_SERVICE, 2);
+const ADDR4: (u32, u32) = (datatype::IPADDR, 4);
+const ADDR6: (u32, u32) = (datatype::IP6ADDR, 16);
+
+const SETS: [SetSpec; 5] = [
+    SetSpec {
+        name: PUBLISHED,
+        key: &[PROTO, SERVICE],
+        data: &[ADDR4],
+    },
+    SetSpec {
+        name: DNAT4,
+        key: &[PROTO, SERVICE],
+        data: &[ADDR4, SERVICE],
+    },
+    SetSpec {
+        name: DNAT4ADDR,
+        key: &[PROTO, ADDR4, SERVICE],
+        data: &[ADDR4, SERVICE],
+    },
+    SetSpec {
+        name: DNAT6,
+        key: &[PROTO, SERVICE],
+        data: &[ADDR6, SERVICE],
+    },
+    SetSpec {
+        name: DNAT6ADDR,
+        key: &[PROTO, ADDR6, SERVICE],
+        data: &[ADDR6, SERVICE],
+    },
+];
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// Its IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => libc::IPPROTO_TCP as u8,
+            Protocol::Udp => libc::IPPROTO_UDP as u8,
+        }
+    }
+
+    /// `"tcp"` or `"udp"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// A host port published to a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publication {
+    /// TCP or UDP.
+    pub protocol: Protocol,
+    /// The host address the port is published on; `None`: every local
+    /// address of the host but loopback.
+    pub host_address: Option<IpAddr>,
+    /// The port on the host.
+    pub host_port: u16,
+    /// The port in the container.
+    pub container_port: u16,
+    /// Who owns the host port (a lease's IPv4 address): the value of the
+    /// claim, compared by [`Ports::unpublish`] and [`Ports::present`].
+    pub owner: Ipv4Addr,
+    /// The container addresses to translate to: at most one IPv4 and one
+    /// IPv6 address. With a host address, those of its family.
+    pub targets: Vec<IpAddr>,
+}
+
+/// Published ports in one `inet` table: [`Nftables::ports`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ports<'a> {
+    pub(super) nft: &'a Nftables,
+    pub(super) table: &'a str,
+}
+
+impl<'a> Ports<'a> {
+    /// Publishes `publication`: its claim (the host port and protocol, with
+    /// its owner) and one map element per target, in one batch. The
+    /// table's maps and chains are created on first use.
+    ///
+    /// A host port claimed already (by anyone, for any host address) is an
+    /// error whose [`errno`](Error::errno) is `EEXIST`, and nothing is
+    /// added.
+    pub fn publish(self, publication: &Publication) -> Publish<'a> {
+        Publish {
+            at: self,
+            publication: publication.clone(),
+        }
+    }
+
+    /// Removes `publication`, only when its claim belongs to its owner:
+    /// another owner's publication, or none, is left untouched.
+    pub fn unpublish(self, publication: &Publication) -> Unpublish<'a> {
+        Unpublish {
+            at: self,
+            publication: publication.clone(),
+        }
+    }
+
+    /// Whether `publication` is in place: its claim has its owner and every
+    /// map element is present with its target.
+    pub fn present(self, publication: &Publication) -> Result<bool> {
+        check_table(self.table)?;
+        let entries = entries(self.table, publication)?;
+        let (key, owner) = claim(publication);
+        if self.get(PUBLISHED, &key, publication)? != Some(owner) {
+            return Ok(false);
+        }
+        for entry in &entries {
+            if self.get(entry.map, &entry.key, publication)?.as_ref() != Some(&entry.data) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Makes sure traffic from `subnet` (a bridge's IPv4 subnet) that was
+    /// DNATed back out through `bridge`, from one container to a published
+    /// port of another on the same bridge, is masqueraded to the bridge's
+    /// address: otherwise the answer would go straight back over the bridge
+    /// and miss the translation. Every other client keeps its address.
+    /// Idempotent; removed with the network's masquerading by
+    /// [`Masquerade::remove`](super::Masquerade::remove).
+    pub fn hairpin(self, bridge: &str, subnet: Ipv4Network) -> Hairpin<'a> {
+        Hairpin {
+            at: self,
+            bridge: bridge.to_string(),
+            subnet,
+        }
+    }
+
+    fn get(&self, map: &str, key: &[u8], publication: &Publication) -> Result<Option<Vec<u8>>> {
+        self.nft.element(
+            Family::Inet,
+            self.table,
+            map,
+            key,
+            &format!("{} in map inet {} {map}", describe(publication), self.table),
+        )
+    }
+
+    /// Creates the maps and chains unless they are there; one look-up when
+    /// they are.
+    fn ensure_structure(&self) -> Result<()> {
+        let (nft, table, inet) = (self.nft, self.table, Family::Inet);
+        nft.transact(&format!("on table inet {table}"), |genid| {
+            if nft.set_exists(inet, table, PUBLISHED)? {
+                return Ok(None);
+            }
+            let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
+            batch.table(inet, table);
+            for set in &SETS {
+                batch.new_set(inet, table, set);
+            }
+            batch.new_chain(inet, table, PUBLISH);
+            for (i, rule) in publish_rules().iter().enumerate() {
+                batch.rule(inet, table, PUBLISH, rule, None, &format!("rule {}", i + 1));
+            }
+            for (chain, hook) in [
+                (PREROUTING, NF_INET_PRE_ROUTING),
+                (OUTPUT, NF_INET_LOCAL_OUT),
+            ] {
+                batch.base_chain(inet, table, chain, "nat", hook, PRIORITY_DSTNAT);
+                batch.rule(
+                    inet,
+                    table,
+                    chain,
+                    &[Expr::Jump(PUBLISH.to_string())],
+                    None,
+                    &format!("jump {PUBLISH}"),
+                );
+            }
+            Ok(Some(batch))
+        })?;
+        Ok(())
+    }
+}
+
+/// A request of [`Ports::publish`].
+#[derive(Debug)]
+#[must_use = "a request does nothing until it is executed"]
+pub struct Publish<'a> {
+    at: Ports<'a>,
+    publication: Publication,
+}
+
+impl Publish<'_> {
+    /// Applies it.
+    pub fn execute(self) -> Result<()> {
+        let Ports { nft, table } = self.at;
+        check_table(table)?;
+        let p = &self.publication;
+        let entries = entries(table, p)?;
+        self.at.ensure_structure()?;
+        let what = describe(p);
+        let mut batch = Batch::new(nft, Family::Inet, None, format!("publish {what}"));
+        let (key, owner) = claim(p);
+        batch.element(
+            false,
+            NLM_F_CREATE | NLM_F_EXCL,
+            table,
+            PUBLISHED,
+            &key,
+            Some(&owner),
+            format!("claim of {what} in map inet {table} {PUBLISHED}"),
+        );
+        for entry in &entries {
+            batch.element(
+                false,
+                NLM_F_CREATE,
+                table,
+                entry.map,
+                &entry.key,
+                Some(&entry.data),
+                format!("{what} in map inet {table} {}", entry.map),
+            );
+        }
+        batch.commit_once()
+    }
+}
+
+/// A request of [`Ports::unpublish`].
+#[derive(Debug)]
+#[must_use = "a request does nothing until it is executed"]
+pub struct Unpublish<'a> {
+    at: Ports<'a>,
+    publication: Publication,
+}
+
+impl Unpublish<'_> {
+    /// Applies it. Returns `true` when the publication was removed, `false`
+    /// when there was none of that owner (nothing is touched then).
+    pub fn execute(self) -> Result<bool> {
+        let Ports { nft, table } = self.at;
+        check_table(table)?;
+        let p = &self.publication;
+        let entries = entries(table, p)?;
+        let (key, owner) = claim(p);
+        if self.at.get(PUBLISHED, &key, p)? != Some(owner) {
+            return Ok(false);
+        }
+        let what = describe(p);
+        let mut batch = Batch::new(nft, Family::Inet, None, format!("unpublish {what}"));
+        for entry in &entries {
+            if self.at.get(entry.map, &entry.key, p)?.is_some() {
+                batch.element(
+                    true,
+                    0,
+                    table,
+                    entry.map,
+                    &entry.key,
+                    None,
+                    format!("{what} in map inet {table} {}", entry.map),
+                );
+            }
+        }
+        batch.element(
+            true,
+            0,
+            table,
+            PUBLISHED,
+            &key,
+            None,
+            format!("claim of {what} in map inet {table} {PUBLISHED}"),
+        );
+        batch.commit_once()?;
+        Ok(true)
+    }
+}
+
+/// A request of [`Ports::hairpin`].
+#[derive(Debug)]
+#[must_use = "a request does nothing until it is executed"]
+pub struct Hairpin<'a> {
+    at: Ports<'a>,
+    bridge: String,
+    subnet: Ipv4Network,
+}
+
+impl Hairpin<'_> {
+    /// Applies it. Returns `true` when it changed the ruleset.
+    pub fn execute(self) -> Result<bool> {
+        let Ports { nft, table } = self.at;
+        let bridge = self.bridge.as_str();
+        check_table(table)?;
+        check_name(bridge)?;
+        let subnet = Ipv4Network::new(self.subnet.network(), self.subnet.prefix())
+            .expect("the network address of a valid prefix is valid");
+        let rule_tag = hairpin_tag(bridge);
+        let jump_tag = user_comment("netplumb hairpin");
+        let inet = Family::Inet;
+        nft.transact(&format!("on table inet {table}"), |genid| {
+            let have_chain = nft.chain_exists(inet, table, HAIRPIN)?;
+            let have_rule = have_chain
+                && nft
+                    .rules(inet, table, HAIRPIN)?
+                    .iter()
+                    .any(|r| r.userdata == rule_tag);
+            let have_jump = have_chain
+                && nft
+                    .rules(inet, table, POSTROUTING)?
+                    .iter()
+                    .any(|r| r.userdata == jump_tag);
+            if have_rule && have_jump {
+                return Ok(None);
+            }
+            let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
+            batch.table(inet, table);
+            batch.base_chain(
+                inet,
+                table,
+                POSTROUTING,
+                "nat",
+                NF_INET_POST_ROUTING,
+                PRIORITY_SRCNAT,
+            );
+            if !have_chain {
+                batch.new_chain(inet, table, HAIRPIN);
+            }
+            if !have_rule {
+                batch.rule(
+                    inet,
+                    table,
+                    HAIRPIN,
+                    &hairpin(bridge, subnet),
+                    Some(&rule_tag),
+                    &format!("hairpin {bridge}"),
+                );
+            }
+            if !have_jump {
+                batch.rule(
+                    inet,
+                    table,
+                    POSTROUTING,
+                    &[Expr::Jump(HAIRPIN.to_string())],
+                    Some(&jump_tag),
+                    &format!("jump {HAIRPIN}"),
+                );
+            }
+            Ok(Some(batch))
+        })
+    }
+}
+
+/// The comment of a bridge's hairpin rule.
+pub(super) fn hairpin_tag(bridge: &str) -> Vec<u8> {
+    user_comment(&format!("netplumb hairpin {bridge}"))
+}
+
+/// `oifname "<bridge>" ip saddr <subnet> ct status dnat masquerade`
+fn hairpin(bridge: &str, subnet: Ipv4Network) -> Vec<Expr> {
+    let mut exprs = vec![
+        Expr::meta(NFT_META_OIFNAME),
+        Expr::eq(&super::expr::ifname(bridge)),
+    ];
+    exprs.extend(saddr_in(IpNetwork::V4(subnet)));
+    exprs.push(Expr::Ct(NFT_CT_STATUS));
+    exprs.push(Expr::Mask(IPS_DST_NAT.to_ne_bytes().to_vec()));
+    exprs.push(Expr::Cmp(NFT_CMP_NEQ, vec![0; 4]));
+    exprs.push(Expr::Masquerade);
+    exprs
+}
+
+/// The four rules of chain `publish`, in order.
+fn publish_rules() -> [Vec<Expr>; 4] {
+    use super::expr::reg32;
+    let lookup = |set: &str| Expr::Lookup {
+        set: set.to_string(),
+        map: true,
+        invert: false,
+    };
+    let not_loopback4 = [
+        Expr::payload(Base::Network, 16, 1),
+        Expr::Cmp(NFT_CMP_NEQ, vec![127]),
+    ];
+    let not_loopback6 = [
+        Expr::payload(Base::Network, 24, 16),
+        Expr::Cmp(NFT_CMP_NEQ, std::net::Ipv6Addr::LOCALHOST.octets().to_vec()),
+    ];
+    let dport = |n| Expr::Payload {
+        base: Base::Transport,
+        offset: 2,
+        len: 2,
+        dreg: reg32(n),
+    };
+    let daddr = |offset, len| Expr::Payload {
+        base: Base::Network,
+        offset,
+        len,
+        dreg: reg32(1),
+    };
+    let head = |nfproto: u8, not_loopback: &[Expr]| {
+        let mut exprs = Expr::nfproto(nfproto).to_vec();
+        exprs.extend_from_slice(not_loopback);
+        exprs.push(Expr::FibDaddrLocal);
+        exprs.push(Expr::meta(NFT_META_L4PROTO));
+        exprs
+    };
+    let rule = |mut exprs: Vec<Expr>, tail: Vec<Expr>| {
+        exprs.extend(tail);
+        exprs
+    };
+    let dnat4 = Expr::Dnat {
+        family: NFPROTO_IPV4,
+        proto_reg: reg32(1),
+    };
+    let dnat6 = Expr::Dnat {
+        family: NFPROTO_IPV6,
+        proto_reg: NFT_REG_2,
+    };
+    [
+        rule(
+            head(NFPROTO_IPV4, &not_loopback4),
+            vec![daddr(16, 4), dport(2), lookup(DNAT4ADDR), dnat4.clone()],
+        ),
+        rule(
+            head(NFPROTO_IPV4, &not_loopback4),
+            vec![dport(1), lookup(DNAT4), dnat4],
+        ),
+        rule(
+            head(NFPROTO_IPV6, &not_loopback6),
+            vec![daddr(24, 16), dport(5), lookup(DNAT6ADDR), dnat6.clone()],
+        ),
+        rule(
+            head(NFPROTO_IPV6, &not_loopback6),
+            vec![dport(1), lookup(DNAT6), dnat6],
+        ),
+    ]
+}
+
+/// A map element of a publication.
+struct Entry {
+    map: &'static str,
+    key: Vec<u8>,
+    data: Vec<u8>,
+}
+
+/// `tcp port 8080` or `tcp [2001:db8::1]:8080`, for errors.
+fn describe(p: &Publication) -> String {
+    match p.host_address {
+        None => format!("{} port {}", p.protocol.name(), p.host_port),
+        Some(IpAddr::V4(a)) => format!("{} {a}:{}", p.protocol.name(), p.host_port),
+        Some(IpAddr::V6(a)) => format!("{} [{a}]:{}", p.protocol.name(), p.host_port),
+    }
+}
+
+/// A field of a concatenation: its bytes padded to a multiple of 4.
+fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes);
+    out.resize(out.len().div_ceil(4) * 4, 0);
+}
+
+/// The claim's key (`proto . port`) and value (owner).
+fn claim(p: &Publication) -> (Vec<u8>, Vec<u8>) {
+    let mut key = Vec::with_capacity(8);
+    field(&mut key, &[p.protocol.number()]);
+    field(&mut key, &p.host_port.to_be_bytes());
+    (key, p.owner.octets().to_vec())
+}
+
+/// The map elements of `p`, one per target; an error if the targets do not
+/// fit the host address (or each other).
+fn entries(table: &str, p: &Publication) -> Result<Vec<Entry>> {
+    let invalid = |why: &str| {
+        Err(Error::os(
+            Step::NftAddElement,
+            format!("{} in table inet {table}", describe(p)),
+            io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+        ))
+    };
+    let (mut v4, mut v6) = (0, 0);
+    let mut out = Vec::new();
+    for target in &p.targets {
+        let mut key = Vec::with_capacity(24);
+        field(&mut key, &[p.protocol.number()]);
+        let mut data = Vec::with_capacity(20);
+        let map = match (p.host_address, target) {
+            (None, IpAddr::V4(t)) => {
+                v4 += 1;
+                field(&mut data, &t.octets());
+                DNAT4
+            }
+            (None, IpAddr::V6(t)) => {
+                v6 += 1;
+                field(&mut data, &t.octets());
+                DNAT6
+            }
+            (Some(IpAddr::V4(h)), IpAddr::V4(t)) => {
+                v4 += 1;
+                field(&mut key, &h.octets());
+                field(&mut data, &t.octets());
+                DNAT4ADDR
+            }
+            (Some(IpAddr::V6(h)), IpAddr::V6(t)) => {
+                v6 += 1;
+                field(&mut key, &h.octets());
+                field(&mut data, &t.octets());
+                DNAT6ADDR
+            }
+            _ => return invalid("a target of another family than the host address"),
+        };
+        field(&mut key, &p.host_port.to_be_bytes());
+        field(&mut data, &p.container_port.to_be_bytes());
+        out.push(Entry { map, key, data });
+    }
+    if out.is_empty() {
+        return invalid("no target address");
+    }
+    if v4 > 1 || v6 > 1 {
+        return invalid("more than one target address of a family");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publication(host: Option<&str>, targets: &[&str]) -> Publication {
+        Publication {
+            protocol: Protocol::Tcp,
+            host_address: host.map(|h| h.parse().unwrap()),
+            host_port: 8080,
+            container_port: 80,
+            owner: "10.0.0.2".parse().unwrap(),
+            targets: targets.iter().map(|t| t.parse().unwrap()).collect(),
+        }
+    }
+
+    #[test]
+    fn keys_and_values_are_padded_concatenations() {
+        let p = publication(None, &["10.0.0.2", "fd00::2"]);
+        assert_eq!(
+            claim(&p),
+            (vec![6, 0, 0, 0, 0x1f, 0x90, 0, 0], vec![10, 0, 0, 2])
+        );
+        let e = entries("t", &p).unwrap();
+        assert_eq!(e[0].map, DNAT4);
+        assert_eq!(e[0].key, [6, 0, 0, 0, 0x1f, 0x90, 0, 0]);
+        assert_eq!(e[0].data, [10, 0, 0, 2, 0, 80, 0, 0]);
+        assert_eq!(e[1].map, DNAT6);
+        assert_eq!(e[1].data.len(), 20);
+        assert_eq!(e[1].data[16..], [0, 80, 0, 0]);
+
+        let p = publication(Some("192.0.2.1"), &["10.0.0.2"]);
+        let e = entries("t", &p).unwrap();
+        assert_eq!(e[0].map, DNAT4ADDR);
+        assert_eq!(e[0].key, [6, 0, 0, 0, 192, 0, 2, 1, 0x1f, 0x90, 0, 0]);
+        let p = publication(Some("2001:db8::1"), &["fd00::2"]);
+        let e = entries("t", &p).unwrap();
+        assert_eq!((e[0].map, e[0].key.len()), (DNAT6ADDR, 24));
+    }
+
+    #[test]
+    fn targets_must_fit() {
+        assert!(entries("t", &publication(None, &[])).is_err());
+        assert!(entries("t", &publication(None, &["10.0.0.2", "10.0.0.3"])).is_err());
+        assert!(entries("t", &publication(Some("192.0.2.1"), &["fd00::2"])).is_err());
+    }
+
+    #[test]
+    fn hairpin_is_nfts_bytes() {
+        // nft --debug=mnl add rule inet u publish oifname "br0"
+        //     ip saddr 10.1.0.0/24 ct status dnat masquerade
+        let nft = "b401048024000180090001006d6574610000000014000280080002000000000708000100000000\
+                   013800018008000100636d70002c00028008000100000000010800020000000000180003801400\
+                   01006272300000000000000000000000000024000180090001006d6574610000000014000280080002\
+                   000000000f08000100000000012c00018008000100636d700020000280080001000000000108000200\
+                   000000000c0003800500010002000000340001800c0001007061796c6f61640024000280080001000000\
+                   00010800020000000001080003000000000c08000400000000032c00018008000100636d700020000280\
+                   080001000000000108000200000000000c000380070001000a0100002000018007000100637400001400\
+                   028008000200000000020800010000000001440001800c0001006269747769736500340002800800010000\
+                   000001080002000000000108000300000000040c00048008000100200000000c0005800800010000000000\
+                   2c00018008000100636d700020000280080001000000000108000200000000010c00038008000100000000\
+                   0014000180090001006d6173710000000004000280";
+        let exprs = hairpin("br0", "10.1.0.0/24".parse().unwrap());
+        assert_eq!(
+            super::super::expr::tests::encoded(&exprs),
+            nft.replace(' ', "")
+        );
+    }
+
+    #[test]
+    fn publish_rules_use_nfts_registers() {
+        let rules = publish_rules();
+        // `... meta l4proto . ip daddr . th dport map @dnat4addr`: reg 1,
+        // reg 9, reg 10, then `nat dnat ip addr_min reg 1 proto_min reg 9`.
+        let r = &rules[0];
+        assert!(r.contains(&Expr::Payload {
+            base: Base::Network,
+            offset: 16,
+            len: 4,
+            dreg: 9
+        }));
+        assert!(r.contains(&Expr::Payload {
+            base: Base::Transport,
+            offset: 2,
+            len: 2,
+            dreg: 10
+        }));
+        assert_eq!(
+            r.last(),
+            Some(&Expr::Dnat {
+                family: NFPROTO_IPV4,
+                proto_reg: 9
+            })
+        );
+        // ipv6: `th dport` to reg 13, `proto_min reg 2`.
+        assert!(rules[2].contains(&Expr::Payload {
+            base: Base::Transport,
+            offset: 2,
+            len: 2,
+            dreg: 13
+        }));
+        assert_eq!(
+            rules[3].last(),
+            Some(&Expr::Dnat {
+                family: NFPROTO_IPV6,
+                proto_reg: NFT_REG_2
+            })
+        );
+    }
+}

@@ -1,0 +1,219 @@
+//! The plumbing publishing and the guard rely on, against the kernel in
+//! throwaway namespaces: `sockets::listening` (sock_diag), `is_local`
+//! (RTM_GETROUTE), and `Attachment`'s `peer_mac` and `isolated`. Needs
+//! root; skips loudly otherwise.
+
+mod common;
+
+use std::net::{IpAddr, TcpListener, UdpSocket};
+use std::os::fd::AsFd;
+
+use common::{ifindex, net, TestNs};
+use netplumb::{sockets, Attachment, Protocol};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("address literal")
+}
+
+#[test]
+fn listening_sees_tcp_listeners_and_bound_udp_of_its_namespace_only() {
+    require_root!("listening_sees_tcp_listeners_and_bound_udp_of_its_namespace_only");
+    let one = TestNs::new("sd");
+    let other = TestNs::new("sd");
+    let (one_ns, other_ns) = (one.open(), other.open());
+    let ask = |ns: &netplumb::NetNs, protocol, port| {
+        ns.enter(|| sockets::listening(protocol, port))
+            .unwrap()
+            .unwrap()
+    };
+    for port in [8080, 8081, 5353, 9000] {
+        assert!(!ask(&one_ns, Protocol::Tcp, port), "{port}");
+        assert!(!ask(&one_ns, Protocol::Udp, port), "{port}");
+    }
+    // Held open in `one` (sockets stay in the namespace they were made in).
+    let (v4, v6, udp, connected) = one_ns
+        .enter(|| {
+            let v4 = TcpListener::bind("0.0.0.0:8080").unwrap();
+            let v6 = TcpListener::bind("[::]:8081").unwrap();
+            let udp = UdpSocket::bind("[::]:5353").unwrap();
+            // A bound TCP socket that does not listen holds no published
+            // port's traffic: not counted.
+            let connected = socket2_free_bound_tcp(9000);
+            (v4, v6, udp, connected)
+        })
+        .unwrap();
+    assert!(ask(&one_ns, Protocol::Tcp, 8080));
+    assert!(ask(&one_ns, Protocol::Tcp, 8081));
+    assert!(ask(&one_ns, Protocol::Udp, 5353));
+    assert!(!ask(&one_ns, Protocol::Udp, 8080), "TCP is not UDP");
+    assert!(!ask(&one_ns, Protocol::Tcp, 5353), "UDP is not TCP");
+    assert!(!ask(&one_ns, Protocol::Tcp, 9000), "bound, not listening");
+    assert!(!ask(&one_ns, Protocol::Tcp, 8082), "a neighbouring port");
+    // Other namespaces' sockets are not this one's.
+    for (protocol, port) in [(Protocol::Tcp, 8080), (Protocol::Udp, 5353)] {
+        assert!(!ask(&other_ns, protocol, port));
+    }
+    drop((v4, v6, udp, connected));
+    assert!(!ask(&one_ns, Protocol::Tcp, 8080));
+    assert!(!ask(&one_ns, Protocol::Udp, 5353));
+}
+
+/// A TCP socket bound to `port` that never listens (raw calls: std has no
+/// bind without listen or connect).
+fn socket2_free_bound_tcp(port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a fresh fd we own.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_port = port.to_be();
+        let rc = libc::bind(
+            fd,
+            (&addr as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        owned
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn is_local_knows_the_namespaces_own_addresses() {
+    require_root!("is_local_knows_the_namespaces_own_addresses");
+    let host = TestNs::new("loc");
+    let nl = host.session();
+    common::add_plain_device(&host, "up0");
+    host.ip(&["addr", "add", "10.71.0.1/24", "dev", "up0"]);
+    host.ip(&["addr", "add", "fd71::1/64", "dev", "up0", "nodad"]);
+    host.ip(&["link", "set", "up0", "up"]);
+    host.ip(&["link", "set", "lo", "up"]);
+    for (address, local) in [
+        ("10.71.0.1", true),
+        ("127.0.0.1", true),
+        ("fd71::1", true),
+        ("::1", true),
+        // On the subnet, but someone else's.
+        ("10.71.0.2", false),
+        ("fd71::2", false),
+        // No route at all.
+        ("192.0.2.1", false),
+        ("2001:db8::1", false),
+    ] {
+        assert_eq!(nl.is_local(ip(address)).await.unwrap(), local, "{address}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
+    require_root!("attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up");
+    let host = TestNs::new("iso");
+    let a = TestNs::new("isa");
+    let b = TestNs::new("isb");
+    let nl = host.session();
+    let bridge = nl.ensure_bridge("brg0", None).await.unwrap();
+    nl.ensure_address(bridge.link.index, net("10.72.0.1/24"))
+        .await
+        .unwrap();
+    let mut made = Vec::new();
+    for (ns, last, isolated) in [(&a, 2u8, true), (&b, 3, true)] {
+        let addresses = [net(&format!("10.72.0.{last}/24"))];
+        let gateways = [ip("10.72.0.1")];
+        let mac = [0x02, 0x6e, 10, 72, 0, last];
+        let inside = ns.session();
+        let target = ns.open();
+        let host_name = format!("vethiso{last}");
+        let attached = nl
+            .attach(
+                &inside,
+                &Attachment {
+                    bridge: bridge.link.index,
+                    host_name: &host_name,
+                    peer_name: "veth1",
+                    peer_netns: target.as_fd(),
+                    mtu: None,
+                    addresses: &addresses,
+                    gateways: &gateways,
+                    peer_link_local: false,
+                    peer_mac: Some(mac),
+                    isolated,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(attached.peer.mac, Some(mac));
+        let peer = ns.must_link("veth1");
+        assert_eq!(peer["address"], format!("02:6e:0a:48:00:{last:02x}"));
+        let h = host.must_link(&host_name);
+        assert_eq!(
+            h["linkinfo"]["info_slave_data"]["isolated"], isolated,
+            "{h}"
+        );
+        assert_eq!(
+            nl.is_isolated(ifindex(&h)).await.unwrap(),
+            Some(isolated),
+            "{h}"
+        );
+        made.push(attached);
+    }
+    // A non-port is no bridge port.
+    assert_eq!(nl.is_isolated(bridge.link.index).await.unwrap(), None);
+    // Isolated ports reach the bridge (the gateway), never each other.
+    assert!(
+        common::ping_from(&a, "10.72.0.1", 5),
+        "{} {} {}",
+        host.ip(&["-d", "link"]),
+        a.ip(&["addr"]),
+        a.ip(&["route"])
+    );
+    assert!(common::ping_from(&b, "10.72.0.1", 5));
+    assert!(!common::ping_from(&a, "10.72.0.3", 2));
+    // Isolation can be lifted.
+    nl.set_isolated(made[0].host_index, false).await.unwrap();
+    nl.set_isolated(made[1].host_index, false).await.unwrap();
+    assert!(common::ping_from(&a, "10.72.0.3", 5));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_default() {
+    require_root!("the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_default");
+    let host = TestNs::new("ll");
+    let cont = TestNs::new("llc");
+    // The container's owner may choose another default mode (here: none).
+    assert!(cont.exec_succeeds(&[
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv6.conf.default.addr_gen_mode=1"
+    ]));
+    let nl = host.session();
+    let bridge = nl.ensure_bridge("brg0", None).await.unwrap();
+    let target = cont.open();
+    let addresses = [net("10.73.0.2/24"), net("fd73::2/64")];
+    nl.attach(
+        &cont.session(),
+        &Attachment {
+            bridge: bridge.link.index,
+            host_name: "vethll",
+            peer_name: "veth1",
+            peer_netns: target.as_fd(),
+            mtu: None,
+            addresses: &addresses,
+            gateways: &[],
+            peer_link_local: true,
+            peer_mac: Some([0x02, 0x6e, 10, 73, 0, 2]),
+            isolated: false,
+        },
+    )
+    .await
+    .unwrap();
+    let locals: Vec<String> = cont
+        .addrs("veth1")
+        .iter()
+        .filter(|a| a["scope"] == "link")
+        .map(|a| a["local"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(locals, ["fe80::6e:aff:fe49:2"]);
+}

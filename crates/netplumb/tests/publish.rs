@@ -1,0 +1,509 @@
+//! Published ports (`Nftables::ports`) against the real kernel: the claim
+//! and its owner, and real TCP traffic from an "outside" namespace, from
+//! the host itself and from a second container on the same bridge. Needs
+//! root; every test works in its own throwaway namespaces (deleted on drop,
+//! also on panic) and reads the result back with `nft -j` (package
+//! nftables). Nothing here touches the namespace the tests run in.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::sync::Barrier;
+use std::thread;
+
+use common::TestNs;
+use netplumb::{Error, NetNs, Nftables, Protocol, Publication};
+use serde_json::Value;
+
+const TABLE: &str = "nsgports";
+
+/// A throwaway named network namespace ([`TestNs`], deleted on drop) with
+/// helpers to run commands in it.
+struct Ns(TestNs);
+
+impl Deref for Ns {
+    type Target = TestNs;
+
+    fn deref(&self) -> &TestNs {
+        &self.0
+    }
+}
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        Ns(TestNs::new(&format!("pub-{tag}")))
+    }
+
+    fn nftables(&self) -> Nftables {
+        Nftables::open_in(&self.open()).expect("nf_tables socket in the test namespace")
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    fn list_raw(&self, family: &str, table: &str) -> String {
+        self.run(&["nft", "-j", "list", "table", family, table])
+    }
+
+    fn list(&self, family: &str, table: &str) -> Value {
+        serde_json::from_str(&self.list_raw(family, table)).expect("nft -j prints JSON")
+    }
+}
+
+fn publication(port: u16, owner: &str, targets: &[&str]) -> Publication {
+    Publication {
+        protocol: Protocol::Tcp,
+        host_address: None,
+        host_port: port,
+        container_port: 80,
+        owner: owner.parse().unwrap(),
+        targets: targets.iter().map(|t| t.parse().unwrap()).collect(),
+    }
+}
+
+/// The elements of map `name` in an `nft -j` listing, as JSON.
+fn elements(listing: &Value, name: &str) -> Value {
+    listing["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|o| o.get("map"))
+        .find(|m| m["name"] == name)
+        .unwrap_or_else(|| panic!("no map {name} in {listing}"))
+        .get("elem")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// The rules of `chain` as nft prints them (`nft list chain`), trimmed.
+fn chain_text(ns: &Ns, chain: &str) -> Vec<String> {
+    ns.run(&["nft", "list", "chain", "inet", TABLE, chain])
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("table") && !l.starts_with("chain") && *l != "}"
+        })
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn publish_claims_the_port_for_its_owner_only() {
+    require_root!("publish_claims_the_port_for_its_owner_only");
+    let ns = Ns::new("claim");
+    // Foreign tables, also one of our name in another family.
+    ns.run(&["nft", "add", "table", "ip", "other"]);
+    ns.run(&["nft", "add", "chain", "ip", "other", "c"]);
+    ns.run(&[
+        "nft",
+        "add",
+        "rule",
+        "ip",
+        "other",
+        "c",
+        "tcp dport 8080 counter",
+    ]);
+    ns.run(&["nft", "add", "table", "ip", TABLE]);
+    let other = ns.run(&["nft", "list", "table", "ip", "other"]);
+    let same_name = ns.run(&["nft", "list", "table", "ip", TABLE]);
+
+    let nft = ns.nftables();
+    let mine = publication(8080, "10.77.0.2", &["10.77.0.2", "fd00:77::2"]);
+    assert!(!nft.ports(TABLE).present(&mine).unwrap(), "no table yet");
+    assert!(!nft.ports(TABLE).unpublish(&mine).execute().unwrap());
+    nft.ports(TABLE).publish(&mine).execute().unwrap();
+    assert!(nft.ports(TABLE).present(&mine).unwrap());
+
+    // The structure, as the design's text.
+    assert_eq!(
+        chain_text(&ns, "publish"),
+        [
+            "ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . ip daddr . th dport map @dnat4addr",
+            "ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @dnat4",
+            "ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . ip6 daddr . th dport map @dnat6addr",
+            "ip6 daddr != ::1 fib daddr type local dnat ip6 to meta l4proto . th dport map @dnat6",
+        ]
+    );
+    assert_eq!(
+        chain_text(&ns, "prerouting"),
+        [
+            "type nat hook prerouting priority dstnat; policy accept;",
+            "jump publish"
+        ]
+    );
+    assert_eq!(
+        chain_text(&ns, "output"),
+        [
+            "type nat hook output priority -100; policy accept;",
+            "jump publish"
+        ]
+    );
+    let listing = ns.list("inet", TABLE);
+    assert_eq!(
+        elements(&listing, "published").to_string(),
+        r#"[[{"concat":["tcp",8080]},"10.77.0.2"]]"#
+    );
+    assert_eq!(
+        elements(&listing, "dnat4").to_string(),
+        r#"[[{"concat":["tcp",8080]},{"concat":["10.77.0.2",80]}]]"#
+    );
+    assert_eq!(
+        elements(&listing, "dnat6").to_string(),
+        r#"[[{"concat":["tcp",8080]},{"concat":["fd00:77::2",80]}]]"#
+    );
+    let published = ns.list_raw("inet", TABLE);
+
+    // Taken: by the same owner again, by anyone else, for any host address.
+    let theirs = publication(8080, "10.77.0.3", &["10.77.0.3"]);
+    let mut on_address = theirs.clone();
+    on_address.host_address = Some("192.0.2.1".parse().unwrap());
+    for p in [&mine, &theirs, &on_address] {
+        let err = nft.ports(TABLE).publish(p).execute().unwrap_err();
+        assert_eq!(err.errno(), Some(libc::EEXIST), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("add nftables element claim of tcp"),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        ns.list_raw("inet", TABLE),
+        published,
+        "a refusal changed it"
+    );
+
+    // Another owner can neither remove nor claim to have it.
+    assert!(!nft.ports(TABLE).present(&theirs).unwrap());
+    assert!(!nft.ports(TABLE).unpublish(&theirs).execute().unwrap());
+    assert_eq!(ns.list_raw("inet", TABLE), published);
+
+    // UDP on the same port is another claim; so is another port.
+    let mut udp = mine.clone();
+    udp.protocol = Protocol::Udp;
+    nft.ports(TABLE).publish(&udp).execute().unwrap();
+    let mut on_v4 = publication(8081, "10.77.0.3", &["10.77.0.3"]);
+    on_v4.host_address = Some("192.0.2.1".parse().unwrap());
+    nft.ports(TABLE).publish(&on_v4).execute().unwrap();
+    assert_eq!(
+        elements(&ns.list("inet", TABLE), "dnat4addr").to_string(),
+        r#"[[{"concat":["tcp","192.0.2.1",8081]},{"concat":["10.77.0.3",80]}]]"#
+    );
+
+    // The owner removes exactly its own.
+    assert!(nft.ports(TABLE).unpublish(&mine).execute().unwrap());
+    assert!(!nft.ports(TABLE).present(&mine).unwrap());
+    assert!(!nft.ports(TABLE).unpublish(&mine).execute().unwrap());
+    assert!(nft.ports(TABLE).present(&udp).unwrap());
+    assert!(nft.ports(TABLE).present(&on_v4).unwrap());
+    assert!(nft.ports(TABLE).unpublish(&udp).execute().unwrap());
+    assert!(nft.ports(TABLE).unpublish(&on_v4).execute().unwrap());
+    let listing = ns.list("inet", TABLE);
+    for map in ["published", "dnat4", "dnat4addr", "dnat6", "dnat6addr"] {
+        assert_eq!(elements(&listing, map), Value::Null, "{map}: {listing}");
+    }
+
+    // Bad requests change nothing either.
+    let mut wrong_family = mine.clone();
+    wrong_family.host_address = Some("192.0.2.1".parse().unwrap());
+    wrong_family.targets = vec!["fd00:77::2".parse().unwrap()];
+    assert!(nft.ports(TABLE).publish(&wrong_family).execute().is_err());
+    assert!(matches!(
+        nft.ports("bad name").publish(&mine).execute(),
+        Err(Error::InvalidTableName(_))
+    ));
+
+    assert_eq!(ns.run(&["nft", "list", "table", "ip", "other"]), other);
+    assert_eq!(ns.run(&["nft", "list", "table", "ip", TABLE]), same_name);
+    // The whole ruleset stays readable for nft.
+    ns.run(&["nft", "-j", "list", "ruleset"]);
+}
+
+#[test]
+fn concurrent_first_publications_create_the_structure_once() {
+    require_root!("concurrent_first_publications_create_the_structure_once");
+    let ns = Ns::new("race");
+    let path = ns.path();
+    let start = Barrier::new(8);
+    // Eight sessions publish at once on a fresh namespace: ports 9000-9007
+    // each once, and port 9100 by all of them (exactly one wins).
+    let won: usize = thread::scope(|s| {
+        let workers: Vec<_> = (0..8u16)
+            .map(|i| {
+                let (path, start) = (path.clone(), &start);
+                s.spawn(move || {
+                    let nft = Nftables::open_in(&NetNs::from_path(&path).unwrap()).unwrap();
+                    let owner = format!("10.77.0.{}", i + 2);
+                    start.wait();
+                    let own = publication(9000 + i, &owner, &[&owner]);
+                    nft.ports(TABLE).publish(&own).execute().unwrap();
+                    match nft
+                        .ports(TABLE)
+                        .publish(&publication(9100, &owner, &[&owner]))
+                        .execute()
+                    {
+                        Ok(()) => 1,
+                        Err(e) if e.errno() == Some(libc::EEXIST) => 0,
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    assert_eq!(won, 1);
+    assert_eq!(chain_text(&ns, "publish").len(), 4);
+    assert_eq!(chain_text(&ns, "prerouting").len(), 2);
+    assert_eq!(chain_text(&ns, "output").len(), 2);
+    let listing = ns.list("inet", TABLE);
+    assert_eq!(elements(&listing, "published").as_array().unwrap().len(), 9);
+    assert_eq!(elements(&listing, "dnat4").as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn hairpin_is_idempotent_and_removed_with_the_network() {
+    require_root!("hairpin_is_idempotent_and_removed_with_the_network");
+    let ns = Ns::new("hairpin");
+    let nft = ns.nftables();
+    let subnet = "10.77.0.9/24".parse().unwrap();
+    assert!(nft.ports(TABLE).hairpin("br0", subnet).execute().unwrap());
+    assert!(!nft.ports(TABLE).hairpin("br0", subnet).execute().unwrap());
+    assert!(nft
+        .ports(TABLE)
+        .hairpin("br1", "10.78.0.0/16".parse().unwrap())
+        .execute()
+        .unwrap());
+    assert_eq!(
+        chain_text(&ns, "hairpin"),
+        [
+            r#"oifname "br0" ip saddr 10.77.0.0/24 ct status dnat masquerade comment "netplumb hairpin br0""#,
+            r#"oifname "br1" ip saddr 10.78.0.0/16 ct status dnat masquerade comment "netplumb hairpin br1""#,
+        ]
+    );
+    assert_eq!(
+        chain_text(&ns, "postrouting"),
+        [
+            "type nat hook postrouting priority srcnat; policy accept;",
+            r#"jump hairpin comment "netplumb hairpin""#
+        ]
+    );
+    assert!(nft.masquerade(TABLE).remove("br0").execute().unwrap());
+    assert_eq!(
+        chain_text(&ns, "hairpin"),
+        [
+            r#"oifname "br1" ip saddr 10.78.0.0/16 ct status dnat masquerade comment "netplumb hairpin br1""#
+        ]
+    );
+}
+
+/// A TCP server in `ns` on port 80 that answers `hello` to every
+/// connection and prints each client's address. Killed on drop.
+struct Server {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(ns: &Ns) -> Server {
+        // python3 is the child itself (ip netns exec execs it), so the kill
+        // on drop ends it; the alarm bounds it if the test hangs.
+        let script = "import signal, socket\n\
+             signal.alarm(60)\n\
+             s = socket.socket(socket.AF_INET6)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(('::', 80))\n\
+             s.listen(8)\n\
+             s.settimeout(25)\n\
+             print('listening', flush=True)\n\
+             for _ in range(16):\n\
+             \x20   c, peer = s.accept()\n\
+             \x20   print(peer[0].removeprefix('::ffff:'), flush=True)\n\
+             \x20   c.sendall(b'hello\\n')\n\
+             \x20   c.close()\n";
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3", "-c"])
+            .arg(script)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start python3 server");
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("server output");
+        assert_eq!(line.trim(), "listening", "server did not start");
+        Server { child, stdout }
+    }
+
+    /// The next client address the server prints (bounded by its timeouts).
+    fn client(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("server output");
+        line.trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Connects from `ns` with a 2 s timeout; the first line received, or None.
+fn fetch(ns: &Ns, addr: &str, port: u16) -> Option<String> {
+    let family = if addr.parse::<IpAddr>().unwrap().is_ipv6() {
+        "AF_INET6"
+    } else {
+        "AF_INET"
+    };
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.{family})\n\
+         s.settimeout(2)\n\
+         s.connect(('{addr}', {port}))\n\
+         print(s.makefile().readline().strip())\n"
+    );
+    let out = ns.output(&["timeout", "10", "python3", "-c", &script]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A veth pair `host_end` (in `host`, on `br0`) / `eth0` (in `container`)
+/// with `addr` and default route via `gw`.
+fn plug(host: &Ns, container: &Ns, host_end: &str, addr: &str, addr6: &str) {
+    host.run(&[
+        "ip",
+        "link",
+        "add",
+        host_end,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &container.name,
+    ]);
+    host.run(&["ip", "link", "set", host_end, "master", "br0", "up"]);
+    container.run(&["ip", "addr", "add", addr, "dev", "eth0"]);
+    container.run(&["ip", "addr", "add", addr6, "dev", "eth0", "nodad"]);
+    container.run(&["ip", "link", "set", "eth0", "up"]);
+    container.run(&["ip", "link", "set", "lo", "up"]);
+    container.run(&["ip", "route", "add", "default", "via", "10.77.0.1"]);
+    container.run(&["ip", "-6", "route", "add", "default", "via", "fd00:77::1"]);
+}
+
+#[test]
+fn published_port_keeps_the_clients_address() {
+    require_root!("published_port_keeps_the_clients_address");
+    let outside = Ns::new("out");
+    let host = Ns::new("host");
+    let container = Ns::new("ct");
+    let neighbour = Ns::new("ct2");
+
+    // outside <-(192.0.2.0/24, 2001:db8::/64)-> host.
+    host.run(&[
+        "ip",
+        "link",
+        "add",
+        "up0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "up1",
+        "netns",
+        &outside.name,
+    ]);
+    host.run(&["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"]);
+    host.run(&["ip", "addr", "add", "2001:db8::1/64", "dev", "up0", "nodad"]);
+    host.run(&["ip", "link", "set", "up0", "up"]);
+    host.run(&["ip", "link", "set", "lo", "up"]);
+    outside.run(&["ip", "addr", "add", "192.0.2.2/24", "dev", "up1"]);
+    outside.run(&["ip", "addr", "add", "2001:db8::2/64", "dev", "up1", "nodad"]);
+    outside.run(&["ip", "link", "set", "up1", "up"]);
+    outside.run(&["ip", "link", "set", "lo", "up"]);
+
+    // host: bridge br0 10.77.0.1/24, fd00:77::1/64 with two containers.
+    host.run(&["ip", "link", "add", "br0", "type", "bridge"]);
+    host.run(&["ip", "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+    host.run(&["ip", "addr", "add", "fd00:77::1/64", "dev", "br0", "nodad"]);
+    host.run(&["ip", "link", "set", "br0", "up"]);
+    plug(&host, &container, "ct0", "10.77.0.2/24", "fd00:77::2/64");
+    plug(&host, &neighbour, "ct1", "10.77.0.3/24", "fd00:77::3/64");
+    host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    host.run(&["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"]);
+
+    let mut server = Server::start(&container);
+    assert_eq!(
+        fetch(&outside, "192.0.2.1", 8080),
+        None,
+        "not published yet"
+    );
+
+    let nft = host.nftables();
+    let p = publication(8080, "10.77.0.2", &["10.77.0.2", "fd00:77::2"]);
+    nft.ports(TABLE).publish(&p).execute().unwrap();
+
+    // From another machine: the client's own address arrives.
+    assert_eq!(fetch(&outside, "192.0.2.1", 8080).as_deref(), Some("hello"));
+    assert_eq!(server.client(), "192.0.2.2");
+    assert_eq!(
+        fetch(&outside, "2001:db8::1", 8080).as_deref(),
+        Some("hello")
+    );
+    assert_eq!(server.client(), "2001:db8::2");
+
+    // From the host itself (the output chain), on any of its addresses.
+    assert_eq!(fetch(&host, "192.0.2.1", 8080).as_deref(), Some("hello"));
+    assert_eq!(server.client(), "192.0.2.1");
+    assert_eq!(fetch(&host, "10.77.0.1", 8080).as_deref(), Some("hello"));
+    assert_eq!(server.client(), "10.77.0.1");
+    // Loopback is not translated.
+    assert_eq!(fetch(&host, "127.0.0.1", 8080), None);
+
+    // From a container on the same bridge: only with the hairpin, and then
+    // masqueraded to the gateway.
+    nft.ports(TABLE)
+        .hairpin("br0", "10.77.0.0/24".parse().unwrap())
+        .execute()
+        .unwrap();
+    assert_eq!(
+        fetch(&neighbour, "192.0.2.1", 8080).as_deref(),
+        Some("hello")
+    );
+    assert_eq!(server.client(), "10.77.0.1");
+
+    // A publication on one host address only.
+    let mut on_address = publication(8081, "10.77.0.2", &["10.77.0.2"]);
+    on_address.host_address = Some("192.0.2.1".parse().unwrap());
+    nft.ports(TABLE).publish(&on_address).execute().unwrap();
+    assert_eq!(fetch(&outside, "192.0.2.1", 8081).as_deref(), Some("hello"));
+    assert_eq!(server.client(), "192.0.2.2");
+    assert_eq!(fetch(&host, "10.77.0.1", 8081), None, "another address");
+
+    // Gone once unpublished.
+    assert!(nft.ports(TABLE).unpublish(&p).execute().unwrap());
+    assert_eq!(fetch(&outside, "192.0.2.1", 8080), None);
+}
