@@ -92,11 +92,7 @@ pub fn installed_binary() -> &'static Path {
         fs::create_dir(&dir).expect("create bin dir");
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod bin dir");
         let installed = dir.join("netsetgo");
-        fs::copy(&source, &installed).unwrap_or_else(|e| {
-            panic!("copy {} to {}: {e}", source.display(), installed.display())
-        });
-        chown(&installed, Some(0), Some(0)).expect("chown binary");
-        fs::set_permissions(&installed, fs::Permissions::from_mode(0o4755)).expect("chmod 4755");
+        install_program(&source, &installed, 0o4755);
         let mode = fs::metadata(&installed)
             .expect("stat binary")
             .permissions()
@@ -104,6 +100,50 @@ pub fn installed_binary() -> &'static Path {
         assert_eq!(mode & 0o7777, 0o4755, "installed binary mode");
         installed
     })
+}
+
+/// Copies the program `source` to `dest` (which must not exist), owned by
+/// root:root with `mode`, ready to be executed.
+///
+/// The copy is written by a child `cp`, never through a descriptor of this
+/// process: tests run in parallel threads that fork (every `Command`), and a
+/// child forked while this process held the new file open for writing keeps
+/// that descriptor until it execs (O_CLOEXEC closes it only then). An exec
+/// of the file meanwhile fails with ETXTBSY ("Text file busy"), as the
+/// kernel refuses to run a file that any process has open for writing; a
+/// rename after the write would not help, since the inode stays the same.
+pub fn install_program(source: &Path, dest: &Path, mode: u32) {
+    let out = Command::new("cp")
+        .arg("--no-preserve=all")
+        .arg("--")
+        .arg(source)
+        .arg(dest)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run cp: {e}"));
+    assert!(
+        out.status.success(),
+        "cp {} {}: {}",
+        source.display(),
+        dest.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    chown(dest, Some(0), Some(0)).unwrap_or_else(|e| panic!("chown {}: {e}", dest.display()));
+    // After the chown, which would clear a set-user-ID bit.
+    fs::set_permissions(dest, fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {:o} {}: {e}", mode, dest.display()));
+}
+
+/// Writes a program (a script) to `dest` as [`install_program`] installs
+/// one: the text goes to a file beside it that is never executed, and a
+/// child copies it.
+pub fn write_program(dest: &Path, text: &str, mode: u32) {
+    let mut name = dest.file_name().expect("a file name").to_os_string();
+    name.push(".text");
+    let text_file = dest.with_file_name(name);
+    fs::write(&text_file, text).unwrap_or_else(|e| panic!("write {}: {e}", text_file.display()));
+    install_program(&text_file, dest, mode);
+    let _ = fs::remove_file(&text_file);
 }
 
 /// Runs `scripts/build-static` and returns the path it prints last.

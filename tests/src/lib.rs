@@ -25,7 +25,7 @@ pub mod traffic;
 mod users;
 mod world;
 
-pub use binary::{installed_binary, scratch_dir};
+pub use binary::{install_program, installed_binary, scratch_dir, write_program};
 pub use cmd::{time_scale, Output, TIMEOUT_SECS};
 pub use leases::{parse_leases, parse_map_bits, Lease};
 pub use race::{holds_flock, signal, Trace, Traced};

@@ -485,7 +485,6 @@ fn marker_dir() -> std::path::PathBuf {
 /// A directory of fake `ip`, `nft`, `iptables` (and friends) that leave a
 /// marker when run, and the marker directory (world-writable, sticky).
 fn fake_tools() -> (std::path::PathBuf, std::path::PathBuf) {
-    use std::os::unix::fs::PermissionsExt;
     let bin = scratch_dir("fakebin");
     let marks = marker_dir();
     for tool in [
@@ -499,12 +498,11 @@ fn fake_tools() -> (std::path::PathBuf, std::path::PathBuf) {
         "sh",
     ] {
         let path = bin.join(tool);
-        std::fs::write(
+        netsetgo_e2e::write_program(
             &path,
-            format!("#!/bin/sh\n: > {}/{tool}\nexit 0\n", marks.display()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+            &format!("#!/bin/sh\n: > {}/{tool}\nexit 0\n", marks.display()),
+            0o755,
+        );
     }
     (bin, marks)
 }

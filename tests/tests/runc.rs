@@ -93,7 +93,7 @@ fn build_rootfs(dir: &Path, user: &User) -> PathBuf {
     for sub in ["bin", "proc", "dev", "sys", "tmp", "out", "etc"] {
         fs::create_dir_all(root.join(sub)).expect("rootfs dir");
     }
-    fs::copy(busybox, root.join("bin/busybox")).expect("copy busybox");
+    netsetgo_e2e::install_program(busybox, &root.join("bin/busybox"), 0o755);
     for applet in [
         "sh", "wget", "ip", "sleep", "cat", "grep", "mv", "echo", "timeout",
     ] {

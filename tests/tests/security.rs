@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::thread;
@@ -19,8 +19,8 @@ use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, POLICY,
 };
 use netsetgo_e2e::{
-    ensure_worker, installed_binary, link_name, require_root, scratch_dir, time_scale, Container,
-    Output, SyslogSink, Wired, World,
+    ensure_worker, install_program, installed_binary, link_name, require_root, scratch_dir,
+    time_scale, Container, Output, SyslogSink, Wired, World,
 };
 
 fn bin() -> String {
@@ -55,9 +55,7 @@ fn refuses_unless_really_privileged() {
 
     // A root-owned copy without the setuid bit.
     let plain = scratch_dir("plain").join("netsetgo");
-    fs::copy(installed_binary(), &plain).expect("copy the binary");
-    chown(&plain, Some(0), Some(0)).expect("chown");
-    fs::set_permissions(&plain, fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    install_program(installed_binary(), &plain, 0o755);
     let meta = fs::metadata(&plain).unwrap();
     assert_eq!((meta.mode() & 0o7777, meta.uid()), (0o755, 0));
     let plain = plain.to_string_lossy().into_owned();
