@@ -8,6 +8,7 @@ use crate::fixtures::{uid, GATEWAY};
 use crate::snapshot::{has_flag, link_kind, name as link_name, Snapshot};
 use crate::world::{Container, World};
 use crate::Wired;
+use serde_json::Value;
 
 /// Wires `c` as its own user with `extra` flags; panics unless that
 /// succeeds with exactly one line on stdout and nothing on stderr. Returns
@@ -300,4 +301,14 @@ fn all_ports(world: &World) -> Vec<(String, Vec<u8>)> {
     }
     out.sort();
     out
+}
+
+/// The one JSON object a `-json` call printed on its one line of stdout.
+#[track_caller]
+pub fn json_object(out: &Output) -> serde_json::Map<String, Value> {
+    assert_eq!(out.stdout.lines().count(), 1, "one line:\n{out}");
+    match serde_json::from_str(out.stdout.trim()) {
+        Ok(Value::Object(map)) => map,
+        other => panic!("not a JSON object ({other:?}):\n{out}"),
+    }
 }

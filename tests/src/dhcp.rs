@@ -195,28 +195,8 @@ impl Client {
     /// The DHCP replies (IPv4 without options, UDP from port 67) that
     /// arrive within `limit`, each with its Ethernet destination.
     pub fn replies(&self, limit: Duration) -> Vec<([u8; 6], Message)> {
-        let end = Instant::now() + limit;
         let mut out = Vec::new();
-        let mut buf = [0u8; 2048];
-        while let Some(left) = end.checked_duration_since(Instant::now()) {
-            let mut ready = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one pollfd, and a buffer of the size given.
-            let got = unsafe {
-                if libc::poll(&mut ready, 1, left.as_millis().max(1) as i32) != 1 {
-                    break;
-                }
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr() as *mut libc::c_void,
-                    buf.len(),
-                    0,
-                )
-            };
-            let frame = &buf[..got.max(0) as usize];
+        for frame in self.frames(limit) {
             if frame.len() > 42 && frame[12..14] == [8, 0] && frame[34..36] == [0, 67] {
                 let mut to = [0u8; 6];
                 to.copy_from_slice(&frame[..6]);

@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use netsetgo_e2e::checks::{wire, wire_with};
+use netsetgo_e2e::checks::{json_object, wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
 use netsetgo_e2e::nft::{delete_element, Kind, NftTable, TABLE};
@@ -745,16 +745,6 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
-
-/// One JSON object on one line.
-#[track_caller]
-fn json_object(out: &Output) -> serde_json::Map<String, Value> {
-    assert_eq!(out.stdout.lines().count(), 1, "one line:\n{out}");
-    match serde_json::from_str(out.stdout.trim()) {
-        Ok(Value::Object(map)) => map,
-        other => panic!("not a JSON object ({other:?}):\n{out}"),
-    }
-}
 
 /// The guard's elements that name host end `host`, by kind.
 fn elements_of(world: &World, host: &str) -> Vec<(Kind, String)> {

@@ -11,11 +11,12 @@ use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use netsetgo_e2e::checks::wire_line;
 use netsetgo_e2e::fixtures::{world_with, A};
-use netsetgo_e2e::{link_kind, ns_of, require_root, Container, Output, World, TIMEOUT_SECS};
+use netsetgo_e2e::traffic::Outside;
+use netsetgo_e2e::{link_kind, require_root, Container, Output, World, TIMEOUT_SECS};
 use serde_json::Value;
 
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -47,10 +48,6 @@ fn run(argv: &[&str]) -> Output {
         .output()
         .unwrap_or_else(|e| panic!("run {argv:?}: {e}"))
         .into()
-}
-
-fn netns_of(pid: u32) -> String {
-    ns_of(pid, "net").unwrap_or_default()
 }
 
 /// Every value of `key=` in a success line, in order.
@@ -137,109 +134,9 @@ fn ping_retrying(c: &Container, args: &[&str], tries: u32) -> Output {
 }
 
 // ---------------------------------------------------------------------------
-// The outside: a namespace behind the world's uplink, with a TCP server.
-
-/// A root `unshare -n sleep` started in the world (so dropping the world
-/// kills it too), joined to the world by the veth `up0` (world,
-/// 192.0.2.1/24 and 2001:db8:2::1/64) ↔ `eth0` (outside, .2). The outside
-/// has no route to any container subnet.
-struct Outside {
-    child: Child,
-}
-
-impl Outside {
-    fn new(world: &World) -> Outside {
-        let wpid = world.pid().to_string();
-        let child = Command::new("nsenter")
-            .args(["-t", &wpid, "-m", "-n", "--", "unshare", "-n", "--"])
-            .args(["sleep", "300"])
-            .env_clear()
-            .env("PATH", PATH)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn the outside");
-        let outside = Outside { child };
-        let pid = outside.pid();
-        let start = Instant::now();
-        loop {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            let ns = netns_of(pid);
-            if comm.trim() == "sleep" && !ns.is_empty() && ns != netns_of(world.pid()) {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "the outside {pid} never got its own network namespace"
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-        let opid = pid.to_string();
-        for argv in [
-            &[
-                "ip",
-                "link",
-                "add",
-                "up0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                opid.as_str(),
-            ][..],
-            &["ip", "addr", "add", "192.0.2.1/24", "dev", "up0"],
-            &[
-                "ip",
-                "addr",
-                "add",
-                "2001:db8:2::1/64",
-                "dev",
-                "up0",
-                "nodad",
-            ],
-            &["ip", "link", "set", "up0", "up"],
-        ] {
-            world.run(argv).expect_success(&argv.join(" "));
-        }
-        for argv in [
-            &["ip", "addr", "add", "192.0.2.2/24", "dev", "eth0"][..],
-            &[
-                "ip",
-                "addr",
-                "add",
-                "2001:db8:2::2/64",
-                "dev",
-                "eth0",
-                "nodad",
-            ],
-            &["ip", "link", "set", "eth0", "up"],
-            &["ip", "link", "set", "lo", "up"],
-        ] {
-            outside.run(argv).expect_success(&argv.join(" "));
-        }
-        outside
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Runs `argv` as root in the outside's network namespace.
-    fn run(&self, argv: &[&str]) -> Output {
-        let pid = self.pid().to_string();
-        let mut all = vec!["nsenter", "-t", pid.as_str(), "-n", "--"];
-        all.extend_from_slice(argv);
-        run(&all)
-    }
-
-    /// Starts the TCP server on `addr`:8080 in the outside.
-    fn serve(&self, addr: &str) -> Server {
-        serve(self.pid(), addr)
-    }
-}
+// The outside (`traffic::Outside`: a namespace behind the world's uplink
+// `up0`, 192.0.2.1/24 and 2001:db8:2::1/64, the outside being .2; no route to
+// any container subnet), and a TCP server.
 
 /// Starts the TCP server on `addr`:8080 in the network namespace of `pid`;
 /// returns once it listens.
@@ -267,13 +164,6 @@ fn serve(pid: u32, addr: &str) -> Server {
     );
     server.lines = Some(lines);
     server
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Accepts connections until none comes for `argv[3]` seconds (and lives
@@ -515,7 +405,7 @@ fn nat_yes_masquerades_to_the_outside_over_ipv4_and_ipv6() {
         (OUTSIDE4, UPLINK4, "10.20.0.2"),
         (OUTSIDE6, UPLINK6, "fd00:20::2"),
     ] {
-        let mut server = outside.serve(server_addr);
+        let mut server = serve(outside.pid(), server_addr);
         let out = connect(&c.enter(), server_addr);
         assert!(out.success(), "container → {server_addr}:\n{out}");
         assert_eq!(
@@ -604,7 +494,7 @@ fn nat_no_gets_nothing_out_and_changes_nothing_host_wide() {
     assert!(c.pings("10.22.0.1"), "container cannot reach its gateway");
     assert!(c2.pings("10.23.0.1"), "container cannot reach its gateway");
     for server_addr in [OUTSIDE4, OUTSIDE6] {
-        let mut server = outside.serve(server_addr);
+        let mut server = serve(outside.pid(), server_addr);
         let world_prefix: Vec<String> = ["nsenter", "-t", &world.pid().to_string(), "-n", "--"]
             .iter()
             .map(|s| s.to_string())

@@ -15,7 +15,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use netsetgo_e2e::checks::{
-    assert_refused_nft, assert_refused_unchanged_nft, wire, wire_line, wire_with,
+    assert_refused_nft, assert_refused_unchanged_nft, json_object, wire, wire_line, wire_with,
 };
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
 use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable};
@@ -579,16 +579,6 @@ fn exit_and_garbage_collection_remove_the_mapping_and_nothing_else() {
 
 // ---------------------------------------------------------------------------
 // -json and -check
-
-/// One JSON object on one line.
-#[track_caller]
-fn json_object(out: &Output) -> serde_json::Map<String, Value> {
-    assert_eq!(out.stdout.lines().count(), 1, "one line:\n{out}");
-    match serde_json::from_str(out.stdout.trim()) {
-        Ok(Value::Object(map)) => map,
-        other => panic!("not a JSON object ({other:?}):\n{out}"),
-    }
-}
 
 /// The `published` list of `-json`, sorted.
 #[track_caller]

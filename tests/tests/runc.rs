@@ -22,6 +22,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use netsetgo_e2e::checks::json_object;
 use netsetgo_e2e::fixtures::{http_server, world_with, GATEWAY};
 use netsetgo_e2e::wait_until;
 use netsetgo_e2e::{
@@ -533,16 +534,6 @@ fn run_with_input(world: &World, argv: &[&str], input: &[u8]) -> Output {
         .write_all(input)
         .expect("write stdin");
     child.wait_with_output().expect("wait").into()
-}
-
-/// One JSON object on one line.
-#[track_caller]
-fn json_object(out: &Output) -> serde_json::Map<String, Value> {
-    assert_eq!(out.stdout.lines().count(), 1, "one line:\n{out}");
-    match serde_json::from_str(out.stdout.trim()) {
-        Ok(Value::Object(map)) => map,
-        other => panic!("not a JSON object ({other:?}):\n{out}"),
-    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::ops::Deref;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Barrier;
 use std::thread;
 
@@ -36,41 +36,6 @@ impl Ns {
 
     fn handle(&self) -> NetNs {
         self.open()
-    }
-
-    fn nftables(&self) -> Nftables {
-        Nftables::open_in(&self.handle()).expect("nf_tables socket in the test namespace")
-    }
-
-    /// Runs a command inside the namespace.
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ip netns exec")
-    }
-
-    /// Runs a command inside the namespace; it must succeed.
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    /// `nft -j list table <family> <name>` as text, exactly as printed.
-    fn list_raw(&self, family: &str, table: &str) -> String {
-        self.run(&["nft", "-j", "list", "table", family, table])
-    }
-
-    fn list(&self, family: &str, table: &str) -> Value {
-        serde_json::from_str(&self.list_raw(family, table)).expect("nft -j prints JSON")
     }
 
     fn ruleset(&self) -> Value {

@@ -10,7 +10,6 @@ mod common;
 
 use std::net::Ipv6Addr;
 use std::ops::Deref;
-use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::TestNs;
@@ -34,26 +33,6 @@ impl Deref for Ns {
 impl Ns {
     fn new(tag: &str) -> Ns {
         Ns(TestNs::new(&format!("grd-{tag}")))
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ip netns exec")
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
     /// One ping with a 1 s timeout, up to `attempts` times; `from` picks

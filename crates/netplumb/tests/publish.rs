@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::IpAddr;
 use std::ops::Deref;
-use std::process::{Child, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Barrier;
 use std::thread;
 
@@ -35,38 +35,6 @@ impl Deref for Ns {
 impl Ns {
     fn new(tag: &str) -> Ns {
         Ns(TestNs::new(&format!("pub-{tag}")))
-    }
-
-    fn nftables(&self) -> Nftables {
-        Nftables::open_in(&self.open()).expect("nf_tables socket in the test namespace")
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run ip netns exec")
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn list_raw(&self, family: &str, table: &str) -> String {
-        self.run(&["nft", "-j", "list", "table", family, table])
-    }
-
-    fn list(&self, family: &str, table: &str) -> Value {
-        serde_json::from_str(&self.list_raw(family, table)).expect("nft -j prints JSON")
     }
 }
 

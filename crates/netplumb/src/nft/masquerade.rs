@@ -103,23 +103,51 @@ impl AddMasquerade<'_> {
         let subnet = IpNetwork::new(self.subnet.network(), self.subnet.prefix())
             .expect("the network address of a valid prefix is valid");
         let chain = Masquerade::network_chain(bridge);
-        let masq_tag = user_comment(&format!("netplumb masquerade {subnet}"));
-        let jump_tag = user_comment(&format!("netplumb network {bridge}"));
-        let inet = Family::Inet;
+        let rule = PostroutingRule {
+            chain: &chain,
+            exprs: masquerade(subnet, bridge),
+            tag: user_comment(&format!("netplumb masquerade {subnet}")),
+            what: format!("masquerade {subnet}"),
+            jump_tag: user_comment(&format!("netplumb network {bridge}")),
+        };
+        rule.ensure(nft, table)
+    }
+}
 
+/// A rule (recognised by its comment) in a regular chain that the
+/// `postrouting` base chain jumps to (one jump, recognised by its own
+/// comment): what masquerading and the hairpin of published ports both
+/// keep.
+pub(super) struct PostroutingRule<'c> {
+    pub(super) chain: &'c str,
+    pub(super) exprs: Vec<Expr>,
+    pub(super) tag: Vec<u8>,
+    /// How errors name the rule.
+    pub(super) what: String,
+    pub(super) jump_tag: Vec<u8>,
+}
+
+impl PostroutingRule<'_> {
+    /// Creates, as needed and in one generation-tied batch: the table, its
+    /// base chain `postrouting` (type nat, priority srcnat), the regular
+    /// chain with the jump to it, and the rule. Returns `true` when it
+    /// changed the ruleset.
+    pub(super) fn ensure(&self, nft: &Nftables, table: &str) -> Result<bool> {
+        let inet = Family::Inet;
+        let chain = self.chain;
         nft.transact(&format!("on table inet {table}"), |genid| {
-            let have_chain = nft.chain_exists(inet, table, &chain)?;
-            let have_masq = have_chain
+            let have_chain = nft.chain_exists(inet, table, chain)?;
+            let have_rule = have_chain
                 && nft
-                    .rules(inet, table, &chain)?
+                    .rules(inet, table, chain)?
                     .iter()
-                    .any(|r| r.userdata == masq_tag);
+                    .any(|r| r.userdata == self.tag);
             let have_jump = have_chain
                 && nft
                     .rules(inet, table, POSTROUTING)?
                     .iter()
-                    .any(|r| r.userdata == jump_tag);
-            if have_masq && have_jump {
+                    .any(|r| r.userdata == self.jump_tag);
+            if have_rule && have_jump {
                 return Ok(None);
             }
 
@@ -134,25 +162,18 @@ impl AddMasquerade<'_> {
                 PRIORITY_SRCNAT,
             );
             if !have_chain {
-                batch.new_chain(inet, table, &chain);
+                batch.new_chain(inet, table, chain);
             }
-            if !have_masq {
-                batch.rule(
-                    inet,
-                    table,
-                    &chain,
-                    &masquerade(subnet, bridge),
-                    Some(&masq_tag),
-                    &format!("masquerade {subnet}"),
-                );
+            if !have_rule {
+                batch.rule(inet, table, chain, &self.exprs, Some(&self.tag), &self.what);
             }
             if !have_jump {
                 batch.rule(
                     inet,
                     table,
                     POSTROUTING,
-                    &[Expr::Jump(chain.clone())],
-                    Some(&jump_tag),
+                    &[Expr::Jump(chain.to_string())],
+                    Some(&self.jump_tag),
                     &format!("jump {chain}"),
                 );
             }

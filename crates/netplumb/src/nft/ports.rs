@@ -34,7 +34,7 @@ use super::expr::{
     Base, Expr, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_NEQ, NFT_CT_STATUS,
     NFT_META_L4PROTO, NFT_META_OIFNAME, NFT_REG_2,
 };
-use super::masquerade::{saddr_in, NF_INET_POST_ROUTING, POSTROUTING, PRIORITY_SRCNAT};
+use super::masquerade::{saddr_in, PostroutingRule};
 use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
 use super::{check_table, datatype, user_comment, Batch, Family, Nftables, SetSpec};
 use crate::error::{Error, Result, Step};
@@ -363,59 +363,14 @@ impl Hairpin<'_> {
         check_name(bridge)?;
         let subnet = Ipv4Network::new(self.subnet.network(), self.subnet.prefix())
             .expect("the network address of a valid prefix is valid");
-        let rule_tag = hairpin_tag(bridge);
-        let jump_tag = user_comment("netplumb hairpin");
-        let inet = Family::Inet;
-        nft.transact(&format!("on table inet {table}"), |genid| {
-            let have_chain = nft.chain_exists(inet, table, HAIRPIN)?;
-            let have_rule = have_chain
-                && nft
-                    .rules(inet, table, HAIRPIN)?
-                    .iter()
-                    .any(|r| r.userdata == rule_tag);
-            let have_jump = have_chain
-                && nft
-                    .rules(inet, table, POSTROUTING)?
-                    .iter()
-                    .any(|r| r.userdata == jump_tag);
-            if have_rule && have_jump {
-                return Ok(None);
-            }
-            let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
-            batch.table(inet, table);
-            batch.base_chain(
-                inet,
-                table,
-                POSTROUTING,
-                "nat",
-                NF_INET_POST_ROUTING,
-                PRIORITY_SRCNAT,
-            );
-            if !have_chain {
-                batch.new_chain(inet, table, HAIRPIN);
-            }
-            if !have_rule {
-                batch.rule(
-                    inet,
-                    table,
-                    HAIRPIN,
-                    &hairpin(bridge, subnet),
-                    Some(&rule_tag),
-                    &format!("hairpin {bridge}"),
-                );
-            }
-            if !have_jump {
-                batch.rule(
-                    inet,
-                    table,
-                    POSTROUTING,
-                    &[Expr::Jump(HAIRPIN.to_string())],
-                    Some(&jump_tag),
-                    &format!("jump {HAIRPIN}"),
-                );
-            }
-            Ok(Some(batch))
-        })
+        let rule = PostroutingRule {
+            chain: HAIRPIN,
+            exprs: hairpin(bridge, subnet),
+            tag: hairpin_tag(bridge),
+            what: format!("hairpin {bridge}"),
+            jump_tag: user_comment("netplumb hairpin"),
+        };
+        rule.ensure(nft, table)
     }
 }
 

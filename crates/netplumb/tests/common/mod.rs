@@ -9,11 +9,11 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use netplumb::{IpNetwork, NetNs, Netlink};
+use netplumb::{IpNetwork, NetNs, Netlink, Nftables};
 use serde_json::Value;
 
 /// True when the tests can run (root). Otherwise says so on the real stderr
@@ -193,6 +193,43 @@ impl TestNs {
         let mut all = vec!["netns", "exec", self.name.as_str()];
         all.extend_from_slice(args);
         succeeds("ip", &all)
+    }
+
+    /// An nf_tables session inside the namespace.
+    pub fn nftables(&self) -> Nftables {
+        Nftables::open_in(&self.open()).expect("nf_tables socket in the test namespace")
+    }
+
+    /// Runs a command inside the namespace (`ip netns exec`), stdin empty.
+    pub fn output(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Runs a command inside the namespace; it must succeed. Its stdout.
+    pub fn run(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "{args:?} in {} failed: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// `nft -j list table <family> <name>` as text, exactly as printed.
+    pub fn list_raw(&self, family: &str, table: &str) -> String {
+        self.run(&["nft", "-j", "list", "table", family, table])
+    }
+
+    /// `nft -j list table <family> <name>`, parsed.
+    pub fn list(&self, family: &str, table: &str) -> Value {
+        serde_json::from_str(&self.list_raw(family, table)).expect("nft -j prints JSON")
     }
 }
 
