@@ -347,14 +347,19 @@ fn fetch(ns: &Ns, addr: &str, port: u16) -> Option<String> {
     let script = format!(
         "import socket\n\
          s = socket.socket(socket.{family})\n\
-         s.settimeout(2)\n\
+         s.settimeout(3)\n\
          s.connect(('{addr}', {port}))\n\
          print(s.makefile().readline().strip())\n"
     );
-    let out = ns.output(&["timeout", "10", "python3", "-c", &script]);
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    // Up to three attempts: on a loaded 2-CPU machine one connection
+    // attempt has been seen to time out (once in many runs). A refused or
+    // unanswered port still yields None, three times over.
+    (0..3).find_map(|_| {
+        let out = ns.output(&["timeout", "10", "python3", "-c", &script]);
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    })
 }
 
 /// A veth pair `host_end` (in `host`, on `br0`) / `eth0` (in `container`)
