@@ -418,10 +418,9 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         };
         let network = &self.request.network;
         let terms = Terms {
-            mac: attached
-                .peer
-                .mac
-                .ok_or_else(|| Failure::internal("the new interface has no MAC address"))?,
+            // The MAC we gave the peer, not the one it reports: its owner
+            // may have changed it already (requirement 14).
+            mac: ports::mac_of(address),
             address,
             gateway: network.gateway,
             dns: network.dns_servers(),
