@@ -14,6 +14,9 @@ set -euo pipefail
 plugin=$1
 [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] ||
   { echo "podman.sh: refusing to run in the machine's network namespace" >&2; exit 1; }
+# Opened before the tmpfs mounts below, which would hide it if it lives
+# under one of them (a checkout or CARGO_TARGET_DIR under /tmp).
+exec 3<"$plugin"
 
 for dir in /run /var/lib/containers /var/lib/cni /dev/shm /tmp /var/tmp; do
   mkdir -p "$dir"
@@ -42,7 +45,9 @@ gateway=10.89.7.1
 
 # The plugin, and host-local beside it, from where podman looks for plugins.
 mkdir -p "$scratch/cni" "$scratch/net.d"
-cp "$plugin" "$scratch/cni/netplumb-bridge"
+cat <&3 >"$scratch/cni/netplumb-bridge"
+exec 3<&-
+chmod 0755 "$scratch/cni/netplumb-bridge"
 cat >"$scratch/containers.conf" <<EOF
 [containers]
 default_ulimits = []
