@@ -45,13 +45,20 @@ pub struct Limit {
     pub name: &'static str,
     /// The soft and hard limit (`RLIM_INFINITY` for none).
     pub value: u64,
+    /// The least hard limit the helper finishes every call with. Raising
+    /// a hard limit needs CAP_SYS_RESOURCE: where the caller's is below
+    /// `value` and the bounding set took that capability away, the
+    /// caller's hard limit becomes the soft one too if it is at least
+    /// this, and the call is refused if it is not.
+    pub need: u64,
 }
 
-const fn limit(resource: u32, name: &'static str, value: u64) -> Limit {
+const fn limit(resource: u32, name: &'static str, value: u64, need: u64) -> Limit {
     Limit {
         resource,
         name,
         value,
+        need,
     }
 }
 
@@ -61,43 +68,44 @@ const UNLIMITED: u64 = libc::RLIM_INFINITY;
 /// Every resource limit, indexed by its number, and the value sanitising
 /// gives it whatever the caller's was (requirement 19: the caller must not
 /// choose where its helper crashes, stalls or fails; inherited limits
-/// survive exec, setuid or not):
+/// survive exec, setuid or not), and what the helper needs where only a
+/// lower one can be had (see [`Limit::need`]):
 ///
-/// | resource   | value     | why |
-/// |------------|-----------|-----|
-/// | CPU        | unlimited | SIGXCPU/SIGKILL at a CPU time of the caller's choosing (CPU time already spent before exec counts); the helper's work is bounded by its own code and lock timeouts |
-/// | FSIZE      | unlimited | SIGXFSZ in the middle of a lease or ports record; the state files are small and fixed in size |
-/// | DATA       | unlimited | an allocation failing half way (an abort holding the lock); what the helper allocates is bounded by its code |
-/// | STACK      | 8 MiB     | the usual default; the main thread's stack, mapped at exec with the caller's limit, grows up to it (the kernel checks the limit when the stack faults, and the exec left a gap of at least 128 MiB below it for mappings); with a small limit the helper died by SIGSEGV holding the lock |
-/// | CORE       | 0         | no core dump of a privileged process, whatever `suid_dumpable` says |
-/// | RSS        | unlimited | ignored by Linux since 2.6; set anyway so that nothing inherited is left |
-/// | NPROC      | unlimited | counts processes per real uid: the DHCP responder is forked as the system user, which every caller's helpers share, so any finite value lets some callers make another's fork fail |
-/// | NOFILE     | 1024      | the helper opens a few dozen descriptors at most; 1024 is the usual soft limit and keeps every descriptor below FD_SETSIZE |
-/// | MEMLOCK    | 8 MiB     | the kernel's own default since 5.16; the helper locks no memory |
-/// | AS         | unlimited | as DATA: an mmap failing half way |
-/// | LOCKS      | unlimited | ignored by Linux since 2.4.25; the helper holds one flock per call |
-/// | SIGPENDING | unlimited | counts queued signals per real uid (the system user's, shared by every caller's helpers) |
-/// | MSGQUEUE   | 819200    | the kernel's default (`MQ_BYTES_MAX`); the helper uses no POSIX message queue |
-/// | NICE       | 0         | the default ceiling: the helper never raises its own priority (the nice value itself is reset by `restrict`) |
-/// | RTPRIO     | 0         | the default: the helper never asks for a real-time policy (the policy itself is reset by `restrict`) |
-/// | RTTIME     | unlimited | applies only to real-time policies, which `restrict` resets; no SIGXCPU at a moment of the caller's choosing |
+/// | resource   | value     | need      | why |
+/// |------------|-----------|-----------|-----|
+/// | CPU        | unlimited | unlimited | SIGXCPU/SIGKILL at a CPU time of the caller's choosing (CPU time spent before the exec counts, so any finite limit is a deadline the caller can bring forward); the helper's work is bounded by its own code and lock timeouts |
+/// | FSIZE      | unlimited | unlimited | SIGXFSZ in the middle of a lease or ports record |
+/// | DATA       | unlimited | 256 MiB   | an allocation failing half way (an abort holding the lock); the helper allocates a few MiB |
+/// | STACK      | 8 MiB     | 8 MiB     | the usual default; the main thread's stack, mapped at exec with the caller's limit, grows up to it (the kernel checks the limit when the stack faults, and the exec left a gap of at least 128 MiB below it for mappings); with a small limit the helper died by SIGSEGV holding the lock |
+/// | CORE       | 0         | 0         | no core dump of a privileged process, whatever `suid_dumpable` says (lowering needs no privilege) |
+/// | RSS        | unlimited | 0         | ignored by Linux since 2.6; set anyway so that nothing inherited is left |
+/// | NPROC      | unlimited | 4096      | counts the processes of the real uid: the DHCP responder is forked as the system user, which every caller's helpers share, so a finite value lets many helpers at once make one's fork fail (the call then fails and rolls back) |
+/// | NOFILE     | 1024      | 64        | the helper opens a few dozen descriptors at most; 1024 is the usual soft limit and keeps every descriptor below FD_SETSIZE |
+/// | MEMLOCK    | 8 MiB     | 0         | the kernel's own default since 5.16; the helper locks no memory |
+/// | AS         | unlimited | 256 MiB   | as DATA: a mapping failing half way |
+/// | LOCKS      | unlimited | 0         | ignored by Linux since 2.4.25; the helper holds one flock per call |
+/// | SIGPENDING | unlimited | 0         | counts queued signals per real uid; the helper relies on no queued signal (SIGCHLD is delivered without a queue entry) |
+/// | MSGQUEUE   | 819200    | 0         | the kernel's default (`MQ_BYTES_MAX`); the helper uses no POSIX message queue |
+/// | NICE       | 0         | 0         | the default ceiling: the helper never raises its own priority (the nice value itself is reset by `restrict`) |
+/// | RTPRIO     | 0         | 0         | the default: the helper never asks for a real-time policy (the policy itself is reset by `restrict`) |
+/// | RTTIME     | unlimited | 0         | applies only to real-time policies, which `restrict` resets before any work |
 pub const LIMITS: [Limit; RLIM_NLIMITS] = [
-    limit(libc::RLIMIT_CPU as u32, "RLIMIT_CPU", UNLIMITED),
-    limit(libc::RLIMIT_FSIZE as u32, "RLIMIT_FSIZE", UNLIMITED),
-    limit(libc::RLIMIT_DATA as u32, "RLIMIT_DATA", UNLIMITED),
-    limit(libc::RLIMIT_STACK as u32, "RLIMIT_STACK", 8 * MIB),
-    limit(libc::RLIMIT_CORE as u32, "RLIMIT_CORE", 0),
-    limit(libc::RLIMIT_RSS as u32, "RLIMIT_RSS", UNLIMITED),
-    limit(libc::RLIMIT_NPROC as u32, "RLIMIT_NPROC", UNLIMITED),
-    limit(libc::RLIMIT_NOFILE as u32, "RLIMIT_NOFILE", 1024),
-    limit(libc::RLIMIT_MEMLOCK as u32, "RLIMIT_MEMLOCK", 8 * MIB),
-    limit(libc::RLIMIT_AS as u32, "RLIMIT_AS", UNLIMITED),
-    limit(libc::RLIMIT_LOCKS as u32, "RLIMIT_LOCKS", UNLIMITED),
-    limit(libc::RLIMIT_SIGPENDING as u32, "RLIMIT_SIGPENDING", UNLIMITED),
-    limit(libc::RLIMIT_MSGQUEUE as u32, "RLIMIT_MSGQUEUE", 819_200),
-    limit(libc::RLIMIT_NICE as u32, "RLIMIT_NICE", 0),
-    limit(libc::RLIMIT_RTPRIO as u32, "RLIMIT_RTPRIO", 0),
-    limit(libc::RLIMIT_RTTIME as u32, "RLIMIT_RTTIME", UNLIMITED),
+    limit(libc::RLIMIT_CPU as u32, "RLIMIT_CPU", UNLIMITED, UNLIMITED),
+    limit(libc::RLIMIT_FSIZE as u32, "RLIMIT_FSIZE", UNLIMITED, UNLIMITED),
+    limit(libc::RLIMIT_DATA as u32, "RLIMIT_DATA", UNLIMITED, 256 * MIB),
+    limit(libc::RLIMIT_STACK as u32, "RLIMIT_STACK", 8 * MIB, 8 * MIB),
+    limit(libc::RLIMIT_CORE as u32, "RLIMIT_CORE", 0, 0),
+    limit(libc::RLIMIT_RSS as u32, "RLIMIT_RSS", UNLIMITED, 0),
+    limit(libc::RLIMIT_NPROC as u32, "RLIMIT_NPROC", UNLIMITED, 4096),
+    limit(libc::RLIMIT_NOFILE as u32, "RLIMIT_NOFILE", 1024, 64),
+    limit(libc::RLIMIT_MEMLOCK as u32, "RLIMIT_MEMLOCK", 8 * MIB, 0),
+    limit(libc::RLIMIT_AS as u32, "RLIMIT_AS", UNLIMITED, 256 * MIB),
+    limit(libc::RLIMIT_LOCKS as u32, "RLIMIT_LOCKS", UNLIMITED, 0),
+    limit(libc::RLIMIT_SIGPENDING as u32, "RLIMIT_SIGPENDING", UNLIMITED, 0),
+    limit(libc::RLIMIT_MSGQUEUE as u32, "RLIMIT_MSGQUEUE", 819_200, 0),
+    limit(libc::RLIMIT_NICE as u32, "RLIMIT_NICE", 0, 0),
+    limit(libc::RLIMIT_RTPRIO as u32, "RLIMIT_RTPRIO", 0, 0),
+    limit(libc::RLIMIT_RTTIME as u32, "RLIMIT_RTTIME", UNLIMITED, 0),
 ];
 
 // The table is indexed by resource number: entry i is resource i.
@@ -105,6 +113,7 @@ const _: () = {
     let mut i = 0;
     while i < RLIM_NLIMITS {
         assert!(LIMITS[i].resource as usize == i);
+        assert!(LIMITS[i].need <= LIMITS[i].value);
         i += 1;
     }
 };
@@ -117,10 +126,11 @@ const _: () = {
 const IGNORED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
 /// What [`sanitize`] could not do without privilege: raise a hard limit
-/// that the caller held below ours. An unprivileged start (a copy without
-/// the setuid bit, no_new_privs, a user namespace) cannot raise one and is
-/// refused for that reason by `Caller::identify`; a privileged one can,
-/// unless the caller's bounding set took CAP_SYS_RESOURCE away.
+/// that the caller held below what the helper needs ([`Limit::need`]). An
+/// unprivileged start (a copy without the setuid bit, no_new_privs, a user
+/// namespace) cannot raise one and is refused for that reason by
+/// `Caller::identify`; a privileged one can, unless the caller's bounding
+/// set took CAP_SYS_RESOURCE away.
 #[must_use = "a limit that could not be set must refuse the call"]
 pub struct Sanitized {
     short: Option<Failure>,
@@ -172,53 +182,54 @@ pub fn sanitize() -> Result<Sanitized, Failure> {
     Ok(Sanitized { short })
 }
 
-/// Sets every limit of [`LIMITS`]. A resource the kernel does not know
-/// (EINVAL) is skipped; a hard limit we may not raise (EPERM) is set as
-/// close as we may and reported in the result; anything else fails.
+/// Sets every limit of [`LIMITS`] to its value. A resource the kernel does
+/// not know (EINVAL) is skipped. Where a hard limit may not be raised
+/// (EPERM: no CAP_SYS_RESOURCE), the caller's hard limit becomes the soft
+/// one too; if it is below the need, that is reported in the result.
+/// Anything else fails.
 fn set_limits() -> Result<Option<Failure>, Failure> {
-    let mut short = None;
-    for l in LIMITS {
+    let set = |l: Limit, value: u64| {
         let fixed = libc::rlimit {
-            rlim_cur: l.value,
-            rlim_max: l.value,
+            rlim_cur: value,
+            rlim_max: value,
         };
         // SAFETY: setrlimit reads `fixed`, valid for the call.
-        if unsafe { libc::setrlimit(l.resource as _, &fixed) } == 0 {
-            continue;
+        match unsafe { libc::setrlimit(l.resource as _, &fixed) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
         }
-        let e = std::io::Error::last_os_error();
+    };
+    let mut short = None;
+    for l in LIMITS {
+        let e = match set(l, l.value) {
+            Ok(()) => continue,
+            Err(e) => e,
+        };
         match e.raw_os_error() {
             Some(libc::EINVAL) => continue,
             Some(libc::EPERM) => {}
             _ => {
                 return Err(Failure::internal(format!(
                     "setrlimit {} to {}: {e}",
-                    l.name, l.value
+                    l.name,
+                    shown(l.value)
                 )))
             }
         }
         let (_, hard) = getrlimit_raw(l)?;
-        let lowered = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
-        // SAFETY: as above.
-        if unsafe { libc::setrlimit(l.resource as _, &lowered) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Failure::internal(format!(
-                "setrlimit {} to {hard}: {e}",
-                l.name
-            )));
-        }
-        short.get_or_insert_with(|| {
-            Failure::refused(format!(
-                "netsetgo needs {} at {} but cannot raise the hard limit {hard} \
-                 (the calling process's bounding set removed CAP_SYS_RESOURCE); \
+        set(l, hard).map_err(|e| {
+            Failure::internal(format!("setrlimit {} to {}: {e}", l.name, shown(hard)))
+        })?;
+        if hard < l.need && short.is_none() {
+            short = Some(Failure::refused(format!(
+                "netsetgo needs {} of at least {} but the hard limit is {} and raising it \
+                 needs CAP_SYS_RESOURCE, which the calling process's bounding set removed; \
                  call it without lowering that hard limit",
                 l.name,
-                shown(l.value)
-            ))
-        });
+                shown(l.need),
+                shown(hard)
+            )));
+        }
     }
     Ok(short)
 }
