@@ -20,14 +20,11 @@ fn main() -> ExitCode {
     // 1. Sanitise the process the caller built for us, before anything
     //    else looks at it: every resource limit, timers, signals, fds,
     //    environment, umask, working directory (requirement 19).
-    let sanitized = match privilege::sanitize() {
-        Ok(sanitized) => sanitized,
-        Err(f) => {
-            let uid = nix::unistd::getuid().as_raw();
-            audit::record(uid, None, "start", None, Err(&f));
-            return report(Err(f), false);
-        }
-    };
+    if let Err(f) = privilege::sanitize() {
+        let uid = nix::unistd::getuid().as_raw();
+        audit::record(uid, None, "start", None, Err(&f));
+        return report(Err(f), false);
+    }
     // 2. Parse the command line (bounded, Go `flag` syntax).
     let args = match cli::parse(std::env::args_os().skip(1).map(OsStringExt::into_vec)) {
         Ok(args) => args,
@@ -44,7 +41,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let call = run(&args, sanitized);
+    let call = run(&args);
     // 13. One audit record, fed from the result, then one line out: the
     //     network's lock is long released, so a caller that never reads
     //     our output stalls nobody but itself.
@@ -77,7 +74,7 @@ enum Action {
     Release { container: String },
 }
 
-fn run(args: &Args, sanitized: privilege::Sanitized) -> Call {
+fn run(args: &Args) -> Call {
     let mut call = Call {
         uid: nix::unistd::getuid().as_raw(),
         pid: args.pid,
@@ -90,27 +87,20 @@ fn run(args: &Args, sanitized: privilege::Sanitized) -> Call {
         network: None,
         result: Err(Failure::internal("not run")),
     };
-    call.result = privileged(args, sanitized, &mut call);
+    call.result = privileged(args, &mut call);
     call
 }
 
 /// The privileged stages, 3 to 12; `call` learns who, which pid and which
 /// network as soon as each is known, so that a refusal is audited with
 /// everything known by then.
-fn privileged(
-    args: &Args,
-    sanitized: privilege::Sanitized,
-    call: &mut Call,
-) -> Result<Outcome, Failure> {
+fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     // 3. Are we really privileged (setuid root, initial user namespace,
     //    no no_new_privs)? And who is calling, by the kernel's real ids.
-    //    Then, privileged, every limit must have its fixed value (only a
-    //    bounding set without CAP_SYS_RESOURCE keeps one from it).
     let caller = Caller::identify()?;
-    sanitized.limits_set()?;
-    // 4. Restrict: undo the scheduling, priorities and timers the caller
-    //    chose, then keep only the capabilities the setup needs (CAP_NET_RAW
-    //    only for lxc-user-nic's create).
+    // 4. Restrict: undo the scheduling and priorities the caller chose,
+    //    then keep only the capabilities the setup needs (CAP_NET_RAW only
+    //    for lxc-user-nic's create).
     privilege::restrict(matches!(args.nic, Some(cli::Nic::Create { .. })))?;
     // 5. In -oci-hook mode, the state on stdin: read and parsed by a child
     //    that has become the caller holding nothing, with a size bound and

@@ -91,8 +91,18 @@ const UNLIMITED: u64 = libc::RLIM_INFINITY;
 /// | RTTIME     | unlimited | 0         | applies only to real-time policies, which `restrict` resets before any work |
 pub const LIMITS: [Limit; RLIM_NLIMITS] = [
     limit(libc::RLIMIT_CPU as u32, "RLIMIT_CPU", UNLIMITED, UNLIMITED),
-    limit(libc::RLIMIT_FSIZE as u32, "RLIMIT_FSIZE", UNLIMITED, UNLIMITED),
-    limit(libc::RLIMIT_DATA as u32, "RLIMIT_DATA", UNLIMITED, 256 * MIB),
+    limit(
+        libc::RLIMIT_FSIZE as u32,
+        "RLIMIT_FSIZE",
+        UNLIMITED,
+        UNLIMITED,
+    ),
+    limit(
+        libc::RLIMIT_DATA as u32,
+        "RLIMIT_DATA",
+        UNLIMITED,
+        256 * MIB,
+    ),
     limit(libc::RLIMIT_STACK as u32, "RLIMIT_STACK", 8 * MIB, 8 * MIB),
     limit(libc::RLIMIT_CORE as u32, "RLIMIT_CORE", 0, 0),
     limit(libc::RLIMIT_RSS as u32, "RLIMIT_RSS", UNLIMITED, 0),
@@ -101,7 +111,12 @@ pub const LIMITS: [Limit; RLIM_NLIMITS] = [
     limit(libc::RLIMIT_MEMLOCK as u32, "RLIMIT_MEMLOCK", 8 * MIB, 0),
     limit(libc::RLIMIT_AS as u32, "RLIMIT_AS", UNLIMITED, 256 * MIB),
     limit(libc::RLIMIT_LOCKS as u32, "RLIMIT_LOCKS", UNLIMITED, 0),
-    limit(libc::RLIMIT_SIGPENDING as u32, "RLIMIT_SIGPENDING", UNLIMITED, 0),
+    limit(
+        libc::RLIMIT_SIGPENDING as u32,
+        "RLIMIT_SIGPENDING",
+        UNLIMITED,
+        0,
+    ),
     limit(libc::RLIMIT_MSGQUEUE as u32, "RLIMIT_MSGQUEUE", 819_200, 0),
     limit(libc::RLIMIT_NICE as u32, "RLIMIT_NICE", 0, 0),
     limit(libc::RLIMIT_RTPRIO as u32, "RLIMIT_RTPRIO", 0, 0),
@@ -125,33 +140,15 @@ const _: () = {
 /// is, and the helper must not be stopped while it holds a network's lock.
 const IGNORED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
 
-/// What [`sanitize`] could not do without privilege: raise a hard limit
-/// that the caller held below what the helper needs ([`Limit::need`]). An
-/// unprivileged start (a copy without the setuid bit, no_new_privs, a user
-/// namespace) cannot raise one and is refused for that reason by
-/// `Caller::identify`; a privileged one can, unless the caller's bounding
-/// set took CAP_SYS_RESOURCE away.
-#[must_use = "a limit that could not be set must refuse the call"]
-pub struct Sanitized {
-    short: Option<Failure>,
-}
-
-impl Sanitized {
-    /// Refuses if a limit could not be set to its fixed value; call it
-    /// once the start is known to be privileged, before the first
-    /// privileged step.
-    pub fn limits_set(self) -> Result<(), Failure> {
-        self.short.map_or(Ok(()), Err)
-    }
-}
-
 /// Makes the process safe to run code in, whatever the caller left us
 /// (requirements 2, 16 and 19): every resource limit set to its value in
 /// [`LIMITS`]; interval timers disarmed; pending signals discarded, every
 /// catchable signal's disposition the default (but [`IGNORED`]) and none
 /// blocked; stdio open and no other inherited fd; empty environment;
-/// umask 077; working directory `/`; not dumpable.
-pub fn sanitize() -> Result<Sanitized, Failure> {
+/// umask 077; working directory `/`; not dumpable. Refuses, once all of
+/// that is done, if a hard limit is below what the helper needs and may
+/// not be raised (see [`Limit::need`]).
+pub fn sanitize() -> Result<(), Failure> {
     // Limits first: nothing below may allocate, open or fault its stack
     // under the caller's.
     let short = set_limits()?;
@@ -179,13 +176,13 @@ pub fn sanitize() -> Result<Sanitized, Failure> {
     // start there.
     chdir("/").map_err(|e| Failure::internal(format!("chdir /: {e}")))?;
     prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
-    Ok(Sanitized { short })
+    short.map_or(Ok(()), Err)
 }
 
 /// Sets every limit of [`LIMITS`] to its value. A resource the kernel does
 /// not know (EINVAL) is skipped. Where a hard limit may not be raised
 /// (EPERM: no CAP_SYS_RESOURCE), the caller's hard limit becomes the soft
-/// one too; if it is below the need, that is reported in the result.
+/// one too; if it is below the need, that is the refusal returned.
 /// Anything else fails.
 fn set_limits() -> Result<Option<Failure>, Failure> {
     let set = |l: Limit, value: u64| {
