@@ -30,6 +30,7 @@ allow nsg-a default 64
 /// step before the exec of `prlimit` (and through it of the helper), so
 /// that what it sets up reaches the helper unchanged. Operations:
 /// `burn:S` spends S seconds of CPU time (CPU time survives exec);
+/// `close:FD` closes FD;
 /// `pending` blocks every signal that can be blocked and sends itself the
 /// ones whose default action ends or stops a process, which stay pending
 /// across exec; `ignore` ignores every signal that can be ignored;
@@ -65,6 +66,8 @@ for op in ops:
                 pass  # the libc's own (glibc's 32 and 33)
     elif what == "alarm":
         signal.setitimer(signal.ITIMER_REAL, float(arg))
+    elif what == "close":
+        os.close(int(arg))
     elif what == "umask":
         os.umask(int(arg, 8))
     elif what == "cwd":
@@ -100,10 +103,16 @@ struct Case {
     /// `prlimit` options, e.g. `--stack=16384:16384`.
     limits: Vec<String>,
     expect: Expect,
-    /// A limit on the memory the new image maps, which the kernel may
-    /// take to refuse the exec itself (the static binary is several MiB):
-    /// then nothing of ours ran, and nothing may have changed.
-    exec_may_fail: bool,
+    /// A start that may die by a signal before `main` (measured: the
+    /// kernel refuses the exec of the several-MiB static image under
+    /// RLIMIT_AS 1 MiB or RLIMIT_DATA 0/0 and under a 4 KiB stack, with
+    /// SIGSEGV; under a 12 KiB stack the start-up code overflows it, in
+    /// glibc's pthread_getattr_np, which Rust's runtime calls for the main
+    /// thread's stack guard; under RLIMIT_NOFILE 0 with fd 1 closed
+    /// glibc's own check of a setuid start's fds 0-2 cannot open
+    /// /dev/null and kills the process): nothing of ours ran, and nothing
+    /// may have changed.
+    dies_before_main: bool,
 }
 
 impl Case {
@@ -113,7 +122,7 @@ impl Case {
             ops: ops.iter().map(|s| s.to_string()).collect(),
             limits: limits.iter().map(|s| s.to_string()).collect(),
             expect: Expect::Wired,
-            exec_may_fail: false,
+            dies_before_main: false,
         }
     }
 
@@ -183,23 +192,23 @@ fn limit_cases() -> Vec<Case> {
     let (mut all_soft, mut all_hard) = (Vec::new(), Vec::new());
     for l in LIMITS {
         let (v, ops) = hostile(l.name);
-        let exec_may_fail = matches!(l.name, "RLIMIT_AS" | "RLIMIT_DATA");
+        let dies_before_main = matches!(l.name, "RLIMIT_AS" | "RLIMIT_DATA");
         let mut soft = Case::new(
             &format!("{} {} (soft)", l.name, shown(v)),
             ops,
             &[&format!("{}={}:", option(l.name), shown(v))],
         );
-        soft.exec_may_fail = exec_may_fail;
+        soft.dies_before_main = dies_before_main;
         let mut both = Case::new(
             &format!("{} {} (soft and hard)", l.name, shown(v)),
             ops,
             &[&format!("{}={}:{}", option(l.name), shown(v), shown(v))],
         );
-        both.exec_may_fail = exec_may_fail;
+        both.dies_before_main = dies_before_main;
         if !raise && v < l.need {
             both.expect = Expect::Refused(l.name);
         }
-        if !exec_may_fail {
+        if !dies_before_main {
             all_soft.push(soft.limits[0].clone());
             all_hard.push(both.limits[0].clone());
         }
@@ -220,8 +229,22 @@ fn limit_cases() -> Vec<Case> {
     }
     cases.push(nofile);
     let mut data = Case::new("RLIMIT_DATA 1 MiB (soft)", &[], &["--data=1048576:"]);
-    data.exec_may_fail = true;
+    data.dies_before_main = true;
     cases.push(data);
+    // Below what the start-up needs, before any code of ours.
+    for (name, ops, limit) in [
+        ("RLIMIT_STACK 4 KiB (soft)", &[][..], "--stack=4096:"),
+        ("RLIMIT_STACK 12 KiB (soft)", &[][..], "--stack=12288:"),
+        (
+            "RLIMIT_NOFILE 0 (soft), fd 1 closed",
+            &["close:1"][..],
+            "--nofile=0:",
+        ),
+    ] {
+        let mut case = Case::new(name, ops, &[limit]);
+        case.dies_before_main = true;
+        cases.push(case);
+    }
     let all_soft: Vec<&str> = all_soft.iter().map(String::as_str).collect();
     cases.push(Case::new(
         "all but AS and DATA at once (soft)",
@@ -356,7 +379,7 @@ impl Bench {
                     ));
                 }
             }
-            _ if case.exec_may_fail && out.status.signal().is_some() => {}
+            _ if case.dies_before_main && out.status.signal().is_some() => {}
             expect => found.push(format!("{what}, where {expect:?} was expected")),
         }
         // Whatever stopped it, nothing may have changed.
