@@ -106,8 +106,9 @@ struct Case {
     /// A start that may die by a signal before `main` (measured: the
     /// kernel refuses the exec of the several-MiB static image under
     /// RLIMIT_AS 1 MiB or RLIMIT_DATA 0/0 and under a 4 KiB stack, with
-    /// SIGSEGV; under a 12 KiB stack the start-up code overflows it, in
-    /// glibc's pthread_getattr_np, which Rust's runtime calls for the main
+    /// SIGSEGV; under a 12 KiB stack, with a larger environment than the
+    /// harness passes, the start-up code overflows it, in glibc's
+    /// pthread_getattr_np, which Rust's runtime calls for the main
     /// thread's stack guard; under RLIMIT_NOFILE 0 with fd 1 closed
     /// glibc's own check of a setuid start's fds 0-2 cannot open
     /// /dev/null and kills the process): nothing of ours ran, and nothing

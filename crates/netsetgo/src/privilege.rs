@@ -89,6 +89,9 @@ const UNLIMITED: u64 = libc::RLIM_INFINITY;
 /// | NICE       | 0         | 0         | the default ceiling: the helper never raises its own priority (the nice value itself is reset by `restrict`) |
 /// | RTPRIO     | 0         | 0         | the default: the helper never asks for a real-time policy (the policy itself is reset by `restrict`) |
 /// | RTTIME     | unlimited | 0         | applies only to real-time policies, which `restrict` resets before any work |
+// The `as u32` casts are no-ops with glibc and needed with musl, whose
+// RLIMIT_* are c_int.
+#[allow(clippy::unnecessary_cast)]
 pub const LIMITS: [Limit; RLIM_NLIMITS] = [
     limit(libc::RLIMIT_CPU as u32, "RLIMIT_CPU", UNLIMITED, UNLIMITED),
     limit(
