@@ -523,3 +523,72 @@ fn a_hard_limit_the_helper_cannot_raise_is_refused_naming_it() {
     let w = wire(&world, &c);
     assert_wired_in(&world, &world.snapshot(), &c, &w);
 }
+
+/// A plain `-pid` call forks nothing, so RLIMIT_NPROC 0 alone proves
+/// little there: the lxc-user-nic form forks the DHCP responder as the
+/// system user after the drop (where RLIMIT_NPROC applies: it holds only
+/// CAP_NET_ADMIN), and the OCI hook form forks the reader of its stdin as
+/// the caller. Under a caller's soft RLIMIT_NPROC 0 (the harness's hard
+/// limit unchanged) both still work: the responder is forked, the line is
+/// lxc-user-nic's, the hook wires.
+#[test]
+fn rlimit_nproc_0_keeps_neither_the_responder_nor_the_hook_reader_from_forking() {
+    require_root!();
+    let world = world_with(POLICY);
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let c = world.container(A);
+    let pid = c.pid_arg();
+    let out = world.run_as(
+        A,
+        &[
+            "prlimit",
+            "--nproc=0:",
+            "--",
+            &bin,
+            "create",
+            "/dev/null",
+            "dummy",
+            &pid,
+            "veth",
+            "brg0",
+            "eth0",
+        ],
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "lxc-user-nic create under RLIMIT_NPROC 0:\n{out}"
+    );
+    let fields: Vec<&str> = out.stdout.trim_end().split(':').collect();
+    assert_eq!(fields.len(), 4, "{out}");
+    assert_eq!(fields[0], "eth0");
+    assert!(
+        world.leases("brg0").iter().any(|l| l.ifname == fields[2]),
+        "no lease for {}",
+        fields[2]
+    );
+
+    let d = world.container(A);
+    let state = format!(
+        "{{\"ociVersion\":\"1.0.2\",\"id\":\"nsg-e2e-nproc\",\"status\":\"creating\",\"pid\":{},\"bundle\":\"/\"}}",
+        d.pid()
+    );
+    let out = world.run_as(
+        A,
+        &[
+            "sh",
+            "-c",
+            "printf '%s' \"$1\" | prlimit --nproc=0: -- \"$2\" -oci-hook",
+            "sh",
+            &state,
+            &bin,
+        ],
+    );
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "-oci-hook under RLIMIT_NPROC 0:\n{out}"
+    );
+    let w = Wired::parse(&out.stdout).expect("one success line");
+    assert_wired_in(&world, &world.snapshot(), &d, &w);
+}
