@@ -2,17 +2,34 @@
 //! from outside at each of its netlink requests (strace's SIGSTOP
 //! injection on its n-th `sendto`, as root: see `netsetgo_e2e::Trace`) and,
 //! while it is paused, the container's owner acts inside its own
-//! namespaces, or the caller acts on its helper. After each scenario:
+//! namespaces, or the caller acts on its helper (or root kills it). After
+//! each scenario:
 //!
 //! 1. no host device but the call's own new host end (and the bridge)
 //!    changed, in particular none of the veths `victim0..2` (and their
 //!    peers), whose indexes the container tries to make the helper act on;
 //! 2. every lease matches the host exactly (its name and index are one veth
 //!    on brg0), or names an interface that no longer exists, whose index is
-//!    no other device's;
+//!    no other device's (right after a killed call its pending lease may
+//!    name the host end it made; checked again after the next calls, which
+//!    must have collected it);
 //! 3. nsg-a (quota 1) never has more than one port on brg0, also after one
 //!    more call of its own;
 //! 4. the next call of nsg-b succeeds.
+//!
+//! The publishing scenarios run the same way on a `guard=yes` network with
+//! `-publish tcp:PORT:80` (a port of its own each), so that the pauses
+//! fall also inside the guard's and the publications' nf_tables exchanges
+//! (whatever they are: the steps are enumerated from an undisturbed call
+//! at run time), and check as well, right after the call and again after
+//! the next calls:
+//!
+//! 5. every claim and DNAT element belongs to a lease (its address is
+//!    leased); the scenario's port is either claimed and DNATed to one
+//!    lease of nsg-a (on success, to the address the call printed) or
+//!    left in neither map (always so after a refusal; right after a
+//!    killed call half of it may be left, belonging to its pending lease,
+//!    for the next calls to collect).
 //!
 //! Every scenario runs; the violations are collected and reported
 //! together, with a table of what each scenario did.
@@ -21,7 +38,8 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use netsetgo_e2e::checks::wire;
-use netsetgo_e2e::fixtures::{world_with, A, B};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B};
+use netsetgo_e2e::nft::{Kind, NftTable};
 use netsetgo_e2e::{
     holds_flock, link_kind, link_name, ns_of, require_root, signal, wait_until, Container, Output,
     Snapshot, Trace, Wired, World,
@@ -32,6 +50,16 @@ network default bridge=brg0 gateway=10.10.10.1/24
 allow nsg-a default 1
 allow nsg-b default 200
 ";
+/// The publishing scenarios' network: guarded, nsg-a may publish.
+const PUBLISH_POLICY: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24 guard=yes
+allow nsg-a default 1
+allow nsg-b default 200
+publish nsg-a default tcp 8000-8999
+";
+/// The first host port a publishing scenario publishes; each takes the
+/// next.
+const FIRST_PORT: u16 = 8000;
 const VICTIMS: [&str; 3] = ["victim0", "victim1", "victim2"];
 /// nsg-b's containers wired before the scenarios: enough that the garbage
 /// collection's window (8 leases) is full and the steps stay the same.
@@ -54,6 +82,10 @@ enum Act {
     Exit,
     /// The caller sends its helper SIGKILL.
     CallerKill,
+    /// Root sends the helper SIGKILL (an OOM kill, a crash: requirement
+    /// 10), which the caller cannot once its helper dropped to the system
+    /// user.
+    Kill,
     /// The caller sets its helper to SCHED_IDLE and nice 19, and stops it
     /// (the harness continues it, as root).
     CallerSlow,
@@ -63,6 +95,9 @@ enum Act {
 /// found.
 struct Bench {
     world: World,
+    /// Whether each call publishes a port (the next one each time).
+    publish: bool,
+    next_port: u16,
     b_hosts: Vec<String>,
     b_containers: Vec<Container>,
     table: Vec<String>,
@@ -70,8 +105,8 @@ struct Bench {
 }
 
 impl Bench {
-    fn new() -> Bench {
-        let world = world_with(POLICY);
+    fn new(publish: bool) -> Bench {
+        let world = world_with(if publish { PUBLISH_POLICY } else { POLICY });
         for v in VICTIMS {
             world
                 .run(&[
@@ -89,6 +124,8 @@ impl Bench {
         }
         let mut bench = Bench {
             world,
+            publish,
+            next_port: FIRST_PORT,
             b_hosts: Vec::new(),
             b_containers: Vec::new(),
             table: Vec::new(),
@@ -118,12 +155,25 @@ impl Bench {
         }
     }
 
+    /// nsg-a's arguments for a call on `c`: with the next port to
+    /// publish, if this bench publishes (and that port).
+    fn args(&mut self, c: &Container) -> (Vec<String>, Option<u16>) {
+        let mut args = vec!["-pid".to_string(), c.pid_arg()];
+        if !self.publish {
+            return (args, None);
+        }
+        let port = self.next_port;
+        self.next_port += 1;
+        args.extend(["-publish".to_string(), format!("tcp:{port}:80")]);
+        (args, Some(port))
+    }
+
     /// The sendto calls of a call nobody disturbs.
     fn steps(&mut self) -> Vec<String> {
         let mut c = self.world.container(A);
-        let mut t = self
-            .world
-            .start_traced(&Self::trace(None), &["-pid", &c.pid_arg()]);
+        let (args, _) = self.args(&c);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut t = self.world.start_traced(&Self::trace(None), &args);
         let out = t.finish(CALL_LIMIT);
         assert_eq!(out.code(), Some(0), "an undisturbed traced call:\n{out}");
         let steps = t.calls("sendto");
@@ -230,6 +280,10 @@ impl Bench {
                 Ok("exited".into())
             }
             Act::CallerKill => allowed(self.world.run_as(A, &["kill", "-KILL", &pid])),
+            Act::Kill => {
+                signal(helper, libc::SIGKILL);
+                Ok("killed".into())
+            }
             Act::CallerSlow => allowed(self.world.run_as(
                 A,
                 &[
@@ -249,9 +303,9 @@ impl Bench {
     fn scenario(&mut self, step: usize, act: Act) {
         let mut c = self.world.container(A);
         let before = self.world.settled_snapshot();
-        let mut t = self
-            .world
-            .start_traced(&Self::trace(Some(step)), &["-pid", &c.pid_arg()]);
+        let (args, port) = self.args(&c);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut t = self.world.start_traced(&Self::trace(Some(step)), &args);
         let mut found = Vec::new();
         let acted = match t.wait_paused(Duration::from_secs(10)) {
             Some(helper) => {
@@ -280,9 +334,16 @@ impl Bench {
         };
         let after = self.world.snapshot();
         self.check_devices(&before, &after, &mut found);
-        self.check_leases(&after, &out, &mut found);
+        self.check_leases(&after, Some(&out), &mut found);
+        if let Some(port) = port {
+            self.check_publications(port, Some(&out), &mut found);
+        }
         self.check_quota(&c, &after, &mut found);
         self.check_next_call_of_b(&mut found);
+        self.check_leases(&self.world.snapshot(), None, &mut found);
+        if let Some(port) = port {
+            self.check_publications(port, None, &mut found);
+        }
         self.table.push(format!(
             "{name}: {acted}; call {result}; {} problems",
             found.len()
@@ -317,33 +378,123 @@ impl Bench {
     }
 
     /// (2) Leases match the host exactly, or name a gone interface whose
-    /// index is no other device's; a success has its lease.
-    fn check_leases(&self, after: &Snapshot, out: &Output, found: &mut Vec<String>) {
+    /// index is no other device's; a success has its lease. Checked right
+    /// after the call (`out`: its output), where a killed call's pending
+    /// lease may name the host end it made, and again after the next
+    /// calls, where nothing pending may be left.
+    fn check_leases(&self, after: &Snapshot, out: Option<&Output>, found: &mut Vec<String>) {
+        let when = if out.is_some() {
+            "after the call"
+        } else {
+            "after the next calls"
+        };
+        // Right after a killed call, its pending lease (index 0) may name
+        // the host end it made, which the next call that looks deletes.
+        let killed = out.is_some_and(|o| o.code().is_none());
         let leases = self.world.leases("brg0");
         for lease in &leases {
             let index = u64::from(lease.ifindex);
             match after.link(&lease.ifname) {
                 Some(l) => {
-                    if l["ifindex"] != index
+                    let pending_of_killed = killed && index == 0;
+                    if (l["ifindex"] != index && !pending_of_killed)
                         || link_kind(l) != Some("veth")
                         || l["master"] != "brg0"
                     {
-                        found.push(format!("lease {lease:?} does not match the host: {l}"));
+                        found.push(format!(
+                            "{when}: lease {lease:?} does not match the host: {l}"
+                        ));
                     }
                 }
                 None => {
                     if let Some(other) = after.link_by_index(index) {
                         found.push(format!(
-                            "lease {lease:?} of a gone interface has the index of {other}"
+                            "{when}: lease {lease:?} of a gone interface has the index of {other}"
                         ));
                     }
                 }
             }
         }
-        if let Some(w) = Wired::parse(&out.stdout) {
+        if let Some(w) = out.and_then(|o| Wired::parse(&o.stdout)) {
             if !leases.iter().any(|l| l.ifname == w.host) {
                 found.push(format!("no lease for the wired {}", w.host));
             }
+        }
+    }
+
+    /// (5) Every claim and DNAT element's address is leased; `port` is
+    /// claimed and DNATed to one lease of nsg-a, or is in neither map
+    /// (right after a call that was killed, half of it may be left, for
+    /// the next garbage collection). With the call's output `out`: on
+    /// success that lease is the one printed; after a refusal the port is
+    /// in neither map.
+    fn check_publications(&self, port: u16, out: Option<&Output>, found: &mut Vec<String>) {
+        let when = if out.is_some() {
+            "after the call"
+        } else {
+            "after the next calls"
+        };
+        let leases = self.world.leases("brg0");
+        let leased = |ip: &str| leases.iter().find(|l| l.address.to_string() == ip);
+        let Some(table) = NftTable::publishing(&self.world) else {
+            return;
+        };
+        // "tcp . 8000 : 10.10.10.2" and "tcp . 8000 : 10.10.10.2 . 80".
+        let mut claims = Vec::new();
+        let mut dnats = Vec::new();
+        for (kind, texts) in table.elements() {
+            if !matches!(kind, Kind::Published | Kind::Dnat4) {
+                continue;
+            }
+            for text in texts {
+                let Some((key, value)) = text.split_once(" : ") else {
+                    found.push(format!("{when}: unreadable {kind:?} element {text:?}"));
+                    continue;
+                };
+                let ip = value.split(" . ").next().unwrap_or("");
+                if leased(ip).is_none() {
+                    found.push(format!("{when}: {kind:?} element {text:?} of no lease"));
+                }
+                if key == format!("tcp . {port}") {
+                    match kind {
+                        Kind::Published => claims.push(value.to_string()),
+                        _ => dnats.push(value.to_string()),
+                    }
+                }
+            }
+        }
+        if claims.is_empty() && dnats.is_empty() {
+            if let Some(w) = out.and_then(|o| Wired::parse(&o.stdout)) {
+                found.push(format!("{when}: wired {} without its port {port}", w.ip()));
+            }
+            return;
+        }
+        let killed = out.is_some_and(|o| o.code().is_none());
+        let whole = killed
+            || claims.len() == 1
+                && dnats.len() == 1
+                && dnats[0] == format!("{} . 80", claims[0])
+                && leased(&claims[0]).is_some_and(|l| l.uid == uid(A));
+        if !whole {
+            found.push(format!(
+                "{when}: port {port} half made or not nsg-a's: claims {claims:?}, DNAT {dnats:?}"
+            ));
+        }
+        match out {
+            Some(o) if o.code() == Some(1) => found.push(format!(
+                "{when}: a refused call left port {port}: claims {claims:?}"
+            )),
+            Some(o) => {
+                if let Some(w) = Wired::parse(&o.stdout) {
+                    if claims[0] != w.ip() {
+                        found.push(format!(
+                            "{when}: port {port} goes to {claims:?}, the call wired {}",
+                            w.ip()
+                        ));
+                    }
+                }
+            }
+            None => {}
         }
     }
 
@@ -401,10 +552,11 @@ impl Bench {
     }
 }
 
-/// Runs `acts` at every step of an undisturbed call.
-fn every_step(what: &str, acts: &[Act]) {
+/// Runs `acts` at every step of an undisturbed call (a publishing one on
+/// a guarded network with `publish`).
+fn every_step(what: &str, publish: bool, acts: &[Act]) {
     let started = Instant::now();
-    let mut bench = Bench::new();
+    let mut bench = Bench::new(publish);
     let steps = bench.steps();
     eprintln!("{what}: an undisturbed call's sendto calls: {steps:?}");
     assert!(steps.len() >= 5, "too few steps traced: {steps:?}");
@@ -419,13 +571,30 @@ fn every_step(what: &str, acts: &[Act]) {
 #[test]
 fn the_container_owner_acting_inside_at_every_step_changes_nothing_outside() {
     require_root!();
-    every_step("owner", &[Act::Swap, Act::Delete, Act::Collide, Act::Exit]);
+    every_step(
+        "owner",
+        false,
+        &[Act::Swap, Act::Delete, Act::Collide, Act::Exit],
+    );
 }
 
 #[test]
 fn the_caller_acting_on_its_helper_at_every_step_changes_nothing_outside() {
     require_root!();
-    every_step("caller", &[Act::CallerKill, Act::CallerSlow]);
+    every_step("caller", false, &[Act::CallerKill, Act::CallerSlow]);
+}
+
+/// The publishing, guarded call paused at every step, the guard's and the
+/// publications' nf_tables exchanges included: the owner swaps its
+/// interface (which also makes later steps fail, so the rollback runs),
+/// or the helper is killed (by root: every step of a publishing call
+/// comes after the drop, where the caller cannot; nothing is rolled back).
+/// Fewer acts than the plain call's scenarios, which cover the rest, to
+/// keep the run short.
+#[test]
+fn a_publishing_guarded_call_disturbed_at_every_step_leaves_no_stray_publication() {
+    require_root!();
+    every_step("publish", true, &[Act::Swap, Act::Kill]);
 }
 
 // ---------------------------------------------------------------------------

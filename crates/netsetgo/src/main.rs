@@ -18,7 +18,8 @@ use netsetgo::{audit, leases, nat, oci, request, target, wiring};
 
 fn main() -> ExitCode {
     // 1. Sanitise the process the caller built for us, before anything
-    //    else looks at it: fds, environment, umask, limits, signals.
+    //    else looks at it: every resource limit, timers, signals, fds,
+    //    environment, umask, working directory (requirement 19).
     if let Err(f) = privilege::sanitize() {
         let uid = nix::unistd::getuid().as_raw();
         audit::record(uid, None, "start", None, Err(&f));
@@ -97,9 +98,9 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     // 3. Are we really privileged (setuid root, initial user namespace,
     //    no no_new_privs)? And who is calling, by the kernel's real ids.
     let caller = Caller::identify()?;
-    // 4. Restrict: undo the scheduling, priorities and timers the caller
-    //    chose, then keep only the capabilities the setup needs (CAP_NET_RAW
-    //    only for lxc-user-nic's create).
+    // 4. Restrict: undo the scheduling and priorities the caller chose,
+    //    then keep only the capabilities the setup needs (CAP_NET_RAW only
+    //    for lxc-user-nic's create).
     privilege::restrict(matches!(args.nic, Some(cli::Nic::Create { .. })))?;
     // 5. In -oci-hook mode, the state on stdin: read and parsed by a child
     //    that has become the caller holding nothing, with a size bound and

@@ -13,12 +13,11 @@ use std::fs;
 use caps::{CapSet, Capability};
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::prctl;
-use nix::sys::resource::{getrlimit, setrlimit, Resource, RLIM_INFINITY};
-use nix::sys::signal::{
-    sigaction, sigprocmask, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal,
-};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, setresgid, setresuid, Gid, Uid};
+use nix::unistd::{
+    chdir, getegid, geteuid, getgid, getgroups, getuid, setresgid, setresuid, Gid, Uid,
+};
 
 use crate::error::Failure;
 
@@ -32,14 +31,132 @@ const SETUP_CAPS: [Capability; 6] = [
     Capability::CAP_SETPCAP, // empty the bounding set
 ];
 
-/// The fds we ourselves open stay well below this; a caller's low
-/// RLIMIT_NOFILE must not make us fail half way.
-const MIN_NOFILE: u64 = 64;
+/// The number of resource limits Linux has: `RLIM_NLIMITS` of
+/// include/uapi/asm-generic/resource.h, unchanged since 2.6.25 added
+/// RLIMIT_RTTIME (the libc crate deprecates its copy of it).
+pub const RLIM_NLIMITS: usize = 16;
 
-/// Makes the process safe to run code in, whatever the caller left us:
-/// stdio open, no inherited fds, empty environment, umask 077, no core
-/// dumps, default signal dispositions, limits that cannot kill a write.
+/// One resource limit as sanitising sets it: soft and hard limit alike.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// The `RLIMIT_*` number.
+    pub resource: u32,
+    /// The `RLIMIT_*` name, for messages.
+    pub name: &'static str,
+    /// The soft and hard limit (`RLIM_INFINITY` for none).
+    pub value: u64,
+    /// The least hard limit the helper finishes every call with. Raising
+    /// a hard limit needs CAP_SYS_RESOURCE: where the caller's is below
+    /// `value` and the bounding set took that capability away, the
+    /// caller's hard limit becomes the soft one too if it is at least
+    /// this, and the call is refused if it is not.
+    pub need: u64,
+}
+
+const fn limit(resource: u32, name: &'static str, value: u64, need: u64) -> Limit {
+    Limit {
+        resource,
+        name,
+        value,
+        need,
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+const UNLIMITED: u64 = libc::RLIM_INFINITY;
+
+/// Every resource limit, indexed by its number, and the value sanitising
+/// gives it whatever the caller's was (requirement 19: the caller must not
+/// choose where its helper crashes, stalls or fails; inherited limits
+/// survive exec, setuid or not), and what the helper needs where only a
+/// lower one can be had (see [`Limit::need`]):
+///
+/// | resource   | value     | need      | why |
+/// |------------|-----------|-----------|-----|
+/// | CPU        | unlimited | unlimited | SIGXCPU/SIGKILL at a CPU time of the caller's choosing (CPU time spent before the exec counts, so any finite limit is a deadline the caller can bring forward); the helper's work is bounded by its own code and lock timeouts |
+/// | FSIZE      | unlimited | unlimited | SIGXFSZ in the middle of a lease or ports record |
+/// | DATA       | unlimited | 256 MiB   | an allocation failing half way (an abort holding the lock); the helper allocates a few MiB |
+/// | STACK      | 8 MiB     | 8 MiB     | the usual default; the main thread's stack, mapped at exec with the caller's limit, grows up to it (the kernel checks the limit when the stack faults, and the exec left a gap of at least 128 MiB below it for mappings); with a small limit the helper died by SIGSEGV holding the lock |
+/// | CORE       | 0         | 0         | no core dump of a privileged process, whatever `suid_dumpable` says (lowering needs no privilege) |
+/// | RSS        | unlimited | 0         | ignored by Linux since 2.6; set anyway so that nothing inherited is left |
+/// | NPROC      | unlimited | 4096      | counts the processes of the real uid: the DHCP responder is forked as the system user, which every caller's helpers share, so a finite value lets many helpers at once make one's fork fail (the call then fails and rolls back) |
+/// | NOFILE     | 1024      | 64        | the helper opens a few dozen descriptors at most; 1024 is the usual soft limit and keeps every descriptor below FD_SETSIZE |
+/// | MEMLOCK    | 8 MiB     | 0         | the kernel's own default since 5.16; the helper locks no memory |
+/// | AS         | unlimited | 256 MiB   | as DATA: a mapping failing half way |
+/// | LOCKS      | unlimited | 0         | ignored by Linux since 2.4.25; the helper holds one flock per call |
+/// | SIGPENDING | unlimited | 0         | counts queued signals per real uid; the helper relies on no queued signal (SIGCHLD is delivered without a queue entry) |
+/// | MSGQUEUE   | 819200    | 0         | the kernel's default (`MQ_BYTES_MAX`); the helper uses no POSIX message queue |
+/// | NICE       | 0         | 0         | the default ceiling: the helper never raises its own priority (the nice value itself is reset by `restrict`) |
+/// | RTPRIO     | 0         | 0         | the default: the helper never asks for a real-time policy (the policy itself is reset by `restrict`) |
+/// | RTTIME     | unlimited | 0         | applies only to real-time policies, which `restrict` resets before any work |
+// The `as u32` casts are no-ops with glibc and needed with musl, whose
+// RLIMIT_* are c_int.
+#[allow(clippy::unnecessary_cast)]
+pub const LIMITS: [Limit; RLIM_NLIMITS] = [
+    limit(libc::RLIMIT_CPU as u32, "RLIMIT_CPU", UNLIMITED, UNLIMITED),
+    limit(
+        libc::RLIMIT_FSIZE as u32,
+        "RLIMIT_FSIZE",
+        UNLIMITED,
+        UNLIMITED,
+    ),
+    limit(
+        libc::RLIMIT_DATA as u32,
+        "RLIMIT_DATA",
+        UNLIMITED,
+        256 * MIB,
+    ),
+    limit(libc::RLIMIT_STACK as u32, "RLIMIT_STACK", 8 * MIB, 8 * MIB),
+    limit(libc::RLIMIT_CORE as u32, "RLIMIT_CORE", 0, 0),
+    limit(libc::RLIMIT_RSS as u32, "RLIMIT_RSS", UNLIMITED, 0),
+    limit(libc::RLIMIT_NPROC as u32, "RLIMIT_NPROC", UNLIMITED, 4096),
+    limit(libc::RLIMIT_NOFILE as u32, "RLIMIT_NOFILE", 1024, 64),
+    limit(libc::RLIMIT_MEMLOCK as u32, "RLIMIT_MEMLOCK", 8 * MIB, 0),
+    limit(libc::RLIMIT_AS as u32, "RLIMIT_AS", UNLIMITED, 256 * MIB),
+    limit(libc::RLIMIT_LOCKS as u32, "RLIMIT_LOCKS", UNLIMITED, 0),
+    limit(
+        libc::RLIMIT_SIGPENDING as u32,
+        "RLIMIT_SIGPENDING",
+        UNLIMITED,
+        0,
+    ),
+    limit(libc::RLIMIT_MSGQUEUE as u32, "RLIMIT_MSGQUEUE", 819_200, 0),
+    limit(libc::RLIMIT_NICE as u32, "RLIMIT_NICE", 0, 0),
+    limit(libc::RLIMIT_RTPRIO as u32, "RLIMIT_RTPRIO", 0, 0),
+    limit(libc::RLIMIT_RTTIME as u32, "RLIMIT_RTTIME", UNLIMITED, 0),
+];
+
+// The table is indexed by resource number: entry i is resource i.
+const _: () = {
+    let mut i = 0;
+    while i < RLIM_NLIMITS {
+        assert!(LIMITS[i].resource as usize == i);
+        assert!(LIMITS[i].need <= LIMITS[i].value);
+        i += 1;
+    }
+};
+
+/// Signals whose disposition is "ignore" after sanitising; every other
+/// catchable one is reset to its default. SIGPIPE: a closed stdout must
+/// not kill us before a rollback. SIGTSTP, SIGTTIN, SIGTTOU: the
+/// terminal's job control stops a process group without asking whose it
+/// is, and the helper must not be stopped while it holds a network's lock.
+const IGNORED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+
+/// Makes the process safe to run code in, whatever the caller left us
+/// (requirements 2, 16 and 19): every resource limit set to its value in
+/// [`LIMITS`]; interval timers disarmed; pending signals discarded, every
+/// catchable signal's disposition the default (but [`IGNORED`]) and none
+/// blocked; stdio open and no other inherited fd; empty environment;
+/// umask 077; working directory `/`; not dumpable. Refuses, once all of
+/// that is done, if a hard limit is below what the helper needs and may
+/// not be raised (see [`Limit::need`]).
 pub fn sanitize() -> Result<(), Failure> {
+    // Limits first: nothing below may allocate, open or fault its stack
+    // under the caller's.
+    let short = set_limits()?;
+    disarm_timers()?;
+    reset_signals()?;
     // fds 0-2 open, so nothing we open later lands on them.
     for fd in 0..=2 {
         if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
@@ -57,76 +174,145 @@ pub fn sanitize() -> Result<(), Failure> {
     // environment is the caller's.
     unsafe { libc::clearenv() };
     umask(Mode::from_bits_truncate(0o077));
+    // Not a directory the caller chose (one it may make unreadable, or
+    // remove): no path we open is relative, but a core or a child would
+    // start there.
+    chdir("/").map_err(|e| Failure::internal(format!("chdir /: {e}")))?;
     prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
-    // Limits the caller could kill or cripple us with at a moment of its
-    // choosing: CPU time (SIGXCPU), file size (SIGXFSZ in the middle of a
-    // lease record), memory (an allocation failing half way).
-    setrlimit(Resource::RLIMIT_CORE, 0, 0)
-        .map_err(|e| Failure::internal(format!("setrlimit RLIMIT_CORE: {e}")))?;
-    for resource in UNLIMITED {
-        unlimit(resource)?;
-    }
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
-        .map_err(|e| Failure::internal(format!("getrlimit: {e}")))?;
-    if soft < MIN_NOFILE {
-        // Raising the hard limit needs CAP_SYS_RESOURCE, which the caller's
-        // bounding set may have removed: then say what the caller can do.
-        setrlimit(Resource::RLIMIT_NOFILE, MIN_NOFILE, hard.max(MIN_NOFILE)).map_err(|_| {
-            Failure::refused(format!(
-                "netsetgo needs {MIN_NOFILE} open files but the limit is {hard}; raise ulimit -n"
-            ))
+    short.map_or(Ok(()), Err)
+}
+
+/// Sets every limit of [`LIMITS`] to its value. A resource the kernel does
+/// not know (EINVAL) is skipped. Where a hard limit may not be raised
+/// (EPERM: no CAP_SYS_RESOURCE), the caller's hard limit becomes the soft
+/// one too; if it is below the need, that is the refusal returned.
+/// Anything else fails.
+fn set_limits() -> Result<Option<Failure>, Failure> {
+    let set = |l: Limit, value: u64| {
+        let fixed = libc::rlimit {
+            rlim_cur: value,
+            rlim_max: value,
+        };
+        // SAFETY: setrlimit reads `fixed`, valid for the call.
+        match unsafe { libc::setrlimit(l.resource as _, &fixed) } {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    };
+    let mut short = None;
+    for l in LIMITS {
+        let e = match set(l, l.value) {
+            Ok(()) => continue,
+            Err(e) => e,
+        };
+        match e.raw_os_error() {
+            Some(libc::EINVAL) => continue,
+            Some(libc::EPERM) => {}
+            _ => {
+                return Err(Failure::internal(format!(
+                    "setrlimit {} to {}: {e}",
+                    l.name,
+                    shown(l.value)
+                )))
+            }
+        }
+        let (_, hard) = getrlimit_raw(l)?;
+        set(l, hard).map_err(|e| {
+            Failure::internal(format!("setrlimit {} to {}: {e}", l.name, shown(hard)))
         })?;
+        if hard < l.need && short.is_none() {
+            short = Some(Failure::refused(format!(
+                "netsetgo needs {} of at least {} but the hard limit is {} and raising it \
+                 needs CAP_SYS_RESOURCE, which the calling process's bounding set removed; \
+                 call it without lowering that hard limit",
+                l.name,
+                shown(l.need),
+                shown(hard)
+            )));
+        }
     }
-    // Default dispositions and an empty mask. SIGPIPE stays ignored: a
-    // closed stdout must not kill us before a rollback.
-    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    let ignore = SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
-    for signal in Signal::iterator() {
-        if matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+    Ok(short)
+}
+
+fn getrlimit_raw(l: Limit) -> Result<(u64, u64), Failure> {
+    let mut now = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes `now`, valid for the call.
+    if unsafe { libc::getrlimit(l.resource as _, &mut now) } != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(Failure::internal(format!("getrlimit {}: {e}", l.name)));
+    }
+    Ok((now.rlim_cur, now.rlim_max))
+}
+
+fn shown(value: u64) -> String {
+    if value == UNLIMITED {
+        "unlimited".into()
+    } else {
+        value.to_string()
+    }
+}
+
+/// Disarms the interval timers, which survive exec: an armed ITIMER_REAL
+/// would deliver SIGALRM (and its default action) when the caller chose.
+fn disarm_timers() -> Result<(), Failure> {
+    let zero = libc::itimerval {
+        it_interval: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+        it_value: libc::timeval {
+            tv_sec: 0,
+            tv_usec: 0,
+        },
+    };
+    for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
+        // SAFETY: setitimer reads `zero`; the old value is not asked for.
+        if unsafe { libc::setitimer(which, &zero, std::ptr::null_mut()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            return Err(Failure::internal(format!("disarm interval timers: {e}")));
+        }
+    }
+    Ok(())
+}
+
+/// Every catchable signal, standard and real-time: first ignored, which
+/// discards what the caller left pending (blocked signals stay pending
+/// across exec), then set to its default (or ignored, [`IGNORED`]); then
+/// the mask emptied. A signal the libc reserves for itself (glibc's
+/// SIGCANCEL and SIGSETXID: its sigaction says EINVAL) is left to it.
+fn reset_signals() -> Result<(), Failure> {
+    let set = |signo: libc::c_int, handler: libc::sighandler_t| {
+        // SAFETY: sigaction is plain data; sigemptyset writes within it.
+        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+        action.sa_sigaction = handler;
+        // SAFETY: as above; installing SIG_DFL/SIG_IGN runs no code of ours.
+        let done = unsafe {
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signo, &action, std::ptr::null_mut())
+        };
+        match done {
+            0 => Ok(()),
+            _ => match std::io::Error::last_os_error() {
+                e if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+                e => Err(Failure::internal(format!("sigaction {signo}: {e}"))),
+            },
+        }
+    };
+    for signo in 1..=libc::SIGRTMAX() {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
             continue;
         }
-        // The terminal's job control stops a process group without asking
-        // whose it is: the helper must not be stopped while it holds a
-        // network's lock.
-        let action = if matches!(
-            signal,
-            Signal::SIGPIPE | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
-        ) {
-            &ignore
-        } else {
-            &default
-        };
-        // SAFETY: installing SIG_DFL/SIG_IGN runs no code of ours.
-        let _ = unsafe { sigaction(signal, action) };
+        set(signo, libc::SIG_IGN)?;
+        if !IGNORED.contains(&signo) {
+            set(signo, libc::SIG_DFL)?;
+        }
     }
     sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
         .map_err(|e| Failure::internal(format!("sigprocmask: {e}")))?;
     Ok(())
-}
-
-/// Limits raised to unlimited while sanitising.
-const UNLIMITED: [Resource; 5] = [
-    Resource::RLIMIT_CPU,
-    Resource::RLIMIT_FSIZE,
-    Resource::RLIMIT_AS,
-    Resource::RLIMIT_DATA,
-    Resource::RLIMIT_RTTIME,
-];
-
-/// Raises `resource` to unlimited. Raising a hard limit needs
-/// CAP_SYS_RESOURCE, which the caller's bounding set may have removed: then
-/// say what the caller can do.
-fn unlimit(resource: Resource) -> Result<(), Failure> {
-    let (soft, hard) = getrlimit(resource)
-        .map_err(|e| Failure::internal(format!("getrlimit {resource:?}: {e}")))?;
-    if soft == RLIM_INFINITY && hard == RLIM_INFINITY {
-        return Ok(());
-    }
-    setrlimit(resource, RLIM_INFINITY, RLIM_INFINITY).map_err(|_| {
-        Failure::refused(format!(
-            "netsetgo needs {resource:?} unlimited but the hard limit is {hard}; raise it (ulimit)"
-        ))
-    })
 }
 
 /// Closes every fd from `first` up. close_range(2) is 5.9+; on 5.8 a
@@ -238,9 +424,9 @@ pub fn restrict(packet_socket: bool) -> Result<(), Failure> {
 }
 
 /// Undoes the timing the caller chose for us: scheduling policy, CPU
-/// affinity, nice value, I/O priority, interval timers and timer slack are
-/// inherited across exec, and each would let the caller slow the helper
-/// down (or signal it through a timer) at a moment of its choosing. Runs as root, before the
+/// affinity, nice value, I/O priority and timer slack are inherited across
+/// exec, and each would let the caller slow the helper down at a moment of
+/// its choosing (its interval timers `sanitize` disarmed already). Runs as root, before the
 /// capabilities are narrowed (CAP_SYS_NICE undoes a nice value or SCHED_IDLE).
 fn reset_timing() -> Result<(), Failure> {
     let fail = |what: &str| {
@@ -276,22 +462,6 @@ fn reset_timing() -> Result<(), Failure> {
     // SAFETY: plain syscall on our own process.
     if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, 0) } != 0 {
         return Err(fail("I/O priority"));
-    }
-    let zero = libc::itimerval {
-        it_interval: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-        it_value: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-    };
-    for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-        // SAFETY: setitimer reads `zero`; the old value is not asked for.
-        if unsafe { libc::setitimer(which, &zero, std::ptr::null_mut()) } != 0 {
-            return Err(fail("interval timers"));
-        }
     }
     // The kernel's usual 50 us, whatever slack the caller gave its timers.
     // SAFETY: plain prctl on our own thread.
@@ -413,6 +583,56 @@ fn become_ids(uid: u32, gid: u32) -> nix::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_limit_table_covers_every_resource_the_kernel_has() {
+        let named = [
+            (libc::RLIMIT_CPU, "RLIMIT_CPU"),
+            (libc::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+            (libc::RLIMIT_DATA, "RLIMIT_DATA"),
+            (libc::RLIMIT_STACK, "RLIMIT_STACK"),
+            (libc::RLIMIT_CORE, "RLIMIT_CORE"),
+            (libc::RLIMIT_RSS, "RLIMIT_RSS"),
+            (libc::RLIMIT_NPROC, "RLIMIT_NPROC"),
+            (libc::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+            (libc::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+            (libc::RLIMIT_AS, "RLIMIT_AS"),
+            (libc::RLIMIT_LOCKS, "RLIMIT_LOCKS"),
+            (libc::RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"),
+            (libc::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"),
+            (libc::RLIMIT_NICE, "RLIMIT_NICE"),
+            (libc::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
+            (libc::RLIMIT_RTTIME, "RLIMIT_RTTIME"),
+        ];
+        assert_eq!(named.len(), RLIM_NLIMITS);
+        for (i, (resource, name)) in named.into_iter().enumerate() {
+            assert_eq!(resource as usize, i, "{name}");
+            assert_eq!(LIMITS[i].resource as usize, i, "{name}");
+            assert_eq!(LIMITS[i].name, name);
+            // The running kernel knows it...
+            getrlimit_raw(LIMITS[i]).unwrap_or_else(|f| panic!("{f}"));
+        }
+        // ... and no resource after the last.
+        let mut now = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes `now`, valid for the call.
+        let known = unsafe { libc::getrlimit(RLIM_NLIMITS as _, &mut now) };
+        assert_eq!(known, -1, "the kernel has a resource {RLIM_NLIMITS}");
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EINVAL)
+        );
+        // The values that must be exactly so.
+        let value = |name: &str| LIMITS.iter().find(|l| l.name == name).unwrap().value;
+        assert_eq!(value("RLIMIT_CORE"), 0);
+        assert_eq!(value("RLIMIT_STACK"), 8 * MIB);
+        assert!((64..=1024).contains(&value("RLIMIT_NOFILE")));
+        for unlimited in ["RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_AS"] {
+            assert_eq!(value(unlimited), UNLIMITED, "{unlimited}");
+        }
+    }
 
     #[test]
     fn finds_the_worker_by_exact_name() {
