@@ -204,20 +204,28 @@ struct Lab {
     victim: Container,
     peer: Container,
     attacker: Container,
+    victim_host: String,
+    peer_host: String,
     attacker_host: String,
 }
 
 /// `network default` with `keys` (e.g. ` guard=no`).
 fn lab(keys: &str) -> Lab {
-    let world = world_with(&format!(
+    lab_in(world_with(&format!(
         "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
          allow nsg-a default 8\n\
          allow nsg-b default 4\n"
-    ));
+    )))
+}
+
+/// The three containers of [`Lab`] in `world` (whose policy has them).
+fn lab_in(world: World) -> Lab {
     let victim = world.container(A);
-    assert_eq!(wire(&world, &victim).ip(), "10.10.10.2");
+    let v = wire(&world, &victim);
+    assert_eq!(v.ip(), "10.10.10.2");
     let peer = world.container(A);
-    assert_eq!(wire(&world, &peer).ip(), "10.10.10.3");
+    let p = wire(&world, &peer);
+    assert_eq!(p.ip(), "10.10.10.3");
     let attacker = world.container(B);
     let w = wire(&world, &attacker);
     assert_eq!(w.ip(), "10.10.10.4");
@@ -226,6 +234,8 @@ fn lab(keys: &str) -> Lab {
         victim,
         peer,
         attacker,
+        victim_host: v.host,
+        peer_host: p.host,
         attacker_host: w.host,
     };
     lab.assert_legitimate_traffic_flows();
@@ -1106,4 +1116,676 @@ fn isolated_containers_reach_the_gateway_not_each_other() {
     let (c, d) = (&open[0].0, &open[1].0);
     assert!(c.pings("10.10.10.3"), "no isolation, yet C cannot reach D");
     assert!(d.pings("10.10.10.2"), "no isolation, yet D cannot reach C");
+}
+
+// ---------------------------------------------------------------------------
+// Every kind of frame (issue 17, SECURITY.md 18): judged by what the
+// bridge, the host and the other containers do, not by the guard's objects.
+
+/// The world's UDP service port that forged datagrams aim at.
+const SERVICE_PORT: u16 = 7017;
+/// The IPv4 all-hosts group's MAC.
+const ALL_HOSTS_MAC: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 1];
+
+/// Reserved link-local group `n` (01:80:c2:00:00:0n).
+fn group(n: u8) -> [u8; 6] {
+    [0x01, 0x80, 0xc2, 0, 0, n]
+}
+
+/// An IPv4 packet of protocol `proto`, with id `id` and the flags and
+/// fragment offset `frag`, header checksum computed.
+fn ipv4_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    id: u16,
+    frag: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&frag.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let sum = checksum(&p);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A UDP header and `data`, checksum 0 (none, which IPv4 allows).
+fn udp_ports(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(data);
+    p
+}
+
+/// `l4` (UDP or ICMPv6, its checksum field at `at`) with its checksum
+/// over the IPv6 pseudo-header.
+fn with_checksum6(src: [u8; 16], dst: [u8; 16], next: u8, mut l4: Vec<u8>, at: usize) -> Vec<u8> {
+    let mut pseudo = Vec::with_capacity(40 + l4.len());
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, next]);
+    pseudo.extend_from_slice(&l4);
+    let sum = checksum(&pseudo);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    l4
+}
+
+/// A UDP datagram over IPv6 with its checksum.
+fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    with_checksum6(src, dst, 17, udp_ports(sport, dport, data), 6)
+}
+
+/// An ICMP echo request carrying `data`.
+fn echo4(data: &[u8]) -> Vec<u8> {
+    let mut p = vec![8, 0, 0, 0, 0x17, 0x17, 0, 1];
+    p.extend_from_slice(data);
+    let sum = checksum(&p);
+    p[2..4].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// An ICMPv6 echo request carrying `data`.
+fn echo6(src: [u8; 16], dst: [u8; 16], data: &[u8]) -> Vec<u8> {
+    let mut p = vec![128, 0, 0, 0, 0x17, 0x17, 0, 1];
+    p.extend_from_slice(data);
+    with_checksum6(src, dst, 58, p, 2)
+}
+
+/// An extension header (hop-by-hop or destination options) with one
+/// PadN option, followed by `next` and its `rest`.
+fn options_header(next: u8, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 0, 1, 4, 0, 0, 0, 0];
+    p.extend_from_slice(rest);
+    p
+}
+
+/// An IPv6 fragment header (offset in 8-byte units, more fragments `more`)
+/// followed by `rest`.
+fn fragment6(next: u8, offset: u16, more: bool, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 0];
+    p.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+    p.extend_from_slice(&0x1717_0017u32.to_be_bytes());
+    p.extend_from_slice(rest);
+    p
+}
+
+/// 16 bytes that name frame `n` of this process's attack.
+fn tag(n: u32) -> Vec<u8> {
+    let mut m = b"NSG17".to_vec();
+    m.extend_from_slice(&std::process::id().to_be_bytes());
+    m.extend_from_slice(&n.to_be_bytes());
+    m.extend_from_slice(&[0x17, 0x17, 0x17]);
+    m
+}
+
+/// Whose MAC and addresses a frame claims.
+#[derive(Debug, Clone, Copy)]
+struct Identity {
+    name: &'static str,
+    mac: [u8; 6],
+    ip4: [u8; 4],
+    ip6: [u8; 16],
+}
+
+/// One forged frame: what it is, its tag, and the identity it claims.
+struct Forgery {
+    label: String,
+    frame: Vec<u8>,
+    tag: Vec<u8>,
+}
+
+/// Every kind of frame from `who` to Ethernet destination `dst`, each
+/// tagged (the tags numbered from `*n`): IPv4 UDP and ping to the host's
+/// service, ARP (gratuitous reply and request), IPv6 UDP and ping to all
+/// nodes, the same IPv4 in 802.1Q and in QinQ (802.1ad) tags, IPv6 behind
+/// hop-by-hop and destination options headers, IPv4 and IPv6 fragments,
+/// and two EtherTypes the guard has no rule for.
+fn every_kind(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<Forgery> {
+    let gw4 = ip(1);
+    let mut out = Vec::new();
+    let mut add = |kind: &str, build: &dyn Fn(&[u8]) -> Vec<u8>| {
+        *n += 1;
+        let t = tag(*n);
+        out.push(Forgery {
+            label: format!("{kind} as {} to {dst_name}", who.name),
+            frame: build(&t),
+            tag: t,
+        });
+    };
+    let udp4 = |t: &[u8]| {
+        ipv4_packet(
+            who.ip4,
+            gw4,
+            17,
+            0x1717,
+            0x4000,
+            &udp_ports(SERVICE_PORT, SERVICE_PORT, t),
+        )
+    };
+    add("IPv4 UDP to the host", &|t| {
+        ether(dst, who.mac, 0x0800, &udp4(t))
+    });
+    add("IPv4 ping to the host", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0800,
+            &ipv4_packet(who.ip4, gw4, 1, 0x1718, 0x4000, &echo4(t)),
+        )
+    });
+    add("a gratuitous ARP reply", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0806,
+            &arp(2, who.mac, who.ip4, BROADCAST, who.ip4, t),
+        )
+    });
+    add("an ARP request", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0806,
+            &arp(1, who.mac, who.ip4, [0; 6], gw4, t),
+        )
+    });
+    let udp_all = |t: &[u8]| udp6(who.ip6, ALL_NODES, SERVICE_PORT, SERVICE_PORT, t);
+    add("IPv6 UDP to all nodes", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 17, &udp_all(t)),
+        )
+    });
+    add("an IPv6 ping to all nodes", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 58, &echo6(who.ip6, ALL_NODES, t)),
+        )
+    });
+    add("IPv4 UDP in an 802.1Q tag", &|t| {
+        let mut tagged = vec![0, 1, 0x08, 0x00];
+        tagged.extend(udp4(t));
+        ether(dst, who.mac, 0x8100, &tagged)
+    });
+    add("IPv4 UDP in 802.1ad and 802.1Q tags (QinQ)", &|t| {
+        let mut tagged = vec![0, 2, 0x81, 0x00, 0, 1, 0x08, 0x00];
+        tagged.extend(udp4(t));
+        ether(dst, who.mac, 0x88a8, &tagged)
+    });
+    add("IPv6 UDP behind a hop-by-hop header", &|t| {
+        let body = options_header(17, &udp_all(t));
+        ether(dst, who.mac, 0x86dd, &ipv6(who.ip6, ALL_NODES, 0, &body))
+    });
+    add("IPv6 UDP behind a destination options header", &|t| {
+        let body = options_header(17, &udp_all(t));
+        ether(dst, who.mac, 0x86dd, &ipv6(who.ip6, ALL_NODES, 60, &body))
+    });
+    // Fragments: the datagram is the tag and 8 bytes more; the first
+    // fragment carries the UDP header and 8 bytes, the second the rest.
+    out.extend(fragments(dst, dst_name, who, n));
+    *n += 1;
+    let t = tag(*n);
+    out.push(Forgery {
+        label: format!("another EtherType (0x88b5) as {} to {dst_name}", who.name),
+        frame: ether(dst, who.mac, 0x88b5, &t),
+        tag: t,
+    });
+    *n += 1;
+    let t = tag(*n);
+    out.push(Forgery {
+        label: format!("LLDP's EtherType (0x88cc) as {} to {dst_name}", who.name),
+        frame: ether(dst, who.mac, 0x88cc, &t),
+        tag: t,
+    });
+    out
+}
+
+/// A UDP datagram to the host's service as IPv4 fragments and as IPv6
+/// fragments (two each, one tag).
+fn fragments(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<Forgery> {
+    *n += 1;
+    let t = tag(*n);
+    let mut data = t.clone();
+    data.extend_from_slice(&[0x17; 8]);
+    let whole = udp_ports(SERVICE_PORT, SERVICE_PORT, &data);
+    let (head, tail) = whole.split_at(16);
+    let four = |frag, part: &[u8]| {
+        ether(
+            dst,
+            who.mac,
+            0x0800,
+            &ipv4_packet(who.ip4, ip(1), 17, 0x1719, frag, part),
+        )
+    };
+    *n += 1;
+    let t6 = tag(*n);
+    let mut data6 = t6.clone();
+    data6.extend_from_slice(&[0x17; 8]);
+    let whole6 = udp6(who.ip6, ALL_NODES, SERVICE_PORT, SERVICE_PORT, &data6);
+    let (head6, tail6) = whole6.split_at(16);
+    let six = |offset, more, part: &[u8]| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 44, &fragment6(17, offset, more, part)),
+        )
+    };
+    let label = |what: &str| format!("{what} as {} to {dst_name}", who.name);
+    let v4 = label("IPv4 UDP in two fragments");
+    let v6 = label("IPv6 UDP in two fragments");
+    vec![
+        Forgery {
+            label: v4.clone(),
+            frame: four(0x2000, head),
+            tag: t.clone(),
+        },
+        Forgery {
+            label: v4,
+            frame: four(2, tail),
+            tag: t.clone(),
+        },
+        Forgery {
+            label: v6.clone(),
+            frame: six(0, true, head6),
+            tag: t6.clone(),
+        },
+        Forgery {
+            label: v6,
+            frame: six(2, false, tail6),
+            tag: t6,
+        },
+    ]
+}
+
+/// The bridge's forwarding database: `(mac, port)` of each entry.
+fn fdb(world: &World) -> BTreeSet<(String, String)> {
+    let out = world.run(&["bridge", "-j", "fdb", "show", "br", "brg0"]);
+    out.expect_success("bridge -j fdb show br brg0");
+    let entries: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(json!([]));
+    entries
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|e| {
+                    Some((
+                        e["mac"].as_str()?.to_string(),
+                        e["ifname"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The world's `rp_filter` off on every device to come: the host's choice,
+/// and the worst case for a forged source (the issue's medium finding).
+fn hostile_rp_filter(world: &World) {
+    for key in ["all", "default"] {
+        let path = format!("net.ipv4.conf.{key}.rp_filter=0");
+        world
+            .run(&["sysctl", "-q", "-w", &path])
+            .expect_success(&path);
+    }
+}
+
+/// What every kind of frame did.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// `group of frames: MAC now on PORT`, for each FDB entry that put a
+    /// MAC on a port that does not own it.
+    moved: BTreeSet<String>,
+    /// `(frame, the source the host's service saw)` for forged sources.
+    host_got: BTreeSet<(String, String)>,
+    /// Frames of the attacker's own identity the host received (controls).
+    controls_received: BTreeSet<String>,
+    /// What the host believes the victim's MAC is, after.
+    host_of_victim: Option<String>,
+    /// Echo requests for the victim that reached the attacker, and the
+    /// victim, while the attacker kept sending as the victim; how many of
+    /// the host's 20 pings were answered.
+    redirected: usize,
+    reached_victim: usize,
+    answered: usize,
+    /// Tagged frames the attacker's host end saw (proof they were sent).
+    sent: usize,
+}
+
+impl Outcome {
+    /// A short account for failure messages.
+    fn summary(&self) -> String {
+        let first = |lines: Vec<String>| {
+            let n = lines.len();
+            let mut shown: Vec<String> = lines.into_iter().take(60).collect();
+            if n > 60 {
+                shown.push(format!("... and {} more", n - 60));
+            }
+            shown.join("\n  ")
+        };
+        format!(
+            "moved ({}):\n  {}\nhost received ({}):\n  {}\nhost's entry for the victim: {:?}; \
+             pings for the victim at the attacker {}, at the victim {}, answered {}/20; \
+             tagged frames at the attacker's host end {}; controls received {}",
+            self.moved.len(),
+            first(self.moved.iter().cloned().collect()),
+            self.host_got.len(),
+            first(
+                self.host_got
+                    .iter()
+                    .map(|(l, s)| format!("{l}: from {s}"))
+                    .collect()
+            ),
+            self.host_of_victim,
+            self.redirected,
+            self.reached_victim,
+            self.answered,
+            self.sent,
+            self.controls_received.len(),
+        )
+    }
+}
+
+/// The attack on `lab` with every kind of frame, to every destination,
+/// as the victim (its MAC and addresses), as the gateway, with the
+/// victim's addresses from the attacker's own MAC, from invented MACs, and
+/// (controls) as itself; then the host pings the victim while the
+/// attacker keeps sending as the victim.
+fn attack_with_every_kind(lab: &Lab) -> Outcome {
+    let world = &lab.world;
+    let me = container_mac(4);
+    let gateway_mac = bridge_mac(world);
+    let victim = Identity {
+        name: "the victim",
+        mac: container_mac(2),
+        ip4: ip(2),
+        ip6: link_local(container_mac(2)),
+    };
+    let gateway = Identity {
+        name: "the gateway",
+        mac: gateway_mac,
+        ip4: ip(1),
+        ip6: link_local(gateway_mac),
+    };
+    let own = Identity {
+        name: "itself",
+        mac: me,
+        ip4: ip(4),
+        ip6: link_local(me),
+    };
+    let victims_addresses = Identity {
+        name: "the victim's addresses from its own MAC",
+        mac: me,
+        ..victim
+    };
+    let mut destinations: Vec<([u8; 6], String)> =
+        (0..16).map(|g| (group(g), mac_text(group(g)))).collect();
+    destinations.extend([
+        (BROADCAST, "broadcast".to_string()),
+        (ALL_HOSTS_MAC, "the IPv4 all-hosts MAC".to_string()),
+        (ALL_NODES_MAC, "the IPv6 all-nodes MAC".to_string()),
+        (container_mac(2), "the victim's MAC".to_string()),
+        (gateway_mac, "the gateway's MAC".to_string()),
+    ]);
+    let owners: Vec<(String, &str)> = vec![
+        (mac_text(container_mac(2)), lab.victim_host.as_str()),
+        (mac_text(container_mac(3)), lab.peer_host.as_str()),
+        (mac_text(me), lab.attacker_host.as_str()),
+        (mac_text(gateway_mac), "brg0"),
+    ];
+    // A MAC on a port that does not own it; an invented MAC (02:17:...)
+    // anywhere.
+    let misplaced = |(mac, port): &(String, String)| {
+        owners.iter().any(|(m, p)| m == mac && p != port) || mac.starts_with("02:17:")
+    };
+    let services = netsetgo_e2e::traffic::Sources::open(world.pid(), SERVICE_PORT);
+    let at_host_end = Client::on(world.pid(), &lab.attacker_host);
+    let sender = Client::on(lab.attacker.pid(), "veth1");
+    let victim_nic = Client::on(lab.victim.pid(), "veth1");
+    let settle = Duration::from_millis(30) * time_scale();
+    let mut outcome = Outcome::default();
+    let mut n = 0;
+    let mut labels: Vec<(Vec<u8>, String, bool)> = Vec::new();
+    // For the redirection below: a frame of an EtherType no stack answers,
+    // as the victim, to each destination.
+    let mut poison = Vec::new();
+    for (i, (dst, dst_name)) in destinations.iter().enumerate() {
+        let invented = Identity {
+            name: "an invented MAC",
+            mac: [0x02, 0x17, 0, 0, 0, i as u8],
+            ..own
+        };
+        poison.push(ether(*dst, victim.mac, 0x88b5, b"the victim, forged"));
+        for who in [victim, gateway, victims_addresses, invented, own] {
+            let forgeries = every_kind(*dst, dst_name, &who, &mut n);
+            let before = fdb(world);
+            for f in &forgeries {
+                sender.send_frame(&f.frame);
+                sender.send_frame(&f.frame);
+            }
+            std::thread::sleep(settle);
+            let after = fdb(world);
+            for (mac, port) in after.iter().filter(|e| misplaced(e) && !before.contains(e)) {
+                outcome.moved.insert(format!(
+                    "frames as {} to {dst_name}: {mac} now on {port}",
+                    who.name
+                ));
+            }
+            if after.iter().any(|e| misplaced(e)) {
+                // The victim's own frame puts its MAC back (where the
+                // bridge learns) for the next group.
+                victim_nic.send_frame(&ether(
+                    BROADCAST,
+                    victim.mac,
+                    0x0800,
+                    &ipv4_udp(victim.ip4, [10, 10, 10, 255], b"the victim itself"),
+                ));
+                std::thread::sleep(settle);
+            }
+            let forged = who.mac != me || who.ip4 != own.ip4;
+            labels.extend(forgeries.into_iter().map(|f| (f.tag, f.label, forged)));
+        }
+    }
+    std::thread::sleep(settle * 3);
+    let own_sources = ["10.10.10.4".to_string(), ipv6_text(own.ip6)];
+    for (source, bytes) in services.received() {
+        let source = source.to_string();
+        for (_, label, forged) in labels.iter().filter(|(t, _, _)| contains(&bytes, t)) {
+            if !forged {
+                outcome.controls_received.insert(label.clone());
+            } else if !own_sources.contains(&source) {
+                outcome.host_got.insert((label.clone(), source.clone()));
+            }
+        }
+    }
+    outcome.sent = at_host_end
+        .frames(settle)
+        .iter()
+        .filter(|f| labels.iter().any(|(t, _, _)| contains(f, t)))
+        .count();
+    outcome.host_of_victim = host_neighbour(world, "10.10.10.2");
+
+    // The host's traffic to the victim while the attacker keeps sending
+    // as the victim (its neighbour entry put right first: only the
+    // forwarding database is tried here).
+    world
+        .run(&[
+            "ip",
+            "neigh",
+            "replace",
+            "10.10.10.2",
+            "lladdr",
+            &mac_text(victim.mac),
+            "dev",
+            "brg0",
+        ])
+        .expect_success("ip neigh replace 10.10.10.2");
+    let at_attacker = Client::on(lab.attacker.pid(), "veth1");
+    let at_victim = Client::on(lab.victim.pid(), "veth1");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered = std::thread::scope(|s| {
+        s.spawn(|| {
+            let end = std::time::Instant::now() + Duration::from_secs(20) * time_scale();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < end
+            {
+                for f in &poison {
+                    sender.send_frame(f);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let out = world.run(&[
+            "ping",
+            "-n",
+            "-c",
+            "20",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "10.10.10.2",
+        ]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out.stdout
+            .lines()
+            .find_map(|l| {
+                l.split(", ")
+                    .nth(1)?
+                    .strip_suffix(" received")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    });
+    let echo_for_victim = |f: &&Vec<u8>| {
+        f.len() >= 35 && f[12..14] == [8, 0] && f[23] == 1 && f[30..34] == ip(2) && f[34] == 8
+    };
+    outcome.redirected = at_attacker
+        .frames(settle)
+        .iter()
+        .filter(echo_for_victim)
+        .count();
+    outcome.reached_victim = at_victim
+        .frames(settle)
+        .iter()
+        .filter(echo_for_victim)
+        .count();
+    outcome.answered = answered;
+    outcome
+}
+
+#[test]
+fn no_kind_of_frame_moves_a_mac_or_reaches_the_host_as_another() {
+    require_root!();
+    let lab = lab_hostile_rp_filter("");
+    let got = attack_with_every_kind(&lab);
+    let summary = got.summary();
+    assert!(
+        got.sent > 0,
+        "nothing seen at the attacker's host end:\n{summary}"
+    );
+    // Controls: the host's services hear the attacker as itself.
+    for control in [
+        "IPv4 UDP to the host as itself to broadcast",
+        "IPv4 ping to the host as itself to broadcast",
+    ] {
+        assert!(
+            got.controls_received.contains(control),
+            "control {control:?} not received:\n{summary}"
+        );
+    }
+    assert!(
+        got.moved.is_empty() && got.host_got.is_empty(),
+        "the forwarding database took forged MACs, or the host's services forged sources:\n{summary}"
+    );
+    assert_eq!(
+        got.host_of_victim,
+        Some(mac_text(container_mac(2))),
+        "the host's entry for the victim:\n{summary}"
+    );
+    assert_eq!(
+        got.redirected, 0,
+        "the host's pings to the victim reached the attacker:\n{summary}"
+    );
+    assert!(
+        got.reached_victim > 0 && got.answered > 0,
+        "the victim lost its traffic:\n{summary}"
+    );
+    lab.assert_legitimate_traffic_flows();
+}
+
+#[test]
+fn without_the_guard_frames_move_macs_and_reach_the_host_as_another() {
+    require_root!();
+    let lab = lab_hostile_rp_filter(" guard=no");
+    let got = attack_with_every_kind(&lab);
+    let summary = got.summary();
+    let victim_moved_by = |dst: &str| {
+        got.moved.contains(&format!(
+            "frames as the victim to {dst}: {} now on {}",
+            mac_text(container_mac(2)),
+            lab.attacker_host
+        ))
+    };
+    // Every destination but 01:80:c2:00:00:01 (pause frames, which the
+    // bridge drops before it learns) moves the victim's MAC.
+    let mut dsts: Vec<String> = (0..16)
+        .filter(|g| *g != 1)
+        .map(|g| mac_text(group(g)))
+        .collect();
+    dsts.extend(
+        [
+            "broadcast",
+            "the IPv4 all-hosts MAC",
+            "the IPv6 all-nodes MAC",
+            "the victim's MAC",
+        ]
+        .map(str::to_string),
+    );
+    let unmoved: Vec<&String> = dsts.iter().filter(|d| !victim_moved_by(d)).collect();
+    assert!(
+        unmoved.is_empty(),
+        "guard=no, yet frames to these moved nothing: {unmoved:?}\n{summary}"
+    );
+    for kind in ["IPv4 UDP to the host", "IPv4 ping to the host"] {
+        for dst in ["01:80:c2:00:00:0e", "broadcast"] {
+            let label = format!("{kind} as the victim's addresses from its own MAC to {dst}");
+            assert!(
+                got.host_got
+                    .contains(&(label.clone(), "10.10.10.2".to_string())),
+                "guard=no: the host did not receive {label:?}:\n{summary}"
+            );
+        }
+    }
+    assert!(
+        got.redirected > 0,
+        "guard=no: no ping for the victim reached the attacker:\n{summary}"
+    );
+}
+
+/// [`lab`] in a world whose `rp_filter` is 0 (set before any device).
+fn lab_hostile_rp_filter(keys: &str) -> Lab {
+    let world = world_with(&format!(
+        "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
+         allow nsg-a default 8\n\
+         allow nsg-b default 4\n"
+    ));
+    hostile_rp_filter(&world);
+    lab_in(world)
 }
