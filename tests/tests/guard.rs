@@ -1789,3 +1789,253 @@ fn lab_hostile_rp_filter(keys: &str) -> Lab {
     hostile_rp_filter(&world);
     lab_in(world)
 }
+
+/// What the servers' frames did to the third container (the peer, a
+/// client) and the victim.
+#[derive(Debug)]
+struct ServerAnswers {
+    /// Each frame's label and whether the peer, the victim, received it.
+    seen: Vec<(String, bool, bool)>,
+    /// The peer's IPv6 routes and addresses after the router
+    /// advertisements.
+    peer_routes6: String,
+    peer_addresses6: String,
+    /// Tagged frames the attacker's host end saw (proof they were sent).
+    sent: usize,
+}
+
+/// A DHCPv6 message of type `kind` (2 ADVERTISE, 7 REPLY) from the
+/// attacker, with `t` as the value of an unknown option.
+fn dhcp6(kind: u8, t: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 0x17, 0x17, 0x17];
+    // A DNS server option (23): the attacker's link-local.
+    m.extend_from_slice(&[0, 23, 0, 16]);
+    m.extend_from_slice(&link_local(container_mac(4)));
+    m.extend_from_slice(&[0xff, 0xf0, 0, t.len() as u8]);
+    m.extend_from_slice(t);
+    m
+}
+
+/// A router advertisement (router lifetime 1800 s) with a prefix
+/// (2001:db8:17::/64, on-link, autonomous), the attacker's link-layer
+/// address, and `t` in an option no one knows (type 253).
+fn router_advertisement_with_prefix(t: &[u8]) -> Vec<u8> {
+    let mut p = router_advertisement(&[]);
+    let mut prefix = vec![3, 4, 64, 0xc0];
+    prefix.extend_from_slice(&u32::MAX.to_be_bytes());
+    prefix.extend_from_slice(&u32::MAX.to_be_bytes());
+    prefix.extend_from_slice(&[0; 4]);
+    prefix.extend_from_slice(&[
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    p.extend(prefix);
+    p.extend_from_slice(&[1, 1]);
+    p.extend_from_slice(&container_mac(4));
+    let mut unknown = vec![253, 3];
+    unknown.extend_from_slice(t);
+    unknown.resize(24, 0);
+    p.extend(unknown);
+    p
+}
+
+/// The attacker answers as a DHCP server (OFFER and ACK for the peer's
+/// lease with itself as router and DNS server), as a DHCPv6 server
+/// (ADVERTISE and REPLY), as a router (advertisements with a prefix),
+/// and with fragments that look like server replies: a non-first IPv4
+/// fragment whose payload is a UDP header 67 -> 68, a first fragment of
+/// UDP 67 -> 68, a non-first IPv6 fragment that looks like UDP 547 -> 546;
+/// each from its own MAC and addresses, broadcast, to the all-nodes group
+/// and to the peer's MAC, a few times over a second.
+fn answer_as_servers(lab: &Lab) -> ServerAnswers {
+    use netsetgo::dhcp::{answer, client_request, udp_packet, Terms};
+    let me = container_mac(4);
+    let me6 = link_local(me);
+    let peer_mac = container_mac(3);
+    let peer6 = link_local(peer_mac);
+    let terms = Terms {
+        mac: peer_mac,
+        address: "10.10.10.3".parse().unwrap(),
+        gateway: "10.10.10.4/24".parse().unwrap(),
+        dns: vec!["10.10.10.4".parse().unwrap()],
+    };
+    let offer = answer(
+        peer_mac,
+        &client_request(peer_mac, dhcproto::v4::MessageType::Discover, &[]),
+        &terms,
+    )
+    .expect("an OFFER");
+    let requested = dhcproto::v4::DhcpOption::RequestedIpAddress(terms.address);
+    let ack = answer(
+        peer_mac,
+        &client_request(peer_mac, dhcproto::v4::MessageType::Request, &[requested]),
+        &terms,
+    )
+    .expect("an ACK");
+    let mut n = 0x1700;
+    let mut frames: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut add = |label: String, build: &dyn Fn(&[u8]) -> Vec<u8>| {
+        n += 1;
+        let t = tag(n);
+        frames.push((label, build(&t), t));
+    };
+    for (dst, dst_name, dst4, dst6) in [
+        (BROADCAST, "broadcast", [255; 4], ALL_NODES),
+        (ALL_NODES_MAC, "the all-nodes MAC", [255; 4], ALL_NODES),
+        (peer_mac, "the peer's MAC", ip(3), peer6),
+    ] {
+        for (what, reply) in [
+            ("a DHCP OFFER (67 -> 68)", &offer),
+            ("a DHCP ACK (67 -> 68)", &ack),
+        ] {
+            // The tag trails the message, after its end option.
+            add(format!("{what} to {dst_name}"), &|t| {
+                let mut message = reply.packet[28..].to_vec();
+                message.extend_from_slice(t);
+                let packet = udp_packet((terms.gateway.ip(), 67), (dst4.into(), 68), &message);
+                ether(dst, me, 0x0800, &packet)
+            });
+        }
+        for (what, kind) in [
+            ("a DHCPv6 ADVERTISE (547 -> 546)", 2),
+            ("a DHCPv6 REPLY (547 -> 546)", 7),
+        ] {
+            add(format!("{what} to {dst_name}"), &|t| {
+                let udp = udp6(me6, dst6, 547, 546, &dhcp6(kind, t));
+                ether(dst, me, 0x86dd, &ipv6(me6, dst6, 17, &udp))
+            });
+        }
+        add(
+            format!("a router advertisement with a prefix to {dst_name}"),
+            &|t| {
+                let ra = with_checksum6(me6, dst6, 58, router_advertisement_with_prefix(t), 2);
+                ether(dst, me, 0x86dd, &ipv6(me6, dst6, 58, &ra))
+            },
+        );
+        add(
+            format!("a non-first IPv4 fragment that looks like UDP 67 -> 68 to {dst_name}"),
+            &|t| {
+                let fake = udp_ports(67, 68, t);
+                ether(
+                    dst,
+                    me,
+                    0x0800,
+                    &ipv4_packet(ip(4), dst4, 17, 0x1720, 3, &fake),
+                )
+            },
+        );
+        add(
+            format!("a first IPv4 fragment of UDP 67 -> 68 to {dst_name}"),
+            &|t| {
+                let mut data = t.to_vec();
+                data.extend_from_slice(&[0; 8]);
+                let head = udp_ports(67, 68, &data);
+                ether(
+                    dst,
+                    me,
+                    0x0800,
+                    &ipv4_packet(ip(4), dst4, 17, 0x1721, 0x2000, &head[..24]),
+                )
+            },
+        );
+        add(
+            format!("a non-first IPv6 fragment that looks like UDP 547 -> 546 to {dst_name}"),
+            &|t| {
+                let fake = udp_ports(547, 546, t);
+                ether(
+                    dst,
+                    me,
+                    0x86dd,
+                    &ipv6(me6, dst6, 44, &fragment6(17, 3, false, &fake)),
+                )
+            },
+        );
+    }
+    let world = &lab.world;
+    let at_host_end = Client::on(world.pid(), &lab.attacker_host);
+    let at_peer = Client::on(lab.peer.pid(), "veth1");
+    let at_victim = Client::on(lab.victim.pid(), "veth1");
+    let sender = Client::on(lab.attacker.pid(), "veth1");
+    for _ in 0..4 {
+        for (_, frame, _) in &frames {
+            sender.send_frame(frame);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let wait = Duration::from_millis(300) * time_scale();
+    let (peer, victim, host_end) = (
+        at_peer.frames(wait),
+        at_victim.frames(wait),
+        at_host_end.frames(wait),
+    );
+    let tagged = |frames: &[Vec<u8>], t: &[u8]| frames.iter().any(|f| contains(f, t));
+    ServerAnswers {
+        seen: frames
+            .iter()
+            .map(|(label, _, t)| (label.clone(), tagged(&peer, t), tagged(&victim, t)))
+            .collect(),
+        peer_routes6: lab.peer.exec(&["ip", "-6", "route", "show"]).stdout,
+        peer_addresses6: lab
+            .peer
+            .exec(&["ip", "-6", "addr", "show", "dev", "veth1"])
+            .stdout,
+        sent: frames
+            .iter()
+            .filter(|(_, _, t)| tagged(&host_end, t))
+            .count(),
+    }
+}
+
+#[test]
+fn no_container_answers_as_a_dhcp_server_or_a_router() {
+    require_root!();
+    let lab = lab("");
+    let got = answer_as_servers(&lab);
+    assert_eq!(
+        got.sent,
+        got.seen.len(),
+        "not every frame was seen at the attacker's host end: {got:#?}"
+    );
+    let through: Vec<String> = got
+        .seen
+        .iter()
+        .filter(|(_, peer, victim)| *peer || *victim)
+        .map(|(label, peer, victim)| format!("{label}: at the peer {peer}, at the victim {victim}"))
+        .collect();
+    assert!(
+        through.is_empty(),
+        "server replies got through:\n{}",
+        through.join("\n")
+    );
+    assert!(
+        !got.peer_routes6.contains("default") && !got.peer_addresses6.contains("2001:db8:17:"),
+        "the peer took the attacker's router advertisement:\n{}\n{}",
+        got.peer_routes6,
+        got.peer_addresses6
+    );
+    lab.assert_legitimate_traffic_flows();
+}
+
+#[test]
+fn without_the_guard_a_container_answers_as_a_dhcp_server_and_a_router() {
+    require_root!();
+    let lab = lab(" guard=no");
+    let got = answer_as_servers(&lab);
+    let missed: Vec<&String> = got
+        .seen
+        .iter()
+        .filter(|(_, peer, _)| !peer)
+        .map(|(label, _, _)| label)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "guard=no, yet the peer did not receive: {missed:?}\n{got:#?}"
+    );
+    assert!(
+        got.peer_routes6
+            .contains("default via fe80::6e:aff:fe0a:a04")
+            && got.peer_addresses6.contains("2001:db8:17:"),
+        "guard=no: the peer did not take the attacker's router advertisement:\n{}\n{}",
+        got.peer_routes6,
+        got.peer_addresses6
+    );
+}
