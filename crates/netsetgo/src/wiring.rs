@@ -2,10 +2,15 @@
 //! collection, quota, address choice, the lease, the guard, the published
 //! ports, and the attachment itself.
 //!
-//! Order of a create: the lease (pending) and its ports record are written
-//! first, then the host end's guard elements are added (so the container
-//! never has an unguarded moment), then each port is published, then the
-//! pair is made; a failure at any step undoes the earlier ones in reverse.
+//! Order of a create: every refusal (host ports, quota, address) comes
+//! before anything is made in nftables; the lease (pending) and its ports
+//! record are written first, then each port is published (a claimed port
+//! is refused there), then the host end's guard elements are added (so the
+//! container never has an unguarded moment), then the network's
+//! masquerade and hairpin rules are made sure of, then the pair is made; a
+//! failure at any step undoes the earlier ones in reverse, except the
+//! shared structure (tables, sets, chains, a network's masquerade and
+//! hairpin rules), which a successful call keeps too.
 //! Every way a lease ends (-delete, poststop, garbage collection, rollback)
 //! goes through `Session::teardown`: publications, guard, record, lease.
 
@@ -210,12 +215,6 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                     self.host.ensure_address(bridge.link.index, address).await?;
                 }
             }
-            if network.nat {
-                self.filters.masquerade(network)?;
-            }
-            if !self.request.publish.is_empty() {
-                self.filters.hairpin(network)?;
-            }
             Ok(())
         }
         .await;
@@ -366,17 +365,27 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     }
 
     /// After the lease is reserved and before the pair exists: its ports
-    /// recorded (write-ahead), its host end guarded, its ports published.
+    /// recorded (write-ahead), its ports published, its host end guarded,
+    /// the network's masquerade and hairpin rules made sure of. The
+    /// publications come first: a host port claimed already is refused
+    /// before this call has made any structure that outlives it (issue 17;
+    /// the quota and the address were refused before the lease).
     fn guard_and_publish(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
         let network = &self.request.network;
         if !self.request.publish.is_empty() {
             ledger.set_ports(lease.address, &self.request.publish)?;
         }
+        for m in &self.request.publish {
+            self.filters.publish(network, lease.address, m)?;
+        }
         if network.guard {
             self.filters.guard(network, lease)?;
         }
-        for m in &self.request.publish {
-            self.filters.publish(network, lease.address, m)?;
+        if network.nat {
+            self.filters.masquerade(network)?;
+        }
+        if !self.request.publish.is_empty() {
+            self.filters.hairpin(network)?;
         }
         Ok(())
     }
@@ -1177,8 +1186,11 @@ mod tests {
         let tcp = position(&log, "publish tcp:8080:80 for 10.10.10.2");
         let udp = position(&log, "publish udp:192.0.2.1:5353:53 for 10.10.10.2");
         let attach = position(&log, "attach veth0a0a0a02");
-        assert!(position(&log, "hairpin brg0") < guard, "{log:?}");
-        assert!(guard < tcp && tcp < udp && udp < attach, "{log:?}");
+        let hairpin = position(&log, "hairpin brg0");
+        assert!(
+            tcp < udp && udp < guard && guard < hairpin && hairpin < attach,
+            "{log:?}"
+        );
         assert!(filters.lines("masquerade").is_empty(), "nat=no: {log:?}");
         assert_eq!(wired.mac, Some([0x02, 0x6e, 10, 10, 10, 2]));
         assert_eq!((wired.guard, wired.isolated), (true, true));
@@ -1224,8 +1236,9 @@ mod tests {
             assert!(host.log.borrow().is_empty());
             assert!(leases(&store).is_empty());
         }
-        // Published already, by someone else: refused, and what this call
-        // did before (the guard) is undone; the other claim is untouched.
+        // Published already, by someone else: refused before the guard or
+        // any rule is made, what this call did before (the first
+        // publication) is undone; the other claim is untouched.
         let (host, filters) = shared();
         let other: std::net::Ipv4Addr = "10.10.10.77".parse().unwrap();
         filters.claims.borrow_mut().insert((6, 8081), other);
@@ -1235,14 +1248,36 @@ mod tests {
         assert!(refused.message.contains("already published"), "{refused}");
         let log = filters.log.borrow().clone();
         assert!(position(&log, "unpublish tcp:8080:80") > position(&log, "publish tcp:8080:80"));
-        assert!(position(&log, "unguard veth0a0a0a02") > position(&log, "guard veth0a0a0a02"));
-        assert!(filters.lines("attach").is_empty(), "{log:?}");
+        for never in ["guard", "hairpin", "masquerade", "attach"] {
+            assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
+        }
         assert_eq!(filters.claims.borrow().len(), 1);
         assert_eq!(filters.claims.borrow()[&(6, 8081)], other);
         assert!(filters.guarded.borrow().is_empty());
         assert!(leases(&store).is_empty());
         assert!(ports_of(&store, "10.10.10.2").is_empty());
         drop(host);
+    }
+
+    #[test]
+    fn a_call_refused_at_its_quota_makes_no_rule() {
+        let dir = Scratch::new("quotarules");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let mut req = publishing(&[]);
+        req.network.nat = true;
+        req.quota = Some(1);
+        let (host, first) = wire_with(host, &filters, &store, &req, A, None);
+        first.unwrap();
+        filters.log.borrow_mut().clear();
+        req.publish = vec![crate::ports::Mapping::parse("tcp:8080:80").unwrap()];
+        let (_, second) = wire_with(host, &filters, &store, &req, A, None);
+        let refused = second.unwrap_err();
+        assert!(refused.message.contains("1 of your 1"), "{refused}");
+        let log = filters.log.borrow().clone();
+        for never in ["publish", "guard", "masquerade", "hairpin"] {
+            assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
+        }
     }
 
     #[test]
