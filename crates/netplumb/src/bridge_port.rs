@@ -191,7 +191,9 @@ impl Netlink {
                     _ => {}
                 }
             }
-            if on_bridge && same_mac && msg.header.flags.contains(NeighbourFlags::Controller) {
+            // The bridge's own entries name it (`NDA_MASTER`); those of a
+            // port's own address list (`NTF_SELF`) do not.
+            if on_bridge && same_mac {
                 entries.push(FdbEntry {
                     port: msg.header.ifindex,
                     is_static: msg.header.state == NeighbourState::Noarp,
