@@ -18,11 +18,16 @@
 //!   [`delete_link`](Netlink::delete_link),
 //!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
 //!   [`bridge_ports`](Netlink::bridge_ports),
-//!   [`set_isolated`](Netlink::set_isolated) (bridge port isolation) and
+//!   [`set_bridge_port`](Netlink::set_bridge_port) (isolation, learning and
+//!   unicast flooding of a bridge port, [`BridgePort`]),
+//!   [`pin_mac`](Netlink::pin_mac) and [`fdb_entries`](Netlink::fdb_entries)
+//!   (a static, sticky forwarding entry that ties a MAC to a port) and
 //!   [`is_local`](Netlink::is_local) (is an address the namespace's own).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
-//!   behind when a step fails; the peer may be given its MAC address and
-//!   the host end made an isolated bridge port ([`Attachment`]).
+//!   behind when a step fails; the peer may be given its MAC address, the
+//!   host end made an isolated bridge port and the peer's MAC pinned to it
+//!   ([`Attachment`], [`Learning`]), and [`Netlink::attach_with`] runs a
+//!   step of the caller's on the host end before it is brought up.
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
@@ -79,6 +84,7 @@
 #![warn(missing_docs)]
 
 mod addresses;
+mod bridge_port;
 mod error;
 mod links;
 mod netlink;
@@ -88,6 +94,7 @@ mod routes;
 pub mod sockets;
 mod wiring;
 
+pub use bridge_port::{BridgePort, FdbEntry, Learning};
 pub use error::{Error, NetlinkError, Result, Step};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
