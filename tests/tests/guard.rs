@@ -1585,7 +1585,7 @@ fn attack_with_every_kind(lab: &Lab) -> Outcome {
                     who.name
                 ));
             }
-            if after.iter().any(|e| misplaced(e)) {
+            if after.iter().any(&misplaced) {
                 // The victim's own frame puts its MAC back (where the
                 // bridge learns) for the next group.
                 victim_nic.send_frame(&ether(
