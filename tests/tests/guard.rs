@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use netsetgo_e2e::checks::{json_object, wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
-use netsetgo_e2e::nft::{delete_element, Kind, NftTable, TABLE};
+use netsetgo_e2e::nft::{NftTable, TABLE};
 use netsetgo_e2e::traffic::Outside;
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
@@ -522,14 +522,9 @@ fn without_the_guard_forged_frames_pass() {
         );
     }
     if let Some(table) = NftTable::guard(&lab.world) {
-        let guarded = guarded_ports(&table);
+        let guarded = table.chains();
         assert!(guarded.is_empty(), "a guard=no network guards {guarded:?}");
     }
-}
-
-/// The names in the guard's `guarded` set.
-fn guarded_ports(table: &NftTable) -> BTreeSet<String> {
-    table.set(Kind::Guarded).texts().into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -756,19 +751,46 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
 
-/// The guard's elements that name host end `host`, by kind.
-fn elements_of(world: &World, host: &str) -> Vec<(Kind, String)> {
-    let Some(table) = NftTable::guard(world) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(Kind, String)> = table
-        .elements()
-        .into_iter()
-        .flat_map(|(kind, elems)| elems.into_iter().map(move |e| (kind, e)))
-        .filter(|(_, e)| e == host || e.starts_with(&format!("{host} . ")))
+/// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
+/// one for malformed IP, 3 for the IPv4 lease, DHCP discovery, 3 neighbour
+/// discovery drops, 3 for each IPv6 address (the lease's and the
+/// link-local), 2 for duplicate address detection.
+const GUARD_RULES: usize = 3 + 2 + 1 + 3 + 1 + 3 + 2 * 3 + 2;
+
+/// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
+/// unknown unicast, and `mac` is pinned to it (static and sticky) and to
+/// no other port.
+#[track_caller]
+fn assert_pinned(world: &World, host: &str, mac: [u8; 6]) {
+    let out = world.run(&["ip", "-j", "-d", "link", "show", "dev", host]);
+    out.expect_success("ip -d link show");
+    let link: Value = serde_json::from_str(&out.stdout).expect("ip -j prints JSON");
+    let port = &link[0]["linkinfo"]["info_slave_data"];
+    assert_eq!(
+        (&port["learning"], &port["flood"]),
+        (&json!(false), &json!(false)),
+        "{port}"
+    );
+    let out = world.run(&["bridge", "-j", "-d", "fdb", "show", "br", "brg0"]);
+    out.expect_success("bridge fdb show");
+    let fdb: Value = serde_json::from_str(&out.stdout).expect("bridge -j prints JSON");
+    let entries: Vec<&Value> = fdb
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["mac"] == mac_text(mac))
         .collect();
-    out.sort();
-    out
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["ifname"], json!(host), "{entries:?}");
+    assert_eq!(entries[0]["state"], json!("static"), "{entries:?}");
+    let flags = entries[0]["flags"].to_string();
+    assert!(flags.contains("sticky"), "{entries:?}");
+}
+
+/// How many rules the guard chain of host end `host` has (`None`: no
+/// chain).
+fn chain_of(world: &World, host: &str) -> Option<usize> {
+    NftTable::guard(world)?.chains().get(host).copied()
 }
 
 /// Wires `c` with `-json`; returns the JSON.
@@ -791,7 +813,7 @@ allow nsg-a open 4
 ";
 
 #[test]
-fn guard_elements_follow_the_lease_and_check_sees_them() {
+fn the_guard_follows_the_lease_and_check_sees_it() {
     require_root!();
     let world = world_with(DUAL);
     let c = world.container(A);
@@ -820,20 +842,13 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
         .collect();
     assert!(v6.contains(&lladdr), "EUI-64 link-local {lladdr} in {v6:?}");
 
-    let mut expected = vec![
-        (Kind::Guarded, host.clone()),
-        (Kind::Mac, format!("{host} . {}", mac_text(mac))),
-        (Kind::Ip4, format!("{host} . 10.10.10.2")),
-        (Kind::Ip6, format!("{host} . fd00:10::2")),
-        (Kind::Ip6, format!("{host} . {lladdr}")),
-    ];
-    expected.sort();
     assert_eq!(
-        elements_of(&world, &host),
-        expected,
+        chain_of(&world, &host),
+        Some(GUARD_RULES),
         "{:?}",
         NftTable::guard(&world)
     );
+    assert_pinned(&world, &host, mac);
 
     // IPv4 and IPv6, global and link-local, between guarded containers.
     let d = world.container(A);
@@ -856,50 +871,49 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
     let scoped = format!("{d_lladdr}%veth1");
     assert!(ping_retrying(&c, &scoped), "link-local {scoped}");
 
-    // -check: intact; broken once an element is removed behind its back.
-    let out = world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
+    // -check: intact; broken once the chain is deleted behind its back, or
+    // the port learns again.
+    let check = || world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
+    let out = check();
     assert_eq!(out.code(), Some(0), "{out}");
-    let table = NftTable::guard(&world).expect("table bridge netsetgo");
-    let macs = table.set(Kind::Mac);
-    let key = macs
-        .keys()
-        .into_iter()
-        .find(|k| k.to_string().contains(&host))
-        .unwrap_or_else(|| panic!("no MAC element of {host}: {macs:?}"));
-    delete_element(&world, &macs, &key);
-    let out = world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
-    assert_eq!(
-        out.code(),
-        Some(1),
-        "-check with a MAC element missing:\n{out}"
-    );
+    world
+        .run(&["nft", "delete", "chain", "netdev", TABLE, &host])
+        .expect_success("delete the guard chain");
+    let out = check();
+    assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");
     assert!(out.stderr.starts_with("netsetgo: "), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "host end {host} is not guarded (run `netsetgo -restore`)"
+        )),
+        "{out}"
+    );
+    world
+        .run(&["bridge", "link", "set", "dev", &host, "learning", "on"])
+        .expect_success("learning on");
+    let out = check();
+    assert!(
+        out.stderr
+            .contains(&format!("bridge port {host} learns source MACs")),
+        "{out}"
+    );
 
-    // -delete forgets every element of its port, and only those.
-    let d_before = elements_of(&world, &d_host);
-    assert_eq!(d_before.len(), 5, "{d_before:?}");
+    // -delete forgets its port's chain, and only that.
+    assert_eq!(chain_of(&world, &d_host), Some(GUARD_RULES));
     let out = world.netsetgo(A, &["-delete", "-pid", &c.pid_arg()]);
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
+    assert_eq!(chain_of(&world, &host), None, "-delete left the chain");
     assert_eq!(
-        elements_of(&world, &host),
-        Vec::new(),
-        "-delete left elements"
-    );
-    assert_eq!(
-        elements_of(&world, &d_host),
-        d_before,
+        chain_of(&world, &d_host),
+        Some(GUARD_RULES),
         "-delete touched another port"
     );
 
-    // Exit and the next call's garbage collection forget them too.
+    // Exit (the kernel deletes the chain with its device before 6.16, not
+    // from then on) and the next call's garbage collection leave no chain.
     let mut d = d;
     d.kill();
     wait_for_ports(&world, 0);
-    assert_eq!(
-        elements_of(&world, &d_host),
-        d_before,
-        "forgotten before any call"
-    );
     let e = world.container(A);
     let e_json = wire_json(&world, &e, &[]);
     let e_host = e_json["host_interface"].as_str().expect("host_interface");
@@ -907,23 +921,20 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
         e_host, d_host,
         "the new container took the freed first address"
     );
-    assert_eq!(elements_of(&world, &d_host), Vec::new(), "GC left elements");
+    assert_eq!(chain_of(&world, &d_host), None, "GC left the chain");
     assert_eq!(
-        elements_of(&world, e_host).len(),
-        5,
+        chain_of(&world, e_host),
+        Some(GUARD_RULES),
         "the new port is guarded"
     );
+    assert_pinned(&world, e_host, container_mac(2));
 
     // A guard=no network guards nothing.
     let f = world.container(A);
     let f_json = wire_json(&world, &f, &["-bridgeName", "openbr0"]);
     assert_eq!(f_json["guard"], json!(false), "{f_json:?}");
     let f_host = f_json["host_interface"].as_str().expect("host_interface");
-    assert_eq!(
-        elements_of(&world, f_host),
-        Vec::new(),
-        "guard=no port has elements"
-    );
+    assert_eq!(chain_of(&world, f_host), None, "guard=no port has a chain");
     let out = world.netsetgo(
         A,
         &["-check", "-bridgeName", "openbr0", "-pid", &f.pid_arg()],
@@ -996,7 +1007,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let tables = || {
         let shown = [NftTable::publishing(&world), NftTable::guard(&world)]
             .map(|t| t.expect("the helper's tables").normalised());
-        let held = [("inet", TABLE), ("bridge", TABLE)].map(|(family, name)| {
+        let held = [("inet", TABLE), ("netdev", TABLE)].map(|(family, name)| {
             let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
             out.expect_success("nft --debug=netlink list table");
             rule_expressions(&out.stdout)
@@ -1006,9 +1017,9 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table bridge netsetgo",
+        "table netdev netsetgo",
         "table inet netsetgo",
-        "@nd_target drop",
+        "ip saddr 10.10.10.2 ip frag-off & 8191 == 0 udp sport != 67 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
     ] {

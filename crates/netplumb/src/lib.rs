@@ -37,12 +37,14 @@
 //!   `.remove(bridge)`), [`ports`](Nftables::ports) (published ports,
 //!   DNAT that keeps the client's address: `.publish(&p)`,
 //!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`) and
-//!   [`guard`](Nftables::guard) (a bridge port passes only its container's
-//!   MAC and addresses: `.allow(&g)`, `.forget(&g)`, `.present(&g)`). It
-//!   touches only its own tables (`inet` and `bridge`), costs the same per
-//!   packet and per call whatever the number of publications and ports
-//!   (sets and maps, not a rule each), and runs no `nft` or `iptables`
-//!   program.
+//!   [`guard`](Nftables::guard) (a container's host end receives only
+//!   frames from its container's MAC and addresses, on a netdev ingress
+//!   chain of its own: `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the
+//!   bridge side of the guard is [`Learning::Pinned`]). It touches only its
+//!   own tables (`inet` and `netdev`), costs the same per packet and per
+//!   call whatever the number of publications and ports (sets and maps, and
+//!   a chain per guarded port that only its own frames walk), and runs no
+//!   `nft` or `iptables` program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
 //! error says which step failed on which object, with the kernel's errno

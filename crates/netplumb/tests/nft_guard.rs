@@ -427,7 +427,7 @@ impl Lab {
     }
 
     /// Which of `frames` (each with its marker) reach the victim's eth0.
-    fn at_victim(&self, frames: &[(Vec<u8>, Vec<u8>)]) -> Vec<usize> {
+    fn at_victim(&self, frames: &[Marked]) -> Vec<usize> {
         let markers: Vec<Vec<u8>> = frames.iter().map(|(_, m)| m.clone()).collect();
         let listener = Listener::start(&self.b, "raw", "eth0", &markers);
         let sent: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
@@ -436,7 +436,7 @@ impl Lab {
     }
 
     /// Which of `frames` reach a UDP socket of the host on HOST_PORT.
-    fn at_host(&self, frames: &[(Vec<u8>, Vec<u8>)]) -> Vec<usize> {
+    fn at_host(&self, frames: &[Marked]) -> Vec<usize> {
         let markers: Vec<Vec<u8>> = frames.iter().map(|(_, m)| m.clone()).collect();
         let listener = Listener::start(&self.host, "udp", &HOST_PORT.to_string(), &markers);
         let sent: Vec<Vec<u8>> = frames.iter().map(|(f, _)| f.clone()).collect();
@@ -510,9 +510,12 @@ fn without_the_guard_the_attacker_takes_the_victims_mac() {
     assert!(fdb_attack(&lab).contains(&"ga0".to_string()));
 }
 
+/// A frame and the marker in it.
+type Marked = (Vec<u8>, Vec<u8>);
+
 /// Frames that must not get from a guarded container to its neighbour,
 /// each with its marker; and controls that must.
-fn forged_frames() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>) {
+fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
     let own = [10, 77, 0, 2];
     let all = [10, 77, 0, 255];
     let m = |n| marker(3, n);
@@ -527,7 +530,7 @@ fn forged_frames() -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<(Vec<u8>, Vec<u8>)>) {
     ra.extend(m(5));
     // A non-first fragment (offset 1480) shaped as UDP to port 68.
     let fragment_68 = ipv4(own, all, 17, 185, &udp(1234, 68, &m(6)));
-    let forged: Vec<(Vec<u8>, Vec<u8>)> = vec![
+    let forged: Vec<Marked> = vec![
         // DHCP and DHCPv6 server replies, from the attacker's own address.
         ipv4(own, [255; 4], 17, 0, &udp(67, 68, &m(0))),
         ipv6(ll, all_nodes, 17, &udp(547, 546, &m(1))),
@@ -630,7 +633,7 @@ fn without_the_guard_forged_frames_reach_the_neighbour() {
 /// IPv4 with the victim's source address to a UDP socket of the host, in
 /// frames to each reserved link-local group (which the bridge hands to the
 /// host end's own stack), to the bridge's MAC and to broadcast.
-fn to_the_host(lab: &Lab) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn to_the_host(lab: &Lab) -> Vec<Marked> {
     let bridge_mac = lab.host.must_link("br0")["address"]
         .as_str()
         .expect("br0's MAC")
@@ -664,7 +667,12 @@ fn the_host_never_receives_a_forged_source_and_fragments_of_its_own_arrive() {
     // A fragmented datagram from the container's own address arrives
     // whole.
     let m = marker(6, 0);
-    let listener = Listener::start(&lab.host, "udp", &HOST_PORT.to_string(), &[m.clone()]);
+    let listener = Listener::start(
+        &lab.host,
+        "udp",
+        &HOST_PORT.to_string(),
+        std::slice::from_ref(&m),
+    );
     lab.a.send_udp("10.77.0.1", HOST_PORT, &m, 4000);
     assert_eq!(listener.seen(), [0], "a fragmented datagram of its own");
 }
