@@ -1154,6 +1154,18 @@ fn ruleset_diff(before: &Value, after: &Value) -> String {
 fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
     require_root!();
     let world = world_with(FIRST_CALLS);
+    let mut wrong = Vec::new();
+    // The very first call, refused as a host listener's port: the ruleset
+    // stays empty.
+    let _listener = Server::start(&host(&world), "tcp", "0.0.0.0", 8400);
+    let first = world.container(A);
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        A,
+        &first,
+        &["-bridgeName", "brg0", "-publish", "tcp:8400:80"],
+        "listens on tcp port 8400",
+    ));
     // Host port 8080 is published on a network without the guard: the
     // publishing structure exists, the guard's does not.
     let keeper = world.container(A);
@@ -1167,8 +1179,7 @@ fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
         "guard=no made the guard's table"
     );
 
-    let mut wrong = Vec::new();
-    // The first call on brg0, refused as already published, with no other
+    // The first call on brg0 that gets that far, refused as already published, with no other
     // mapping and after a first mapping that is free (published, then
     // taken back).
     let c = world.container(A);
