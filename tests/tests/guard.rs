@@ -1488,8 +1488,15 @@ impl Outcome {
             }
             shown.join("\n  ")
         };
+        // How many frames of each kind the host's services heard.
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for (label, _) in &self.host_got {
+            *kinds
+                .entry(label.split(" as ").next().unwrap_or(label))
+                .or_default() += 1;
+        }
         format!(
-            "moved ({}):\n  {}\nhost received ({}):\n  {}\nhost's entry for the victim: {:?}; \
+            "moved ({}):\n  {}\nhost received ({}, by kind {kinds:?}):\n  {}\nhost's entry for the victim: {:?}; \
              pings for the victim at the attacker {}, at the victim {}, answered {}/20; \
              tagged frames at the attacker's host end {}; controls received {}",
             self.moved.len(),
