@@ -787,10 +787,20 @@ fn assert_pinned(world: &World, host: &str, mac: [u8; 6]) {
     assert!(flags.contains("sticky"), "{entries:?}");
 }
 
+/// The guard chain of host end `host`: `port_` and its name (netplumb's
+/// `guard_chain_name`, for names without `_`, `.` or `-`).
+fn chain_name(host: &str) -> String {
+    assert!(host.bytes().all(|b| b.is_ascii_alphanumeric()), "{host}");
+    format!("port_{host}")
+}
+
 /// How many rules the guard chain of host end `host` has (`None`: no
 /// chain).
 fn chain_of(world: &World, host: &str) -> Option<usize> {
-    NftTable::guard(world)?.chains().get(host).copied()
+    NftTable::guard(world)?
+        .chains()
+        .get(&chain_name(host))
+        .copied()
 }
 
 /// Wires `c` with `-json`; returns the JSON.
@@ -877,7 +887,14 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
     let out = check();
     assert_eq!(out.code(), Some(0), "{out}");
     world
-        .run(&["nft", "delete", "chain", "netdev", TABLE, &host])
+        .run(&[
+            "nft",
+            "delete",
+            "chain",
+            "netdev",
+            TABLE,
+            &chain_name(&host),
+        ])
         .expect_success("delete the guard chain");
     let out = check();
     assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");

@@ -814,7 +814,7 @@ fn guard_structure_as_documented() {
     let text = host.run(&["nft", "list", "table", "netdev", TABLE]);
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     for expected in [
-        "chain gx0 {",
+        "chain port_gx0 {",
         r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
         "ether saddr != 02:6e:0a:4d:00:02 drop",
         "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
@@ -884,8 +884,11 @@ fn normalised_bytecode(text: &str) -> Vec<(String, Vec<String>)> {
 fn the_guard_ruleset_can_be_saved_and_restored() {
     require_root!("the_guard_ruleset_can_be_saved_and_restored");
     let host = Ns::new("save");
-    for dev in ["gs0", "gs1"] {
-        let peer = format!("{dev}p");
+    // A name nft could not read back as a chain's (a leading digit, `.`,
+    // `-`): its chain is named so that it can.
+    let odd = "9v.a-b_0";
+    for (i, dev) in ["gs0", "gs1", odd].into_iter().enumerate() {
+        let peer = format!("gsp{i}");
         host.run(&[
             "ip", "link", "add", dev, "type", "veth", "peer", "name", &peer,
         ]);
@@ -893,11 +896,14 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     let nft = host.nftables();
     let p = port("gs0", MAC_A, "10.77.0.2", "fd00:77::2");
     let q = port("gs1", MAC_B, "10.77.0.3", "fd00:77::3");
-    nft.guard(TABLE).allow(&p).execute().unwrap();
-    nft.guard(TABLE).allow(&q).execute().unwrap();
+    let r = port(odd, [0x02, 0x6e, 10, 77, 0, 4], "10.77.0.4", "fd00:77::4");
+    for port in [&p, &q, &r] {
+        nft.guard(TABLE).allow(port).execute().unwrap();
+    }
     // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
     let saved = host.run(&["nft", "list", "ruleset"]);
     assert!(saved.contains("table netdev nsgguard"), "{saved}");
+    assert!(saved.contains("chain port_9v_da_hb__0 {"), "{saved}");
     let bytecode = || {
         normalised_bytecode(&host.run(&[
             "nft",
@@ -909,7 +915,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]))
     };
     let before = bytecode();
-    assert_eq!(before.len(), 2 * 21, "{before:?}");
+    assert_eq!(before.len(), 3 * 21, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -919,8 +925,9 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     assert_eq!(host.run(&["nft", "list", "ruleset"]), saved);
     assert_eq!(bytecode(), before, "the restored rules differ");
     // The restored table is the guard's: present, forget and allow work on it.
-    assert!(nft.guard(TABLE).present(&p).unwrap());
-    assert!(nft.guard(TABLE).present(&q).unwrap());
+    for port in [&p, &q, &r] {
+        assert!(nft.guard(TABLE).present(port).unwrap());
+    }
     assert!(nft.guard(TABLE).forget(&p).execute().unwrap());
     assert!(!nft.guard(TABLE).present(&p).unwrap());
     assert!(nft.guard(TABLE).present(&q).unwrap());

@@ -1,11 +1,13 @@
 //! The guard's layer 3: what a container's host end may receive from the
 //! container, in table `netdev <table>`, one base chain per guarded host
-//! end, named after it, on that device's ingress hook. For a port with MAC
+//! end, named after it ([`guard_chain_name`]: `port_` and the name, so that nft
+//! can read the listing back whatever the name), on that device's ingress
+//! hook. For a port with MAC
 //! `M`, IPv4 addresses `A...` and IPv6 addresses `X...` (nft 1.0.6 lists it
 //! so, and loads the listing back as the same rules):
 //!
 //! ```text
-//! chain veth0a0a0a02 {
+//! chain port_veth0a0a0a02 {
 //!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
 //!     ether saddr != M drop
 //!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
@@ -143,7 +145,9 @@ impl<'a> Guard<'a> {
     pub fn present(self, port: &GuardedPort) -> Result<bool> {
         check_table(self.table)?;
         check_name(&port.ifname)?;
-        let rules = self.nft.rules(Family::Netdev, self.table, &port.ifname)?;
+        let rules = self
+            .nft
+            .rules(Family::Netdev, self.table, &guard_chain_name(&port.ifname))?;
         Ok(rules.len() == guard_rules(port).len())
     }
 }
@@ -163,15 +167,16 @@ impl AllowPort<'_> {
         check_table(table)?;
         let name = &self.port.ifname;
         check_name(name)?;
+        let chain = guard_chain_name(name);
         let mut batch = Batch::new(nft, Family::Netdev, None, format!("guard port {name}"));
         batch.table(Family::Netdev, table);
-        batch.ingress_chain(table, name, PRIORITY);
-        batch.flush_chain(Family::Netdev, table, name);
+        batch.ingress_chain(table, &chain, name, PRIORITY);
+        batch.flush_chain(Family::Netdev, table, &chain);
         for (i, rule) in guard_rules(&self.port).iter().enumerate() {
             batch.rule(
                 Family::Netdev,
                 table,
-                name,
+                &chain,
                 rule,
                 None,
                 &format!("rule {}", i + 1),
@@ -197,7 +202,7 @@ impl ForgetPort<'_> {
         let name = &self.port.ifname;
         check_name(name)?;
         let mut batch = Batch::new(nft, Family::Netdev, None, format!("forget port {name}"));
-        batch.delete_chain(Family::Netdev, table, name);
+        batch.delete_chain(Family::Netdev, table, &guard_chain_name(name));
         match batch.commit_once() {
             Ok(()) => Ok(true),
             // No table, or no chain (the kernel may have deleted it with
@@ -206,6 +211,24 @@ impl ForgetPort<'_> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The name of the chain of host end `ifname` (a name [`check_name`]
+/// accepts): `port_` and the name with `_` written `__`, `.` `_d` and `-`
+/// `_h`. nft 1.0.6 lists chain names unquoted and reads back only plain
+/// identifiers (a leading digit, a `.` or a keyword fail), so the whole
+/// listing would not load; each host end still has a chain of its own.
+pub fn guard_chain_name(ifname: &str) -> String {
+    let mut out = String::from("port_");
+    for c in ifname.chars() {
+        match c {
+            '_' => out.push_str("__"),
+            '.' => out.push_str("_d"),
+            '-' => out.push_str("_h"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
@@ -425,6 +448,14 @@ mod tests {
                 "fe80::6e:aff:fe4d:2".parse().unwrap(),
             ],
         }
+    }
+
+    #[test]
+    fn chain_names_are_plain_identifiers_one_per_host_end() {
+        assert_eq!(guard_chain_name("veth0a0a0a02"), "port_veth0a0a0a02");
+        assert_eq!(guard_chain_name("9v.a-b_0"), "port_9v_da_hb__0");
+        assert_ne!(guard_chain_name("a_d"), guard_chain_name("a."));
+        assert_ne!(guard_chain_name("a_h"), guard_chain_name("a-"));
     }
 
     #[test]

@@ -66,7 +66,7 @@ use crate::error::{Error, Result, Step};
 use crate::netns::NetNs;
 use crate::RawSocket;
 
-pub use self::guard::{AllowPort, ForgetPort, Guard, GuardedPort};
+pub use self::guard::{guard_chain_name, AllowPort, ForgetPort, Guard, GuardedPort};
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Protocol, Publication, Publish, Unpublish};
 
@@ -590,10 +590,10 @@ impl Batch<'_> {
         );
     }
 
-    /// A base chain on the ingress hook of device `name` (`netdev`
-    /// family), named after it, with policy drop. It may exist as exactly
-    /// that (the kernel then updates nothing but the policy).
-    fn ingress_chain(&mut self, table: &str, name: &str, priority: i32) {
+    /// Base chain `name` on the ingress hook of device `device` (`netdev`
+    /// family), with policy drop. It may exist as exactly that (the kernel
+    /// then updates nothing but the policy).
+    fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
         let family = Family::Netdev;
         self.add(
             NFT_MSG_NEWCHAIN,
@@ -607,7 +607,7 @@ impl Batch<'_> {
                 a.nest(NFTA_CHAIN_HOOK, |a| {
                     a.be32(NFTA_HOOK_HOOKNUM, NF_NETDEV_INGRESS);
                     a.be32(NFTA_HOOK_PRIORITY, priority as u32);
-                    a.string(NFTA_HOOK_DEV, name);
+                    a.string(NFTA_HOOK_DEV, device);
                 });
                 a.be32(NFTA_CHAIN_POLICY, NF_DROP);
                 a.string(NFTA_CHAIN_TYPE, "filter");
