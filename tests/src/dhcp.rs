@@ -106,6 +106,15 @@ impl Client {
                     size_of::<libc::c_int>() as u32,
                 );
                 assert_eq!(ignore_outgoing, 0);
+                // Room for a flood: what a test reads is never dropped.
+                let room: libc::c_int = 4 << 20;
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    &room as *const libc::c_int as *const libc::c_void,
+                    size_of::<libc::c_int>() as u32,
+                );
                 fd
             }
         });

@@ -1,8 +1,8 @@
 //! A world's nftables as `nft` shows them from outside: the whole ruleset,
-//! one table as text or as parsed JSON, and the sets and maps of the
-//! helper's own tables (`inet netsetgo`: the published ports;
-//! `bridge netsetgo`: the guard), recognised by their types so that a
-//! renamed set is still found.
+//! one table as text or as parsed JSON, the sets and maps of the helper's
+//! `inet netsetgo` (the published ports), recognised by their types so that
+//! a renamed set is still found, and the chains of its `netdev netsetgo`
+//! (the guard: one chain per guarded host end, named after it).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,14 +68,6 @@ pub enum Kind {
     Dnat6,
     /// `inet`: `inet_proto . ipv6_addr . inet_service : ipv6_addr . inet_service`.
     Dnat6Addr,
-    /// `bridge`: `ifname`.
-    Guarded,
-    /// `bridge`: `ifname . ether_addr`.
-    Mac,
-    /// `bridge`: `ifname . ipv4_addr`.
-    Ip4,
-    /// `bridge`: `ifname . ipv6_addr`.
-    Ip6,
 }
 
 /// One set or map of a table.
@@ -92,8 +84,7 @@ pub struct NftSet {
 }
 
 impl NftSet {
-    /// The elements as text, e.g. `tcp . 8080 : 10.10.10.2 . 80` or
-    /// `veth0a0a0a02 . 02:6e:0a:0a:0a:02`, sorted.
+    /// The elements as text, e.g. `tcp . 8080 : 10.10.10.2 . 80`, sorted.
     pub fn texts(&self) -> Vec<String> {
         let mut all: Vec<String> = self.elems.iter().map(element_text).collect();
         all.sort();
@@ -144,10 +135,6 @@ fn kind_of(family: &str, key: &[String], map: Option<&[String]>) -> Option<Kind>
             ["inet_proto", "ipv6_addr", "inet_service"],
             Some(["ipv6_addr", "inet_service"]),
         ) => Kind::Dnat6Addr,
-        ("bridge", ["ifname"], None) => Kind::Guarded,
-        ("bridge", ["ifname", "ether_addr"], None) => Kind::Mac,
-        ("bridge", ["ifname", "ipv4_addr"], None) => Kind::Ip4,
-        ("bridge", ["ifname", "ipv6_addr"], None) => Kind::Ip6,
         _ => return None,
     };
     Some(kind)
@@ -225,9 +212,25 @@ impl NftTable {
         NftTable::of(world, "inet", TABLE)
     }
 
-    /// `bridge netsetgo`, if it exists.
+    /// `netdev netsetgo`, if it exists.
     pub fn guard(world: &World) -> Option<NftTable> {
-        NftTable::of(world, "bridge", TABLE)
+        NftTable::of(world, "netdev", TABLE)
+    }
+
+    /// Each chain's name and how many rules it has.
+    pub fn chains(&self) -> BTreeMap<String, usize> {
+        let mut chains: BTreeMap<String, usize> = self
+            .items
+            .iter()
+            .filter_map(|i| i.get("chain")?["name"].as_str())
+            .map(|name| (name.to_string(), 0))
+            .collect();
+        for rule in self.items.iter().filter_map(|i| i.get("rule")) {
+            if let Some(n) = rule["chain"].as_str().and_then(|c| chains.get_mut(c)) {
+                *n += 1;
+            }
+        }
+        chains
     }
 
     /// Every set and map.
@@ -374,18 +377,6 @@ mod unit {
                 Some(&words("ipv4_addr"))
             ),
             Some(Kind::Published)
-        );
-        assert_eq!(
-            kind_of(
-                "bridge",
-                &key(serde_json::json!(["ifname", "ether_addr"])),
-                None
-            ),
-            Some(Kind::Mac)
-        );
-        assert_eq!(
-            kind_of("bridge", &words("ifname"), None),
-            Some(Kind::Guarded)
         );
         assert_eq!(kind_of("inet", &words("ifname"), None), None);
     }

@@ -321,3 +321,118 @@ pub fn request_retrying(
     }
     last
 }
+
+/// What a host's services would receive: a dual-stack UDP socket on one
+/// port and raw ICMP and ICMPv6 sockets (which see every echo request the
+/// stack delivers locally), all in the network namespace of a process.
+/// [`Sources::received`] reads what arrived, with its source address.
+pub struct Sources {
+    sockets: Vec<std::os::fd::OwnedFd>,
+}
+
+impl Sources {
+    /// Opens them in the network namespace of `pid`, the UDP socket on
+    /// `[::]:port` (IPv4 too).
+    pub fn open(pid: u32, port: u16) -> Sources {
+        use std::os::fd::FromRawFd;
+        let sockets = crate::dhcp::in_netns_of(pid, move || {
+            let open = |family: i32, kind: i32, proto: i32| {
+                // SAFETY: a plain socket call; the fd is owned at once.
+                let fd = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK, proto) };
+                assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+                // SAFETY: a new fd nobody else owns.
+                unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+            };
+            let udp = open(libc::AF_INET6, libc::SOCK_DGRAM, 0);
+            let icmp = open(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
+            let icmp6 = open(libc::AF_INET6, libc::SOCK_RAW, libc::IPPROTO_ICMPV6);
+            let all = [udp, icmp, icmp6];
+            let zero: libc::c_int = 0;
+            let big: libc::c_int = 4 << 20;
+            // SAFETY: setsockopt and bind with values and sizes that match.
+            unsafe {
+                for s in &all {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(s);
+                    libc::setsockopt(
+                        fd,
+                        libc::SOL_SOCKET,
+                        libc::SO_RCVBUFFORCE,
+                        &big as *const _ as *const libc::c_void,
+                        4,
+                    );
+                }
+                let fd = std::os::fd::AsRawFd::as_raw_fd(&all[0]);
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_V6ONLY,
+                    &zero as *const _ as *const libc::c_void,
+                    4,
+                );
+                let mut at: libc::sockaddr_in6 = std::mem::zeroed();
+                at.sin6_family = libc::AF_INET6 as u16;
+                at.sin6_port = port.to_be();
+                let bound = libc::bind(
+                    fd,
+                    &at as *const _ as *const libc::sockaddr,
+                    std::mem::size_of::<libc::sockaddr_in6>() as u32,
+                );
+                assert_eq!(
+                    bound,
+                    0,
+                    "bind [::]:{port}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            all.into_iter().collect()
+        });
+        Sources { sockets }
+    }
+
+    /// Every datagram and ICMP message that has arrived since the last
+    /// call: its source address (IPv4-mapped ones as IPv4) and its bytes
+    /// (the raw ICMP socket's with their IPv4 header).
+    pub fn received(&self) -> Vec<(std::net::IpAddr, Vec<u8>)> {
+        use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2048];
+        for s in &self.sockets {
+            loop {
+                // SAFETY: recvfrom into buffers of the sizes given.
+                let (got, from) = unsafe {
+                    let mut from: libc::sockaddr_storage = std::mem::zeroed();
+                    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+                    let got = libc::recvfrom(
+                        std::os::fd::AsRawFd::as_raw_fd(s),
+                        buf.as_mut_ptr() as *mut libc::c_void,
+                        buf.len(),
+                        0,
+                        &mut from as *mut _ as *mut libc::sockaddr,
+                        &mut len,
+                    );
+                    (got, from)
+                };
+                if got < 0 {
+                    break;
+                }
+                let address = match i32::from(from.ss_family) {
+                    libc::AF_INET => {
+                        // SAFETY: the kernel wrote a sockaddr_in.
+                        let a = unsafe { *(&from as *const _ as *const libc::sockaddr_in) };
+                        IpAddr::V4(Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)))
+                    }
+                    _ => {
+                        // SAFETY: the kernel wrote a sockaddr_in6.
+                        let a = unsafe { *(&from as *const _ as *const libc::sockaddr_in6) };
+                        let v6 = Ipv6Addr::from(a.sin6_addr.s6_addr);
+                        v6.to_ipv4_mapped()
+                            .map(IpAddr::V4)
+                            .unwrap_or(IpAddr::V6(v6))
+                    }
+                };
+                out.push((address, buf[..got as usize].to_vec()));
+            }
+        }
+        out
+    }
+}

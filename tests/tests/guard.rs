@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use netsetgo_e2e::checks::{json_object, wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
-use netsetgo_e2e::nft::{delete_element, Kind, NftTable, TABLE};
+use netsetgo_e2e::nft::{NftTable, TABLE};
 use netsetgo_e2e::traffic::Outside;
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
@@ -204,20 +204,28 @@ struct Lab {
     victim: Container,
     peer: Container,
     attacker: Container,
+    victim_host: String,
+    peer_host: String,
     attacker_host: String,
 }
 
 /// `network default` with `keys` (e.g. ` guard=no`).
 fn lab(keys: &str) -> Lab {
-    let world = world_with(&format!(
+    lab_in(world_with(&format!(
         "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
          allow nsg-a default 8\n\
          allow nsg-b default 4\n"
-    ));
+    )))
+}
+
+/// The three containers of [`Lab`] in `world` (whose policy has them).
+fn lab_in(world: World) -> Lab {
     let victim = world.container(A);
-    assert_eq!(wire(&world, &victim).ip(), "10.10.10.2");
+    let v = wire(&world, &victim);
+    assert_eq!(v.ip(), "10.10.10.2");
     let peer = world.container(A);
-    assert_eq!(wire(&world, &peer).ip(), "10.10.10.3");
+    let p = wire(&world, &peer);
+    assert_eq!(p.ip(), "10.10.10.3");
     let attacker = world.container(B);
     let w = wire(&world, &attacker);
     assert_eq!(w.ip(), "10.10.10.4");
@@ -226,6 +234,8 @@ fn lab(keys: &str) -> Lab {
         victim,
         peer,
         attacker,
+        victim_host: v.host,
+        peer_host: p.host,
         attacker_host: w.host,
     };
     lab.assert_legitimate_traffic_flows();
@@ -512,14 +522,9 @@ fn without_the_guard_forged_frames_pass() {
         );
     }
     if let Some(table) = NftTable::guard(&lab.world) {
-        let guarded = guarded_ports(&table);
+        let guarded = table.chains();
         assert!(guarded.is_empty(), "a guard=no network guards {guarded:?}");
     }
-}
-
-/// The names in the guard's `guarded` set.
-fn guarded_ports(table: &NftTable) -> BTreeSet<String> {
-    table.set(Kind::Guarded).texts().into_iter().collect()
 }
 
 // ---------------------------------------------------------------------------
@@ -746,19 +751,56 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
 
-/// The guard's elements that name host end `host`, by kind.
-fn elements_of(world: &World, host: &str) -> Vec<(Kind, String)> {
-    let Some(table) = NftTable::guard(world) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(Kind, String)> = table
-        .elements()
-        .into_iter()
-        .flat_map(|(kind, elems)| elems.into_iter().map(move |e| (kind, e)))
-        .filter(|(_, e)| e == host || e.starts_with(&format!("{host} . ")))
+/// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
+/// one for malformed IP, 3 for the IPv4 lease, DHCP discovery, 3 neighbour
+/// discovery drops, 3 for each IPv6 address (the lease's and the
+/// link-local), 2 for duplicate address detection.
+const GUARD_RULES: usize = 3 + 2 + 1 + 3 + 1 + 3 + 2 * 3 + 2;
+
+/// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
+/// unknown unicast, and `mac` is pinned to it (static and sticky) and to
+/// no other port.
+#[track_caller]
+fn assert_pinned(world: &World, host: &str, mac: [u8; 6]) {
+    let out = world.run(&["ip", "-j", "-d", "link", "show", "dev", host]);
+    out.expect_success("ip -d link show");
+    let link: Value = serde_json::from_str(&out.stdout).expect("ip -j prints JSON");
+    let port = &link[0]["linkinfo"]["info_slave_data"];
+    assert_eq!(
+        (&port["learning"], &port["flood"]),
+        (&json!(false), &json!(false)),
+        "{port}"
+    );
+    let out = world.run(&["bridge", "-j", "-d", "fdb", "show", "br", "brg0"]);
+    out.expect_success("bridge fdb show");
+    let fdb: Value = serde_json::from_str(&out.stdout).expect("bridge -j prints JSON");
+    let entries: Vec<&Value> = fdb
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|e| e["mac"] == mac_text(mac))
         .collect();
-    out.sort();
-    out
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["ifname"], json!(host), "{entries:?}");
+    assert_eq!(entries[0]["state"], json!("static"), "{entries:?}");
+    let flags = entries[0]["flags"].to_string();
+    assert!(flags.contains("sticky"), "{entries:?}");
+}
+
+/// The guard chain of host end `host`: `port_` and its name (netplumb's
+/// `guard_chain_name`, for names without `_`, `.` or `-`).
+fn chain_name(host: &str) -> String {
+    assert!(host.bytes().all(|b| b.is_ascii_alphanumeric()), "{host}");
+    format!("port_{host}")
+}
+
+/// How many rules the guard chain of host end `host` has (`None`: no
+/// chain).
+fn chain_of(world: &World, host: &str) -> Option<usize> {
+    NftTable::guard(world)?
+        .chains()
+        .get(&chain_name(host))
+        .copied()
 }
 
 /// Wires `c` with `-json`; returns the JSON.
@@ -781,7 +823,7 @@ allow nsg-a open 4
 ";
 
 #[test]
-fn guard_elements_follow_the_lease_and_check_sees_them() {
+fn the_guard_follows_the_lease_and_check_sees_it() {
     require_root!();
     let world = world_with(DUAL);
     let c = world.container(A);
@@ -810,20 +852,13 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
         .collect();
     assert!(v6.contains(&lladdr), "EUI-64 link-local {lladdr} in {v6:?}");
 
-    let mut expected = vec![
-        (Kind::Guarded, host.clone()),
-        (Kind::Mac, format!("{host} . {}", mac_text(mac))),
-        (Kind::Ip4, format!("{host} . 10.10.10.2")),
-        (Kind::Ip6, format!("{host} . fd00:10::2")),
-        (Kind::Ip6, format!("{host} . {lladdr}")),
-    ];
-    expected.sort();
     assert_eq!(
-        elements_of(&world, &host),
-        expected,
+        chain_of(&world, &host),
+        Some(GUARD_RULES),
         "{:?}",
         NftTable::guard(&world)
     );
+    assert_pinned(&world, &host, mac);
 
     // IPv4 and IPv6, global and link-local, between guarded containers.
     let d = world.container(A);
@@ -846,50 +881,56 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
     let scoped = format!("{d_lladdr}%veth1");
     assert!(ping_retrying(&c, &scoped), "link-local {scoped}");
 
-    // -check: intact; broken once an element is removed behind its back.
-    let out = world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
+    // -check: intact; broken once the chain is deleted behind its back, or
+    // the port learns again.
+    let check = || world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
+    let out = check();
     assert_eq!(out.code(), Some(0), "{out}");
-    let table = NftTable::guard(&world).expect("table bridge netsetgo");
-    let macs = table.set(Kind::Mac);
-    let key = macs
-        .keys()
-        .into_iter()
-        .find(|k| k.to_string().contains(&host))
-        .unwrap_or_else(|| panic!("no MAC element of {host}: {macs:?}"));
-    delete_element(&world, &macs, &key);
-    let out = world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
-    assert_eq!(
-        out.code(),
-        Some(1),
-        "-check with a MAC element missing:\n{out}"
-    );
+    world
+        .run(&[
+            "nft",
+            "delete",
+            "chain",
+            "netdev",
+            TABLE,
+            &chain_name(&host),
+        ])
+        .expect_success("delete the guard chain");
+    let out = check();
+    assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");
     assert!(out.stderr.starts_with("netsetgo: "), "{out}");
+    assert!(
+        out.stderr.contains(&format!(
+            "host end {host} is not guarded (run `netsetgo -restore`)"
+        )),
+        "{out}"
+    );
+    world
+        .run(&["bridge", "link", "set", "dev", &host, "learning", "on"])
+        .expect_success("learning on");
+    let out = check();
+    assert!(
+        out.stderr
+            .contains(&format!("bridge port {host} learns source MACs")),
+        "{out}"
+    );
 
-    // -delete forgets every element of its port, and only those.
-    let d_before = elements_of(&world, &d_host);
-    assert_eq!(d_before.len(), 5, "{d_before:?}");
+    // -delete forgets its port's chain, and only that.
+    assert_eq!(chain_of(&world, &d_host), Some(GUARD_RULES));
     let out = world.netsetgo(A, &["-delete", "-pid", &c.pid_arg()]);
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
+    assert_eq!(chain_of(&world, &host), None, "-delete left the chain");
     assert_eq!(
-        elements_of(&world, &host),
-        Vec::new(),
-        "-delete left elements"
-    );
-    assert_eq!(
-        elements_of(&world, &d_host),
-        d_before,
+        chain_of(&world, &d_host),
+        Some(GUARD_RULES),
         "-delete touched another port"
     );
 
-    // Exit and the next call's garbage collection forget them too.
+    // Exit (the kernel deletes the chain with its device before 6.16, not
+    // from then on) and the next call's garbage collection leave no chain.
     let mut d = d;
     d.kill();
     wait_for_ports(&world, 0);
-    assert_eq!(
-        elements_of(&world, &d_host),
-        d_before,
-        "forgotten before any call"
-    );
     let e = world.container(A);
     let e_json = wire_json(&world, &e, &[]);
     let e_host = e_json["host_interface"].as_str().expect("host_interface");
@@ -897,23 +938,20 @@ fn guard_elements_follow_the_lease_and_check_sees_them() {
         e_host, d_host,
         "the new container took the freed first address"
     );
-    assert_eq!(elements_of(&world, &d_host), Vec::new(), "GC left elements");
+    assert_eq!(chain_of(&world, &d_host), None, "GC left the chain");
     assert_eq!(
-        elements_of(&world, e_host).len(),
-        5,
+        chain_of(&world, e_host),
+        Some(GUARD_RULES),
         "the new port is guarded"
     );
+    assert_pinned(&world, e_host, container_mac(2));
 
     // A guard=no network guards nothing.
     let f = world.container(A);
     let f_json = wire_json(&world, &f, &["-bridgeName", "openbr0"]);
     assert_eq!(f_json["guard"], json!(false), "{f_json:?}");
     let f_host = f_json["host_interface"].as_str().expect("host_interface");
-    assert_eq!(
-        elements_of(&world, f_host),
-        Vec::new(),
-        "guard=no port has elements"
-    );
+    assert_eq!(chain_of(&world, f_host), None, "guard=no port has a chain");
     let out = world.netsetgo(
         A,
         &["-check", "-bridgeName", "openbr0", "-pid", &f.pid_arg()],
@@ -986,7 +1024,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let tables = || {
         let shown = [NftTable::publishing(&world), NftTable::guard(&world)]
             .map(|t| t.expect("the helper's tables").normalised());
-        let held = [("inet", TABLE), ("bridge", TABLE)].map(|(family, name)| {
+        let held = [("inet", TABLE), ("netdev", TABLE)].map(|(family, name)| {
             let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
             out.expect_success("nft --debug=netlink list table");
             rule_expressions(&out.stdout)
@@ -996,9 +1034,9 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table bridge netsetgo",
+        "table netdev netsetgo",
         "table inet netsetgo",
-        "@nd_target drop",
+        "ip saddr 10.10.10.2 ip frag-off & 8191 == 0 udp sport != 67 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
     ] {
@@ -1106,4 +1144,933 @@ fn isolated_containers_reach_the_gateway_not_each_other() {
     let (c, d) = (&open[0].0, &open[1].0);
     assert!(c.pings("10.10.10.3"), "no isolation, yet C cannot reach D");
     assert!(d.pings("10.10.10.2"), "no isolation, yet D cannot reach C");
+}
+
+// ---------------------------------------------------------------------------
+// Every kind of frame (issue 17, SECURITY.md 18): judged by what the
+// bridge, the host and the other containers do, not by the guard's objects.
+
+/// The world's UDP service port that forged datagrams aim at.
+const SERVICE_PORT: u16 = 7017;
+/// The IPv4 all-hosts group's MAC.
+const ALL_HOSTS_MAC: [u8; 6] = [0x01, 0, 0x5e, 0, 0, 1];
+
+/// Reserved link-local group `n` (01:80:c2:00:00:0n).
+fn group(n: u8) -> [u8; 6] {
+    [0x01, 0x80, 0xc2, 0, 0, n]
+}
+
+/// An IPv4 packet of protocol `proto`, with id `id` and the flags and
+/// fragment offset `frag`, header checksum computed.
+fn ipv4_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    id: u16,
+    frag: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let total = (20 + payload.len()) as u16;
+    let mut p = vec![0x45, 0];
+    p.extend_from_slice(&total.to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&frag.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    let sum = checksum(&p);
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// A UDP header and `data`, checksum 0 (none, which IPv4 allows).
+fn udp_ports(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(data);
+    p
+}
+
+/// `l4` (UDP or ICMPv6, its checksum field at `at`) with its checksum
+/// over the IPv6 pseudo-header.
+fn with_checksum6(src: [u8; 16], dst: [u8; 16], next: u8, mut l4: Vec<u8>, at: usize) -> Vec<u8> {
+    let mut pseudo = Vec::with_capacity(40 + l4.len());
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, next]);
+    pseudo.extend_from_slice(&l4);
+    let sum = checksum(&pseudo);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    l4
+}
+
+/// A UDP datagram over IPv6 with its checksum.
+fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    with_checksum6(src, dst, 17, udp_ports(sport, dport, data), 6)
+}
+
+/// An ICMP echo request carrying `data`.
+fn echo4(data: &[u8]) -> Vec<u8> {
+    let mut p = vec![8, 0, 0, 0, 0x17, 0x17, 0, 1];
+    p.extend_from_slice(data);
+    let sum = checksum(&p);
+    p[2..4].copy_from_slice(&sum.to_be_bytes());
+    p
+}
+
+/// An ICMPv6 echo request carrying `data`.
+fn echo6(src: [u8; 16], dst: [u8; 16], data: &[u8]) -> Vec<u8> {
+    let mut p = vec![128, 0, 0, 0, 0x17, 0x17, 0, 1];
+    p.extend_from_slice(data);
+    with_checksum6(src, dst, 58, p, 2)
+}
+
+/// An extension header (hop-by-hop or destination options) with one
+/// PadN option, followed by `next` and its `rest`.
+fn options_header(next: u8, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 0, 1, 4, 0, 0, 0, 0];
+    p.extend_from_slice(rest);
+    p
+}
+
+/// An IPv6 fragment header (offset in 8-byte units, more fragments `more`)
+/// followed by `rest`.
+fn fragment6(next: u8, offset: u16, more: bool, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 0];
+    p.extend_from_slice(&((offset << 3) | u16::from(more)).to_be_bytes());
+    p.extend_from_slice(&0x1717_0017u32.to_be_bytes());
+    p.extend_from_slice(rest);
+    p
+}
+
+/// 16 bytes that name frame `n` of this process's attack.
+fn tag(n: u32) -> Vec<u8> {
+    let mut m = b"NSG17".to_vec();
+    m.extend_from_slice(&std::process::id().to_be_bytes());
+    m.extend_from_slice(&n.to_be_bytes());
+    m.extend_from_slice(&[0x17, 0x17, 0x17]);
+    m
+}
+
+/// Whose MAC and addresses a frame claims.
+#[derive(Debug, Clone, Copy)]
+struct Identity {
+    name: &'static str,
+    mac: [u8; 6],
+    ip4: [u8; 4],
+    ip6: [u8; 16],
+}
+
+/// One forged frame: what it is, its tag, and the identity it claims.
+struct Forgery {
+    label: String,
+    frame: Vec<u8>,
+    tag: Vec<u8>,
+}
+
+/// Every kind of frame from `who` to Ethernet destination `dst`, each
+/// tagged (the tags numbered from `*n`): IPv4 UDP and ping to the host's
+/// service, ARP (gratuitous reply and request), IPv6 UDP and ping to all
+/// nodes, the same IPv4 in 802.1Q and in QinQ (802.1ad) tags, IPv6 behind
+/// hop-by-hop and destination options headers, IPv4 and IPv6 fragments,
+/// and two EtherTypes the guard has no rule for.
+fn every_kind(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<Forgery> {
+    let gw4 = ip(1);
+    let mut out = Vec::new();
+    let mut add = |kind: &str, build: &dyn Fn(&[u8]) -> Vec<u8>| {
+        *n += 1;
+        let t = tag(*n);
+        out.push(Forgery {
+            label: format!("{kind} as {} to {dst_name}", who.name),
+            frame: build(&t),
+            tag: t,
+        });
+    };
+    let udp4 = |t: &[u8]| {
+        ipv4_packet(
+            who.ip4,
+            gw4,
+            17,
+            0x1717,
+            0x4000,
+            &udp_ports(SERVICE_PORT, SERVICE_PORT, t),
+        )
+    };
+    add("IPv4 UDP to the host", &|t| {
+        ether(dst, who.mac, 0x0800, &udp4(t))
+    });
+    add("IPv4 ping to the host", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0800,
+            &ipv4_packet(who.ip4, gw4, 1, 0x1718, 0x4000, &echo4(t)),
+        )
+    });
+    add("a gratuitous ARP reply", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0806,
+            &arp(2, who.mac, who.ip4, BROADCAST, who.ip4, t),
+        )
+    });
+    add("an ARP request", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x0806,
+            &arp(1, who.mac, who.ip4, [0; 6], gw4, t),
+        )
+    });
+    let udp_all = |t: &[u8]| udp6(who.ip6, ALL_NODES, SERVICE_PORT, SERVICE_PORT, t);
+    add("IPv6 UDP to all nodes", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 17, &udp_all(t)),
+        )
+    });
+    add("an IPv6 ping to all nodes", &|t| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 58, &echo6(who.ip6, ALL_NODES, t)),
+        )
+    });
+    add("IPv4 UDP in an 802.1Q tag", &|t| {
+        let mut tagged = vec![0, 1, 0x08, 0x00];
+        tagged.extend(udp4(t));
+        ether(dst, who.mac, 0x8100, &tagged)
+    });
+    add("IPv4 UDP in 802.1ad and 802.1Q tags (QinQ)", &|t| {
+        let mut tagged = vec![0, 2, 0x81, 0x00, 0, 1, 0x08, 0x00];
+        tagged.extend(udp4(t));
+        ether(dst, who.mac, 0x88a8, &tagged)
+    });
+    add("IPv6 UDP behind a hop-by-hop header", &|t| {
+        let body = options_header(17, &udp_all(t));
+        ether(dst, who.mac, 0x86dd, &ipv6(who.ip6, ALL_NODES, 0, &body))
+    });
+    add("IPv6 UDP behind a destination options header", &|t| {
+        let body = options_header(17, &udp_all(t));
+        ether(dst, who.mac, 0x86dd, &ipv6(who.ip6, ALL_NODES, 60, &body))
+    });
+    // Fragments: the datagram is the tag and 8 bytes more; the first
+    // fragment carries the UDP header and 8 bytes, the second the rest.
+    out.extend(fragments(dst, dst_name, who, n));
+    *n += 1;
+    let t = tag(*n);
+    out.push(Forgery {
+        label: format!("another EtherType (0x88b5) as {} to {dst_name}", who.name),
+        frame: ether(dst, who.mac, 0x88b5, &t),
+        tag: t,
+    });
+    *n += 1;
+    let t = tag(*n);
+    out.push(Forgery {
+        label: format!("LLDP's EtherType (0x88cc) as {} to {dst_name}", who.name),
+        frame: ether(dst, who.mac, 0x88cc, &t),
+        tag: t,
+    });
+    out
+}
+
+/// A UDP datagram to the host's service as IPv4 fragments and as IPv6
+/// fragments (two each, one tag).
+fn fragments(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<Forgery> {
+    *n += 1;
+    let t = tag(*n);
+    let mut data = t.clone();
+    data.extend_from_slice(&[0x17; 8]);
+    let whole = udp_ports(SERVICE_PORT, SERVICE_PORT, &data);
+    let (head, tail) = whole.split_at(16);
+    let four = |frag, part: &[u8]| {
+        ether(
+            dst,
+            who.mac,
+            0x0800,
+            &ipv4_packet(who.ip4, ip(1), 17, 0x1719, frag, part),
+        )
+    };
+    *n += 1;
+    let t6 = tag(*n);
+    let mut data6 = t6.clone();
+    data6.extend_from_slice(&[0x17; 8]);
+    let whole6 = udp6(who.ip6, ALL_NODES, SERVICE_PORT, SERVICE_PORT, &data6);
+    let (head6, tail6) = whole6.split_at(16);
+    let six = |offset, more, part: &[u8]| {
+        ether(
+            dst,
+            who.mac,
+            0x86dd,
+            &ipv6(who.ip6, ALL_NODES, 44, &fragment6(17, offset, more, part)),
+        )
+    };
+    let label = |what: &str| format!("{what} as {} to {dst_name}", who.name);
+    let v4 = label("IPv4 UDP in two fragments");
+    let v6 = label("IPv6 UDP in two fragments");
+    vec![
+        Forgery {
+            label: v4.clone(),
+            frame: four(0x2000, head),
+            tag: t.clone(),
+        },
+        Forgery {
+            label: v4,
+            frame: four(2, tail),
+            tag: t.clone(),
+        },
+        Forgery {
+            label: v6.clone(),
+            frame: six(0, true, head6),
+            tag: t6.clone(),
+        },
+        Forgery {
+            label: v6,
+            frame: six(2, false, tail6),
+            tag: t6,
+        },
+    ]
+}
+
+/// The bridge's forwarding database: `(mac, port)` of each entry.
+fn fdb(world: &World) -> BTreeSet<(String, String)> {
+    let out = world.run(&["bridge", "-j", "fdb", "show", "br", "brg0"]);
+    out.expect_success("bridge -j fdb show br brg0");
+    let entries: Value = serde_json::from_str(out.stdout.trim()).unwrap_or(json!([]));
+    entries
+        .as_array()
+        .map(|all| {
+            all.iter()
+                .filter_map(|e| {
+                    Some((
+                        e["mac"].as_str()?.to_string(),
+                        e["ifname"].as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The world's `rp_filter` off on every device to come: the host's choice,
+/// and the worst case for a forged source (the issue's medium finding).
+fn hostile_rp_filter(world: &World) {
+    for key in ["all", "default"] {
+        let path = format!("net.ipv4.conf.{key}.rp_filter=0");
+        world
+            .run(&["sysctl", "-q", "-w", &path])
+            .expect_success(&path);
+    }
+}
+
+/// What every kind of frame did.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// `group of frames: MAC now on PORT`, for each FDB entry that put a
+    /// MAC on a port that does not own it.
+    moved: BTreeSet<String>,
+    /// `(frame, the source the host's service saw)` for forged sources.
+    host_got: BTreeSet<(String, String)>,
+    /// Frames of the attacker's own identity the host received (controls).
+    controls_received: BTreeSet<String>,
+    /// What the host believes the victim's MAC is, after.
+    host_of_victim: Option<String>,
+    /// Echo requests for the victim that reached the attacker, and the
+    /// victim, while the attacker kept sending as the victim; how many of
+    /// the host's 20 pings were answered.
+    redirected: usize,
+    reached_victim: usize,
+    answered: usize,
+    /// Tagged frames the attacker's host end saw (proof they were sent).
+    sent: usize,
+}
+
+impl Outcome {
+    /// A short account for failure messages.
+    fn summary(&self) -> String {
+        let first = |lines: Vec<String>| {
+            let n = lines.len();
+            let mut shown: Vec<String> = lines.into_iter().take(60).collect();
+            if n > 60 {
+                shown.push(format!("... and {} more", n - 60));
+            }
+            shown.join("\n  ")
+        };
+        // How many frames of each kind the host's services heard.
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for (label, _) in &self.host_got {
+            *kinds
+                .entry(label.split(" as ").next().unwrap_or(label))
+                .or_default() += 1;
+        }
+        format!(
+            "moved ({}):\n  {}\nhost received ({}, by kind {kinds:?}):\n  {}\nhost's entry for the victim: {:?}; \
+             pings for the victim at the attacker {}, at the victim {}, answered {}/20; \
+             tagged frames at the attacker's host end {}; controls received {}",
+            self.moved.len(),
+            first(self.moved.iter().cloned().collect()),
+            self.host_got.len(),
+            first(
+                self.host_got
+                    .iter()
+                    .map(|(l, s)| format!("{l}: from {s}"))
+                    .collect()
+            ),
+            self.host_of_victim,
+            self.redirected,
+            self.reached_victim,
+            self.answered,
+            self.sent,
+            self.controls_received.len(),
+        )
+    }
+}
+
+/// The attack on `lab` with every kind of frame, to every destination,
+/// as the victim (its MAC and addresses), as the gateway, with the
+/// victim's addresses from the attacker's own MAC, from invented MACs, and
+/// (controls) as itself; then the host pings the victim while the
+/// attacker keeps sending as the victim.
+fn attack_with_every_kind(lab: &Lab) -> Outcome {
+    let world = &lab.world;
+    let me = container_mac(4);
+    let gateway_mac = bridge_mac(world);
+    let victim = Identity {
+        name: "the victim",
+        mac: container_mac(2),
+        ip4: ip(2),
+        ip6: link_local(container_mac(2)),
+    };
+    let gateway = Identity {
+        name: "the gateway",
+        mac: gateway_mac,
+        ip4: ip(1),
+        ip6: link_local(gateway_mac),
+    };
+    let own = Identity {
+        name: "itself",
+        mac: me,
+        ip4: ip(4),
+        ip6: link_local(me),
+    };
+    let victims_addresses = Identity {
+        name: "the victim's addresses from its own MAC",
+        mac: me,
+        ..victim
+    };
+    let mut destinations: Vec<([u8; 6], String)> =
+        (0..16).map(|g| (group(g), mac_text(group(g)))).collect();
+    destinations.extend([
+        (BROADCAST, "broadcast".to_string()),
+        (ALL_HOSTS_MAC, "the IPv4 all-hosts MAC".to_string()),
+        (ALL_NODES_MAC, "the IPv6 all-nodes MAC".to_string()),
+        (container_mac(2), "the victim's MAC".to_string()),
+        (gateway_mac, "the gateway's MAC".to_string()),
+    ]);
+    let owners: Vec<(String, &str)> = vec![
+        (mac_text(container_mac(2)), lab.victim_host.as_str()),
+        (mac_text(container_mac(3)), lab.peer_host.as_str()),
+        (mac_text(me), lab.attacker_host.as_str()),
+        (mac_text(gateway_mac), "brg0"),
+    ];
+    // A MAC on a port that does not own it; an invented MAC (02:17:...)
+    // anywhere.
+    let misplaced = |(mac, port): &(String, String)| {
+        owners.iter().any(|(m, p)| m == mac && p != port) || mac.starts_with("02:17:")
+    };
+    let services = netsetgo_e2e::traffic::Sources::open(world.pid(), SERVICE_PORT);
+    let at_host_end = Client::on(world.pid(), &lab.attacker_host);
+    let sender = Client::on(lab.attacker.pid(), "veth1");
+    let victim_nic = Client::on(lab.victim.pid(), "veth1");
+    let settle = Duration::from_millis(30) * time_scale();
+    let mut outcome = Outcome::default();
+    let mut n = 0;
+    let mut labels: Vec<(Vec<u8>, String, bool)> = Vec::new();
+    // For the redirection below: a frame of an EtherType no stack answers,
+    // as the victim, to each destination.
+    let mut poison = Vec::new();
+    for (i, (dst, dst_name)) in destinations.iter().enumerate() {
+        let invented = Identity {
+            name: "an invented MAC",
+            mac: [0x02, 0x17, 0, 0, 0, i as u8],
+            ..own
+        };
+        poison.push(ether(*dst, victim.mac, 0x88b5, b"the victim, forged"));
+        for who in [victim, gateway, victims_addresses, invented, own] {
+            let forgeries = every_kind(*dst, dst_name, &who, &mut n);
+            let before = fdb(world);
+            for f in &forgeries {
+                sender.send_frame(&f.frame);
+                sender.send_frame(&f.frame);
+            }
+            std::thread::sleep(settle);
+            let after = fdb(world);
+            for (mac, port) in after.iter().filter(|e| misplaced(e) && !before.contains(e)) {
+                outcome.moved.insert(format!(
+                    "frames as {} to {dst_name}: {mac} now on {port}",
+                    who.name
+                ));
+            }
+            if after.iter().any(&misplaced) {
+                // The victim's own frame puts its MAC back (where the
+                // bridge learns) for the next group.
+                victim_nic.send_frame(&ether(
+                    BROADCAST,
+                    victim.mac,
+                    0x0800,
+                    &ipv4_udp(victim.ip4, [10, 10, 10, 255], b"the victim itself"),
+                ));
+                std::thread::sleep(settle);
+            }
+            let forged = who.mac != me || who.ip4 != own.ip4;
+            labels.extend(forgeries.into_iter().map(|f| (f.tag, f.label, forged)));
+        }
+    }
+    std::thread::sleep(settle * 3);
+    let own_sources = ["10.10.10.4".to_string(), ipv6_text(own.ip6)];
+    for (source, bytes) in services.received() {
+        let source = source.to_string();
+        for (_, label, forged) in labels.iter().filter(|(t, _, _)| contains(&bytes, t)) {
+            if !forged {
+                outcome.controls_received.insert(label.clone());
+            } else if !own_sources.contains(&source) {
+                outcome.host_got.insert((label.clone(), source.clone()));
+            }
+        }
+    }
+    outcome.sent = at_host_end
+        .frames(settle)
+        .iter()
+        .filter(|f| labels.iter().any(|(t, _, _)| contains(f, t)))
+        .count();
+    outcome.host_of_victim = host_neighbour(world, "10.10.10.2");
+
+    // The host's traffic to the victim while the attacker keeps sending
+    // as the victim (its neighbour entry put right first: only the
+    // forwarding database is tried here).
+    world
+        .run(&[
+            "ip",
+            "neigh",
+            "replace",
+            "10.10.10.2",
+            "lladdr",
+            &mac_text(victim.mac),
+            "dev",
+            "brg0",
+        ])
+        .expect_success("ip neigh replace 10.10.10.2");
+    let at_attacker = Client::on(lab.attacker.pid(), "veth1");
+    let at_victim = Client::on(lab.victim.pid(), "veth1");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let answered = std::thread::scope(|s| {
+        s.spawn(|| {
+            let end = std::time::Instant::now() + Duration::from_secs(20) * time_scale();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && std::time::Instant::now() < end
+            {
+                for f in &poison {
+                    sender.send_frame(f);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let out = world.run(&[
+            "ping",
+            "-n",
+            "-c",
+            "20",
+            "-i",
+            "0.05",
+            "-W",
+            "1",
+            "10.10.10.2",
+        ]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out.stdout
+            .lines()
+            .find_map(|l| {
+                l.split(", ")
+                    .nth(1)?
+                    .strip_suffix(" received")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    });
+    let echo_for_victim = |f: &&Vec<u8>| {
+        f.len() >= 35 && f[12..14] == [8, 0] && f[23] == 1 && f[30..34] == ip(2) && f[34] == 8
+    };
+    outcome.redirected = at_attacker
+        .frames(settle)
+        .iter()
+        .filter(echo_for_victim)
+        .count();
+    outcome.reached_victim = at_victim
+        .frames(settle)
+        .iter()
+        .filter(echo_for_victim)
+        .count();
+    outcome.answered = answered;
+    outcome
+}
+
+#[test]
+fn no_kind_of_frame_moves_a_mac_or_reaches_the_host_as_another() {
+    require_root!();
+    let lab = lab_hostile_rp_filter("");
+    let got = attack_with_every_kind(&lab);
+    let summary = got.summary();
+    assert!(
+        got.sent > 0,
+        "nothing seen at the attacker's host end:\n{summary}"
+    );
+    // Controls: the host's services hear the attacker as itself.
+    for control in [
+        "IPv4 UDP to the host as itself to broadcast",
+        "IPv4 ping to the host as itself to broadcast",
+    ] {
+        assert!(
+            got.controls_received.contains(control),
+            "control {control:?} not received:\n{summary}"
+        );
+    }
+    assert!(
+        got.moved.is_empty() && got.host_got.is_empty(),
+        "the forwarding database took forged MACs, or the host's services forged sources:\n{summary}"
+    );
+    assert_eq!(
+        got.host_of_victim,
+        Some(mac_text(container_mac(2))),
+        "the host's entry for the victim:\n{summary}"
+    );
+    assert_eq!(
+        got.redirected, 0,
+        "the host's pings to the victim reached the attacker:\n{summary}"
+    );
+    assert!(
+        got.reached_victim > 0 && got.answered > 0,
+        "the victim lost its traffic:\n{summary}"
+    );
+    lab.assert_legitimate_traffic_flows();
+}
+
+#[test]
+fn without_the_guard_frames_move_macs_and_reach_the_host_as_another() {
+    require_root!();
+    let lab = lab_hostile_rp_filter(" guard=no");
+    let got = attack_with_every_kind(&lab);
+    let summary = got.summary();
+    let victim_moved_by = |dst: &str| {
+        got.moved.contains(&format!(
+            "frames as the victim to {dst}: {} now on {}",
+            mac_text(container_mac(2)),
+            lab.attacker_host
+        ))
+    };
+    // Every destination but 01:80:c2:00:00:01 (pause frames, which the
+    // bridge drops before it learns) moves the victim's MAC.
+    let mut dsts: Vec<String> = (0..16)
+        .filter(|g| *g != 1)
+        .map(|g| mac_text(group(g)))
+        .collect();
+    dsts.extend(
+        [
+            "broadcast",
+            "the IPv4 all-hosts MAC",
+            "the IPv6 all-nodes MAC",
+            "the victim's MAC",
+        ]
+        .map(str::to_string),
+    );
+    let unmoved: Vec<&String> = dsts.iter().filter(|d| !victim_moved_by(d)).collect();
+    assert!(
+        unmoved.is_empty(),
+        "guard=no, yet frames to these moved nothing: {unmoved:?}\n{summary}"
+    );
+    for kind in ["IPv4 UDP to the host", "IPv4 ping to the host"] {
+        for dst in ["01:80:c2:00:00:0e", "broadcast"] {
+            let label = format!("{kind} as the victim's addresses from its own MAC to {dst}");
+            assert!(
+                got.host_got
+                    .contains(&(label.clone(), "10.10.10.2".to_string())),
+                "guard=no: the host did not receive {label:?}:\n{summary}"
+            );
+        }
+    }
+    assert!(
+        got.redirected > 0,
+        "guard=no: no ping for the victim reached the attacker:\n{summary}"
+    );
+}
+
+/// [`lab`] in a world whose `rp_filter` is 0 (set before any device).
+fn lab_hostile_rp_filter(keys: &str) -> Lab {
+    let world = world_with(&format!(
+        "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
+         allow nsg-a default 8\n\
+         allow nsg-b default 4\n"
+    ));
+    hostile_rp_filter(&world);
+    lab_in(world)
+}
+
+/// What the servers' frames did to the third container (the peer, a
+/// client) and the victim.
+#[derive(Debug)]
+struct ServerAnswers {
+    /// Each frame's label and whether the peer, the victim, received it.
+    seen: Vec<(String, bool, bool)>,
+    /// The peer's IPv6 routes and addresses after the router
+    /// advertisements.
+    peer_routes6: String,
+    peer_addresses6: String,
+    /// Tagged frames the attacker's host end saw (proof they were sent).
+    sent: usize,
+}
+
+/// A DHCPv6 message of type `kind` (2 ADVERTISE, 7 REPLY) from the
+/// attacker, with `t` as the value of an unknown option.
+fn dhcp6(kind: u8, t: &[u8]) -> Vec<u8> {
+    let mut m = vec![kind, 0x17, 0x17, 0x17];
+    // A DNS server option (23): the attacker's link-local.
+    m.extend_from_slice(&[0, 23, 0, 16]);
+    m.extend_from_slice(&link_local(container_mac(4)));
+    m.extend_from_slice(&[0xff, 0xf0, 0, t.len() as u8]);
+    m.extend_from_slice(t);
+    m
+}
+
+/// A router advertisement (router lifetime 1800 s) with a prefix
+/// (2001:db8:17::/64, on-link, autonomous), the attacker's link-layer
+/// address, and `t` in an option no one knows (type 253).
+fn router_advertisement_with_prefix(t: &[u8]) -> Vec<u8> {
+    let mut p = router_advertisement(&[]);
+    let mut prefix = vec![3, 4, 64, 0xc0];
+    prefix.extend_from_slice(&u32::MAX.to_be_bytes());
+    prefix.extend_from_slice(&u32::MAX.to_be_bytes());
+    prefix.extend_from_slice(&[0; 4]);
+    prefix.extend_from_slice(&[
+        0x20, 0x01, 0x0d, 0xb8, 0, 0x17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ]);
+    p.extend(prefix);
+    p.extend_from_slice(&[1, 1]);
+    p.extend_from_slice(&container_mac(4));
+    let mut unknown = vec![253, 3];
+    unknown.extend_from_slice(t);
+    unknown.resize(24, 0);
+    p.extend(unknown);
+    p
+}
+
+/// The attacker answers as a DHCP server (OFFER and ACK for the peer's
+/// lease with itself as router and DNS server), as a DHCPv6 server
+/// (ADVERTISE and REPLY), as a router (advertisements with a prefix),
+/// and with fragments that look like server replies: a non-first IPv4
+/// fragment whose payload is a UDP header 67 -> 68, a first fragment of
+/// UDP 67 -> 68, a non-first IPv6 fragment that looks like UDP 547 -> 546;
+/// each from its own MAC and addresses, broadcast, to the all-nodes group
+/// and to the peer's MAC, a few times over a second.
+fn answer_as_servers(lab: &Lab) -> ServerAnswers {
+    use netsetgo::dhcp::{answer, client_request, udp_packet, Terms};
+    let me = container_mac(4);
+    let me6 = link_local(me);
+    let peer_mac = container_mac(3);
+    let peer6 = link_local(peer_mac);
+    let terms = Terms {
+        mac: peer_mac,
+        address: "10.10.10.3".parse().unwrap(),
+        gateway: "10.10.10.4/24".parse().unwrap(),
+        dns: vec!["10.10.10.4".parse().unwrap()],
+    };
+    let offer = answer(
+        peer_mac,
+        &client_request(peer_mac, dhcproto::v4::MessageType::Discover, &[]),
+        &terms,
+    )
+    .expect("an OFFER");
+    let requested = dhcproto::v4::DhcpOption::RequestedIpAddress(terms.address);
+    let ack = answer(
+        peer_mac,
+        &client_request(peer_mac, dhcproto::v4::MessageType::Request, &[requested]),
+        &terms,
+    )
+    .expect("an ACK");
+    let mut n = 0x1700;
+    let mut frames: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut add = |label: String, build: &dyn Fn(&[u8]) -> Vec<u8>| {
+        n += 1;
+        let t = tag(n);
+        frames.push((label, build(&t), t));
+    };
+    for (dst, dst_name, dst4, dst6) in [
+        (BROADCAST, "broadcast", [255; 4], ALL_NODES),
+        (ALL_NODES_MAC, "the all-nodes MAC", [255; 4], ALL_NODES),
+        (peer_mac, "the peer's MAC", ip(3), peer6),
+    ] {
+        for (what, reply) in [
+            ("a DHCP OFFER (67 -> 68)", &offer),
+            ("a DHCP ACK (67 -> 68)", &ack),
+        ] {
+            // The tag trails the message, after its end option.
+            add(format!("{what} to {dst_name}"), &|t| {
+                let mut message = reply.packet[28..].to_vec();
+                message.extend_from_slice(t);
+                let packet = udp_packet((terms.gateway.ip(), 67), (dst4.into(), 68), &message);
+                ether(dst, me, 0x0800, &packet)
+            });
+        }
+        for (what, kind) in [
+            ("a DHCPv6 ADVERTISE (547 -> 546)", 2),
+            ("a DHCPv6 REPLY (547 -> 546)", 7),
+        ] {
+            add(format!("{what} to {dst_name}"), &|t| {
+                let udp = udp6(me6, dst6, 547, 546, &dhcp6(kind, t));
+                ether(dst, me, 0x86dd, &ipv6(me6, dst6, 17, &udp))
+            });
+        }
+        add(
+            format!("a router advertisement with a prefix to {dst_name}"),
+            &|t| {
+                let ra = with_checksum6(me6, dst6, 58, router_advertisement_with_prefix(t), 2);
+                ether(dst, me, 0x86dd, &ipv6(me6, dst6, 58, &ra))
+            },
+        );
+        add(
+            format!("a non-first IPv4 fragment that looks like UDP 67 -> 68 to {dst_name}"),
+            &|t| {
+                let fake = udp_ports(67, 68, t);
+                ether(
+                    dst,
+                    me,
+                    0x0800,
+                    &ipv4_packet(ip(4), dst4, 17, 0x1720, 3, &fake),
+                )
+            },
+        );
+        add(
+            format!("a first IPv4 fragment of UDP 67 -> 68 to {dst_name}"),
+            &|t| {
+                let mut data = t.to_vec();
+                data.extend_from_slice(&[0; 8]);
+                let head = udp_ports(67, 68, &data);
+                ether(
+                    dst,
+                    me,
+                    0x0800,
+                    &ipv4_packet(ip(4), dst4, 17, 0x1721, 0x2000, &head[..24]),
+                )
+            },
+        );
+        add(
+            format!("a non-first IPv6 fragment that looks like UDP 547 -> 546 to {dst_name}"),
+            &|t| {
+                let fake = udp_ports(547, 546, t);
+                ether(
+                    dst,
+                    me,
+                    0x86dd,
+                    &ipv6(me6, dst6, 44, &fragment6(17, 3, false, &fake)),
+                )
+            },
+        );
+    }
+    let world = &lab.world;
+    let at_host_end = Client::on(world.pid(), &lab.attacker_host);
+    let at_peer = Client::on(lab.peer.pid(), "veth1");
+    let at_victim = Client::on(lab.victim.pid(), "veth1");
+    let sender = Client::on(lab.attacker.pid(), "veth1");
+    for _ in 0..4 {
+        for (_, frame, _) in &frames {
+            sender.send_frame(frame);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let wait = Duration::from_millis(300) * time_scale();
+    let (peer, victim, host_end) = (
+        at_peer.frames(wait),
+        at_victim.frames(wait),
+        at_host_end.frames(wait),
+    );
+    let tagged = |frames: &[Vec<u8>], t: &[u8]| frames.iter().any(|f| contains(f, t));
+    ServerAnswers {
+        seen: frames
+            .iter()
+            .map(|(label, _, t)| (label.clone(), tagged(&peer, t), tagged(&victim, t)))
+            .collect(),
+        peer_routes6: lab.peer.exec(&["ip", "-6", "route", "show"]).stdout,
+        peer_addresses6: lab
+            .peer
+            .exec(&["ip", "-6", "addr", "show", "dev", "veth1"])
+            .stdout,
+        sent: frames
+            .iter()
+            .filter(|(_, _, t)| tagged(&host_end, t))
+            .count(),
+    }
+}
+
+#[test]
+fn no_container_answers_as_a_dhcp_server_or_a_router() {
+    require_root!();
+    let lab = lab("");
+    let got = answer_as_servers(&lab);
+    assert_eq!(
+        got.sent,
+        got.seen.len(),
+        "not every frame was seen at the attacker's host end: {got:#?}"
+    );
+    let through: Vec<String> = got
+        .seen
+        .iter()
+        .filter(|(_, peer, victim)| *peer || *victim)
+        .map(|(label, peer, victim)| format!("{label}: at the peer {peer}, at the victim {victim}"))
+        .collect();
+    assert!(
+        through.is_empty(),
+        "server replies got through:\n{}",
+        through.join("\n")
+    );
+    assert!(
+        !got.peer_routes6.contains("default") && !got.peer_addresses6.contains("2001:db8:17:"),
+        "the peer took the attacker's router advertisement:\n{}\n{}",
+        got.peer_routes6,
+        got.peer_addresses6
+    );
+    lab.assert_legitimate_traffic_flows();
+}
+
+#[test]
+fn without_the_guard_a_container_answers_as_a_dhcp_server_and_a_router() {
+    require_root!();
+    let lab = lab(" guard=no");
+    let got = answer_as_servers(&lab);
+    let missed: Vec<&String> = got
+        .seen
+        .iter()
+        .filter(|(_, peer, _)| !peer)
+        .map(|(label, _, _)| label)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "guard=no, yet the peer did not receive: {missed:?}\n{got:#?}"
+    );
+    assert!(
+        got.peer_routes6
+            .contains("default via fe80::6e:aff:fe0a:a04")
+            && got.peer_addresses6.contains("2001:db8:17:"),
+        "guard=no: the peer did not take the attacker's router advertisement:\n{}\n{}",
+        got.peer_routes6,
+        got.peer_addresses6
+    );
 }

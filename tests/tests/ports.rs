@@ -1042,3 +1042,239 @@ fn publish_is_a_usage_error_with_other_modes_and_when_malformed() {
         NftTable::publishing(&world)
     );
 }
+
+// ---------------------------------------------------------------------------
+// A failed call leaves the ruleset as it was (issue 17, SECURITY.md 10)
+
+/// Networks whose first call is refused or fails in each way that comes
+/// after the helper has opened its nftables session. Every network
+/// masquerades (nat=yes) and guards (the default): a call that got far
+/// enough would add its masquerade and hairpin rules, the publishing
+/// structure and the guard's.
+const FIRST_CALLS: &str = "\
+network open bridge=openbr0 gateway=10.71.0.1/24 guard=no
+network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 nat=yes
+network quota bridge=quotabr0 gateway=10.73.0.1/24 nat=yes
+network tiny bridge=tinybr0 gateway=10.72.0.1/30 nat=yes
+network fresh bridge=freshbr0 gateway=10.74.0.1/24 gateway6=fd00:74::1/64 nat=yes
+allow nsg-a open 2
+allow nsg-a default 2
+allow nsg-b quota 1
+allow nsg-a tiny 1
+allow nsg-b tiny 1
+allow nsg-a fresh 2
+publish nsg-a open tcp 8000-8999
+publish nsg-a default tcp 8000-8999
+publish nsg-b quota tcp 8000-8999
+publish nsg-a tiny tcp 8000-8999
+publish nsg-a fresh tcp 8000-8999
+";
+
+/// The world's whole ruleset, as `nft -j list ruleset` gives it.
+fn ruleset_json(world: &World) -> Value {
+    let out = world.run(&["nft", "-j", "list", "ruleset"]);
+    out.expect_success("nft -j list ruleset");
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("nft -j: {e}:\n{out}"))
+}
+
+/// The ruleset's set and map elements, by family, table and set.
+fn elements_json(ruleset: &Value) -> Vec<(String, Value)> {
+    ruleset["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o.get("set").or_else(|| o.get("map")))
+        .map(|s| {
+            (
+                format!("{} {} {}", s["family"], s["table"], s["name"]),
+                s.get("elem").cloned().unwrap_or(json!([])),
+            )
+        })
+        .collect()
+}
+
+/// Runs `args` for `c` as `user` (`-pid` added): `None` if it failed
+/// with a stderr containing `why` and left the world's whole ruleset as it
+/// was, else what went wrong.
+fn fails_changing_no_rule(
+    world: &World,
+    user: &str,
+    c: &Container,
+    args: &[&str],
+    why: &str,
+) -> Option<String> {
+    let pid = c.pid_arg();
+    let mut all = args.to_vec();
+    all.extend(["-pid", &pid]);
+    let before = ruleset_json(world);
+    let out = world.netsetgo(user, &all);
+    let after = ruleset_json(world);
+    if out.code() == Some(0) || !out.stderr.contains(why) {
+        Some(format!(
+            "{all:?} as {user}: expected a failure naming {why:?}:\n{out}"
+        ))
+    } else if before != after {
+        Some(format!(
+            "{all:?} as {user} failed ({}) but changed the ruleset:\n{}",
+            out.stderr.trim(),
+            ruleset_diff(&before, &after)
+        ))
+    } else {
+        None
+    }
+}
+
+/// The objects (tables, chains, rules, sets) only in `before` (`-`) or
+/// only in `after` (`+`), one a line, cut at 200 characters.
+fn ruleset_diff(before: &Value, after: &Value) -> String {
+    let objects = |r: &Value| -> Vec<String> {
+        r["nftables"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o.get("metainfo").is_none())
+            .map(|o| o.to_string())
+            .collect()
+    };
+    let (b, a) = (objects(before), objects(after));
+    let cut = |o: &String| o.chars().take(200).collect::<String>();
+    b.iter()
+        .filter(|o| !a.contains(o))
+        .map(|o| format!("- {}", cut(o)))
+        .chain(
+            a.iter()
+                .filter(|o| !b.contains(o))
+                .map(|o| format!("+ {}", cut(o))),
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
+    require_root!();
+    let world = world_with(FIRST_CALLS);
+    let mut wrong = Vec::new();
+    // The very first call, refused as a host listener's port: the ruleset
+    // stays empty.
+    let _listener = Server::start(&host(&world), "tcp", "0.0.0.0", 8400);
+    let first = world.container(A);
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        A,
+        &first,
+        &["-bridgeName", "brg0", "-publish", "tcp:8400:80"],
+        "listens on tcp port 8400",
+    ));
+    // Host port 8080 is published on a network without the guard: the
+    // publishing structure exists, the guard's does not.
+    let keeper = world.container(A);
+    wire_with(
+        &world,
+        &keeper,
+        &["-bridgeName", "openbr0", "-publish", "tcp:8080:80"],
+    );
+    assert!(
+        NftTable::guard(&world).is_none(),
+        "guard=no made the guard's table"
+    );
+
+    // The first call on brg0 that gets that far, refused as already published, with no other
+    // mapping and after a first mapping that is free (published, then
+    // taken back).
+    let c = world.container(A);
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        A,
+        &c,
+        &["-bridgeName", "brg0", "-publish", "tcp:8080:80"],
+        "already published",
+    ));
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        A,
+        &c,
+        &[
+            "-bridgeName",
+            "brg0",
+            "-publish",
+            "tcp:8081:80",
+            "-publish",
+            "tcp:8080:81",
+        ],
+        "already published",
+    ));
+    // At the quota: nsg-b holds its one interface on quotabr0 (wired
+    // without publishing), and its next call publishes.
+    let held = world.container(B);
+    wire_with(&world, &held, &["-bridgeName", "quotabr0"]);
+    let more = world.container(B);
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        B,
+        &more,
+        &["-bridgeName", "quotabr0", "-publish", "tcp:8100:80"],
+        "you already hold",
+    ));
+    // No free address: tinybr0's one address is nsg-b's.
+    let tiny = world.container(B);
+    wire_with(&world, &tiny, &["-bridgeName", "tinybr0"]);
+    wrong.extend(fails_changing_no_rule(
+        &world,
+        A,
+        &c,
+        &["-bridgeName", "tinybr0", "-publish", "tcp:8200:80"],
+        "free",
+    ));
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+
+    // A call that fails after it has begun: the container already has a
+    // device of the peer's name, so the pair cannot be made. Its
+    // publications and guard elements are taken back; what it keeps of
+    // the ruleset on purpose is exactly what a successful call keeps
+    // after its container is gone (freshbr0's masquerade and hairpin
+    // rules): the same call made to succeed and then deleted leaves the
+    // same ruleset.
+    let blocked = world.container(A);
+    blocked
+        .exec(&[
+            "ip", "link", "add", "veth1", "type", "veth", "peer", "name", "other1",
+        ])
+        .expect_success("a veth1 inside");
+    let fresh = ["-bridgeName", "freshbr0", "-publish", "tcp:8300:80"];
+    let before = ruleset_json(&world);
+    let mut args = fresh.to_vec();
+    let pid = blocked.pid_arg();
+    args.extend(["-pid", &pid]);
+    let out = world.netsetgo(A, &args);
+    assert_eq!(out.code(), Some(1), "a veth1 inside yet:\n{out}");
+    let after_failure = ruleset_json(&world);
+    assert_eq!(
+        elements_json(&after_failure),
+        elements_json(&before),
+        "the failed call left elements:\n{out}"
+    );
+    // Only freshbr0's own rules (its masquerade chain and rules, its
+    // hairpin rule) are new.
+    let added = ruleset_diff(&before, &after_failure);
+    assert!(
+        added.lines().all(|l| l.starts_with("+ ")
+            && ["freshbr0", "10.74.0.0", "fd00:74::"]
+                .iter()
+                .any(|n| l.contains(n))),
+        "the failed call left more than freshbr0's masquerade and hairpin rules:\n{added}"
+    );
+    let ok = world.container(A);
+    wire_with(&world, &ok, &fresh);
+    let out = world.netsetgo(
+        A,
+        &["-bridgeName", "freshbr0", "-delete", "-pid", &ok.pid_arg()],
+    );
+    assert_eq!(out.code(), Some(0), "-delete:\n{out}");
+    let kept = ruleset_json(&world);
+    assert!(
+        kept == after_failure,
+        "the failed call left other than a successful call keeps (- after the failure, + after a call and its -delete):\n{}",
+        ruleset_diff(&after_failure, &kept)
+    );
+}

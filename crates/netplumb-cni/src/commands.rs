@@ -146,6 +146,7 @@ async fn wire(
                 peer_link_local: addresses.iter().any(IpNetwork::is_ipv6),
                 peer_mac: None,
                 isolated: false,
+                learning: netplumb::Learning::On,
             },
         )
         .await

@@ -64,6 +64,7 @@ pub async fn wire(
             peer_link_local: false,
             peer_mac: None,
             isolated: false,
+            learning: netplumb::Learning::On,
         },
     )
     .await

@@ -31,8 +31,12 @@ pub enum Step {
     SetUp,
     /// Setting a link's alias (`IFLA_IFALIAS`).
     SetAlias,
-    /// Setting a bridge port's isolation (`IFLA_BRPORT_ISOLATED`).
-    SetIsolated,
+    /// Setting a bridge port's flags (isolation, learning, unicast flooding).
+    SetBridgePort,
+    /// Pinning a MAC address to a bridge port (a static forwarding entry).
+    PinMac,
+    /// Listing a bridge's forwarding database.
+    ListFdb,
     /// Renaming a link.
     Rename,
     /// Deleting a link.
@@ -82,7 +86,9 @@ impl fmt::Display for Step {
             Step::SetMaster => "attach link to bridge",
             Step::SetUp => "bring link up",
             Step::SetAlias => "set link alias",
-            Step::SetIsolated => "set bridge port isolation",
+            Step::SetBridgePort => "set bridge port flags",
+            Step::PinMac => "pin MAC address to bridge port",
+            Step::ListFdb => "list forwarding database",
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",

@@ -18,11 +18,16 @@
 //!   [`delete_link`](Netlink::delete_link),
 //!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
 //!   [`bridge_ports`](Netlink::bridge_ports),
-//!   [`set_isolated`](Netlink::set_isolated) (bridge port isolation) and
+//!   [`set_bridge_port`](Netlink::set_bridge_port) (isolation, learning and
+//!   unicast flooding of a bridge port, [`BridgePort`]),
+//!   [`pin_mac`](Netlink::pin_mac) and [`fdb_entries`](Netlink::fdb_entries)
+//!   (a static, sticky forwarding entry that ties a MAC to a port) and
 //!   [`is_local`](Netlink::is_local) (is an address the namespace's own).
 //! * [`Netlink::attach`]: all of it as one transaction that leaves nothing
-//!   behind when a step fails; the peer may be given its MAC address and
-//!   the host end made an isolated bridge port ([`Attachment`]).
+//!   behind when a step fails; the peer may be given its MAC address, the
+//!   host end made an isolated bridge port and the peer's MAC pinned to it
+//!   ([`Attachment`], [`Learning`]), and [`Netlink::attach_with`] runs a
+//!   step of the caller's on the host end before it is brought up.
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
@@ -32,12 +37,14 @@
 //!   `.remove(bridge)`), [`ports`](Nftables::ports) (published ports,
 //!   DNAT that keeps the client's address: `.publish(&p)`,
 //!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`) and
-//!   [`guard`](Nftables::guard) (a bridge port passes only its container's
-//!   MAC and addresses: `.allow(&g)`, `.forget(&g)`, `.present(&g)`). It
-//!   touches only its own tables (`inet` and `bridge`), costs the same per
-//!   packet and per call whatever the number of publications and ports
-//!   (sets and maps, not a rule each), and runs no `nft` or `iptables`
-//!   program.
+//!   [`guard`](Nftables::guard) (a container's host end receives only
+//!   frames from its container's MAC and addresses, on a netdev ingress
+//!   chain of its own: `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the
+//!   bridge side of the guard is [`Learning::Pinned`]). It touches only its
+//!   own tables (`inet` and `netdev`), costs the same per packet and per
+//!   call whatever the number of publications and ports (sets and maps, and
+//!   a chain per guarded port that only its own frames walk), and runs no
+//!   `nft` or `iptables` program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
 //! error says which step failed on which object, with the kernel's errno
@@ -79,6 +86,7 @@
 #![warn(missing_docs)]
 
 mod addresses;
+mod bridge_port;
 mod error;
 mod links;
 mod netlink;
@@ -88,14 +96,15 @@ mod routes;
 pub mod sockets;
 mod wiring;
 
+pub use bridge_port::{BridgePort, FdbEntry, Learning};
 pub use error::{Error, NetlinkError, Result, Step};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort, Hairpin, Masquerade, Nftables, Ports,
-    Protocol, Publication, Publish, RemoveMasquerade, Unpublish,
+    guard_chain_name, AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort, Hairpin,
+    Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade, Unpublish,
 };
 pub use wiring::{Attached, Attachment};
 

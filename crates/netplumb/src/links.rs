@@ -10,8 +10,8 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use futures::TryStreamExt;
 
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoKind, InfoPortData,
-    InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
@@ -322,51 +322,6 @@ impl Netlink {
                     }));
                 }
                 _ => {}
-            }
-        }
-        Ok(None)
-    }
-
-    /// Sets or clears port isolation (`IFLA_BRPORT_ISOLATED`) of link
-    /// `index`, a bridge port: isolated ports of a bridge do not forward to
-    /// each other, only to ports that are not isolated (and the bridge
-    /// itself). Needs Linux 4.18.
-    pub async fn set_isolated(&self, index: u32, isolated: bool) -> Result<()> {
-        let message = LinkUnspec::new_with_index(index)
-            .set_port_kind(InfoPortKind::Bridge)
-            .set_port_data(InfoPortData::BridgePort(vec![InfoBridgePort::Isolated(
-                isolated,
-            )]))
-            .build();
-        // RTM_NEWLINK on the existing link: RTM_SETLINK ignores port data.
-        self.handle()
-            .link()
-            .set_port(message)
-            .execute()
-            .await
-            .map_err(|e| Error::netlink(Step::SetIsolated, format!("#{index}"), e))
-    }
-
-    /// Whether link `index` is an isolated bridge port (`None` when it is
-    /// no bridge port).
-    pub async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
-        let request = self.handle().link().get().match_index(index);
-        let Some(msg) = first(request.execute())
-            .await
-            .map_err(|e| Error::netlink(Step::LookUpLink, format!("#{index}"), e))?
-        else {
-            return Ok(None);
-        };
-        for attr in msg.attributes {
-            if let LinkAttribute::LinkInfo(infos) = attr {
-                for info in infos {
-                    if let LinkInfo::PortData(InfoPortData::BridgePort(port)) = info {
-                        return Ok(Some(
-                            port.iter()
-                                .any(|p| matches!(p, InfoBridgePort::Isolated(true))),
-                        ));
-                    }
-                }
             }
         }
         Ok(None)

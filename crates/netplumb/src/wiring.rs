@@ -6,6 +6,7 @@ use std::os::fd::BorrowedFd;
 
 use ipnetwork::IpNetwork;
 
+use crate::bridge_port::{BridgePort, Learning};
 use crate::error::{Error, Result, Step};
 use crate::links::{Link, VethPair};
 use crate::netlink::Netlink;
@@ -40,6 +41,11 @@ pub struct Attachment<'a> {
     /// before it is brought up: isolated ports reach the bridge and ports
     /// that are not isolated (the uplink), never each other.
     pub isolated: bool,
+    /// What the bridge learns from the host end, set before it is brought
+    /// up. [`Learning::Pinned`] with the peer's MAC: the bridge learns
+    /// nothing from the port, and frames for that MAC go to it only (see
+    /// [`Learning`]).
+    pub learning: Learning,
 }
 
 /// What [`Netlink::attach`] made.
@@ -54,14 +60,30 @@ pub struct Attached {
 }
 
 impl Netlink {
-    /// Creates the pair (peer born in its namespace, host end born on the
-    /// bridge), brings both up, gives the peer its addresses and default routes,
-    /// and brings `lo` up in the namespace. `self` is a session in the
-    /// bridge's namespace, `inside` one in the peer's.
-    ///
-    /// On any failure after the pair exists, the pair is deleted (which
-    /// removes both ends) before the error is returned.
+    /// [`attach_with`](Netlink::attach_with) with nothing to do before the
+    /// host end is brought up.
     pub async fn attach(&self, inside: &Netlink, a: &Attachment<'_>) -> Result<Attached> {
+        self.attach_with(inside, a, |_| Ok::<(), Error>(())).await
+    }
+
+    /// Creates the pair (peer born in its namespace, host end born on the
+    /// bridge, both down), sets the host end's bridge port flags (isolation,
+    /// learning, flooding) and pins the peer's MAC to it where asked, runs
+    /// `before_up` on the host end (as the host side reports it) while it is
+    /// still down, then brings both ends up, gives the peer its addresses
+    /// and default routes, and brings `lo` up in the namespace. `self` is a
+    /// session in the bridge's namespace, `inside` one in the peer's.
+    ///
+    /// No frame of the peer crosses the bridge before `before_up` returned:
+    /// a veth passes nothing while one end is down. On any failure after
+    /// the pair exists (`before_up`'s included), the pair is deleted (which
+    /// removes both ends) before the error is returned.
+    pub async fn attach_with<E: From<Error>>(
+        &self,
+        inside: &Netlink,
+        a: &Attachment<'_>,
+        before_up: impl FnOnce(&Link) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Attached, E> {
         // Both ends are born down: the host end is brought up with IPv6
         // address generation off in the same request (see set_up_quiet).
         self.create_veth_pair(&VethPair {
@@ -85,9 +107,14 @@ impl Netlink {
                 .await?
                 .ok_or_else(|| gone(a.host_name))?;
             let peer_index = host.link.ok_or_else(|| gone(a.peer_name))?;
-            if a.isolated {
-                self.set_isolated(host.index, true).await?;
+            let port = BridgePort::new(a.isolated, a.learning);
+            if !port.is_default() {
+                self.set_bridge_port(host.index, &port).await?;
             }
+            if let Learning::Pinned(mac) = a.learning {
+                self.pin_mac(host.index, mac).await?;
+            }
+            before_up(&host)?;
             self.set_up_quiet(host.index).await?;
             let mut peer = inside
                 .link_by_index(peer_index)

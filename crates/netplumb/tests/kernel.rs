@@ -743,6 +743,7 @@ async fn attach_end_to_end() {
                 peer_link_local: true,
                 peer_mac: None,
                 isolated: false,
+                learning: netplumb::Learning::On,
             },
         )
         .await
@@ -845,6 +846,7 @@ async fn attach_rolls_back_on_failure() {
                     peer_link_local: false,
                     peer_mac: None,
                     isolated: false,
+                    learning: netplumb::Learning::On,
                 },
             )
             .await
@@ -901,6 +903,7 @@ async fn attach_rolls_back_on_failure() {
                 peer_link_local: false,
                 peer_mac: None,
                 isolated: false,
+                learning: netplumb::Learning::On,
             },
         )
         .await

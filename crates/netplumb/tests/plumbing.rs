@@ -1,15 +1,16 @@
 //! The plumbing publishing and the guard rely on, against the kernel in
 //! throwaway namespaces: `sockets::listening` (sock_diag), `is_local`
-//! (RTM_GETROUTE), and `Attachment`'s `peer_mac` and `isolated`. Needs
-//! root; skips loudly otherwise.
+//! (RTM_GETROUTE), and `Attachment`'s `peer_mac`, `isolated` and
+//! `learning` (the pinned MAC), with `attach_with`'s step before the host
+//! end is up. Needs root; skips loudly otherwise.
 
 mod common;
 
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
-use common::{ifindex, net, TestNs};
-use netplumb::{sockets, Attachment, Protocol};
+use common::{ifindex, is_up, net, TestNs};
+use netplumb::{sockets, Attachment, BridgePort, FdbEntry, Learning, Protocol};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address literal")
@@ -107,8 +108,8 @@ async fn is_local_knows_the_namespaces_own_addresses() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
-    require_root!("attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up");
+async fn attach_sets_the_peer_mac_isolates_and_pins_the_host_end_before_it_is_up() {
+    require_root!("attach_sets_the_peer_mac_isolates_and_pins_the_host_end_before_it_is_up");
     let host = TestNs::new("iso");
     let a = TestNs::new("isa");
     let b = TestNs::new("isb");
@@ -118,15 +119,21 @@ async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
         .await
         .unwrap();
     let mut made = Vec::new();
-    for (ns, last, isolated) in [(&a, 2u8, true), (&b, 3, true)] {
+    for (ns, last, pinned) in [(&a, 2u8, false), (&b, 3, true)] {
         let addresses = [net(&format!("10.72.0.{last}/24"))];
         let gateways = [ip("10.72.0.1")];
         let mac = [0x02, 0x6e, 10, 72, 0, last];
+        let learning = if pinned {
+            Learning::Pinned(mac)
+        } else {
+            Learning::On
+        };
         let inside = ns.session();
         let target = ns.open();
         let host_name = format!("vethiso{last}");
+        let mut seen_before_up = None;
         let attached = nl
-            .attach(
+            .attach_with(
                 &inside,
                 &Attachment {
                     bridge: bridge.link.index,
@@ -138,29 +145,57 @@ async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
                     gateways: &gateways,
                     peer_link_local: false,
                     peer_mac: Some(mac),
-                    isolated,
+                    isolated: true,
+                    learning,
+                },
+                |h: &netplumb::Link| {
+                    // The step sees the host end as the host reports it,
+                    // down, its bridge port already set.
+                    seen_before_up = Some((h.name.clone(), is_up(&host.must_link(&h.name))));
+                    Ok::<(), netplumb::Error>(())
                 },
             )
             .await
             .unwrap();
+        assert_eq!(seen_before_up, Some((host_name.clone(), false)));
         assert_eq!(attached.peer.mac, Some(mac));
         let peer = ns.must_link("veth1");
         assert_eq!(peer["address"], format!("02:6e:0a:48:00:{last:02x}"));
         let h = host.must_link(&host_name);
+        assert!(is_up(&h), "{h}");
+        let port = &h["linkinfo"]["info_slave_data"];
+        assert_eq!(port["isolated"], true, "{h}");
+        assert_eq!(port["learning"], !pinned, "{h}");
+        assert_eq!(port["flood"], !pinned, "{h}");
         assert_eq!(
-            h["linkinfo"]["info_slave_data"]["isolated"], isolated,
+            nl.bridge_port(ifindex(&h)).await.unwrap(),
+            Some(BridgePort::new(true, learning)),
             "{h}"
         );
-        assert_eq!(
-            nl.is_isolated(ifindex(&h)).await.unwrap(),
-            Some(isolated),
-            "{h}"
-        );
+        let entries = nl.fdb_entries(bridge.link.index, mac).await.unwrap();
+        if pinned {
+            assert_eq!(
+                entries,
+                [FdbEntry {
+                    port: ifindex(&h),
+                    is_static: true,
+                    sticky: true
+                }]
+            );
+            let fdb = host.run(&["bridge", "-j", "fdb", "show", "dev", &host_name]);
+            assert!(
+                fdb.contains("\"static\"") && fdb.contains("sticky"),
+                "{fdb}"
+            );
+        } else {
+            assert!(entries.iter().all(|e| !e.is_static), "{entries:?}");
+        }
         made.push(attached);
     }
     // A non-port is no bridge port.
-    assert_eq!(nl.is_isolated(bridge.link.index).await.unwrap(), None);
-    // Isolated ports reach the bridge (the gateway), never each other.
+    assert_eq!(nl.bridge_port(bridge.link.index).await.unwrap(), None);
+    // Isolated ports reach the bridge (the gateway), never each other; the
+    // pinned one too, through its static entry.
     assert!(
         common::ping_from(&a, "10.72.0.1", 5),
         "{} {} {}",
@@ -171,9 +206,39 @@ async fn attach_sets_the_peer_mac_and_isolates_the_host_end_before_it_is_up() {
     assert!(common::ping_from(&b, "10.72.0.1", 5));
     assert!(!common::ping_from(&a, "10.72.0.3", 2));
     // Isolation can be lifted.
-    nl.set_isolated(made[0].host_index, false).await.unwrap();
-    nl.set_isolated(made[1].host_index, false).await.unwrap();
+    for m in &made {
+        let mut port = nl.bridge_port(m.host_index).await.unwrap().unwrap();
+        port.isolated = false;
+        nl.set_bridge_port(m.host_index, &port).await.unwrap();
+    }
     assert!(common::ping_from(&a, "10.72.0.3", 5));
+
+    // A failing step before the host end is up fails the whole attachment
+    // and leaves no pair behind.
+    let c = TestNs::new("isc");
+    let target = c.open();
+    let failed = nl
+        .attach_with(
+            &c.session(),
+            &Attachment {
+                bridge: bridge.link.index,
+                host_name: "vethiso4",
+                peer_name: "veth1",
+                peer_netns: target.as_fd(),
+                mtu: None,
+                addresses: &[],
+                gateways: &[],
+                peer_link_local: false,
+                peer_mac: Some([0x02, 0x6e, 10, 72, 0, 4]),
+                isolated: false,
+                learning: Learning::Pinned([0x02, 0x6e, 10, 72, 0, 4]),
+            },
+            |_: &netplumb::Link| Err(netplumb::Error::InvalidName("refused by the step".into())),
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(host.link("vethiso4").is_none());
+    assert!(c.link("veth1").is_none());
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -205,6 +270,7 @@ async fn the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_defau
             peer_link_local: true,
             peer_mac: Some([0x02, 0x6e, 10, 73, 0, 2]),
             isolated: false,
+            learning: Learning::On,
         },
     )
     .await

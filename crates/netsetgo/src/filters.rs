@@ -5,9 +5,10 @@
 //! ports in tables and records every change, so that the order of the
 //! steps, the rollback and the garbage collection are tested without root.
 //!
-//! Everything a kernel element holds is derived here from the lease and the
-//! network (the host end's name, the deterministic MAC, the addresses), so
-//! nothing read from inside a container ever reaches the host's filters.
+//! Everything a kernel element or guard rule holds is derived here from the
+//! lease and the network (the host end's name, the deterministic MAC, the
+//! addresses), so nothing read from inside a container ever reaches the
+//! host's filters.
 
 use std::net::Ipv4Addr;
 
@@ -19,8 +20,8 @@ use crate::leases::Lease;
 use crate::policy::Network;
 use crate::ports::{self, Mapping};
 
-/// Our table (`inet` for masquerading and publishing, `bridge` for the
-/// guard); never any other.
+/// Our table (`inet` for masquerading and publishing, `netdev` for the
+/// guard's chains, one per guarded host end); never any other.
 pub const TABLE: &str = "netsetgo";
 
 /// Host-wide packet filter operations, each on our own tables only.
@@ -37,11 +38,15 @@ pub trait Filters {
     fn unpublish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure>;
     /// Whether `m` is published for `owner`, completely.
     fn published(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure>;
-    /// Guards the lease's host end: only its MAC and addresses pass.
+    /// Guards the lease's host end (layer 3, the netdev ingress chain named
+    /// after it): only its MAC and addresses pass, nothing posing as a
+    /// DHCP server or a router. Idempotent: run again, it leaves the same
+    /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
+    /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, network: &Network, lease: &Lease) -> Result<(), Failure>;
-    /// Forgets the lease's guard elements; true if any was there.
+    /// Forgets the lease's guard chain; true if it was there.
     fn unguard(&self, network: &Network, lease: &Lease) -> Result<bool, Failure>;
-    /// Whether every guard element of the lease is there.
+    /// Whether the lease's guard chain is there, whole.
     fn guarded(&self, network: &Network, lease: &Lease) -> Result<bool, Failure>;
 }
 

@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
-use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink, Protocol, Result};
+use netplumb::{
+    Attached, Attachment, Bridge, BridgePort, FdbEntry, Link, NetNs, Netlink, Protocol, Result,
+};
 
 use crate::error::Failure;
 
@@ -38,14 +40,23 @@ pub trait Links {
     async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>>;
     /// Whether `address` is one of this namespace's own (its route is local).
     async fn is_local(&self, address: IpAddr) -> Result<bool>;
-    /// Whether link `index` is an isolated bridge port (`None`: no port).
-    async fn is_isolated(&self, index: u32) -> Result<Option<bool>>;
+    /// The flags of link `index` as a bridge port (`None`: no port).
+    async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>>;
+    /// The forwarding entries of bridge `bridge` for `mac`.
+    async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>>;
     /// Whether a socket of this namespace listens on (TCP) or is bound to
     /// (UDP) local `port`, on any address. (sock_diag answers for the
     /// namespace the thread is in: used on the host's side only.)
     fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure>;
-    /// The whole attachment, `self` on the bridge's side.
-    async fn attach(&self, inside: &Self, a: &Attachment<'_>) -> Result<Attached>;
+    /// The whole attachment, `self` on the bridge's side; `before_up` runs
+    /// on the host end after its bridge port is set and before it is
+    /// brought up (see [`Netlink::attach_with`]).
+    async fn attach<E: From<netplumb::Error>>(
+        &self,
+        inside: &Self,
+        a: &Attachment<'_>,
+        before_up: impl FnOnce(&Link) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Attached, E>;
     /// The index of the interface called `name`, by the cheapest look-up.
     fn index_of(&self, name: &str) -> std::result::Result<Option<u32>, Failure>;
     /// The (primary) IPv4 address of the interface called `name`, by the
@@ -125,14 +136,24 @@ impl Links for Kernel {
     async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>> {
         self.netlink.nsid_of(ns).await
     }
-    async fn attach(&self, inside: &Kernel, a: &Attachment<'_>) -> Result<Attached> {
-        self.netlink.attach(&inside.netlink, a).await
+    async fn attach<E: From<netplumb::Error>>(
+        &self,
+        inside: &Kernel,
+        a: &Attachment<'_>,
+        before_up: impl FnOnce(&Link) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Attached, E> {
+        self.netlink
+            .attach_with(&inside.netlink, a, before_up)
+            .await
     }
     async fn is_local(&self, address: IpAddr) -> Result<bool> {
         self.netlink.is_local(address).await
     }
-    async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
-        self.netlink.is_isolated(index).await
+    async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
+        self.netlink.bridge_port(index).await
+    }
+    async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
+        self.netlink.fdb_entries(bridge, mac).await
     }
     fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure> {
         Ok(netplumb::sockets::listening(protocol, port)?)
@@ -211,8 +232,10 @@ pub mod fake {
         pub local: Vec<IpAddr>,
         /// Ports held by sockets (`listening`).
         pub listening: Vec<(Protocol, u16)>,
-        /// Isolated bridge ports.
-        pub isolated: RefCell<Vec<u32>>,
+        /// Bridge ports whose flags differ from the kernel's default.
+        pub ports: RefCell<BTreeMap<u32, BridgePort>>,
+        /// Static forwarding entries: (bridge, MAC) -> port.
+        pub pinned: RefCell<BTreeMap<(u32, [u8; 6]), u32>>,
     }
 
     impl FakeLinks {
@@ -325,10 +348,17 @@ pub mod fake {
             Ok(self.target_nsid)
         }
         /// Makes the pair: the host end on the bridge here, the peer in
-        /// `inside`, pointing at each other.
-        async fn attach(&self, inside: &FakeLinks, a: &Attachment<'_>) -> Result<Attached> {
+        /// `inside`, pointing at each other; the port's flags and pinned MAC
+        /// set and `before_up` run before the host end is brought up
+        /// (`up #N` in the log).
+        async fn attach<E: From<netplumb::Error>>(
+            &self,
+            inside: &FakeLinks,
+            a: &Attachment<'_>,
+            before_up: impl FnOnce(&Link) -> std::result::Result<(), E>,
+        ) -> std::result::Result<Attached, E> {
             if self.fail_attach.replace(false) {
-                return Err(netplumb::Error::InvalidName("injected".into()));
+                return Err(netplumb::Error::InvalidName("injected".into()).into());
             }
             let host_index = self.next_index();
             let peer_index = inside.next_index();
@@ -339,14 +369,27 @@ pub mod fake {
                 a.addresses.len(),
                 a.gateways.len()
             ));
-            if a.isolated {
-                self.isolated.borrow_mut().push(host_index);
-            }
             let mut host = link(host_index, a.host_name, Some("veth"));
             host.master = Some(a.bridge);
             host.link = Some(peer_index);
             host.link_netnsid = self.target_nsid;
-            self.add(host);
+            host.up = false;
+            self.add(host.clone());
+            let port = BridgePort::new(a.isolated, a.learning);
+            if !port.is_default() {
+                self.ports.borrow_mut().insert(host_index, port);
+            }
+            if let netplumb::Learning::Pinned(mac) = a.learning {
+                self.pinned.borrow_mut().insert((a.bridge, mac), host_index);
+            }
+            if let Err(e) = before_up(&host) {
+                self.delete_link(host_index).await?;
+                return Err(e);
+            }
+            self.set_up(host_index).await?;
+            if let Some(l) = self.links.borrow_mut().get_mut(&host_index) {
+                l.up = true;
+            }
             let mut peer = link(peer_index, a.peer_name, Some("veth"));
             peer.link = Some(host_index);
             if a.peer_mac.is_some() {
@@ -358,8 +401,22 @@ pub mod fake {
         async fn is_local(&self, address: IpAddr) -> Result<bool> {
             Ok(self.local.contains(&address))
         }
-        async fn is_isolated(&self, index: u32) -> Result<Option<bool>> {
-            Ok(Some(self.isolated.borrow().contains(&index)))
+        async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
+            let default = BridgePort::new(false, netplumb::Learning::On);
+            Ok(Some(*self.ports.borrow().get(&index).unwrap_or(&default)))
+        }
+        async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
+            Ok(self
+                .pinned
+                .borrow()
+                .get(&(bridge, mac))
+                .map(|&port| FdbEntry {
+                    port,
+                    is_static: true,
+                    sticky: true,
+                })
+                .into_iter()
+                .collect())
         }
         fn listening(&self, protocol: Protocol, port: u16) -> std::result::Result<bool, Failure> {
             Ok(self.listening.contains(&(protocol, port)))

@@ -171,11 +171,12 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     // 11-12. The netlink work under the network's lock (bounded wait): the
     //     host addresses and ports to publish checked (local, no host
     //     socket on them), the bridge, garbage collection (of leases, and
-    //     their publications and guard elements), quota, address,
-    //     write-ahead lease and ports record, the host end's guard
-    //     elements, the publications, the pair (peer with its
-    //     deterministic MAC, host end isolated on isolate=yes networks)
-    //     and its configuration, the lease completed (and in
+    //     their publications and guard chains), quota, address,
+    //     write-ahead lease and ports record, the publications, the pair
+    //     (peer with its deterministic MAC; before the host end is up: its
+    //     bridge port isolated on isolate=yes networks, and on guard=yes
+    //     networks learning and unknown unicast off, the MAC pinned to it
+    //     and its netdev guard chain added) and its configuration, the lease completed (and in
     //     lxc-user-nic mode the DHCP responder forked, which holds nothing
     //     before it reads a packet); any failure deletes what this call
     //     made. The lock is released on return.

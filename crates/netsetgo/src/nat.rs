@@ -1,7 +1,7 @@
 //! The host-wide settings a call asks for, and only those: forwarding
 //! switched on for a `nat=yes` network or a call that publishes ports, and
 //! the nf_tables session through which our own tables (`inet netsetgo`,
-//! `bridge netsetgo`) are written (spoken over netlink in-process: no `nft`
+//! `netdev netsetgo`) are written (spoken over netlink in-process: no `nft`
 //! is executed; see [`crate::filters`]). Without nat, publishing or the
 //! guard, nothing host-wide changes.
 

@@ -92,10 +92,7 @@ impl Outcome {
             Outcome::Wired { wired: w, .. } | Outcome::Nic(w) => Json::Wired {
                 intact: matches!(self, Outcome::Wired { intact: true, .. }),
                 interface: &w.interface,
-                mac: w.mac.map(|mac| {
-                    let mac: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-                    mac.join(":")
-                }),
+                mac: w.mac.map(crate::ports::mac_text),
                 addresses: w.addresses.iter().map(IpNetwork::to_string).collect(),
                 gateways: &w.gateways,
                 host_interface: &w.host_interface,

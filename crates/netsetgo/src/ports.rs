@@ -113,6 +113,12 @@ pub fn mac_of(address: Ipv4Addr) -> [u8; 6] {
     [0x02, 0x6e, a, b, c, d]
 }
 
+/// `mac` as text: `02:6e:0a:0a:0a:02`.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    let octets: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
+    octets.join(":")
+}
+
 /// The IPv6 link-local address the kernel derives from `mac` (EUI-64: the
 /// universal/local bit flipped, ff:fe in the middle).
 pub fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {

@@ -2,10 +2,19 @@
 //! collection, quota, address choice, the lease, the guard, the published
 //! ports, and the attachment itself.
 //!
-//! Order of a create: the lease (pending) and its ports record are written
-//! first, then the host end's guard elements are added (so the container
-//! never has an unguarded moment), then each port is published, then the
-//! pair is made; a failure at any step undoes the earlier ones in reverse.
+//! Order of a create: every refusal (host ports, quota, address, a host
+//! port claimed already) comes before anything that outlives the call is
+//! made in nftables. The lease (pending) and its ports record are written
+//! first, then each port is published (a claimed port is refused there),
+//! then the network's masquerade and hairpin rules are made sure of, then
+//! the pair is made (both ends down); on a guarded network its host end's
+//! bridge port is pinned (no learning, no unknown unicast, a static sticky
+//! forwarding entry for the peer's MAC) and its netdev ingress chain added
+//! (`Filters::guard`) before the host end is brought up, so the container
+//! never has an unguarded moment. A failure at any step undoes the earlier
+//! ones in reverse, except the shared structure (tables, maps, chains, a
+//! network's masquerade and hairpin rules), which a successful call keeps
+//! too.
 //! Every way a lease ends (-delete, poststop, garbage collection, rollback)
 //! goes through `Session::teardown`: publications, guard, record, lease.
 
@@ -13,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attached, Attachment, Bridge, Link, NetNs, Netlink};
+use netplumb::{Attached, Attachment, Bridge, Learning, Link, NetNs, Netlink};
 
 use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
@@ -210,12 +219,6 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                     self.host.ensure_address(bridge.link.index, address).await?;
                 }
             }
-            if network.nat {
-                self.filters.masquerade(network)?;
-            }
-            if !self.request.publish.is_empty() {
-                self.filters.hairpin(network)?;
-            }
             Ok(())
         }
         .await;
@@ -308,7 +311,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         };
         let (inside, target) = self.inside()?;
         ledger.reserve(&lease)?;
-        if let Err(e) = self.guard_and_publish(ledger, &lease) {
+        if let Err(e) = self.publish(ledger, &lease) {
             let _ = self.teardown(ledger, &lease);
             return Err(e.into());
         }
@@ -318,6 +321,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         // Configured by DHCP, the peer gets nothing here: its client adds
         // the address and route itself, and fails if one is there.
         let by_dhcp = self.request.by_dhcp();
+        let mac = ports::mac_of(address);
         let attachment = Attachment {
             bridge,
             host_name: &lease.ifname,
@@ -329,10 +333,23 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             gateways: if by_dhcp { &[] } else { &gateways },
             peer_link_local: !by_dhcp && network.gateway6.is_some(),
             // Never random: the guard knows it before the pair exists.
-            peer_mac: Some(ports::mac_of(address)),
+            peer_mac: Some(mac),
             isolated: network.isolate,
+            learning: if network.guard {
+                Learning::Pinned(mac)
+            } else {
+                Learning::On
+            },
         };
-        let attached = match self.host.attach(inside, &attachment).await {
+        // The netdev guard chain goes on the host end while it is down.
+        let guard = |_: &Link| {
+            if network.guard {
+                self.filters.guard(network, &lease)
+            } else {
+                Ok(())
+            }
+        };
+        let attached = match self.host.attach(inside, &attachment, guard).await {
             Ok(attached) => attached,
             Err(e) => {
                 let _ = self.teardown(ledger, &lease);
@@ -366,23 +383,29 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     }
 
     /// After the lease is reserved and before the pair exists: its ports
-    /// recorded (write-ahead), its host end guarded, its ports published.
-    fn guard_and_publish(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
+    /// recorded (write-ahead), then published, then the network's
+    /// masquerade and hairpin rules made sure of: after every refusal (the
+    /// quota and the address before the lease, a claimed port here), so
+    /// that a refused call makes nothing that outlives it (issue 17).
+    fn publish(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
         let network = &self.request.network;
         if !self.request.publish.is_empty() {
             ledger.set_ports(lease.address, &self.request.publish)?;
         }
-        if network.guard {
-            self.filters.guard(network, lease)?;
-        }
         for m in &self.request.publish {
             self.filters.publish(network, lease.address, m)?;
+        }
+        if network.nat {
+            self.filters.masquerade(network)?;
+        }
+        if !self.request.publish.is_empty() {
+            self.filters.hairpin(network)?;
         }
         Ok(())
     }
 
     /// Ends a lease whose interface is gone (or never made): its
-    /// publications removed (only those it claims), its guard elements
+    /// publications removed (only those it claims), its guard chain
     /// forgotten, its ports record erased, the lease freed, in that order.
     /// A failure stops before the lease is freed, so that nothing of it
     /// can outlive its record (and reach the next holder of the address);
@@ -660,10 +683,17 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             }
         }
         if network.guard && !self.filters.guarded(network, &lease)? {
-            missing.push(format!("host end {} is not guarded", host.name));
+            missing.push(format!(
+                "host end {} is not guarded (run `netsetgo -restore`)",
+                host.name
+            ));
         }
-        if network.isolate && self.host.is_isolated(host.index).await? != Some(true) {
+        let port = self.host.bridge_port(host.index).await?;
+        if network.isolate && !port.is_some_and(|p| p.isolated) {
             missing.push(format!("host end {} is not isolated", host.name));
+        }
+        if network.guard {
+            missing.extend(self.check_pinned(&host, &lease, port).await?);
         }
         if !missing.is_empty() {
             return Err(Failure::broken(format!(
@@ -689,6 +719,38 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                 isolated: network.isolate,
             },
         })
+    }
+
+    /// What a guarded lease's bridge port lacks of its layer 2 guard: the
+    /// bridge learns nothing from it and floods no unknown unicast to it,
+    /// and the lease's MAC is pinned to it and to no other port.
+    async fn check_pinned(
+        &self,
+        host: &Link,
+        lease: &Lease,
+        port: Option<netplumb::BridgePort>,
+    ) -> Result<Vec<String>, Failure> {
+        let mut missing = Vec::new();
+        if port.is_none_or(|p| p.learning) {
+            missing.push(format!("bridge port {} learns source MACs", host.name));
+        }
+        if port.is_none_or(|p| p.unicast_flood) {
+            missing.push(format!("bridge port {} gets unknown unicast", host.name));
+        }
+        let mac = ports::mac_of(lease.address);
+        let entries = match host.master {
+            Some(bridge) => self.host.fdb_entries(bridge, mac).await?,
+            None => Vec::new(),
+        };
+        let pinned = |e: &netplumb::FdbEntry| e.port == host.index && e.is_static;
+        if !entries.iter().any(pinned) || entries.iter().any(|e| e.port != host.index) {
+            missing.push(format!(
+                "MAC {} is not pinned to bridge port {}",
+                ports::mac_text(mac),
+                host.name
+            ));
+        }
+        Ok(missing)
     }
 
     /// The poststop hook: removes every interface and lease this caller
@@ -1165,7 +1227,7 @@ mod tests {
     }
 
     #[test]
-    fn create_records_guards_publishes_then_attaches_isolated_with_the_derived_mac() {
+    fn create_records_publishes_then_guards_the_host_end_before_it_is_up() {
         let dir = Scratch::new("publish");
         let store = dir.store(A);
         let (host, filters) = shared();
@@ -1173,17 +1235,24 @@ mod tests {
         let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
         let wired = wired.unwrap();
         let log = filters.log.borrow().clone();
-        let guard = position(&log, "guard veth0a0a0a02");
         let tcp = position(&log, "publish tcp:8080:80 for 10.10.10.2");
         let udp = position(&log, "publish udp:192.0.2.1:5353:53 for 10.10.10.2");
         let attach = position(&log, "attach veth0a0a0a02");
-        assert!(position(&log, "hairpin brg0") < guard, "{log:?}");
-        assert!(guard < tcp && tcp < udp && udp < attach, "{log:?}");
+        let guard = position(&log, "guard veth0a0a0a02");
+        let up = position(&log, &format!("up #{}", wired.host_index));
+        let hairpin = position(&log, "hairpin brg0");
+        assert!(tcp < udp && udp < hairpin && hairpin < attach, "{log:?}");
+        // The pair exists, its host end is still down: guarded, then up.
+        assert!(attach < guard && guard < up, "{log:?}");
         assert!(filters.lines("masquerade").is_empty(), "nat=no: {log:?}");
-        assert_eq!(wired.mac, Some([0x02, 0x6e, 10, 10, 10, 2]));
+        let mac = [0x02, 0x6e, 10, 10, 10, 2];
+        assert_eq!(wired.mac, Some(mac));
         assert_eq!((wired.guard, wired.isolated), (true, true));
         assert_eq!(wired.published, req.publish);
-        assert_eq!(*host.isolated.borrow(), vec![wired.host_index]);
+        // Isolated, learning and unknown unicast off, the MAC pinned.
+        let port = host.ports.borrow()[&wired.host_index];
+        assert_eq!(port, netplumb::BridgePort::new(true, Learning::Pinned(mac)));
+        assert_eq!(host.pinned.borrow()[&(1, mac)], wired.host_index);
         assert_eq!(
             ports_of(&store, "10.10.10.2"),
             ["tcp:8080:80", "udp:192.0.2.1:5353:53"]
@@ -1195,7 +1264,8 @@ mod tests {
         let wired = wired.unwrap();
         assert_eq!((wired.guard, wired.isolated), (false, false));
         assert!(filters.lines("guard veth0a0a0a03").is_empty());
-        assert_eq!(host.isolated.borrow().len(), 1);
+        assert!(!host.ports.borrow().contains_key(&wired.host_index));
+        assert_eq!(host.pinned.borrow().len(), 1);
         assert_eq!(filters.lines("hairpin").len(), 1);
         assert!(ports_of(&store, "10.10.10.3").is_empty());
     }
@@ -1225,7 +1295,8 @@ mod tests {
             assert!(leases(&store).is_empty());
         }
         // Published already, by someone else: refused, and what this call
-        // did before (the guard) is undone; the other claim is untouched.
+        // did before (the first publication) is undone, before any rule,
+        // pair or guard chain was made; the other claim is untouched.
         let (host, filters) = shared();
         let other: std::net::Ipv4Addr = "10.10.10.77".parse().unwrap();
         filters.claims.borrow_mut().insert((6, 8081), other);
@@ -1235,14 +1306,36 @@ mod tests {
         assert!(refused.message.contains("already published"), "{refused}");
         let log = filters.log.borrow().clone();
         assert!(position(&log, "unpublish tcp:8080:80") > position(&log, "publish tcp:8080:80"));
-        assert!(position(&log, "unguard veth0a0a0a02") > position(&log, "guard veth0a0a0a02"));
-        assert!(filters.lines("attach").is_empty(), "{log:?}");
+        for never in ["guard", "hairpin", "masquerade", "attach"] {
+            assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
+        }
         assert_eq!(filters.claims.borrow().len(), 1);
         assert_eq!(filters.claims.borrow()[&(6, 8081)], other);
         assert!(filters.guarded.borrow().is_empty());
         assert!(leases(&store).is_empty());
         assert!(ports_of(&store, "10.10.10.2").is_empty());
         drop(host);
+    }
+
+    #[test]
+    fn a_call_refused_at_its_quota_makes_no_rule() {
+        let dir = Scratch::new("quotarules");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let mut req = publishing(&[]);
+        req.network.nat = true;
+        req.quota = Some(1);
+        let (host, first) = wire_with(host, &filters, &store, &req, A, None);
+        first.unwrap();
+        filters.log.borrow_mut().clear();
+        req.publish = vec![crate::ports::Mapping::parse("tcp:8080:80").unwrap()];
+        let (_, second) = wire_with(host, &filters, &store, &req, A, None);
+        let refused = second.unwrap_err();
+        assert!(refused.message.contains("1 of your 1"), "{refused}");
+        let log = filters.log.borrow().clone();
+        for never in ["publish", "guard", "masquerade", "hairpin"] {
+            assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
+        }
     }
 
     #[test]
@@ -1369,15 +1462,32 @@ mod tests {
         let mut peer = link(2, "veth1", Some("veth"));
         peer.link = Some(wired.host_index);
         inside.add(peer);
+        let session = Session::with(host, Some(inside), Some(&target), &store, &req, &filters, A);
+        // Intact as made (the fake container has no addresses; nothing else
+        // may be missing).
+        let made = block_on(session.check()).map(drop).unwrap_err().message;
+        for word in [
+            "published",
+            "guarded",
+            "isolated",
+            "learns",
+            "unicast",
+            "pinned",
+        ] {
+            assert!(!made.contains(word), "{made}");
+        }
         filters.claims.borrow_mut().clear();
         filters.guarded.borrow_mut().clear();
-        host.isolated.borrow_mut().clear();
-        let session = Session::with(host, Some(inside), Some(&target), &store, &req, &filters, A);
+        session.host.ports.borrow_mut().clear();
+        session.host.pinned.borrow_mut().clear();
         let broken = block_on(session.check()).unwrap_err();
         for missing in [
             "tcp:8080:80 is not published",
-            "veth0a0a0a02 is not guarded",
-            "veth0a0a0a02 is not isolated",
+            "host end veth0a0a0a02 is not guarded (run `netsetgo -restore`)",
+            "host end veth0a0a0a02 is not isolated",
+            "bridge port veth0a0a0a02 learns source MACs",
+            "bridge port veth0a0a0a02 gets unknown unicast",
+            "MAC 02:6e:0a:0a:0a:02 is not pinned to bridge port veth0a0a0a02",
         ] {
             assert!(broken.message.contains(missing), "{broken}");
         }

@@ -113,11 +113,6 @@ impl<'a> Batch<'a> {
         self.sets
     }
 
-    /// Whether nothing was added.
-    pub(super) fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
     /// Sends the batch and reads every answer to it. The kernel handles a
     /// batch while it is being sent, so all answers are queued by the time
     /// the first one can be read.

@@ -1,110 +1,99 @@
-//! The guard: what a container's bridge port may send, in table
-//! `bridge <table>`:
+//! The guard's layer 3: what a container's host end may receive from the
+//! container, in table `netdev <table>`, one base chain per guarded host
+//! end, named after it ([`guard_chain_name`]: `port_` and the name, so that nft
+//! can read the listing back whatever the name), on that device's ingress
+//! hook. For a port with MAC
+//! `M`, IPv4 addresses `A...` and IPv6 addresses `X...` (nft 1.0.6 lists it
+//! so, and loads the listing back as the same rules):
 //!
 //! ```text
-//! set guarded { type ifname }
-//! set mac     { type ifname . ether_addr }
-//! set addr4   { type ifname . ipv4_addr }
-//! set addr6   { type ifname . ipv6_addr }
-//! set nd_target { typeof iifname . @th,64,128 }
-//! chain prerouting { type filter hook prerouting priority -200; policy accept; iifname @guarded jump guard }
-//! chain guard {
-//!     iifname . ether saddr != @mac drop
-//!     ether type 8021q drop
-//!     ether type 8021ad drop
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether @mac iifname . arp saddr ip @addr4 accept
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether @mac arp saddr ip 0.0.0.0 accept
-//!     iifname . ip saddr @addr4 accept
-//!     ip saddr 0.0.0.0 ip protocol udp udp sport 68 udp dport 67 accept
+//! chain port_veth0a0a0a02 {
+//!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
+//!     ether saddr != M drop
+//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
+//!     ether type != arp ether type != ip ether type != ip6 drop
+//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
+//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
+//!     meta l4proto ip drop                                         (l4proto 0: not valid IP)
+//!     ip saddr A meta l4proto != udp accept                                        (each A)
+//!     ip saddr A ip frag-off & 8191 == 0 udp sport != 67 accept
+//!     ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
+//!     ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
-//!     icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_target drop
-//!     iifname . ip6 saddr @addr6 accept
+//!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
+//!     ip6 saddr X meta l4proto != udp accept                                       (each X)
+//!     ip6 saddr X ip6 nexthdr udp udp sport != 547 accept
+//!     ip6 saddr X ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 //!     ip6 saddr :: icmpv6 type mld2-listener-report accept
-//!     drop
 //! }
 //! ```
 //!
-//! Each `arp` and `icmpv6` match is behind its `ether type`, each `ip`
-//! and `ip6` header match behind its `meta protocol`: what nft itself
-//! writes for that text, so that the listing loads back (`nft list ruleset`
-//! saved, restored with `nft -f`) as the same rules. `meta protocol` may be
-//! the inner type of a frame with a VLAN tag: those are dropped first.
-//! `@th,64,128` is a neighbour advertisement's target address (nft 1.0.6
-//! has no `icmpv6 taddr`); `nd_target` holds the same elements as `addr6`
-//! but is declared by `typeof`, the declaration under which nft loads that
-//! rule back.
+//! # Why every frame passes it
 //!
-//! Bridge prerouting runs before the bridge learns the source MAC, so a
-//! forged frame neither passes nor poisons the forwarding database. A
-//! guarded port is a handful of set elements: a packet and a call cost the
-//! same whatever the number of ports.
+//! A frame the container sends leaves its veth end and is received by the
+//! host end: `veth_xmit` hands it to the host end's receive path, and
+//! `__netif_receive_skb_core` runs, in this order, the packet taps, tc
+//! ingress, then netfilter's netdev ingress hook (`nf_ingress`), and only
+//! then the device's `rx_handler`, which for a bridge port is
+//! `br_handle_frame`: the bridge's forwarding, its local delivery, its
+//! learning, the link-local groups' special path (`__br_handle_local_finish`)
+//! and the host end's own IP stack all come after this chain. It runs for
+//! every EtherType and whatever the destination. A VLAN tag the device took
+//! out of the frame (`skb_vlan_untag` before the hook, or one that travels
+//! in `skb->vlan_tci` from the start) is put back by the link-layer payload
+//! load (`nft_payload_copy_vlan`), so `ether type` reads 802.1Q or 802.1ad
+//! and the whitelist on `ether type` drops the frame.
+//!
+//! The `ip`, `ip6`, `arp` and `icmpv6` matches are behind `meta protocol`
+//! (what nft itself writes for that text, so the rules load back from a
+//! listing as they are): `skb->protocol` is the inner type of a tagged
+//! frame, but tagged frames never get past the `ether type` whitelist.
+//!
+//! # DHCP, router advertisements, fragments
+//!
+//! A container is never a DHCP or DHCPv6 server, nor a router: UDP from
+//! source port 67 or 547 is dropped, and so are router advertisements and
+//! redirects. A transport-header load fails on a non-first fragment (the
+//! rules do not rely on it: the source port rules also ask for no fragment
+//! offset, or for UDP right after the IPv6 header), so a non-first fragment
+//! passes only where it cannot read as a reply to a client: rootlesskit's
+//! DHCP client (nclient4) reads raw frames and ignores the fragment offset,
+//! so a forged fragment whose payload looks like UDP to port 68 would be a
+//! DHCP reply. An IPv4 fragment passes only with a 20-byte header and
+//! without 68 where a UDP destination port would be (network offset 22); an
+//! IPv6 one only with the fragment header right after the IPv6 header and
+//! without 546 at network offset 50. `meta l4proto` is 0 exactly when the
+//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`):
+//! malformed IP is dropped before any rule trusts a header field.
+//!
+//! Everything is a constant of the port's own chain: a packet walks only its
+//! port's rules, and adding or removing a port costs the same whatever the
+//! number of others. The bridge's forwarding database is guarded in the
+//! bridge itself (see [`Learning::Pinned`](crate::Learning::Pinned)), where
+//! no ruleset flush reaches it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::expr::{
-    ifname, Base, Expr, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_REG_1,
-    NFT_REG_2, NF_ACCEPT, NF_DROP,
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
+    NF_DROP,
 };
-use super::wire::NLM_F_CREATE;
-use super::{check_table, datatype, Batch, Family, Nftables, SetSpec, Typeof};
+use super::{check_table, Batch, Family, Nftables};
 use crate::error::Result;
 use crate::links::check_name;
 
-const GUARDED: &str = "guarded";
-const MAC: &str = "mac";
-const ADDR4: &str = "addr4";
-const ADDR6: &str = "addr6";
-const ND_TARGET: &str = "nd_target";
-const PREROUTING: &str = "prerouting";
-const GUARD: &str = "guard";
-/// `NF_BR_PRE_ROUTING`.
-const NF_BR_PRE_ROUTING: u32 = 0;
-/// Before everything nft users usually hook there (`NF_BR_PRI_NAT_DST_BRIDGED` is -300).
-const PRIORITY: i32 = -200;
-
-const IFNAME: (u32, u32) = (datatype::IFNAME, 16);
-const SETS: [SetSpec; 5] = [
-    SetSpec {
-        name: GUARDED,
-        key: &[IFNAME],
-        data: &[],
-        key_typeof: &[],
-    },
-    SetSpec {
-        name: MAC,
-        key: &[IFNAME, (datatype::ETHERADDR, 6)],
-        data: &[],
-        key_typeof: &[],
-    },
-    SetSpec {
-        name: ADDR4,
-        key: &[IFNAME, (datatype::IPADDR, 4)],
-        data: &[],
-        key_typeof: &[],
-    },
-    SetSpec {
-        name: ADDR6,
-        key: &[IFNAME, (datatype::IP6ADDR, 16)],
-        data: &[],
-        key_typeof: &[],
-    },
-    // `typeof iifname . @th,64,128`: a neighbour advertisement's target.
-    SetSpec {
-        name: ND_TARGET,
-        key: &[IFNAME, (datatype::INTEGER, 16)],
-        data: &[],
-        key_typeof: &[
-            Typeof::Meta(NFT_META_IIFNAME),
-            Typeof::Raw {
-                base: Base::Transport,
-                offset: 8 * 8,
-                len: 16 * 8,
-            },
-        ],
-    },
-];
+/// Before everything nft users usually hook at netdev ingress.
+const PRIORITY: i32 = -500;
+/// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
+const ARPHRD_ETHER: u16 = 1;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const UDP: u8 = 17;
+const ICMPV6: u8 = 58;
+const IPV6_FRAGMENT: u8 = 44;
 
 /// A bridge port whose container may send only from its own addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +108,7 @@ pub struct GuardedPort {
     pub ipv6: Vec<Ipv6Addr>,
 }
 
-/// The guard of bridge ports in one `bridge` table: [`Nftables::guard`].
+/// The guard of host ends in one `netdev` table: [`Nftables::guard`].
 #[derive(Debug, Clone, Copy)]
 pub struct Guard<'a> {
     pub(super) nft: &'a Nftables,
@@ -127,11 +116,13 @@ pub struct Guard<'a> {
 }
 
 impl<'a> Guard<'a> {
-    /// Guards `port`: from then on it passes only frames from its MAC with
-    /// its addresses (and ARP and neighbour discovery for those, DHCP
-    /// discovery, duplicate address detection). All of its elements are
-    /// added in one batch; the table is created on first use. Adding a port
-    /// again is no error.
+    /// Guards `port`: from then on its host end receives only frames from
+    /// its MAC with its addresses (and ARP and neighbour discovery for
+    /// those, DHCP discovery, duplicate address detection), nothing posing
+    /// as a DHCP server or a router. One batch: the table if missing, the
+    /// port's chain if missing, its rules replaced by the port's; so it may
+    /// be run again at any time (after a ruleset flush, say) and leaves the
+    /// same chain. On kernels before 6.16 the host end must exist.
     pub fn allow(self, port: &GuardedPort) -> AllowPort<'a> {
         AllowPort {
             at: self,
@@ -139,7 +130,9 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Stops guarding `port`: deletes those of its elements that exist.
+    /// Stops guarding `port`: deletes its chain if there is one. (Before
+    /// Linux 6.16 the kernel deletes a single-device netdev chain itself
+    /// when the device goes away; from 6.16 on the chain stays.)
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
         ForgetPort {
             at: self,
@@ -147,69 +140,15 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Whether every element of `port` is present.
+    /// Whether `port`'s chain is there with as many rules as the guard
+    /// gives it.
     pub fn present(self, port: &GuardedPort) -> Result<bool> {
         check_table(self.table)?;
         check_name(&port.ifname)?;
-        for (set, key) in elements(port) {
-            if self.get(set, &key, port)?.is_none() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn get(&self, set: &str, key: &[u8], port: &GuardedPort) -> Result<Option<Vec<u8>>> {
-        self.nft.element(
-            Family::Bridge,
-            self.table,
-            set,
-            key,
-            &format!("port {} in set bridge {} {set}", port.ifname, self.table),
-        )
-    }
-
-    /// Creates the sets and chains unless they are there; one look-up when
-    /// they are.
-    fn ensure_structure(&self) -> Result<()> {
-        let (nft, table, bridge) = (self.nft, self.table, Family::Bridge);
-        nft.transact(&format!("on table bridge {table}"), |genid| {
-            if nft.set_exists(bridge, table, GUARDED)? {
-                return Ok(None);
-            }
-            let mut batch =
-                Batch::new(nft, bridge, Some(genid), format!("on table bridge {table}"));
-            batch.table(bridge, table);
-            for set in &SETS {
-                batch.new_set(bridge, table, set);
-            }
-            batch.new_chain(bridge, table, GUARD);
-            for (i, rule) in guard_rules().iter().enumerate() {
-                batch.rule(bridge, table, GUARD, rule, None, &format!("rule {}", i + 1));
-            }
-            batch.base_chain(
-                bridge,
-                table,
-                PREROUTING,
-                "filter",
-                NF_BR_PRE_ROUTING,
-                PRIORITY,
-            );
-            batch.rule(
-                bridge,
-                table,
-                PREROUTING,
-                &[
-                    Expr::meta(NFT_META_IIFNAME),
-                    lookup(GUARDED, false),
-                    Expr::Jump(GUARD.to_string()),
-                ],
-                None,
-                &format!("jump {GUARD}"),
-            );
-            Ok(Some(batch))
-        })?;
-        Ok(())
+        let rules = self
+            .nft
+            .rules(Family::Netdev, self.table, &guard_chain_name(&port.ifname))?;
+        Ok(rules.len() == guard_rules(port).len())
     }
 }
 
@@ -226,19 +165,21 @@ impl AllowPort<'_> {
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         check_table(table)?;
-        check_name(&self.port.ifname)?;
-        self.at.ensure_structure()?;
         let name = &self.port.ifname;
-        let mut batch = Batch::new(nft, Family::Bridge, None, format!("guard port {name}"));
-        for (set, key) in elements(&self.port) {
-            batch.element(
-                false,
-                NLM_F_CREATE,
+        check_name(name)?;
+        let chain = guard_chain_name(name);
+        let mut batch = Batch::new(nft, Family::Netdev, None, format!("guard port {name}"));
+        batch.table(Family::Netdev, table);
+        batch.ingress_chain(table, &chain, name, PRIORITY);
+        batch.flush_chain(Family::Netdev, table, &chain);
+        for (i, rule) in guard_rules(&self.port).iter().enumerate() {
+            batch.rule(
+                Family::Netdev,
                 table,
-                set,
-                &key,
+                &chain,
+                rule,
                 None,
-                format!("port {name} in set bridge {table} {set}"),
+                &format!("rule {}", i + 1),
             );
         }
         batch.commit_once()
@@ -254,255 +195,345 @@ pub struct ForgetPort<'a> {
 }
 
 impl ForgetPort<'_> {
-    /// Applies it. Returns `true` when something was deleted.
+    /// Applies it. Returns `true` when a chain was deleted.
     pub fn execute(self) -> Result<bool> {
         let Guard { nft, table } = self.at;
         check_table(table)?;
-        check_name(&self.port.ifname)?;
         let name = &self.port.ifname;
-        let mut batch = Batch::new(nft, Family::Bridge, None, format!("forget port {name}"));
-        for (set, key) in elements(&self.port) {
-            if self.at.get(set, &key, &self.port)?.is_some() {
-                batch.element(
-                    true,
-                    0,
-                    table,
-                    set,
-                    &key,
-                    None,
-                    format!("port {name} in set bridge {table} {set}"),
-                );
-            }
+        check_name(name)?;
+        let mut batch = Batch::new(nft, Family::Netdev, None, format!("forget port {name}"));
+        batch.delete_chain(Family::Netdev, table, &guard_chain_name(name));
+        match batch.commit_once() {
+            Ok(()) => Ok(true),
+            // No table, or no chain (the kernel may have deleted it with
+            // its device).
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
         }
-        if batch.is_empty() {
-            return Ok(false);
-        }
-        batch.commit_once()?;
-        Ok(true)
     }
 }
 
-/// The elements of `port`, `guarded` last. Each IPv6 address is in
-/// `addr6` (sources) and in `nd_target` (advertised targets).
-fn elements(port: &GuardedPort) -> Vec<(&'static str, Vec<u8>)> {
-    let name = ifname(&port.ifname);
-    let with = |bytes: &[u8]| {
-        let mut key = name.clone();
-        key.extend_from_slice(bytes);
-        key.resize(key.len().div_ceil(4) * 4, 0);
-        key
-    };
-    let mut out = vec![(MAC, with(&port.mac))];
-    out.extend(port.ipv4.iter().map(|a| (ADDR4, with(&a.octets()))));
-    out.extend(port.ipv6.iter().map(|a| (ADDR6, with(&a.octets()))));
-    out.extend(port.ipv6.iter().map(|a| (ND_TARGET, with(&a.octets()))));
-    out.push((GUARDED, name));
+/// The name of the chain of host end `ifname` (a name [`check_name`]
+/// accepts): `port_` and the name with `_` written `__`, `.` `_d` and `-`
+/// `_h`. nft 1.0.6 lists chain names unquoted and reads back only plain
+/// identifiers (a leading digit, a `.` or a keyword fail), so the whole
+/// listing would not load; each host end still has a chain of its own.
+pub fn guard_chain_name(ifname: &str) -> String {
+    let mut out = String::from("port_");
+    for c in ifname.chars() {
+        match c {
+            '_' => out.push_str("__"),
+            '.' => out.push_str("_d"),
+            '-' => out.push_str("_h"),
+            c => out.push(c),
+        }
+    }
     out
 }
 
-fn lookup(set: &str, invert: bool) -> Expr {
-    Expr::Lookup {
-        set: set.to_string(),
-        map: false,
-        invert,
-    }
-}
-
-/// `iifname . <field>` in registers 1 and 2, ready for a lookup.
-fn iifname_and(base: Base, offset: u32, len: u32) -> [Expr; 2] {
-    [
-        Expr::Meta {
-            key: NFT_META_IIFNAME,
-            dreg: NFT_REG_1,
-        },
-        Expr::Payload {
-            base,
-            offset,
-            len,
-            dreg: NFT_REG_2,
-        },
-    ]
-}
-
-/// The rules of chain `guard`, in order.
-fn guard_rules() -> Vec<Vec<Expr>> {
-    const ICMPV6: u8 = 58;
-    let ether_type = |t: u16| vec![Expr::payload(Base::Link, 12, 2), Expr::eq(&t.to_be_bytes())];
-    // What nft 1.0.6 puts before an `ip` or `ip6` header match in a bridge
-    // table (and prints as nothing): the rules then load back from their
-    // listing as they are. It differs from `ether type` only for a frame
-    // whose VLAN tag the receiving device took out of the frame
-    // (`skb->protocol` is then the inner type), and those the rules for
-    // 802.1Q and 802.1ad drop first.
+/// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
+/// text in the module docs.
+fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let ether = || {
+        vec![
+            Expr::meta(NFT_META_IIFTYPE),
+            Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
+        ]
+    };
     let protocol = |t: u16| vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&t.to_be_bytes())];
-    let arp = || {
-        let mut e = ether_type(0x0806);
-        // htype 1, ptype ip; hlen 6, plen 4: as nft merges them.
-        e.push(Expr::payload(Base::Network, 0, 4));
-        e.push(Expr::eq(&[0, 1, 8, 0]));
-        e.push(Expr::payload(Base::Network, 4, 2));
-        e.push(Expr::eq(&[6, 4]));
-        e.extend(iifname_and(Base::Network, 8, 6));
-        e.push(lookup(MAC, false));
-        e
-    };
+    let l4proto = |p: u8| vec![Expr::meta(NFT_META_L4PROTO), Expr::eq(&[p])];
+    let ne = |data: &[u8]| Expr::Cmp(NFT_CMP_NEQ, data.to_vec());
+    let load = Expr::payload;
+    let accept = Expr::Verdict(NF_ACCEPT);
+    let drop = Expr::Verdict(NF_DROP);
+    // `ip frag-off & 0x1fff`: the fragment offset.
+    let frag_offset = || vec![load(Base::Network, 6, 2), Expr::Mask(vec![0x1f, 0xff])];
     let icmpv6_type = |t: u8| {
-        vec![
-            Expr::meta(NFT_META_L4PROTO),
-            Expr::eq(&[ICMPV6]),
-            Expr::payload(Base::Transport, 0, 1),
-            Expr::eq(&[t]),
+        [
+            protocol(ETH_P_IPV6),
+            l4proto(ICMPV6),
+            vec![load(Base::Transport, 0, 1), Expr::eq(&[t])],
         ]
+        .concat()
     };
-    let unspecified6 = || {
-        vec![
-            Expr::payload(Base::Network, 8, 16),
-            Expr::eq(&Ipv6Addr::UNSPECIFIED.octets()),
+    let ip_saddr = |a: &Ipv4Addr| {
+        [
+            protocol(ETH_P_IP),
+            vec![load(Base::Network, 12, 4), Expr::eq(&a.octets())],
         ]
+        .concat()
     };
-    let rule = |parts: Vec<Vec<Expr>>| parts.concat();
-    let accept = || vec![Expr::Verdict(NF_ACCEPT)];
-    let drop = || vec![Expr::Verdict(NF_DROP)];
-    vec![
-        rule(vec![
-            iifname_and(Base::Link, 6, 6).to_vec(),
-            vec![lookup(MAC, true)],
-            drop(),
-        ]),
-        // A tagged frame reads as tagged here even when the tag travels
-        // outside the frame's data.
-        rule(vec![ether_type(0x8100), drop()]),
-        rule(vec![ether_type(0x88a8), drop()]),
-        rule(vec![
-            arp(),
-            iifname_and(Base::Network, 14, 4).to_vec(),
-            vec![lookup(ADDR4, false)],
-            accept(),
-        ]),
-        rule(vec![
-            arp(),
-            vec![Expr::payload(Base::Network, 14, 4), Expr::eq(&[0; 4])],
-            accept(),
-        ]),
-        rule(vec![
-            protocol(0x0800),
-            iifname_and(Base::Network, 12, 4).to_vec(),
-            vec![lookup(ADDR4, false)],
-            accept(),
-        ]),
-        rule(vec![
-            protocol(0x0800),
+    let ip6_saddr = |a: &Ipv6Addr| {
+        [
+            protocol(ETH_P_IPV6),
+            vec![load(Base::Network, 8, 16), Expr::eq(&a.octets())],
+        ]
+        .concat()
+    };
+
+    let mut rules = vec![
+        [
+            ether(),
+            vec![load(Base::Link, 6, 6), ne(&port.mac), drop.clone()],
+        ]
+        .concat(),
+        [
+            ether(),
             vec![
-                Expr::payload(Base::Network, 12, 4),
-                Expr::eq(&[0; 4]),
-                Expr::payload(Base::Network, 9, 1),
-                Expr::eq(&[libc::IPPROTO_UDP as u8]),
-                // udp sport 68 udp dport 67, as nft merges them.
-                Expr::payload(Base::Transport, 0, 4),
-                Expr::eq(&[0, 68, 0, 67]),
+                load(Base::Link, 0, 6),
+                Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
+                Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
+                drop.clone(),
             ],
-            accept(),
-        ]),
-        rule(vec![ether_type(0x86dd), icmpv6_type(134), drop()]),
-        rule(vec![ether_type(0x86dd), icmpv6_type(137), drop()]),
-        rule(vec![
-            ether_type(0x86dd),
+        ]
+        .concat(),
+        [
+            ether(),
+            [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
+                .iter()
+                .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
+                .collect(),
+            vec![drop.clone()],
+        ]
+        .concat(),
+    ];
+    for a in port.ipv4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
+        // htype 1 ptype ip, hlen 6 plen 4, sender MAC and address: as nft
+        // merges them.
+        let mut sender = port.mac.to_vec();
+        sender.extend_from_slice(&a.octets());
+        rules.push(
+            [
+                protocol(ETH_P_ARP),
+                vec![
+                    load(Base::Network, 0, 4),
+                    Expr::eq(&[0, 1, 8, 0]),
+                    load(Base::Network, 4, 2),
+                    Expr::eq(&[6, 4]),
+                    load(Base::Network, 8, 10),
+                    Expr::eq(&sender),
+                    accept.clone(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    rules.push([l4proto(0), vec![drop.clone()]].concat());
+    for a in &port.ipv4 {
+        rules.push(
+            [
+                ip_saddr(a),
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept.clone()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                ip_saddr(a),
+                frag_offset(),
+                vec![Expr::eq(&[0, 0])],
+                l4proto(UDP),
+                vec![load(Base::Transport, 0, 2), ne(&67u16.to_be_bytes())],
+                vec![accept.clone()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                ip_saddr(a),
+                frag_offset(),
+                vec![
+                    ne(&[0, 0]),
+                    // ip hdrlength 5
+                    load(Base::Network, 0, 1),
+                    Expr::Mask(vec![0x0f]),
+                    Expr::eq(&[5]),
+                    // Where a UDP destination port would be.
+                    load(Base::Network, 22, 2),
+                    ne(&68u16.to_be_bytes()),
+                    accept.clone(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    rules.push(
+        [
+            ip_saddr(&Ipv4Addr::UNSPECIFIED),
+            l4proto(UDP),
+            // udp sport 68 udp dport 67, as nft merges them.
+            vec![
+                load(Base::Transport, 0, 4),
+                Expr::eq(&[0, 68, 0, 67]),
+                accept.clone(),
+            ],
+        ]
+        .concat(),
+    );
+    rules.push([icmpv6_type(134), vec![drop.clone()]].concat());
+    rules.push([icmpv6_type(137), vec![drop.clone()]].concat());
+    // A neighbour advertisement's target address is none of the port's.
+    rules.push(
+        [
             icmpv6_type(136),
-            // The target address of a neighbour advertisement.
-            iifname_and(Base::Transport, 8, 16).to_vec(),
-            vec![lookup(ND_TARGET, true)],
-            drop(),
-        ]),
-        rule(vec![
-            protocol(0x86dd),
-            iifname_and(Base::Network, 8, 16).to_vec(),
-            vec![lookup(ADDR6, false)],
-            accept(),
-        ]),
-        rule(vec![
-            protocol(0x86dd),
-            unspecified6(),
-            icmpv6_type(135),
-            accept(),
-        ]),
-        rule(vec![
-            protocol(0x86dd),
-            unspecified6(),
-            icmpv6_type(143),
-            accept(),
-        ]),
-        drop(),
-    ]
+            port.ipv6
+                .iter()
+                .flat_map(|x| [load(Base::Transport, 8, 16), ne(&x.octets())])
+                .collect(),
+            vec![drop.clone()],
+        ]
+        .concat(),
+    );
+    for x in &port.ipv6 {
+        rules.push(
+            [
+                ip6_saddr(x),
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept.clone()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                ip6_saddr(x),
+                vec![
+                    load(Base::Network, 6, 1),
+                    Expr::eq(&[UDP]),
+                    load(Base::Transport, 0, 2),
+                    ne(&547u16.to_be_bytes()),
+                    accept.clone(),
+                ],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                ip6_saddr(x),
+                vec![
+                    load(Base::Network, 6, 1),
+                    Expr::eq(&[IPV6_FRAGMENT]),
+                    // Where a UDP destination port would be, after the
+                    // fragment header.
+                    load(Base::Network, 50, 2),
+                    ne(&546u16.to_be_bytes()),
+                    accept.clone(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    for t in [135, 143] {
+        rules.push(
+            [
+                ip6_saddr(&Ipv6Addr::UNSPECIFIED),
+                l4proto(ICMPV6),
+                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept.clone()],
+            ]
+            .concat(),
+        );
+    }
+    rules
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn port() -> GuardedPort {
+        GuardedPort {
+            ifname: "ga0".into(),
+            mac: [2, 0x6e, 10, 77, 0, 2],
+            ipv4: vec!["10.77.0.2".parse().unwrap()],
+            ipv6: vec![
+                "fd00:77::2".parse().unwrap(),
+                "fe80::6e:aff:fe4d:2".parse().unwrap(),
+            ],
+        }
+    }
+
     #[test]
-    fn elements_are_padded_concatenations() {
-        let port = GuardedPort {
-            ifname: "veth0".into(),
-            mac: [2, 0x6e, 10, 0, 0, 2],
-            ipv4: vec!["10.0.0.2".parse().unwrap()],
-            ipv6: vec!["fe80::6e:aff:fe00:2".parse().unwrap()],
-        };
-        let e = elements(&port);
-        assert_eq!(
-            e.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
-            [MAC, ADDR4, ADDR6, ND_TARGET, GUARDED]
-        );
-        assert_eq!(e[0].1.len(), 24);
-        assert_eq!(&e[0].1[..6], b"veth0\0");
-        assert_eq!(&e[0].1[16..], &[2, 0x6e, 10, 0, 0, 2, 0, 0]);
-        assert_eq!(&e[1].1[16..], &[10, 0, 0, 2]);
-        assert_eq!(e[2].1.len(), 32);
-        assert_eq!(e[3].1, e[2].1);
-        assert_eq!(e[4].1.len(), 16);
+    fn chain_names_are_plain_identifiers_one_per_host_end() {
+        assert_eq!(guard_chain_name("veth0a0a0a02"), "port_veth0a0a0a02");
+        assert_eq!(guard_chain_name("9v.a-b_0"), "port_9v_da_hb__0");
+        assert_ne!(guard_chain_name("a_d"), guard_chain_name("a."));
+        assert_ne!(guard_chain_name("a_h"), guard_chain_name("a-"));
     }
 
     #[test]
     fn guard_rules_match_what_nft_generates() {
-        let rules = guard_rules();
-        assert_eq!(rules.len(), 14);
-        // `iifname . ether saddr != @mac drop`:
-        // [ meta load iifname => reg 1 ] [ payload load 6b @ link header + 6 => reg 2 ]
-        // [ lookup reg 1 set mac 0x1 ] [ immediate reg 0 drop ]
+        let rules = guard_rules(&port());
+        // 3 link-layer rules, 2 ARP, l4proto 0, 3 per IPv4 address, DHCP
+        // discovery, 3 ND drops, 3 per IPv6 address, 2 for DAD.
+        assert_eq!(rules.len(), 3 + 2 + 1 + 3 + 1 + 3 + 6 + 2);
+        // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
+        // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
+        // [ payload load 6b @ link header + 6 => reg 1 ]
+        // [ cmp neq reg 1 0x4d0a6e02 0x00000200 ] [ immediate reg 0 drop ]
         assert_eq!(
             rules[0],
             vec![
-                Expr::meta(NFT_META_IIFNAME),
-                Expr::Payload {
-                    base: Base::Link,
-                    offset: 6,
-                    len: 6,
-                    dreg: NFT_REG_2
-                },
-                lookup(MAC, true),
+                Expr::meta(NFT_META_IIFTYPE),
+                Expr::eq(&1u16.to_ne_bytes()),
+                Expr::payload(Base::Link, 6, 6),
+                Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x6e, 10, 77, 0, 2]),
                 Expr::Verdict(NF_DROP),
             ]
         );
-        // `ether type 8021q drop`: [ payload load 2b @ link header + 12 => reg 1 ]
-        // [ cmp eq reg 1 0x00000081 ] [ immediate reg 0 drop ]
+        // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop`:
+        // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
+        // [ cmp eq reg 1 0x00c28001 0x00000000 ]
         assert_eq!(
-            rules[1],
+            rules[1][3],
+            Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0])
+        );
+        assert_eq!(rules[1][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+        // `ether type != arp ether type != ip ether type != ip6 drop`: three
+        // loads of link header + 12, each `cmp neq`.
+        assert_eq!(rules[2].len(), 2 + 6 + 1);
+        assert_eq!(rules[2][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
+        // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
+        // [ payload load 10b @ network header + 8 ]
+        // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
+        assert_eq!(rules[3][1], Expr::eq(&[8, 6]));
+        assert_eq!(
+            rules[3][7],
+            Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2])
+        );
+        assert_eq!(rules[4][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+        // `meta l4proto ip drop`: [ meta load l4proto ] [ cmp eq reg 1 0 ].
+        assert_eq!(
+            rules[5],
             vec![
-                Expr::payload(Base::Link, 12, 2),
-                Expr::eq(&[0x81, 0]),
+                Expr::meta(NFT_META_L4PROTO),
+                Expr::eq(&[0]),
                 Expr::Verdict(NF_DROP)
             ]
         );
-        assert_eq!(rules[2][1], Expr::eq(&[0x88, 0xa8]));
-        // The ARP header check: `[ cmp eq reg 1 0x00080100 ]` `[ cmp eq reg 1 0x00000406 ]`.
-        assert_eq!(rules[3][3], Expr::eq(&[0, 1, 8, 0]));
-        assert_eq!(rules[3][5], Expr::eq(&[6, 4]));
-        // `iifname . ip saddr @addr4 accept`: [ meta load protocol => reg 1 ]
-        // [ cmp eq reg 1 0x00000008 ] ...
-        assert_eq!(rules[5][0], Expr::meta(NFT_META_PROTOCOL));
-        assert_eq!(rules[5][1], Expr::eq(&[8, 0]));
-        // `icmpv6 type ...`: nft checks `ether type ip6` there.
-        assert_eq!(rules[9][0], Expr::payload(Base::Link, 12, 2));
-        assert_eq!(rules[9][8], lookup(ND_TARGET, true));
-        assert_eq!(rules[13], vec![Expr::Verdict(NF_DROP)]);
+        // `ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44`:
+        // [ payload load 2b @ network header + 6 ] [ bitwise ( & 0x0000ff1f ) ]
+        // [ cmp neq reg 1 0 ] [ payload load 1b @ network header + 0 ]
+        // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
+        // [ cmp neq reg 1 0x00004400 ]
+        assert_eq!(
+            rules[8][4..6],
+            [
+                Expr::payload(Base::Network, 6, 2),
+                Expr::Mask(vec![0x1f, 0xff])
+            ]
+        );
+        assert_eq!(rules[8][10], Expr::payload(Base::Network, 22, 2));
+        assert_eq!(rules[8][11], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+        // `ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`:
+        // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
+        assert_eq!(rules[9][7], Expr::eq(&[0, 68, 0, 67]));
+        // The neighbour advertisement: one `cmp neq` per own address.
+        assert_eq!(rules[12].len(), 6 + 2 * 2 + 1);
+        // `ip6 saddr X ip6 nexthdr udp udp sport != 547 accept`: no
+        // `meta l4proto` (nft takes `ip6 nexthdr udp` as the dependency).
+        assert_eq!(
+            rules[14][4..6],
+            [Expr::payload(Base::Network, 6, 1), Expr::eq(&[17])]
+        );
+        assert_eq!(rules[15][7], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+        assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
     }
 }

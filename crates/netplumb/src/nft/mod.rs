@@ -28,7 +28,8 @@
 //!
 //! * [`Masquerade`]: source NAT for a bridge's subnets (`table inet`).
 //! * [`Ports`]: published ports, DNAT through maps (`table inet`).
-//! * [`Guard`]: what a bridge port may send (`table bridge`).
+//! * [`Guard`]: what a container's host end may receive from it, one
+//!   ingress chain per host end (`table netdev`).
 //!
 //! Structure (tables, sets, chains, rules) is created on first use in one
 //! batch carrying the ruleset generation that was current when the state
@@ -65,14 +66,14 @@ use crate::error::{Error, Result, Step};
 use crate::netns::NetNs;
 use crate::RawSocket;
 
-pub use self::guard::{AllowPort, ForgetPort, Guard, GuardedPort};
+pub use self::guard::{guard_chain_name, AllowPort, ForgetPort, Guard, GuardedPort};
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Protocol, Publication, Publish, Unpublish};
 
 // <linux/netfilter.h>
 const NFPROTO_UNSPEC: u8 = 0;
 const NFPROTO_INET: u8 = 1;
-const NFPROTO_BRIDGE: u8 = 7;
+const NFPROTO_NETDEV: u8 = 5;
 
 // <linux/netfilter/nf_tables.h>
 const NFT_MSG_NEWTABLE: u16 = 0;
@@ -96,6 +97,10 @@ const NFTA_CHAIN_POLICY: u16 = 5;
 const NFTA_CHAIN_TYPE: u16 = 7;
 const NFTA_HOOK_HOOKNUM: u16 = 1;
 const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_HOOK_DEV: u16 = 3;
+/// `NF_NETDEV_INGRESS`.
+const NF_NETDEV_INGRESS: u32 = 0;
+const NF_DROP: u32 = 0;
 const NFTA_RULE_TABLE: u16 = 1;
 const NFTA_RULE_CHAIN: u16 = 2;
 const NFTA_RULE_HANDLE: u16 = 3;
@@ -123,31 +128,9 @@ const NF_ACCEPT: u32 = 1;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
-const NFTNL_UDATA_SET_KEY_TYPEOF: u8 = 3;
-/// Inside `NFTNL_UDATA_SET_KEY_TYPEOF`: the expression's type and its own
-/// user data; inside a concatenation's data, field `i` is nested as `i`
-/// and holds the same two.
-const NFTNL_UDATA_SET_TYPEOF_EXPR: u8 = 0;
-const NFTNL_UDATA_SET_TYPEOF_DATA: u8 = 1;
-const NFTNL_UDATA_SET_KEY_CONCAT_SUB_TYPE: u8 = 0;
-const NFTNL_UDATA_SET_KEY_CONCAT_SUB_DATA: u8 = 1;
-/// A `meta` expression's user data: its key.
-const NFTNL_UDATA_META_KEY: u8 = 0;
-/// A `payload` expression's user data: protocol description and template
-/// (both 0 for a raw `@base,offset,len`), base, offset and length in bits.
-const NFTNL_UDATA_SET_KEY_PAYLOAD_DESC: u8 = 0;
-const NFTNL_UDATA_SET_KEY_PAYLOAD_TYPE: u8 = 1;
-const NFTNL_UDATA_SET_KEY_PAYLOAD_BASE: u8 = 2;
-const NFTNL_UDATA_SET_KEY_PAYLOAD_OFFSET: u8 = 3;
-const NFTNL_UDATA_SET_KEY_PAYLOAD_LEN: u8 = 4;
-/// nft's `enum expr_types`, as it records them in a set's user data.
-const EXPR_PAYLOAD: u32 = 7;
-const EXPR_META: u32 = 9;
-const EXPR_CONCAT: u32 = 13;
-/// nft's `enum byteorder`: what nft writes for a concatenation, for a
-/// string (an interface name) and for an address or port.
+/// nft's `enum byteorder`: what nft writes for a concatenation and for an
+/// address or port.
 const BYTEORDER_INVALID: u32 = 0;
-const BYTEORDER_HOST_ENDIAN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 
 /// How long one answer from the kernel may take.
@@ -157,14 +140,10 @@ const RECV_BUF: usize = 64 * 1024;
 /// nft's data types (`enum datatypes` of nftables), for set keys and values;
 /// a concatenation is the types shifted in 6 bits at a time.
 mod datatype {
-    /// A plain number, e.g. a raw payload field.
-    pub const INTEGER: u32 = 4;
     pub const IPADDR: u32 = 7;
     pub const IP6ADDR: u32 = 8;
-    pub const ETHERADDR: u32 = 9;
     pub const INET_PROTOCOL: u32 = 12;
     pub const INET_SERVICE: u32 = 13;
-    pub const IFNAME: u32 = 41;
 
     /// The type of the concatenation of `types`, and its length in the
     /// register file: each field rounded up to 4 bytes.
@@ -179,21 +158,21 @@ mod datatype {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Family {
     Inet,
-    Bridge,
+    Netdev,
 }
 
 impl Family {
     fn nfproto(self) -> u8 {
         match self {
             Family::Inet => NFPROTO_INET,
-            Family::Bridge => NFPROTO_BRIDGE,
+            Family::Netdev => NFPROTO_NETDEV,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
             Family::Inet => "inet",
-            Family::Bridge => "bridge",
+            Family::Netdev => "netdev",
         }
     }
 }
@@ -205,47 +184,6 @@ struct SetSpec {
     key: &'static [(u32, u32)],
     /// Fields of a map's value; empty for a plain set.
     data: &'static [(u32, u32)],
-    /// The expressions of a key declared with `typeof` (one per field of
-    /// `key`), empty for a key declared with `type`. nft prints the
-    /// declaration back as it is recorded in the set's user data; a lookup
-    /// of a raw payload field (`@th,64,128`) loads back only into a set
-    /// declared with `typeof`.
-    key_typeof: &'static [Typeof],
-}
-
-/// An expression of a `typeof` set key.
-#[derive(Debug, Clone, Copy)]
-enum Typeof {
-    /// `meta KEY`, e.g. `iifname`.
-    Meta(u32),
-    /// A raw payload field `@base,offset,len`, offset and length in bits.
-    Raw {
-        base: expr::Base,
-        offset: u32,
-        len: u32,
-    },
-}
-
-impl Typeof {
-    /// nft's expression type and the expression's user data.
-    fn userdata(self) -> (u32, Vec<u8>) {
-        let mut out = Vec::new();
-        match self {
-            Typeof::Meta(key) => {
-                put_udata_u32(&mut out, NFTNL_UDATA_META_KEY, key);
-                (EXPR_META, out)
-            }
-            Typeof::Raw { base, offset, len } => {
-                put_udata_u32(&mut out, NFTNL_UDATA_SET_KEY_PAYLOAD_DESC, 0);
-                put_udata_u32(&mut out, NFTNL_UDATA_SET_KEY_PAYLOAD_TYPE, 0);
-                // nft's `enum proto_bases` counts from 1 (`PROTO_BASE_LL_HDR`).
-                put_udata_u32(&mut out, NFTNL_UDATA_SET_KEY_PAYLOAD_BASE, base as u32 + 1);
-                put_udata_u32(&mut out, NFTNL_UDATA_SET_KEY_PAYLOAD_OFFSET, offset);
-                put_udata_u32(&mut out, NFTNL_UDATA_SET_KEY_PAYLOAD_LEN, len);
-                (EXPR_PAYLOAD, out)
-            }
-        }
-    }
 }
 
 /// An nf_tables session: a `NETLINK_NETFILTER` socket in one network
@@ -367,7 +305,7 @@ impl Nftables {
         Ports { nft: self, table }
     }
 
-    /// The guard of bridge ports in table `bridge <table>`.
+    /// The guard of containers' host ends in table `netdev <table>`.
     pub fn guard<'a>(&'a self, table: &'a str) -> Guard<'a> {
         Guard { nft: self, table }
     }
@@ -652,6 +590,46 @@ impl Batch<'_> {
         );
     }
 
+    /// Base chain `name` on the ingress hook of device `device` (`netdev`
+    /// family), with policy drop. It may exist as exactly that (the kernel
+    /// then updates nothing but the policy).
+    fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
+        let family = Family::Netdev;
+        self.add(
+            NFT_MSG_NEWCHAIN,
+            NLM_F_CREATE,
+            Step::NftCreate,
+            format!("chain {} {table} {name}", family.name()),
+            false,
+            |a| {
+                a.string(NFTA_CHAIN_TABLE, table);
+                a.string(NFTA_CHAIN_NAME, name);
+                a.nest(NFTA_CHAIN_HOOK, |a| {
+                    a.be32(NFTA_HOOK_HOOKNUM, NF_NETDEV_INGRESS);
+                    a.be32(NFTA_HOOK_PRIORITY, priority as u32);
+                    a.string(NFTA_HOOK_DEV, device);
+                });
+                a.be32(NFTA_CHAIN_POLICY, NF_DROP);
+                a.string(NFTA_CHAIN_TYPE, "filter");
+            },
+        );
+    }
+
+    /// Deletes every rule of `chain` (`NFT_MSG_DELRULE` without a handle).
+    fn flush_chain(&mut self, family: Family, table: &str, chain: &str) {
+        self.add(
+            NFT_MSG_DELRULE,
+            0,
+            Step::NftDelete,
+            format!("rules of chain {} {table} {chain}", family.name()),
+            false,
+            |a| {
+                a.string(NFTA_RULE_TABLE, table);
+                a.string(NFTA_RULE_CHAIN, chain);
+            },
+        );
+    }
+
     /// A regular chain that must not exist yet: if it appeared meanwhile,
     /// someone else is creating the same structure, and the state is read
     /// again.
@@ -715,7 +693,7 @@ impl Batch<'_> {
         );
     }
 
-    /// Deletes regular chain `name` (and its rules).
+    /// Deletes chain `name` (and its rules).
     fn delete_chain(&mut self, family: Family, table: &str, name: &str) {
         self.add(
             NFT_MSG_DELCHAIN,
@@ -793,7 +771,6 @@ impl Batch<'_> {
 /// its expressions.
 fn set_userdata(spec: &SetSpec) -> Vec<u8> {
     let order = |fields: &[(u32, u32)]| match fields {
-        [(datatype::IFNAME, _)] => BYTEORDER_HOST_ENDIAN,
         [_] => BYTEORDER_BIG_ENDIAN,
         _ => BYTEORDER_INVALID,
     };
@@ -804,40 +781,7 @@ fn set_userdata(spec: &SetSpec) -> Vec<u8> {
         out.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
         out.extend_from_slice(&order(spec.data).to_ne_bytes());
     }
-    if !spec.key_typeof.is_empty() {
-        let (etype, data) = match spec.key_typeof {
-            [one] => one.userdata(),
-            fields => {
-                let mut data = Vec::new();
-                for (i, field) in fields.iter().enumerate() {
-                    let (etype, sub) = field.userdata();
-                    let mut nest = Vec::new();
-                    put_udata_u32(&mut nest, NFTNL_UDATA_SET_KEY_CONCAT_SUB_TYPE, etype);
-                    put_udata(&mut nest, NFTNL_UDATA_SET_KEY_CONCAT_SUB_DATA, &sub);
-                    put_udata(&mut data, i as u8, &nest);
-                }
-                (EXPR_CONCAT, data)
-            }
-        };
-        let mut nest = Vec::new();
-        put_udata_u32(&mut nest, NFTNL_UDATA_SET_TYPEOF_EXPR, etype);
-        put_udata(&mut nest, NFTNL_UDATA_SET_TYPEOF_DATA, &data);
-        put_udata(&mut out, NFTNL_UDATA_SET_KEY_TYPEOF, &nest);
-    }
     out
-}
-
-/// One libnftnl user data attribute: type, length (one byte each), value.
-fn put_udata(out: &mut Vec<u8>, kind: u8, value: &[u8]) {
-    let len = u8::try_from(value.len()).expect("user data attribute under 256 bytes");
-    out.push(kind);
-    out.push(len);
-    out.extend_from_slice(value);
-}
-
-/// A `u32` attribute of libnftnl user data, in host byte order.
-fn put_udata_u32(out: &mut Vec<u8>, kind: u8, value: u32) {
-    put_udata(out, kind, &value.to_ne_bytes());
 }
 
 /// Table names this module accepts: short, and plain enough to type into
@@ -880,52 +824,6 @@ mod tests {
         // What nft sends for `type inet_proto . inet_service : ipv6_addr . inet_service`.
         assert_eq!(concat(&[(INET_PROTOCOL, 1), (INET_SERVICE, 2)]), (0x30d, 8));
         assert_eq!(concat(&[(IP6ADDR, 16), (INET_SERVICE, 2)]), (0x20d, 20));
-        assert_eq!(concat(&[(IFNAME, 16), (ETHERADDR, 6)]), ((41 << 6) | 9, 24));
         assert_eq!(concat(&[(IPADDR, 4)]), (7, 4));
-    }
-
-    #[test]
-    fn typeof_keys_are_recorded_as_nft_records_them() {
-        // What nft 1.0.6 sends (`nft --debug=netlink,mnl`, x86-64) for
-        // `add set bridge t s { typeof iifname . @th,64,128 ; }`.
-        let spec = SetSpec {
-            name: "s",
-            key: &[(datatype::IFNAME, 16), (datatype::INTEGER, 16)],
-            data: &[],
-            key_typeof: &[
-                Typeof::Meta(expr::NFT_META_IIFNAME),
-                Typeof::Raw {
-                    base: expr::Base::Transport,
-                    offset: 64,
-                    len: 128,
-                },
-            ],
-        };
-        assert_eq!(datatype::concat(spec.key), (0x0a44, 32));
-        #[rustfmt::skip]
-        let wanted: [u8; 72] = [
-            0x00, 0x04, 0x00, 0x00,
-            0x00, 0x00, 0x03, 0x40,
-            0x00, 0x04, 0x0d, 0x00,
-            0x00, 0x00, 0x01, 0x38,
-            0x00, 0x0e, 0x00, 0x04,
-            0x09, 0x00, 0x00, 0x00,
-            0x01, 0x06, 0x00, 0x04,
-            0x06, 0x00, 0x00, 0x00,
-            0x01, 0x26, 0x00, 0x04,
-            0x07, 0x00, 0x00, 0x00,
-            0x01, 0x1e, 0x00, 0x04,
-            0x00, 0x00, 0x00, 0x00,
-            0x01, 0x04, 0x00, 0x00,
-            0x00, 0x00, 0x02, 0x04,
-            0x03, 0x00, 0x00, 0x00,
-            0x03, 0x04, 0x40, 0x00,
-            0x00, 0x00, 0x04, 0x04,
-            0x80, 0x00, 0x00, 0x00,
-        ];
-        if cfg!(target_endian = "little") {
-            assert_eq!(set_userdata(&spec), wanted);
-        }
-        assert_eq!(set_userdata(&spec).len(), 72);
     }
 }

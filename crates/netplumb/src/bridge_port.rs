@@ -1,0 +1,236 @@
+//! Bridge ports: what the bridge does with the frames of one port
+//! (isolation, learning, unknown-unicast flooding) and the forwarding
+//! database entries that tie a MAC address to a port.
+//!
+//! This is the layer of a port's guard that lives in the bridge itself, not
+//! in the nftables ruleset, so that no `nft flush ruleset` reaches it. A
+//! pinned port ([`Learning::Pinned`]):
+//!
+//! * teaches the bridge nothing (`IFLA_BRPORT_LEARNING` off). The bridge
+//!   learns a source MAC in two places, `br_handle_frame_finish` for frames
+//!   it forwards and `__br_handle_local_finish` for frames to the reserved
+//!   link-local groups 01:80:c2:00:00:0X (which never pass bridge
+//!   prerouting), and both check `BR_LEARNING` on the port first;
+//! * gets no unknown unicast (`IFLA_BRPORT_UNICAST_FLOOD` off): a frame for
+//!   a MAC the bridge does not know is not flooded to it. Broadcast and
+//!   multicast still are (ARP, DHCP and neighbour discovery need them);
+//! * has a static entry for its container's MAC (`NUD_NOARP`, `NTF_STICKY`):
+//!   frames for that MAC go to that port only. Sticky, because
+//!   `br_fdb_update` moves a static entry that is not sticky to whatever
+//!   port (with learning on) next sends from that MAC.
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::link::{
+    InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo,
+};
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourState};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::LinkUnspec;
+
+use crate::error::{Error, Result, Step};
+use crate::netlink::{first, Netlink};
+
+/// What the bridge learns from a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learning {
+    /// The kernel's default: the bridge learns every source MAC the port
+    /// sends, and floods unknown unicast to it.
+    On,
+    /// The port's MAC is pinned: the bridge learns nothing from the port,
+    /// floods no unknown unicast to it, and a static, sticky forwarding
+    /// entry sends frames for this MAC (the container's) to it.
+    Pinned([u8; 6]),
+}
+
+/// The flags of a bridge port that this crate sets and reads back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgePort {
+    /// `IFLA_BRPORT_ISOLATED`: isolated ports do not forward to each other,
+    /// only to ports that are not isolated and to the bridge itself.
+    pub isolated: bool,
+    /// `IFLA_BRPORT_LEARNING`: the bridge learns source MACs from the port.
+    pub learning: bool,
+    /// `IFLA_BRPORT_UNICAST_FLOOD`: unknown unicast is flooded to the port.
+    pub unicast_flood: bool,
+}
+
+impl BridgePort {
+    /// A port with `isolated` and `learning` (learning and unicast flooding
+    /// on for [`Learning::On`], the kernel's default; both off when pinned).
+    pub fn new(isolated: bool, learning: Learning) -> BridgePort {
+        let on = learning == Learning::On;
+        BridgePort {
+            isolated,
+            learning: on,
+            unicast_flood: on,
+        }
+    }
+
+    /// Whether these are the flags the kernel gives a new port.
+    pub fn is_default(&self) -> bool {
+        *self == BridgePort::new(false, Learning::On)
+    }
+}
+
+/// One entry of a bridge's forwarding database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdbEntry {
+    /// The port frames for the MAC go to.
+    pub port: u32,
+    /// Static (`NUD_NOARP`, added by hand): it never ages out.
+    pub is_static: bool,
+    /// Sticky (`NTF_STICKY`): learning on another port never moves it.
+    pub sticky: bool,
+}
+
+impl Netlink {
+    /// Sets isolation, learning and unknown-unicast flooding of bridge port
+    /// `index` in one request (`RTM_NEWLINK` with the bridge port's
+    /// `IFLA_INFO_SLAVE_DATA`: `RTM_SETLINK` ignores port data). Needs
+    /// Linux 4.18 (isolation).
+    pub async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
+        let message = LinkUnspec::new_with_index(index)
+            .set_port_kind(InfoPortKind::Bridge)
+            .set_port_data(InfoPortData::BridgePort(vec![
+                InfoBridgePort::Isolated(port.isolated),
+                InfoBridgePort::Learning(port.learning),
+                InfoBridgePort::UnicastFlood(port.unicast_flood),
+            ]))
+            .build();
+        self.handle()
+            .link()
+            .set_port(message)
+            .execute()
+            .await
+            .map_err(|e| Error::netlink(Step::SetBridgePort, format!("#{index}"), e))
+    }
+
+    /// The flags of link `index` as a bridge port (`None` when it is no
+    /// bridge port, or no link).
+    pub async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
+        let request = self.handle().link().get().match_index(index);
+        let Some(msg) = first(request.execute())
+            .await
+            .map_err(|e| Error::netlink(Step::LookUpLink, format!("#{index}"), e))?
+        else {
+            return Ok(None);
+        };
+        for attr in msg.attributes {
+            let LinkAttribute::LinkInfo(infos) = attr else {
+                continue;
+            };
+            for info in infos {
+                if let LinkInfo::PortData(InfoPortData::BridgePort(flags)) = info {
+                    // The kernel reports every flag; absent ones read as
+                    // its defaults.
+                    let mut port = BridgePort::new(false, Learning::On);
+                    for flag in flags {
+                        match flag {
+                            InfoBridgePort::Isolated(on) => port.isolated = on,
+                            InfoBridgePort::Learning(on) => port.learning = on,
+                            InfoBridgePort::UnicastFlood(on) => port.unicast_flood = on,
+                            _ => {}
+                        }
+                    }
+                    return Ok(Some(port));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pins `mac` to bridge port `port`: a static (`NUD_NOARP`), sticky
+    /// forwarding entry on the port's bridge (`NTF_MASTER`), replacing any
+    /// entry for that MAC. A kernel that refuses `NTF_STICKY` (before 5.3)
+    /// gets a static entry without it.
+    pub async fn pin_mac(&self, port: u32, mac: [u8; 6]) -> Result<()> {
+        let add = |flags| {
+            self.handle()
+                .neighbours()
+                .add_bridge(port, &mac)
+                .state(NeighbourState::Noarp)
+                .flags(flags)
+                .replace()
+                .execute()
+        };
+        let fail = |e| Error::netlink(Step::PinMac, format!("{} on #{port}", mac_text(&mac)), e);
+        match add(NeighbourFlags::Controller | NeighbourFlags::Sticky).await {
+            Err(e) => {
+                let err = fail(e);
+                if err.errno() != Some(libc::EINVAL) {
+                    return Err(err);
+                }
+                add(NeighbourFlags::Controller).await.map_err(fail)
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// The entries of bridge `bridge`'s forwarding database for `mac` (one
+    /// per VLAN; one dump of the namespace's bridge entries).
+    pub async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
+        let stream = self
+            .handle()
+            .neighbours()
+            .get()
+            .set_address_family(AddressFamily::Bridge)
+            .execute();
+        futures::pin_mut!(stream);
+        let mut entries = Vec::new();
+        while let Some(msg) = stream
+            .try_next()
+            .await
+            .map_err(|e| Error::netlink(Step::ListFdb, format!("bridge #{bridge}"), e))?
+        {
+            let mut on_bridge = false;
+            let mut same_mac = false;
+            for attr in &msg.attributes {
+                match attr {
+                    NeighbourAttribute::Controller(index) => on_bridge = *index == bridge,
+                    NeighbourAttribute::LinkLayerAddress(a) => same_mac = a.as_slice() == mac,
+                    _ => {}
+                }
+            }
+            // The bridge's own entries name it (`NDA_MASTER`); those of a
+            // port's own address list (`NTF_SELF`) do not.
+            if on_bridge && same_mac {
+                entries.push(FdbEntry {
+                    port: msg.header.ifindex,
+                    is_static: msg.header.state == NeighbourState::Noarp,
+                    sticky: msg.header.flags.contains(NeighbourFlags::Sticky),
+                });
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// `02:6e:...` for messages.
+pub(crate) fn mac_text(mac: &[u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinned_ports_neither_learn_nor_get_unknown_unicast() {
+        let mac = [2, 0x6e, 10, 0, 0, 2];
+        assert_eq!(
+            BridgePort::new(true, Learning::Pinned(mac)),
+            BridgePort {
+                isolated: true,
+                learning: false,
+                unicast_flood: false
+            }
+        );
+        assert!(BridgePort::new(false, Learning::On).is_default());
+        assert!(!BridgePort::new(true, Learning::On).is_default());
+        assert!(!BridgePort::new(false, Learning::Pinned(mac)).is_default());
+        assert_eq!(mac_text(&mac), "02:6e:0a:00:00:02");
+    }
+}
