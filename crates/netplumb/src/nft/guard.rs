@@ -1,10 +1,10 @@
 //! The guard's layer 3: what a container's host end may receive from the
 //! container, in table `netdev <table>`, one base chain per guarded host
-//! end, named after it ([`guard_chain_name`]: `port_` and the name, so that nft
-//! can read the listing back whatever the name), on that device's ingress
-//! hook. For a port with MAC
-//! `M`, IPv4 addresses `A...` and IPv6 addresses `X...` (nft 1.0.6 lists it
-//! so, and loads the listing back as the same rules):
+//! end on that device's ingress hook, named after it ([`guard_chain_name`]:
+//! `port_` and the name, so that nft reads the listing back whatever the
+//! name). For a port with MAC `M`, IPv4 addresses `A...` and IPv6
+//! addresses `X...` (nft 1.0.6 lists it so, and loads the listing back as
+//! the same rules):
 //!
 //! ```text
 //! chain port_veth0a0a0a02 {
@@ -53,25 +53,28 @@
 //! The `ip`, `ip6`, `arp` and `icmpv6` matches are behind `meta protocol`
 //! (what nft itself writes for that text, so the rules load back from a
 //! listing as they are): `skb->protocol` is the inner type of a tagged
-//! frame, but tagged frames never get past the `ether type` whitelist.
+//! frame, but tagged frames never get past the `ether type` whitelist,
+//! which is written as `ether type !=` matches because nft prints an
+//! `ether type` equality in front of `ip ...` as nothing and reads it back
+//! as `meta protocol`.
 //!
-//! # DHCP, router advertisements, fragments
+//! # DHCP, router advertisements, fragments, malformed IP
 //!
 //! A container is never a DHCP or DHCPv6 server, nor a router: UDP from
 //! source port 67 or 547, and UDP to a client's port 68 or 546, is dropped
 //! (rootlesskit's DHCP client, nclient4, reads raw frames and takes any UDP
 //! to port 68, whatever its source port), and so are router advertisements
-//! and redirects. A transport-header load fails on a non-first fragment
-//! (on kernels before 5.16 or so it may read the fragment's payload
-//! instead: the rules never accept on a port read from a fragment), so a
-//! non-first fragment passes only where it cannot read as a reply to a
-//! client: nclient4 ignores the fragment offset too, so a forged fragment
-//! whose payload looks like UDP to port 68 would be a DHCP reply. An IPv4 fragment passes only with a 20-byte header and
-//! without 68 where a UDP destination port would be (network offset 22); an
-//! IPv6 one only with the fragment header right after the IPv6 header and
+//! and redirects. No rule accepts on a port read from a non-first fragment
+//! (current kernels fail a transport-header load there; older ones may read
+//! the fragment's payload instead). A non-first fragment passes only where
+//! it cannot read as a reply to a client, since nclient4 ignores the
+//! fragment offset too: an IPv4 one only with a 20-byte header and without
+//! 68 where a UDP destination port would be (network offset 22), an IPv6
+//! one only with the fragment header right after the IPv6 header and
 //! without 546 at network offset 50. `meta l4proto` is 0 exactly when the
-//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`):
-//! malformed IP is dropped before any rule trusts a header field.
+//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`), or for
+//! IPv4 protocol 0: such packets are dropped before any rule trusts a
+//! header field.
 //!
 //! Everything is a constant of the port's own chain: a packet walks only its
 //! port's rules, and adding or removing a port costs the same whatever the
