@@ -752,10 +752,11 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // Legitimate traffic, the kernel's elements, -check
 
 /// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
-/// one for malformed IP, 3 for the IPv4 lease, DHCP discovery, 3 neighbour
-/// discovery drops, 3 for each IPv6 address (the lease's and the
-/// link-local), 2 for duplicate address detection.
-const GUARD_RULES: usize = 3 + 2 + 1 + 3 + 1 + 3 + 2 * 3 + 2;
+/// one for malformed IP, 4 for DHCP and DHCPv6 ports, 3 for the IPv4
+/// lease, DHCP discovery, 3 neighbour discovery drops, 3 for each IPv6
+/// address (the lease's and the link-local), 2 for duplicate address
+/// detection.
+const GUARD_RULES: usize = 3 + 2 + 1 + 4 + 3 + 1 + 3 + 2 * 3 + 2;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -1036,7 +1037,8 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     for part in [
         "table netdev netsetgo",
         "table inet netsetgo",
-        "ip saddr 10.10.10.2 ip frag-off & 8191 == 0 udp sport != 67 accept",
+        "udp dport 68 drop",
+        "ip saddr 10.10.10.2 ip frag-off & 8191 == 0 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
     ] {

@@ -562,6 +562,26 @@ fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
             ),
             m(8),
         ),
+        // DHCP and DHCPv6 replies from another source port: a raw-socket
+        // client (nclient4) checks only the destination port.
+        (
+            ether(
+                BROADCAST,
+                MAC_A,
+                0x0800,
+                &ipv4(own, [255; 4], 17, 0, &udp(1234, 68, &m(9))),
+            ),
+            m(9),
+        ),
+        (
+            ether(
+                ALL_NODES_MAC,
+                MAC_A,
+                0x86dd,
+                &ipv6(ll, all_nodes, 17, &udp(1234, 546, &m(10))),
+            ),
+            m(10),
+        ),
     ])
     .collect();
     let c = |n| marker(4, n);
@@ -823,14 +843,18 @@ fn guard_structure_as_documented() {
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
         "meta l4proto ip drop",
         "ip saddr 10.77.0.2 meta l4proto != udp accept",
-        "ip saddr 10.77.0.2 ip frag-off & 8191 == 0 udp sport != 67 accept",
+        "udp sport 67 drop",
+        "udp dport 68 drop",
+        "udp sport 547 drop",
+        "udp dport 546 drop",
+        "ip saddr 10.77.0.2 ip frag-off & 8191 == 0 accept",
         "ip saddr 10.77.0.2 ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         "icmpv6 type nd-router-advert drop",
         "icmpv6 type nd-redirect drop",
         "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
         "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-        "ip6 saddr fd00:77::2 ip6 nexthdr udp udp sport != 547 accept",
+        "ip6 saddr fd00:77::2 ip6 nexthdr udp accept",
         "ip6 saddr fd00:77::2 ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
         "ip6 saddr :: icmpv6 type mld2-listener-report accept",
@@ -915,7 +939,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]))
     };
     let before = bytecode();
-    assert_eq!(before.len(), 3 * 21, "{before:?}");
+    assert_eq!(before.len(), 3 * 25, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);

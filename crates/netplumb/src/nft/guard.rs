@@ -1,10 +1,10 @@
 //! The guard's layer 3: what a container's host end may receive from the
 //! container, in table `netdev <table>`, one base chain per guarded host
-//! end, named after it ([`guard_chain_name`]: `port_` and the name, so that nft
-//! can read the listing back whatever the name), on that device's ingress
-//! hook. For a port with MAC
-//! `M`, IPv4 addresses `A...` and IPv6 addresses `X...` (nft 1.0.6 lists it
-//! so, and loads the listing back as the same rules):
+//! end on that device's ingress hook, named after it ([`guard_chain_name`]:
+//! `port_` and the name, so that nft reads the listing back whatever the
+//! name). For a port with MAC `M`, IPv4 addresses `A...` and IPv6
+//! addresses `X...` (nft 1.0.6 lists it so, and loads the listing back as
+//! the same rules):
 //!
 //! ```text
 //! chain port_veth0a0a0a02 {
@@ -15,15 +15,19 @@
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //!     meta l4proto ip drop                                         (l4proto 0: not valid IP)
+//!     udp sport 67 drop
+//!     udp dport 68 drop
+//!     udp sport 547 drop
+//!     udp dport 546 drop
 //!     ip saddr A meta l4proto != udp accept                                        (each A)
-//!     ip saddr A ip frag-off & 8191 == 0 udp sport != 67 accept
+//!     ip saddr A ip frag-off & 8191 == 0 accept
 //!     ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
 //!     ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
 //!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
 //!     ip6 saddr X meta l4proto != udp accept                                       (each X)
-//!     ip6 saddr X ip6 nexthdr udp udp sport != 547 accept
+//!     ip6 saddr X ip6 nexthdr udp accept
 //!     ip6 saddr X ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 //!     ip6 saddr :: icmpv6 type mld2-listener-report accept
@@ -49,24 +53,28 @@
 //! The `ip`, `ip6`, `arp` and `icmpv6` matches are behind `meta protocol`
 //! (what nft itself writes for that text, so the rules load back from a
 //! listing as they are): `skb->protocol` is the inner type of a tagged
-//! frame, but tagged frames never get past the `ether type` whitelist.
+//! frame, but tagged frames never get past the `ether type` whitelist,
+//! which is written as `ether type !=` matches because nft prints an
+//! `ether type` equality in front of `ip ...` as nothing and reads it back
+//! as `meta protocol`.
 //!
-//! # DHCP, router advertisements, fragments
+//! # DHCP, router advertisements, fragments, malformed IP
 //!
 //! A container is never a DHCP or DHCPv6 server, nor a router: UDP from
-//! source port 67 or 547 is dropped, and so are router advertisements and
-//! redirects. A transport-header load fails on a non-first fragment (the
-//! rules do not rely on it: the source port rules also ask for no fragment
-//! offset, or for UDP right after the IPv6 header), so a non-first fragment
-//! passes only where it cannot read as a reply to a client: rootlesskit's
-//! DHCP client (nclient4) reads raw frames and ignores the fragment offset,
-//! so a forged fragment whose payload looks like UDP to port 68 would be a
-//! DHCP reply. An IPv4 fragment passes only with a 20-byte header and
-//! without 68 where a UDP destination port would be (network offset 22); an
-//! IPv6 one only with the fragment header right after the IPv6 header and
+//! source port 67 or 547, and UDP to a client's port 68 or 546, is dropped
+//! (rootlesskit's DHCP client, nclient4, reads raw frames and takes any UDP
+//! to port 68, whatever its source port), and so are router advertisements
+//! and redirects. No rule accepts on a port read from a non-first fragment
+//! (current kernels fail a transport-header load there; older ones may read
+//! the fragment's payload instead). A non-first fragment passes only where
+//! it cannot read as a reply to a client, since nclient4 ignores the
+//! fragment offset too: an IPv4 one only with a 20-byte header and without
+//! 68 where a UDP destination port would be (network offset 22), an IPv6
+//! one only with the fragment header right after the IPv6 header and
 //! without 546 at network offset 50. `meta l4proto` is 0 exactly when the
-//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`):
-//! malformed IP is dropped before any rule trusts a header field.
+//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`), or for
+//! IPv4 protocol 0: such packets are dropped before any rule trusts a
+//! header field.
 //!
 //! Everything is a constant of the port's own chain: a packet walks only its
 //! port's rules, and adding or removing a port costs the same whatever the
@@ -319,6 +327,23 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         );
     }
     rules.push([l4proto(0), vec![drop.clone()]].concat());
+    // Nothing from a DHCP or DHCPv6 server's port, nothing to a client's
+    // (a raw-socket client such as nclient4 checks the destination port
+    // only). One rule each: nft 1.0.6 merges `udp sport != 67 udp dport
+    // != 68` into one comparison of both, which means something else.
+    for (offset, port) in [(0, 67u16), (2, 68), (0, 547), (2, 546)] {
+        rules.push(
+            [
+                l4proto(UDP),
+                vec![
+                    load(Base::Transport, offset, 2),
+                    Expr::eq(&port.to_be_bytes()),
+                    drop.clone(),
+                ],
+            ]
+            .concat(),
+        );
+    }
     for a in &port.ipv4 {
         rules.push(
             [
@@ -327,14 +352,12 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             ]
             .concat(),
         );
+        // UDP, whole or a first fragment: its ports were checked above.
         rules.push(
             [
                 ip_saddr(a),
                 frag_offset(),
-                vec![Expr::eq(&[0, 0])],
-                l4proto(UDP),
-                vec![load(Base::Transport, 0, 2), ne(&67u16.to_be_bytes())],
-                vec![accept.clone()],
+                vec![Expr::eq(&[0, 0]), accept.clone()],
             ]
             .concat(),
         );
@@ -392,16 +415,11 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             ]
             .concat(),
         );
+        // UDP right after the IPv6 header: its ports were checked above.
         rules.push(
             [
                 ip6_saddr(x),
-                vec![
-                    load(Base::Network, 6, 1),
-                    Expr::eq(&[UDP]),
-                    load(Base::Transport, 0, 2),
-                    ne(&547u16.to_be_bytes()),
-                    accept.clone(),
-                ],
+                vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept.clone()],
             ]
             .concat(),
         );
@@ -461,9 +479,9 @@ mod tests {
     #[test]
     fn guard_rules_match_what_nft_generates() {
         let rules = guard_rules(&port());
-        // 3 link-layer rules, 2 ARP, l4proto 0, 3 per IPv4 address, DHCP
-        // discovery, 3 ND drops, 3 per IPv6 address, 2 for DAD.
-        assert_eq!(rules.len(), 3 + 2 + 1 + 3 + 1 + 3 + 6 + 2);
+        // 3 link-layer rules, 2 ARP, l4proto 0, 4 DHCP ports, 3 per IPv4
+        // address, DHCP discovery, 3 ND drops, 3 per IPv6 address, 2 for DAD.
+        assert_eq!(rules.len(), 3 + 2 + 1 + 4 + 3 + 1 + 3 + 6 + 2);
         // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
         // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
         // [ payload load 6b @ link header + 6 => reg 1 ]
@@ -508,32 +526,49 @@ mod tests {
                 Expr::Verdict(NF_DROP)
             ]
         );
+        // `udp dport 68 drop`: [ meta load l4proto => reg 1 ]
+        // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 2 ]
+        // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
+        assert_eq!(
+            rules[7],
+            vec![
+                Expr::meta(NFT_META_L4PROTO),
+                Expr::eq(&[17]),
+                Expr::payload(Base::Transport, 2, 2),
+                Expr::eq(&[0, 68]),
+                Expr::Verdict(NF_DROP)
+            ]
+        );
         // `ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44`:
         // [ payload load 2b @ network header + 6 ] [ bitwise ( & 0x0000ff1f ) ]
         // [ cmp neq reg 1 0 ] [ payload load 1b @ network header + 0 ]
         // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
         // [ cmp neq reg 1 0x00004400 ]
         assert_eq!(
-            rules[8][4..6],
+            rules[12][4..6],
             [
                 Expr::payload(Base::Network, 6, 2),
                 Expr::Mask(vec![0x1f, 0xff])
             ]
         );
-        assert_eq!(rules[8][10], Expr::payload(Base::Network, 22, 2));
-        assert_eq!(rules[8][11], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+        assert_eq!(rules[12][10], Expr::payload(Base::Network, 22, 2));
+        assert_eq!(rules[12][11], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
         // `ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`:
         // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
-        assert_eq!(rules[9][7], Expr::eq(&[0, 68, 0, 67]));
+        assert_eq!(rules[13][7], Expr::eq(&[0, 68, 0, 67]));
         // The neighbour advertisement: one `cmp neq` per own address.
-        assert_eq!(rules[12].len(), 6 + 2 * 2 + 1);
-        // `ip6 saddr X ip6 nexthdr udp udp sport != 547 accept`: no
-        // `meta l4proto` (nft takes `ip6 nexthdr udp` as the dependency).
+        assert_eq!(rules[16].len(), 6 + 2 * 2 + 1);
+        // `ip6 saddr X ip6 nexthdr udp accept`.
         assert_eq!(
-            rules[14][4..6],
-            [Expr::payload(Base::Network, 6, 1), Expr::eq(&[17])]
+            rules[18][4..],
+            [
+                Expr::payload(Base::Network, 6, 1),
+                Expr::eq(&[17]),
+                Expr::Verdict(NF_ACCEPT)
+            ]
         );
-        assert_eq!(rules[15][7], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+        // `ip6 saddr X ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept`.
+        assert_eq!(rules[19][7], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
         assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
     }
 }
