@@ -748,7 +748,8 @@ mod tests {
 
     #[test]
     fn a_states_bridges_and_subnets_are_read_back_creating_nothing() {
-        let dir = std::env::temp_dir().join(format!("netsetgo-unit-recorded-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("netsetgo-unit-recorded-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let owner = nix::unistd::geteuid().as_raw();
         let ns = NsId { dev: 0, ino: 7 };
@@ -765,14 +766,19 @@ mod tests {
             assert_eq!(recorded, Some(gateway));
         }
         std::fs::create_dir(dir.join("net-7/not a bridge")).unwrap();
-        assert_eq!(Store::bridges_under(&dir, owner, &ns).unwrap(), ["brg0", "lab0"]);
+        assert_eq!(
+            Store::bridges_under(&dir, owner, &ns).unwrap(),
+            ["brg0", "lab0"]
+        );
         assert_eq!(
             Store::recorded_gateway_under(&dir, owner, &ns, "gone0").unwrap(),
             None
         );
         assert!(!dir.join("net-7/gone0").exists());
         let other = NsId { dev: 0, ino: 8 };
-        assert!(Store::bridges_under(&dir, owner, &other).unwrap().is_empty());
+        assert!(Store::bridges_under(&dir, owner, &other)
+            .unwrap()
+            .is_empty());
         assert!(Store::recorded_gateway_under(&dir, owner, &ns, "../net-7").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -25,6 +25,25 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
+    /// The network is no longer one the policy gives: only the caller's
+    /// own interface is removed from it (`-delete`, poststop), and its
+    /// subnet is the one its state records ([`Network::retired`]).
+    pub recorded: bool,
+}
+
+/// What a call is for, as far as the grants go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Wiring a container (`-pid`, a createRuntime hook): within the
+    /// grants, `-publish` included.
+    Wire,
+    /// `-check`: on a granted network.
+    Check,
+    /// Removing the caller's own interface (`-delete`, lxc-user-nic's
+    /// `delete`, a poststop hook): always possible, also when its network
+    /// or the caller's grant is gone, since only what is recorded for the
+    /// caller's uid is touched (security.md 13).
+    Remove,
 }
 
 impl Request {
@@ -48,16 +67,30 @@ impl Request {
     pub fn host_name(&self, address: Ipv4Addr) -> String {
         format!("{}{:08x}", self.prefix, u32::from(address))
     }
+
+    /// What `-restore` asks of one network with state: root's, bound by
+    /// no quota, making nothing; `recorded` when it left the policy.
+    pub fn restoring(network: Network, recorded: bool) -> Request {
+        Request {
+            network,
+            quota: None,
+            address: None,
+            prefix: cli::DEFAULT_PREFIX.into(),
+            nic: None,
+            publish: Vec::new(),
+            recorded,
+        }
+    }
 }
 
 /// The longest prefix that leaves room for 8 hex digits in 15 bytes.
 const MAX_PREFIX: usize = 7;
 
-/// The request `args` make of `caller`'s grants; `-publish` counts only
-/// when `wiring` (a poststop hook whose args repeat it releases all the
-/// same).
-pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Failure> {
-    let publish = |network: &Network, grants| match wiring {
+/// The request `args` make of `caller`'s grants for `intent`; `-publish`
+/// counts only when wiring (a poststop hook whose args repeat it releases
+/// all the same).
+pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
+    let publish = |network: &Network, grants| match intent == Intent::Wire {
         true => publications(args, network, grants),
         false => Ok(Vec::new()),
     };
@@ -79,7 +112,10 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
         // Root works as with the original, even with a broken policy; a
         // network the policy defines keeps its settings.
         let policy = policy::load().ok().flatten();
-        let network = root_network(args, policy.as_ref())?;
+        let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
+            Some(network) => (network, false),
+            None => (retired(args)?, true),
+        };
         let address = requested_address(args, &network)?;
         let publish = publish(&network, None)?;
         return Ok(Request {
@@ -89,20 +125,50 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
             prefix,
             nic: args.nic.clone(),
             publish,
+            recorded,
         });
     }
-    let policy = policy::load()?.ok_or_else(no_grant)?;
-    let allowances = policy.allowances(caller, &SystemAccounts)?;
-    let chosen = match &args.bridge_name {
-        Some(bridge) => allowances
-            .iter()
-            .find(|a| &a.network.bridge == bridge)
-            .ok_or_else(|| {
-                Failure::refused(format!(
-                "you have no grant for bridge {bridge:?} in {POLICY_PATH}; ask an administrator"
-            ))
-            })?,
-        None => allowances.first().ok_or_else(no_grant)?,
+    let policy = policy::load()?;
+    let allowances = match &policy {
+        Some(policy) => policy.allowances(caller, &SystemAccounts)?,
+        None => Vec::new(),
+    };
+    let granted = match &args.bridge_name {
+        Some(bridge) => allowances.iter().find(|a| &a.network.bridge == bridge),
+        None => allowances.first(),
+    };
+    let chosen = match (granted, intent) {
+        (Some(chosen), _) => chosen,
+        (None, Intent::Remove) => {
+            // One's own interface goes whatever the policy says now: on
+            // the network the policy still defines for that bridge, or as
+            // its state recorded it.
+            let known = args
+                .bridge_name
+                .as_deref()
+                .and_then(|b| policy.as_ref()?.network_by_bridge(b));
+            let (network, recorded) = match known {
+                Some(network) => (network.clone(), false),
+                None => (retired(args)?, true),
+            };
+            return Ok(Request {
+                network,
+                quota: None,
+                address: None,
+                prefix,
+                nic: args.nic.clone(),
+                publish: Vec::new(),
+                recorded,
+            });
+        }
+        (None, _) => {
+            return Err(match &args.bridge_name {
+                Some(bridge) if policy.is_some() => Failure::refused(format!(
+                    "you have no grant for bridge {bridge:?} in {POLICY_PATH}; ask an administrator"
+                )),
+                _ => no_grant(),
+            })
+        }
     };
     let network = chosen.network.clone();
     if let Some(text) = &args.bridge_address {
@@ -123,7 +189,29 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
         prefix,
         nic: args.nic.clone(),
         publish,
+        recorded: false,
     })
+}
+
+/// The policy `-restore` restores by (none: every network with state has
+/// left it), for root only. A policy that does not parse restores nothing:
+/// reconciled with it, every publication would look revoked.
+pub fn restorable(caller: &Caller) -> Result<Policy, Failure> {
+    if !caller.is_root() {
+        return Err(Failure::refused(
+            "netsetgo -restore is for root only (the packages run it as netsetgo-restore.service when the firewall starts); ask an administrator",
+        ));
+    }
+    Ok(policy::load()?.unwrap_or_default())
+}
+
+/// A network that left the policy, known by the bridge `args` name (or
+/// the default one) until its state says what its subnet was.
+fn retired(args: &Args) -> Result<Network, Failure> {
+    let bridge = args.bridge_name.as_deref().unwrap_or(cli::DEFAULT_BRIDGE);
+    netplumb::check_name(bridge).map_err(Failure::from)?;
+    let placeholder = policy::parse_gateway(cli::DEFAULT_BRIDGE_ADDRESS).expect("valid default");
+    Ok(Network::retired(bridge, placeholder))
 }
 
 /// The `-publish` mappings, each within `grants` (`None`: root, bound by
@@ -174,7 +262,15 @@ fn no_grant() -> Failure {
     ))
 }
 
-fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure> {
+/// Root's network: the policy's for its bridge, or the flags' (their
+/// defaults as in the original). `None` for a `-delete` (or poststop) of
+/// a bridge the policy no longer defines, without `-bridgeAddress`: that
+/// state says which subnet it had.
+fn root_network(
+    args: &Args,
+    policy: Option<&Policy>,
+    intent: Intent,
+) -> Result<Option<Network>, Failure> {
     let bridge = args
         .bridge_name
         .clone()
@@ -182,8 +278,11 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
     netplumb::check_name(&bridge).map_err(Failure::from)?;
     if let Some(network) = policy.and_then(|p| p.network_by_bridge(&bridge)) {
         if args.bridge_address.is_none() {
-            return Ok(network.clone());
+            return Ok(Some(network.clone()));
         }
+    }
+    if intent == Intent::Remove && args.bridge_address.is_none() {
+        return Ok(None);
     }
     let text = args
         .bridge_address
@@ -191,17 +290,7 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
         .unwrap_or(cli::DEFAULT_BRIDGE_ADDRESS);
     let gateway = policy::parse_gateway(text)
         .map_err(|e| Failure::refused(format!("invalid -bridgeAddress: {e}")))?;
-    Ok(Network {
-        name: bridge.clone(),
-        bridge,
-        gateway,
-        gateway6: None,
-        mtu: None,
-        nat: false,
-        dns: Vec::new(),
-        guard: true,
-        isolate: false,
-    })
+    Ok(Some(Network::retired(&bridge, gateway)))
 }
 
 fn parse_cidr(text: &str, flag: &str) -> Result<Ipv4Network, Failure> {
