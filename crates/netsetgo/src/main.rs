@@ -276,7 +276,7 @@ fn restore(caller: &Caller) -> Result<Outcome, Failure> {
     }
     let host = netplumb::Netlink::open_socket()?;
     let nft = netplumb::Nftables::open()?;
-    // 10. Drop: root keeps uid 0, holding CAP_NET_ADMIN alone.
+    // 10. Drop: the system user (uid 0 without one), CAP_NET_ADMIN alone.
     privilege::drop_to(worker)?;
     // 11-12. Each network under its own lock (bounded wait), one after
     //     the other: collect, reconcile with the grants, re-create.
