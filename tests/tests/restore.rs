@@ -225,6 +225,11 @@ fn a_network_removed_from_the_policy_frees_its_ports_at_restore_and_its_owner_ca
         &["-bridgeName", "oldbr0", "-publish", "tcp:8080:80"],
     );
     assert_eq!(w.ip(), "10.30.0.2");
+    let roots = world.container("root");
+    assert_eq!(
+        wire_with(&world, &roots, &["-bridgeName", "oldbr0"]).ip(),
+        "10.30.0.3"
+    );
     world.set_policy(WITHOUT_OLD);
 
     // Before the restore the dead network's claim refuses another user's
@@ -239,14 +244,14 @@ fn a_network_removed_from_the_policy_frees_its_ports_at_restore_and_its_owner_ca
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(
         out.stdout.contains(
-            "restore: bridge oldbr0 (no longer in the policy): 1 lease kept until its interface is gone, 1 guarded"
+            "restore: bridge oldbr0 (no longer in the policy): 2 leases kept until their interfaces are gone, 2 guarded"
         ) && out
             .stdout
             .contains("removed (the network left the policy): tcp:8080:80 of 10.30.0.2"),
         "{out}"
     );
-    // The lease stays while its interface lives.
-    assert_eq!(world.leases("oldbr0").len(), 1);
+    // The leases stay while their interfaces live.
+    assert_eq!(world.leases("oldbr0").len(), 2);
 
     // Now the port is free for nsg-b on its own network.
     let w = wire_with(&world, &other, &["-publish", "tcp:8080:80"]);
@@ -259,6 +264,19 @@ fn a_network_removed_from_the_policy_frees_its_ports_at_restore_and_its_owner_ca
     assert_eq!(out.code(), Some(0), "-delete on a removed network:\n{out}");
     assert!(
         out.stdout.starts_with("removed 1 host=veth0a1e0002"),
+        "{out}"
+    );
+    assert_eq!(world.leases("oldbr0").len(), 1);
+    // And root its own, without naming the subnet the network had.
+    let pid = roots.pid_arg();
+    let out = world.netsetgo("root", &["-delete", "-bridgeName", "oldbr0", "-pid", &pid]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "root's -delete on a removed network:\n{out}"
+    );
+    assert!(
+        out.stdout.starts_with("removed 1 host=veth0a1e0003"),
         "{out}"
     );
     assert!(world.leases("oldbr0").is_empty());

@@ -15,7 +15,7 @@ use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
 use netsetgo::policy::{Network, SystemAccounts};
 use netsetgo::privilege::{self, Caller, Worker};
-use netsetgo::request::{Intent, Request};
+use netsetgo::request::Intent;
 use netsetgo::wiring::Restorable;
 use netsetgo::{audit, filters, leases, links, nat, oci, request, target, wiring};
 
@@ -254,17 +254,23 @@ fn restore(caller: &Caller) -> Result<Outcome, Failure> {
     // 8. State: every network with state in this host namespace, as the
     //    policy defines it or, once it left the policy, as its state
     //    recorded it (state that never held a lease has nothing to restore).
+    let bridges = leases::Store::bridges(&host_ns)?;
+    privilege::room_for_files(4 * bridges.len() as u64)?;
     let mut networks = Vec::new();
-    for bridge in leases::Store::bridges(&host_ns)? {
-        let request = match policy.network_by_bridge(&bridge) {
-            Some(network) => Request::restoring(network.clone(), false),
-            None => match leases::Store::recorded_gateway(&host_ns, &bridge)? {
-                Some(gateway) => Request::restoring(Network::retired(&bridge, gateway), true),
+    for bridge in bridges {
+        let recorded = leases::Store::recorded_gateway(&host_ns, &bridge);
+        let (request, store) = match recorded {
+            Ok(recorded) => match request::restoring(&policy, &bridge, recorded) {
+                Some(request) => {
+                    let gateway = request.network.gateway;
+                    let store = leases::Store::open(&host_ns, &bridge, gateway, caller.uid);
+                    (request, store)
+                }
                 None => continue,
             },
+            // Reported as that network's failure; the others go on.
+            Err(e) => (request::unreadable(&policy, &bridge), Err(e)),
         };
-        let gateway = request.network.gateway;
-        let store = leases::Store::open(&host_ns, &bridge, gateway, caller.uid);
         networks.push(Restorable { request, store });
     }
     // 9. Sockets: netlink in the host and nf_tables, with forwarding

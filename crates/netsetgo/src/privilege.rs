@@ -36,6 +36,20 @@ const SETUP_CAPS: [Capability; 6] = [
 /// RLIMIT_NOFILE must not make us fail half way.
 const MIN_NOFILE: u64 = 64;
 
+/// Room for `more` descriptors besides the [`MIN_NOFILE`] every call has:
+/// raises the soft `RLIMIT_NOFILE` as far as the hard limit allows (root's
+/// `-restore` holds four per network with state until the drop).
+pub fn room_for_files(more: u64) -> Result<(), Failure> {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)
+        .map_err(|e| Failure::internal(format!("getrlimit: {e}")))?;
+    let want = MIN_NOFILE.saturating_add(more).min(hard);
+    if soft < want {
+        setrlimit(Resource::RLIMIT_NOFILE, want, hard)
+            .map_err(|e| Failure::internal(format!("setrlimit RLIMIT_NOFILE {want}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Makes the process safe to run code in, whatever the caller left us:
 /// stdio open, no inherited fds, empty environment, umask 077, no core
 /// dumps, default signal dispositions, limits that cannot kill a write.

@@ -25,9 +25,10 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
-    /// The network is no longer one the policy gives: only the caller's
-    /// own interface is removed from it (`-delete`, poststop), and its
-    /// subnet is the one its state records ([`Network::retired`]).
+    /// The network is known as its state recorded it, its subnet read
+    /// from there: a removal of one's own interface without a grant for
+    /// it (`-delete`, poststop), or a network `-restore` finds no longer
+    /// in the policy as it was ([`Network::retired`]).
     pub recorded: bool,
 }
 
@@ -141,16 +142,16 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
         (Some(chosen), _) => chosen,
         (None, Intent::Remove) => {
             // One's own interface goes whatever the policy says now: on
-            // the network the policy still defines for that bridge, or as
-            // its state recorded it.
-            let known = args
-                .bridge_name
-                .as_deref()
-                .and_then(|b| policy.as_ref()?.network_by_bridge(b));
-            let (network, recorded) = match known {
-                Some(network) => (network.clone(), false),
-                None => (retired(args)?, true),
-            };
+            // the network the policy still defines for that bridge (if
+            // any), with the subnet its state recorded, so that a call
+            // without a grant creates no state.
+            let mut network = retired(args)?;
+            if let Some(known) = policy
+                .as_ref()
+                .and_then(|p| p.network_by_bridge(&network.bridge))
+            {
+                network = known.clone();
+            }
             return Ok(Request {
                 network,
                 quota: None,
@@ -158,7 +159,7 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
                 prefix,
                 nic: args.nic.clone(),
                 publish: Vec::new(),
-                recorded,
+                recorded: true,
             });
         }
         (None, _) => {
@@ -205,13 +206,44 @@ pub fn restorable(caller: &Caller) -> Result<Policy, Failure> {
     Ok(policy::load()?.unwrap_or_default())
 }
 
+/// What `-restore` restores `bridge`'s state as: the policy's network of
+/// that bridge, or, once it is no longer in the policy as its state
+/// recorded it (gone, or its subnet changed: its leases are for the old
+/// one), the network as recorded. `None` for state that never held a
+/// lease (no recorded subnet) and is not in the policy: nothing to do.
+pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -> Option<Request> {
+    match (policy.network_by_bridge(bridge), recorded) {
+        (Some(network), None) => Some(Request::restoring(network.clone(), false)),
+        (Some(network), Some(gateway)) if gateway == network.gateway => {
+            Some(Request::restoring(network.clone(), false))
+        }
+        (_, Some(gateway)) => Some(Request::restoring(Network::retired(bridge, gateway), true)),
+        (None, None) => None,
+    }
+}
+
+/// How `-restore` names `bridge` when its state cannot be read: the
+/// policy's network, or the bridge alone.
+pub fn unreadable(policy: &Policy, bridge: &str) -> Request {
+    match policy.network_by_bridge(bridge) {
+        Some(network) => Request::restoring(network.clone(), false),
+        None => Request::restoring(by_name(bridge), true),
+    }
+}
+
+/// `bridge` as a network known by its name alone, until its state says
+/// which subnet it had.
+fn by_name(bridge: &str) -> Network {
+    let default = policy::parse_gateway(cli::DEFAULT_BRIDGE_ADDRESS).expect("valid default");
+    Network::retired(bridge, default)
+}
+
 /// A network that left the policy, known by the bridge `args` name (or
 /// the default one) until its state says what its subnet was.
 fn retired(args: &Args) -> Result<Network, Failure> {
     let bridge = args.bridge_name.as_deref().unwrap_or(cli::DEFAULT_BRIDGE);
     netplumb::check_name(bridge).map_err(Failure::from)?;
-    let placeholder = policy::parse_gateway(cli::DEFAULT_BRIDGE_ADDRESS).expect("valid default");
-    Ok(Network::retired(bridge, placeholder))
+    Ok(by_name(bridge))
 }
 
 /// The `-publish` mappings, each within `grants` (`None`: root, bound by
@@ -402,6 +434,36 @@ mod tests {
         }
         // Loopback is refused for root too.
         assert!(publications(&args(&["tcp:127.0.0.1:80:80"]), &v4, None).is_err());
+    }
+
+    #[test]
+    fn restore_takes_the_policys_network_or_the_one_its_state_recorded() {
+        let policy = policy::parse(
+            "network default bridge=brg0 gateway=10.10.10.1/24 nat=yes guard=no\n\
+             network lab bridge=labbr0 gateway=10.20.0.1/24\n",
+        )
+        .unwrap();
+        let gateway = |g: &str| g.parse::<Ipv4Network>().unwrap();
+        // In the policy as recorded (or never locked yet): the policy's.
+        for recorded in [Some(gateway("10.10.10.1/24")), None] {
+            let r = restoring(&policy, "brg0", recorded).unwrap();
+            assert!(!r.recorded);
+            assert_eq!(&r.network, policy.network_by_bridge("brg0").unwrap());
+        }
+        // Its subnet changed: the leases are for the old one, which is
+        // no longer in the policy.
+        let r = restoring(&policy, "labbr0", Some(gateway("10.99.0.1/24"))).unwrap();
+        assert!(r.recorded);
+        assert_eq!(
+            r.network,
+            Network::retired("labbr0", gateway("10.99.0.1/24"))
+        );
+        // Gone from the policy.
+        let r = restoring(&policy, "oldbr0", Some(gateway("10.30.0.1/24"))).unwrap();
+        assert!(r.recorded && r.network.guard && !r.network.nat);
+        assert_eq!((r.network.name.as_str(), r.quota), ("oldbr0", None));
+        // Gone, and never held a lease.
+        assert_eq!(restoring(&policy, "oldbr0", None), None);
     }
 
     #[test]
