@@ -716,7 +716,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     /// after the rest was tried.
     pub async fn restore(
         &self,
-        grants: &mut dyn FnMut(u32) -> Result<Option<Vec<Ports>>, Failure>,
+        grants: &mut dyn FnMut(u32) -> Result<Covered, Failure>,
     ) -> Result<Restored, Failure> {
         let mut ledger = self.store.lock()?;
         let network = &self.request.network;
@@ -869,6 +869,14 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     }
 }
 
+/// The host ports a lease owner's grants cover on a network now; `None`:
+/// no grant binds it (root).
+pub type Covered = Option<Vec<Ports>>;
+
+/// What `-restore` asks the policy: for a lease owner's uid and a network,
+/// what its grants cover.
+pub type Grants<'a> = dyn Fn(u32, &Network) -> Result<Covered, Failure> + 'a;
+
 /// One network `-restore` works on: what it restores by (from the policy,
 /// or as its state recorded it: [`Request::recorded`]) and its state, or
 /// why that could not be opened.
@@ -886,7 +894,7 @@ pub async fn restore_all<L: Links, F: Filters>(
     mut host: L,
     filters: &F,
     networks: &[Restorable],
-    grants: &dyn Fn(u32, &Network) -> Result<Option<Vec<Ports>>, Failure>,
+    grants: &Grants<'_>,
 ) -> Vec<Restored> {
     let mut out = Vec::with_capacity(networks.len());
     for Restorable { request, store } in networks {
@@ -907,7 +915,7 @@ pub async fn restore_all<L: Links, F: Filters>(
         };
         let session = Session::with(host, None, None, store, request, filters, 0);
         let mut known = std::collections::HashMap::new();
-        let mut ports_of = |uid: u32| -> Result<Option<Vec<Ports>>, Failure> {
+        let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
             if let Some(ports) = known.get(&uid) {
                 return Ok(Clone::clone(ports));
             }
@@ -1585,7 +1593,7 @@ mod tests {
     // ------------------------------------------------------------ restore
 
     /// Ports 8000-8999 for every owner but root, whom nothing binds.
-    fn granted(uid: u32, _: &Network) -> Result<Option<Vec<Ports>>, Failure> {
+    fn granted(uid: u32, _: &Network) -> Result<Covered, Failure> {
         Ok((uid != 0).then(|| {
             vec![Ports {
                 protocol: netplumb::Protocol::Tcp,
@@ -1606,7 +1614,7 @@ mod tests {
         filters: &FakeFilters,
         request: Request,
         store: Store,
-        grants: &dyn Fn(u32, &Network) -> Result<Option<Vec<Ports>>, Failure>,
+        grants: &Grants<'_>,
     ) -> Restored {
         let networks = [Restorable {
             request,
