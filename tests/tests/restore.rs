@@ -14,9 +14,9 @@
 use std::time::Duration;
 
 use netsetgo_e2e::checks::{wire, wire_with};
-use netsetgo_e2e::fixtures::{world_with, A, B};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B};
 use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, OUTSIDE4, UPLINK4};
-use netsetgo_e2e::{require_root, Container, Output, World};
+use netsetgo_e2e::{require_root, Container, Output, SyslogSink, World};
 
 /// brg0 with masquerading and the guard (the default); nsg-a may publish
 /// TCP 8000-8999 there, nsg-b has no publish grant.
@@ -313,4 +313,32 @@ fn a_revoked_publish_grant_takes_its_publication_at_restore() {
     let out = check(&world, &c);
     assert_eq!(out.code(), Some(0), "{out}");
     assert!(!out.stdout.contains("publish="), "{out}");
+}
+
+#[test]
+fn restore_is_audited_granted_for_root_and_refused_for_a_user() {
+    require_root!();
+    let world = world_with(POLICY);
+    world.mount_private_dev();
+    let sink = SyslogSink::bind(&world);
+    let out = world.run_as(A, &["logger", "-u", "/dev/log", "nsg-e2e-probe"]);
+    out.expect_success("logger to the world's /dev/log");
+    assert_eq!(
+        sink.records(Duration::from_millis(500)).len(),
+        1,
+        "the probe"
+    );
+    assert_eq!(world.netsetgo(A, &["-restore"]).code(), Some(1));
+    assert_eq!(restore(&world).code(), Some(0));
+    let records = sink.records(Duration::from_millis(500));
+    assert_eq!(records.len(), 2, "one record per call: {records:?}");
+    for (record, who, result) in [
+        (&records[0], uid(A), "result=refused"),
+        (&records[1], 0, "result=granted"),
+    ] {
+        let fields: Vec<&str> = record.split_whitespace().collect();
+        for field in [&format!("uid={who}"), "action=restore", result] {
+            assert!(fields.contains(&field), "{field} missing in {record:?}");
+        }
+    }
 }

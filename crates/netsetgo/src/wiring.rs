@@ -743,10 +743,14 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         let mut publishing = Vec::with_capacity(live.len());
         for lease in live {
             let recorded = ledger.ports_of(lease.address)?;
-            let covered = if retired {
-                Some(Vec::new())
-            } else {
-                grants(lease.uid)?
+            let covered = match retired {
+                true => Some(Vec::new()),
+                // Grants that cannot be judged revoke nothing (reported).
+                false => grants(lease.uid).unwrap_or_else(|e| {
+                    let uid = lease.uid;
+                    done.failed.push(format!("the grants of uid {uid}: {e}"));
+                    None
+                }),
             };
             let (granted, revoked): (Vec<Mapping>, Vec<Mapping>) =
                 recorded.into_iter().partition(|m| {
@@ -1714,6 +1718,25 @@ mod tests {
         assert!(done
             .line()
             .contains("removed (no grant covers them): tcp:8080:80 of 10.10.10.2"));
+    }
+
+    #[test]
+    fn grants_that_cannot_be_judged_revoke_nothing_and_are_reported() {
+        let dir = Scratch::new("unjudged");
+        let filters = FakeFilters::default();
+        let (host, req) = three(&dir, &filters);
+        flush(&filters);
+        let unreadable = |_: u32, _: &Network| Err(Failure::refused("/etc/group: unreadable"));
+        let done = restore_one(host, &filters, req, dir.store(0), &unreadable);
+        assert!(done.revoked.is_empty());
+        assert_eq!((done.publications_restored, done.guards_restored), (1, 2));
+        assert_eq!(
+            done.failed,
+            [
+                format!("the grants of uid {A}: /etc/group: unreadable"),
+                format!("the grants of uid {B}: /etc/group: unreadable")
+            ]
+        );
     }
 
     #[test]
