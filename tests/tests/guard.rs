@@ -901,9 +901,9 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
     assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");
     assert!(out.stderr.starts_with("netsetgo: "), "{out}");
     assert!(
-        out.stderr.contains(&format!(
-            "host end {host} is not guarded (run `netsetgo -restore`)"
-        )),
+        out.stderr
+            .contains(&format!("the guard of host end {host} is missing"))
+            && out.stderr.contains("run `netsetgo -restore` as root"),
         "{out}"
     );
     world

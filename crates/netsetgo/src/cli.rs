@@ -14,6 +14,7 @@ use crate::ports::{self, Mapping};
 
 pub const USAGE: &str = "\
 Usage: netsetgo -pid PID [flags]
+       netsetgo -restore [-json]
        netsetgo create LXCPATH NAME PID veth BRIDGE [IFNAME]
        netsetgo delete LXCPATH NAME /proc/PID/ns/net veth BRIDGE HOSTIF
 Wire the network namespace of process PID to a bridge on this host.
@@ -37,6 +38,9 @@ IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
   -oci-hook                OCI runtime hook: read the container state JSON on stdin;
                            wire its pid (createRuntime/prestart) or release
                            what was recorded for its id (poststop)
+  -restore                 root only: re-create from the leases the firewall rules
+                           netsetgo owns (after the firewall flushed them), and
+                           bring the state in line with the policy
   -help                    show this help
 ";
 
@@ -53,6 +57,8 @@ pub enum Mode {
     Delete,
     Check,
     OciHook,
+    /// `-restore`: root re-creates our nftables objects from the leases.
+    Restore,
 }
 
 /// Parsed flags. `None` means "not given": the policy then decides.
@@ -117,7 +123,7 @@ where
         publish: Vec::new(),
         nic: None,
     };
-    let (mut delete, mut check, mut hook) = (false, false, false);
+    let (mut delete, mut check, mut hook, mut restore) = (false, false, false, false);
     let args: Vec<S> = args.into_iter().take(MAX_ARGS + 1).collect();
     if args.len() > MAX_ARGS {
         return Err(Usage::Error("too many arguments".into()));
@@ -167,6 +173,7 @@ where
             "delete" => delete = boolean(inline)?,
             "check" => check = boolean(inline)?,
             "oci-hook" => hook = boolean(inline)?,
+            "restore" => restore = boolean(inline)?,
             "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix"
             | "publish" => {
                 // An inline value is part of an argument already bounded.
@@ -199,17 +206,33 @@ where
             String::from_utf8_lossy(extra)
         )));
     }
-    parsed.mode = match (delete, check, hook) {
-        (false, false, false) => Mode::Create,
-        (true, false, false) => Mode::Delete,
-        (false, true, false) => Mode::Check,
-        (false, false, true) => Mode::OciHook,
+    parsed.mode = match (delete, check, hook, restore) {
+        (false, false, false, false) => Mode::Create,
+        (true, false, false, false) => Mode::Delete,
+        (false, true, false, false) => Mode::Check,
+        (false, false, true, false) => Mode::OciHook,
+        (false, false, false, true) => Mode::Restore,
         _ => {
             return Err(Usage::Error(
-                "-delete, -check and -oci-hook exclude each other".into(),
+                "-delete, -check, -oci-hook and -restore exclude each other".into(),
             ))
         }
     };
+    if parsed.mode == Mode::Restore {
+        // Every network with state, as the policy defines it: nothing to pick.
+        let picked = parsed.pid.is_some()
+            || parsed.bridge_name.is_some()
+            || parsed.bridge_address.is_some()
+            || parsed.container_address.is_some()
+            || parsed.veth_prefix.is_some()
+            || !parsed.publish.is_empty();
+        if picked {
+            return Err(Usage::Error(
+                "-restore takes no other flag than -json: it restores every network".into(),
+            ));
+        }
+        return Ok(parsed);
+    }
     match (parsed.mode, parsed.pid) {
         (Mode::OciHook, Some(_)) => {
             return Err(Usage::Error(
@@ -390,6 +413,15 @@ mod tests {
             p(&["-oci-hook", "-bridgeName", "b"]).unwrap().mode,
             Mode::OciHook
         );
+        let restore = p(&["--restore", "-json"]).unwrap();
+        assert_eq!(
+            (restore.mode, restore.pid, restore.json),
+            (Mode::Restore, None, true)
+        );
+        assert_eq!(
+            p(&["-restore=false", "-pid", "1"]).unwrap().mode,
+            Mode::Create
+        );
     }
 
     #[test]
@@ -405,6 +437,15 @@ mod tests {
             &["-pid", "1", "extra"],
             &["-nope"],
             &["-pid", "1", "-delete", "-check"],
+            &["-restore", "-pid", "1"],
+            &["-restore", "-bridgeName", "brg0"],
+            &["-restore", "-bridgeAddress", "10.10.10.1/24"],
+            &["-restore", "-containerAddress", "10.10.10.2/24"],
+            &["-restore", "-vethNamePrefix", "v"],
+            &["-restore", "-publish", "tcp:8080:80"],
+            &["-restore", "-check"],
+            &["-restore", "-oci-hook"],
+            &["-restore", "x"],
             &["-oci-hook", "-pid", "1"],
             &["---pid=1"],
             &["-=1"],

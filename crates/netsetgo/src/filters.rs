@@ -50,9 +50,9 @@ pub trait Filters {
     fn guarded(&self, network: &Network, lease: &Lease) -> Result<bool, Failure>;
 }
 
-/// A borrowed [`Filters`] is one too (the tests keep their fake across
-/// sessions).
-#[cfg(test)]
+/// A borrowed [`Filters`] is one too: `-restore` shares one nf_tables
+/// session among the sessions of its networks (and the tests keep their
+/// fake across sessions).
 impl<T: Filters> Filters for &T {
     fn masquerade(&self, network: &Network) -> Result<(), Failure> {
         (**self).masquerade(network)

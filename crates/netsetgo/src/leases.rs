@@ -40,7 +40,7 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -189,6 +189,58 @@ impl Store {
         })
     }
 
+    /// The bridges that have state in host network namespace `netns`
+    /// (none if it has no state), creating nothing. Must run as root.
+    pub fn bridges(netns: &NsId) -> Result<Vec<String>, Failure> {
+        Store::bridges_under(Path::new(STATE_DIR), 0, netns)
+    }
+
+    /// [`Store::bridges`] under `dir`, owned by `owner`.
+    pub fn bridges_under(dir: &Path, owner: u32, netns: &NsId) -> Result<Vec<String>, Failure> {
+        let Some(namespace) = open_existing(dir, &format!("net-{}", netns.ino), owner)? else {
+            return Ok(Vec::new());
+        };
+        let listed = std::fs::read_dir(format!("/proc/self/fd/{}", namespace.as_raw_fd()))
+            .map_err(io_failure)?;
+        let mut out = Vec::new();
+        for entry in listed {
+            let name = entry.map_err(io_failure)?.file_name();
+            // Only what could be a bridge's name: nothing else is ours.
+            if let Some(name) = name.to_str().filter(|n| netplumb::check_name(n).is_ok()) {
+                out.push(name.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The subnet (and gateway) the leases of `bridge`'s state are for, as
+    /// its map records it; `None` if it has no state, creating nothing.
+    /// What a network that left the policy is known by.
+    pub fn recorded_gateway(netns: &NsId, bridge: &str) -> Result<Option<Ipv4Network>, Failure> {
+        Store::recorded_gateway_under(Path::new(STATE_DIR), 0, netns, bridge)
+    }
+
+    /// [`Store::recorded_gateway`] under `dir`, owned by `owner`.
+    pub fn recorded_gateway_under(
+        dir: &Path,
+        owner: u32,
+        netns: &NsId,
+        bridge: &str,
+    ) -> Result<Option<Ipv4Network>, Failure> {
+        netplumb::check_name(bridge).map_err(Failure::from)?;
+        let path = format!("net-{}/{bridge}/map", netns.ino);
+        let Some(map) = open_existing(dir, &path, owner)? else {
+            return Ok(None);
+        };
+        let mut header = [0u8; HEADER];
+        match File::from(map).read_exact_at(&mut header, 0) {
+            Ok(()) => Ok(header_gateway(&header)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(io_failure(e)),
+        }
+    }
+
     /// This state's name, unique on the machine while the state exists (the
     /// device and inode of its map file), as the alias of the bridge it
     /// manages carries it.
@@ -207,11 +259,7 @@ impl Store {
         if len >= HEADER as u64 {
             self.map.read_exact_at(&mut header, 0).map_err(io_failure)?;
         }
-        let mut expected = [0u8; HEADER];
-        expected[..4].copy_from_slice(MAGIC);
-        expected[4..8].copy_from_slice(&self.gateway.network().octets());
-        expected[8] = self.gateway.prefix();
-        expected[9..12].copy_from_slice(&self.gateway.ip().octets()[1..]);
+        let expected = header_of(self.gateway);
         if header[..4] != *MAGIC {
             // New (or never finished): size it first, then write the magic.
             self.map
@@ -464,6 +512,28 @@ impl Ledger<'_> {
     }
 }
 
+/// A map's header for `gateway`: the magic, the subnet, the prefix and
+/// the gateway's last three bytes (its first is the subnet's: prefixes are
+/// /16 at the most), then the cursor.
+fn header_of(gateway: Ipv4Network) -> [u8; HEADER] {
+    let mut header = [0u8; HEADER];
+    header[..4].copy_from_slice(MAGIC);
+    header[4..8].copy_from_slice(&gateway.network().octets());
+    header[8] = gateway.prefix();
+    header[9..12].copy_from_slice(&gateway.ip().octets()[1..]);
+    header
+}
+
+/// The gateway a map's header records, if it is one.
+fn header_gateway(header: &[u8; HEADER]) -> Option<Ipv4Network> {
+    if header[..4] != *MAGIC {
+        return None;
+    }
+    let ip = Ipv4Addr::new(header[4], header[9], header[10], header[11]);
+    let gateway = Ipv4Network::new(ip, header[8]).ok()?;
+    (header_of(gateway)[..12] == header[..12]).then_some(gateway)
+}
+
 fn encode_ports(address: Ipv4Addr, mappings: &[Mapping]) -> [u8; PORTS_SLOT] {
     let mut text = address.to_string();
     for m in mappings.iter().take(MAX_MAPPINGS) {
@@ -578,6 +648,30 @@ fn opened(fd: Result<(OwnedFd, FileStat), Refusal>, what: &str) -> Result<OwnedF
     }
 }
 
+/// `path` under `dir` if it exists, every component a private one of
+/// `owner` (directories, then a file), creating nothing.
+fn open_existing(dir: &Path, path: &str, owner: u32) -> Result<Option<OwnedFd>, Failure> {
+    let mut at = match secure::open(None, dir, Access::Read, private(true, owner)) {
+        Err(Refusal::Open(nix::Error::ENOENT)) => return Ok(None),
+        fd => opened(fd, &dir.display().to_string())?,
+    };
+    let parts: Vec<&str> = path.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let is_dir = i + 1 < parts.len() || !path.ends_with("map");
+        let fd = secure::open(
+            Some(at.as_fd()),
+            Path::new(part),
+            Access::Read,
+            private(is_dir, owner),
+        );
+        at = match fd {
+            Err(Refusal::Open(nix::Error::ENOENT)) => return Ok(None),
+            fd => opened(fd, &format!("{STATE_DIR}/.../{part}"))?,
+        };
+    }
+    Ok(Some(at))
+}
+
 fn open_root_dir(path: &Path, owner: u32) -> Result<OwnedFd, Failure> {
     let fd = secure::open(None, path, Access::Create(0o700), private(true, owner));
     opened(fd, &path.display().to_string())
@@ -650,6 +744,43 @@ mod tests {
         assert!(decode_ports(&[0u8; PORTS_SLOT], address).is_empty());
         let one = [Mapping::parse("tcp:8080:80").unwrap()];
         assert_eq!(decode_ports(&encode_ports(address, &one), address), one);
+    }
+
+    #[test]
+    fn a_states_bridges_and_subnets_are_read_back_creating_nothing() {
+        let dir =
+            std::env::temp_dir().join(format!("netsetgo-unit-recorded-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let owner = nix::unistd::geteuid().as_raw();
+        let ns = NsId { dev: 0, ino: 7 };
+        assert!(Store::bridges_under(&dir, owner, &ns).unwrap().is_empty());
+        assert!(!dir.exists(), "looking created nothing");
+        for (bridge, gateway) in [("brg0", "10.10.10.1/24"), ("lab0", "172.30.255.254/16")] {
+            let gateway: Ipv4Network = gateway.parse().unwrap();
+            let store = Store::open_under(&dir, owner, &ns, bridge, gateway, 1000).unwrap();
+            // A state whose map was never locked records nothing yet.
+            let none = Store::recorded_gateway_under(&dir, owner, &ns, bridge).unwrap();
+            assert_eq!(none, None);
+            drop(store.lock().unwrap());
+            let recorded = Store::recorded_gateway_under(&dir, owner, &ns, bridge).unwrap();
+            assert_eq!(recorded, Some(gateway));
+        }
+        std::fs::create_dir(dir.join("net-7/not a bridge")).unwrap();
+        assert_eq!(
+            Store::bridges_under(&dir, owner, &ns).unwrap(),
+            ["brg0", "lab0"]
+        );
+        assert_eq!(
+            Store::recorded_gateway_under(&dir, owner, &ns, "gone0").unwrap(),
+            None
+        );
+        assert!(!dir.join("net-7/gone0").exists());
+        let other = NsId { dev: 0, ino: 8 };
+        assert!(Store::bridges_under(&dir, owner, &other)
+            .unwrap()
+            .is_empty());
+        assert!(Store::recorded_gateway_under(&dir, owner, &ns, "../net-7").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -218,7 +218,8 @@ pub mod fake {
 
     use super::*;
 
-    #[derive(Default)]
+    /// A clone is a copy of the namespace as it is (sharing the log).
+    #[derive(Default, Clone)]
     pub struct FakeLinks {
         pub links: RefCell<BTreeMap<u32, Link>>,
         pub addresses: RefCell<BTreeMap<u32, Vec<IpNetwork>>>,

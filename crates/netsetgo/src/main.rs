@@ -13,8 +13,11 @@ use netsetgo::cli::{self, Args, Mode, Usage};
 use netsetgo::dhcp::responder::Responder;
 use netsetgo::error::Failure;
 use netsetgo::output::{self, Outcome};
+use netsetgo::policy::{Network, SystemAccounts};
 use netsetgo::privilege::{self, Caller, Worker};
-use netsetgo::{audit, leases, nat, oci, request, target, wiring};
+use netsetgo::request::Intent;
+use netsetgo::wiring::Restorable;
+use netsetgo::{audit, filters, leases, links, nat, oci, request, target, wiring};
 
 fn main() -> ExitCode {
     // 1. Sanitise the process the caller built for us, before anything
@@ -44,14 +47,19 @@ fn main() -> ExitCode {
     let call = run(&args);
     // 13. One audit record, fed from the result, then one line out: the
     //     network's lock is long released, so a caller that never reads
-    //     our output stalls nobody but itself.
+    //     our output stalls nobody but itself. A restore that could not
+    //     restore everything is audited as the failure it is.
     let detail = call.result.as_ref().map(Outcome::line);
+    let incomplete = call.result.as_ref().ok().and_then(Outcome::failure);
     audit::record(
         call.uid,
         call.pid,
         call.action,
         call.network.as_deref(),
-        detail.as_deref().map_err(|f| *f),
+        match &incomplete {
+            Some(f) => Err(f),
+            None => detail.as_deref().map_err(|f| *f),
+        },
     );
     report(call.result, args.json)
 }
@@ -83,6 +91,7 @@ fn run(args: &Args) -> Call {
             Mode::Delete => "delete",
             Mode::Check => "check",
             Mode::OciHook => "hook",
+            Mode::Restore => "restore",
         },
         network: None,
         result: Err(Failure::internal("not run")),
@@ -102,6 +111,9 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    then keep only the capabilities the setup needs (CAP_NET_RAW only
     //    for lxc-user-nic's create).
     privilege::restrict(matches!(args.nic, Some(cli::Nic::Create { .. })))?;
+    if args.mode == Mode::Restore {
+        return restore(&caller);
+    }
     // 5. In -oci-hook mode, the state on stdin: read and parsed by a child
     //    that has become the caller holding nothing, with a size bound and
     //    a deadline.
@@ -109,6 +121,7 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
         Mode::Create => Action::Wire { container: None },
         Mode::Delete => Action::Delete,
         Mode::Check => Action::Check,
+        Mode::Restore => unreachable!("restored above"),
         Mode::OciHook => match oci::read_unprivileged(&caller)? {
             oci::Hook::Wire { pid, id } => {
                 call.action = "create";
@@ -127,7 +140,12 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    policy; nothing has been opened on the caller's behalf yet.
     //    The identity to work as later is looked up now, so that a machine
     //    without it refuses before anything is opened.
-    let request = request::resolve(args, &caller, matches!(action, Action::Wire { .. }))?;
+    let intent = match action {
+        Action::Wire { .. } => Intent::Wire,
+        Action::Check => Intent::Check,
+        Action::Delete | Action::Release { .. } => Intent::Remove,
+    };
+    let mut request = request::resolve(args, &caller, intent)?;
     call.network = Some(request.network.name.clone());
     let worker = Worker::resolve(&caller)?;
     // 7. Target: the pid resolved once into a pinned namespace fd, and
@@ -139,7 +157,21 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
         .map(|pid| target::open(pid, &caller, &host_ns))
         .transpose()?;
     // 8. State: the root-only state of this host namespace's network,
-    //    opened as root and kept as fds.
+    //    opened as root and kept as fds. A network that left the policy
+    //    (a -delete or poststop of one's own interface there) is known by
+    //    the subnet its state recorded; without state there is nothing of
+    //    the caller's on it.
+    if request.recorded {
+        request.network.gateway =
+            leases::Store::recorded_gateway(&host_ns, &request.network.bridge)?.ok_or_else(
+                || {
+                    Failure::refused(format!(
+                        "no interface of yours from network {} is in that container",
+                        request.network.name
+                    ))
+                },
+            )?;
+    }
     let store = leases::Store::open(
         &host_ns,
         &request.network.bridge,
@@ -180,11 +212,7 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //     lxc-user-nic mode the DHCP responder forked, which holds nothing
     //     before it reads a packet); any failure deletes what this call
     //     made. The lock is released on return.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| Failure::internal(format!("start runtime: {e}")))?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let session = wiring::Session::new(
             host,
             inside,
@@ -217,12 +245,78 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     })
 }
 
+/// `-restore`: stages 6 to 12 for root, over every network with state.
+fn restore(caller: &Caller) -> Result<Outcome, Failure> {
+    // 6. Policy: root only; the networks as the policy defines them now
+    //    (and the grants publications are judged by).
+    let policy = request::restorable(caller)?;
+    let worker = Worker::resolve(caller)?;
+    // 7. No target: the networks of the host namespace we run in.
+    let host_ns = netplumb::NetNs::current()?.id()?;
+    // 8. State: every network with state in this host namespace, as the
+    //    policy defines it or, once it left the policy, as its state
+    //    recorded it (state that never held a lease has nothing to restore).
+    let bridges = leases::Store::bridges(&host_ns)?;
+    let mut networks = Vec::new();
+    for bridge in bridges {
+        let recorded = leases::Store::recorded_gateway(&host_ns, &bridge);
+        let (request, store) = match recorded {
+            Ok(recorded) => match request::restoring(&policy, &bridge, recorded) {
+                Some(request) => {
+                    let gateway = request.network.gateway;
+                    let store = leases::Store::open(&host_ns, &bridge, gateway, caller.uid);
+                    (request, store)
+                }
+                None => continue,
+            },
+            // Reported as that network's failure; the others go on.
+            Err(e) => (request::unreadable(&policy, &bridge), Err(e)),
+        };
+        networks.push(Restorable { request, store });
+    }
+    // 9. Sockets: netlink in the host and nf_tables, with forwarding
+    //    switched on for the nat=yes networks of the policy.
+    for Restorable { request, .. } in &networks {
+        if !request.recorded {
+            nat::forward(&request.network, &[])?;
+        }
+    }
+    let host = netplumb::Netlink::open_socket()?;
+    let nft = netplumb::Nftables::open()?;
+    // 10. Drop: the system user (uid 0 without one), CAP_NET_ADMIN alone.
+    privilege::drop_to(worker)?;
+    // 11-12. Each network under its own lock (bounded wait), one after
+    //     the other: collect, reconcile with the grants, re-create.
+    runtime()?.block_on(async {
+        let host = links::Kernel::new(netplumb::Netlink::from_socket(host)?);
+        let filters = filters::Kernel::new(nft);
+        let grants =
+            |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &SystemAccounts);
+        let restored = wiring::restore_all(host, &filters, &networks, &grants).await;
+        Ok(Outcome::Restored(restored))
+    })
+}
+
+/// The single-threaded runtime the netlink work runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Failure::internal(format!("start runtime: {e}")))
+}
+
 fn report(result: Result<Outcome, Failure>, json: bool) -> ExitCode {
     match result {
         Ok(outcome) => {
             let line = if json { outcome.json() } else { outcome.line() };
             let _ = writeln!(std::io::stdout(), "{line}");
-            ExitCode::SUCCESS
+            match outcome.failure() {
+                Some(f) => {
+                    let _ = writeln!(std::io::stderr(), "netsetgo: {f}");
+                    ExitCode::FAILURE
+                }
+                None => ExitCode::SUCCESS,
+            }
         }
         Err(f) => {
             if json {

@@ -27,6 +27,14 @@ const IPV6_FORWARDING: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
 /// the nftables session (a socket: the guard, publications and the garbage
 /// collection of other leases' publications may all need it).
 pub fn prepare(network: &Network, publish: &[Mapping]) -> Result<Nftables, Failure> {
+    forward(network, publish)?;
+    Ok(Nftables::open()?)
+}
+
+/// Switches forwarding on for a nat=yes network and for a call that
+/// publishes (IPv6 forwarding when IPv6 is masqueraded or published to);
+/// as root, before the drop.
+pub fn forward(network: &Network, publish: &[Mapping]) -> Result<(), Failure> {
     if network.nat || !publish.is_empty() {
         enable(IPV4_FORWARDING)?;
     }
@@ -36,7 +44,7 @@ pub fn prepare(network: &Network, publish: &[Mapping]) -> Result<Nftables, Failu
     if network.gateway6.is_some() && (network.nat || publishes_ipv6) {
         enable(IPV6_FORWARDING)?;
     }
-    Ok(Nftables::open()?)
+    Ok(())
 }
 
 fn enable(path: &str) -> Result<(), Failure> {

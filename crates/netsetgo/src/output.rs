@@ -32,6 +32,97 @@ pub struct Wired {
     pub isolated: bool,
 }
 
+/// What `-restore` did on one network with state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Restored {
+    /// The network's name; its bridge's once it left the policy.
+    pub network: String,
+    pub bridge: String,
+    /// The network is no longer in the policy: its live leases are kept
+    /// (and guarded) until their interfaces go, and nothing is published.
+    pub retired: bool,
+    /// Leases with a live interface.
+    pub leases: usize,
+    /// Of those, how many are guarded now, and how many guards were
+    /// re-created.
+    pub guarded: usize,
+    pub guards_restored: usize,
+    /// Publications in place now, and how many were re-created.
+    pub publications: usize,
+    pub publications_restored: usize,
+    /// Masquerading (`nat=yes`) and the hairpin, in place now.
+    pub masquerade: bool,
+    pub hairpin: bool,
+    /// Leases whose interface was gone, collected.
+    pub collected: usize,
+    /// Publications removed because no grant covers them any more, or
+    /// their network left the policy (`tcp:8080:80 of 10.10.10.2`).
+    pub revoked: Vec<String>,
+    /// What could not be restored.
+    pub failed: Vec<String>,
+}
+
+impl Restored {
+    /// One line: `restore: network default (brg0): 3 leases, 3 guarded,
+    /// 2 publications, masquerade; ...`.
+    pub fn line(&self) -> String {
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let mut line =
+            if self.retired {
+                format!(
+                "restore: bridge {} (no longer in the policy): {} kept until {} gone, {} guarded",
+                self.bridge,
+                plural(self.leases, "lease"),
+                if self.leases == 1 { "its interface is" } else { "their interfaces are" },
+                self.guarded
+            )
+            } else {
+                format!(
+                    "restore: network {} ({}): {}, {} guarded, {}",
+                    self.network,
+                    self.bridge,
+                    plural(self.leases, "lease"),
+                    self.guarded,
+                    plural(self.publications, "publication")
+                )
+            };
+        for (on, what) in [(self.masquerade, "masquerade"), (self.hairpin, "hairpin")] {
+            if on {
+                let _ = write!(line, ", {what}");
+            }
+        }
+        if self.guards_restored + self.publications_restored == 0 {
+            line.push_str("; nothing was missing");
+        } else {
+            let _ = write!(
+                line,
+                "; re-created {} and {}",
+                plural(self.guards_restored, "guard"),
+                plural(self.publications_restored, "publication")
+            );
+        }
+        if self.collected > 0 {
+            let _ = write!(
+                line,
+                "; collected {} whose interface is gone",
+                plural(self.collected, "lease")
+            );
+        }
+        if !self.revoked.is_empty() {
+            let why = if self.retired {
+                "the network left the policy"
+            } else {
+                "no grant covers them"
+            };
+            let _ = write!(line, "; removed ({why}): {}", self.revoked.join(", "));
+        }
+        if !self.failed.is_empty() {
+            let _ = write!(line, "; FAILED: {}", self.failed.join("; "));
+        }
+        line
+    }
+}
+
 /// What a call reports on success.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -44,9 +135,37 @@ pub enum Outcome {
         host_interfaces: Vec<String>,
         addresses: Vec<IpAddr>,
     },
+    /// `-restore`: one entry per network with state.
+    Restored(Vec<Restored>),
 }
 
 impl Outcome {
+    /// A `-restore` that could not restore everything: exit status 1, with
+    /// a message naming each network (what it did restore is printed too).
+    pub fn failure(&self) -> Option<Failure> {
+        let Outcome::Restored(networks) = self else {
+            return None;
+        };
+        let failed: Vec<String> = networks
+            .iter()
+            .filter(|n| !n.failed.is_empty())
+            .map(|n| {
+                format!(
+                    "network {} ({}): {}",
+                    n.network,
+                    n.bridge,
+                    n.failed.join("; ")
+                )
+            })
+            .collect();
+        (!failed.is_empty()).then(|| {
+            Failure::internal(format!(
+                "restore incomplete: {}; fix that and run netsetgo -restore again",
+                failed.join("; ")
+            ))
+        })
+    }
+
     pub fn line(&self) -> String {
         match self {
             Outcome::Nic(w) => format!(
@@ -84,6 +203,14 @@ impl Outcome {
                 }
                 line
             }
+            Outcome::Restored(networks) if networks.is_empty() => {
+                "restore: no network has leases in this network namespace; nothing to restore"
+                    .to_string()
+            }
+            Outcome::Restored(networks) => {
+                let lines: Vec<String> = networks.iter().map(Restored::line).collect();
+                lines.join("\n")
+            }
         }
     }
 
@@ -110,6 +237,7 @@ impl Outcome {
                 removed: host_interfaces,
                 addresses,
             },
+            Outcome::Restored(networks) => Json::Restored { restored: networks },
         }
         .text()
     }
@@ -148,6 +276,9 @@ enum Json<'a> {
     Removed {
         removed: &'a [String],
         addresses: &'a [IpAddr],
+    },
+    Restored {
+        restored: &'a [Restored],
     },
     Error {
         error: &'static str,
@@ -269,5 +400,57 @@ mod tests {
             addresses: vec![],
         };
         assert_eq!(none.json(), r#"{"removed":[],"addresses":[]}"#);
+    }
+
+    #[test]
+    fn restore_says_per_network_what_it_did_and_what_failed() {
+        let default = Restored {
+            network: "default".into(),
+            bridge: "brg0".into(),
+            leases: 3,
+            guarded: 3,
+            guards_restored: 3,
+            publications: 2,
+            publications_restored: 2,
+            masquerade: true,
+            ..Restored::default()
+        };
+        let retired = Restored {
+            network: "brg9".into(),
+            bridge: "brg9".into(),
+            retired: true,
+            leases: 1,
+            guarded: 1,
+            collected: 2,
+            revoked: vec!["tcp:8080:80 of 10.9.0.2".into()],
+            ..Restored::default()
+        };
+        let all = Outcome::Restored(vec![default.clone(), retired.clone()]);
+        assert_eq!(
+            all.line(),
+            "restore: network default (brg0): 3 leases, 3 guarded, 2 publications, masquerade; re-created 3 guards and 2 publications\n\
+             restore: bridge brg9 (no longer in the policy): 1 lease kept until its interface is gone, 1 guarded; nothing was missing; collected 2 leases whose interface is gone; removed (the network left the policy): tcp:8080:80 of 10.9.0.2"
+        );
+        assert!(all.failure().is_none());
+        let json: serde_json::Value = serde_json::from_str(&all.json()).unwrap();
+        assert_eq!(json["restored"][0]["guards_restored"], 3);
+        assert_eq!(json["restored"][1]["retired"], true);
+        assert_eq!(json["restored"][1]["revoked"][0], "tcp:8080:80 of 10.9.0.2");
+        let mut broken = default;
+        broken.failed = vec!["publication tcp:8080:80 of 10.10.10.2: claimed by another".into()];
+        let some = Outcome::Restored(vec![broken, retired]);
+        let failure = some.failure().unwrap();
+        assert!(
+            failure
+                .message
+                .contains("network default (brg0): publication tcp:8080:80"),
+            "{failure}"
+        );
+        assert!(!failure.message.contains("brg9"), "{failure}");
+        assert!(some.line().contains("; FAILED: publication tcp:8080:80"));
+        assert_eq!(
+            Outcome::Restored(vec![]).line(),
+            "restore: no network has leases in this network namespace; nothing to restore"
+        );
     }
 }

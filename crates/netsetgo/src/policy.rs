@@ -87,6 +87,24 @@ impl Network {
         self.bridge_addresses().iter().map(IpNetwork::ip).collect()
     }
 
+    /// A network that has state but is no longer in the policy, as far as
+    /// its state tells: its bridge and the subnet its leases are for.
+    /// Guarded (the default; what it cannot know, it does not let through),
+    /// no IPv6, no nat, no isolation.
+    pub fn retired(bridge: &str, gateway: Ipv4Network) -> Network {
+        Network {
+            name: bridge.to_string(),
+            bridge: bridge.to_string(),
+            gateway,
+            gateway6: None,
+            mtu: None,
+            nat: false,
+            dns: Vec::new(),
+            guard: true,
+            isolate: false,
+        }
+    }
+
     /// The DNS servers for DHCP: `dns=`, or else the gateway (rootlesskit
     /// refuses an answer without one; names resolve only if something
     /// answers DNS on the gateway's address).
@@ -162,6 +180,41 @@ pub struct Allowance<'a> {
 impl Policy {
     pub fn network_by_bridge(&self, bridge: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.bridge == bridge)
+    }
+
+    /// The networks the policy defines, in its order.
+    pub fn networks(&self) -> &[Network] {
+        &self.networks
+    }
+
+    /// The host ports the owner `uid` of a lease may publish on `network`
+    /// now, judged as for a call of that user: its user names and the
+    /// groups the account files give it (its passwd group and the
+    /// `/etc/group` lines that list it; a membership known only to a
+    /// directory service is not seen). `None` for root, whom no grant
+    /// binds; empty without an `allow` line for that network.
+    pub fn ports_of_owner(
+        &self,
+        uid: u32,
+        network: &str,
+        db: &dyn Accounts,
+    ) -> Result<Option<Vec<Ports>>, Failure> {
+        if uid == 0 {
+            return Ok(None);
+        }
+        let groups = db.groups_of(uid)?;
+        let owner = Caller {
+            uid,
+            gid: groups.first().copied().unwrap_or(u32::MAX),
+            groups,
+        };
+        Ok(Some(
+            self.allowances(&owner, db)?
+                .into_iter()
+                .find(|a| a.network.name == network)
+                .map(|a| a.ports)
+                .unwrap_or_default(),
+        ))
     }
 
     /// The caller's allowances: grants naming one of its user names (exact
@@ -510,6 +563,9 @@ pub trait Accounts {
     fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure>;
     /// The gid of a group name.
     fn group_id(&self, name: &str) -> Result<Option<u32>, Failure>;
+    /// The groups of `uid` as the account files give them: its passwd
+    /// entry's gid first, then every group whose member list names it.
+    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure>;
 }
 
 /// /etc/passwd and /etc/group, read directly (no NSS: the binary is static
@@ -537,6 +593,27 @@ impl Accounts for SystemAccounts {
             (f.next()? == name).then_some(())?;
             f.nth(1)?.parse::<u32>().ok()
         }))
+    }
+
+    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure> {
+        let passwd = read_trusted(Path::new(PASSWD))?;
+        let mut names = Vec::new();
+        let mut groups = Vec::new();
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 4 && f[2].parse::<u32>().ok() == Some(uid) {
+                names.push(f[0]);
+                groups.extend(f[3].parse::<u32>().ok());
+            }
+        }
+        groups.truncate(1);
+        let group = read_trusted(Path::new(GROUP))?;
+        groups.extend(group.lines().filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let listed = f.len() >= 4 && f[3].split(',').any(|m| names.contains(&m));
+            listed.then(|| f[2].parse::<u32>().ok()).flatten()
+        }));
+        Ok(groups)
     }
 }
 
@@ -623,6 +700,45 @@ mod tests {
         fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
             Ok((name == "netsetgo").then_some(500))
         }
+        fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure> {
+            Ok(match uid {
+                1000 => vec![1000, 500],
+                _ => vec![uid],
+            })
+        }
+    }
+
+    #[test]
+    fn an_owners_ports_are_those_its_grants_give_it_now() {
+        let text = "\
+network default bridge=brg0 gateway=10.10.10.1/24
+network lab bridge=labbr0 gateway=172.30.0.1/16
+allow @netsetgo default 4
+allow bobby lab 1
+publish @netsetgo default tcp 8000-8099
+publish bob default udp 53
+publish bobby lab tcp 9000
+publish bobby default tcp 9001
+";
+        let p = parse(text).unwrap();
+        // bob: the group's range and its own line.
+        let bob = p.ports_of_owner(1000, "default", &Fake).unwrap().unwrap();
+        assert!(bob.iter().any(|g| g.contains(Protocol::Tcp, 8080)));
+        assert!(bob.iter().any(|g| g.contains(Protocol::Udp, 53)));
+        assert!(!bob.iter().any(|g| g.contains(Protocol::Tcp, 9001)));
+        // No allow line for lab: nothing there.
+        assert_eq!(p.ports_of_owner(1000, "lab", &Fake).unwrap(), Some(vec![]));
+        // bobby is not in the group and has no allow line for default:
+        // its publish line there counts for nothing.
+        assert_eq!(
+            p.ports_of_owner(1001, "default", &Fake).unwrap(),
+            Some(vec![])
+        );
+        let lab = p.ports_of_owner(1001, "lab", &Fake).unwrap().unwrap();
+        assert!(lab.iter().any(|g| g.contains(Protocol::Tcp, 9000)));
+        // A network no longer there, and root.
+        assert_eq!(p.ports_of_owner(1000, "gone", &Fake).unwrap(), Some(vec![]));
+        assert_eq!(p.ports_of_owner(0, "default", &Fake).unwrap(), None);
     }
 
     fn caller(uid: u32, groups: &[u32]) -> Caller {

@@ -25,6 +25,26 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
+    /// The network is known as its state recorded it, its subnet read
+    /// from there: a removal of one's own interface without a grant for
+    /// it (`-delete`, poststop), or a network `-restore` finds no longer
+    /// in the policy as it was ([`Network::retired`]).
+    pub recorded: bool,
+}
+
+/// What a call is for, as far as the grants go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// Wiring a container (`-pid`, a createRuntime hook): within the
+    /// grants, `-publish` included.
+    Wire,
+    /// `-check`: on a granted network.
+    Check,
+    /// Removing the caller's own interface (`-delete`, lxc-user-nic's
+    /// `delete`, a poststop hook): always possible, also when its network
+    /// or the caller's grant is gone, since only what is recorded for the
+    /// caller's uid is touched (security.md 13).
+    Remove,
 }
 
 impl Request {
@@ -48,16 +68,30 @@ impl Request {
     pub fn host_name(&self, address: Ipv4Addr) -> String {
         format!("{}{:08x}", self.prefix, u32::from(address))
     }
+
+    /// What `-restore` asks of one network with state: root's, bound by
+    /// no quota, making nothing; `recorded` when it left the policy.
+    pub fn restoring(network: Network, recorded: bool) -> Request {
+        Request {
+            network,
+            quota: None,
+            address: None,
+            prefix: cli::DEFAULT_PREFIX.into(),
+            nic: None,
+            publish: Vec::new(),
+            recorded,
+        }
+    }
 }
 
 /// The longest prefix that leaves room for 8 hex digits in 15 bytes.
 const MAX_PREFIX: usize = 7;
 
-/// The request `args` make of `caller`'s grants; `-publish` counts only
-/// when `wiring` (a poststop hook whose args repeat it releases all the
-/// same).
-pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Failure> {
-    let publish = |network: &Network, grants| match wiring {
+/// The request `args` make of `caller`'s grants for `intent`; `-publish`
+/// counts only when wiring (a poststop hook whose args repeat it releases
+/// all the same).
+pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
+    let publish = |network: &Network, grants| match intent == Intent::Wire {
         true => publications(args, network, grants),
         false => Ok(Vec::new()),
     };
@@ -79,7 +113,10 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
         // Root works as with the original, even with a broken policy; a
         // network the policy defines keeps its settings.
         let policy = policy::load().ok().flatten();
-        let network = root_network(args, policy.as_ref())?;
+        let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
+            Some(network) => (network, false),
+            None => (retired(args)?, true),
+        };
         let address = requested_address(args, &network)?;
         let publish = publish(&network, None)?;
         return Ok(Request {
@@ -89,20 +126,50 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
             prefix,
             nic: args.nic.clone(),
             publish,
+            recorded,
         });
     }
-    let policy = policy::load()?.ok_or_else(no_grant)?;
-    let allowances = policy.allowances(caller, &SystemAccounts)?;
-    let chosen = match &args.bridge_name {
-        Some(bridge) => allowances
-            .iter()
-            .find(|a| &a.network.bridge == bridge)
-            .ok_or_else(|| {
-                Failure::refused(format!(
-                "you have no grant for bridge {bridge:?} in {POLICY_PATH}; ask an administrator"
-            ))
-            })?,
-        None => allowances.first().ok_or_else(no_grant)?,
+    let policy = policy::load()?;
+    let allowances = match &policy {
+        Some(policy) => policy.allowances(caller, &SystemAccounts)?,
+        None => Vec::new(),
+    };
+    let granted = match &args.bridge_name {
+        Some(bridge) => allowances.iter().find(|a| &a.network.bridge == bridge),
+        None => allowances.first(),
+    };
+    let chosen = match (granted, intent) {
+        (Some(chosen), _) => chosen,
+        (None, Intent::Remove) => {
+            // One's own interface goes whatever the policy says now: on
+            // the network the policy still defines for that bridge (if
+            // any), with the subnet its state recorded, so that a call
+            // without a grant creates no state.
+            let mut network = retired(args)?;
+            if let Some(known) = policy
+                .as_ref()
+                .and_then(|p| p.network_by_bridge(&network.bridge))
+            {
+                network = known.clone();
+            }
+            return Ok(Request {
+                network,
+                quota: None,
+                address: None,
+                prefix,
+                nic: args.nic.clone(),
+                publish: Vec::new(),
+                recorded: true,
+            });
+        }
+        (None, _) => {
+            return Err(match &args.bridge_name {
+                Some(bridge) if policy.is_some() => Failure::refused(format!(
+                    "you have no grant for bridge {bridge:?} in {POLICY_PATH}; ask an administrator"
+                )),
+                _ => no_grant(),
+            })
+        }
     };
     let network = chosen.network.clone();
     if let Some(text) = &args.bridge_address {
@@ -123,7 +190,60 @@ pub fn resolve(args: &Args, caller: &Caller, wiring: bool) -> Result<Request, Fa
         prefix,
         nic: args.nic.clone(),
         publish,
+        recorded: false,
     })
+}
+
+/// The policy `-restore` restores by (none: every network with state has
+/// left it), for root only. A policy that does not parse restores nothing:
+/// reconciled with it, every publication would look revoked.
+pub fn restorable(caller: &Caller) -> Result<Policy, Failure> {
+    if !caller.is_root() {
+        return Err(Failure::refused(
+            "netsetgo -restore is for root only (the packages run it as netsetgo-restore.service when the firewall starts); ask an administrator",
+        ));
+    }
+    Ok(policy::load()?.unwrap_or_default())
+}
+
+/// What `-restore` restores `bridge`'s state as: the policy's network of
+/// that bridge, or, once it is no longer in the policy as its state
+/// recorded it (gone, or its subnet changed: its leases are for the old
+/// one), the network as recorded. `None` for state that never held a
+/// lease (no recorded subnet) and is not in the policy: nothing to do.
+pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -> Option<Request> {
+    match (policy.network_by_bridge(bridge), recorded) {
+        (Some(network), None) => Some(Request::restoring(network.clone(), false)),
+        (Some(network), Some(gateway)) if gateway == network.gateway => {
+            Some(Request::restoring(network.clone(), false))
+        }
+        (_, Some(gateway)) => Some(Request::restoring(Network::retired(bridge, gateway), true)),
+        (None, None) => None,
+    }
+}
+
+/// How `-restore` names `bridge` when its state cannot be read: the
+/// policy's network, or the bridge alone.
+pub fn unreadable(policy: &Policy, bridge: &str) -> Request {
+    match policy.network_by_bridge(bridge) {
+        Some(network) => Request::restoring(network.clone(), false),
+        None => Request::restoring(by_name(bridge), true),
+    }
+}
+
+/// `bridge` as a network known by its name alone, until its state says
+/// which subnet it had.
+fn by_name(bridge: &str) -> Network {
+    let default = policy::parse_gateway(cli::DEFAULT_BRIDGE_ADDRESS).expect("valid default");
+    Network::retired(bridge, default)
+}
+
+/// A network that left the policy, known by the bridge `args` name (or
+/// the default one) until its state says what its subnet was.
+fn retired(args: &Args) -> Result<Network, Failure> {
+    let bridge = args.bridge_name.as_deref().unwrap_or(cli::DEFAULT_BRIDGE);
+    netplumb::check_name(bridge).map_err(Failure::from)?;
+    Ok(by_name(bridge))
 }
 
 /// The `-publish` mappings, each within `grants` (`None`: root, bound by
@@ -174,7 +294,15 @@ fn no_grant() -> Failure {
     ))
 }
 
-fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure> {
+/// Root's network: the policy's for its bridge, or the flags' (their
+/// defaults as in the original). `None` for a `-delete` (or poststop) of
+/// a bridge the policy no longer defines, without `-bridgeAddress`: that
+/// state says which subnet it had.
+fn root_network(
+    args: &Args,
+    policy: Option<&Policy>,
+    intent: Intent,
+) -> Result<Option<Network>, Failure> {
     let bridge = args
         .bridge_name
         .clone()
@@ -182,8 +310,11 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
     netplumb::check_name(&bridge).map_err(Failure::from)?;
     if let Some(network) = policy.and_then(|p| p.network_by_bridge(&bridge)) {
         if args.bridge_address.is_none() {
-            return Ok(network.clone());
+            return Ok(Some(network.clone()));
         }
+    }
+    if intent == Intent::Remove && args.bridge_address.is_none() {
+        return Ok(None);
     }
     let text = args
         .bridge_address
@@ -191,17 +322,7 @@ fn root_network(args: &Args, policy: Option<&Policy>) -> Result<Network, Failure
         .unwrap_or(cli::DEFAULT_BRIDGE_ADDRESS);
     let gateway = policy::parse_gateway(text)
         .map_err(|e| Failure::refused(format!("invalid -bridgeAddress: {e}")))?;
-    Ok(Network {
-        name: bridge.clone(),
-        bridge,
-        gateway,
-        gateway6: None,
-        mtu: None,
-        nat: false,
-        dns: Vec::new(),
-        guard: true,
-        isolate: false,
-    })
+    Ok(Some(Network::retired(&bridge, gateway)))
 }
 
 fn parse_cidr(text: &str, flag: &str) -> Result<Ipv4Network, Failure> {
@@ -313,6 +434,36 @@ mod tests {
         }
         // Loopback is refused for root too.
         assert!(publications(&args(&["tcp:127.0.0.1:80:80"]), &v4, None).is_err());
+    }
+
+    #[test]
+    fn restore_takes_the_policys_network_or_the_one_its_state_recorded() {
+        let policy = policy::parse(
+            "network default bridge=brg0 gateway=10.10.10.1/24 nat=yes guard=no\n\
+             network lab bridge=labbr0 gateway=10.20.0.1/24\n",
+        )
+        .unwrap();
+        let gateway = |g: &str| g.parse::<Ipv4Network>().unwrap();
+        // In the policy as recorded (or never locked yet): the policy's.
+        for recorded in [Some(gateway("10.10.10.1/24")), None] {
+            let r = restoring(&policy, "brg0", recorded).unwrap();
+            assert!(!r.recorded);
+            assert_eq!(&r.network, policy.network_by_bridge("brg0").unwrap());
+        }
+        // Its subnet changed: the leases are for the old one, which is
+        // no longer in the policy.
+        let r = restoring(&policy, "labbr0", Some(gateway("10.99.0.1/24"))).unwrap();
+        assert!(r.recorded);
+        assert_eq!(
+            r.network,
+            Network::retired("labbr0", gateway("10.99.0.1/24"))
+        );
+        // Gone from the policy.
+        let r = restoring(&policy, "oldbr0", Some(gateway("10.30.0.1/24"))).unwrap();
+        assert!(r.recorded && r.network.guard && !r.network.nat);
+        assert_eq!((r.network.name.as_str(), r.quota), ("oldbr0", None));
+        // Gone, and never held a lease.
+        assert_eq!(restoring(&policy, "oldbr0", None), None);
     }
 
     #[test]

@@ -31,8 +31,9 @@ use crate::error::Failure;
 use crate::filters::{self, Filters};
 use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::links::{Kernel, Links};
-use crate::output::{Outcome, Wired};
-use crate::ports;
+use crate::output::{Outcome, Restored, Wired};
+use crate::policy::{Network, Ports};
+use crate::ports::{self, Mapping};
 use crate::request::Request;
 
 /// How often a call at its quota looks again, and how long it waits in
@@ -677,16 +678,23 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             missing.push("lo is down".to_string());
         }
         let published = ledger.ports_of(lease.address)?;
+        let mut lost = Vec::new();
         for m in &published {
             if !self.filters.published(network, lease.address, m)? {
-                missing.push(format!("{m} is not published"));
+                lost.push(format!("publication {m} is missing"));
             }
         }
         if network.guard && !self.filters.guarded(network, &lease)? {
-            missing.push(format!(
-                "host end {} is not guarded (run `netsetgo -restore`)",
-                host.name
-            ));
+            lost.push(format!("the guard of host end {} is missing", host.name));
+        }
+        if !lost.is_empty() {
+            // What lives in the firewall's ruleset, which a firewall
+            // restart flushes: -restore re-creates it from the leases.
+            missing.extend(lost);
+            missing.push(
+                "run `netsetgo -restore` as root to re-create them (the firewall's ruleset was probably flushed)"
+                    .into(),
+            );
         }
         let port = self.host.bridge_port(host.index).await?;
         if network.isolate && !port.is_some_and(|p| p.isolated) {
@@ -753,6 +761,135 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         Ok(missing)
     }
 
+    /// `-restore` on this session's network, under its lock (root's call):
+    /// leases whose interface is gone are collected as garbage collection
+    /// does; each live lease's publications are brought in line with what
+    /// `grants` (the ports its owner's grants cover now, `None`: no bound)
+    /// still covers, and all of them go when the network left the policy;
+    /// then what the firewall lost is re-created: masquerading, the
+    /// hairpin, each live lease's guard and publications (never on a
+    /// network that left the policy, whose live leases keep their lease
+    /// and get their guard back until their interface goes). Each object is
+    /// looked up before it is added, so a second run changes nothing; one
+    /// look-up per object, no dump. What fails is reported in `failed`
+    /// after the rest was tried.
+    pub async fn restore(
+        &self,
+        grants: &mut dyn FnMut(u32) -> Result<Covered, Failure>,
+    ) -> Result<Restored, Failure> {
+        let mut ledger = self.store.lock()?;
+        let network = &self.request.network;
+        let retired = self.request.recorded;
+        let mut done = Restored {
+            network: network.name.clone(),
+            bridge: network.bridge.clone(),
+            retired,
+            ..Restored::default()
+        };
+        let bridge = self.host.link_by_name(&network.bridge).await?;
+        let bridge = bridge.map_or(0, |b| b.index);
+        let mut live = Vec::new();
+        for lease in ledger.all()? {
+            if lease.liveness(self.host.index_of(&lease.ifname)?) == Liveness::Live {
+                live.push(lease);
+            } else if let Err(e) = self.collect(&mut ledger, bridge, vec![lease.clone()]).await {
+                done.failed
+                    .push(format!("collecting lease {}: {e}", lease.address));
+            } else {
+                done.collected += 1;
+            }
+        }
+        let mut publishing = Vec::with_capacity(live.len());
+        for lease in live {
+            let recorded = ledger.ports_of(lease.address)?;
+            let covered = match retired {
+                true => Some(Vec::new()),
+                // Grants that cannot be judged revoke nothing (reported).
+                false => grants(lease.uid).unwrap_or_else(|e| {
+                    let uid = lease.uid;
+                    done.failed.push(format!("the grants of uid {uid}: {e}"));
+                    None
+                }),
+            };
+            let (granted, revoked): (Vec<Mapping>, Vec<Mapping>) =
+                recorded.into_iter().partition(|m| {
+                    covered
+                        .as_ref()
+                        .is_none_or(|g| g.iter().any(|g| g.contains(m.protocol, m.host_port)))
+                });
+            if !revoked.is_empty() {
+                let mut kept = granted.clone();
+                for m in revoked {
+                    match self.filters.unpublish(network, lease.address, &m) {
+                        Ok(_) => done.revoked.push(format!("{m} of {}", lease.address)),
+                        Err(e) => {
+                            let of = lease.address;
+                            done.failed
+                                .push(format!("removing publication {m} of {of}: {e}"));
+                            kept.push(m);
+                        }
+                    }
+                }
+                // Unpublished first, then the record (as a teardown does).
+                ledger.set_ports(lease.address, &kept)?;
+            }
+            publishing.push((lease, granted));
+        }
+        let mut fail = |what: String, e: Failure| done.failed.push(format!("{what}: {e}"));
+        if network.nat && !retired {
+            match self.filters.masquerade(network) {
+                Ok(()) => done.masquerade = true,
+                Err(e) => fail("masquerading".into(), e),
+            }
+        }
+        if publishing.iter().any(|(_, granted)| !granted.is_empty()) {
+            match self.filters.hairpin(network) {
+                Ok(()) => done.hairpin = true,
+                Err(e) => fail("the hairpin".into(), e),
+            }
+        }
+        for (lease, granted) in &publishing {
+            done.leases += 1;
+            if network.guard {
+                let guarded = match self.filters.guarded(network, lease) {
+                    Ok(true) => Ok(false),
+                    Ok(false) => self.filters.guard(network, lease).map(|()| true),
+                    Err(e) => Err(e),
+                };
+                match guarded {
+                    Ok(restored) => {
+                        done.guarded += 1;
+                        done.guards_restored += usize::from(restored);
+                    }
+                    Err(e) => fail(format!("the guard of {}", lease.ifname), e),
+                }
+            }
+            for m in granted {
+                match self.republish(network, lease.address, m) {
+                    Ok(restored) => {
+                        done.publications += 1;
+                        done.publications_restored += usize::from(restored);
+                    }
+                    Err(e) => fail(format!("publication {m} of {}", lease.address), e),
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Publishes `m` for `owner` unless it is in place; true if it was
+    /// not. Whatever is left of it (its claim without all of its map
+    /// elements) is removed first, so that the claim's exclusive add
+    /// succeeds; another owner's claim is left alone and refuses it.
+    fn republish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
+        if self.filters.published(network, owner, m)? {
+            return Ok(false);
+        }
+        self.filters.unpublish(network, owner, m)?;
+        self.filters.publish(network, owner, m)?;
+        Ok(true)
+    }
+
     /// The poststop hook: removes every interface and lease this caller
     /// recorded for `container` on this network. Usually the kernel has
     /// already deleted the pair with the container's namespace.
@@ -793,6 +930,66 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         }
         Ok(removed)
     }
+}
+
+/// The host ports a lease owner's grants cover on a network now; `None`:
+/// no grant binds it (root).
+pub type Covered = Option<Vec<Ports>>;
+
+/// What `-restore` asks the policy: for a lease owner's uid and a network,
+/// what its grants cover.
+pub type Grants<'a> = dyn Fn(u32, &Network) -> Result<Covered, Failure> + 'a;
+
+/// One network `-restore` works on: what it restores by (from the policy,
+/// or as its state recorded it: [`Request::recorded`]) and its state, or
+/// why that could not be opened.
+pub struct Restorable {
+    pub request: Request,
+    pub store: Result<Store, Failure>,
+}
+
+/// `netsetgo -restore`: [`Session::restore`] on each network, one after the
+/// other, each under its own lock, as root; a network that fails is
+/// reported as such and the others are restored all the same. `grants` says
+/// which ports a lease owner's grants cover on a network now (asked once
+/// per owner and network).
+pub async fn restore_all<L: Links, F: Filters>(
+    mut host: L,
+    filters: &F,
+    networks: &[Restorable],
+    grants: &Grants<'_>,
+) -> Vec<Restored> {
+    let mut out = Vec::with_capacity(networks.len());
+    for Restorable { request, store } in networks {
+        let network = &request.network;
+        let failed = |e: Failure| Restored {
+            network: network.name.clone(),
+            bridge: network.bridge.clone(),
+            retired: request.recorded,
+            failed: vec![e.to_string()],
+            ..Restored::default()
+        };
+        let store = match store {
+            Ok(store) => store,
+            Err(e) => {
+                out.push(failed(e.clone()));
+                continue;
+            }
+        };
+        let session = Session::with(host, None, None, store, request, filters, 0);
+        let mut known = std::collections::HashMap::new();
+        let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
+            if let Some(ports) = known.get(&uid) {
+                return Ok(Clone::clone(ports));
+            }
+            let ports = grants(uid, network)?;
+            known.insert(uid, ports.clone());
+            Ok(ports)
+        };
+        out.push(session.restore(&mut ports_of).await.unwrap_or_else(failed));
+        host = session.host;
+    }
+    out
 }
 
 /// The wiring's decisions against a fake namespace pair and a state store
@@ -859,6 +1056,7 @@ mod tests {
             prefix: "veth".into(),
             nic: None,
             publish: Vec::new(),
+            recorded: false,
         }
     }
 
@@ -1482,8 +1680,9 @@ mod tests {
         session.host.pinned.borrow_mut().clear();
         let broken = block_on(session.check()).unwrap_err();
         for missing in [
-            "tcp:8080:80 is not published",
-            "host end veth0a0a0a02 is not guarded (run `netsetgo -restore`)",
+            "publication tcp:8080:80 is missing",
+            "the guard of host end veth0a0a0a02 is missing",
+            "run `netsetgo -restore` as root",
             "host end veth0a0a0a02 is not isolated",
             "bridge port veth0a0a0a02 learns source MACs",
             "bridge port veth0a0a0a02 gets unknown unicast",
@@ -1501,5 +1700,266 @@ mod tests {
         assert!(filters.guarded.borrow().is_empty());
         assert!(leases(&store).is_empty());
         assert!(ports_of(&store, "10.10.10.2").is_empty());
+    }
+
+    // ------------------------------------------------------------ restore
+
+    /// Ports 8000-8999 for every owner but root, whom nothing binds.
+    fn granted(uid: u32, _: &Network) -> Result<Covered, Failure> {
+        Ok((uid != 0).then(|| {
+            vec![Ports {
+                protocol: netplumb::Protocol::Tcp,
+                first: 8000,
+                last: 8999,
+            }]
+        }))
+    }
+
+    /// What a firewall restart does to our objects: all gone.
+    fn flush(filters: &FakeFilters) {
+        filters.claims.borrow_mut().clear();
+        filters.guarded.borrow_mut().clear();
+    }
+
+    fn restore_one(
+        host: FakeLinks,
+        filters: &FakeFilters,
+        request: Request,
+        store: Store,
+        grants: &Grants<'_>,
+    ) -> Restored {
+        let networks = [Restorable {
+            request,
+            store: Ok(store),
+        }];
+        let mut done = block_on(restore_all(host, filters, &networks, grants));
+        assert_eq!(done.len(), 1);
+        done.remove(0)
+    }
+
+    /// Three containers on a nat=yes guard=yes network: A's publishing
+    /// 8080, B's, and A's third whose interface is gone.
+    fn three(dir: &Scratch, filters: &FakeFilters) -> (FakeLinks, Request) {
+        let (mut host, _) = shared();
+        host.log = filters.log.clone();
+        let mut req = publishing(&["tcp:8080:80"]);
+        req.network.nat = true;
+        let (host, _) = wire_with(host, filters, &dir.store(A), &req, A, None);
+        let mut plain = req.clone();
+        plain.publish.clear();
+        let (host, _) = wire_with(host, filters, &dir.store(B), &plain, B, None);
+        let (host, dead) = wire_with(host, filters, &dir.store(A), &plain, A, None);
+        host.links.borrow_mut().remove(&dead.unwrap().host_index);
+        (host, plain)
+    }
+
+    #[test]
+    fn restore_recreates_what_the_firewall_lost_and_a_second_run_changes_nothing() {
+        let dir = Scratch::new("restore");
+        let filters = FakeFilters::default();
+        let (host, req) = three(&dir, &filters);
+        flush(&filters);
+        let done = restore_one(host.clone(), &filters, req.clone(), dir.store(0), &granted);
+        assert_eq!(
+            done,
+            Restored {
+                network: "default".into(),
+                bridge: "brg0".into(),
+                leases: 2,
+                guarded: 2,
+                guards_restored: 2,
+                publications: 1,
+                publications_restored: 1,
+                masquerade: true,
+                hairpin: true,
+                collected: 1,
+                ..Restored::default()
+            }
+        );
+        assert_eq!(
+            filters.claims.borrow()[&(6, 8080)],
+            "10.10.10.2".parse::<Ipv4Addr>().unwrap()
+        );
+        assert_eq!(*filters.guarded.borrow(), ["veth0a0a0a02", "veth0a0a0a03"]);
+        assert_eq!(
+            leases(&dir.store(A)).len(),
+            2,
+            "the dead lease is collected"
+        );
+        // Again: everything is in place; nothing is added.
+        let before = filters.log.borrow().len();
+        let again = restore_one(host, &filters, req, dir.store(0), &granted);
+        assert_eq!((again.guards_restored, again.publications_restored), (0, 0));
+        assert_eq!((again.leases, again.guarded, again.publications), (2, 2, 1));
+        let added: Vec<String> = filters.log.borrow()[before..]
+            .iter()
+            .filter(|l| l.starts_with("guard") || l.starts_with("publish") || l.starts_with("un"))
+            .cloned()
+            .collect();
+        assert!(added.is_empty(), "{added:?}");
+        assert!(
+            again.line().contains("nothing was missing"),
+            "{}",
+            again.line()
+        );
+    }
+
+    #[test]
+    fn restore_removes_publications_no_grant_covers_and_keeps_roots() {
+        let dir = Scratch::new("revoke");
+        let filters = FakeFilters::default();
+        let (host, req) = three(&dir, &filters);
+        // Root's own publication on the same network, outside any grant.
+        let root = publishing(&["tcp:80:80"]);
+        let (host, _) = wire_with(host, &filters, &dir.store(0), &root, 0, None);
+        let revoked = |uid: u32, _: &Network| Ok((uid != 0).then(Vec::new));
+        let done = restore_one(host, &filters, req, dir.store(0), &revoked);
+        assert_eq!(done.revoked, ["tcp:8080:80 of 10.10.10.2"]);
+        assert!(done.failed.is_empty(), "{:?}", done.failed);
+        assert_eq!((done.publications, done.leases), (1, 3));
+        assert!(!filters.claims.borrow().contains_key(&(6, 8080)));
+        assert!(filters.claims.borrow().contains_key(&(6, 80)));
+        assert!(ports_of(&dir.store(A), "10.10.10.2").is_empty());
+        assert_eq!(ports_of(&dir.store(0), "10.10.10.4"), ["tcp:80:80"]);
+        // The lease itself stays: its interface lives.
+        assert_eq!(leases(&dir.store(A)).len(), 3);
+        assert!(done
+            .line()
+            .contains("removed (no grant covers them): tcp:8080:80 of 10.10.10.2"));
+    }
+
+    #[test]
+    fn grants_that_cannot_be_judged_revoke_nothing_and_are_reported() {
+        let dir = Scratch::new("unjudged");
+        let filters = FakeFilters::default();
+        let (host, req) = three(&dir, &filters);
+        flush(&filters);
+        let unreadable = |_: u32, _: &Network| Err(Failure::refused("/etc/group: unreadable"));
+        let done = restore_one(host, &filters, req, dir.store(0), &unreadable);
+        assert!(done.revoked.is_empty());
+        assert_eq!((done.publications_restored, done.guards_restored), (1, 2));
+        assert_eq!(
+            done.failed,
+            [
+                format!("the grants of uid {A}: /etc/group: unreadable"),
+                format!("the grants of uid {B}: /etc/group: unreadable")
+            ]
+        );
+    }
+
+    #[test]
+    fn restore_of_a_network_that_left_the_policy_frees_its_ports_and_guards_what_lives() {
+        let dir = Scratch::new("retired");
+        let filters = FakeFilters::default();
+        let (host, _) = three(&dir, &filters);
+        flush(&filters);
+        // Its port is claimed again (the flush freed it), as before.
+        filters
+            .claims
+            .borrow_mut()
+            .insert((6, 8080), "10.10.10.2".parse().unwrap());
+        let gateway = "10.10.10.1/24".parse().unwrap();
+        let req = Request::restoring(Network::retired("brg0", gateway), true);
+        let done = restore_one(host, &filters, req, dir.store(0), &granted);
+        assert!(done.retired);
+        assert_eq!(done.revoked, ["tcp:8080:80 of 10.10.10.2"]);
+        assert!(filters.claims.borrow().is_empty(), "the claim is freed");
+        assert!(ports_of(&dir.store(A), "10.10.10.2").is_empty());
+        // Live leases stay, guarded; nothing is published or masqueraded.
+        assert_eq!((done.leases, done.guarded, done.collected), (2, 2, 1));
+        assert_eq!(
+            (done.masquerade, done.hairpin, done.publications),
+            (false, false, 0)
+        );
+        assert!(filters.lines("unguard veth0a0a0a02").is_empty());
+        assert!(filters.lines("unguard veth0a0a0a03").is_empty());
+        assert_eq!(leases(&dir.store(A)).len(), 2);
+        assert!(done
+            .line()
+            .starts_with("restore: bridge brg0 (no longer in the policy): 2 leases kept"));
+    }
+
+    #[test]
+    fn restore_reports_what_it_could_not_restore_and_restores_the_rest() {
+        let dir = Scratch::new("claimed");
+        let filters = FakeFilters::default();
+        let (host, req) = three(&dir, &filters);
+        flush(&filters);
+        let other: Ipv4Addr = "10.20.0.9".parse().unwrap();
+        filters.claims.borrow_mut().insert((6, 8080), other);
+        let broken = Restorable {
+            request: Request::restoring(
+                Network::retired("brg9", "10.9.0.1/24".parse().unwrap()),
+                true,
+            ),
+            store: Err(Failure::refused("state of brg9 is not private")),
+        };
+        let networks = [
+            broken,
+            Restorable {
+                request: req,
+                store: Ok(dir.store(0)),
+            },
+        ];
+        let done = block_on(restore_all(host, &filters, &networks, &granted));
+        assert_eq!(done[0].failed, ["state of brg9 is not private"]);
+        let default = &done[1];
+        assert_eq!(default.failed.len(), 1, "{:?}", default.failed);
+        assert!(
+            default.failed[0].starts_with("publication tcp:8080:80 of 10.10.10.2: ")
+                && default.failed[0].contains("already published"),
+            "{:?}",
+            default.failed
+        );
+        assert_eq!(
+            filters.claims.borrow()[&(6, 8080)],
+            other,
+            "another's claim untouched"
+        );
+        assert_eq!(default.guards_restored, 2, "the rest is restored");
+        let outcome = Outcome::Restored(done);
+        let failure = outcome.failure().unwrap();
+        assert!(failure.message.contains("network brg9 (brg9)"), "{failure}");
+        assert!(
+            failure
+                .message
+                .contains("network default (brg0): publication"),
+            "{failure}"
+        );
+    }
+
+    #[test]
+    fn check_names_what_the_firewall_lost_and_the_restore() {
+        let dir = Scratch::new("checkrestore");
+        let store = dir.store(A);
+        let (host, filters) = shared();
+        let req = publishing(&["tcp:8080:80"]);
+        let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+        let wired = wired.unwrap();
+        let target = NetNs::current().unwrap();
+        let inside = FakeLinks::default();
+        inside.add(link(1, "lo", None));
+        let mut peer = link(2, "veth1", Some("veth"));
+        peer.link = Some(wired.host_index);
+        inside.add(peer);
+        flush(&filters);
+        let session = Session::with(host, Some(inside), Some(&target), &store, &req, &filters, A);
+        let broken = block_on(session.check()).unwrap_err();
+        assert!(
+            broken
+                .message
+                .contains("publication tcp:8080:80 is missing"),
+            "{broken}"
+        );
+        assert!(
+            broken
+                .message
+                .contains("the guard of host end veth0a0a0a02 is missing"),
+            "{broken}"
+        );
+        assert!(
+            broken.message.contains("run `netsetgo -restore` as root"),
+            "{broken}"
+        );
     }
 }

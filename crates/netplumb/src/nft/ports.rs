@@ -161,7 +161,11 @@ impl<'a> Ports<'a> {
     }
 
     /// Removes `publication`, only when its claim belongs to its owner:
-    /// another owner's publication, or none, is left untouched.
+    /// another owner's publication, or none, is left untouched. Every map
+    /// element of the claimed host port goes, whatever target it holds (the
+    /// claim makes them all the owner's), so a publication made when its
+    /// network had other addresses (another `gateway6`, or none) leaves
+    /// nothing behind.
     pub fn unpublish(self, publication: &Publication) -> Unpublish<'a> {
         Unpublish {
             at: self,
@@ -306,23 +310,22 @@ impl Unpublish<'_> {
         let Ports { nft, table } = self.at;
         check_table(table)?;
         let p = &self.publication;
-        let entries = entries(table, p)?;
         let (key, owner) = claim(p);
         if self.at.get(PUBLISHED, &key, p)? != Some(owner) {
             return Ok(false);
         }
         let what = describe(p);
         let mut batch = Batch::new(nft, Family::Inet, None, format!("unpublish {what}"));
-        for entry in &entries {
-            if self.at.get(entry.map, &entry.key, p)?.is_some() {
+        for (map, entry) in keys(p) {
+            if self.at.get(map, &entry, p)?.is_some() {
                 batch.element(
                     true,
                     0,
                     table,
-                    entry.map,
-                    &entry.key,
+                    map,
+                    &entry,
                     None,
-                    format!("{what} in map inet {table} {}", entry.map),
+                    format!("{what} in map inet {table} {map}"),
                 );
             }
         }
@@ -485,6 +488,25 @@ fn claim(p: &Publication) -> (Vec<u8>, Vec<u8>) {
     (key, p.owner.octets().to_vec())
 }
 
+/// The keys the map elements of `p`'s host address and port have in each
+/// map they can be in, whatever its targets.
+fn keys(p: &Publication) -> Vec<(&'static str, Vec<u8>)> {
+    let key = |host: Option<&[u8]>| {
+        let mut key = Vec::with_capacity(24);
+        field(&mut key, &[p.protocol.number()]);
+        if let Some(host) = host {
+            field(&mut key, host);
+        }
+        field(&mut key, &p.host_port.to_be_bytes());
+        key
+    };
+    match p.host_address {
+        None => vec![(DNAT4, key(None)), (DNAT6, key(None))],
+        Some(IpAddr::V4(h)) => vec![(DNAT4ADDR, key(Some(&h.octets())))],
+        Some(IpAddr::V6(h)) => vec![(DNAT6ADDR, key(Some(&h.octets())))],
+    }
+}
+
 /// The map elements of `p`, one per target; an error if the targets do not
 /// fit the host address (or each other).
 fn entries(table: &str, p: &Publication) -> Result<Vec<Entry>> {
@@ -576,6 +598,27 @@ mod tests {
         let p = publication(Some("2001:db8::1"), &["fd00::2"]);
         let e = entries("t", &p).unwrap();
         assert_eq!((e[0].map, e[0].key.len()), (DNAT6ADDR, 24));
+    }
+
+    #[test]
+    fn unpublish_looks_at_every_key_the_host_port_can_have() {
+        for (host, targets) in [
+            (None, &["10.0.0.2", "fd00::2"][..]),
+            (Some("192.0.2.1"), &["10.0.0.2"]),
+            (Some("2001:db8::1"), &["fd00::2"]),
+        ] {
+            let p = publication(host, targets);
+            let want: Vec<(&str, Vec<u8>)> = entries("t", &p)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.map, e.key))
+                .collect();
+            assert_eq!(keys(&p), want, "{host:?}");
+            // Targets play no part: an IPv4-only publication's keys are
+            // those of a dual-stack one.
+            let v4 = publication(host, &targets[..1]);
+            assert_eq!(keys(&v4), keys(&p), "{host:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,344 @@
+//! `netsetgo -restore` (security.md 20, issue 17), end to end: a firewall
+//! restart (`nft flush ruleset` in the world, as `nftables.service` does
+//! with a config that begins with `flush ruleset`) takes the helper's
+//! tables with it; `-check` says what is missing and names `-restore`;
+//! root's `netsetgo -restore`, as the packaged unit runs it, brings back
+//! every publication (a client on another "machine" is answered and seen
+//! with its own address) and every guard (`-check` exit 0); a second run
+//! changes nothing; a non-root `-restore` is refused and changes nothing.
+//! And the state follows the policy: a network removed from it frees its
+//! ports at the next restore (another user may publish them) and its
+//! owner's `-delete` still works; a revoked `publish` grant takes its
+//! publication with it.
+
+use std::time::Duration;
+
+use netsetgo_e2e::checks::{wire, wire_with};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B};
+use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, OUTSIDE4, UPLINK4};
+use netsetgo_e2e::{require_root, Container, Output, SyslogSink, World};
+
+/// brg0 with masquerading and the guard (the default); nsg-a may publish
+/// TCP 8000-8999 there, nsg-b has no publish grant.
+const POLICY: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24 nat=yes
+allow nsg-a default 8
+allow nsg-b default 4
+publish nsg-a default tcp 8000-8999
+";
+
+/// How often a request is tried before a published port counts as
+/// unreachable.
+const TRIES: u32 = 15;
+
+/// `netsetgo -restore` as root in the world, as the unit runs it.
+fn restore(world: &World) -> Output {
+    world.netsetgo("root", &["-restore"])
+}
+
+/// `nft -j list ruleset` in the world.
+fn ruleset_json(world: &World) -> serde_json::Value {
+    let out = world.run(&["nft", "-j", "list", "ruleset"]);
+    out.expect_success("nft -j list ruleset");
+    serde_json::from_str(&out.stdout).expect("nft -j prints JSON")
+}
+
+/// `-check` of `c` as its owner.
+fn check(world: &World, c: &Container) -> Output {
+    world.netsetgo(c.user(), &["-check", "-pid", &c.pid_arg()])
+}
+
+/// The outside reaches the world's uplink address on `port`, answered by
+/// `server`, which sees the outside's own address.
+#[track_caller]
+fn assert_outside_reaches(outside: &Outside, server: &mut Server, port: u16) {
+    let token = token();
+    let out = request_retrying(&outside.enter(), "tcp", UPLINK4, port, &token, TRIES);
+    assert!(
+        out.success() && out.stdout.trim_end().ends_with(" hello"),
+        "tcp {UPLINK4}:{port} not answered from the outside:\n{out}"
+    );
+    assert_eq!(
+        server.peer_of(&token, Duration::from_secs(5)).as_deref(),
+        Some(OUTSIDE4),
+        "the server saw another client address"
+    );
+}
+
+#[track_caller]
+fn assert_outside_unanswered(outside: &Outside, port: u16) {
+    let out = request(&outside.enter(), "tcp", UPLINK4, port, &token());
+    assert!(
+        !out.success() && !out.stdout.contains("hello"),
+        "tcp {UPLINK4}:{port} was answered:\n{out}"
+    );
+}
+
+#[test]
+fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
+    require_root!();
+    let world = world_with(POLICY);
+    let outside = Outside::new(&world);
+    let publisher = world.container(A);
+    wire_with(&world, &publisher, &["-publish", "tcp:8080:80"]);
+    let guarded = world.container(B);
+    assert_eq!(wire(&world, &guarded).ip(), "10.10.10.3");
+    let mut server = Server::start(&publisher.enter(), "tcp", "::", 80);
+    assert_outside_reaches(&outside, &mut server, 8080);
+    for c in [&publisher, &guarded] {
+        assert_eq!(check(&world, c).code(), Some(0), "{}", check(&world, c));
+    }
+
+    // The firewall restarts.
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    assert_outside_unanswered(&outside, 8080);
+    let out = check(&world, &publisher);
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in [
+        "publication tcp:8080:80 is missing",
+        "the guard of host end veth0a0a0a02 is missing",
+        "run `netsetgo -restore` as root",
+    ] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+    let out = check(&world, &guarded);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(
+        out.stderr
+            .contains("the guard of host end veth0a0a0a03 is missing")
+            && out.stderr.contains("netsetgo -restore"),
+        "{out}"
+    );
+
+    // Not by a user: refused, audited, nothing changes.
+    let empty = ruleset_json(&world);
+    for user in [A, B] {
+        let out = world.netsetgo(user, &["-restore"]);
+        assert_eq!(out.code(), Some(1), "{out}");
+        assert!(
+            out.stderr
+                .starts_with("netsetgo: netsetgo -restore is for root only"),
+            "{out}"
+        );
+        assert_eq!(out.stdout, "", "{out}");
+    }
+    assert_eq!(
+        ruleset_json(&world),
+        empty,
+        "a refused -restore changed the ruleset"
+    );
+    assert_outside_unanswered(&outside, 8080);
+
+    // Root, as the unit does it.
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(
+        out.stdout,
+        "restore: network default (brg0): 2 leases, 2 guarded, 1 publication, masquerade, hairpin; \
+         re-created 2 guards and 1 publication\n",
+        "{out}"
+    );
+    assert_eq!(out.stderr, "", "{out}");
+    assert_outside_reaches(&outside, &mut server, 8080);
+    for c in [&publisher, &guarded] {
+        let out = check(&world, c);
+        assert_eq!(out.code(), Some(0), "-check after -restore:\n{out}");
+    }
+
+    // Again: nothing was missing, nothing changes.
+    let before = ruleset_json(&world);
+    let out = world.netsetgo("root", &["-restore", "-json"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("one object");
+    let default = &json["restored"][0];
+    assert_eq!(
+        (
+            &default["network"],
+            &default["leases"],
+            &default["guards_restored"],
+            &default["publications"],
+            &default["publications_restored"]
+        ),
+        (
+            &serde_json::json!("default"),
+            &serde_json::json!(2),
+            &serde_json::json!(0),
+            &serde_json::json!(1),
+            &serde_json::json!(0)
+        ),
+        "{out}"
+    );
+    assert_eq!(
+        ruleset_json(&world),
+        before,
+        "a second -restore changed the ruleset"
+    );
+    assert_outside_reaches(&outside, &mut server, 8080);
+}
+
+#[test]
+fn restore_without_state_or_with_flags_says_so() {
+    require_root!();
+    let world = world_with(POLICY);
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("nothing to restore"), "{out}");
+    for bad in [
+        &["-restore", "-pid", "1"][..],
+        &["-restore", "-bridgeName", "brg0"],
+        &["-restore", "-check"],
+    ] {
+        let out = world.netsetgo("root", bad);
+        assert_eq!(out.code(), Some(2), "{bad:?}: {out}");
+    }
+}
+
+/// Two networks: `old` (nsg-a may publish TCP 8000-8999 there) and
+/// `default` (nsg-b may publish the same ports). The claim on a host port
+/// is shared by every network.
+const TWO: &str = "\
+network old bridge=oldbr0 gateway=10.30.0.1/24
+network default bridge=brg0 gateway=10.10.10.1/24
+allow nsg-a old 4
+allow nsg-b default 4
+publish nsg-a old tcp 8000-8999
+publish nsg-b default tcp 8000-8999
+";
+
+/// `TWO` after the administrator removed network `old` and its grants.
+const WITHOUT_OLD: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24
+allow nsg-b default 4
+publish nsg-b default tcp 8000-8999
+";
+
+#[test]
+fn a_network_removed_from_the_policy_frees_its_ports_at_restore_and_its_owner_can_delete() {
+    require_root!();
+    let world = world_with(TWO);
+    let old = world.container(A);
+    let w = wire_with(
+        &world,
+        &old,
+        &["-bridgeName", "oldbr0", "-publish", "tcp:8080:80"],
+    );
+    assert_eq!(w.ip(), "10.30.0.2");
+    let roots = world.container("root");
+    assert_eq!(
+        wire_with(&world, &roots, &["-bridgeName", "oldbr0"]).ip(),
+        "10.30.0.3"
+    );
+    world.set_policy(WITHOUT_OLD);
+
+    // Before the restore the dead network's claim refuses another user's
+    // granted port.
+    let other = world.container(B);
+    let pid = other.pid_arg();
+    let out = world.netsetgo(B, &["-publish", "tcp:8080:80", "-pid", &pid]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stderr.contains("already published"), "{out}");
+
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains(
+            "restore: bridge oldbr0 (no longer in the policy): 2 leases kept until their interfaces are gone, 2 guarded"
+        ) && out
+            .stdout
+            .contains("removed (the network left the policy): tcp:8080:80 of 10.30.0.2"),
+        "{out}"
+    );
+    // The leases stay while their interfaces live.
+    assert_eq!(world.leases("oldbr0").len(), 2);
+
+    // Now the port is free for nsg-b on its own network.
+    let w = wire_with(&world, &other, &["-publish", "tcp:8080:80"]);
+    assert_eq!(w.ip(), "10.10.10.2");
+
+    // nsg-a, who has no grant at all any more, still removes its own
+    // interface from the network that is gone.
+    let pid = old.pid_arg();
+    let out = world.netsetgo(A, &["-delete", "-bridgeName", "oldbr0", "-pid", &pid]);
+    assert_eq!(out.code(), Some(0), "-delete on a removed network:\n{out}");
+    assert!(
+        out.stdout.starts_with("removed 1 host=veth0a1e0002"),
+        "{out}"
+    );
+    assert_eq!(world.leases("oldbr0").len(), 1);
+    // And root its own, without naming the subnet the network had.
+    let pid = roots.pid_arg();
+    let out = world.netsetgo("root", &["-delete", "-bridgeName", "oldbr0", "-pid", &pid]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "root's -delete on a removed network:\n{out}"
+    );
+    assert!(
+        out.stdout.starts_with("removed 1 host=veth0a1e0003"),
+        "{out}"
+    );
+    assert!(world.leases("oldbr0").is_empty());
+    assert!(
+        world.snapshot().link("veth0a1e0002").is_none(),
+        "the host end is gone"
+    );
+    // And not someone else's: nsg-a cannot delete nsg-b's.
+    let pid = other.pid_arg();
+    let out = world.netsetgo(A, &["-delete", "-bridgeName", "brg0", "-pid", &pid]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_eq!(world.leases("brg0").len(), 1);
+}
+
+#[test]
+fn a_revoked_publish_grant_takes_its_publication_at_restore() {
+    require_root!();
+    let world = world_with(POLICY);
+    let outside = Outside::new(&world);
+    let c = world.container(A);
+    wire_with(&world, &c, &["-publish", "tcp:8080:80"]);
+    let mut server = Server::start(&c.enter(), "tcp", "::", 80);
+    assert_outside_reaches(&outside, &mut server, 8080);
+    world.set_policy(&POLICY.replace("publish nsg-a default tcp 8000-8999\n", ""));
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains("removed (no grant covers them): tcp:8080:80 of 10.10.10.2"),
+        "{out}"
+    );
+    assert_outside_unanswered(&outside, 8080);
+    // The container stays wired, intact, without the publication.
+    let out = check(&world, &c);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(!out.stdout.contains("publish="), "{out}");
+}
+
+#[test]
+fn restore_is_audited_granted_for_root_and_refused_for_a_user() {
+    require_root!();
+    let world = world_with(POLICY);
+    world.mount_private_dev();
+    let sink = SyslogSink::bind(&world);
+    let out = world.run_as(A, &["logger", "-u", "/dev/log", "nsg-e2e-probe"]);
+    out.expect_success("logger to the world's /dev/log");
+    assert_eq!(
+        sink.records(Duration::from_millis(500)).len(),
+        1,
+        "the probe"
+    );
+    assert_eq!(world.netsetgo(A, &["-restore"]).code(), Some(1));
+    assert_eq!(restore(&world).code(), Some(0));
+    let records = sink.records(Duration::from_millis(500));
+    assert_eq!(records.len(), 2, "one record per call: {records:?}");
+    for (record, who, result) in [
+        (&records[0], uid(A), "result=refused"),
+        (&records[1], 0, "result=granted"),
+    ] {
+        let fields: Vec<&str> = record.split_whitespace().collect();
+        for field in [&format!("uid={who}"), "action=restore", result] {
+            assert!(fields.contains(&field), "{field} missing in {record:?}");
+        }
+    }
+}
