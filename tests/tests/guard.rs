@@ -1831,16 +1831,14 @@ fn after_a_flushed_ruleset_the_bridge_holds_and_restore_brings_the_guard_back() 
     let mut server = Server::start(&lab.victim.enter(), "tcp", "::", 80);
     outside.assert_reaches(&mut server, 8080);
     let hosts = [&lab.victim_host, &lab.peer_host, &lab.attacker_host];
-    for host in hosts {
-        assert_eq!(chain_of(world, host), Some(GUARD_RULES), "{host}");
-    }
+    let chains = |world: &World| hosts.map(|host| chain_of(world, host));
+    let guarded = chains(world);
+    assert!(guarded.iter().all(Option::is_some), "{guarded:?}");
 
     world
         .run(&["nft", "flush", "ruleset"])
         .expect_success("nft flush ruleset in the world");
-    for host in hosts {
-        assert_eq!(chain_of(world, host), None, "{host}: the flush left its chain");
-    }
+    assert_eq!(chains(world), [None; 3], "the flush left guard chains");
     outside.assert_unanswered(8080);
     assert_pinned(world, &lab.victim_host, container_mac(2));
     let got = attack_with_every_kind(&lab);
@@ -1865,9 +1863,7 @@ fn after_a_flushed_ruleset_the_bridge_holds_and_restore_brings_the_guard_back() 
                 .ends_with("; re-created 3 guards and 1 publication\n"),
         "{out}"
     );
-    for host in hosts {
-        assert_eq!(chain_of(world, host), Some(GUARD_RULES), "{host}");
-    }
+    assert_eq!(chains(world), guarded, "the guard chains after -restore");
     outside.assert_reaches(&mut server, 8080);
     // What the unguarded spell taught the host and the containers
     // (forged ARP; the attack's own permanent entry for the victim) is
