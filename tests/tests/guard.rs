@@ -7,7 +7,9 @@
 //! through, and its victims' neighbour entries stay as they were;
 //! legitimate traffic still flows. The same attacks on a `guard=no` network do pass, which
 //! proves these tests can fail. On an `isolate=yes` network containers
-//! reach the gateway but not each other.
+//! reach the gateway but not each other. After `nft flush ruleset` the
+//! bridge's own layer 2 still holds, and `netsetgo -restore` brings layer 3
+//! and the publications back (security.md 20).
 //!
 //! Forged frames are sent from inside the attacker's network namespace on
 //! a raw packet socket ([`Client`]) and looked for, by a marker in each,
@@ -1874,7 +1876,10 @@ fn after_a_flushed_ruleset_the_bridge_holds_and_restore_brings_the_guard_back() 
     for c in [&lab.victim, &lab.peer, &lab.attacker] {
         inside(c, "ip neigh flush dev veth1");
     }
-    assert!(world_pings(world, "10.10.10.2"), "the host cannot reach the victim");
+    assert!(
+        world_pings(world, "10.10.10.2"),
+        "the host cannot reach the victim"
+    );
 
     attack_with_every_kind(&lab).assert_guard_held();
     assert_pinned(world, &lab.victim_host, container_mac(2));
