@@ -371,8 +371,17 @@ impl Sources {
         use std::os::fd::FromRawFd;
         let sockets = crate::dhcp::in_netns_of(pid, move || {
             let open = |family: i32, kind: i32, proto: i32| {
+                // Close-on-exec: a sibling test's fork would otherwise
+                // carry the socket into its program (a container's `sleep
+                // 600`), where it keeps the port bound after the drop.
                 // SAFETY: a plain socket call; the fd is owned at once.
-                let fd = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK, proto) };
+                let fd = unsafe {
+                    libc::socket(
+                        family,
+                        kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                        proto,
+                    )
+                };
                 assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
                 // SAFETY: a new fd nobody else owns.
                 unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
