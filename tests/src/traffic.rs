@@ -102,7 +102,41 @@ impl Outside {
         all.extend(argv.iter().map(|s| s.to_string()));
         run(bounded(&all))
     }
+
+    /// Asserts that a TCP request from the outside to the world's uplink
+    /// address on `port` (a published port) is answered by `server`
+    /// within [`OUTSIDE_TRIES`] tries, and that `server` saw the outside's
+    /// own address.
+    #[track_caller]
+    pub fn assert_reaches(&self, server: &mut Server, port: u16) {
+        let token = token();
+        let out = request_retrying(&self.enter(), "tcp", UPLINK4, port, &token, OUTSIDE_TRIES);
+        assert!(
+            out.success() && out.stdout.trim_end().ends_with(" hello"),
+            "tcp {UPLINK4}:{port} not answered from the outside:\n{out}"
+        );
+        assert_eq!(
+            server.peer_of(&token, Duration::from_secs(5)).as_deref(),
+            Some(OUTSIDE4),
+            "the server saw another client address"
+        );
+    }
+
+    /// Asserts that a TCP request from the outside to the world's uplink
+    /// address on `port` is not answered.
+    #[track_caller]
+    pub fn assert_unanswered(&self, port: u16) {
+        let out = request(&self.enter(), "tcp", UPLINK4, port, &token());
+        assert!(
+            !out.success() && !out.stdout.contains("hello"),
+            "tcp {UPLINK4}:{port} was answered:\n{out}"
+        );
+    }
 }
+
+/// How often [`Outside::assert_reaches`] tries a request before a
+/// published port counts as unreachable.
+pub const OUTSIDE_TRIES: u32 = 15;
 
 /// Serves `argv[1]` (`tcp` or `udp`) on `argv[2]` port `argv[3]` and exits
 /// after `argv[4]` seconds at the latest. Prints `listening` once bound and
@@ -337,8 +371,17 @@ impl Sources {
         use std::os::fd::FromRawFd;
         let sockets = crate::dhcp::in_netns_of(pid, move || {
             let open = |family: i32, kind: i32, proto: i32| {
+                // Close-on-exec: a sibling test's fork would otherwise
+                // carry the socket into its program (a container's `sleep
+                // 600`), where it keeps the port bound after the drop.
                 // SAFETY: a plain socket call; the fd is owned at once.
-                let fd = unsafe { libc::socket(family, kind | libc::SOCK_NONBLOCK, proto) };
+                let fd = unsafe {
+                    libc::socket(
+                        family,
+                        kind | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                        proto,
+                    )
+                };
                 assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
                 // SAFETY: a new fd nobody else owns.
                 unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }

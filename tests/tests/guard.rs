@@ -7,7 +7,9 @@
 //! through, and its victims' neighbour entries stay as they were;
 //! legitimate traffic still flows. The same attacks on a `guard=no` network do pass, which
 //! proves these tests can fail. On an `isolate=yes` network containers
-//! reach the gateway but not each other.
+//! reach the gateway but not each other. After `nft flush ruleset` the
+//! bridge's own layer 2 still holds, and `netsetgo -restore` brings layer 3
+//! and the publications back (security.md 20).
 //!
 //! Forged frames are sent from inside the attacker's network namespace on
 //! a raw packet socket ([`Client`]) and looked for, by a marker in each,
@@ -21,7 +23,7 @@ use netsetgo_e2e::checks::{json_object, wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
 use netsetgo_e2e::nft::{NftTable, TABLE};
-use netsetgo_e2e::traffic::Outside;
+use netsetgo_e2e::traffic::{Outside, Server};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
 
@@ -209,19 +211,26 @@ struct Lab {
     attacker_host: String,
 }
 
-/// `network default` with `keys` (e.g. ` guard=no`).
-fn lab(keys: &str) -> Lab {
-    lab_in(world_with(&format!(
+/// The policy of [`Lab`]: `network default` with `keys` (e.g.
+/// ` guard=no`), 8 leases for nsg-a and 4 for nsg-b.
+fn lab_policy(keys: &str) -> String {
+    format!(
         "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
          allow nsg-a default 8\n\
          allow nsg-b default 4\n"
-    )))
+    )
 }
 
-/// The three containers of [`Lab`] in `world` (whose policy has them).
-fn lab_in(world: World) -> Lab {
+/// [`Lab`] on [`lab_policy`]`(keys)`.
+fn lab(keys: &str) -> Lab {
+    lab_in(world_with(&lab_policy(keys)), &[])
+}
+
+/// The three containers of [`Lab`] in `world` (whose policy has them),
+/// the victim wired with the extra flags `victims`.
+fn lab_in(world: World, victims: &[&str]) -> Lab {
     let victim = world.container(A);
-    let v = wire(&world, &victim);
+    let v = wire_with(&world, &victim, victims);
     assert_eq!(v.ip(), "10.10.10.2");
     let peer = world.container(A);
     let p = wire(&world, &peer);
@@ -1727,43 +1736,154 @@ fn attack_with_every_kind(lab: &Lab) -> Outcome {
     outcome
 }
 
+impl Outcome {
+    /// The attack was made (its frames seen at the attacker's host end,
+    /// the host's services heard the attacker as itself) and layer 2 held:
+    /// no frame put a MAC on a port that does not own it, and the host's
+    /// pings for the victim, while the attacker kept sending as the
+    /// victim, reached the victim and were answered, none reached the
+    /// attacker.
+    #[track_caller]
+    fn assert_layer_2_held(&self) {
+        let summary = self.summary();
+        assert!(
+            self.sent > 0,
+            "nothing seen at the attacker's host end:\n{summary}"
+        );
+        // Controls: the host's services hear the attacker as itself.
+        for control in [
+            "IPv4 UDP to the host as itself to broadcast",
+            "IPv4 ping to the host as itself to broadcast",
+        ] {
+            assert!(
+                self.controls_received.contains(control),
+                "control {control:?} not received:\n{summary}"
+            );
+        }
+        assert!(
+            self.moved.is_empty(),
+            "the forwarding database took forged MACs:\n{summary}"
+        );
+        assert_eq!(
+            self.redirected, 0,
+            "the host's pings to the victim reached the attacker:\n{summary}"
+        );
+        assert!(
+            self.reached_victim > 0 && self.answered > 0,
+            "the victim lost its traffic:\n{summary}"
+        );
+    }
+
+    /// [`Outcome::assert_layer_2_held`], and layer 3 held: the host's
+    /// services never heard a forged source and the host's entry for the
+    /// victim still has the victim's MAC.
+    #[track_caller]
+    fn assert_guard_held(&self) {
+        self.assert_layer_2_held();
+        let summary = self.summary();
+        assert!(
+            self.host_got.is_empty(),
+            "the host's services heard forged sources:\n{summary}"
+        );
+        assert_eq!(
+            self.host_of_victim,
+            Some(mac_text(container_mac(2))),
+            "the host's entry for the victim:\n{summary}"
+        );
+    }
+}
+
 #[test]
 fn no_kind_of_frame_moves_a_mac_or_reaches_the_host_as_another() {
     require_root!();
     let lab = lab_hostile_rp_filter("");
+    attack_with_every_kind(&lab).assert_guard_held();
+    lab.assert_legitimate_traffic_flows();
+}
+
+/// The frame that proves layer 3 missing: IPv4 UDP to the host's service
+/// from the attacker's own MAC with the victim's address (heard as
+/// 10.10.10.2 wherever layer 3 does not stop it).
+const FORGED_FROM_OWN_MAC: &str =
+    "IPv4 UDP to the host as the victim's addresses from its own MAC to broadcast";
+
+/// A firewall restart, as `nftables.service` with a config that begins
+/// with `flush ruleset` does it (security.md 20): on a guarded network
+/// with a published port of the victim, `nft flush ruleset` in the world
+/// takes layer 3 (the guard's netdev chains) and the publication, but the
+/// attack with every kind of frame, to every reserved group, broadcast and
+/// the rest, as the victim and with invented MACs, still moves no MAC
+/// (the victim's stays pinned static and sticky on its own port) and the
+/// host's pings still reach the victim; a forged source from the
+/// attacker's own MAC now reaches the host's UDP service (layer 3 is
+/// really gone, so this test can fail). `netsetgo -restore` as root, as
+/// the packaged unit runs it, re-creates the three guards and the
+/// publication: the same attack then gets nothing through (no MAC moved,
+/// no forged source heard by the host, its entry for the victim intact),
+/// and the outside reaches the published port again, seen with its own
+/// address.
+#[test]
+fn after_a_flushed_ruleset_the_bridge_holds_and_restore_brings_the_guard_back() {
+    require_root!();
+    let world = world_with(&(lab_policy("") + "publish nsg-a default tcp 8000-8999\n"));
+    hostile_rp_filter(&world);
+    let lab = lab_in(world, &["-publish", "tcp:8080:80"]);
+    let world = &lab.world;
+    let outside = Outside::new(world);
+    let mut server = Server::start(&lab.victim.enter(), "tcp", "::", 80);
+    outside.assert_reaches(&mut server, 8080);
+    let hosts = [&lab.victim_host, &lab.peer_host, &lab.attacker_host];
+    let chains = |world: &World| hosts.map(|host| chain_of(world, host));
+    let guarded = chains(world);
+    assert!(guarded.iter().all(Option::is_some), "{guarded:?}");
+
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    assert_eq!(chains(world), [None; 3], "the flush left guard chains");
+    outside.assert_unanswered(8080);
+    assert_pinned(world, &lab.victim_host, container_mac(2));
     let got = attack_with_every_kind(&lab);
-    let summary = got.summary();
+    got.assert_layer_2_held();
     assert!(
-        got.sent > 0,
-        "nothing seen at the attacker's host end:\n{summary}"
+        got.host_got
+            .contains(&(FORGED_FROM_OWN_MAC.to_string(), "10.10.10.2".to_string())),
+        "the flushed ruleset still kept a forged source from the host:\n{}",
+        got.summary()
     );
-    // Controls: the host's services hear the attacker as itself.
-    for control in [
-        "IPv4 UDP to the host as itself to broadcast",
-        "IPv4 ping to the host as itself to broadcast",
-    ] {
-        assert!(
-            got.controls_received.contains(control),
-            "control {control:?} not received:\n{summary}"
-        );
+    assert_pinned(world, &lab.victim_host, container_mac(2));
+
+    // The unit's run.
+    let out = world.netsetgo("root", &["-restore"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(out.stderr, "", "{out}");
+    assert!(
+        out.stdout
+            .starts_with("restore: network default (brg0): 3 leases, 3 guarded, 1 publication")
+            && out
+                .stdout
+                .ends_with("; re-created 3 guards and 1 publication\n"),
+        "{out}"
+    );
+    assert_eq!(chains(world), guarded, "the guard chains after -restore");
+    outside.assert_reaches(&mut server, 8080);
+    // What the unguarded spell taught the host and the containers
+    // (forged ARP; the attack's own permanent entry for the victim) is
+    // forgotten, so that the next attack is judged afresh.
+    world
+        .run(&["ip", "neigh", "del", "10.10.10.2", "dev", "brg0"])
+        .expect_success("ip neigh del 10.10.10.2 dev brg0");
+    for c in [&lab.victim, &lab.peer, &lab.attacker] {
+        inside(c, "ip neigh flush dev veth1");
     }
     assert!(
-        got.moved.is_empty() && got.host_got.is_empty(),
-        "the forwarding database took forged MACs, or the host's services forged sources:\n{summary}"
+        world_pings(world, "10.10.10.2"),
+        "the host cannot reach the victim"
     );
-    assert_eq!(
-        got.host_of_victim,
-        Some(mac_text(container_mac(2))),
-        "the host's entry for the victim:\n{summary}"
-    );
-    assert_eq!(
-        got.redirected, 0,
-        "the host's pings to the victim reached the attacker:\n{summary}"
-    );
-    assert!(
-        got.reached_victim > 0 && got.answered > 0,
-        "the victim lost its traffic:\n{summary}"
-    );
+
+    attack_with_every_kind(&lab).assert_guard_held();
+    assert_pinned(world, &lab.victim_host, container_mac(2));
+    outside.assert_reaches(&mut server, 8080);
     lab.assert_legitimate_traffic_flows();
 }
 
@@ -1818,13 +1938,9 @@ fn without_the_guard_frames_move_macs_and_reach_the_host_as_another() {
 
 /// [`lab`] in a world whose `rp_filter` is 0 (set before any device).
 fn lab_hostile_rp_filter(keys: &str) -> Lab {
-    let world = world_with(&format!(
-        "network default bridge=brg0 gateway=10.10.10.1/24{keys}\n\
-         allow nsg-a default 8\n\
-         allow nsg-b default 4\n"
-    ));
+    let world = world_with(&lab_policy(keys));
     hostile_rp_filter(&world);
-    lab_in(world)
+    lab_in(world, &[])
 }
 
 /// What the servers' frames did to the third container (the peer, a

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use netsetgo_e2e::checks::{wire, wire_with};
 use netsetgo_e2e::fixtures::{uid, world_with, A, B};
-use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, OUTSIDE4, UPLINK4};
+use netsetgo_e2e::traffic::{Outside, Server};
 use netsetgo_e2e::{require_root, Container, Output, SyslogSink, World};
 
 /// brg0 with masquerading and the guard (the default); nsg-a may publish
@@ -26,10 +26,6 @@ allow nsg-a default 8
 allow nsg-b default 4
 publish nsg-a default tcp 8000-8999
 ";
-
-/// How often a request is tried before a published port counts as
-/// unreachable.
-const TRIES: u32 = 15;
 
 /// `netsetgo -restore` as root in the world, as the unit runs it.
 fn restore(world: &World) -> Output {
@@ -48,32 +44,6 @@ fn check(world: &World, c: &Container) -> Output {
     world.netsetgo(c.user(), &["-check", "-pid", &c.pid_arg()])
 }
 
-/// The outside reaches the world's uplink address on `port`, answered by
-/// `server`, which sees the outside's own address.
-#[track_caller]
-fn assert_outside_reaches(outside: &Outside, server: &mut Server, port: u16) {
-    let token = token();
-    let out = request_retrying(&outside.enter(), "tcp", UPLINK4, port, &token, TRIES);
-    assert!(
-        out.success() && out.stdout.trim_end().ends_with(" hello"),
-        "tcp {UPLINK4}:{port} not answered from the outside:\n{out}"
-    );
-    assert_eq!(
-        server.peer_of(&token, Duration::from_secs(5)).as_deref(),
-        Some(OUTSIDE4),
-        "the server saw another client address"
-    );
-}
-
-#[track_caller]
-fn assert_outside_unanswered(outside: &Outside, port: u16) {
-    let out = request(&outside.enter(), "tcp", UPLINK4, port, &token());
-    assert!(
-        !out.success() && !out.stdout.contains("hello"),
-        "tcp {UPLINK4}:{port} was answered:\n{out}"
-    );
-}
-
 #[test]
 fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
     require_root!();
@@ -84,7 +54,7 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
     let guarded = world.container(B);
     assert_eq!(wire(&world, &guarded).ip(), "10.10.10.3");
     let mut server = Server::start(&publisher.enter(), "tcp", "::", 80);
-    assert_outside_reaches(&outside, &mut server, 8080);
+    outside.assert_reaches(&mut server, 8080);
     for c in [&publisher, &guarded] {
         assert_eq!(check(&world, c).code(), Some(0), "{}", check(&world, c));
     }
@@ -93,7 +63,7 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
     world
         .run(&["nft", "flush", "ruleset"])
         .expect_success("nft flush ruleset in the world");
-    assert_outside_unanswered(&outside, 8080);
+    outside.assert_unanswered(8080);
     let out = check(&world, &publisher);
     assert_eq!(out.code(), Some(1), "{out}");
     for part in [
@@ -129,7 +99,7 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
         empty,
         "a refused -restore changed the ruleset"
     );
-    assert_outside_unanswered(&outside, 8080);
+    outside.assert_unanswered(8080);
 
     // Root, as the unit does it.
     let out = restore(&world);
@@ -141,7 +111,7 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
         "{out}"
     );
     assert_eq!(out.stderr, "", "{out}");
-    assert_outside_reaches(&outside, &mut server, 8080);
+    outside.assert_reaches(&mut server, 8080);
     for c in [&publisher, &guarded] {
         let out = check(&world, c);
         assert_eq!(out.code(), Some(0), "-check after -restore:\n{out}");
@@ -175,7 +145,7 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
         before,
         "a second -restore changed the ruleset"
     );
-    assert_outside_reaches(&outside, &mut server, 8080);
+    outside.assert_reaches(&mut server, 8080);
 }
 
 #[test]
@@ -299,7 +269,7 @@ fn a_revoked_publish_grant_takes_its_publication_at_restore() {
     let c = world.container(A);
     wire_with(&world, &c, &["-publish", "tcp:8080:80"]);
     let mut server = Server::start(&c.enter(), "tcp", "::", 80);
-    assert_outside_reaches(&outside, &mut server, 8080);
+    outside.assert_reaches(&mut server, 8080);
     world.set_policy(&POLICY.replace("publish nsg-a default tcp 8000-8999\n", ""));
     let out = restore(&world);
     assert_eq!(out.code(), Some(0), "{out}");
@@ -308,7 +278,7 @@ fn a_revoked_publish_grant_takes_its_publication_at_restore() {
             .contains("removed (no grant covers them): tcp:8080:80 of 10.10.10.2"),
         "{out}"
     );
-    assert_outside_unanswered(&outside, 8080);
+    outside.assert_unanswered(8080);
     // The container stays wired, intact, without the publication.
     let out = check(&world, &c);
     assert_eq!(out.code(), Some(0), "{out}");
