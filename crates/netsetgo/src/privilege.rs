@@ -146,7 +146,7 @@ const IGNORED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, 
 /// Makes the process safe to run code in, whatever the caller left us
 /// (requirements 2, 16 and 19): every resource limit set to its value in
 /// [`LIMITS`]; interval timers disarmed; pending signals discarded, every
-/// catchable signal's disposition the default (but [`IGNORED`]) and none
+/// catchable signal's disposition the default (but `IGNORED`) and none
 /// blocked; stdio open and no other inherited fd; empty environment;
 /// umask 077; working directory `/`; not dumpable. Refuses, once all of
 /// that is done, if a hard limit is below what the helper needs and may
