@@ -747,3 +747,100 @@ fn redteam_a_container_full_of_routes_cannot_make_check_hold_the_lock() {
         "another user's call waited {waited:?} for the attacker's -check calls (one alone: {alone:?})"
     );
 }
+
+/// Run as the caller: starts the helper on a pseudo-terminal it controls
+/// (the helper in the terminal's foreground process group), waits until
+/// the helper has dropped to the system user, tries `kill -INT` (refused:
+/// another uid), then types ^C into the terminal. Prints `kill-refused`
+/// or `kill-allowed`, then `alive`, `signal N` or `exit N`.
+const TTY_CALLER: &str = r#"
+import os, sys, time, signal
+binary, pid = sys.argv[1], sys.argv[2]
+master, slave = os.openpty()
+child = os.fork()
+if child == 0:
+    os.close(master)
+    os.login_tty(slave)
+    os.execv(binary, [binary, "-pid", pid])
+os.close(slave)
+me = str(os.getuid())
+dropped = False
+end = time.time() + 10
+while time.time() < end and not dropped:
+    try:
+        with open(f"/proc/{child}/status") as f:
+            for line in f:
+                if line.startswith("Uid:") and line.split()[1] not in (me, "0"):
+                    dropped = True
+    except OSError:
+        pass
+    time.sleep(0.02)
+print("dropped" if dropped else "not-dropped")
+time.sleep(0.3)
+try:
+    os.kill(child, signal.SIGINT)
+    print("kill-allowed")
+except PermissionError:
+    print("kill-refused")
+os.write(master, b"\x03")
+end = time.time() + 3
+res = None
+while time.time() < end:
+    p, status = os.waitpid(child, os.WNOHANG)
+    if p:
+        res = status
+        break
+    time.sleep(0.02)
+if res is None:
+    print("alive")
+elif os.WIFSIGNALED(res):
+    print("signal", os.WTERMSIG(res))
+else:
+    print("exit", os.WEXITSTATUS(res))
+sys.stdout.flush()
+os._exit(0)
+"#;
+
+/// ATTACK (requirements 16 and 19): after the drop "the caller can neither
+/// signal nor trace its helper", and the terminal's stop signals stay
+/// ignored for that reason, but the terminal's other signals are sent
+/// without a permission check too and are back to their defaults: a caller
+/// that runs its helper on a pseudo-terminal it holds types ^C (SIGINT; ^\
+/// SIGQUIT and a hangup, SIGHUP, work the same) and its helper, already
+/// `_netsetgo` and past the privileged stages, dies at the moment the
+/// caller chose (here waiting for the network's lock; equally while
+/// holding it). What a kill leaves is cleaned up by the next call (the
+/// SIGKILL tests), so the effect is the broken guarantee plus whatever a
+/// kill at the worst moment leaves: MEDIUM-LOW.
+#[test]
+fn redteam_the_caller_cannot_end_its_dropped_helper_through_its_terminal() {
+    require_root!();
+    let lab = lab("");
+    let newcomer = lab.world.container(B);
+    let ino = lab.world.state_dir();
+    let ino = ino.file_name().unwrap().to_string_lossy().to_string();
+    let map = format!("/run/netsetgo/{ino}/brg0/map");
+    let mut holder = lab.world.spawn(&["flock", "-x", &map, "sleep", "20"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let binary = netsetgo_e2e::installed_binary()
+        .to_string_lossy()
+        .into_owned();
+    let out = lab.world.run_as(
+        B,
+        &["python3", "-c", TTY_CALLER, &binary, &newcomer.pid_arg()],
+    );
+    holder.kill();
+    eprintln!("{out}");
+    assert!(
+        out.stdout.contains("dropped\n"),
+        "the helper never dropped: {out}"
+    );
+    assert!(
+        out.stdout.contains("kill-refused"),
+        "kill(2) itself worked: {out}"
+    );
+    assert!(
+        !out.stdout.contains("signal"),
+        "^C on the caller's terminal ended the helper after its drop: {out}"
+    );
+}
