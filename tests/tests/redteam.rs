@@ -23,8 +23,6 @@ use serde_json::Value;
 const BROADCAST: [u8; 6] = [0xff; 6];
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
 const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-/// All DHCPv6 relay agents and servers: where a DHCPv6 client listens? No:
-/// clients listen on port 546 of their link-local; a reply goes to it.
 const ATTACKER: u8 = 4;
 const VICTIM: u8 = 2;
 
@@ -443,26 +441,19 @@ fn host_lladdr(world: &World, address: &str) -> Option<String> {
 #[test]
 fn redteam_neighbour_discovery_cannot_tie_the_attackers_address_to_another_mac() {
     require_root!();
+    // REDTEAM_KEYS=" guard=no" runs the twin: the same result, so the
+    // solicitation is well formed and the guard does not look at it.
     let lab = lab(&std::env::var("REDTEAM_KEYS").unwrap_or_default());
     let me = mac(ATTACKER);
     let my_ll = link_local(me);
     let my_ll_text = std::net::Ipv6Addr::from(my_ll).to_string();
     let target = bridge_link_local(&lab.world);
-    // The solicited-node group of the bridge's address and its MAC.
-    let mut group = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
-    group[13..].copy_from_slice(&target[13..]);
-    let group_mac = [0x33, 0x33, 0xff, target[13], target[14], target[15]];
     let forged = [0x02, 0x42, 0, 0, 0, 0x99];
-    let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
-    ns.extend_from_slice(&target);
-    // Source link-layer address option: type 1, length 1 (8 bytes).
-    ns.extend_from_slice(&[1, 1]);
-    ns.extend_from_slice(&forged);
-    let _ = (group, group_mac);
     // Unicast, to the bridge's own MAC and link-local address.
     let bridge_mac = netsetgo_e2e::dhcp::mac_in(lab.world.pid(), "brg0");
     let mut ns = vec![135, 0, 0, 0, 0, 0, 0, 0];
     ns.extend_from_slice(&target);
+    // Source link-layer address option: type 1, length 1 (8 bytes).
     ns.extend_from_slice(&[1, 1]);
     ns.extend_from_slice(&forged);
     let ns = with_checksum6(my_ll, target, 58, ns, 2);
@@ -842,5 +833,119 @@ fn redteam_the_caller_cannot_end_its_dropped_helper_through_its_terminal() {
     assert!(
         !out.stdout.contains("signal"),
         "^C on the caller's terminal ended the helper after its drop: {out}"
+    );
+}
+
+/// Run as the caller: two busy loops of its own on CPU 0, then its helper;
+/// while the helper still has the caller's real uid (stages 5 to 9, after
+/// `restrict` reset the timing) it is set to SCHED_IDLE on CPU 0, over
+/// and over, until the kernel refuses (the drop). Writes to `out`: the
+/// number of settings that landed, the helper's uid, policy (field 41 of
+/// `stat`, 5 = SCHED_IDLE) and CPUs after the drop, and how long the
+/// helper ran.
+const SCHED_CALLER: &str = r#"
+import os, sys, time
+binary, pid, out = sys.argv[1], sys.argv[2], sys.argv[3]
+start = time.time()
+for i in range(2):
+    if os.fork() == 0:
+        os.sched_setaffinity(0, {0})
+        end = time.time() + 4
+        while time.time() < end:
+            pass
+        os._exit(0)
+child = os.fork()
+if child == 0:
+    os.execv(binary, [binary, "-pid", pid])
+hits = 0
+end = time.time() + 5
+while time.time() < end:
+    try:
+        os.sched_setscheduler(child, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setaffinity(child, {0})
+        hits += 1
+    except (PermissionError, ProcessLookupError):
+        break
+report = [f"hits {hits}"]
+# Until the helper has dropped (it then waits for the lock root holds).
+end = time.time() + 8
+while time.time() < end:
+    try:
+        uid = [l for l in open(f"/proc/{child}/status") if l.startswith("Uid:")][0].split()[1]
+    except OSError:
+        break
+    if uid not in (str(os.getuid()), "0"):
+        break
+    time.sleep(0.01)
+try:
+    stat = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()
+    report.append(f"policy {stat[38]}")
+    for line in open(f"/proc/{child}/status"):
+        if line.startswith(("Uid:", "Cpus_allowed_list:")):
+            report.append(" ".join(line.split()))
+except OSError as e:
+    report.append(f"gone {e}")
+os.waitpid(child, 0)
+report.append(f"helper took {time.time() - start:.3f}")
+open(out, "w").write("\n".join(report) + "\n")
+os._exit(0)
+"#;
+
+/// NOT AN ATTACK THAT WORKED (regression, requirement 16): `restrict`
+/// (stage 4) puts the scheduling policy, CPUs and nice back, but until the
+/// drop (stage 10) the helper's real uid is still the caller's, and
+/// `sched_setscheduler`, `sched_setaffinity` and `setpriority` let a
+/// caller act on a process whose real uid is its own. A caller that sets
+/// SCHED_IDLE and one busy CPU over and over while its helper runs would
+/// land a setting in stages 5 to 9 that outlives the drop. It does not:
+/// the capability hook (`cap_safe_nice`) refuses while the helper's
+/// permitted set is not a subset of the caller's, i.e. from the exec on.
+/// The helper is checked after its drop (waiting for a lock root holds).
+#[test]
+fn redteam_the_timing_reset_holds_after_the_drop() {
+    require_root!();
+    let lab = lab("");
+    let newcomer = lab.world.container(B);
+    let binary = netsetgo_e2e::installed_binary()
+        .to_string_lossy()
+        .into_owned();
+    let out = std::env::temp_dir().join(format!("redteam-sched-{}", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    std::fs::write(&out, "").unwrap();
+    let ino = lab.world.state_dir();
+    let ino = ino.file_name().unwrap().to_string_lossy().to_string();
+    let map = format!("/run/netsetgo/{ino}/brg0/map");
+    let mut holder = lab.world.spawn(&["flock", "-x", &map, "sleep", "3"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("chmod")
+        .args(["666", out.to_str().unwrap()])
+        .status();
+    let mut script = lab.world.spawn_as(
+        B,
+        &[
+            "python3",
+            "-c",
+            SCHED_CALLER,
+            &binary,
+            &newcomer.pid_arg(),
+            out.to_str().unwrap(),
+        ],
+    );
+    let ok = netsetgo_e2e::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains("took"))
+    });
+    script.kill();
+    holder.kill();
+    let report = std::fs::read_to_string(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    eprintln!("{report}");
+    assert!(ok, "the caller's script did not finish: {report}");
+    assert!(
+        report.contains("Uid: 999") || report.contains("Uid:"),
+        "{report}"
+    );
+    assert!(
+        !report.contains("policy 5") && !report.contains("Cpus_allowed_list: 0\n"),
+        "the caller's SCHED_IDLE outlived the helper's drop:\n{report}"
     );
 }
