@@ -949,3 +949,70 @@ fn redteam_the_timing_reset_holds_after_the_drop() {
         "the caller's SCHED_IDLE outlived the helper's drop:\n{report}"
     );
 }
+
+/// Run in the attacker's namespace: one UDP datagram from 10.10.10.4 to
+/// the victim, 2400 bytes of data, sent with a `virtio_net_hdr` asking for
+/// UDP fragmentation offload (gso_type 3, gso_size 1000) on a
+/// PACKET_VNET_HDR socket; the data puts 0x0044 where the second
+/// fragment's "UDP destination port" would be.
+const UFO_SENDER: &str = r#"
+import socket, struct, sys
+victim, mac = bytes.fromhex(sys.argv[1]), bytes.fromhex(sys.argv[2])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+s.setsockopt(263, 15, 1)  # SOL_PACKET, PACKET_VNET_HDR
+s.bind(("veth1", 0))
+mss = 1000
+data = bytearray(2400)
+data[mss - 8 + 2:mss - 8 + 4] = b"\x00\x44"
+data[100:116] = b"NSGREDTM-UFO-1st"
+udp = struct.pack("!HHHH", 1234, 9999, 8 + len(data), 0) + bytes(data)
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0x4242, 0, 64, 17, 0,
+                 bytes([10, 10, 10, 4]), bytes([10, 10, 10, 2]))
+total = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, 20, 2))
+while total >> 16:
+    total = (total & 0xffff) + (total >> 16)
+ip = ip[:10] + struct.pack("!H", ~total & 0xffff) + ip[12:]
+frame = victim + mac + b"\x08\x00" + ip + udp
+vnet = struct.pack("<BBHHHH", 0, 3, 14 + 20 + 8, mss, 0, 0)
+for _ in range(2):
+    s.send(vnet + frame)
+print("sent")
+"#;
+
+/// NOT AN ATTACK THAT WORKED (regression): a UFO super-packet (UDP
+/// fragmentation offload requested through `virtio_net_hdr` on a packet
+/// socket) is one whole UDP datagram when it is built, and would become IP
+/// fragments only when segmented; had that happened after the host end's
+/// ingress hook, the guard would never see the non-first fragment, which
+/// here carries 0x0044 where a raw DHCP client reads a destination port
+/// (the guard's rule for non-first fragments). A veth cannot take UFO, so
+/// the kernel segments it on the container's side and every fragment
+/// passes the guard: the first arrives, the shaped one does not.
+#[test]
+fn redteam_a_ufo_super_packet_is_fragmented_before_the_guard() {
+    require_root!();
+    let lab = lab("");
+    let victim = Client::on(lab.victim.pid(), "veth1");
+    let out = lab
+        .attacker
+        .exec(&["python3", "-c", UFO_SENDER, "026e0a0a0a02", "026e0a0a0a04"]);
+    out.expect_success("the UFO sender");
+    let frames = victim.frames(Duration::from_millis(700) * time_scale());
+    let udp: Vec<&Vec<u8>> = frames
+        .iter()
+        .filter(|f| f.len() > 38 && f[12..14] == [8, 0] && f[23] == 17 && f[26..30] == ip(ATTACKER))
+        .collect();
+    let first = udp.iter().any(|f| contains(f, b"NSGREDTM-UFO-1st"));
+    let shaped = udp
+        .iter()
+        .filter(|f| u16::from_be_bytes([f[20], f[21]]) & 0x1fff != 0 && f[36..38] == [0, 0x44])
+        .count();
+    assert!(
+        first,
+        "the first fragment did not arrive: the send did not work"
+    );
+    assert_eq!(
+        shaped, 0,
+        "a fragment shaped like a reply to port 68 reached the victim"
+    );
+}
