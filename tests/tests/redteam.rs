@@ -746,7 +746,7 @@ fn redteam_a_container_full_of_routes_cannot_make_check_hold_the_lock() {
 /// or `kill-allowed`, then `alive`, `signal N` or `exit N`.
 const TTY_CALLER: &str = r#"
 import os, sys, time, signal
-binary, pid = sys.argv[1], sys.argv[2]
+binary, pid, how = sys.argv[1], sys.argv[2], sys.argv[3]
 master, slave = os.openpty()
 child = os.fork()
 if child == 0:
@@ -773,7 +773,10 @@ try:
     print("kill-allowed")
 except PermissionError:
     print("kill-refused")
-os.write(master, b"\x03")
+if how == "hangup":
+    os.close(master)
+else:
+    os.write(master, {"int": b"\x03", "quit": b"\x1c"}[how])
 end = time.time() + 3
 res = None
 while time.time() < end:
@@ -796,8 +799,9 @@ os._exit(0)
 /// signal nor trace its helper", and the terminal's stop signals stay
 /// ignored for that reason, but the terminal's other signals are sent
 /// without a permission check too and are back to their defaults: a caller
-/// that runs its helper on a pseudo-terminal it holds types ^C (SIGINT; ^\
-/// SIGQUIT and a hangup, SIGHUP, work the same) and its helper, already
+/// that runs its helper on a pseudo-terminal it holds types ^C (SIGINT; ^\,
+/// SIGQUIT, and closing the terminal, SIGHUP, work the same: checked with
+/// REDTEAM_TTY=quit and =hangup) and its helper, already
 /// `_netsetgo` and past the privileged stages, dies at the moment the
 /// caller chose (here waiting for the network's lock; equally while
 /// holding it). What a kill leaves is cleaned up by the next call (the
@@ -816,9 +820,19 @@ fn redteam_the_caller_cannot_end_its_dropped_helper_through_its_terminal() {
     let binary = netsetgo_e2e::installed_binary()
         .to_string_lossy()
         .into_owned();
+    // REDTEAM_TTY=quit types ^\ (SIGQUIT), =hangup closes the terminal
+    // (SIGHUP); ^C (SIGINT) by default.
+    let how = std::env::var("REDTEAM_TTY").unwrap_or_else(|_| "int".into());
     let out = lab.world.run_as(
         B,
-        &["python3", "-c", TTY_CALLER, &binary, &newcomer.pid_arg()],
+        &[
+            "python3",
+            "-c",
+            TTY_CALLER,
+            &binary,
+            &newcomer.pid_arg(),
+            &how,
+        ],
     );
     holder.kill();
     eprintln!("{out}");
