@@ -84,11 +84,13 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::batch::Batch;
 use super::expr::{
     Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
     NF_DROP,
 };
-use super::{check_table, Batch, Family, Nftables};
+use super::proto::{check_table, Family};
+use super::socket::Nftables;
 use crate::error::Result;
 use crate::links::check_name;
 
@@ -116,11 +118,18 @@ pub struct GuardedPort {
     pub ipv6: Vec<Ipv6Addr>,
 }
 
+impl Nftables {
+    /// The guard of containers' host ends in table `netdev <table>`.
+    pub fn guard<'a>(&'a self, table: &'a str) -> Guard<'a> {
+        Guard { nft: self, table }
+    }
+}
+
 /// The guard of host ends in one `netdev` table: [`Nftables::guard`].
 #[derive(Debug, Clone, Copy)]
 pub struct Guard<'a> {
-    pub(super) nft: &'a Nftables,
-    pub(super) table: &'a str,
+    nft: &'a Nftables,
+    table: &'a str,
 }
 
 impl<'a> Guard<'a> {

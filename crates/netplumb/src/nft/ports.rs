@@ -30,13 +30,15 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 
+use super::batch::Batch;
 use super::expr::{
     Base, Expr, IPS_DST_NAT, NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_NEQ, NFT_CT_STATUS,
     NFT_META_L4PROTO, NFT_META_OIFNAME, NFT_REG_2,
 };
-use super::masquerade::{saddr_in, PostroutingRule};
-use super::wire::{NLM_F_CREATE, NLM_F_EXCL};
-use super::{check_table, datatype, user_comment, Batch, Family, Nftables, SetSpec};
+use super::objects::{user_comment, Op};
+use super::postrouting::{hairpin_tag, saddr_in, PostroutingRule, HAIRPIN};
+use super::proto::{check_table, datatype, Family, SetSpec};
+use super::socket::Nftables;
 use crate::error::{Error, Result, Step};
 use crate::links::check_name;
 
@@ -50,8 +52,6 @@ const DNAT6ADDR: &str = "dnat6addr";
 const PUBLISH: &str = "publish";
 const PREROUTING: &str = "prerouting";
 const OUTPUT: &str = "output";
-/// The regular chain of the hairpin masquerade rules.
-pub(super) const HAIRPIN: &str = "hairpin";
 /// `NF_INET_PRE_ROUTING`, `NF_INET_LOCAL_OUT`.
 const NF_INET_PRE_ROUTING: u32 = 0;
 const NF_INET_LOCAL_OUT: u32 = 3;
@@ -138,11 +138,18 @@ pub struct Publication {
     pub targets: Vec<IpAddr>,
 }
 
+impl Nftables {
+    /// Published ports in table `inet <table>`.
+    pub fn ports<'a>(&'a self, table: &'a str) -> Ports<'a> {
+        Ports { nft: self, table }
+    }
+}
+
 /// Published ports in one `inet` table: [`Nftables::ports`].
 #[derive(Debug, Clone, Copy)]
 pub struct Ports<'a> {
-    pub(super) nft: &'a Nftables,
-    pub(super) table: &'a str,
+    nft: &'a Nftables,
+    table: &'a str,
 }
 
 impl<'a> Ports<'a> {
@@ -272,8 +279,7 @@ impl Publish<'_> {
         let mut batch = Batch::new(nft, Family::Inet, None, format!("publish {what}"));
         let (key, owner) = claim(p);
         batch.element(
-            false,
-            NLM_F_CREATE | NLM_F_EXCL,
+            Op::AddNew,
             table,
             PUBLISHED,
             &key,
@@ -282,8 +288,7 @@ impl Publish<'_> {
         );
         for entry in &entries {
             batch.element(
-                false,
-                NLM_F_CREATE,
+                Op::Add,
                 table,
                 entry.map,
                 &entry.key,
@@ -319,8 +324,7 @@ impl Unpublish<'_> {
         for (map, entry) in keys(p) {
             if self.at.get(map, &entry, p)?.is_some() {
                 batch.element(
-                    true,
-                    0,
+                    Op::Delete,
                     table,
                     map,
                     &entry,
@@ -330,8 +334,7 @@ impl Unpublish<'_> {
             }
         }
         batch.element(
-            true,
-            0,
+            Op::Delete,
             table,
             PUBLISHED,
             &key,
@@ -370,11 +373,6 @@ impl Hairpin<'_> {
         };
         rule.ensure(nft, table)
     }
-}
-
-/// The comment of a bridge's hairpin rule.
-pub(super) fn hairpin_tag(bridge: &str) -> Vec<u8> {
-    user_comment(&format!("netplumb hairpin {bridge}"))
 }
 
 /// `oifname "<bridge>" ip saddr <subnet> ct status dnat masquerade`
