@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
+use netplumb::sysctl::{enable_forwarding, IpVersion};
 use netplumb::{Attachment, IpNetwork, Link, NetNs, Netlink, Nftables};
 use rscni_types::error::Error;
 use rscni_types::ipnet::IpNet;
@@ -119,7 +120,9 @@ async fn wire(
             host.ensure_address(bridge.index, address)
                 .await
                 .map_err(plumbing)?;
-            enable_forwarding(gateway.is_ipv6())?;
+            // isGateway: the host forwards for the containers (as the
+            // reference plugin does), in the plugin's own namespace.
+            enable_forwarding(IpVersion::of(gateway)).map_err(plumbing)?;
         }
     }
     let addresses: Vec<IpNetwork> = result.ips.iter().map(|ip| network(ip.address)).collect();
@@ -441,18 +444,6 @@ fn interface(link: &Link, sandbox: Option<String>) -> Interface {
         socket_path: None,
         pci_id: None,
     }
-}
-
-/// isGateway: the host forwards for the containers (as the reference
-/// plugin does), in the plugin's own network namespace.
-fn enable_forwarding(v6: bool) -> Result<(), Error> {
-    let path = if v6 {
-        "/proc/sys/net/ipv6/conf/all/forwarding"
-    } else {
-        "/proc/sys/net/ipv4/ip_forward"
-    };
-    std::fs::write(path, "1")
-        .map_err(|e| plumbing_failed(format!("enable forwarding ({path}): {e}")))
 }
 
 fn plumbing(e: netplumb::Error) -> Error {

@@ -30,6 +30,8 @@
 //!   step of the caller's on the host end before it is brought up.
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
+//! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
+//!   without following a symbolic link and without a write when it is on.
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
 //!   atomic batches, with request builders shaped like rtnetlink's:
 //!   [`masquerade`](Nftables::masquerade) (source NAT for a bridge's
@@ -94,6 +96,7 @@ mod netns;
 mod nft;
 mod routes;
 pub mod sockets;
+pub mod sysctl;
 mod wiring;
 
 pub use bridge_port::{BridgePort, FdbEntry, Learning};
