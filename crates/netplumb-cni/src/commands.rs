@@ -23,9 +23,9 @@ use crate::{to_json, Request};
 
 /// Error code for a request the kernel refused; the details name the step,
 /// the object and the errno.
-pub const PLUMBING_FAILED: u32 = 100;
+pub(crate) const PLUMBING_FAILED: u32 = 100;
 /// Error code for a CHECK that found the attachment not as ADD left it.
-pub const NOT_INTACT: u32 = 102;
+pub(crate) const NOT_INTACT: u32 = 102;
 
 /// The nftables table (family `inet`) that holds the ipMasq rules; no other
 /// table is read or written.
@@ -36,7 +36,7 @@ const HOST_PREFIX: &str = "np";
 const OLD_ATTACHMENTS_KEY: &str = "cni.dev/attachments";
 
 /// Runs the operation of `req`.
-pub async fn run(req: &Request<'_>) -> Result<Option<String>, Error> {
+pub(crate) async fn run(req: &Request<'_>) -> Result<Option<String>, Error> {
     let ipam = Ipam::of(&req.conf, &req.env, req.stdin)?;
     let ipam = ipam.as_ref();
     match req.cmd {
@@ -294,7 +294,7 @@ async fn status(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error>
 /// The host end of the attachment (`container_id`, `ifname`): `np` and 13
 /// hex digits (52 bits) of the 64-bit FNV-1a hash of both. The same
 /// attachment always gets the same name.
-pub fn host_end_name(container_id: &str, ifname: &str) -> String {
+pub(crate) fn host_end_name(container_id: &str, ifname: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
         hash ^= u64::from(byte);

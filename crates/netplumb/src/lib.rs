@@ -86,6 +86,7 @@
 //! subnet, in-process over netlink.
 
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod addresses;
 mod bridge_port;

@@ -944,10 +944,16 @@ fn forwarding_is_switched_on_in_the_namespace_only() {
     for version in [IpVersion::V4, IpVersion::V6] {
         let path = version.forwarding_path();
         assert_eq!(read(path), "0", "a new namespace forwards already: {path}");
-        ns.open().enter(|| enable_forwarding(version)).unwrap().unwrap();
+        ns.open()
+            .enter(|| enable_forwarding(version))
+            .unwrap()
+            .unwrap();
         assert_eq!(read(path), "1", "{path} not switched on");
         // Finding it on changes nothing and is no error.
-        ns.open().enter(|| enable_forwarding(version)).unwrap().unwrap();
+        ns.open()
+            .enter(|| enable_forwarding(version))
+            .unwrap()
+            .unwrap();
         assert_eq!(read(path), "1", "{path}");
     }
 }
