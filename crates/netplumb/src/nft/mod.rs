@@ -46,7 +46,9 @@
 //!    table, base chain, chain, rule, set, element.
 //! 7. `postrouting`: the `postrouting` base chain and its jump to a rule of
 //!    one's own, shared by masquerading and the hairpin.
-//! 8. The operations: `masquerade` ([`Masquerade`]), `ports` ([`Ports`]),
+//! 8. `publication`: a published port ([`Publication`]) and its map
+//!    elements.
+//! 9. The operations: `masquerade` ([`Masquerade`]), `ports` ([`Ports`]),
 //!    `guard` ([`Guard`]).
 //!
 //! # Transactions
@@ -69,10 +71,12 @@ mod objects;
 mod ports;
 mod postrouting;
 mod proto;
+mod publication;
 mod socket;
 mod wire;
 
 pub use self::guard::{guard_chain_name, AllowPort, ForgetPort, Guard, GuardedPort};
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
-pub use self::ports::{Hairpin, Ports, Protocol, Publication, Publish, Unpublish};
+pub use self::ports::{Hairpin, Ports, Publish, Unpublish};
+pub use self::publication::{Protocol, Publication};
 pub use self::socket::Nftables;
