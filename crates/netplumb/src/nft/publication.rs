@@ -13,6 +13,7 @@ pub(super) const DNAT4: &str = "dnat4";
 pub(super) const DNAT4ADDR: &str = "dnat4addr";
 pub(super) const DNAT6: &str = "dnat6";
 pub(super) const DNAT6ADDR: &str = "dnat6addr";
+
 /// A transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
