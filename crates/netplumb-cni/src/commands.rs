@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use netplumb::sysctl::{enable_forwarding, IpVersion};
-use netplumb::{Attachment, IpNetwork, Link, NetNs, Netlink, Nftables};
+use netplumb::{Attachment, AttachmentCheck, IpNetwork, Link, Missing, NetNs, Netlink, Nftables};
 use rscni_types::error::Error;
 use rscni_types::ipnet::IpNet;
 use rscni_types::legacy;
@@ -210,50 +210,55 @@ async fn check(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> 
         .await?
         .ok_or_else(|| not_intact(format!("bridge {bridge_name} does not exist")))?;
     let host_name = host_end_name(&req.env.container_id, &req.env.ifname);
-    match host.link_by_name(&host_name).await.map_err(plumbing)? {
-        Some(end) if is_veth(&end) && end.master == Some(bridge.index) && end.up => {}
-        _ => {
-            return Err(not_intact(format!(
-                "host end {host_name} is not an up veth on bridge {bridge_name}"
-            )))
-        }
-    }
-    let ifname = &req.env.ifname;
-    let peer = match inside.link_by_name(ifname).await.map_err(plumbing)? {
-        Some(peer) if is_veth(&peer) && peer.up => peer,
-        _ => {
-            return Err(not_intact(format!(
-                "{ifname} is not an up veth in {}",
-                req.env.netns
-            )))
-        }
+    let host_end_broken = || {
+        not_intact(format!(
+            "host end {host_name} is not an up veth on bridge {bridge_name}"
+        ))
     };
-    let have = inside.addresses_of(peer.index).await.map_err(plumbing)?;
+    let host_end = match host.link_by_name(&host_name).await.map_err(plumbing)? {
+        Some(end) if is_veth(&end) => end,
+        _ => return Err(host_end_broken()),
+    };
+    let ifname = &req.env.ifname;
+    let peer = inside
+        .link_by_name(ifname)
+        .await
+        .map_err(plumbing)?
+        .filter(is_veth);
     let ours = |ip: &&IpConfig| {
         ip.interface
             .and_then(|i| prev.interfaces.get(i as usize))
             .is_none_or(|interface| interface.name == *ifname)
     };
-    for ip in prev.ips.iter().filter(ours) {
-        if !have.contains(&network(ip.address)) {
-            return Err(not_intact(format!(
-                "{ifname} lacks its address {}",
-                ip.address
-            )));
+    let addresses: Vec<IpNetwork> = prev
+        .ips
+        .iter()
+        .filter(ours)
+        .map(|ip| network(ip.address))
+        .collect();
+    let gateways = default_gateways(&prev.routes, &prev.ips)?;
+    let check = AttachmentCheck {
+        bridge: Some(bridge.index),
+        host_end: &host_end,
+        peer: peer.as_ref(),
+        addresses: &addresses,
+        gateways: &gateways,
+    };
+    let missing = inside.verify_attachment(&check).await.map_err(plumbing)?;
+    match missing.first() {
+        None => Ok(()),
+        Some(Missing::NotOnBridge | Missing::HostEndDown) => Err(host_end_broken()),
+        Some(Missing::Peer | Missing::PeerDown) => Err(not_intact(format!(
+            "{ifname} is not an up veth in {}",
+            req.env.netns
+        ))),
+        Some(Missing::Address(address)) => {
+            Err(not_intact(format!("{ifname} lacks its address {address}")))
         }
+        Some(Missing::DefaultRoute(gateway)) => Err(not_intact(format!(
+            "{ifname} lacks its default route via {gateway}"
+        ))),
     }
-    for gateway in default_gateways(&prev.routes, &prev.ips)? {
-        let routes = inside
-            .default_gateways(gateway.is_ipv6())
-            .await
-            .map_err(plumbing)?;
-        if !routes.contains(&(gateway, Some(peer.index))) {
-            return Err(not_intact(format!(
-                "{ifname} lacks its default route via {gateway}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// GC: deletes this plugin's host ends on the bridge that belong to no

@@ -28,6 +28,9 @@
 //!   host end made an isolated bridge port and the peer's MAC pinned to it
 //!   ([`Attachment`], [`Learning`]), and [`Netlink::attach_with`] runs a
 //!   step of the caller's on the host end before it is brought up.
+//! * [`Netlink::verify_attachment`]: whether an attachment is intact (the
+//!   host end up on its bridge, the peer up with its addresses and default
+//!   routes), as a list of what it lacks ([`Missing`]).
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
 //! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
@@ -91,6 +94,7 @@
 mod addresses;
 mod bridge_port;
 mod error;
+mod intact;
 mod links;
 mod netlink;
 mod netns;
@@ -102,6 +106,7 @@ mod wiring;
 
 pub use bridge_port::{BridgePort, FdbEntry, Learning};
 pub use error::{Error, NetlinkError, Result, Step};
+pub use intact::{AttachmentCheck, Missing};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
