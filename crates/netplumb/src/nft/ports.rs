@@ -105,7 +105,7 @@ impl<'a> Ports<'a> {
     /// table's maps and chains are created on first use.
     ///
     /// A host port claimed already (by anyone, for any host address) is an
-    /// error whose [`errno`](Error::errno) is `EEXIST`, and nothing is
+    /// error whose [`errno`](crate::Error::errno) is `EEXIST`, and nothing is
     /// added.
     pub fn publish(self, publication: &Publication) -> Publish<'a> {
         Publish {
