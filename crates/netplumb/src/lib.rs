@@ -87,6 +87,18 @@
 //!
 //! `examples/masquerade.rs` shows [`Nftables`]: masquerading a bridge's
 //! subnet, in-process over netlink.
+//!
+//! ## Where each concern lives
+//!
+//! In `src/`: `netns.rs` (namespaces), `netlink.rs` (the rtnetlink
+//! session), `links.rs`, `addresses.rs`, `routes.rs` and `bridge_port.rs`
+//! (one module per kernel object), `wiring.rs` ([`Netlink::attach`]),
+//! `intact.rs` ([`Netlink::verify_attachment`]), `sockets.rs` (sock_diag),
+//! `sysctl.rs` (forwarding), `error.rs` ([`Error`], [`Step`]); and `nft/`,
+//! nf_tables, whose `mod.rs` lists its layers: the codec, expressions, the
+//! protocol's numbers, the session and its look-ups, batches, the messages
+//! per kernel object, the shared `postrouting` chain, and the operations
+//! (masquerade, ports, guard).
 
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
