@@ -5,7 +5,9 @@
 //! * [`cli`]: the command line, Go `flag` style.
 //! * [`policy`]: the administrator's policy file.
 //! * [`request`]: the caller's flags checked against its grants.
-//! * [`ports`]: published ports (`-publish`) and the deterministic MAC.
+//! * [`ports`]: published ports (`-publish`), their syntax.
+//! * [`plan`]: what a lease implies (addresses, MAC, names, publications,
+//!   the guard's elements), computed once, without root.
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
@@ -30,6 +32,7 @@ pub mod links;
 pub mod nat;
 pub mod oci;
 pub mod output;
+pub mod plan;
 pub mod policy;
 pub mod ports;
 pub mod privilege;

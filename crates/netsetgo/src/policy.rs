@@ -13,7 +13,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use netplumb::Protocol;
@@ -62,29 +62,6 @@ impl Network {
         let mut out = vec![IpNetwork::V4(self.gateway)];
         out.extend(self.gateway6.map(IpNetwork::V6));
         out
-    }
-
-    /// The container's addresses for its IPv4 lease. The IPv6 address is
-    /// derived from the IPv4 lease (same offset into the IPv6 subnet), so
-    /// it is unique exactly when the IPv4 lease is, with no second table.
-    pub fn container_addresses(&self, v4: Ipv4Addr) -> Vec<IpNetwork> {
-        let gw = self.gateway;
-        let mut out = vec![IpNetwork::V4(
-            Ipv4Network::new(v4, gw.prefix()).expect("valid prefix"),
-        )];
-        if let Some(gw6) = self.gateway6 {
-            let offset = u32::from(v4) - u32::from(gw.network());
-            let v6 = Ipv6Addr::from(u128::from(gw6.network()) + u128::from(offset));
-            out.push(IpNetwork::V6(
-                Ipv6Network::new(v6, gw6.prefix()).expect("valid prefix"),
-            ));
-        }
-        out
-    }
-
-    /// The container's default gateways, IPv4 first.
-    pub fn gateways(&self) -> Vec<IpAddr> {
-        self.bridge_addresses().iter().map(IpNetwork::ip).collect()
     }
 
     /// A network that has state but is no longer in the policy, as far as
@@ -441,7 +418,7 @@ fn parse_gateway6(text: &str) -> Result<Ipv6Network, String> {
 }
 
 /// Containers' IPv6 addresses are derived from their IPv4 leases (same
-/// offset into the IPv6 subnet, see [`Network::container_addresses`]), so
+/// offset into the IPv6 subnet, see [`crate::plan::container_addresses`]), so
 /// every offset a lease can have must land inside `gateway6`'s prefix and
 /// never on `gateway6` itself. Leases take every offset of the IPv4 subnet
 /// but the network, the broadcast and the gateway's.
@@ -766,10 +743,10 @@ allow bob lab 2
         let lab = p.network_by_bridge("labbr0").unwrap();
         assert_eq!((lab.mtu, lab.nat), (Some(1400), true));
         assert_eq!(lab.gateway6.unwrap().to_string(), "fd00:30::1/64");
-        let addrs = lab.container_addresses("172.30.1.2".parse().unwrap());
+        let addrs = crate::plan::container_addresses(lab, "172.30.1.2".parse().unwrap());
         let shown: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
         assert_eq!(shown, ["172.30.1.2/16", "fd00:30::102/64"]);
-        assert_eq!(lab.gateways().len(), 2);
+        assert_eq!(lab.bridge_addresses().len(), 2);
     }
 
     #[test]
@@ -827,7 +804,7 @@ allow bob lab 2
                 if v4 == n.gateway.ip() {
                     continue;
                 }
-                let IpNetwork::V6(v6) = n.container_addresses(v4)[1] else {
+                let IpNetwork::V6(v6) = crate::plan::container_addresses(n, v4)[1] else {
                     panic!("no IPv6 address");
                 };
                 assert!(g6.contains(v6.ip()) && v6.ip() != g6.ip(), "{g} {g6} {v4}");

@@ -48,25 +48,10 @@ pub enum Intent {
 }
 
 impl Request {
-    /// The container-side interface name: lxc-user-nic's IFNAME, or as in
-    /// the original (`veth1`).
-    pub fn peer_name(&self) -> String {
-        match &self.nic {
-            Some(cli::Nic::Create { ifname }) => ifname.clone(),
-            _ => format!("{}1", self.prefix),
-        }
-    }
-
     /// Whether the interface inside is left for DHCP to configure
     /// (lxc-user-nic's create).
     pub fn by_dhcp(&self) -> bool {
         matches!(self.nic, Some(cli::Nic::Create { .. }))
-    }
-
-    /// The host-side name: the prefix and the container's IPv4 address in
-    /// hex. Unique per address, so unique while the lease is held.
-    pub fn host_name(&self, address: Ipv4Addr) -> String {
-        format!("{}{:08x}", self.prefix, u32::from(address))
     }
 
     /// What `-restore` asks of one network with state: root's, bound by
@@ -464,23 +449,5 @@ mod tests {
         assert_eq!((r.network.name.as_str(), r.quota), ("oldbr0", None));
         // Gone, and never held a lease.
         assert_eq!(restoring(&policy, "oldbr0", None), None);
-    }
-
-    #[test]
-    fn targets_follow_the_host_addresss_family() {
-        let v6 = network(Some("fd00:10::1/64"));
-        let owner = "10.10.10.2".parse().unwrap();
-        let shown = |text: &str| -> Vec<String> {
-            let m = Mapping::parse(text).unwrap();
-            m.targets(&v6, owner)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
-        assert_eq!(shown("tcp:8080:80"), ["10.10.10.2", "fd00:10::2"]);
-        assert_eq!(shown("tcp:192.0.2.1:8080:80"), ["10.10.10.2"]);
-        assert_eq!(shown("tcp:[2001:db8::1]:8080:80"), ["fd00:10::2"]);
-        let m = Mapping::parse("tcp:8080:80").unwrap();
-        assert_eq!(m.targets(&network(None), owner).len(), 1);
     }
 }

@@ -18,11 +18,11 @@
 //! Every way a lease ends (-delete, poststop, garbage collection, rollback)
 //! goes through `Session::teardown`: publications, guard, record, lease.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attached, Attachment, Bridge, Learning, Link, NetNs, Netlink};
+use netplumb::{Attached, Bridge, Learning, Link, NetNs, Netlink};
 
 use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
@@ -32,8 +32,9 @@ use crate::filters::{self, Filters};
 use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::links::{Kernel, Links};
 use crate::output::{Outcome, Restored, Wired};
+use crate::plan::{self, Plan, Published};
 use crate::policy::{Network, Ports};
-use crate::ports::{self, Mapping};
+use crate::ports::Mapping;
 use crate::request::Request;
 
 /// How often a call at its quota looks again, and how long it waits in
@@ -302,53 +303,25 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             }
         }
         let address = self.choose_address(ledger, bridge).await?;
-
+        let plan = Plan::new(self.request, address);
         let mut lease = Lease {
             address,
             uid: self.uid,
             ifindex: 0,
-            ifname: self.request.host_name(address),
+            ifname: plan.host_name.clone(),
             container,
         };
         let (inside, target) = self.inside()?;
         ledger.reserve(&lease)?;
-        if let Err(e) = self.publish(ledger, &lease) {
+        if let Err(e) = self.publish(ledger, &plan) {
             let _ = self.teardown(ledger, &lease);
             return Err(e.into());
         }
-        let peer_name = self.request.peer_name();
-        let addresses = network.container_addresses(address);
-        let gateways = network.gateways();
-        // Configured by DHCP, the peer gets nothing here: its client adds
-        // the address and route itself, and fails if one is there.
-        let by_dhcp = self.request.by_dhcp();
-        let mac = ports::mac_of(address);
-        let attachment = Attachment {
-            bridge,
-            host_name: &lease.ifname,
-            peer_name: &peer_name,
-            peer_netns: target.as_fd(),
-            // Without a policy MTU, the veth follows the bridge's.
-            mtu: network.mtu.or(bridge_mtu),
-            addresses: if by_dhcp { &[] } else { &addresses },
-            gateways: if by_dhcp { &[] } else { &gateways },
-            peer_link_local: !by_dhcp && network.gateway6.is_some(),
-            // Never random: the guard knows it before the pair exists.
-            peer_mac: Some(mac),
-            isolated: network.isolate,
-            learning: if network.guard {
-                Learning::Pinned(mac)
-            } else {
-                Learning::On
-            },
-        };
+        let attachment = plan.attachment(network, bridge, bridge_mtu, target.as_fd());
         // The netdev guard chain goes on the host end while it is down.
-        let guard = |_: &Link| {
-            if network.guard {
-                self.filters.guard(network, &lease)
-            } else {
-                Ok(())
-            }
+        let guard = |_: &Link| match &plan.guard {
+            Some(port) => self.filters.guard(port),
+            None => Ok(()),
         };
         let attached = match self.host.attach(inside, &attachment, guard).await {
             Ok(attached) => attached,
@@ -360,20 +333,20 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         lease.ifindex = attached.host_index;
         let done = ledger
             .complete(&lease)
-            .and_then(|()| self.serve_dhcp(&attached, address));
+            .and_then(|()| self.serve_dhcp(&attached, &plan));
         if let Err(e) = done {
             let _ = self.host.delete_link(attached.host_index).await;
             let _ = self.teardown(ledger, &lease);
             return Err(e.into());
         }
         Ok(Wired {
-            interface: peer_name,
+            interface: plan.peer_name,
             index: attached.peer.index,
             host_index: attached.host_index,
             mac: attached.peer.mac,
-            addresses,
-            gateways,
-            host_interface: lease.ifname,
+            addresses: plan.addresses,
+            gateways: plan.gateways,
+            host_interface: plan.host_name,
             bridge: network.bridge.clone(),
             mtu: attached.peer.mtu,
             dns: network.dns_servers(),
@@ -388,18 +361,18 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     /// masquerade and hairpin rules made sure of: after every refusal (the
     /// quota and the address before the lease, a claimed port here), so
     /// that a refused call makes nothing that outlives it (issue 17).
-    fn publish(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
+    fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
         let network = &self.request.network;
-        if !self.request.publish.is_empty() {
-            ledger.set_ports(lease.address, &self.request.publish)?;
+        if !plan.publications.is_empty() {
+            ledger.set_ports(plan.address, &plan.mappings())?;
         }
-        for m in &self.request.publish {
-            self.filters.publish(network, lease.address, m)?;
+        for p in &plan.publications {
+            self.filters.publish(p)?;
         }
         if network.nat {
             self.filters.masquerade(network)?;
         }
-        if !self.request.publish.is_empty() {
+        if !plan.publications.is_empty() {
             self.filters.hairpin(network)?;
         }
         Ok(())
@@ -412,23 +385,22 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     /// can outlive its record (and reach the next holder of the address);
     /// the next garbage collection that looks at it tries again.
     fn teardown(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
-        let network = &self.request.network;
-        let published = ledger.ports_of(lease.address)?;
+        let plan = Plan::of_lease(self.request, lease, &ledger.ports_of(lease.address)?);
         let mut failed = None;
-        for m in &published {
-            if let Err(e) = self.filters.unpublish(network, lease.address, m) {
+        for p in &plan.publications {
+            if let Err(e) = self.filters.unpublish(p) {
                 failed.get_or_insert(e);
             }
         }
-        if network.guard {
-            if let Err(e) = self.filters.unguard(network, lease) {
+        if let Some(port) = &plan.guard {
+            if let Err(e) = self.filters.unguard(port) {
                 failed.get_or_insert(e);
             }
         }
         if let Some(e) = failed {
             return Err(e);
         }
-        if !published.is_empty() {
+        if !plan.publications.is_empty() {
             ledger.set_ports(lease.address, &[])?;
         }
         ledger.release(lease)
@@ -436,7 +408,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
 
     /// Starts the DHCP responder for the new pair (if this call has one):
     /// the lease's address for the MAC its peer was born with.
-    fn serve_dhcp(&self, attached: &Attached, address: Ipv4Addr) -> Result<(), Failure> {
+    fn serve_dhcp(&self, attached: &Attached, plan: &Plan) -> Result<(), Failure> {
         let Some(responder) = &self.dhcp else {
             return Ok(());
         };
@@ -444,8 +416,8 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         let terms = Terms {
             // The MAC we gave the peer, not the one it reports: its owner
             // may have changed it already (requirement 14).
-            mac: ports::mac_of(address),
-            address,
+            mac: plan.mac,
+            address: plan.address,
             gateway: network.gateway,
             dns: network.dns_servers(),
         };
@@ -593,7 +565,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         // does not match, every lease of the caller is tried.
         let hint = match &self.request.nic {
             Some(Nic::Delete { host_ifname }) => self.host.link_by_name(host_ifname).await?,
-            _ => match inside.link_by_name(&self.request.peer_name()).await? {
+            _ => match inside.link_by_name(&plan::peer_name(self.request)).await? {
                 Some(Link { link: Some(h), .. }) => self.host.link_by_index(h).await?,
                 _ => None,
             },
@@ -648,8 +620,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         let (inside, _) = self.inside()?;
         let (peer, host, lease) = self.own_interface(&mut ledger).await?;
         let network = &self.request.network;
-        let addresses = network.container_addresses(lease.address);
-        let gateways = network.gateways();
+        let plan = Plan::of_lease(self.request, &lease, &ledger.ports_of(lease.address)?);
         let bridge = self.host.link_by_name(&network.bridge).await?;
         let mut missing = Vec::new();
         if bridge.is_none() || host.master != bridge.map(|b| b.index) {
@@ -665,10 +636,10 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             missing.push(format!("{} is down", peer.name));
         }
         let present = inside.addresses_of(peer.index).await?;
-        for address in addresses.iter().filter(|a| !present.contains(a)) {
+        for address in plan.addresses.iter().filter(|a| !present.contains(a)) {
             missing.push(format!("{} lacks address {address}", peer.name));
         }
-        for gateway in &gateways {
+        for gateway in &plan.gateways {
             let routes = inside.default_gateways(gateway.is_ipv6()).await?;
             if !routes.contains(&(*gateway, Some(peer.index))) {
                 missing.push(format!("no default route via {gateway}"));
@@ -677,15 +648,16 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
             missing.push("lo is down".to_string());
         }
-        let published = ledger.ports_of(lease.address)?;
         let mut lost = Vec::new();
-        for m in &published {
-            if !self.filters.published(network, lease.address, m)? {
-                lost.push(format!("publication {m} is missing"));
+        for p in &plan.publications {
+            if !self.filters.published(p)? {
+                lost.push(format!("publication {} is missing", p.mapping));
             }
         }
-        if network.guard && !self.filters.guarded(network, &lease)? {
-            lost.push(format!("the guard of host end {} is missing", host.name));
+        if let Some(port) = &plan.guard {
+            if !self.filters.guarded(port)? {
+                lost.push(format!("the guard of host end {} is missing", host.name));
+            }
         }
         if !lost.is_empty() {
             // What lives in the firewall's ruleset, which a firewall
@@ -697,11 +669,11 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
             );
         }
         let port = self.host.bridge_port(host.index).await?;
-        if network.isolate && !port.is_some_and(|p| p.isolated) {
+        if plan.isolated && !port.is_some_and(|p| p.isolated) {
             missing.push(format!("host end {} is not isolated", host.name));
         }
-        if network.guard {
-            missing.extend(self.check_pinned(&host, &lease, port).await?);
+        if let Learning::Pinned(mac) = plan.learning {
+            missing.extend(self.check_pinned(&host, mac, port).await?);
         }
         if !missing.is_empty() {
             return Err(Failure::broken(format!(
@@ -716,13 +688,13 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                 index: peer.index,
                 host_index: host.index,
                 mac: peer.mac,
-                addresses,
-                gateways,
                 host_interface: host.name,
                 bridge: network.bridge.clone(),
                 mtu: peer.mtu,
                 dns: network.dns_servers(),
-                published,
+                published: plan.mappings(),
+                addresses: plan.addresses,
+                gateways: plan.gateways,
                 guard: network.guard,
                 isolated: network.isolate,
             },
@@ -735,7 +707,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     async fn check_pinned(
         &self,
         host: &Link,
-        lease: &Lease,
+        mac: [u8; 6],
         port: Option<netplumb::BridgePort>,
     ) -> Result<Vec<String>, Failure> {
         let mut missing = Vec::new();
@@ -745,7 +717,6 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         if port.is_none_or(|p| p.unicast_flood) {
             missing.push(format!("bridge port {} gets unknown unicast", host.name));
         }
-        let mac = ports::mac_of(lease.address);
         let entries = match host.master {
             Some(bridge) => self.host.fdb_entries(bridge, mac).await?,
             None => Vec::new(),
@@ -754,7 +725,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         if !entries.iter().any(pinned) || entries.iter().any(|e| e.port != host.index) {
             missing.push(format!(
                 "MAC {} is not pinned to bridge port {}",
-                ports::mac_text(mac),
+                plan::mac_text(mac),
                 host.name
             ));
         }
@@ -801,7 +772,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         }
         let mut publishing = Vec::with_capacity(live.len());
         for lease in live {
-            let recorded = ledger.ports_of(lease.address)?;
+            let plan = Plan::of_lease(self.request, &lease, &ledger.ports_of(lease.address)?);
             let covered = match retired {
                 true => Some(Vec::new()),
                 // Grants that cannot be judged revoke nothing (reported).
@@ -811,16 +782,18 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                     None
                 }),
             };
-            let (granted, revoked): (Vec<Mapping>, Vec<Mapping>) =
-                recorded.into_iter().partition(|m| {
+            let (granted, revoked): (Vec<Published>, Vec<Published>) =
+                plan.publications.iter().cloned().partition(|p| {
+                    let m = &p.mapping;
                     covered
                         .as_ref()
                         .is_none_or(|g| g.iter().any(|g| g.contains(m.protocol, m.host_port)))
                 });
             if !revoked.is_empty() {
-                let mut kept = granted.clone();
-                for m in revoked {
-                    match self.filters.unpublish(network, lease.address, &m) {
+                let mut kept: Vec<Mapping> = granted.iter().map(|p| p.mapping).collect();
+                for p in revoked {
+                    let m = p.mapping;
+                    match self.filters.unpublish(&p) {
                         Ok(_) => done.revoked.push(format!("{m} of {}", lease.address)),
                         Err(e) => {
                             let of = lease.address;
@@ -833,7 +806,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                 // Unpublished first, then the record (as a teardown does).
                 ledger.set_ports(lease.address, &kept)?;
             }
-            publishing.push((lease, granted));
+            publishing.push((plan, granted));
         }
         let mut fail = |what: String, e: Failure| done.failed.push(format!("{what}: {e}"));
         if network.nat && !retired {
@@ -848,12 +821,12 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                 Err(e) => fail("the hairpin".into(), e),
             }
         }
-        for (lease, granted) in &publishing {
+        for (plan, granted) in &publishing {
             done.leases += 1;
-            if network.guard {
-                let guarded = match self.filters.guarded(network, lease) {
+            if let Some(port) = &plan.guard {
+                let guarded = match self.filters.guarded(port) {
                     Ok(true) => Ok(false),
-                    Ok(false) => self.filters.guard(network, lease).map(|()| true),
+                    Ok(false) => self.filters.guard(port).map(|()| true),
                     Err(e) => Err(e),
                 };
                 match guarded {
@@ -861,32 +834,32 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
                         done.guarded += 1;
                         done.guards_restored += usize::from(restored);
                     }
-                    Err(e) => fail(format!("the guard of {}", lease.ifname), e),
+                    Err(e) => fail(format!("the guard of {}", plan.host_name), e),
                 }
             }
-            for m in granted {
-                match self.republish(network, lease.address, m) {
+            for p in granted {
+                match self.republish(p) {
                     Ok(restored) => {
                         done.publications += 1;
                         done.publications_restored += usize::from(restored);
                     }
-                    Err(e) => fail(format!("publication {m} of {}", lease.address), e),
+                    Err(e) => fail(format!("publication {} of {}", p.mapping, plan.address), e),
                 }
             }
         }
         Ok(done)
     }
 
-    /// Publishes `m` for `owner` unless it is in place; true if it was
+    /// Publishes `p` for its owner unless it is in place; true if it was
     /// not. Whatever is left of it (its claim without all of its map
     /// elements) is removed first, so that the claim's exclusive add
     /// succeeds; another owner's claim is left alone and refuses it.
-    fn republish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-        if self.filters.published(network, owner, m)? {
+    fn republish(&self, p: &Published) -> Result<bool, Failure> {
+        if self.filters.published(p)? {
             return Ok(false);
         }
-        self.filters.unpublish(network, owner, m)?;
-        self.filters.publish(network, owner, m)?;
+        self.filters.unpublish(p)?;
+        self.filters.publish(p)?;
         Ok(true)
     }
 
@@ -996,6 +969,7 @@ pub async fn restore_all<L: Links, F: Filters>(
 /// in a temporary directory: no root, no kernel.
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
     use std::path::PathBuf;
 
     use netplumb::NsId;

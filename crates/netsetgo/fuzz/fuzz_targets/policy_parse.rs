@@ -75,7 +75,7 @@ fn check_network(net: &Network) {
             if v4 == gw.ip() {
                 continue;
             }
-            let IpAddr::V6(derived) = net.container_addresses(v4)[1].ip() else {
+            let IpAddr::V6(derived) = netsetgo::plan::container_addresses(&net, v4)[1].ip() else {
                 panic!("no IPv6 address derived from {v4}");
             };
             assert!(
