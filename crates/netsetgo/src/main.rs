@@ -213,19 +213,8 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //     before it reads a packet); any failure deletes what this call
     //     made. The lock is released on return.
     runtime()?.block_on(async {
-        let session = wiring::Session::new(
-            host,
-            inside,
-            target.as_ref(),
-            &store,
-            &request,
-            nft,
-            caller.uid,
-        )?;
-        let session = match dhcp {
-            Some(responder) => session.with_dhcp(responder),
-            None => session,
-        };
+        let sockets = wiring::Sockets::open(host, inside, nft, dhcp)?;
+        let session = wiring::Session::new(sockets, target.as_ref(), &store, &request, caller.uid);
         match action {
             Action::Wire { container, .. } => {
                 let wired = session.create(container).await?;
