@@ -76,10 +76,29 @@ const MAX_PREFIX: usize = 7;
 /// counts only when wiring (a poststop hook whose args repeat it releases
 /// all the same).
 pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
-    let publish = |network: &Network, grants| match intent == Intent::Wire {
-        true => publications(args, network, grants),
-        false => Ok(Vec::new()),
-    };
+    let prefix = veth_prefix(args)?;
+    if caller.is_root() {
+        root_request(args, intent, prefix)
+    } else {
+        granted_request(args, caller, intent, prefix)
+    }
+}
+
+/// `-publish` when wiring, within `grants`; nothing otherwise.
+fn publish(
+    args: &Args,
+    intent: Intent,
+    network: &Network,
+    grants: Option<&[Ports]>,
+) -> Result<Vec<Mapping>, Failure> {
+    match intent {
+        Intent::Wire => publications(args, network, grants),
+        Intent::Check | Intent::Remove => Ok(Vec::new()),
+    }
+}
+
+/// `-vethNamePrefix`, checked, or the default.
+fn veth_prefix(args: &Args) -> Result<String, Failure> {
     let prefix = args
         .veth_prefix
         .clone()
@@ -94,26 +113,38 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
             "invalid -vethNamePrefix {prefix:?}: use 1-{MAX_PREFIX} characters from A-Z a-z 0-9 _ . -"
         )));
     }
-    if caller.is_root() {
-        // Root works as with the original, even with a broken policy; a
-        // network the policy defines keeps its settings.
-        let policy = policy::load().ok().flatten();
-        let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
-            Some(network) => (network, false),
-            None => (retired(args)?, true),
-        };
-        let address = requested_address(args, &network)?;
-        let publish = publish(&network, None)?;
-        return Ok(Request {
-            network,
-            quota: None,
-            address,
-            prefix,
-            nic: args.nic.clone(),
-            publish,
-            recorded,
-        });
-    }
+    Ok(prefix)
+}
+
+/// Root's request: as with the original, even with a broken policy; a
+/// network the policy defines keeps its settings.
+fn root_request(args: &Args, intent: Intent, prefix: String) -> Result<Request, Failure> {
+    let policy = policy::load().ok().flatten();
+    let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
+        Some(network) => (network, false),
+        None => (retired(args)?, true),
+    };
+    let address = requested_address(args, &network)?;
+    let publish = publish(args, intent, &network, None)?;
+    Ok(Request {
+        network,
+        quota: None,
+        address,
+        prefix,
+        nic: args.nic.clone(),
+        publish,
+        recorded,
+    })
+}
+
+/// Another caller's request: within its grant for the network it names
+/// (or its first); without one, only the removal of its own interface.
+fn granted_request(
+    args: &Args,
+    caller: &Caller,
+    intent: Intent,
+    prefix: String,
+) -> Result<Request, Failure> {
     let policy = policy::load()?;
     let allowances = match &policy {
         Some(policy) => policy.allowances(caller, &SystemAccounts)?,
@@ -125,28 +156,7 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
     };
     let chosen = match (granted, intent) {
         (Some(chosen), _) => chosen,
-        (None, Intent::Remove) => {
-            // One's own interface goes whatever the policy says now: on
-            // the network the policy still defines for that bridge (if
-            // any), with the subnet its state recorded, so that a call
-            // without a grant creates no state.
-            let mut network = retired(args)?;
-            if let Some(known) = policy
-                .as_ref()
-                .and_then(|p| p.network_by_bridge(&network.bridge))
-            {
-                network = known.clone();
-            }
-            return Ok(Request {
-                network,
-                quota: None,
-                address: None,
-                prefix,
-                nic: args.nic.clone(),
-                publish: Vec::new(),
-                recorded: true,
-            });
-        }
+        (None, Intent::Remove) => return ungranted_removal(args, policy.as_ref(), prefix),
         (None, _) => {
             return Err(match &args.bridge_name {
                 Some(bridge) if policy.is_some() => Failure::refused(format!(
@@ -167,7 +177,7 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
         }
     }
     let address = requested_address(args, &network)?;
-    let publish = publish(&network, Some(&chosen.ports))?;
+    let publish = publish(args, intent, &network, Some(&chosen.ports))?;
     Ok(Request {
         network,
         quota: Some(chosen.quota),
@@ -176,6 +186,29 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
         nic: args.nic.clone(),
         publish,
         recorded: false,
+    })
+}
+
+/// One's own interface goes whatever the policy says now: on the network
+/// the policy still defines for that bridge (if any), with the subnet its
+/// state recorded, so that a call without a grant creates no state.
+fn ungranted_removal(
+    args: &Args,
+    policy: Option<&Policy>,
+    prefix: String,
+) -> Result<Request, Failure> {
+    let mut network = retired(args)?;
+    if let Some(known) = policy.and_then(|p| p.network_by_bridge(&network.bridge)) {
+        network = known.clone();
+    }
+    Ok(Request {
+        network,
+        quota: None,
+        address: None,
+        prefix,
+        nic: args.nic.clone(),
+        publish: Vec::new(),
+        recorded: true,
     })
 }
 
