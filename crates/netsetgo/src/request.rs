@@ -25,11 +25,20 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
-    /// The network is known as its state recorded it, its subnet read
-    /// from there: a removal of one's own interface without a grant for
-    /// it (`-delete`, poststop), or a network `-restore` finds no longer
-    /// in the policy as it was ([`Network::retired`]).
-    pub recorded: bool,
+    /// Where the network is known from.
+    pub known: Known,
+}
+
+/// Where a request's network is known from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// The policy (or, for root, the flags) defines it.
+    Defined,
+    /// Its state recorded it, its subnet read from there: a removal of
+    /// one's own interface without a grant for it (`-delete`, poststop),
+    /// or a network `-restore` finds no longer in the policy as it was
+    /// ([`Network::retired`]).
+    Recorded,
 }
 
 /// What a call is for, as far as the grants go.
@@ -55,8 +64,9 @@ impl Request {
     }
 
     /// What `-restore` asks of one network with state: root's, bound by
-    /// no quota, making nothing; `recorded` when it left the policy.
-    pub fn restoring(network: Network, recorded: bool) -> Request {
+    /// no quota, making nothing; [`Known::Recorded`] when it left the
+    /// policy.
+    pub fn restoring(network: Network, known: Known) -> Request {
         Request {
             network,
             quota: None,
@@ -64,7 +74,7 @@ impl Request {
             prefix: cli::DEFAULT_PREFIX.into(),
             nic: None,
             publish: Vec::new(),
-            recorded,
+            known,
         }
     }
 }
@@ -120,9 +130,9 @@ fn veth_prefix(args: &Args) -> Result<String, Failure> {
 /// network the policy defines keeps its settings.
 fn root_request(args: &Args, intent: Intent, prefix: String) -> Result<Request, Failure> {
     let policy = policy::load().ok().flatten();
-    let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
-        Some(network) => (network, false),
-        None => (retired(args)?, true),
+    let (network, known) = match root_network(args, policy.as_ref(), intent)? {
+        Some(network) => (network, Known::Defined),
+        None => (retired(args)?, Known::Recorded),
     };
     let address = requested_address(args, &network)?;
     let publish = publish(args, intent, &network, None)?;
@@ -133,7 +143,7 @@ fn root_request(args: &Args, intent: Intent, prefix: String) -> Result<Request, 
         prefix,
         nic: args.nic.clone(),
         publish,
-        recorded,
+        known,
     })
 }
 
@@ -185,7 +195,7 @@ fn granted_request(
         prefix,
         nic: args.nic.clone(),
         publish,
-        recorded: false,
+        known: Known::Defined,
     })
 }
 
@@ -208,7 +218,7 @@ fn ungranted_removal(
         prefix,
         nic: args.nic.clone(),
         publish: Vec::new(),
-        recorded: true,
+        known: Known::Recorded,
     })
 }
 
@@ -231,11 +241,14 @@ pub fn restorable(caller: &Caller) -> Result<Policy, Failure> {
 /// lease (no recorded subnet) and is not in the policy: nothing to do.
 pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -> Option<Request> {
     match (policy.network_by_bridge(bridge), recorded) {
-        (Some(network), None) => Some(Request::restoring(network.clone(), false)),
+        (Some(network), None) => Some(Request::restoring(network.clone(), Known::Defined)),
         (Some(network), Some(gateway)) if gateway == network.gateway => {
-            Some(Request::restoring(network.clone(), false))
+            Some(Request::restoring(network.clone(), Known::Defined))
         }
-        (_, Some(gateway)) => Some(Request::restoring(Network::retired(bridge, gateway), true)),
+        (_, Some(gateway)) => Some(Request::restoring(
+            Network::retired(bridge, gateway),
+            Known::Recorded,
+        )),
         (None, None) => None,
     }
 }
@@ -244,8 +257,8 @@ pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -
 /// policy's network, or the bridge alone.
 pub fn unreadable(policy: &Policy, bridge: &str) -> Request {
     match policy.network_by_bridge(bridge) {
-        Some(network) => Request::restoring(network.clone(), false),
-        None => Request::restoring(by_name(bridge), true),
+        Some(network) => Request::restoring(network.clone(), Known::Defined),
+        None => Request::restoring(by_name(bridge), Known::Recorded),
     }
 }
 
@@ -465,20 +478,20 @@ mod tests {
         // In the policy as recorded (or never locked yet): the policy's.
         for recorded in [Some(gateway("10.10.10.1/24")), None] {
             let r = restoring(&policy, "brg0", recorded).unwrap();
-            assert!(!r.recorded);
+            assert_eq!(r.known, Known::Defined);
             assert_eq!(&r.network, policy.network_by_bridge("brg0").unwrap());
         }
         // Its subnet changed: the leases are for the old one, which is
         // no longer in the policy.
         let r = restoring(&policy, "labbr0", Some(gateway("10.99.0.1/24"))).unwrap();
-        assert!(r.recorded);
+        assert_eq!(r.known, Known::Recorded);
         assert_eq!(
             r.network,
             Network::retired("labbr0", gateway("10.99.0.1/24"))
         );
         // Gone from the policy.
         let r = restoring(&policy, "oldbr0", Some(gateway("10.30.0.1/24"))).unwrap();
-        assert!(r.recorded && r.network.guard && !r.network.nat);
+        assert!(r.known == Known::Recorded && r.network.guard && !r.network.nat);
         assert_eq!((r.network.name.as_str(), r.quota), ("oldbr0", None));
         // Gone, and never held a lease.
         assert_eq!(restoring(&policy, "oldbr0", None), None);

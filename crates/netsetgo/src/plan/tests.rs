@@ -24,7 +24,7 @@ fn request(network: Network, publish: &[&str]) -> Request {
         prefix: "veth".into(),
         nic: None,
         publish: publish.iter().map(|p| Mapping::parse(p).unwrap()).collect(),
-        recorded: false,
+        known: crate::request::Known::Defined,
     }
 }
 

@@ -11,7 +11,7 @@ use crate::output::Restored;
 use crate::plan::{Plan, Published};
 use crate::policy::{Network, Ports};
 use crate::ports::Mapping;
-use crate::request::Request;
+use crate::request::{Known, Request};
 
 use super::{Session, Sockets};
 
@@ -41,7 +41,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let mut done = Restored {
             network: network.name.clone(),
             bridge: network.bridge.clone(),
-            retired: self.request.recorded,
+            retired: self.request.known == Known::Recorded,
             ..Restored::default()
         };
         let live = self.collect_dead(&mut ledger, &mut done).await?;
@@ -87,10 +87,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         done: &mut Restored,
     ) -> Result<Granted, Failure> {
         let plan = Plan::of_lease(self.request, lease, &ledger.ports_of(lease.address)?);
-        let covered = match self.request.recorded {
-            true => Some(Vec::new()),
+        let covered = match self.request.known {
+            Known::Recorded => Some(Vec::new()),
             // Grants that cannot be judged revoke nothing (reported).
-            false => grants(lease.uid).unwrap_or_else(|e| {
+            Known::Defined => grants(lease.uid).unwrap_or_else(|e| {
                 let uid = lease.uid;
                 done.failed.push(format!("the grants of uid {uid}: {e}"));
                 None
@@ -130,7 +130,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let network = &self.request.network;
         let filters = &self.sockets.filters;
         let mut fail = |what: String, e: Failure| done.failed.push(format!("{what}: {e}"));
-        if network.nat && !self.request.recorded {
+        if network.nat && self.request.known == Known::Defined {
             match filters.masquerade(network) {
                 Ok(()) => done.masquerade = true,
                 Err(e) => fail("masquerading".into(), e),
@@ -193,7 +193,7 @@ pub type Covered = Option<Vec<Ports>>;
 pub type Grants<'a> = dyn Fn(u32, &Network) -> Result<Covered, Failure> + 'a;
 
 /// One network `-restore` works on: what it restores by (from the policy,
-/// or as its state recorded it: [`Request::recorded`]) and its state, or
+/// or as its state recorded it: [`Known::Recorded`]) and its state, or
 /// why that could not be opened.
 pub struct Restorable {
     pub request: Request,
@@ -217,7 +217,7 @@ pub async fn restore_all<L: Links, F: Filters>(
         let failed = |e: Failure| Restored {
             network: network.name.clone(),
             bridge: network.bridge.clone(),
-            retired: request.recorded,
+            retired: request.known == Known::Recorded,
             failed: vec![e.to_string()],
             ..Restored::default()
         };

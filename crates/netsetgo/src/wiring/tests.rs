@@ -18,6 +18,7 @@ use crate::output::Restored;
 use crate::output::{Outcome, Wired};
 use crate::policy::Network;
 use crate::policy::Ports;
+use crate::request::{Known, Request};
 
 const A: u32 = 1000;
 const B: u32 = 1001;
@@ -83,7 +84,7 @@ fn request(quota: Option<u32>, address: Option<&str>) -> Request {
         prefix: "veth".into(),
         nic: None,
         publish: Vec::new(),
-        recorded: false,
+        known: Known::Defined,
     }
 }
 
@@ -887,7 +888,7 @@ fn restore_of_a_network_that_left_the_policy_frees_its_ports_and_guards_what_liv
         .borrow_mut()
         .insert((6, 8080), "10.10.10.2".parse().unwrap());
     let gateway = "10.10.10.1/24".parse().unwrap();
-    let req = Request::restoring(Network::retired("brg0", gateway), true);
+    let req = Request::restoring(Network::retired("brg0", gateway), Known::Recorded);
     let done = restore_one(host, &filters, req, dir.store(0), &granted);
     assert!(done.retired);
     assert_eq!(done.revoked, ["tcp:8080:80 of 10.10.10.2"]);
@@ -918,7 +919,7 @@ fn restore_reports_what_it_could_not_restore_and_restores_the_rest() {
     let broken = Restorable {
         request: Request::restoring(
             Network::retired("brg9", "10.9.0.1/24".parse().unwrap()),
-            true,
+            Known::Recorded,
         ),
         store: Err(Failure::refused("state of brg9 is not private")),
     };
