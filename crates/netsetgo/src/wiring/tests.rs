@@ -584,6 +584,33 @@ fn a_failure_at_any_step_undoes_the_earlier_ones() {
     }
 }
 
+/// The undo runs in reverse: a call that created the bridge and fails
+/// after its lease and publication were made (its guard refused) removes
+/// its pair, then its publication, guard and lease, then the bridge, last.
+#[test]
+fn the_undo_removes_what_a_call_made_in_reverse_the_bridge_last() {
+    let dir = Scratch::new("undo");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    host.links.borrow_mut().clear();
+    *filters.fail.borrow_mut() = Some("guard".into());
+    let req = publishing(&["tcp:8080:80"]);
+    let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+    assert!(wired.is_err());
+    let log = filters.log.borrow().clone();
+    let created = position(&log, "create bridge brg0");
+    let published = position(&log, "publish tcp:8080:80 for 10.10.10.2");
+    let pair = position(&log, "delete #2");
+    let unpublished = position(&log, "unpublish tcp:8080:80 for 10.10.10.2");
+    let unguarded = position(&log, "unguard veth0a0a0a02");
+    let bridge = position(&log, "delete #1");
+    assert!(created < published && published < pair, "{log:?}");
+    assert!(pair < unpublished && unpublished < unguarded, "{log:?}");
+    assert_eq!(bridge, log.len() - 1, "{log:?}");
+    assert!(host.index_of("brg0").unwrap().is_none());
+    assert!(leases(&store).is_empty() && ports_of(&store, "10.10.10.2").is_empty());
+}
+
 #[test]
 fn garbage_collection_and_poststop_remove_only_their_leases_publications() {
     let dir = Scratch::new("gcports");
