@@ -177,6 +177,13 @@ fn host_name(prefix: &str, address: Ipv4Addr) -> String {
     format!("{prefix}{:08x}", u32::from(address))
 }
 
+/// The IPv4 lease a host end's name says it is for (a hint only: any
+/// link can have any name); `None` if it is not `prefix` and hex digits.
+pub fn address_of_host_name(prefix: &str, name: &str) -> Option<Ipv4Addr> {
+    let hex = name.strip_prefix(prefix)?;
+    u32::from_str_radix(hex, 16).ok().map(Ipv4Addr::from)
+}
+
 /// The container's addresses for its IPv4 lease. The IPv6 address is
 /// derived from the IPv4 lease (same offset into the IPv6 subnet), so it
 /// is unique exactly when the IPv4 lease is, with no second table.

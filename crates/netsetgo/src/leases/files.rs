@@ -1,7 +1,16 @@
 //! How the state's files are opened (as root, without following symlinks,
 //! checked on the opened fd) and locked (with a bounded wait).
 
-use super::*;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::fcntl::Flock;
+use nix::sys::stat::FileStat;
+
+use super::{LOCK_TIMEOUT_SECS, STATE_DIR};
+use crate::error::Failure;
+
 use crate::secure::{self, Access, Refusal, Rule};
 
 pub(super) fn io_failure(e: std::io::Error) -> Failure {

@@ -1,7 +1,17 @@
 //! The locked state of one network: the bitmap, the lease records, the
 //! ports records and the caller's count, read and written under the lock.
 
-use super::*;
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::FileExt;
+
+use ipnetwork::Ipv4Network;
+use nix::fcntl::Flock;
+
+use super::files::io_failure;
+use super::{Lease, Store, HEADER, MAGIC, PORTS_SLOT, SLOT, WINDOW};
+use crate::error::Failure;
+use crate::ports::{Mapping, MAX_MAPPINGS};
 
 /// The locked state of one network. Dropping it releases the lock (and the
 /// kernel releases it when the process ends, however it ends), so nothing

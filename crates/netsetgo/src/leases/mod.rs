@@ -40,17 +40,15 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use ipnetwork::Ipv4Network;
 use netplumb::NsId;
-use nix::fcntl::Flock;
-use nix::sys::stat::{fstat, FileStat};
+use nix::sys::stat::fstat;
 
 use crate::error::Failure;
-use crate::ports::{Mapping, MAX_MAPPINGS};
 
 pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
     Some(dir) => dir,

@@ -2,6 +2,7 @@
 
 use super::ledger::{decode_ports, encode_ports, next_clear, next_set};
 use super::*;
+use crate::ports::Mapping;
 
 #[test]
 fn bit_scans() {

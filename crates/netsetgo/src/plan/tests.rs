@@ -212,3 +212,15 @@ impl NetNsFd {
         self.0.as_fd()
     }
 }
+
+#[test]
+fn a_host_ends_name_gives_back_its_lease_as_a_hint() {
+    for address in ["10.10.10.2", "172.30.255.254", "0.0.0.1"] {
+        let address: Ipv4Addr = address.parse().unwrap();
+        let name = host_name("veth", address);
+        assert_eq!(address_of_host_name("veth", &name), Some(address));
+    }
+    assert_eq!(address_of_host_name("lxc", "veth0a0a0a02"), None);
+    assert_eq!(address_of_host_name("veth", "vethzz"), None);
+    assert_eq!(address_of_host_name("veth", "veth"), None);
+}

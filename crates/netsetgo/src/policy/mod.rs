@@ -13,13 +13,12 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use netplumb::Protocol;
 
 use crate::error::Failure;
-use crate::ports;
 use crate::privilege::Caller;
 use crate::secure::{self, Access, Refusal, Rule};
 

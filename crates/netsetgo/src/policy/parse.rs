@@ -1,7 +1,13 @@
 //! The policy file's syntax: `network`, `allow` and `publish` lines, each
 //! checked whole; a malformed line makes the whole file invalid.
 
-use super::*;
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use ipnetwork::{Ipv4Network, Ipv6Network};
+
+use super::{Grant, Network, ParseError, Policy, PortGrant, Ports, Who, MAX_COUNT};
+use crate::ports;
 
 /// Parses the policy text strictly.
 pub fn parse(text: &str) -> Result<Policy, ParseError> {

@@ -204,11 +204,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             },
         };
         if let Some(host) = hint {
-            let address = host
-                .name
-                .strip_prefix(prefix)
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                .map(std::net::Ipv4Addr::from);
+            let address = plan::address_of_host_name(prefix, &host.name);
             if let Some(lease) = address.map(|a| ledger.lease_of(a)).transpose()?.flatten() {
                 if let (true, Some(peer)) = (ours(&host, &lease), host.link) {
                     let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
