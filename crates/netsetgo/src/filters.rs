@@ -5,49 +5,48 @@
 //! ports in tables and records every change, so that the order of the
 //! steps, the rollback and the garbage collection are tested without root.
 //!
-//! Everything a kernel element or guard rule holds is derived here from the
-//! lease and the network (the host end's name, the deterministic MAC, the
-//! addresses), so nothing read from inside a container ever reaches the
-//! host's filters.
+//! Everything a kernel element or guard rule holds comes from a lease's
+//! [`Plan`](crate::plan::Plan) (the host end's name, the deterministic MAC,
+//! the addresses), so nothing read from inside a container ever reaches
+//! the host's filters.
 
-use std::net::Ipv4Addr;
-
-use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{GuardedPort, Nftables, Publication};
+use ipnetwork::Ipv4Network;
+use netplumb::{GuardedPort, Nftables};
 
 use crate::error::Failure;
-use crate::leases::Lease;
+use crate::plan::Published;
 use crate::policy::Network;
-use crate::ports::{self, Mapping};
+use crate::ports::Mapping;
 
 /// Our table (`inet` for masquerading and publishing, `netdev` for the
 /// guard's chains, one per guarded host end); never any other.
 pub const TABLE: &str = "netsetgo";
 
-/// Host-wide packet filter operations, each on our own tables only.
+/// Host-wide packet filter operations, each on our own tables only; what
+/// they add or remove is a lease's [`Plan`](crate::plan::Plan)'s.
 pub trait Filters {
     /// The network's masquerade rules (nat=yes), created once.
     fn masquerade(&self, network: &Network) -> Result<(), Failure>;
     /// Masquerades a container's traffic to a port published by another
     /// container of the same bridge (ensured once per network).
     fn hairpin(&self, network: &Network) -> Result<(), Failure>;
-    /// Publishes `m` for the lease of `owner`; a host port already claimed
-    /// (by anyone) is refused and nothing is added.
-    fn publish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<(), Failure>;
-    /// Removes `m` if `owner` claims it; true if it did.
-    fn unpublish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure>;
-    /// Whether `m` is published for `owner`, completely.
-    fn published(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure>;
-    /// Guards the lease's host end (layer 3, the netdev ingress chain named
+    /// Publishes `p` for its owner; a host port already claimed (by
+    /// anyone) is refused and nothing is added.
+    fn publish(&self, p: &Published) -> Result<(), Failure>;
+    /// Removes `p` if its owner claims it; true if it did.
+    fn unpublish(&self, p: &Published) -> Result<bool, Failure>;
+    /// Whether `p` is published for its owner, completely.
+    fn published(&self, p: &Published) -> Result<bool, Failure>;
+    /// Guards a lease's host end (layer 3, the netdev ingress chain named
     /// after it): only its MAC and addresses pass, nothing posing as a
     /// DHCP server or a router. Idempotent: run again, it leaves the same
     /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
-    fn guard(&self, network: &Network, lease: &Lease) -> Result<(), Failure>;
-    /// Forgets the lease's guard chain; true if it was there.
-    fn unguard(&self, network: &Network, lease: &Lease) -> Result<bool, Failure>;
-    /// Whether the lease's guard chain is there, whole.
-    fn guarded(&self, network: &Network, lease: &Lease) -> Result<bool, Failure>;
+    fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
+    /// Forgets the host end's guard chain; true if it was there.
+    fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
+    /// Whether the host end's guard chain is there, whole.
+    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure>;
 }
 
 /// A borrowed [`Filters`] is one too: `-restore` shares one nf_tables
@@ -60,57 +59,23 @@ impl<T: Filters> Filters for &T {
     fn hairpin(&self, network: &Network) -> Result<(), Failure> {
         (**self).hairpin(network)
     }
-    fn publish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<(), Failure> {
-        (**self).publish(network, owner, m)
+    fn publish(&self, p: &Published) -> Result<(), Failure> {
+        (**self).publish(p)
     }
-    fn unpublish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-        (**self).unpublish(network, owner, m)
+    fn unpublish(&self, p: &Published) -> Result<bool, Failure> {
+        (**self).unpublish(p)
     }
-    fn published(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-        (**self).published(network, owner, m)
+    fn published(&self, p: &Published) -> Result<bool, Failure> {
+        (**self).published(p)
     }
-    fn guard(&self, network: &Network, lease: &Lease) -> Result<(), Failure> {
-        (**self).guard(network, lease)
+    fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        (**self).guard(port)
     }
-    fn unguard(&self, network: &Network, lease: &Lease) -> Result<bool, Failure> {
-        (**self).unguard(network, lease)
+    fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
+        (**self).unguard(port)
     }
-    fn guarded(&self, network: &Network, lease: &Lease) -> Result<bool, Failure> {
-        (**self).guarded(network, lease)
-    }
-}
-
-/// What the guard lets through a lease's host end: its name, the MAC its
-/// peer is born with, its IPv4 lease, its IPv6 address (if the network has
-/// IPv6) and the IPv6 link-local address the kernel derives from the MAC.
-pub fn guarded_port(network: &Network, lease: &Lease) -> GuardedPort {
-    let mac = ports::mac_of(lease.address);
-    let mut ipv4 = Vec::new();
-    let mut ipv6 = Vec::new();
-    for address in network.container_addresses(lease.address) {
-        match address {
-            IpNetwork::V4(a) => ipv4.push(a.ip()),
-            IpNetwork::V6(a) => ipv6.push(a.ip()),
-        }
-    }
-    ipv6.push(ports::link_local_of(mac));
-    GuardedPort {
-        ifname: lease.ifname.clone(),
-        mac,
-        ipv4,
-        ipv6,
-    }
-}
-
-/// The kernel's form of a lease's mapping.
-pub fn publication(network: &Network, owner: Ipv4Addr, m: &Mapping) -> Publication {
-    Publication {
-        protocol: m.protocol,
-        host_address: m.host_address,
-        host_port: m.host_port,
-        container_port: m.container_port,
-        owner,
-        targets: m.targets(network, owner),
+    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
+        (**self).guarded(port)
     }
 }
 
@@ -146,54 +111,31 @@ impl Filters for Kernel {
         Ok(())
     }
 
-    fn publish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<(), Failure> {
-        match self
-            .nft
-            .ports(TABLE)
-            .publish(&publication(network, owner, m))
-            .execute()
-        {
-            Err(e) if e.errno() == Some(libc::EEXIST) => Err(already_published(m)),
+    fn publish(&self, p: &Published) -> Result<(), Failure> {
+        match self.nft.ports(TABLE).publish(&p.kernel).execute() {
+            Err(e) if e.errno() == Some(libc::EEXIST) => Err(already_published(&p.mapping)),
             other => Ok(other?),
         }
     }
 
-    fn unpublish(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-        Ok(self
-            .nft
-            .ports(TABLE)
-            .unpublish(&publication(network, owner, m))
-            .execute()?)
+    fn unpublish(&self, p: &Published) -> Result<bool, Failure> {
+        Ok(self.nft.ports(TABLE).unpublish(&p.kernel).execute()?)
     }
 
-    fn published(&self, network: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-        Ok(self
-            .nft
-            .ports(TABLE)
-            .present(&publication(network, owner, m))?)
+    fn published(&self, p: &Published) -> Result<bool, Failure> {
+        Ok(self.nft.ports(TABLE).present(&p.kernel)?)
     }
 
-    fn guard(&self, network: &Network, lease: &Lease) -> Result<(), Failure> {
-        Ok(self
-            .nft
-            .guard(TABLE)
-            .allow(&guarded_port(network, lease))
-            .execute()?)
+    fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        Ok(self.nft.guard(TABLE).allow(port).execute()?)
     }
 
-    fn unguard(&self, network: &Network, lease: &Lease) -> Result<bool, Failure> {
-        Ok(self
-            .nft
-            .guard(TABLE)
-            .forget(&guarded_port(network, lease))
-            .execute()?)
+    fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
+        Ok(self.nft.guard(TABLE).forget(port).execute()?)
     }
 
-    fn guarded(&self, network: &Network, lease: &Lease) -> Result<bool, Failure> {
-        Ok(self
-            .nft
-            .guard(TABLE)
-            .present(&guarded_port(network, lease))?)
+    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
+        Ok(self.nft.guard(TABLE).present(port)?)
     }
 }
 
@@ -214,6 +156,7 @@ pub fn already_published(m: &Mapping) -> Failure {
 pub mod fake {
     use std::cell::RefCell;
     use std::collections::BTreeMap;
+    use std::net::Ipv4Addr;
     use std::rc::Rc;
 
     use netplumb::Protocol;
@@ -268,7 +211,8 @@ pub mod fake {
         fn hairpin(&self, network: &Network) -> Result<(), Failure> {
             self.act(format!("hairpin {}", network.bridge))
         }
-        fn publish(&self, _: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<(), Failure> {
+        fn publish(&self, p: &Published) -> Result<(), Failure> {
+            let (m, owner) = (&p.mapping, p.kernel.owner);
             if self.claims.borrow().contains_key(&key(m)) {
                 return Err(already_published(m));
             }
@@ -276,7 +220,8 @@ pub mod fake {
             self.claims.borrow_mut().insert(key(m), owner);
             Ok(())
         }
-        fn unpublish(&self, _: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
+        fn unpublish(&self, p: &Published) -> Result<bool, Failure> {
+            let (m, owner) = (&p.mapping, p.kernel.owner);
             if self.claims.borrow().get(&key(m)) != Some(&owner) {
                 return Ok(false);
             }
@@ -284,63 +229,22 @@ pub mod fake {
             self.claims.borrow_mut().remove(&key(m));
             Ok(true)
         }
-        fn published(&self, _: &Network, owner: Ipv4Addr, m: &Mapping) -> Result<bool, Failure> {
-            Ok(self.claims.borrow().get(&key(m)) == Some(&owner))
+        fn published(&self, p: &Published) -> Result<bool, Failure> {
+            Ok(self.claims.borrow().get(&key(&p.mapping)) == Some(&p.kernel.owner))
         }
-        fn guard(&self, _: &Network, lease: &Lease) -> Result<(), Failure> {
-            self.act(format!("guard {}", lease.ifname))?;
-            self.guarded.borrow_mut().push(lease.ifname.clone());
+        fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+            self.act(format!("guard {}", port.ifname))?;
+            self.guarded.borrow_mut().push(port.ifname.clone());
             Ok(())
         }
-        fn unguard(&self, _: &Network, lease: &Lease) -> Result<bool, Failure> {
-            let present = self.guarded.borrow().contains(&lease.ifname);
-            self.act(format!("unguard {}", lease.ifname))?;
-            self.guarded.borrow_mut().retain(|g| g != &lease.ifname);
+        fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
+            let present = self.guarded.borrow().contains(&port.ifname);
+            self.act(format!("unguard {}", port.ifname))?;
+            self.guarded.borrow_mut().retain(|g| g != &port.ifname);
             Ok(present)
         }
-        fn guarded(&self, _: &Network, lease: &Lease) -> Result<bool, Failure> {
-            Ok(self.guarded.borrow().contains(&lease.ifname))
+        fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
+            Ok(self.guarded.borrow().contains(&port.ifname))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::IpAddr;
-
-    use super::*;
-
-    #[test]
-    fn the_guard_lets_through_what_the_lease_and_the_mac_derive() {
-        let mut network = Network {
-            name: "default".into(),
-            bridge: "brg0".into(),
-            gateway: "10.10.10.1/24".parse().unwrap(),
-            gateway6: Some("fd00:10::1/64".parse().unwrap()),
-            mtu: None,
-            nat: false,
-            dns: Vec::new(),
-            guard: true,
-            isolate: false,
-        };
-        let lease = Lease {
-            address: "10.10.10.2".parse().unwrap(),
-            uid: 1000,
-            ifindex: 0,
-            ifname: "veth0a0a0a02".into(),
-            container: None,
-        };
-        let port = guarded_port(&network, &lease);
-        assert_eq!(port.ifname, "veth0a0a0a02");
-        assert_eq!(port.mac, [0x02, 0x6e, 10, 10, 10, 2]);
-        assert_eq!(port.ipv4, vec![lease.address]);
-        let v6: Vec<String> = port.ipv6.iter().map(ToString::to_string).collect();
-        assert_eq!(v6, ["fd00:10::2", "fe80::6e:aff:fe0a:a02"]);
-        network.gateway6 = None;
-        assert_eq!(guarded_port(&network, &lease).ipv6.len(), 1);
-        let m = Mapping::parse("tcp:8080:80").unwrap();
-        let p = publication(&network, lease.address, &m);
-        assert_eq!(p.targets, vec![IpAddr::V4(lease.address)]);
-        assert_eq!((p.host_port, p.container_port), (8080, 80));
     }
 }

@@ -161,7 +161,7 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //    (a -delete or poststop of one's own interface there) is known by
     //    the subnet its state recorded; without state there is nothing of
     //    the caller's on it.
-    if request.recorded {
+    if request.known == request::Known::Recorded {
         request.network.gateway =
             leases::Store::recorded_gateway(&host_ns, &request.network.bridge)?.ok_or_else(
                 || {
@@ -213,19 +213,8 @@ fn privileged(args: &Args, call: &mut Call) -> Result<Outcome, Failure> {
     //     before it reads a packet); any failure deletes what this call
     //     made. The lock is released on return.
     runtime()?.block_on(async {
-        let session = wiring::Session::new(
-            host,
-            inside,
-            target.as_ref(),
-            &store,
-            &request,
-            nft,
-            caller.uid,
-        )?;
-        let session = match dhcp {
-            Some(responder) => session.with_dhcp(responder),
-            None => session,
-        };
+        let sockets = wiring::Sockets::open(host, inside, nft, dhcp)?;
+        let session = wiring::Session::new(sockets, target.as_ref(), &store, &request, caller.uid);
         match action {
             Action::Wire { container, .. } => {
                 let wired = session.create(container).await?;
@@ -277,7 +266,7 @@ fn restore(caller: &Caller) -> Result<Outcome, Failure> {
     // 9. Sockets: netlink in the host and nf_tables, with forwarding
     //    switched on for the nat=yes networks of the policy.
     for Restorable { request, .. } in &networks {
-        if !request.recorded {
+        if request.known == request::Known::Defined {
             nat::forward(&request.network, &[])?;
         }
     }

@@ -219,7 +219,7 @@ impl Outcome {
             Outcome::Wired { wired: w, .. } | Outcome::Nic(w) => Json::Wired {
                 intact: matches!(self, Outcome::Wired { intact: true, .. }),
                 interface: &w.interface,
-                mac: w.mac.map(crate::ports::mac_text),
+                mac: w.mac.map(crate::plan::mac_text),
                 addresses: w.addresses.iter().map(IpNetwork::to_string).collect(),
                 gateways: &w.gateways,
                 host_interface: &w.host_interface,

@@ -1,14 +1,13 @@
 //! Published ports: what `-publish` asks for, in the one syntax the command
 //! line and the state file share (`PROTO:HOSTPORT:CONTAINERPORT` or
 //! `PROTO:HOSTADDR:HOSTPORT:CONTAINERPORT`, an IPv6 host address in
-//! brackets), and what a mapping becomes in the kernel.
+//! brackets). What a mapping becomes in the kernel is the
+//! [`Plan`](crate::plan::Plan)'s to say.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netplumb::Protocol;
-
-use crate::policy::Network;
 
 /// At most this many `-publish` per call (and per lease).
 pub const MAX_MAPPINGS: usize = 16;
@@ -77,21 +76,6 @@ impl Mapping {
             container_port,
         })
     }
-
-    /// The container's addresses the host port leads to: with one host
-    /// address, the container's address of that family; with none, each
-    /// of them (IPv4, and IPv6 when the network has it).
-    pub fn targets(&self, network: &Network, owner: Ipv4Addr) -> Vec<IpAddr> {
-        network
-            .container_addresses(owner)
-            .iter()
-            .map(|a| a.ip())
-            .filter(|a| match self.host_address {
-                Some(h) => h.is_ipv4() == a.is_ipv4(),
-                None => true,
-            })
-            .collect()
-    }
 }
 
 impl fmt::Display for Mapping {
@@ -104,34 +88,6 @@ impl fmt::Display for Mapping {
         }
         write!(f, ":{}:{}", self.host_port, self.container_port)
     }
-}
-
-/// The deterministic MAC of a container's interface: `02:6e:` and the four
-/// octets of its IPv4 lease (unique while the lease is held).
-pub fn mac_of(address: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = address.octets();
-    [0x02, 0x6e, a, b, c, d]
-}
-
-/// `mac` as text: `02:6e:0a:0a:0a:02`.
-pub fn mac_text(mac: [u8; 6]) -> String {
-    let octets: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
-    octets.join(":")
-}
-
-/// The IPv6 link-local address the kernel derives from `mac` (EUI-64: the
-/// universal/local bit flipped, ff:fe in the middle).
-pub fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
 }
 
 #[cfg(test)]
@@ -177,15 +133,5 @@ mod tests {
         ] {
             assert!(Mapping::parse(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn deterministic_mac_and_its_link_local() {
-        let mac = mac_of("10.10.10.2".parse().unwrap());
-        assert_eq!(mac, [0x02, 0x6e, 10, 10, 10, 2]);
-        assert_eq!(
-            link_local_of(mac),
-            "fe80::6e:aff:fe0a:a02".parse::<Ipv6Addr>().unwrap()
-        );
     }
 }

@@ -25,11 +25,20 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
-    /// The network is known as its state recorded it, its subnet read
-    /// from there: a removal of one's own interface without a grant for
-    /// it (`-delete`, poststop), or a network `-restore` finds no longer
-    /// in the policy as it was ([`Network::retired`]).
-    pub recorded: bool,
+    /// Where the network is known from.
+    pub known: Known,
+}
+
+/// Where a request's network is known from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// The policy (or, for root, the flags) defines it.
+    Defined,
+    /// Its state recorded it, its subnet read from there: a removal of
+    /// one's own interface without a grant for it (`-delete`, poststop),
+    /// or a network `-restore` finds no longer in the policy as it was
+    /// ([`Network::retired`]).
+    Recorded,
 }
 
 /// What a call is for, as far as the grants go.
@@ -48,30 +57,16 @@ pub enum Intent {
 }
 
 impl Request {
-    /// The container-side interface name: lxc-user-nic's IFNAME, or as in
-    /// the original (`veth1`).
-    pub fn peer_name(&self) -> String {
-        match &self.nic {
-            Some(cli::Nic::Create { ifname }) => ifname.clone(),
-            _ => format!("{}1", self.prefix),
-        }
-    }
-
     /// Whether the interface inside is left for DHCP to configure
     /// (lxc-user-nic's create).
     pub fn by_dhcp(&self) -> bool {
         matches!(self.nic, Some(cli::Nic::Create { .. }))
     }
 
-    /// The host-side name: the prefix and the container's IPv4 address in
-    /// hex. Unique per address, so unique while the lease is held.
-    pub fn host_name(&self, address: Ipv4Addr) -> String {
-        format!("{}{:08x}", self.prefix, u32::from(address))
-    }
-
     /// What `-restore` asks of one network with state: root's, bound by
-    /// no quota, making nothing; `recorded` when it left the policy.
-    pub fn restoring(network: Network, recorded: bool) -> Request {
+    /// no quota, making nothing; [`Known::Recorded`] when it left the
+    /// policy.
+    pub fn restoring(network: Network, known: Known) -> Request {
         Request {
             network,
             quota: None,
@@ -79,7 +74,7 @@ impl Request {
             prefix: cli::DEFAULT_PREFIX.into(),
             nic: None,
             publish: Vec::new(),
-            recorded,
+            known,
         }
     }
 }
@@ -91,10 +86,29 @@ const MAX_PREFIX: usize = 7;
 /// counts only when wiring (a poststop hook whose args repeat it releases
 /// all the same).
 pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
-    let publish = |network: &Network, grants| match intent == Intent::Wire {
-        true => publications(args, network, grants),
-        false => Ok(Vec::new()),
-    };
+    let prefix = veth_prefix(args)?;
+    if caller.is_root() {
+        root_request(args, intent, prefix)
+    } else {
+        granted_request(args, caller, intent, prefix)
+    }
+}
+
+/// `-publish` when wiring, within `grants`; nothing otherwise.
+fn publish(
+    args: &Args,
+    intent: Intent,
+    network: &Network,
+    grants: Option<&[Ports]>,
+) -> Result<Vec<Mapping>, Failure> {
+    match intent {
+        Intent::Wire => publications(args, network, grants),
+        Intent::Check | Intent::Remove => Ok(Vec::new()),
+    }
+}
+
+/// `-vethNamePrefix`, checked, or the default.
+fn veth_prefix(args: &Args) -> Result<String, Failure> {
     let prefix = args
         .veth_prefix
         .clone()
@@ -109,26 +123,38 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
             "invalid -vethNamePrefix {prefix:?}: use 1-{MAX_PREFIX} characters from A-Z a-z 0-9 _ . -"
         )));
     }
-    if caller.is_root() {
-        // Root works as with the original, even with a broken policy; a
-        // network the policy defines keeps its settings.
-        let policy = policy::load().ok().flatten();
-        let (network, recorded) = match root_network(args, policy.as_ref(), intent)? {
-            Some(network) => (network, false),
-            None => (retired(args)?, true),
-        };
-        let address = requested_address(args, &network)?;
-        let publish = publish(&network, None)?;
-        return Ok(Request {
-            network,
-            quota: None,
-            address,
-            prefix,
-            nic: args.nic.clone(),
-            publish,
-            recorded,
-        });
-    }
+    Ok(prefix)
+}
+
+/// Root's request: as with the original, even with a broken policy; a
+/// network the policy defines keeps its settings.
+fn root_request(args: &Args, intent: Intent, prefix: String) -> Result<Request, Failure> {
+    let policy = policy::load().ok().flatten();
+    let (network, known) = match root_network(args, policy.as_ref(), intent)? {
+        Some(network) => (network, Known::Defined),
+        None => (retired(args)?, Known::Recorded),
+    };
+    let address = requested_address(args, &network)?;
+    let publish = publish(args, intent, &network, None)?;
+    Ok(Request {
+        network,
+        quota: None,
+        address,
+        prefix,
+        nic: args.nic.clone(),
+        publish,
+        known,
+    })
+}
+
+/// Another caller's request: within its grant for the network it names
+/// (or its first); without one, only the removal of its own interface.
+fn granted_request(
+    args: &Args,
+    caller: &Caller,
+    intent: Intent,
+    prefix: String,
+) -> Result<Request, Failure> {
     let policy = policy::load()?;
     let allowances = match &policy {
         Some(policy) => policy.allowances(caller, &SystemAccounts)?,
@@ -140,28 +166,7 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
     };
     let chosen = match (granted, intent) {
         (Some(chosen), _) => chosen,
-        (None, Intent::Remove) => {
-            // One's own interface goes whatever the policy says now: on
-            // the network the policy still defines for that bridge (if
-            // any), with the subnet its state recorded, so that a call
-            // without a grant creates no state.
-            let mut network = retired(args)?;
-            if let Some(known) = policy
-                .as_ref()
-                .and_then(|p| p.network_by_bridge(&network.bridge))
-            {
-                network = known.clone();
-            }
-            return Ok(Request {
-                network,
-                quota: None,
-                address: None,
-                prefix,
-                nic: args.nic.clone(),
-                publish: Vec::new(),
-                recorded: true,
-            });
-        }
+        (None, Intent::Remove) => return ungranted_removal(args, policy.as_ref(), prefix),
         (None, _) => {
             return Err(match &args.bridge_name {
                 Some(bridge) if policy.is_some() => Failure::refused(format!(
@@ -182,7 +187,7 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
         }
     }
     let address = requested_address(args, &network)?;
-    let publish = publish(&network, Some(&chosen.ports))?;
+    let publish = publish(args, intent, &network, Some(&chosen.ports))?;
     Ok(Request {
         network,
         quota: Some(chosen.quota),
@@ -190,7 +195,30 @@ pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, 
         prefix,
         nic: args.nic.clone(),
         publish,
-        recorded: false,
+        known: Known::Defined,
+    })
+}
+
+/// One's own interface goes whatever the policy says now: on the network
+/// the policy still defines for that bridge (if any), with the subnet its
+/// state recorded, so that a call without a grant creates no state.
+fn ungranted_removal(
+    args: &Args,
+    policy: Option<&Policy>,
+    prefix: String,
+) -> Result<Request, Failure> {
+    let mut network = retired(args)?;
+    if let Some(known) = policy.and_then(|p| p.network_by_bridge(&network.bridge)) {
+        network = known.clone();
+    }
+    Ok(Request {
+        network,
+        quota: None,
+        address: None,
+        prefix,
+        nic: args.nic.clone(),
+        publish: Vec::new(),
+        known: Known::Recorded,
     })
 }
 
@@ -213,11 +241,14 @@ pub fn restorable(caller: &Caller) -> Result<Policy, Failure> {
 /// lease (no recorded subnet) and is not in the policy: nothing to do.
 pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -> Option<Request> {
     match (policy.network_by_bridge(bridge), recorded) {
-        (Some(network), None) => Some(Request::restoring(network.clone(), false)),
+        (Some(network), None) => Some(Request::restoring(network.clone(), Known::Defined)),
         (Some(network), Some(gateway)) if gateway == network.gateway => {
-            Some(Request::restoring(network.clone(), false))
+            Some(Request::restoring(network.clone(), Known::Defined))
         }
-        (_, Some(gateway)) => Some(Request::restoring(Network::retired(bridge, gateway), true)),
+        (_, Some(gateway)) => Some(Request::restoring(
+            Network::retired(bridge, gateway),
+            Known::Recorded,
+        )),
         (None, None) => None,
     }
 }
@@ -226,8 +257,8 @@ pub fn restoring(policy: &Policy, bridge: &str, recorded: Option<Ipv4Network>) -
 /// policy's network, or the bridge alone.
 pub fn unreadable(policy: &Policy, bridge: &str) -> Request {
     match policy.network_by_bridge(bridge) {
-        Some(network) => Request::restoring(network.clone(), false),
-        None => Request::restoring(by_name(bridge), true),
+        Some(network) => Request::restoring(network.clone(), Known::Defined),
+        None => Request::restoring(by_name(bridge), Known::Recorded),
     }
 }
 
@@ -447,40 +478,22 @@ mod tests {
         // In the policy as recorded (or never locked yet): the policy's.
         for recorded in [Some(gateway("10.10.10.1/24")), None] {
             let r = restoring(&policy, "brg0", recorded).unwrap();
-            assert!(!r.recorded);
+            assert_eq!(r.known, Known::Defined);
             assert_eq!(&r.network, policy.network_by_bridge("brg0").unwrap());
         }
         // Its subnet changed: the leases are for the old one, which is
         // no longer in the policy.
         let r = restoring(&policy, "labbr0", Some(gateway("10.99.0.1/24"))).unwrap();
-        assert!(r.recorded);
+        assert_eq!(r.known, Known::Recorded);
         assert_eq!(
             r.network,
             Network::retired("labbr0", gateway("10.99.0.1/24"))
         );
         // Gone from the policy.
         let r = restoring(&policy, "oldbr0", Some(gateway("10.30.0.1/24"))).unwrap();
-        assert!(r.recorded && r.network.guard && !r.network.nat);
+        assert!(r.known == Known::Recorded && r.network.guard && !r.network.nat);
         assert_eq!((r.network.name.as_str(), r.quota), ("oldbr0", None));
         // Gone, and never held a lease.
         assert_eq!(restoring(&policy, "oldbr0", None), None);
-    }
-
-    #[test]
-    fn targets_follow_the_host_addresss_family() {
-        let v6 = network(Some("fd00:10::1/64"));
-        let owner = "10.10.10.2".parse().unwrap();
-        let shown = |text: &str| -> Vec<String> {
-            let m = Mapping::parse(text).unwrap();
-            m.targets(&v6, owner)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        };
-        assert_eq!(shown("tcp:8080:80"), ["10.10.10.2", "fd00:10::2"]);
-        assert_eq!(shown("tcp:192.0.2.1:8080:80"), ["10.10.10.2"]);
-        assert_eq!(shown("tcp:[2001:db8::1]:8080:80"), ["fd00:10::2"]);
-        let m = Mapping::parse("tcp:8080:80").unwrap();
-        assert_eq!(m.targets(&network(None), owner).len(), 1);
     }
 }

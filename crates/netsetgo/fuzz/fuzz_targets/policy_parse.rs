@@ -75,7 +75,7 @@ fn check_network(net: &Network) {
             if v4 == gw.ip() {
                 continue;
             }
-            let IpAddr::V6(derived) = net.container_addresses(v4)[1].ip() else {
+            let IpAddr::V6(derived) = netsetgo::plan::container_addresses(&net, v4)[1].ip() else {
                 panic!("no IPv6 address derived from {v4}");
             };
             assert!(
@@ -99,6 +99,9 @@ impl Accounts for Everyone {
     }
     fn group_id(&self, _name: &str) -> Result<Option<u32>, Failure> {
         Ok(Some(0))
+    }
+    fn groups_of(&self, _uid: u32) -> Result<Vec<u32>, Failure> {
+        Ok(vec![0])
     }
 }
 

@@ -1,0 +1,96 @@
+//! The configured bridge: made sure of (created, up, its addresses) and
+//! claimed by this state.
+
+use ipnetwork::{IpNetwork, Ipv4Network};
+use netplumb::{Bridge, Link};
+
+use crate::error::Failure;
+use crate::filters::Filters;
+use crate::leases::TOKEN_PREFIX;
+use crate::links::Links;
+
+use super::undo::Undo;
+use super::Session;
+
+impl<L: Links, F: Filters> Session<'_, L, F> {
+    /// The configured bridge, up, claimed by this state and with its
+    /// addresses. Before a bridge is created, and whenever it lacks its
+    /// address (a call killed half way may have left it so), its subnet
+    /// must not overlap a route of the host. A bridge it creates is
+    /// recorded in `undo`.
+    pub(super) async fn ensure_bridge(&self, undo: &mut Undo) -> Result<Bridge, Failure> {
+        let network = &self.request.network;
+        let gateway = network.gateway;
+        let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
+        let existing = self
+            .sockets
+            .host
+            .link_by_name(&network.bridge)
+            .await?
+            .map(Bridge::existing)
+            .transpose()?;
+        // One ioctl, not a dump of every address in the namespace.
+        let has_gateway = match &existing {
+            Some(bridge) => self.sockets.host.ipv4_of(&bridge.link.name)? == Some(gateway.ip()),
+            None => false,
+        };
+        if !has_gateway {
+            let own = existing.as_ref().map(|b| b.link.index);
+            if let Some(route) = self
+                .sockets
+                .host
+                .route_overlapping(IpNetwork::V4(subnet), own)
+                .await?
+            {
+                return Err(Failure::refused(format!(
+                    "{subnet} overlaps the host's route to {route}; choose another subnet"
+                )));
+            }
+        }
+        let bridge = match existing {
+            Some(bridge) => bridge,
+            None => {
+                self.sockets
+                    .host
+                    .ensure_bridge(&network.bridge, network.mtu)
+                    .await?
+            }
+        };
+        if bridge.created {
+            undo.bridge(bridge.link.index);
+        }
+        self.claim(&bridge.link).await?;
+        if !bridge.link.up {
+            // The configured bridge is ours to bring up: down, it would
+            // leave every container without its gateway.
+            self.sockets.host.set_up(bridge.link.index).await?;
+        }
+        for address in network.bridge_addresses() {
+            if !(has_gateway && address == IpNetwork::V4(gateway)) {
+                self.sockets
+                    .host
+                    .ensure_address(bridge.link.index, address)
+                    .await?;
+            }
+        }
+        Ok(bridge)
+    }
+
+    /// Makes sure the bridge is managed by this state (security.md 15): its
+    /// alias names the state that hands out its addresses. A bridge that
+    /// names another state (the same network namespace seen with another
+    /// /run) is refused; an unnamed one is claimed.
+    async fn claim(&self, bridge: &Link) -> Result<(), Failure> {
+        let token = self.store.token()?;
+        match bridge.alias.as_deref() {
+            Some(alias) if alias == token => Ok(()),
+            Some(alias) if alias.starts_with(TOKEN_PREFIX) => Err(Failure::refused(format!(
+                "bridge {} is managed by netsetgo state in another /run (another mount namespace); \
+                 call netsetgo from there, or, if that state is gone, an administrator may release \
+                 the bridge with: ip link set {} alias \"\"",
+                bridge.name, bridge.name
+            ))),
+            _ => Ok(self.sockets.host.set_alias(bridge.index, &token).await?),
+        }
+    }
+}

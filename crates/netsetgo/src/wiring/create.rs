@@ -1,0 +1,192 @@
+//! A new lease wired: the host ports checked, the bridge made sure of,
+//! the lease work done under the lock (`lease`), then the plan executed:
+//! the lease reserved, its ports published, the pair made and guarded,
+//! the lease completed, the DHCP responder started. What is made is
+//! recorded in an [`Undo`], which undoes it if a later step fails.
+
+use std::os::fd::AsFd;
+
+use netplumb::{Attached, Bridge, Link};
+
+use crate::dhcp::Terms;
+use crate::error::Failure;
+use crate::filters::Filters;
+use crate::leases::{Lease, Ledger};
+use crate::links::Links;
+use crate::output::Wired;
+use crate::plan::Plan;
+
+use super::lease::Refusal;
+use super::undo::Undo;
+use super::Session;
+
+/// How often a call at its quota looks again, and how long it waits in
+/// between without the lock: a container's pair outlives it by a few
+/// milliseconds (the kernel tears a dead namespace down asynchronously).
+const QUOTA_RETRIES: u32 = 8;
+const QUOTA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(25);
+
+impl<L: Links, F: Filters> Session<'_, L, F> {
+    /// Wires the target. On failure nothing this call made is left: not
+    /// the veth pair, not the lease, not a bridge it created.
+    ///
+    /// A caller at its quota whose replaced container has just died would
+    /// be refused while the kernel is still tearing that container's pair
+    /// down: such a call lets go of the lock, waits a moment and tries
+    /// again, `QUOTA_RETRIES` times at the most.
+    pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
+        let mut attempt = 1;
+        loop {
+            let mut ledger = self.store.lock()?;
+            match self.create_locked(&mut ledger, container.clone()).await {
+                Err(Refusal::AtQuota(_)) if attempt < QUOTA_RETRIES => {
+                    drop(ledger);
+                    attempt += 1;
+                    std::thread::sleep(QUOTA_RETRY_PAUSE);
+                }
+                Err(Refusal::AtQuota(f) | Refusal::Other(f)) => return Err(f),
+                Ok(wired) => return Ok(wired),
+            }
+        }
+    }
+
+    /// One attempt under the lock; whatever it made is undone if it fails.
+    async fn create_locked(
+        &self,
+        ledger: &mut Ledger<'_>,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        let mut undo = Undo::default();
+        let result = self.make(ledger, &mut undo, container).await;
+        undo.settle(result, self, ledger).await
+    }
+
+    /// The steps of a create, each thing made recorded in `undo`.
+    async fn make(
+        &self,
+        ledger: &mut Ledger<'_>,
+        undo: &mut Undo,
+        container: Option<String>,
+    ) -> Result<Wired, Refusal> {
+        self.check_host_ports().await?;
+        let bridge = self.ensure_bridge(undo).await?;
+        self.admit(ledger, bridge.link.index).await?;
+        let address = self.choose_address(ledger, bridge.link.index).await?;
+        let plan = Plan::new(self.request, address);
+        let mut lease = Lease {
+            address,
+            uid: self.uid,
+            ifindex: 0,
+            ifname: plan.host_name.clone(),
+            container,
+        };
+        let (inside, target) = self.inside()?;
+        ledger.reserve(&lease)?;
+        undo.lease(&lease);
+        self.publish(ledger, &plan)?;
+        let attached = self.attach(inside, &bridge, target.as_fd(), &plan).await?;
+        undo.pair(attached.host_index);
+        lease.ifindex = attached.host_index;
+        ledger.complete(&lease)?;
+        self.serve_dhcp(&attached, &plan)?;
+        let network = &self.request.network;
+        Ok(Wired {
+            index: attached.peer.index,
+            host_index: attached.host_index,
+            mac: attached.peer.mac,
+            bridge: network.bridge.clone(),
+            mtu: attached.peer.mtu,
+            dns: network.dns_servers(),
+            published: plan.mappings(),
+            guard: network.guard,
+            isolated: network.isolate,
+            interface: plan.peer_name,
+            addresses: plan.addresses,
+            gateways: plan.gateways,
+            host_interface: plan.host_name,
+        })
+    }
+
+    /// Refuses, before anything is made, a `-publish` whose host address is
+    /// not one of the host's, or whose host port a socket of the host
+    /// listens on (checked under the lock; a program that starts listening
+    /// afterwards shares the port with the container, and the published
+    /// mapping wins for traffic from outside).
+    async fn check_host_ports(&self) -> Result<(), Failure> {
+        for m in &self.request.publish {
+            if let Some(address) = m.host_address {
+                if !self.sockets.host.is_local(address).await? {
+                    return Err(Failure::refused(format!(
+                        "-publish {m}: {address} is not an address of this host"
+                    )));
+                }
+            }
+            if self.sockets.host.listening(m.protocol, m.host_port)? {
+                return Err(Failure::refused(format!(
+                    "-publish {m}: a program on this host listens on {} port {}; choose another host port",
+                    m.protocol.name(),
+                    m.host_port
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// After the lease is reserved and before the pair exists: its ports
+    /// recorded (write-ahead), then published, then the network's
+    /// masquerade and hairpin rules made sure of: after every refusal (the
+    /// quota and the address before the lease, a claimed port here), so
+    /// that a refused call makes nothing that outlives it (issue 17).
+    fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
+        let network = &self.request.network;
+        if !plan.publications.is_empty() {
+            ledger.set_ports(plan.address, &plan.mappings())?;
+        }
+        for p in &plan.publications {
+            self.sockets.filters.publish(p)?;
+        }
+        if network.nat {
+            self.sockets.filters.masquerade(network)?;
+        }
+        if !plan.publications.is_empty() {
+            self.sockets.filters.hairpin(network)?;
+        }
+        Ok(())
+    }
+
+    /// Makes the plan's pair on `bridge`, its peer in `netns`; the netdev
+    /// guard chain goes on the host end while it is down.
+    async fn attach(
+        &self,
+        inside: &L,
+        bridge: &Bridge,
+        netns: std::os::fd::BorrowedFd<'_>,
+        plan: &Plan,
+    ) -> Result<Attached, Failure> {
+        let network = &self.request.network;
+        let attachment = plan.attachment(network, bridge.link.index, bridge.link.mtu, netns);
+        let guard = |_: &Link| match &plan.guard {
+            Some(port) => self.sockets.filters.guard(port),
+            None => Ok(()),
+        };
+        self.sockets.host.attach(inside, &attachment, guard).await
+    }
+
+    /// Starts the DHCP responder for the new pair (if this call has one):
+    /// the lease's address for the MAC its peer was born with.
+    fn serve_dhcp(&self, attached: &Attached, plan: &Plan) -> Result<(), Failure> {
+        let Some(responder) = &self.sockets.dhcp else {
+            return Ok(());
+        };
+        let network = &self.request.network;
+        let terms = Terms {
+            // The MAC we gave the peer, not the one it reports: its owner
+            // may have changed it already (requirement 14).
+            mac: plan.mac,
+            address: plan.address,
+            gateway: network.gateway,
+            dns: network.dns_servers(),
+        };
+        responder.start(attached.host_index, &terms).map(drop)
+    }
+}

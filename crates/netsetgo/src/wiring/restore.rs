@@ -1,0 +1,251 @@
+//! `-restore`, root's: on each network with state, the dead leases
+//! collected, each live lease's publications brought in line with its
+//! owner's grants now, and what the firewall lost of each live lease's
+//! plan re-created.
+
+use crate::error::Failure;
+use crate::filters::Filters;
+use crate::leases::{Lease, Ledger, Liveness, Store};
+use crate::links::Links;
+use crate::output::Restored;
+use crate::plan::{Plan, Published};
+use crate::policy::{Network, Ports};
+use crate::ports::Mapping;
+use crate::request::{Known, Request};
+
+use super::{Session, Sockets};
+
+/// A live lease's plan and those of its publications its owner's grants
+/// still cover.
+type Granted = (Plan, Vec<Published>);
+
+impl<L: Links, F: Filters> Session<'_, L, F> {
+    /// `-restore` on this session's network, under its lock (root's call):
+    /// leases whose interface is gone are collected as garbage collection
+    /// does; each live lease's publications are brought in line with what
+    /// `grants` (the ports its owner's grants cover now, `None`: no bound)
+    /// still covers, and all of them go when the network left the policy;
+    /// then what the firewall lost is re-created: masquerading, the
+    /// hairpin, each live lease's guard and publications (never on a
+    /// network that left the policy, whose live leases keep their lease
+    /// and get their guard back until their interface goes). Each object is
+    /// looked up before it is added, so a second run changes nothing; one
+    /// look-up per object, no dump. What fails is reported in `failed`
+    /// after the rest was tried.
+    pub async fn restore(
+        &self,
+        grants: &mut dyn FnMut(u32) -> Result<Covered, Failure>,
+    ) -> Result<Restored, Failure> {
+        let mut ledger = self.store.lock()?;
+        let network = &self.request.network;
+        let mut done = Restored {
+            network: network.name.clone(),
+            bridge: network.bridge.clone(),
+            retired: self.request.known == Known::Recorded,
+            ..Restored::default()
+        };
+        let live = self.collect_dead(&mut ledger, &mut done).await?;
+        let mut publishing = Vec::with_capacity(live.len());
+        for lease in live {
+            publishing.push(self.reconcile(&mut ledger, &lease, grants, &mut done)?);
+        }
+        self.recreate(&publishing, &mut done);
+        Ok(done)
+    }
+
+    /// Collects the leases whose interface is gone; the live ones.
+    async fn collect_dead(
+        &self,
+        ledger: &mut Ledger<'_>,
+        done: &mut Restored,
+    ) -> Result<Vec<Lease>, Failure> {
+        let host = &self.sockets.host;
+        let bridge = host.link_by_name(&self.request.network.bridge).await?;
+        let bridge = bridge.map_or(0, |b| b.index);
+        let mut live = Vec::new();
+        for lease in ledger.all()? {
+            if lease.liveness(host.index_of(&lease.ifname)?) == Liveness::Live {
+                live.push(lease);
+            } else if let Err(e) = self.collect(ledger, bridge, vec![lease.clone()]).await {
+                done.failed
+                    .push(format!("collecting lease {}: {e}", lease.address));
+            } else {
+                done.collected += 1;
+            }
+        }
+        Ok(live)
+    }
+
+    /// A live lease's plan, its publications that `grants` no longer
+    /// covers (all of them on a network that left the policy) removed,
+    /// then its ports record; with the publications it keeps.
+    fn reconcile(
+        &self,
+        ledger: &mut Ledger<'_>,
+        lease: &Lease,
+        grants: &mut dyn FnMut(u32) -> Result<Covered, Failure>,
+        done: &mut Restored,
+    ) -> Result<Granted, Failure> {
+        let plan = Plan::of_lease(self.request, lease, &ledger.ports_of(lease.address)?);
+        let covered = match self.request.known {
+            Known::Recorded => Some(Vec::new()),
+            // Grants that cannot be judged revoke nothing (reported).
+            Known::Defined => grants(lease.uid).unwrap_or_else(|e| {
+                let uid = lease.uid;
+                done.failed.push(format!("the grants of uid {uid}: {e}"));
+                None
+            }),
+        };
+        let (granted, revoked): (Vec<Published>, Vec<Published>) =
+            plan.publications.iter().cloned().partition(|p| {
+                let m = &p.mapping;
+                covered
+                    .as_ref()
+                    .is_none_or(|g| g.iter().any(|g| g.contains(m.protocol, m.host_port)))
+            });
+        if !revoked.is_empty() {
+            let mut kept: Vec<Mapping> = granted.iter().map(|p| p.mapping).collect();
+            for p in revoked {
+                let m = p.mapping;
+                match self.sockets.filters.unpublish(&p) {
+                    Ok(_) => done.revoked.push(format!("{m} of {}", lease.address)),
+                    Err(e) => {
+                        let of = lease.address;
+                        done.failed
+                            .push(format!("removing publication {m} of {of}: {e}"));
+                        kept.push(m);
+                    }
+                }
+            }
+            // Unpublished first, then the record (as a teardown does).
+            ledger.set_ports(lease.address, &kept)?;
+        }
+        Ok((plan, granted))
+    }
+
+    /// Re-creates what the firewall lost: masquerading (not on a network
+    /// that left the policy), the hairpin, and each live lease's guard and
+    /// granted publications.
+    fn recreate(&self, publishing: &[Granted], done: &mut Restored) {
+        let network = &self.request.network;
+        let filters = &self.sockets.filters;
+        let mut fail = |what: String, e: Failure| done.failed.push(format!("{what}: {e}"));
+        if network.nat && self.request.known == Known::Defined {
+            match filters.masquerade(network) {
+                Ok(()) => done.masquerade = true,
+                Err(e) => fail("masquerading".into(), e),
+            }
+        }
+        if publishing.iter().any(|(_, granted)| !granted.is_empty()) {
+            match filters.hairpin(network) {
+                Ok(()) => done.hairpin = true,
+                Err(e) => fail("the hairpin".into(), e),
+            }
+        }
+        for (plan, granted) in publishing {
+            done.leases += 1;
+            if let Some(port) = &plan.guard {
+                let guarded = match filters.guarded(port) {
+                    Ok(true) => Ok(false),
+                    Ok(false) => filters.guard(port).map(|()| true),
+                    Err(e) => Err(e),
+                };
+                match guarded {
+                    Ok(restored) => {
+                        done.guarded += 1;
+                        done.guards_restored += usize::from(restored);
+                    }
+                    Err(e) => fail(format!("the guard of {}", plan.host_name), e),
+                }
+            }
+            for p in granted {
+                match self.republish(p) {
+                    Ok(restored) => {
+                        done.publications += 1;
+                        done.publications_restored += usize::from(restored);
+                    }
+                    Err(e) => fail(format!("publication {} of {}", p.mapping, plan.address), e),
+                }
+            }
+        }
+    }
+
+    /// Publishes `p` for its owner unless it is in place; true if it was
+    /// not. Whatever is left of it (its claim without all of its map
+    /// elements) is removed first, so that the claim's exclusive add
+    /// succeeds; another owner's claim is left alone and refuses it.
+    fn republish(&self, p: &Published) -> Result<bool, Failure> {
+        if self.sockets.filters.published(p)? {
+            return Ok(false);
+        }
+        self.sockets.filters.unpublish(p)?;
+        self.sockets.filters.publish(p)?;
+        Ok(true)
+    }
+}
+
+/// The host ports a lease owner's grants cover on a network now; `None`:
+/// no grant binds it (root).
+pub type Covered = Option<Vec<Ports>>;
+
+/// What `-restore` asks the policy: for a lease owner's uid and a network,
+/// what its grants cover.
+pub type Grants<'a> = dyn Fn(u32, &Network) -> Result<Covered, Failure> + 'a;
+
+/// One network `-restore` works on: what it restores by (from the policy,
+/// or as its state recorded it: [`Known::Recorded`]) and its state, or
+/// why that could not be opened.
+pub struct Restorable {
+    pub request: Request,
+    pub store: Result<Store, Failure>,
+}
+
+/// `netsetgo -restore`: [`Session::restore`] on each network, one after the
+/// other, each under its own lock, as root; a network that fails is
+/// reported as such and the others are restored all the same. `grants` says
+/// which ports a lease owner's grants cover on a network now (asked once
+/// per owner and network).
+pub async fn restore_all<L: Links, F: Filters>(
+    mut host: L,
+    filters: &F,
+    networks: &[Restorable],
+    grants: &Grants<'_>,
+) -> Vec<Restored> {
+    let mut out = Vec::with_capacity(networks.len());
+    for Restorable { request, store } in networks {
+        let network = &request.network;
+        let failed = |e: Failure| Restored {
+            network: network.name.clone(),
+            bridge: network.bridge.clone(),
+            retired: request.known == Known::Recorded,
+            failed: vec![e.to_string()],
+            ..Restored::default()
+        };
+        let store = match store {
+            Ok(store) => store,
+            Err(e) => {
+                out.push(failed(e.clone()));
+                continue;
+            }
+        };
+        let sockets = Sockets {
+            host,
+            inside: None,
+            filters,
+            dhcp: None,
+        };
+        let session = Session::new(sockets, None, store, request, 0);
+        let mut known = std::collections::HashMap::new();
+        let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
+            if let Some(ports) = known.get(&uid) {
+                return Ok(Clone::clone(ports));
+            }
+            let ports = grants(uid, network)?;
+            known.insert(uid, ports.clone());
+            Ok(ports)
+        };
+        out.push(session.restore(&mut ports_of).await.unwrap_or_else(failed));
+        host = session.sockets.host;
+    }
+    out
+}
