@@ -841,21 +841,33 @@ fn guard_structure_as_documented() {
         "ether type != arp ether type != ip ether type != ip6 drop",
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
-        "meta l4proto ip drop",
-        "ip saddr 10.77.0.2 meta l4proto != udp accept",
+        "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+        "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
         "udp sport 67 drop",
         "udp dport 68 drop",
         "udp sport 547 drop",
         "udp dport 546 drop",
-        "ip saddr 10.77.0.2 ip frag-off & 8191 == 0 accept",
-        "ip saddr 10.77.0.2 ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
+        "ip saddr 10.77.0.2 meta l4proto != udp accept",
+        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
+        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         "icmpv6 type nd-router-advert drop",
         "icmpv6 type nd-redirect drop",
+        "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+        "icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x101026e0a4d0002 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
+        "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+        "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x201026e0a4d0002 drop",
         "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
         "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-        "ip6 saddr fd00:77::2 ip6 nexthdr udp accept",
-        "ip6 saddr fd00:77::2 ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
+        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
         "ip6 saddr :: icmpv6 type mld2-listener-report accept",
     ] {
@@ -939,7 +951,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]))
     };
     let before = bytecode();
-    assert_eq!(before.len(), 3 * 25, "{before:?}");
+    assert_eq!(before.len(), 3 * 37, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);

@@ -102,6 +102,21 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const UDP: u8 = 17;
 const ICMPV6: u8 = 58;
 const IPV6_FRAGMENT: u8 = 44;
+/// What a container may send from its own IPv4 address: TCP, UDP, ICMP,
+/// IGMP, SCTP.
+const IPV4_ALLOWED: &[u8] = &[6, UDP, 1, 2, 132];
+/// What it may send from its own IPv6 address: TCP, UDP, ICMPv6, SCTP.
+const IPV6_ALLOWED: &[u8] = &[6, UDP, ICMPV6, 132];
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
+const MLD2_LISTENER_REPORT: u8 = 143;
+const ND_OPT_SOURCE_LLADDR: u8 = 1;
+const ND_OPT_TARGET_LLADDR: u8 = 2;
+/// RFC 7527's nonce, which Linux puts in its duplicate address detection.
+const ND_OPT_NONCE: u8 = 14;
 
 /// A bridge port whose container may send only from its own addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,7 +341,23 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    rules.push([l4proto(0), vec![drop.clone()]].concat());
+    // Only the whitelisted transport protocols, nothing behind an IPsec
+    // header or in a tunnel; IPv4 protocol 0 too. Where the kernel could
+    // not parse the IP header, `meta l4proto` ends the rule instead: every
+    // IP accept below reads it, so such a packet meets the policy.
+    for (t, allowed) in [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)] {
+        rules.push(
+            [
+                protocol(t),
+                allowed
+                    .iter()
+                    .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
+                    .collect(),
+                vec![drop.clone()],
+            ]
+            .concat(),
+        );
+    }
     // Nothing from a DHCP or DHCPv6 server's port, nothing to a client's
     // (a raw-socket client such as nclient4 checks the destination port
     // only). One rule each: nft 1.0.6 merges `udp sport != 67 udp dport
@@ -356,6 +387,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip_saddr(a),
+                l4proto(UDP),
                 frag_offset(),
                 vec![Expr::eq(&[0, 0]), accept.clone()],
             ]
@@ -364,6 +396,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip_saddr(a),
+                l4proto(UDP),
                 frag_offset(),
                 vec![
                     ne(&[0, 0]),
@@ -393,20 +426,96 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         ]
         .concat(),
     );
-    rules.push([icmpv6_type(134), vec![drop.clone()]].concat());
-    rules.push([icmpv6_type(137), vec![drop.clone()]].concat());
-    // A neighbour advertisement's target address is none of the port's.
-    rules.push(
-        [
-            icmpv6_type(136),
-            port.ipv6
-                .iter()
-                .flat_map(|x| [load(Base::Transport, 8, 16), ne(&x.octets())])
-                .collect(),
-            vec![drop.clone()],
+    rules.push([icmpv6_type(ND_ROUTER_ADVERT), vec![drop.clone()]].concat());
+    rules.push([icmpv6_type(ND_REDIRECT), vec![drop.clone()]].concat());
+    // Neighbour discovery names only the port's MAC: no extension header,
+    // and the IPv6 payload length bounds the message to its fixed part
+    // alone or with one link-layer address option (length 1) holding the
+    // port's MAC. The unspecified source sends only duplicate address
+    // detection: a solicitation of one of the port's own addresses, with
+    // no option or a nonce (RFC 7527), never a link-layer address.
+    let payload_length = || load(Base::Network, 4, 2);
+    let unspecified = || load(Base::Network, 8, 16);
+    let own_targets = || -> Vec<Expr> {
+        port.ipv6
+            .iter()
+            .flat_map(|x| [load(Base::Transport, 8, 16), ne(&x.octets())])
+            .collect()
+    };
+    for (t, fixed, option) in [
+        (ND_ROUTER_SOLICIT, 8u16, ND_OPT_SOURCE_LLADDR),
+        (ND_NEIGHBOR_SOLICIT, 24, ND_OPT_SOURCE_LLADDR),
+        (ND_NEIGHBOR_ADVERT, 24, ND_OPT_TARGET_LLADDR),
+    ] {
+        let with_option = (fixed + 8).to_be_bytes();
+        let mut lladdr = vec![option, 1];
+        lladdr.extend_from_slice(&port.mac);
+        let option_load = |len| load(Base::Transport, u32::from(fixed), len);
+        rules.push(
+            [
+                icmpv6_type(t),
+                vec![load(Base::Network, 6, 1), ne(&[ICMPV6]), drop.clone()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                icmpv6_type(t),
+                vec![
+                    payload_length(),
+                    ne(&fixed.to_be_bytes()),
+                    payload_length(),
+                    ne(&with_option),
+                    drop.clone(),
+                ],
+            ]
+            .concat(),
+        );
+        let mut option_rule = [
+            icmpv6_type(t),
+            vec![payload_length(), Expr::eq(&with_option)],
         ]
-        .concat(),
-    );
+        .concat();
+        if t == ND_NEIGHBOR_SOLICIT {
+            option_rule.extend([unspecified(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
+        }
+        option_rule.extend([option_load(8), ne(&lladdr), drop.clone()]);
+        rules.push(option_rule);
+        match t {
+            ND_NEIGHBOR_SOLICIT => {
+                rules.push(
+                    [
+                        icmpv6_type(t),
+                        vec![
+                            payload_length(),
+                            Expr::eq(&with_option),
+                            unspecified(),
+                            Expr::eq(&Ipv6Addr::UNSPECIFIED.octets()),
+                            option_load(2),
+                            ne(&[ND_OPT_NONCE, 1]),
+                            drop.clone(),
+                        ],
+                    ]
+                    .concat(),
+                );
+                rules.push(
+                    [
+                        icmpv6_type(t),
+                        vec![unspecified(), Expr::eq(&Ipv6Addr::UNSPECIFIED.octets())],
+                        own_targets(),
+                        vec![drop.clone()],
+                    ]
+                    .concat(),
+                );
+            }
+            // A neighbour advertisement's target address is none of the
+            // port's.
+            ND_NEIGHBOR_ADVERT => {
+                rules.push([icmpv6_type(t), own_targets(), vec![drop.clone()]].concat())
+            }
+            _ => {}
+        }
+    }
     for x in &port.ipv6 {
         rules.push(
             [
@@ -419,6 +528,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip6_saddr(x),
+                l4proto(UDP),
                 vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept.clone()],
             ]
             .concat(),
@@ -426,6 +536,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip6_saddr(x),
+                l4proto(UDP),
                 vec![
                     load(Base::Network, 6, 1),
                     Expr::eq(&[IPV6_FRAGMENT]),
@@ -439,7 +550,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    for t in [135, 143] {
+    for t in [ND_NEIGHBOR_SOLICIT, MLD2_LISTENER_REPORT] {
         rules.push(
             [
                 ip6_saddr(&Ipv6Addr::UNSPECIFIED),
