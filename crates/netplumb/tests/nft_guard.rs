@@ -280,6 +280,40 @@ fn neighbour_advert(mac: &[u8; 6], source: Ipv6Addr, target: Ipv6Addr) -> Vec<u8
     ether(ALL_NODES_MAC, *mac, 0x86dd, &ipv6(source, dst, 58, &icmp))
 }
 
+/// An IPsec authentication header (RFC 4302) without an ICV, `next`
+/// after it.
+fn auth_header(next: u8, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    p.extend_from_slice(rest);
+    p
+}
+
+/// A neighbour discovery message of type `t` (with `target` after its 4
+/// reserved bytes, none for a router solicitation) and `options`, from
+/// `src` to all nodes. Its checksum and reserved bytes hold the last 6
+/// bytes of `marker`, the frame's marker: the bridge trims what follows
+/// the IPv6 payload.
+fn nd(t: u8, src: Ipv6Addr, target: Option<Ipv6Addr>, options: &[u8], marker: &[u8]) -> Marked {
+    let mut icmp = vec![t, 0];
+    icmp.extend_from_slice(&marker[10..]);
+    if let Some(target) = target {
+        icmp.extend_from_slice(&target.octets());
+    }
+    icmp.extend_from_slice(options);
+    let p = ipv6(src, "ff02::1".parse().unwrap(), 58, &icmp);
+    (
+        ether(ALL_NODES_MAC, MAC_A, 0x86dd, &p),
+        marker[10..].to_vec(),
+    )
+}
+
+/// A link-layer address option of type `t` holding `mac`.
+fn lladdr(t: u8, mac: &[u8; 6]) -> Vec<u8> {
+    let mut o = vec![t, 1];
+    o.extend_from_slice(mac);
+    o
+}
+
 fn port(name: &str, mac: [u8; 6], addr: &str, addr6: &str) -> GuardedPort {
     GuardedPort {
         ifname: name.to_string(),
@@ -583,6 +617,8 @@ fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
             m(10),
         ),
     ])
+    .chain(smuggled(own, ll))
+    .chain(neighbour_discovery(ll))
     .collect();
     let c = |n| marker(4, n);
     let controls = vec![
@@ -624,8 +660,106 @@ fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
             ),
             c(3),
         ),
+        // A non-first fragment of TCP; neighbour discovery as Linux sends
+        // it: a solicitation with its source MAC, an advertisement with its
+        // target MAC, a router solicitation, duplicate address detection of
+        // its own address with a nonce, a unicast solicitation with none.
+        (
+            ether(BROADCAST, MAC_A, 0x0800, &ipv4(own, all, 6, 185, &c(4))),
+            c(4),
+        ),
+        nd(135, ll, Some(link_local(&MAC_B)), &lladdr(1, &MAC_A), &c(5)),
+        nd(136, ll, Some(ll), &lladdr(2, &MAC_A), &c(6)),
+        nd(133, ll, None, &lladdr(1, &MAC_A), &c(7)),
+        nd(
+            135,
+            Ipv6Addr::UNSPECIFIED,
+            Some(ll),
+            &[14, 1, 1, 2, 3, 4, 5, 6],
+            &c(8),
+        ),
+        nd(135, ll, Some(link_local(&MAC_B)), &[], &c(9)),
     ];
     (forged, controls)
+}
+
+/// What the guard would not see behind an IPsec authentication header or
+/// inside a tunnel, from the attacker's own addresses: router
+/// advertisements, DHCP and DHCPv6 replies; a non-first fragment of a
+/// tunnel.
+fn smuggled(own: [u8; 4], ll: Ipv6Addr) -> Vec<Marked> {
+    let m = |n| marker(7, n);
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    let ra = |n| {
+        let mut ra = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+        ra.extend(m(n));
+        ra
+    };
+    let dhcp = |src, n| ipv4(src, [255; 4], 17, 0, &udp(67, 68, &m(n)));
+    let victim = [10, 77, 0, 3];
+    let mut gre = vec![0, 0, 0x08, 0];
+    gre.extend(dhcp([10, 77, 0, 1], 5));
+    let v4 = |p: Vec<u8>| ether(BROADCAST, MAC_A, 0x0800, &p);
+    let v6 = |p: Vec<u8>| ether(ALL_NODES_MAC, MAC_A, 0x86dd, &p);
+    vec![
+        v6(ipv6(ll, all_nodes, 51, &auth_header(58, &ra(0)))),
+        v6(ipv6(
+            ll,
+            all_nodes,
+            51,
+            &auth_header(17, &udp(547, 546, &m(1))),
+        )),
+        v4(ipv4(
+            own,
+            [255; 4],
+            51,
+            0,
+            &auth_header(17, &udp(67, 68, &m(2))),
+        )),
+        v4(ipv4(own, victim, 4, 0, &dhcp([10, 77, 0, 1], 3))),
+        v4(ipv4(
+            own,
+            victim,
+            41,
+            0,
+            &ipv6(link_local(&[2, 0, 0, 0, 0, 1]), all_nodes, 58, &ra(4)),
+        )),
+        v4(ipv4(own, victim, 47, 0, &gre)),
+        v4(ipv4(own, victim, 4, 185, &dhcp([10, 77, 0, 1], 6))),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, f)| (f, m(n as u8)))
+    .collect()
+}
+
+/// Neighbour discovery from the attacker's own link-local address `ll`
+/// that ties it to another MAC (the victim's), one such option hidden
+/// among others, behind an extension header; and duplicate address
+/// detection of the victim's address, or with a link-layer address.
+fn neighbour_discovery(ll: Ipv6Addr) -> Vec<Marked> {
+    let m = |n| marker(8, n);
+    let victim = link_local(&MAC_B);
+    let mut two = lladdr(1, &MAC_A);
+    two.extend(lladdr(1, &MAC_B));
+    // Behind a destination options header (8 bytes, padding).
+    let short = m(6)[10..].to_vec();
+    let mut behind = vec![58, 0, 1, 4, 0, 0, 0, 0, 135, 0];
+    behind.extend_from_slice(&short);
+    behind.extend_from_slice(&victim.octets());
+    let behind = ipv6(ll, "ff02::1".parse().unwrap(), 60, &behind);
+    let unspecified = Ipv6Addr::UNSPECIFIED;
+    let nonce = [14, 1, 1, 2, 3, 4, 5, 6];
+    vec![
+        nd(135, ll, Some(victim), &lladdr(1, &MAC_B), &m(0)),
+        nd(136, ll, Some(ll), &lladdr(2, &MAC_B), &m(1)),
+        nd(133, ll, None, &lladdr(1, &MAC_B), &m(2)),
+        nd(135, ll, Some(victim), &two, &m(3)),
+        nd(135, unspecified, Some(victim), &[], &m(4)),
+        nd(135, unspecified, Some(victim), &nonce, &m(5)),
+        (ether(ALL_NODES_MAC, MAC_A, 0x86dd, &behind), short),
+        nd(135, unspecified, Some(ll), &lladdr(1, &MAC_A), &m(7)),
+    ]
 }
 
 #[test]
@@ -633,7 +767,11 @@ fn forged_frames_never_reach_the_neighbour() {
     require_root!("forged_frames_never_reach_the_neighbour");
     let lab = Lab::new("fwd", true);
     let (forged, controls) = forged_frames();
-    assert_eq!(lab.at_victim(&controls), [0, 1, 2, 3], "the controls");
+    assert_eq!(
+        lab.at_victim(&controls),
+        (0..controls.len()).collect::<Vec<_>>(),
+        "the controls"
+    );
     assert_eq!(lab.at_victim(&forged), Vec::<usize>::new());
     assert!(lab.a.ping(None, "10.77.0.3", 3));
 }
@@ -643,7 +781,11 @@ fn without_the_guard_forged_frames_reach_the_neighbour() {
     require_root!("without_the_guard_forged_frames_reach_the_neighbour");
     let lab = Lab::new("fwdo", false);
     let (forged, controls) = forged_frames();
-    assert_eq!(lab.at_victim(&controls), [0, 1, 2, 3], "the controls");
+    assert_eq!(
+        lab.at_victim(&controls),
+        (0..controls.len()).collect::<Vec<_>>(),
+        "the controls"
+    );
     assert_eq!(
         lab.at_victim(&forged),
         (0..forged.len()).collect::<Vec<_>>()
