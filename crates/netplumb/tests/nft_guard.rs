@@ -792,6 +792,60 @@ fn without_the_guard_forged_frames_reach_the_neighbour() {
     );
 }
 
+/// Neighbour discovery as Linux itself sends it passes the guard: counted
+/// by a chain after it on the same hook (an accept in one base chain goes
+/// on to the next), each kind from the container's own link-local or
+/// global address, with the option and length the guard allows.
+#[test]
+fn linux_neighbour_discovery_passes_the_guard() {
+    require_root!("linux_neighbour_discovery_passes_the_guard");
+    let lab = Lab::new("lnd", true);
+    let (host, a) = (&lab.host, &lab.a);
+    host.run(&["nft", "add", "table", "netdev", "probe"]);
+    host.run(&[
+        "nft",
+        "add chain netdev probe c { type filter hook ingress device \"ga0\" priority 0; }",
+    ]);
+    let kinds = [
+        // Duplicate address detection with a nonce, of its own address.
+        "icmpv6 type nd-neighbor-solicit ip6 saddr :: ip6 length 32 @th,192,16 0x0e01",
+        // A solicitation with its source MAC.
+        "icmpv6 type nd-neighbor-solicit ip6 saddr != :: ip6 length 32",
+        // A solicited advertisement with its target MAC.
+        "icmpv6 type nd-neighbor-advert ip6 length 32",
+        // A router solicitation with its source MAC.
+        "icmpv6 type nd-router-solicit ip6 length 16",
+    ];
+    for kind in kinds {
+        let rule = format!("add rule netdev probe c {kind} counter");
+        host.run(&["nft", &rule]);
+    }
+    a.run(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1"]);
+    a.run(&["sysctl", "-qw", "net.ipv6.conf.eth0.enhanced_dad=1"]);
+    // Its link comes up again: a router solicitation, and DAD of its
+    // link-local address, then of its global one (which the link's going
+    // down took away).
+    a.run(&["ip", "link", "set", "eth0", "down"]);
+    a.run(&["ip", "link", "set", "eth0", "up"]);
+    a.run(&["ip", "addr", "replace", "fd00:77::2/64", "dev", "eth0"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let addrs = a.run(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains("fd00:77::2/64"), "{addrs}");
+    assert!(!addrs.contains("tentative"), "{addrs}");
+    host.run(&["ip", "-6", "neigh", "flush", "dev", "br0"]);
+    assert!(host.ping(None, "fd00:77::2", 3));
+    a.run(&["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+    assert!(a.ping(None, "fd00:77::3", 3));
+    let text = host.run(&["nft", "list", "chain", "netdev", "probe", "c"]);
+    let counted: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .map(|c| c.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counted.len(), kinds.len(), "{text}");
+    assert!(counted.iter().all(|&n| n > 0), "{text}");
+}
+
 /// IPv4 with the victim's source address to a UDP socket of the host, in
 /// frames to each reserved link-local group (which the bridge hands to the
 /// host end's own stack), to the bridge's MAC and to broadcast.
