@@ -9,7 +9,8 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
-use netplumb::{Attachment, IpNetwork, Link, NetNs, Netlink, Nftables};
+use netplumb::sysctl::{enable_forwarding, IpVersion};
+use netplumb::{Attachment, AttachmentCheck, IpNetwork, Link, Missing, NetNs, Netlink, Nftables};
 use rscni_types::error::Error;
 use rscni_types::ipnet::IpNet;
 use rscni_types::legacy;
@@ -22,9 +23,9 @@ use crate::{to_json, Request};
 
 /// Error code for a request the kernel refused; the details name the step,
 /// the object and the errno.
-pub const PLUMBING_FAILED: u32 = 100;
+pub(crate) const PLUMBING_FAILED: u32 = 100;
 /// Error code for a CHECK that found the attachment not as ADD left it.
-pub const NOT_INTACT: u32 = 102;
+pub(crate) const NOT_INTACT: u32 = 102;
 
 /// The nftables table (family `inet`) that holds the ipMasq rules; no other
 /// table is read or written.
@@ -35,7 +36,7 @@ const HOST_PREFIX: &str = "np";
 const OLD_ATTACHMENTS_KEY: &str = "cni.dev/attachments";
 
 /// Runs the operation of `req`.
-pub async fn run(req: &Request<'_>) -> Result<Option<String>, Error> {
+pub(crate) async fn run(req: &Request<'_>) -> Result<Option<String>, Error> {
     let ipam = Ipam::of(&req.conf, &req.env, req.stdin)?;
     let ipam = ipam.as_ref();
     match req.cmd {
@@ -119,7 +120,9 @@ async fn wire(
             host.ensure_address(bridge.index, address)
                 .await
                 .map_err(plumbing)?;
-            enable_forwarding(gateway.is_ipv6())?;
+            // isGateway: the host forwards for the containers (as the
+            // reference plugin does), in the plugin's own namespace.
+            enable_forwarding(IpVersion::of(gateway)).map_err(plumbing)?;
         }
     }
     let addresses: Vec<IpNetwork> = result.ips.iter().map(|ip| network(ip.address)).collect();
@@ -207,50 +210,55 @@ async fn check(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> 
         .await?
         .ok_or_else(|| not_intact(format!("bridge {bridge_name} does not exist")))?;
     let host_name = host_end_name(&req.env.container_id, &req.env.ifname);
-    match host.link_by_name(&host_name).await.map_err(plumbing)? {
-        Some(end) if is_veth(&end) && end.master == Some(bridge.index) && end.up => {}
-        _ => {
-            return Err(not_intact(format!(
-                "host end {host_name} is not an up veth on bridge {bridge_name}"
-            )))
-        }
-    }
-    let ifname = &req.env.ifname;
-    let peer = match inside.link_by_name(ifname).await.map_err(plumbing)? {
-        Some(peer) if is_veth(&peer) && peer.up => peer,
-        _ => {
-            return Err(not_intact(format!(
-                "{ifname} is not an up veth in {}",
-                req.env.netns
-            )))
-        }
+    let host_end_broken = || {
+        not_intact(format!(
+            "host end {host_name} is not an up veth on bridge {bridge_name}"
+        ))
     };
-    let have = inside.addresses_of(peer.index).await.map_err(plumbing)?;
+    let host_end = match host.link_by_name(&host_name).await.map_err(plumbing)? {
+        Some(end) if is_veth(&end) => end,
+        _ => return Err(host_end_broken()),
+    };
+    let ifname = &req.env.ifname;
+    let peer = inside
+        .link_by_name(ifname)
+        .await
+        .map_err(plumbing)?
+        .filter(is_veth);
     let ours = |ip: &&IpConfig| {
         ip.interface
             .and_then(|i| prev.interfaces.get(i as usize))
             .is_none_or(|interface| interface.name == *ifname)
     };
-    for ip in prev.ips.iter().filter(ours) {
-        if !have.contains(&network(ip.address)) {
-            return Err(not_intact(format!(
-                "{ifname} lacks its address {}",
-                ip.address
-            )));
+    let addresses: Vec<IpNetwork> = prev
+        .ips
+        .iter()
+        .filter(ours)
+        .map(|ip| network(ip.address))
+        .collect();
+    let gateways = default_gateways(&prev.routes, &prev.ips)?;
+    let check = AttachmentCheck {
+        bridge: Some(bridge.index),
+        host_end: &host_end,
+        peer: peer.as_ref(),
+        addresses: &addresses,
+        gateways: &gateways,
+    };
+    let missing = inside.verify_attachment(&check).await.map_err(plumbing)?;
+    match missing.first() {
+        None => Ok(()),
+        Some(Missing::NotOnBridge | Missing::HostEndDown) => Err(host_end_broken()),
+        Some(Missing::Peer | Missing::PeerDown) => Err(not_intact(format!(
+            "{ifname} is not an up veth in {}",
+            req.env.netns
+        ))),
+        Some(Missing::Address(address)) => {
+            Err(not_intact(format!("{ifname} lacks its address {address}")))
         }
+        Some(Missing::DefaultRoute(gateway)) => Err(not_intact(format!(
+            "{ifname} lacks its default route via {gateway}"
+        ))),
     }
-    for gateway in default_gateways(&prev.routes, &prev.ips)? {
-        let routes = inside
-            .default_gateways(gateway.is_ipv6())
-            .await
-            .map_err(plumbing)?;
-        if !routes.contains(&(gateway, Some(peer.index))) {
-            return Err(not_intact(format!(
-                "{ifname} lacks its default route via {gateway}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// GC: deletes this plugin's host ends on the bridge that belong to no
@@ -291,7 +299,7 @@ async fn status(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error>
 /// The host end of the attachment (`container_id`, `ifname`): `np` and 13
 /// hex digits (52 bits) of the 64-bit FNV-1a hash of both. The same
 /// attachment always gets the same name.
-pub fn host_end_name(container_id: &str, ifname: &str) -> String {
+pub(crate) fn host_end_name(container_id: &str, ifname: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in container_id.bytes().chain([0]).chain(ifname.bytes()) {
         hash ^= u64::from(byte);
@@ -441,18 +449,6 @@ fn interface(link: &Link, sandbox: Option<String>) -> Interface {
         socket_path: None,
         pci_id: None,
     }
-}
-
-/// isGateway: the host forwards for the containers (as the reference
-/// plugin does), in the plugin's own network namespace.
-fn enable_forwarding(v6: bool) -> Result<(), Error> {
-    let path = if v6 {
-        "/proc/sys/net/ipv6/conf/all/forwarding"
-    } else {
-        "/proc/sys/net/ipv4/ip_forward"
-    };
-    std::fs::write(path, "1")
-        .map_err(|e| plumbing_failed(format!("enable forwarding ({path}): {e}")))
 }
 
 fn plumbing(e: netplumb::Error) -> Error {

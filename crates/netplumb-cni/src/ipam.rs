@@ -15,10 +15,10 @@ use crate::conf::Env;
 
 /// Error code for an IPAM plugin that could not be found or run, or that
 /// answered something that is not CNI.
-pub const IPAM_FAILED: u32 = 101;
+pub(crate) const IPAM_FAILED: u32 = 101;
 
 /// The IPAM plugin of one network.
-pub struct Ipam<'a> {
+pub(crate) struct Ipam<'a> {
     plugin: PathBuf,
     stdin: &'a [u8],
 }
@@ -26,7 +26,11 @@ pub struct Ipam<'a> {
 impl<'a> Ipam<'a> {
     /// The IPAM plugin the configuration names, or `None` when it names
     /// none (the bridge then carries layer 2 only).
-    pub fn of(conf: &NetConf, env: &Env, stdin: &'a [u8]) -> Result<Option<Ipam<'a>>, Error> {
+    pub(crate) fn of(
+        conf: &NetConf,
+        env: &Env,
+        stdin: &'a [u8],
+    ) -> Result<Option<Ipam<'a>>, Error> {
         let Some(ipam) = &conf.ipam else {
             return Ok(None);
         };
@@ -52,7 +56,7 @@ impl<'a> Ipam<'a> {
     }
 
     /// ADD: the addresses, routes and DNS settings for the attachment.
-    pub fn add(&self) -> Result<CNIResult, Error> {
+    pub(crate) fn add(&self) -> Result<CNIResult, Error> {
         let out = self.exec("ADD", self.stdin)?;
         serde_json::from_slice(&out).map_err(|e| {
             failed(format!(
@@ -64,13 +68,13 @@ impl<'a> Ipam<'a> {
 
     /// Runs `command` (DEL, CHECK, GC, STATUS), which answers nothing on
     /// success.
-    pub fn call(&self, command: &str) -> Result<(), Error> {
+    pub(crate) fn call(&self, command: &str) -> Result<(), Error> {
         self.exec(command, self.stdin).map(drop)
     }
 
     /// Whether the plugin speaks `version` (asked with VERSION): GC and
     /// STATUS exist from 1.1.0 on, and plugins from before then refuse them.
-    pub fn speaks(&self, version: SpecVersion) -> Result<bool, Error> {
+    pub(crate) fn speaks(&self, version: SpecVersion) -> Result<bool, Error> {
         let query = format!(r#"{{"cniVersion":"{version}"}}"#);
         let out = self.exec("VERSION", query.as_bytes())?;
         let info: PluginInfo = serde_json::from_slice(&out).map_err(|e| {

@@ -7,6 +7,9 @@
 //! a result for ADD, plugin information for VERSION, nothing for the other
 //! operations, or the specification's error object with a non-zero exit.
 
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
 mod commands;
 mod conf;
 mod ipam;

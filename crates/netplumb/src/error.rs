@@ -69,6 +69,8 @@ pub enum Step {
     NftDeleteElement,
     /// Committing an nf_tables batch as a whole.
     NftCommit,
+    /// Switching forwarding on (a sysctl under `/proc/sys/net`).
+    EnableForwarding,
 }
 
 impl fmt::Display for Step {
@@ -104,6 +106,7 @@ impl fmt::Display for Step {
             Step::NftAddElement => "add nftables element",
             Step::NftDeleteElement => "delete nftables element",
             Step::NftCommit => "commit nftables batch",
+            Step::EnableForwarding => "enable forwarding",
         })
     }
 }

@@ -28,8 +28,13 @@
 //!   host end made an isolated bridge port and the peer's MAC pinned to it
 //!   ([`Attachment`], [`Learning`]), and [`Netlink::attach_with`] runs a
 //!   step of the caller's on the host end before it is brought up.
+//! * [`Netlink::verify_attachment`]: whether an attachment is intact (the
+//!   host end up on its bridge, the peer up with its addresses and default
+//!   routes), as a list of what it lacks ([`Missing`]).
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
+//! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
+//!   without following a symbolic link and without a write when it is on.
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
 //!   atomic batches, with request builders shaped like rtnetlink's:
 //!   [`masquerade`](Nftables::masquerade) (source NAT for a bridge's
@@ -82,22 +87,38 @@
 //!
 //! `examples/masquerade.rs` shows [`Nftables`]: masquerading a bridge's
 //! subnet, in-process over netlink.
+//!
+//! ## Where each concern lives
+//!
+//! In `src/`: `netns.rs` (namespaces), `netlink.rs` (the rtnetlink
+//! session), `links.rs`, `addresses.rs`, `routes.rs` and `bridge_port.rs`
+//! (one module per kernel object), `wiring.rs` ([`Netlink::attach`]),
+//! `intact.rs` ([`Netlink::verify_attachment`]), `sockets.rs` (sock_diag),
+//! `sysctl.rs` (forwarding), `error.rs` ([`Error`], [`Step`]); and `nft/`,
+//! nf_tables, whose `mod.rs` lists its layers: the codec, expressions, the
+//! protocol's numbers, the session and its look-ups, batches, the messages
+//! per kernel object, the shared `postrouting` chain, and the operations
+//! (masquerade, ports, guard).
 
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod addresses;
 mod bridge_port;
 mod error;
+mod intact;
 mod links;
 mod netlink;
 mod netns;
 mod nft;
 mod routes;
 pub mod sockets;
+pub mod sysctl;
 mod wiring;
 
 pub use bridge_port::{BridgePort, FdbEntry, Learning};
 pub use error::{Error, NetlinkError, Result, Step};
+pub use intact::{AttachmentCheck, Missing};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;

@@ -932,3 +932,28 @@ async fn attach_rolls_back_on_failure() {
     assert_eq!(cont.must_link("veth1")["inet6_addr_gen_mode"], "none");
     assert!(common::ping_from(&cont, "10.72.0.1", 5));
 }
+
+// ---------------------------------------------------------------- sysctl
+
+#[test]
+fn forwarding_is_switched_on_in_the_namespace_only() {
+    use netplumb::sysctl::{enable_forwarding, IpVersion};
+    require_root!("forwarding_is_switched_on_in_the_namespace_only");
+    let ns = TestNs::new("fwd");
+    let read = |key: &str| ns.run(&["cat", key]).trim().to_string();
+    for version in [IpVersion::V4, IpVersion::V6] {
+        let path = version.forwarding_path();
+        assert_eq!(read(path), "0", "a new namespace forwards already: {path}");
+        ns.open()
+            .enter(|| enable_forwarding(version))
+            .unwrap()
+            .unwrap();
+        assert_eq!(read(path), "1", "{path} not switched on");
+        // Finding it on changes nothing and is no error.
+        ns.open()
+            .enter(|| enable_forwarding(version))
+            .unwrap()
+            .unwrap();
+        assert_eq!(read(path), "1", "{path}");
+    }
+}

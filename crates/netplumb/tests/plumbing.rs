@@ -2,7 +2,8 @@
 //! throwaway namespaces: `sockets::listening` (sock_diag), `is_local`
 //! (RTM_GETROUTE), and `Attachment`'s `peer_mac`, `isolated` and
 //! `learning` (the pinned MAC), with `attach_with`'s step before the host
-//! end is up. Needs root; skips loudly otherwise.
+//! end is up, and `verify_attachment` on what `attach` made. Needs root;
+//! skips loudly otherwise.
 
 mod common;
 
@@ -305,4 +306,85 @@ fn kernel_at_least(major: u32, minor: u32) -> bool {
             .unwrap_or(0)
     };
     (next(), next()) >= (major, minor)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn verify_attachment_finds_nothing_missing_then_names_each_loss() {
+    use netplumb::{AttachmentCheck, Missing};
+    require_root!("verify_attachment_finds_nothing_missing_then_names_each_loss");
+    let host = TestNs::new("va");
+    let cont = TestNs::new("vac");
+    let (nl, inside) = (host.session(), cont.session());
+    let bridge = nl.ensure_bridge("brg0", None).await.unwrap().link;
+    nl.add_address(bridge.index, net("10.74.0.1/24"))
+        .await
+        .unwrap();
+    let target = cont.open();
+    let addresses = [net("10.74.0.2/24")];
+    let gateways = [ip("10.74.0.1")];
+    let attached = nl
+        .attach(
+            &inside,
+            &Attachment {
+                bridge: bridge.index,
+                host_name: "vethva",
+                peer_name: "veth1",
+                peer_netns: target.as_fd(),
+                mtu: None,
+                addresses: &addresses,
+                gateways: &gateways,
+                peer_link_local: false,
+                peer_mac: None,
+                isolated: false,
+                learning: Learning::On,
+            },
+        )
+        .await
+        .unwrap();
+    let missing = || async {
+        let host_end = nl
+            .link_by_index(attached.host_index)
+            .await
+            .unwrap()
+            .unwrap();
+        let peer = inside.link_by_name("veth1").await.unwrap();
+        let check = AttachmentCheck {
+            bridge: Some(bridge.index),
+            host_end: &host_end,
+            peer: peer.as_ref(),
+            addresses: &addresses,
+            gateways: &gateways,
+        };
+        inside.verify_attachment(&check).await.unwrap()
+    };
+    assert_eq!(missing().await, vec![]);
+
+    cont.ip(&["route", "del", "default"]);
+    assert_eq!(missing().await, [Missing::DefaultRoute(gateways[0])]);
+    cont.ip(&["addr", "del", "10.74.0.2/24", "dev", "veth1"]);
+    assert_eq!(
+        missing().await,
+        [
+            Missing::Address(addresses[0]),
+            Missing::DefaultRoute(gateways[0])
+        ]
+    );
+    host.ip(&["link", "set", "vethva", "nomaster"]);
+    cont.ip(&["link", "set", "veth1", "down"]);
+    assert_eq!(
+        missing().await,
+        [
+            Missing::NotOnBridge,
+            Missing::PeerDown,
+            Missing::Address(addresses[0]),
+            Missing::DefaultRoute(gateways[0])
+        ]
+    );
+    // A peer not found by its name: nothing inside is looked at.
+    cont.ip(&["link", "set", "veth1", "name", "other"]);
+    host.ip(&["link", "set", "vethva", "down"]);
+    assert_eq!(
+        missing().await,
+        [Missing::NotOnBridge, Missing::HostEndDown, Missing::Peer]
+    );
 }

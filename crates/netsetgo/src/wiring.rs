@@ -22,7 +22,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;
 
 use ipnetwork::{IpNetwork, Ipv4Network};
-use netplumb::{Attached, Attachment, Bridge, Learning, Link, NetNs, Netlink};
+use netplumb::{
+    Attached, Attachment, AttachmentCheck, Bridge, Learning, Link, Missing, NetNs, Netlink,
+};
 
 use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
@@ -651,29 +653,31 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         let addresses = network.container_addresses(lease.address);
         let gateways = network.gateways();
         let bridge = self.host.link_by_name(&network.bridge).await?;
-        let mut missing = Vec::new();
-        if bridge.is_none() || host.master != bridge.map(|b| b.index) {
-            missing.push(format!(
-                "host end {} is not on bridge {}",
-                host.name, network.bridge
-            ));
-        }
-        if !host.up {
-            missing.push(format!("host end {} is down", host.name));
-        }
-        if !peer.up {
-            missing.push(format!("{} is down", peer.name));
-        }
+        let check = AttachmentCheck {
+            bridge: bridge.map(|b| b.index),
+            host_end: &host,
+            peer: Some(&peer),
+            addresses: &addresses,
+            gateways: &gateways,
+        };
         let present = inside.addresses_of(peer.index).await?;
-        for address in addresses.iter().filter(|a| !present.contains(a)) {
-            missing.push(format!("{} lacks address {address}", peer.name));
-        }
+        let mut routes = Vec::new();
         for gateway in &gateways {
-            let routes = inside.default_gateways(gateway.is_ipv6()).await?;
-            if !routes.contains(&(*gateway, Some(peer.index))) {
-                missing.push(format!("no default route via {gateway}"));
-            }
+            routes.extend(inside.default_gateways(gateway.is_ipv6()).await?);
         }
+        let mut missing: Vec<String> = check
+            .missing(&present, &routes)
+            .into_iter()
+            .map(|m| match m {
+                Missing::NotOnBridge => {
+                    format!("host end {} is not on bridge {}", host.name, network.bridge)
+                }
+                Missing::HostEndDown => format!("host end {} is down", host.name),
+                Missing::Peer | Missing::PeerDown => format!("{} is down", peer.name),
+                Missing::Address(address) => format!("{} lacks address {address}", peer.name),
+                Missing::DefaultRoute(gateway) => format!("no default route via {gateway}"),
+            })
+            .collect();
         if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
             missing.push("lo is down".to_string());
         }

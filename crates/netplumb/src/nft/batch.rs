@@ -1,23 +1,34 @@
 //! nf_tables batches (`NFNL_MSG_BATCH_BEGIN` .. `NFNL_MSG_BATCH_END`): built
 //! message by message, committed atomically, optionally tied to the ruleset
 //! generation they were planned on (`NFNL_BATCH_GENID`), with the
-//! transaction loop that plans again when the kernel says `ERESTART`.
+//! transaction loop that plans again when the kernel says `ERESTART`. The
+//! messages for each kernel object are built by the methods in
+//! [`objects`](super::objects).
 
 use std::collections::HashSet;
 
+use super::proto::{Family, NFPROTO_UNSPEC};
+use super::socket::{Nftables, Wait};
 use super::wire::{
     error_code, kernel_error, messages, nft_type, Attrs, Failure, Message, NFNL_BATCH_GENID,
     NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END, NFNL_SUBSYS_NFTABLES, NLMSG_ERROR, NLM_F_ACK,
     NLM_F_REQUEST,
 };
-use super::{Family, Nftables, NFPROTO_UNSPEC};
 use crate::error::{Error, Result, Step};
 
 /// How often a batch is planned again when the ruleset changed under it.
 const ATTEMPTS: usize = 16;
 
-const NFT_MSG_GETGEN: u16 = 16;
-const NFTA_GEN_ID: u16 = 1;
+/// What `EEXIST` or `ENOENT` from the kernel means for a message of a
+/// batch planned on the state read at one generation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IfRaced {
+    /// An error like any other: the call fails.
+    Fail,
+    /// A concurrent caller got there first: read the state again and plan
+    /// the batch anew.
+    Replan,
+}
 
 /// One nf_tables batch under construction.
 pub(super) struct Batch<'a> {
@@ -35,9 +46,8 @@ struct Part {
     seq: u32,
     step: Step,
     object: String,
-    /// `EEXIST`/`ENOENT` here means a concurrent caller got there first:
-    /// read the state again rather than fail.
-    racy: bool,
+    /// What `EEXIST`/`ENOENT` here means.
+    if_raced: IfRaced,
 }
 
 /// A refused batch.
@@ -79,14 +89,15 @@ impl<'a> Batch<'a> {
     }
 
     /// Appends nf_tables message `msg` with `flags` (besides REQUEST and
-    /// ACK). `step` and `object` say what failed if the kernel refuses it.
+    /// ACK). `step` and `object` say what failed if the kernel refuses it,
+    /// `if_raced` what its `EEXIST` or `ENOENT` means.
     pub(super) fn add(
         &mut self,
         msg: u16,
         flags: u16,
         step: Step,
         object: String,
-        racy: bool,
+        if_raced: IfRaced,
         attrs: impl FnOnce(&mut Attrs<'_>),
     ) {
         let seq = self.nft.next_seq();
@@ -103,7 +114,7 @@ impl<'a> Batch<'a> {
             seq,
             step,
             object,
-            racy,
+            if_raced,
         });
     }
 
@@ -132,8 +143,11 @@ impl<'a> Batch<'a> {
             retry: false,
         };
         self.nft.send(&self.buf).map_err(|f| whole(f, &self.what))?;
-        let mut datagrams = vec![self.nft.recv(false).map_err(|f| whole(f, &self.what))?];
-        while let Some(buf) = self.nft.recv(true).map_err(|f| whole(f, &self.what))? {
+        let mut datagrams = vec![self
+            .nft
+            .recv(Wait::UpToTimeout)
+            .map_err(|f| whole(f, &self.what))?];
+        while let Some(buf) = self.nft.recv(Wait::No).map_err(|f| whole(f, &self.what))? {
             datagrams.push(Some(buf));
         }
 
@@ -168,7 +182,9 @@ impl<'a> Batch<'a> {
             return Err(match self.parts.iter().find(|p| p.seq == seq) {
                 Some(part) => BatchFailure {
                     error: kernel_error(part.step, part.object.clone(), errno),
-                    retry: moved || part.racy && (errno == libc::EEXIST || errno == libc::ENOENT),
+                    retry: moved
+                        || part.if_raced == IfRaced::Replan
+                            && (errno == libc::EEXIST || errno == libc::ENOENT),
                 },
                 None => BatchFailure {
                     error: kernel_error(Step::NftCommit, self.what.clone(), errno),
@@ -217,30 +233,5 @@ impl Nftables {
             format!("{what}: the ruleset kept changing"),
             libc::ERESTART,
         ))
-    }
-
-    /// The current ruleset generation (`NFT_MSG_GETGEN`).
-    fn generation(&self) -> Result<u32> {
-        let object = "ruleset generation";
-        let seq = self.next_seq();
-        let msg = Message::new(
-            nft_type(NFT_MSG_GETGEN),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            NFPROTO_UNSPEC,
-            0,
-        );
-        let replies = self
-            .exchange(&msg.finish(), seq)
-            .map_err(|f| f.into_error(Step::NftLookUp, object))?;
-        replies
-            .iter()
-            .flat_map(|body| super::wire::attributes(body))
-            .find(|(kind, value)| *kind == NFTA_GEN_ID && value.len() == 4)
-            .map(|(_, value)| u32::from_be_bytes([value[0], value[1], value[2], value[3]]))
-            .ok_or_else(|| {
-                Failure::malformed("no NFTA_GEN_ID in the answer")
-                    .into_error(Step::NftLookUp, object)
-            })
     }
 }

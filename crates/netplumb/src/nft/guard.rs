@@ -126,11 +126,13 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use super::batch::Batch;
 use super::expr::{
     Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
     NF_DROP,
 };
-use super::{check_table, Batch, Family, Nftables};
+use super::proto::{check_table, Family};
+use super::socket::Nftables;
 use crate::error::Result;
 use crate::links::check_name;
 
@@ -173,11 +175,18 @@ pub struct GuardedPort {
     pub ipv6: Vec<Ipv6Addr>,
 }
 
+impl Nftables {
+    /// The guard of containers' host ends in table `netdev <table>`.
+    pub fn guard<'a>(&'a self, table: &'a str) -> Guard<'a> {
+        Guard { nft: self, table }
+    }
+}
+
 /// The guard of host ends in one `netdev` table: [`Nftables::guard`].
 #[derive(Debug, Clone, Copy)]
 pub struct Guard<'a> {
-    pub(super) nft: &'a Nftables,
-    pub(super) table: &'a str,
+    nft: &'a Nftables,
+    table: &'a str,
 }
 
 impl<'a> Guard<'a> {
@@ -299,56 +308,96 @@ pub fn guard_chain_name(ifname: &str) -> String {
 /// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
 /// text in the module docs.
 fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let ether = || {
-        vec![
-            Expr::meta(NFT_META_IIFTYPE),
-            Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
-        ]
-    };
-    let protocol = |t: u16| vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&t.to_be_bytes())];
-    let l4proto = |p: u8| vec![Expr::meta(NFT_META_L4PROTO), Expr::eq(&[p])];
-    let ne = |data: &[u8]| Expr::Cmp(NFT_CMP_NEQ, data.to_vec());
-    let load = Expr::payload;
-    let accept = Expr::Verdict(NF_ACCEPT);
-    let drop = Expr::Verdict(NF_DROP);
-    // `ip frag-off & 0x1fff`: the fragment offset.
-    let frag_offset = || vec![load(Base::Network, 6, 2), Expr::Mask(vec![0x1f, 0xff])];
-    let icmpv6_type = |t: u8| {
-        [
-            protocol(ETH_P_IPV6),
-            l4proto(ICMPV6),
-            vec![load(Base::Transport, 0, 1), Expr::eq(&[t])],
-        ]
-        .concat()
-    };
-    let ip_saddr = |a: &Ipv4Addr| {
-        [
-            protocol(ETH_P_IP),
-            vec![load(Base::Network, 12, 4), Expr::eq(&a.octets())],
-        ]
-        .concat()
-    };
-    let ip6_saddr = |a: &Ipv6Addr| {
-        [
-            protocol(ETH_P_IPV6),
-            vec![load(Base::Network, 8, 16), Expr::eq(&a.octets())],
-        ]
-        .concat()
-    };
+    let mut rules = link_rules(&port.mac);
+    rules.extend(arp_rules(port));
+    rules.extend(protocol_rules());
+    rules.extend(server_port_rules());
+    rules.extend(ipv4_rules(&port.ipv4));
+    rules.extend(neighbour_discovery_rules(port));
+    rules.extend(ipv6_rules(&port.ipv6));
+    rules
+}
 
-    let mut rules = vec![
-        [
-            ether(),
-            vec![load(Base::Link, 6, 6), ne(&port.mac), drop.clone()],
-        ]
-        .concat(),
+/// `meta iiftype ether`: what nft puts before an `ether` match.
+fn ether() -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIFTYPE),
+        Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
+    ]
+}
+
+/// `meta protocol <t>`.
+fn protocol(t: u16) -> Vec<Expr> {
+    vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&t.to_be_bytes())]
+}
+
+/// `meta l4proto <p>`.
+fn l4proto(p: u8) -> Vec<Expr> {
+    vec![Expr::meta(NFT_META_L4PROTO), Expr::eq(&[p])]
+}
+
+/// `!= <data>`.
+fn ne(data: &[u8]) -> Expr {
+    Expr::Cmp(NFT_CMP_NEQ, data.to_vec())
+}
+
+fn accept() -> Expr {
+    Expr::Verdict(NF_ACCEPT)
+}
+
+fn drop() -> Expr {
+    Expr::Verdict(NF_DROP)
+}
+
+/// `ip frag-off & 0x1fff`: the fragment offset.
+fn frag_offset() -> Vec<Expr> {
+    vec![
+        Expr::payload(Base::Network, 6, 2),
+        Expr::Mask(vec![0x1f, 0xff]),
+    ]
+}
+
+/// `icmpv6 type <t>`.
+fn icmpv6_type(t: u8) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IPV6),
+        l4proto(ICMPV6),
+        vec![Expr::payload(Base::Transport, 0, 1), Expr::eq(&[t])],
+    ]
+    .concat()
+}
+
+/// `ip saddr <a>`.
+fn ip_saddr(a: &Ipv4Addr) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IP),
+        vec![Expr::payload(Base::Network, 12, 4), Expr::eq(&a.octets())],
+    ]
+    .concat()
+}
+
+/// `ip6 saddr <a>`.
+fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IPV6),
+        vec![Expr::payload(Base::Network, 8, 16), Expr::eq(&a.octets())],
+    ]
+    .concat()
+}
+
+/// The link layer: the port's MAC only, no link-local group (STP, LLDP,
+/// pause frames), and only ARP, IPv4 and IPv6.
+fn link_rules(mac: &[u8; 6]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    vec![
+        [ether(), vec![load(Base::Link, 6, 6), ne(mac), drop()]].concat(),
         [
             ether(),
             vec![
                 load(Base::Link, 0, 6),
                 Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
                 Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
-                drop.clone(),
+                drop(),
             ],
         ]
         .concat(),
@@ -358,10 +407,17 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                 .iter()
                 .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
                 .collect(),
-            vec![drop.clone()],
+            vec![drop()],
         ]
         .concat(),
-    ];
+    ]
+}
+
+/// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
+/// duplicate address detection).
+fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
     for a in port.ipv4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
         // htype 1 ptype ip, hlen 6 plen 4, sender MAC and address: as nft
         // merges them.
@@ -377,51 +433,67 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                     Expr::eq(&[6, 4]),
                     load(Base::Network, 8, 10),
                     Expr::eq(&sender),
-                    accept.clone(),
+                    accept(),
                 ],
             ]
             .concat(),
         );
     }
-    // Only the whitelisted transport protocols, nothing behind an IPsec
-    // header or in a tunnel; IPv4 protocol 0 too. Where the kernel could
-    // not parse the IP header, `meta l4proto` ends the rule instead: every
-    // IP accept below reads it, so such a packet meets the policy.
-    for (t, allowed) in [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)] {
-        rules.push(
+    rules
+}
+
+/// Only the whitelisted transport protocols, nothing behind an IPsec header
+/// or in a tunnel; IPv4 protocol 0 neither. Where the kernel could not
+/// parse the IP header, `meta l4proto` ends the rule instead: every rule
+/// that accepts IP reads it, so such a packet meets the policy.
+fn protocol_rules() -> Vec<Vec<Expr>> {
+    [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)]
+        .into_iter()
+        .map(|(t, allowed)| {
             [
                 protocol(t),
                 allowed
                     .iter()
                     .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
                     .collect(),
-                vec![drop.clone()],
+                vec![drop()],
             ]
-            .concat(),
-        );
-    }
-    // Nothing from a DHCP or DHCPv6 server's port, nothing to a client's
-    // (a raw-socket client such as nclient4 checks the destination port
-    // only). One rule each: nft 1.0.6 merges `udp sport != 67 udp dport
-    // != 68` into one comparison of both, which means something else.
-    for (offset, port) in [(0, 67u16), (2, 68), (0, 547), (2, 546)] {
-        rules.push(
+            .concat()
+        })
+        .collect()
+}
+
+/// Nothing from a DHCP or DHCPv6 server's port, nothing to a client's (a
+/// raw-socket client such as nclient4 checks the destination port only).
+/// One rule each: nft 1.0.6 merges `udp sport != 67 udp dport != 68` into
+/// one comparison of both, which means something else.
+fn server_port_rules() -> Vec<Vec<Expr>> {
+    [(0, 67u16), (2, 68), (0, 547), (2, 546)]
+        .into_iter()
+        .map(|(offset, port)| {
             [
                 l4proto(UDP),
                 vec![
-                    load(Base::Transport, offset, 2),
+                    Expr::payload(Base::Transport, offset, 2),
                     Expr::eq(&port.to_be_bytes()),
-                    drop.clone(),
+                    drop(),
                 ],
             ]
-            .concat(),
-        );
-    }
-    for a in &port.ipv4 {
+            .concat()
+        })
+        .collect()
+}
+
+/// IPv4 from the port's addresses (fragments only where they cannot read
+/// as a reply to a DHCP client), and DHCP discovery from 0.0.0.0.
+fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
+    for a in addresses {
         rules.push(
             [
                 ip_saddr(a),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept.clone()],
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
             ]
             .concat(),
         );
@@ -431,7 +503,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                 ip_saddr(a),
                 l4proto(UDP),
                 frag_offset(),
-                vec![Expr::eq(&[0, 0]), accept.clone()],
+                vec![Expr::eq(&[0, 0]), accept()],
             ]
             .concat(),
         );
@@ -449,7 +521,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                     // Where a UDP destination port would be.
                     load(Base::Network, 22, 2),
                     ne(&68u16.to_be_bytes()),
-                    accept.clone(),
+                    accept(),
                 ],
             ]
             .concat(),
@@ -463,21 +535,30 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             vec![
                 load(Base::Transport, 0, 4),
                 Expr::eq(&[0, 68, 0, 67]),
-                accept.clone(),
+                accept(),
             ],
         ]
         .concat(),
     );
-    rules.push([icmpv6_type(ND_ROUTER_ADVERT), vec![drop.clone()]].concat());
-    rules.push([icmpv6_type(ND_REDIRECT), vec![drop.clone()]].concat());
-    // Neighbour discovery names only the port's MAC: no extension header,
-    // and the IPv6 payload length bounds the message to its fixed part
-    // alone or with one link-layer address option (length 1) holding the
-    // port's MAC. The unspecified source sends only duplicate address
-    // detection: a solicitation of one of the port's own addresses, with
-    // no option or a nonce (RFC 7527), never a link-layer address.
+    rules
+}
+
+/// No router advertisement or redirect. Neighbour discovery names only
+/// the port's MAC: no extension header, and the IPv6 payload length bounds
+/// the message to its fixed part alone or with one link-layer address
+/// option (length 1) holding the port's MAC. The unspecified source sends
+/// only duplicate address detection: a solicitation of one of the port's
+/// own addresses, with no option or a nonce (RFC 7527), never a link-layer
+/// address. No neighbour advertisement for another target.
+fn neighbour_discovery_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = vec![
+        [icmpv6_type(ND_ROUTER_ADVERT), vec![drop()]].concat(),
+        [icmpv6_type(ND_REDIRECT), vec![drop()]].concat(),
+    ];
+    let load = Expr::payload;
     let payload_length = || load(Base::Network, 4, 2);
-    let unspecified = || load(Base::Network, 8, 16);
+    let saddr = || load(Base::Network, 8, 16);
+    let any = Ipv6Addr::UNSPECIFIED.octets();
     let own_targets = || -> Vec<Expr> {
         port.ipv6
             .iter()
@@ -496,7 +577,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 icmpv6_type(t),
-                vec![load(Base::Network, 6, 1), ne(&[ICMPV6]), drop.clone()],
+                vec![load(Base::Network, 6, 1), ne(&[ICMPV6]), drop()],
             ]
             .concat(),
         );
@@ -508,7 +589,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                     ne(&fixed.to_be_bytes()),
                     payload_length(),
                     ne(&with_option),
-                    drop.clone(),
+                    drop(),
                 ],
             ]
             .concat(),
@@ -519,9 +600,9 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         ]
         .concat();
         if t == ND_NEIGHBOR_SOLICIT {
-            option_rule.extend([unspecified(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
+            option_rule.extend([saddr(), ne(&any)]);
         }
-        option_rule.extend([option_load(8), ne(&lladdr), drop.clone()]);
+        option_rule.extend([option_load(8), ne(&lladdr), drop()]);
         rules.push(option_rule);
         match t {
             ND_NEIGHBOR_SOLICIT => {
@@ -531,11 +612,11 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                         vec![
                             payload_length(),
                             Expr::eq(&with_option),
-                            unspecified(),
-                            Expr::eq(&Ipv6Addr::UNSPECIFIED.octets()),
+                            saddr(),
+                            Expr::eq(&any),
                             option_load(2),
                             ne(&[ND_OPT_NONCE, 1]),
-                            drop.clone(),
+                            drop(),
                         ],
                     ]
                     .concat(),
@@ -543,9 +624,9 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                 rules.push(
                     [
                         icmpv6_type(t),
-                        vec![unspecified(), Expr::eq(&Ipv6Addr::UNSPECIFIED.octets())],
+                        vec![saddr(), Expr::eq(&any)],
                         own_targets(),
-                        vec![drop.clone()],
+                        vec![drop()],
                     ]
                     .concat(),
                 );
@@ -553,16 +634,25 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             // A neighbour advertisement's target address is none of the
             // port's.
             ND_NEIGHBOR_ADVERT => {
-                rules.push([icmpv6_type(t), own_targets(), vec![drop.clone()]].concat())
+                rules.push([icmpv6_type(t), own_targets(), vec![drop()]].concat())
             }
             _ => {}
         }
     }
-    for x in &port.ipv6 {
+    rules
+}
+
+/// IPv6 from the port's addresses (fragments only where they cannot read
+/// as a reply to a DHCPv6 client), and neighbour solicitation and MLD
+/// reports from `::`.
+fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
+    for x in addresses {
         rules.push(
             [
                 ip6_saddr(x),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept.clone()],
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
             ]
             .concat(),
         );
@@ -571,7 +661,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             [
                 ip6_saddr(x),
                 l4proto(UDP),
-                vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept.clone()],
+                vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept()],
             ]
             .concat(),
         );
@@ -586,7 +676,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
                     // fragment header.
                     load(Base::Network, 50, 2),
                     ne(&546u16.to_be_bytes()),
-                    accept.clone(),
+                    accept(),
                 ],
             ]
             .concat(),
@@ -597,7 +687,7 @@ fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             [
                 ip6_saddr(&Ipv6Addr::UNSPECIFIED),
                 l4proto(ICMPV6),
-                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept.clone()],
+                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept()],
             ]
             .concat(),
         );

@@ -18,23 +18,27 @@
 
 use ipnetwork::IpNetwork;
 
-use super::expr::{Base, Expr, NFPROTO_IPV4, NFPROTO_IPV6, NFT_CMP_NEQ, NFT_META_OIFNAME};
-use super::{check_table, user_comment, Batch, Family, Nftables};
+use super::batch::Batch;
+use super::expr::{ifname, Expr, NFT_CMP_NEQ, NFT_META_OIFNAME};
+use super::objects::user_comment;
+use super::postrouting::{hairpin_tag, saddr_in, PostroutingRule, HAIRPIN, POSTROUTING};
+use super::proto::{check_table, Family};
+use super::socket::Nftables;
 use crate::error::Result;
 use crate::links::check_name;
 
-/// The base chain every network's jump rule lives in.
-pub(super) const POSTROUTING: &str = "postrouting";
-/// `NF_INET_POST_ROUTING`.
-pub(super) const NF_INET_POST_ROUTING: u32 = 4;
-/// `NF_IP_PRI_NAT_SRC`, what nft calls `srcnat`.
-pub(super) const PRIORITY_SRCNAT: i32 = 100;
+impl Nftables {
+    /// Masquerading in table `inet <table>`.
+    pub fn masquerade<'a>(&'a self, table: &'a str) -> Masquerade<'a> {
+        Masquerade { nft: self, table }
+    }
+}
 
 /// Masquerading in one `inet` table: [`Nftables::masquerade`].
 #[derive(Debug, Clone, Copy)]
 pub struct Masquerade<'a> {
-    pub(super) nft: &'a Nftables,
-    pub(super) table: &'a str,
+    nft: &'a Nftables,
+    table: &'a str,
 }
 
 impl<'a> Masquerade<'a> {
@@ -114,74 +118,6 @@ impl AddMasquerade<'_> {
     }
 }
 
-/// A rule (recognised by its comment) in a regular chain that the
-/// `postrouting` base chain jumps to (one jump, recognised by its own
-/// comment): what masquerading and the hairpin of published ports both
-/// keep.
-pub(super) struct PostroutingRule<'c> {
-    pub(super) chain: &'c str,
-    pub(super) exprs: Vec<Expr>,
-    pub(super) tag: Vec<u8>,
-    /// How errors name the rule.
-    pub(super) what: String,
-    pub(super) jump_tag: Vec<u8>,
-}
-
-impl PostroutingRule<'_> {
-    /// Creates, as needed and in one generation-tied batch: the table, its
-    /// base chain `postrouting` (type nat, priority srcnat), the regular
-    /// chain with the jump to it, and the rule. Returns `true` when it
-    /// changed the ruleset.
-    pub(super) fn ensure(&self, nft: &Nftables, table: &str) -> Result<bool> {
-        let inet = Family::Inet;
-        let chain = self.chain;
-        nft.transact(&format!("on table inet {table}"), |genid| {
-            let have_chain = nft.chain_exists(inet, table, chain)?;
-            let have_rule = have_chain
-                && nft
-                    .rules(inet, table, chain)?
-                    .iter()
-                    .any(|r| r.userdata == self.tag);
-            let have_jump = have_chain
-                && nft
-                    .rules(inet, table, POSTROUTING)?
-                    .iter()
-                    .any(|r| r.userdata == self.jump_tag);
-            if have_rule && have_jump {
-                return Ok(None);
-            }
-
-            let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
-            batch.table(inet, table);
-            batch.base_chain(
-                inet,
-                table,
-                POSTROUTING,
-                "nat",
-                NF_INET_POST_ROUTING,
-                PRIORITY_SRCNAT,
-            );
-            if !have_chain {
-                batch.new_chain(inet, table, chain);
-            }
-            if !have_rule {
-                batch.rule(inet, table, chain, &self.exprs, Some(&self.tag), &self.what);
-            }
-            if !have_jump {
-                batch.rule(
-                    inet,
-                    table,
-                    POSTROUTING,
-                    &[Expr::Jump(chain.to_string())],
-                    Some(&self.jump_tag),
-                    &format!("jump {chain}"),
-                );
-            }
-            Ok(Some(batch))
-        })
-    }
-}
-
 /// A request of [`Masquerade::remove`].
 #[derive(Debug)]
 #[must_use = "a request does nothing until it is executed"]
@@ -199,7 +135,7 @@ impl RemoveMasquerade<'_> {
         check_name(bridge)?;
         let chain = Masquerade::network_chain(bridge);
         let jump_tag = user_comment(&format!("netplumb network {bridge}"));
-        let hairpin_tag = super::ports::hairpin_tag(bridge);
+        let hairpin_tag = hairpin_tag(bridge);
         let inet = Family::Inet;
 
         nft.transact(&format!("on table inet {table}"), |genid| {
@@ -211,7 +147,7 @@ impl RemoveMasquerade<'_> {
                 .map(|r| r.handle)
                 .collect();
             let hairpins: Vec<u64> = nft
-                .rules(inet, table, super::ports::HAIRPIN)?
+                .rules(inet, table, HAIRPIN)?
                 .into_iter()
                 .filter(|r| r.userdata == hairpin_tag)
                 .map(|r| r.handle)
@@ -224,13 +160,7 @@ impl RemoveMasquerade<'_> {
                 batch.delete_rule(inet, table, POSTROUTING, handle, &format!("jump {chain}"));
             }
             for handle in hairpins {
-                batch.delete_rule(
-                    inet,
-                    table,
-                    super::ports::HAIRPIN,
-                    handle,
-                    &format!("hairpin {bridge}"),
-                );
+                batch.delete_rule(inet, table, HAIRPIN, handle, &format!("hairpin {bridge}"));
             }
             if have_chain {
                 batch.delete_chain(inet, table, &chain);
@@ -240,47 +170,18 @@ impl RemoveMasquerade<'_> {
     }
 }
 
-/// `ip saddr <subnet>` (or `ip6 saddr`), encoded as nft itself would in an
-/// inet table: the family check, then the address bytes of the prefix.
-pub(super) fn saddr_in(subnet: IpNetwork) -> Vec<Expr> {
-    let (nfproto, offset, addr) = match subnet {
-        IpNetwork::V4(net) => (NFPROTO_IPV4, 12, net.network().octets().to_vec()),
-        IpNetwork::V6(net) => (NFPROTO_IPV6, 8, net.network().octets().to_vec()),
-    };
-    let prefix = usize::from(subnet.prefix());
-    let mut exprs = Expr::nfproto(nfproto).to_vec();
-    if prefix % 8 == 0 && prefix > 0 {
-        // Whole bytes: load and compare just those.
-        let len = prefix / 8;
-        exprs.push(Expr::payload(Base::Network, offset, len as u32));
-        exprs.push(Expr::eq(&addr[..len]));
-    } else if prefix > 0 {
-        // Load the whole address and mask it.
-        let mask: Vec<u8> = (0..addr.len())
-            .map(|i| {
-                let bits = prefix.saturating_sub(i * 8).min(8);
-                (0xff00u16 >> bits) as u8
-            })
-            .collect();
-        exprs.push(Expr::payload(Base::Network, offset, addr.len() as u32));
-        exprs.push(Expr::Mask(mask));
-        exprs.push(Expr::eq(&addr));
-    }
-    exprs
-}
-
 /// `ip saddr <subnet> oifname != "<bridge>" masquerade` (or `ip6 saddr`).
 fn masquerade(subnet: IpNetwork, bridge: &str) -> Vec<Expr> {
     let mut exprs = saddr_in(subnet);
     exprs.push(Expr::meta(NFT_META_OIFNAME));
-    exprs.push(Expr::Cmp(NFT_CMP_NEQ, super::expr::ifname(bridge)));
+    exprs.push(Expr::Cmp(NFT_CMP_NEQ, ifname(bridge)));
     exprs.push(Expr::Masquerade);
     exprs
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::expr::{NFT_CMP_EQ, NFT_META_NFPROTO, NFT_REG_1};
+    use super::super::expr::{Base, NFT_CMP_EQ, NFT_META_NFPROTO, NFT_REG_1};
     use super::*;
 
     #[test]
