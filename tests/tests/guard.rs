@@ -172,12 +172,15 @@ fn redirect(data: &[u8]) -> Vec<u8> {
     p
 }
 
-/// An unsolicited neighbour advertisement (override) for `target`
-/// carrying `data`.
-fn neighbour_advertisement(target: [u8; 16], data: &[u8]) -> Vec<u8> {
-    let mut p = vec![136, 0, 0, 0, 0x20, 0, 0, 0];
+/// An unsolicited neighbour advertisement for `target` with the attacker's
+/// own MAC as its target link-layer address, the last 6 bytes of `marker`
+/// in its checksum, flags and reserved bytes: the shape the guard allows.
+fn neighbour_advertisement(target: [u8; 16], marker: &[u8]) -> Vec<u8> {
+    let mut p = vec![136, 0];
+    p.extend_from_slice(&marker[10..]);
     p.extend_from_slice(&target);
-    p.extend_from_slice(data);
+    p.extend_from_slice(&[2, 1]);
+    p.extend_from_slice(&container_mac(4));
     p
 }
 
@@ -439,6 +442,13 @@ fn send_forged_frames(lab: &Lab) -> Seen {
         .map(|(n, (label, src, body, next))| {
             let m = marker(32 + n as u8);
             let payload = body(&m);
+            // A neighbour advertisement carries only the marker's last 6
+            // bytes (the guard allows nothing after its option).
+            let m = if contains(&payload, &m) {
+                m
+            } else {
+                m[10..].to_vec()
+            };
             let frame = ether(
                 ALL_NODES_MAC,
                 me,
@@ -761,11 +771,12 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // Legitimate traffic, the kernel's elements, -check
 
 /// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
-/// one for malformed IP, 4 for DHCP and DHCPv6 ports, 3 for the IPv4
-/// lease, DHCP discovery, 3 neighbour discovery drops, 3 for each IPv6
-/// address (the lease's and the link-local), 2 for duplicate address
-/// detection.
-const GUARD_RULES: usize = 3 + 2 + 1 + 4 + 3 + 1 + 3 + 2 * 3 + 2;
+/// 2 transport protocol whitelists, 4 for DHCP and DHCPv6 ports, 3 for the
+/// IPv4 lease, DHCP discovery, 14 for neighbour discovery (router
+/// advertisements and redirects, 3 router solicitation, 5 neighbour
+/// solicitation and 4 advertisement rules), 3 for each IPv6 address (the
+/// lease's and the link-local), 2 from `::`.
+const GUARD_RULES: usize = 3 + 2 + 2 + 4 + 3 + 1 + 14 + 2 * 3 + 2;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -1047,7 +1058,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
         "table netdev netsetgo",
         "table inet netsetgo",
         "udp dport 68 drop",
-        "ip saddr 10.10.10.2 ip frag-off & 8191 == 0 accept",
+        "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
     ] {

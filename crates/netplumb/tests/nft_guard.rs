@@ -280,6 +280,40 @@ fn neighbour_advert(mac: &[u8; 6], source: Ipv6Addr, target: Ipv6Addr) -> Vec<u8
     ether(ALL_NODES_MAC, *mac, 0x86dd, &ipv6(source, dst, 58, &icmp))
 }
 
+/// An IPsec authentication header (RFC 4302) without an ICV, `next`
+/// after it.
+fn auth_header(next: u8, rest: &[u8]) -> Vec<u8> {
+    let mut p = vec![next, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+    p.extend_from_slice(rest);
+    p
+}
+
+/// A neighbour discovery message of type `t` (with `target` after its 4
+/// reserved bytes, none for a router solicitation) and `options`, from
+/// `src` to all nodes. Its checksum and reserved bytes hold the last 6
+/// bytes of `marker`, the frame's marker: the bridge trims what follows
+/// the IPv6 payload.
+fn nd(t: u8, src: Ipv6Addr, target: Option<Ipv6Addr>, options: &[u8], marker: &[u8]) -> Marked {
+    let mut icmp = vec![t, 0];
+    icmp.extend_from_slice(&marker[10..]);
+    if let Some(target) = target {
+        icmp.extend_from_slice(&target.octets());
+    }
+    icmp.extend_from_slice(options);
+    let p = ipv6(src, "ff02::1".parse().unwrap(), 58, &icmp);
+    (
+        ether(ALL_NODES_MAC, MAC_A, 0x86dd, &p),
+        marker[10..].to_vec(),
+    )
+}
+
+/// A link-layer address option of type `t` holding `mac`.
+fn lladdr(t: u8, mac: &[u8; 6]) -> Vec<u8> {
+    let mut o = vec![t, 1];
+    o.extend_from_slice(mac);
+    o
+}
+
 fn port(name: &str, mac: [u8; 6], addr: &str, addr6: &str) -> GuardedPort {
     GuardedPort {
         ifname: name.to_string(),
@@ -583,6 +617,8 @@ fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
             m(10),
         ),
     ])
+    .chain(smuggled(own, ll))
+    .chain(neighbour_discovery(ll))
     .collect();
     let c = |n| marker(4, n);
     let controls = vec![
@@ -624,8 +660,106 @@ fn forged_frames() -> (Vec<Marked>, Vec<Marked>) {
             ),
             c(3),
         ),
+        // A non-first fragment of TCP; neighbour discovery as Linux sends
+        // it: a solicitation with its source MAC, an advertisement with its
+        // target MAC, a router solicitation, duplicate address detection of
+        // its own address with a nonce, a unicast solicitation with none.
+        (
+            ether(BROADCAST, MAC_A, 0x0800, &ipv4(own, all, 6, 185, &c(4))),
+            c(4),
+        ),
+        nd(135, ll, Some(link_local(&MAC_B)), &lladdr(1, &MAC_A), &c(5)),
+        nd(136, ll, Some(ll), &lladdr(2, &MAC_A), &c(6)),
+        nd(133, ll, None, &lladdr(1, &MAC_A), &c(7)),
+        nd(
+            135,
+            Ipv6Addr::UNSPECIFIED,
+            Some(ll),
+            &[14, 1, 1, 2, 3, 4, 5, 6],
+            &c(8),
+        ),
+        nd(135, ll, Some(link_local(&MAC_B)), &[], &c(9)),
     ];
     (forged, controls)
+}
+
+/// What the guard would not see behind an IPsec authentication header or
+/// inside a tunnel, from the attacker's own addresses: router
+/// advertisements, DHCP and DHCPv6 replies; a non-first fragment of a
+/// tunnel.
+fn smuggled(own: [u8; 4], ll: Ipv6Addr) -> Vec<Marked> {
+    let m = |n| marker(7, n);
+    let all_nodes: Ipv6Addr = "ff02::1".parse().unwrap();
+    let ra = |n| {
+        let mut ra = vec![134, 0, 0, 0, 64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0];
+        ra.extend(m(n));
+        ra
+    };
+    let dhcp = |src, n| ipv4(src, [255; 4], 17, 0, &udp(67, 68, &m(n)));
+    let victim = [10, 77, 0, 3];
+    let mut gre = vec![0, 0, 0x08, 0];
+    gre.extend(dhcp([10, 77, 0, 1], 5));
+    let v4 = |p: Vec<u8>| ether(BROADCAST, MAC_A, 0x0800, &p);
+    let v6 = |p: Vec<u8>| ether(ALL_NODES_MAC, MAC_A, 0x86dd, &p);
+    vec![
+        v6(ipv6(ll, all_nodes, 51, &auth_header(58, &ra(0)))),
+        v6(ipv6(
+            ll,
+            all_nodes,
+            51,
+            &auth_header(17, &udp(547, 546, &m(1))),
+        )),
+        v4(ipv4(
+            own,
+            [255; 4],
+            51,
+            0,
+            &auth_header(17, &udp(67, 68, &m(2))),
+        )),
+        v4(ipv4(own, victim, 4, 0, &dhcp([10, 77, 0, 1], 3))),
+        v4(ipv4(
+            own,
+            victim,
+            41,
+            0,
+            &ipv6(link_local(&[2, 0, 0, 0, 0, 1]), all_nodes, 58, &ra(4)),
+        )),
+        v4(ipv4(own, victim, 47, 0, &gre)),
+        v4(ipv4(own, victim, 4, 185, &dhcp([10, 77, 0, 1], 6))),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(n, f)| (f, m(n as u8)))
+    .collect()
+}
+
+/// Neighbour discovery from the attacker's own link-local address `ll`
+/// that ties it to another MAC (the victim's), one such option hidden
+/// among others, behind an extension header; and duplicate address
+/// detection of the victim's address, or with a link-layer address.
+fn neighbour_discovery(ll: Ipv6Addr) -> Vec<Marked> {
+    let m = |n| marker(8, n);
+    let victim = link_local(&MAC_B);
+    let mut two = lladdr(1, &MAC_A);
+    two.extend(lladdr(1, &MAC_B));
+    // Behind a destination options header (8 bytes, padding).
+    let short = m(6)[10..].to_vec();
+    let mut behind = vec![58, 0, 1, 4, 0, 0, 0, 0, 135, 0];
+    behind.extend_from_slice(&short);
+    behind.extend_from_slice(&victim.octets());
+    let behind = ipv6(ll, "ff02::1".parse().unwrap(), 60, &behind);
+    let unspecified = Ipv6Addr::UNSPECIFIED;
+    let nonce = [14, 1, 1, 2, 3, 4, 5, 6];
+    vec![
+        nd(135, ll, Some(victim), &lladdr(1, &MAC_B), &m(0)),
+        nd(136, ll, Some(ll), &lladdr(2, &MAC_B), &m(1)),
+        nd(133, ll, None, &lladdr(1, &MAC_B), &m(2)),
+        nd(135, ll, Some(victim), &two, &m(3)),
+        nd(135, unspecified, Some(victim), &[], &m(4)),
+        nd(135, unspecified, Some(victim), &nonce, &m(5)),
+        (ether(ALL_NODES_MAC, MAC_A, 0x86dd, &behind), short),
+        nd(135, unspecified, Some(ll), &lladdr(1, &MAC_A), &m(7)),
+    ]
 }
 
 #[test]
@@ -633,7 +767,11 @@ fn forged_frames_never_reach_the_neighbour() {
     require_root!("forged_frames_never_reach_the_neighbour");
     let lab = Lab::new("fwd", true);
     let (forged, controls) = forged_frames();
-    assert_eq!(lab.at_victim(&controls), [0, 1, 2, 3], "the controls");
+    assert_eq!(
+        lab.at_victim(&controls),
+        (0..controls.len()).collect::<Vec<_>>(),
+        "the controls"
+    );
     assert_eq!(lab.at_victim(&forged), Vec::<usize>::new());
     assert!(lab.a.ping(None, "10.77.0.3", 3));
 }
@@ -643,11 +781,69 @@ fn without_the_guard_forged_frames_reach_the_neighbour() {
     require_root!("without_the_guard_forged_frames_reach_the_neighbour");
     let lab = Lab::new("fwdo", false);
     let (forged, controls) = forged_frames();
-    assert_eq!(lab.at_victim(&controls), [0, 1, 2, 3], "the controls");
+    assert_eq!(
+        lab.at_victim(&controls),
+        (0..controls.len()).collect::<Vec<_>>(),
+        "the controls"
+    );
     assert_eq!(
         lab.at_victim(&forged),
         (0..forged.len()).collect::<Vec<_>>()
     );
+}
+
+/// Neighbour discovery as Linux itself sends it passes the guard: counted
+/// by a chain after it on the same hook (an accept in one base chain goes
+/// on to the next), each kind from the container's own link-local or
+/// global address, with the option and length the guard allows.
+#[test]
+fn linux_neighbour_discovery_passes_the_guard() {
+    require_root!("linux_neighbour_discovery_passes_the_guard");
+    let lab = Lab::new("lnd", true);
+    let (host, a) = (&lab.host, &lab.a);
+    host.run(&["nft", "add", "table", "netdev", "probe"]);
+    host.run(&[
+        "nft",
+        "add chain netdev probe c { type filter hook ingress device \"ga0\" priority 0; }",
+    ]);
+    let kinds = [
+        // Duplicate address detection with a nonce, of its own address.
+        "icmpv6 type nd-neighbor-solicit ip6 saddr :: ip6 length 32 @th,192,16 0x0e01",
+        // A solicitation with its source MAC.
+        "icmpv6 type nd-neighbor-solicit ip6 saddr != :: ip6 length 32",
+        // A solicited advertisement with its target MAC.
+        "icmpv6 type nd-neighbor-advert ip6 length 32",
+        // A router solicitation with its source MAC.
+        "icmpv6 type nd-router-solicit ip6 length 16",
+    ];
+    for kind in kinds {
+        let rule = format!("add rule netdev probe c {kind} counter");
+        host.run(&["nft", &rule]);
+    }
+    a.run(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1"]);
+    a.run(&["sysctl", "-qw", "net.ipv6.conf.eth0.enhanced_dad=1"]);
+    // Its link comes up again: a router solicitation, and DAD of its
+    // link-local address, then of its global one (which the link's going
+    // down took away).
+    a.run(&["ip", "link", "set", "eth0", "down"]);
+    a.run(&["ip", "link", "set", "eth0", "up"]);
+    a.run(&["ip", "addr", "replace", "fd00:77::2/64", "dev", "eth0"]);
+    std::thread::sleep(Duration::from_millis(2500));
+    let addrs = a.run(&["ip", "-6", "addr", "show", "dev", "eth0"]);
+    assert!(addrs.contains("fd00:77::2/64"), "{addrs}");
+    assert!(!addrs.contains("tentative"), "{addrs}");
+    host.run(&["ip", "-6", "neigh", "flush", "dev", "br0"]);
+    assert!(host.ping(None, "fd00:77::2", 3));
+    a.run(&["ip", "-6", "neigh", "flush", "dev", "eth0"]);
+    assert!(a.ping(None, "fd00:77::3", 3));
+    let text = host.run(&["nft", "list", "chain", "netdev", "probe", "c"]);
+    let counted: Vec<u64> = text
+        .lines()
+        .filter_map(|l| l.split("counter packets ").nth(1))
+        .map(|c| c.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(counted.len(), kinds.len(), "{text}");
+    assert!(counted.iter().all(|&n| n > 0), "{text}");
 }
 
 /// IPv4 with the victim's source address to a UDP socket of the host, in
@@ -841,21 +1037,33 @@ fn guard_structure_as_documented() {
         "ether type != arp ether type != ip ether type != ip6 drop",
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
-        "meta l4proto ip drop",
-        "ip saddr 10.77.0.2 meta l4proto != udp accept",
+        "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+        "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
         "udp sport 67 drop",
         "udp dport 68 drop",
         "udp sport 547 drop",
         "udp dport 546 drop",
-        "ip saddr 10.77.0.2 ip frag-off & 8191 == 0 accept",
-        "ip saddr 10.77.0.2 ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
+        "ip saddr 10.77.0.2 meta l4proto != udp accept",
+        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
+        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
         "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
         "icmpv6 type nd-router-advert drop",
         "icmpv6 type nd-redirect drop",
+        "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+        "icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x101026e0a4d0002 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
+        "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+        "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x201026e0a4d0002 drop",
         "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
         "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-        "ip6 saddr fd00:77::2 ip6 nexthdr udp accept",
-        "ip6 saddr fd00:77::2 ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
+        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
         "ip6 saddr :: icmpv6 type mld2-listener-report accept",
     ] {
@@ -939,7 +1147,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]))
     };
     let before = bytecode();
-    assert_eq!(before.len(), 3 * 25, "{before:?}");
+    assert_eq!(before.len(), 3 * 37, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);

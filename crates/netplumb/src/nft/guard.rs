@@ -14,21 +14,33 @@
 //!     ether type != arp ether type != ip ether type != ip6 drop
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
-//!     meta l4proto ip drop                                         (l4proto 0: not valid IP)
+//!     meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
+//!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
 //!     udp sport 67 drop
 //!     udp dport 68 drop
 //!     udp sport 547 drop
 //!     udp dport 546 drop
 //!     ip saddr A meta l4proto != udp accept                                        (each A)
-//!     ip saddr A ip frag-off & 8191 == 0 accept
-//!     ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
+//!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
+//!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
 //!     ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
+//!     icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
+//!     icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop
+//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x0101M drop
+//!     icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x0101M drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
+//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != X ... drop
+//!     icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
+//!     icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
+//!     icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x0201M drop
 //!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
 //!     ip6 saddr X meta l4proto != udp accept                                       (each X)
-//!     ip6 saddr X ip6 nexthdr udp accept
-//!     ip6 saddr X ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
+//!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
+//!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 //!     ip6 saddr :: icmpv6 type mld2-listener-report accept
 //! }
@@ -58,7 +70,7 @@
 //! `ether type` equality in front of `ip ...` as nothing and reads it back
 //! as `meta protocol`.
 //!
-//! # DHCP, router advertisements, fragments, malformed IP
+//! # DHCP, router advertisements, fragments
 //!
 //! A container is never a DHCP or DHCPv6 server, nor a router: UDP from
 //! source port 67 or 547, and UDP to a client's port 68 or 546, is dropped
@@ -71,10 +83,40 @@
 //! fragment offset too: an IPv4 one only with a 20-byte header and without
 //! 68 where a UDP destination port would be (network offset 22), an IPv6
 //! one only with the fragment header right after the IPv6 header and
-//! without 546 at network offset 50. `meta l4proto` is 0 exactly when the
-//! kernel could not parse the IP header (`nft_set_pktinfo_unspec`), or for
-//! IPv4 protocol 0: such packets are dropped before any rule trusts a
-//! header field.
+//! without 546 at network offset 50.
+//!
+//! # Transport protocols, malformed IP
+//!
+//! From its own addresses a container sends only TCP, UDP, ICMP, IGMP and
+//! SCTP over IPv4, and TCP, UDP, ICMPv6 and SCTP over IPv6 (`meta l4proto`,
+//! the protocol after the IPv6 extension headers the kernel skips): the
+//! rules on UDP ports and ICMPv6 types must see the real transport header,
+//! and they would not behind an IPsec header (for IPv6 the kernel stops
+//! there, `IP6_FH_F_AUTH`; for IPv4 it is the protocol) or inside a tunnel
+//! (IPv4 or IPv6 in IPv4 or IPv6, GRE), which could carry a DHCP reply or a
+//! router advertisement from any source. **Tunnels and IPsec between
+//! containers therefore need `guard=no`.** Non-first fragments keep the
+//! fragment rules above, for these protocols only. Where the kernel could
+//! not parse the IP header (`nft_set_pktinfo_unspec`: a length beyond the
+//! frame, a truncated extension header) `meta l4proto` ends the rule that
+//! reads it: every rule that accepts IP reads it, so such a packet meets
+//! the policy.
+//!
+//! # Neighbour discovery
+//!
+//! Router and neighbour solicitations and neighbour advertisements name no
+//! MAC but the port's. Options may come in any number and order, so the
+//! message is bounded instead: with no extension header (which neighbour
+//! discovery never carries), the IPv6 payload length is the message's, and
+//! it is its fixed part alone (8 bytes for a router solicitation, 24 for the
+//! others) or followed by exactly one link-layer address option (type 1
+//! source, 2 target, length 1) holding the port's MAC. The unspecified
+//! address sends only duplicate address detection: a neighbour solicitation
+//! of one of the port's own addresses, without an option or with the nonce
+//! Linux adds (RFC 7527, type 14, length 1), never a link-layer address.
+//! So no container knocks out another's address (the next container's
+//! predictable link-local one, say) with probes of its own for it. A
+//! neighbour advertisement's target is one of the port's addresses.
 //!
 //! Everything is a constant of the port's own chain: a packet walks only its
 //! port's rules, and adding or removing a port costs the same whatever the
@@ -104,6 +146,21 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const UDP: u8 = 17;
 const ICMPV6: u8 = 58;
 const IPV6_FRAGMENT: u8 = 44;
+/// What a container may send from its own IPv4 address: TCP, UDP, ICMP,
+/// IGMP, SCTP.
+const IPV4_ALLOWED: &[u8] = &[6, UDP, 1, 2, 132];
+/// What it may send from its own IPv6 address: TCP, UDP, ICMPv6, SCTP.
+const IPV6_ALLOWED: &[u8] = &[6, UDP, ICMPV6, 132];
+const ND_ROUTER_SOLICIT: u8 = 133;
+const ND_ROUTER_ADVERT: u8 = 134;
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const ND_NEIGHBOR_ADVERT: u8 = 136;
+const ND_REDIRECT: u8 = 137;
+const MLD2_LISTENER_REPORT: u8 = 143;
+const ND_OPT_SOURCE_LLADDR: u8 = 1;
+const ND_OPT_TARGET_LLADDR: u8 = 2;
+/// RFC 7527's nonce, which Linux puts in its duplicate address detection.
+const ND_OPT_NONCE: u8 = 14;
 
 /// A bridge port whose container may send only from its own addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,9 +310,10 @@ pub fn guard_chain_name(ifname: &str) -> String {
 fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     let mut rules = link_rules(&port.mac);
     rules.extend(arp_rules(port));
-    rules.push([l4proto(0), vec![drop()]].concat());
+    rules.extend(protocol_rules());
     rules.extend(server_port_rules());
     rules.extend(ipv4_rules(&port.ipv4));
+    rules.extend(neighbour_discovery_rules(port));
     rules.extend(ipv6_rules(&port.ipv6));
     rules
 }
@@ -384,6 +442,27 @@ fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     rules
 }
 
+/// Only the whitelisted transport protocols, nothing behind an IPsec header
+/// or in a tunnel; IPv4 protocol 0 neither. Where the kernel could not
+/// parse the IP header, `meta l4proto` ends the rule instead: every rule
+/// that accepts IP reads it, so such a packet meets the policy.
+fn protocol_rules() -> Vec<Vec<Expr>> {
+    [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)]
+        .into_iter()
+        .map(|(t, allowed)| {
+            [
+                protocol(t),
+                allowed
+                    .iter()
+                    .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
+                    .collect(),
+                vec![drop()],
+            ]
+            .concat()
+        })
+        .collect()
+}
+
 /// Nothing from a DHCP or DHCPv6 server's port, nothing to a client's (a
 /// raw-socket client such as nclient4 checks the destination port only).
 /// One rule each: nft 1.0.6 merges `udp sport != 67 udp dport != 68` into
@@ -422,6 +501,7 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip_saddr(a),
+                l4proto(UDP),
                 frag_offset(),
                 vec![Expr::eq(&[0, 0]), accept()],
             ]
@@ -430,6 +510,7 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip_saddr(a),
+                l4proto(UDP),
                 frag_offset(),
                 vec![
                     ne(&[0, 0]),
@@ -462,26 +543,111 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
     rules
 }
 
-/// No router advertisement or redirect, no neighbour advertisement for
-/// another target; IPv6 from the port's addresses (fragments only where
-/// they cannot read as a reply to a DHCPv6 client), and neighbour
-/// solicitation and MLD reports from `::`.
+/// No router advertisement or redirect. Neighbour discovery names only
+/// the port's MAC: no extension header, and the IPv6 payload length bounds
+/// the message to its fixed part alone or with one link-layer address
+/// option (length 1) holding the port's MAC. The unspecified source sends
+/// only duplicate address detection: a solicitation of one of the port's
+/// own addresses, with no option or a nonce (RFC 7527), never a link-layer
+/// address. No neighbour advertisement for another target.
+fn neighbour_discovery_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = vec![
+        [icmpv6_type(ND_ROUTER_ADVERT), vec![drop()]].concat(),
+        [icmpv6_type(ND_REDIRECT), vec![drop()]].concat(),
+    ];
+    let load = Expr::payload;
+    let payload_length = || load(Base::Network, 4, 2);
+    let saddr = || load(Base::Network, 8, 16);
+    let any = Ipv6Addr::UNSPECIFIED.octets();
+    let own_targets = || -> Vec<Expr> {
+        port.ipv6
+            .iter()
+            .flat_map(|x| [load(Base::Transport, 8, 16), ne(&x.octets())])
+            .collect()
+    };
+    for (t, fixed, option) in [
+        (ND_ROUTER_SOLICIT, 8u16, ND_OPT_SOURCE_LLADDR),
+        (ND_NEIGHBOR_SOLICIT, 24, ND_OPT_SOURCE_LLADDR),
+        (ND_NEIGHBOR_ADVERT, 24, ND_OPT_TARGET_LLADDR),
+    ] {
+        let with_option = (fixed + 8).to_be_bytes();
+        let mut lladdr = vec![option, 1];
+        lladdr.extend_from_slice(&port.mac);
+        let option_load = |len| load(Base::Transport, u32::from(fixed), len);
+        rules.push(
+            [
+                icmpv6_type(t),
+                vec![load(Base::Network, 6, 1), ne(&[ICMPV6]), drop()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                icmpv6_type(t),
+                vec![
+                    payload_length(),
+                    ne(&fixed.to_be_bytes()),
+                    payload_length(),
+                    ne(&with_option),
+                    drop(),
+                ],
+            ]
+            .concat(),
+        );
+        let mut option_rule = [
+            icmpv6_type(t),
+            vec![payload_length(), Expr::eq(&with_option)],
+        ]
+        .concat();
+        if t == ND_NEIGHBOR_SOLICIT {
+            option_rule.extend([saddr(), ne(&any)]);
+        }
+        option_rule.extend([option_load(8), ne(&lladdr), drop()]);
+        rules.push(option_rule);
+        match t {
+            ND_NEIGHBOR_SOLICIT => {
+                rules.push(
+                    [
+                        icmpv6_type(t),
+                        vec![
+                            payload_length(),
+                            Expr::eq(&with_option),
+                            saddr(),
+                            Expr::eq(&any),
+                            option_load(2),
+                            ne(&[ND_OPT_NONCE, 1]),
+                            drop(),
+                        ],
+                    ]
+                    .concat(),
+                );
+                rules.push(
+                    [
+                        icmpv6_type(t),
+                        vec![saddr(), Expr::eq(&any)],
+                        own_targets(),
+                        vec![drop()],
+                    ]
+                    .concat(),
+                );
+            }
+            // A neighbour advertisement's target address is none of the
+            // port's.
+            ND_NEIGHBOR_ADVERT => {
+                rules.push([icmpv6_type(t), own_targets(), vec![drop()]].concat())
+            }
+            _ => {}
+        }
+    }
+    rules
+}
+
+/// IPv6 from the port's addresses (fragments only where they cannot read
+/// as a reply to a DHCPv6 client), and neighbour solicitation and MLD
+/// reports from `::`.
 fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
     let load = Expr::payload;
-    let mut rules = vec![
-        [icmpv6_type(134), vec![drop()]].concat(),
-        [icmpv6_type(137), vec![drop()]].concat(),
-        // A neighbour advertisement's target address is none of the port's.
-        [
-            icmpv6_type(136),
-            addresses
-                .iter()
-                .flat_map(|x| [load(Base::Transport, 8, 16), ne(&x.octets())])
-                .collect(),
-            vec![drop()],
-        ]
-        .concat(),
-    ];
+    let mut rules = Vec::new();
     for x in addresses {
         rules.push(
             [
@@ -494,6 +660,7 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip6_saddr(x),
+                l4proto(UDP),
                 vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept()],
             ]
             .concat(),
@@ -501,6 +668,7 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
         rules.push(
             [
                 ip6_saddr(x),
+                l4proto(UDP),
                 vec![
                     load(Base::Network, 6, 1),
                     Expr::eq(&[IPV6_FRAGMENT]),
@@ -514,7 +682,7 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    for t in [135, 143] {
+    for t in [ND_NEIGHBOR_SOLICIT, MLD2_LISTENER_REPORT] {
         rules.push(
             [
                 ip6_saddr(&Ipv6Addr::UNSPECIFIED),
@@ -554,9 +722,10 @@ mod tests {
     #[test]
     fn guard_rules_match_what_nft_generates() {
         let rules = guard_rules(&port());
-        // 3 link-layer rules, 2 ARP, l4proto 0, 4 DHCP ports, 3 per IPv4
-        // address, DHCP discovery, 3 ND drops, 3 per IPv6 address, 2 for DAD.
-        assert_eq!(rules.len(), 3 + 2 + 1 + 4 + 3 + 1 + 3 + 6 + 2);
+        // 3 link-layer rules, 2 ARP, 2 protocol whitelists, 4 DHCP ports, 3
+        // per IPv4 address, DHCP discovery, 2 RA and redirect, 3 RS, 5 NS,
+        // 4 NA, 3 per IPv6 address, 2 from `::`.
+        assert_eq!(rules.len(), 3 + 2 + 2 + 4 + 3 + 1 + 2 + 3 + 5 + 4 + 6 + 2);
         // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
         // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
         // [ payload load 6b @ link header + 6 => reg 1 ]
@@ -592,20 +761,39 @@ mod tests {
             Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2])
         );
         assert_eq!(rules[4][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
-        // `meta l4proto ip drop`: [ meta load l4proto ] [ cmp eq reg 1 0 ].
+        // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
+        // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
+        // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
+        // [ meta load l4proto ] [ cmp neq reg 1 0x00000006 ] ... 0x00000084.
+        let not = |p: u8| {
+            [
+                Expr::meta(NFT_META_L4PROTO),
+                Expr::Cmp(NFT_CMP_NEQ, vec![p]),
+            ]
+        };
         assert_eq!(
             rules[5],
-            vec![
-                Expr::meta(NFT_META_L4PROTO),
-                Expr::eq(&[0]),
-                Expr::Verdict(NF_DROP)
+            [
+                vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&[8, 0])],
+                [6, 17, 1, 2, 0x84].into_iter().flat_map(not).collect(),
+                vec![Expr::Verdict(NF_DROP)],
             ]
+            .concat()
+        );
+        // The IPv6 one: protocol 0x0000dd86, not 6, 17, 0x3a, 0x84.
+        assert_eq!(rules[6][1], Expr::eq(&[0x86, 0xdd]));
+        assert_eq!(
+            rules[6][2..10],
+            [6, 17, 0x3a, 0x84]
+                .into_iter()
+                .flat_map(not)
+                .collect::<Vec<_>>()
         );
         // `udp dport 68 drop`: [ meta load l4proto => reg 1 ]
         // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 2 ]
         // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
         assert_eq!(
-            rules[7],
+            rules[8],
             vec![
                 Expr::meta(NFT_META_L4PROTO),
                 Expr::eq(&[17]),
@@ -614,36 +802,116 @@ mod tests {
                 Expr::Verdict(NF_DROP)
             ]
         );
-        // `ip saddr A ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44`:
+        // `ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5
+        // @nh,176,16 != 0x44`: [ meta load l4proto ] [ cmp eq reg 1 0x00000011 ]
         // [ payload load 2b @ network header + 6 ] [ bitwise ( & 0x0000ff1f ) ]
         // [ cmp neq reg 1 0 ] [ payload load 1b @ network header + 0 ]
         // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
         // [ cmp neq reg 1 0x00004400 ]
         assert_eq!(
-            rules[12][4..6],
+            rules[13][4..8],
             [
+                Expr::meta(NFT_META_L4PROTO),
+                Expr::eq(&[17]),
                 Expr::payload(Base::Network, 6, 2),
                 Expr::Mask(vec![0x1f, 0xff])
             ]
         );
-        assert_eq!(rules[12][10], Expr::payload(Base::Network, 22, 2));
-        assert_eq!(rules[12][11], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+        assert_eq!(rules[13][12], Expr::payload(Base::Network, 22, 2));
+        assert_eq!(rules[13][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
         // `ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`:
         // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
-        assert_eq!(rules[13][7], Expr::eq(&[0, 68, 0, 67]));
-        // The neighbour advertisement: one `cmp neq` per own address.
-        assert_eq!(rules[16].len(), 6 + 2 * 2 + 1);
-        // `ip6 saddr X ip6 nexthdr udp accept`.
+        assert_eq!(rules[14][7], Expr::eq(&[0, 68, 0, 67]));
+        // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
+        // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
+        // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
+        // [ payload load 1b @ transport header + 0 ] [ cmp eq reg 1 0x00000087 ]
+        // [ payload load 1b @ network header + 6 ] [ cmp neq reg 1 0x0000003a ]
+        let ns = [
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::eq(&[0x86, 0xdd]),
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::eq(&[0x3a]),
+            Expr::payload(Base::Transport, 0, 1),
+            Expr::eq(&[0x87]),
+        ];
         assert_eq!(
-            rules[18][4..],
+            rules[20],
             [
+                ns.to_vec(),
+                vec![
+                    Expr::payload(Base::Network, 6, 1),
+                    Expr::Cmp(NFT_CMP_NEQ, vec![0x3a]),
+                    Expr::Verdict(NF_DROP)
+                ]
+            ]
+            .concat()
+        );
+        // `... ip6 length != 24 ip6 length != 32 drop`:
+        // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
+        // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
+        assert_eq!(
+            rules[21][6..],
+            [
+                Expr::payload(Base::Network, 4, 2),
+                Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
+                Expr::payload(Base::Network, 4, 2),
+                Expr::Cmp(NFT_CMP_NEQ, vec![0, 32]),
+                Expr::Verdict(NF_DROP)
+            ]
+        );
+        // `... ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002
+        // drop`: [ cmp eq reg 1 0x00002000 ] [ payload load 16b @ network
+        // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
+        // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
+        assert_eq!(
+            rules[22],
+            [
+                ns.to_vec(),
+                vec![
+                    Expr::payload(Base::Network, 4, 2),
+                    Expr::eq(&[0, 32]),
+                    Expr::payload(Base::Network, 8, 16),
+                    Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
+                    Expr::payload(Base::Transport, 24, 8),
+                    Expr::Cmp(NFT_CMP_NEQ, vec![1, 1, 2, 0x6e, 10, 77, 0, 2]),
+                    Expr::Verdict(NF_DROP)
+                ]
+            ]
+            .concat()
+        );
+        // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
+        // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
+        assert_eq!(rules[23][9], Expr::eq(&[0; 16]));
+        assert_eq!(rules[23][10], Expr::payload(Base::Transport, 24, 2));
+        assert_eq!(rules[23][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+        // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
+        // address, as for the neighbour advertisement's target.
+        assert_eq!(rules[24].len(), 6 + 2 + 2 * 2 + 1);
+        assert_eq!(rules[24][8..], rules[28][6..]);
+        // The router solicitation's source option: [ payload load 8b @
+        // transport header + 8 ]; the advertisement's target option: type 2.
+        assert_eq!(rules[19][8], Expr::payload(Base::Transport, 8, 8));
+        assert_eq!(
+            rules[27][9],
+            Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
+        );
+        // The neighbour advertisement: one `cmp neq` per own address.
+        assert_eq!(rules[28].len(), 6 + 2 * 2 + 1);
+        // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
+        assert_eq!(
+            rules[30][4..],
+            [
+                Expr::meta(NFT_META_L4PROTO),
+                Expr::eq(&[17]),
                 Expr::payload(Base::Network, 6, 1),
                 Expr::eq(&[17]),
                 Expr::Verdict(NF_ACCEPT)
             ]
         );
-        // `ip6 saddr X ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept`.
-        assert_eq!(rules[19][7], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+        // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
+        // 0x222 accept`.
+        assert_eq!(rules[31][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
         assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
     }
 }
