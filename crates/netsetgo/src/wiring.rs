@@ -27,7 +27,7 @@ use netplumb::{Attached, Attachment, Bridge, Learning, Link, NetNs, Netlink};
 use crate::cli::Nic;
 use crate::dhcp::responder::Responder;
 use crate::dhcp::Terms;
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::filters::{self, Filters};
 use crate::leases::{Lease, Ledger, Liveness, Store, TOKEN_PREFIX};
 use crate::links::{Kernel, Links};
@@ -140,6 +140,7 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     /// down: such a call lets go of the lock, waits a moment and tries
     /// again, `QUOTA_RETRIES` times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
+        self.check_host_ports().await?;
         let mut attempt = 1;
         loop {
             let mut ledger = self.store.lock()?;
@@ -160,7 +161,6 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         ledger: &mut Ledger<'_>,
         container: Option<String>,
     ) -> Result<Wired, Refusal> {
-        self.check_host_ports().await?;
         let bridge = self.ensure_bridge().await?;
         let result = self.attach_locked(ledger, &bridge, container).await;
         if result.is_err() && bridge.created {
@@ -236,9 +236,13 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
 
     /// Refuses, before anything is made, a `-publish` whose host address is
     /// not one of the host's, or whose host port a socket of the host
-    /// listens on (checked under the lock; a program that starts listening
-    /// afterwards shares the port with the container, and the published
-    /// mapping wins for traffic from outside).
+    /// listens on. Checked before the lock is taken: the kernel walks every
+    /// socket of the host to answer, and any user can open many, so it
+    /// must not hold up the network (security.md 16); the check is advice
+    /// either way (a program that starts listening afterwards shares the
+    /// port with the container, and the published mapping wins for traffic
+    /// from outside), and a host port another lease publishes is refused
+    /// under the lock by its claim.
     async fn check_host_ports(&self) -> Result<(), Failure> {
         for m in &self.request.publish {
             if let Some(address) = m.host_address {
@@ -643,10 +647,21 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
 
     /// Says whether the caller's wiring of the target is intact: both ends
     /// up, the host end on the bridge, the address, the default route, lo.
+    ///
+    /// Only what the ledger decides is read under the lock: which interface
+    /// is the caller's (look-ups by name and index) and its publications.
+    /// The rest is read after the lock is released (security.md 16): the
+    /// container's addresses and routes, whose number its owner chooses,
+    /// and the bridge's forwarding entries, which the containers of an
+    /// unguarded network can multiply by sending from many MACs.
     pub async fn check(&self) -> Result<Outcome, Failure> {
-        let mut ledger = self.store.lock()?;
         let (inside, _) = self.inside()?;
-        let (peer, host, lease) = self.own_interface(&mut ledger).await?;
+        let (peer, host, lease, published) = {
+            let mut ledger = self.store.lock()?;
+            let (peer, host, lease) = self.own_interface(&mut ledger).await?;
+            let published = ledger.ports_of(lease.address)?;
+            (peer, host, lease, published)
+        };
         let network = &self.request.network;
         let addresses = network.container_addresses(lease.address);
         let gateways = network.gateways();
@@ -677,7 +692,6 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         if !inside.link_by_index(1).await?.is_some_and(|lo| lo.up) {
             missing.push("lo is down".to_string());
         }
-        let published = ledger.ports_of(lease.address)?;
         let mut lost = Vec::new();
         for m in &published {
             if !self.filters.published(network, lease.address, m)? {
@@ -948,48 +962,94 @@ pub struct Restorable {
     pub store: Result<Store, Failure>,
 }
 
+/// How long `-restore` keeps coming back to a network whose lock another
+/// call holds: no new attempt starts after this, and one attempt waits
+/// 10 s for the lock at the most, so `-restore` gives a busy network up
+/// after about a minute.
+const RESTORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(50);
+
 /// `netsetgo -restore`: [`Session::restore`] on each network, one after the
 /// other, each under its own lock, as root; a network that fails is
-/// reported as such and the others are restored all the same. `grants` says
-/// which ports a lease owner's grants cover on a network now (asked once
-/// per owner and network).
+/// reported as such and the others are restored all the same. A network
+/// whose lock stayed busy (a caller may freeze its helper while it holds
+/// it) is tried again after the others, round after round, until
+/// `RESTORE_PATIENCE` has passed: a firewall reload must not leave it
+/// unguarded for good (security.md 20). `grants` says which ports a lease
+/// owner's grants cover on a network now (asked once per owner and
+/// network and attempt).
 pub async fn restore_all<L: Links, F: Filters>(
     mut host: L,
     filters: &F,
     networks: &[Restorable],
     grants: &Grants<'_>,
 ) -> Vec<Restored> {
-    let mut out = Vec::with_capacity(networks.len());
-    for Restorable { request, store } in networks {
-        let network = &request.network;
-        let failed = |e: Failure| Restored {
-            network: network.name.clone(),
-            bridge: network.bridge.clone(),
-            retired: request.recorded,
-            failed: vec![e.to_string()],
-            ..Restored::default()
-        };
-        let store = match store {
-            Ok(store) => store,
-            Err(e) => {
-                out.push(failed(e.clone()));
+    let started = std::time::Instant::now();
+    let mut out = vec![None; networks.len()];
+    let mut busy: Vec<usize> = (0..networks.len()).collect();
+    let mut round = 0;
+    while !busy.is_empty() && (round == 0 || started.elapsed() < RESTORE_PATIENCE) {
+        round += 1;
+        for i in std::mem::take(&mut busy) {
+            if round > 1 && started.elapsed() >= RESTORE_PATIENCE {
+                busy.push(i);
                 continue;
             }
-        };
-        let session = Session::with(host, None, None, store, request, filters, 0);
-        let mut known = std::collections::HashMap::new();
-        let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
-            if let Some(ports) = known.get(&uid) {
-                return Ok(Clone::clone(ports));
+            let (back, done) = restore_one(host, filters, &networks[i], grants).await;
+            host = back;
+            if matches!(&done, Err(e) if e.kind == Kind::Unavailable) {
+                busy.push(i);
             }
-            let ports = grants(uid, network)?;
-            known.insert(uid, ports.clone());
-            Ok(ports)
-        };
-        out.push(session.restore(&mut ports_of).await.unwrap_or_else(failed));
-        host = session.host;
+            out[i] = Some(done);
+        }
     }
-    out
+    let waited = started.elapsed().as_secs();
+    let out = out.into_iter().zip(networks).enumerate();
+    out.filter_map(|(i, (done, Restorable { request, .. }))| {
+        Some(done?.unwrap_or_else(|e| {
+            let why = match busy.contains(&i) {
+                true => format!("{e} (still busy after {waited} s of tries)"),
+                false => e.to_string(),
+            };
+            Restored {
+                network: request.network.name.clone(),
+                bridge: request.network.bridge.clone(),
+                retired: request.recorded,
+                failed: vec![why],
+                not_restored: true,
+                ..Restored::default()
+            }
+        }))
+    })
+    .collect()
+}
+
+/// One attempt of [`restore_all`] on one network; `host` is handed back.
+/// An error: the network's restore stopped before it re-created anything
+/// (`Kind::Unavailable`: its lock stayed busy, the only such error a
+/// restore has).
+async fn restore_one<L: Links, F: Filters>(
+    host: L,
+    filters: &F,
+    Restorable { request, store }: &Restorable,
+    grants: &Grants<'_>,
+) -> (L, Result<Restored, Failure>) {
+    let store = match store {
+        Ok(store) => store,
+        Err(e) => return (host, Err(e.clone())),
+    };
+    let network = &request.network;
+    let session = Session::with(host, None, None, store, request, filters, 0);
+    let mut known = std::collections::HashMap::new();
+    let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
+        if let Some(ports) = known.get(&uid) {
+            return Ok(Clone::clone(ports));
+        }
+        let ports = grants(uid, network)?;
+        known.insert(uid, ports.clone());
+        Ok(ports)
+    };
+    let done = session.restore(&mut ports_of).await;
+    (session.host, done)
 }
 
 /// The wiring's decisions against a fake namespace pair and a state store
@@ -1001,7 +1061,6 @@ mod tests {
     use netplumb::NsId;
 
     use super::*;
-    use crate::error::Kind;
     use crate::filters::fake::FakeFilters;
     use crate::links::fake::{link, FakeLinks};
     use crate::policy::Network;
@@ -1903,7 +1962,9 @@ mod tests {
         ];
         let done = block_on(restore_all(host, &filters, &networks, &granted));
         assert_eq!(done[0].failed, ["state of brg9 is not private"]);
+        assert!(done[0].not_restored, "{:?}", done[0]);
         let default = &done[1];
+        assert!(!default.not_restored, "{default:?}");
         assert_eq!(default.failed.len(), 1, "{:?}", default.failed);
         assert!(
             default.failed[0].starts_with("publication tcp:8080:80 of 10.10.10.2: ")
