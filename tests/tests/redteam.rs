@@ -608,13 +608,29 @@ fn redteam_a_lock_held_across_a_firewall_reload_does_not_leave_the_network_ungua
     lab.world
         .run(&["nft", "flush", "ruleset"])
         .expect_success("nft flush ruleset in the world");
-    let restored = lab.world.netsetgo("root", &["-restore"]);
+    // In the background: -restore now waits out the 25 s hold (it tries a
+    // busy network again for about a minute), longer than the harness's
+    // 20 s bound on a foreground call.
+    let started = std::time::Instant::now();
+    let restored = lab
+        .world
+        .start_netsetgo("root", &["-restore"])
+        .finish(Duration::from_secs(90));
+    let took = started.elapsed();
     holder.kill();
     let unguarded = forged_source_reaches_the_victim(&lab, 121);
     assert!(
         !unguarded,
         "-restore ({restored}) left the network unguarded after the lock was released: \
          the attacker's forged source reaches the victim"
+    );
+    assert!(
+        restored.status.success() && restored.stdout.contains("restore: network default (brg0)"),
+        "-restore did not restore the network once its lock was free: {restored}"
+    );
+    assert!(
+        took > Duration::from_secs(20),
+        "-restore took {took:?}: it cannot have waited for the lock held 25 s"
     );
 }
 

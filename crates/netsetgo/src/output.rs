@@ -60,12 +60,26 @@ pub struct Restored {
     pub revoked: Vec<String>,
     /// What could not be restored.
     pub failed: Vec<String>,
+    /// The network's restore stopped before it re-created anything (its
+    /// lock stayed busy, its state could not be read): `failed` says why,
+    /// and the counts say nothing.
+    pub not_restored: bool,
 }
 
 impl Restored {
     /// One line: `restore: network default (brg0): 3 leases, 3 guarded,
     /// 2 publications, masquerade; ...`.
     pub fn line(&self) -> String {
+        if self.not_restored {
+            let what = match self.retired {
+                true => format!("bridge {} (no longer in the policy)", self.bridge),
+                false => format!("network {} ({})", self.network, self.bridge),
+            };
+            return format!(
+                "restore: {what}: NOT restored, nothing was re-created: {}",
+                self.failed.join("; ")
+            );
+        }
         let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         let mut line =
             if self.retired {
@@ -448,6 +462,21 @@ mod tests {
         );
         assert!(!failure.message.contains("brg9"), "{failure}");
         assert!(some.line().contains("; FAILED: publication tcp:8080:80"));
+        let locked = Restored {
+            network: "default".into(),
+            bridge: "brg0".into(),
+            failed: vec!["its lock stayed busy".into()],
+            not_restored: true,
+            ..Restored::default()
+        };
+        let locked = Outcome::Restored(vec![locked]);
+        assert_eq!(
+            locked.line(),
+            "restore: network default (brg0): NOT restored, nothing was re-created: its lock stayed busy"
+        );
+        assert!(locked.failure().is_some());
+        let json: serde_json::Value = serde_json::from_str(&locked.json()).unwrap();
+        assert_eq!(json["restored"][0]["not_restored"], true);
         assert_eq!(
             Outcome::Restored(vec![]).line(),
             "restore: no network has leases in this network namespace; nothing to restore"

@@ -138,10 +138,25 @@ const _: () = {
 
 /// Signals whose disposition is "ignore" after sanitising; every other
 /// catchable one is reset to its default. SIGPIPE: a closed stdout must
-/// not kill us before a rollback. SIGTSTP, SIGTTIN, SIGTTOU: the
-/// terminal's job control stops a process group without asking whose it
-/// is, and the helper must not be stopped while it holds a network's lock.
-const IGNORED: [libc::c_int; 4] = [libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU];
+/// not kill us before a rollback. The terminal's signals, which the
+/// kernel sends to its foreground process group without asking whose
+/// members are (no permission check, so the caller's terminal reaches its
+/// helper after the drop too, requirements 16 and 19): SIGTSTP, SIGTTIN,
+/// SIGTTOU, whose job control would stop the helper while it holds a
+/// network's lock, and SIGINT (^C), SIGQUIT (^\) and SIGHUP (the terminal
+/// closed), which would end it at a moment the caller chose. Nothing the
+/// helper forks needs them: the DHCP responder leaves the session
+/// (`setsid`) and ends by itself, and the OCI state reader is killed with
+/// SIGKILL.
+const IGNORED: [libc::c_int; 7] = [
+    libc::SIGPIPE,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGHUP,
+];
 
 /// Makes the process safe to run code in, whatever the caller left us
 /// (requirements 2, 16 and 19): every resource limit set to its value in

@@ -16,11 +16,22 @@ use super::Session;
 impl<L: Links, F: Filters> Session<'_, L, F> {
     /// Says whether the caller's wiring of the target is intact: both ends
     /// up, the host end on the bridge, the address, the default route, lo.
+    ///
+    /// Only what the ledger decides is read under the lock: which interface
+    /// is the caller's (look-ups by name and index) and its publications.
+    /// The rest is read after the lock is released (security.md 16): the
+    /// container's addresses and routes, whose number its owner chooses,
+    /// and the bridge's forwarding entries, which the containers of an
+    /// unguarded network can multiply by sending from many MACs.
     pub async fn check(&self) -> Result<Outcome, Failure> {
-        let mut ledger = self.store.lock()?;
-        let (peer, host, lease) = self.own_interface(&mut ledger).await?;
+        let (peer, host, lease, published) = {
+            let mut ledger = self.store.lock()?;
+            let (peer, host, lease) = self.own_interface(&mut ledger).await?;
+            let published = ledger.ports_of(lease.address)?;
+            (peer, host, lease, published)
+        };
         let network = &self.request.network;
-        let plan = Plan::of_lease(self.request, &lease, &ledger.ports_of(lease.address)?);
+        let plan = Plan::of_lease(self.request, &lease, &published);
         let mut missing = self.check_links(&peer, &host, &plan).await?;
         missing.extend(self.check_filters(&host, &plan)?);
         let port = self.sockets.host.bridge_port(host.index).await?;

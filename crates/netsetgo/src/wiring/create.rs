@@ -35,6 +35,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// down: such a call lets go of the lock, waits a moment and tries
     /// again, `QUOTA_RETRIES` times at the most.
     pub async fn create(&self, container: Option<String>) -> Result<Wired, Failure> {
+        self.check_host_ports().await?;
         let mut attempt = 1;
         loop {
             let mut ledger = self.store.lock()?;
@@ -68,7 +69,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         undo: &mut Undo,
         container: Option<String>,
     ) -> Result<Wired, Refusal> {
-        self.check_host_ports().await?;
         let bridge = self.ensure_bridge(undo).await?;
         self.admit(ledger, bridge.link.index).await?;
         let address = self.choose_address(ledger, bridge.link.index).await?;
@@ -109,9 +109,13 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
 
     /// Refuses, before anything is made, a `-publish` whose host address is
     /// not one of the host's, or whose host port a socket of the host
-    /// listens on (checked under the lock; a program that starts listening
-    /// afterwards shares the port with the container, and the published
-    /// mapping wins for traffic from outside).
+    /// listens on. Checked before the lock is taken: the kernel walks every
+    /// socket of the host to answer, and any user can open many, so it
+    /// must not hold up the network (security.md 16); the check is advice
+    /// either way (a program that starts listening afterwards shares the
+    /// port with the container, and the published mapping wins for traffic
+    /// from outside), and a host port another lease publishes is refused
+    /// under the lock by its claim.
     async fn check_host_ports(&self) -> Result<(), Failure> {
         for m in &self.request.publish {
             if let Some(address) = m.host_address {

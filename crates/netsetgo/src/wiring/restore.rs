@@ -3,7 +3,7 @@
 //! owner's grants now, and what the firewall lost of each live lease's
 //! plan re-created.
 
-use crate::error::Failure;
+use crate::error::{Failure, Kind};
 use crate::filters::Filters;
 use crate::leases::{Lease, Ledger, Liveness, Store};
 use crate::links::Links;
@@ -200,52 +200,98 @@ pub struct Restorable {
     pub store: Result<Store, Failure>,
 }
 
+/// How long `-restore` keeps coming back to a network whose lock another
+/// call holds: no new attempt starts after this, and one attempt waits
+/// 10 s for the lock at the most, so `-restore` gives a busy network up
+/// after about a minute.
+const RESTORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(50);
+
 /// `netsetgo -restore`: [`Session::restore`] on each network, one after the
 /// other, each under its own lock, as root; a network that fails is
-/// reported as such and the others are restored all the same. `grants` says
-/// which ports a lease owner's grants cover on a network now (asked once
-/// per owner and network).
+/// reported as such and the others are restored all the same. A network
+/// whose lock stayed busy (a caller may freeze its helper while it holds
+/// it) is tried again after the others, round after round, until
+/// `RESTORE_PATIENCE` has passed: a firewall reload must not leave it
+/// unguarded for good (security.md 20). `grants` says which ports a lease
+/// owner's grants cover on a network now (asked once per owner and
+/// network and attempt).
 pub async fn restore_all<L: Links, F: Filters>(
     mut host: L,
     filters: &F,
     networks: &[Restorable],
     grants: &Grants<'_>,
 ) -> Vec<Restored> {
-    let mut out = Vec::with_capacity(networks.len());
-    for Restorable { request, store } in networks {
-        let network = &request.network;
-        let failed = |e: Failure| Restored {
-            network: network.name.clone(),
-            bridge: network.bridge.clone(),
-            retired: request.known == Known::Recorded,
-            failed: vec![e.to_string()],
-            ..Restored::default()
-        };
-        let store = match store {
-            Ok(store) => store,
-            Err(e) => {
-                out.push(failed(e.clone()));
+    let started = std::time::Instant::now();
+    let mut out = vec![None; networks.len()];
+    let mut busy: Vec<usize> = (0..networks.len()).collect();
+    let mut round = 0;
+    while !busy.is_empty() && (round == 0 || started.elapsed() < RESTORE_PATIENCE) {
+        round += 1;
+        for i in std::mem::take(&mut busy) {
+            if round > 1 && started.elapsed() >= RESTORE_PATIENCE {
+                busy.push(i);
                 continue;
             }
-        };
-        let sockets = Sockets {
-            host,
-            inside: None,
-            filters,
-            dhcp: None,
-        };
-        let session = Session::new(sockets, None, store, request, 0);
-        let mut known = std::collections::HashMap::new();
-        let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
-            if let Some(ports) = known.get(&uid) {
-                return Ok(Clone::clone(ports));
+            let (back, done) = restore_one(host, filters, &networks[i], grants).await;
+            host = back;
+            if matches!(&done, Err(e) if e.kind == Kind::Unavailable) {
+                busy.push(i);
             }
-            let ports = grants(uid, network)?;
-            known.insert(uid, ports.clone());
-            Ok(ports)
-        };
-        out.push(session.restore(&mut ports_of).await.unwrap_or_else(failed));
-        host = session.sockets.host;
+            out[i] = Some(done);
+        }
     }
-    out
+    let waited = started.elapsed().as_secs();
+    let out = out.into_iter().zip(networks).enumerate();
+    out.filter_map(|(i, (done, Restorable { request, .. }))| {
+        Some(done?.unwrap_or_else(|e| {
+            let why = match busy.contains(&i) {
+                true => format!("{e} (still busy after {waited} s of tries)"),
+                false => e.to_string(),
+            };
+            Restored {
+                network: request.network.name.clone(),
+                bridge: request.network.bridge.clone(),
+                retired: request.known == Known::Recorded,
+                failed: vec![why],
+                not_restored: true,
+                ..Restored::default()
+            }
+        }))
+    })
+    .collect()
+}
+
+/// One attempt of [`restore_all`] on one network; `host` is handed back.
+/// An error: the network's restore stopped before it re-created anything
+/// (`Kind::Unavailable`: its lock stayed busy, the only such error a
+/// restore has).
+async fn restore_one<L: Links, F: Filters>(
+    host: L,
+    filters: &F,
+    Restorable { request, store }: &Restorable,
+    grants: &Grants<'_>,
+) -> (L, Result<Restored, Failure>) {
+    let store = match store {
+        Ok(store) => store,
+        Err(e) => return (host, Err(e.clone())),
+    };
+    let network = &request.network;
+    let sockets = Sockets {
+        host,
+        inside: None,
+        filters,
+        dhcp: None,
+    };
+    let session = Session::new(sockets, None, store, request, 0);
+    let mut known = std::collections::HashMap::new();
+    let mut ports_of = |uid: u32| -> Result<Covered, Failure> {
+        if let Some(ports) = known.get(&uid) {
+            return Ok(Clone::clone(ports));
+        }
+        let ports = grants(uid, network)?;
+        known.insert(uid, ports.clone());
+        Ok(ports)
+    };
+    let done = session.restore(&mut ports_of).await;
+    (session.sockets.host, done)
 }

@@ -959,7 +959,9 @@ fn restore_reports_what_it_could_not_restore_and_restores_the_rest() {
     ];
     let done = block_on(restore_all(host, &filters, &networks, &granted));
     assert_eq!(done[0].failed, ["state of brg9 is not private"]);
+    assert!(done[0].not_restored, "{:?}", done[0]);
     let default = &done[1];
+    assert!(!default.not_restored, "{default:?}");
     assert_eq!(default.failed.len(), 1, "{:?}", default.failed);
     assert!(
         default.failed[0].starts_with("publication tcp:8080:80 of 10.10.10.2: ")
