@@ -55,5 +55,6 @@ pub mod ports;
 pub mod privilege;
 pub mod request;
 pub mod secure;
+pub mod system;
 pub mod target;
 pub mod wiring;

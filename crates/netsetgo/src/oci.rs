@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::error::Failure;
 use crate::privilege::{self, Caller};
+use crate::system::Kernel;
 
 /// States are a few hundred bytes; annotations can add some.
 const MAX_STATE: u64 = 64 * 1024;
@@ -54,7 +55,7 @@ pub fn read_unprivileged(caller: &Caller) -> Result<Hook, Failure> {
     match unsafe { fork() }.map_err(|e| fail("fork", e))? {
         ForkResult::Child => {
             drop(from_child);
-            let verdict = privilege::drop_everything(caller.uid, caller.gid)
+            let verdict = privilege::drop_everything(&Kernel, caller.uid, caller.gid)
                 .and_then(|()| read(std::io::stdin().lock()))
                 .map_or_else(|f| format!("error {}", f.message), |hook| hook.verdict());
             let _ = std::fs::File::from(to_parent).write_all(verdict.as_bytes());
