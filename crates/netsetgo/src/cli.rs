@@ -12,6 +12,7 @@ use std::fmt;
 
 use crate::ports::{self, Mapping};
 
+/// The text `-h` prints.
 pub const USAGE: &str = "\
 Usage: netsetgo -pid PID [flags]
        netsetgo -restore [-json]
@@ -44,8 +45,11 @@ IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
   -help                    show this help
 ";
 
+/// The bridge the original netsetgo wires to without `-bridgeName`.
 pub const DEFAULT_BRIDGE: &str = "brg0";
+/// The bridge's address without `-bridgeAddress`.
 pub const DEFAULT_BRIDGE_ADDRESS: &str = "10.10.10.1/24";
+/// The host end's name prefix without `-vethNamePrefix`.
 pub const DEFAULT_PREFIX: &str = "veth";
 /// lxc-user-nic's default interface name inside the container.
 pub const DEFAULT_NIC: &str = "eth0";
@@ -53,9 +57,13 @@ pub const DEFAULT_NIC: &str = "eth0";
 /// What the caller asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `-pid` alone: wire the process's namespace.
     Create,
+    /// `-delete`: remove the caller's interface from it.
     Delete,
+    /// `-check`: say whether the wiring is intact.
     Check,
+    /// `-oci-hook`: the pid (or the release) from the OCI state on stdin.
     OciHook,
     /// `-restore`: root re-creates our nftables objects from the leases.
     Restore,
@@ -64,12 +72,19 @@ pub enum Mode {
 /// Parsed flags. `None` means "not given": the policy then decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
+    /// What the call does.
     pub mode: Mode,
+    /// `-pid`: the process whose network namespace is meant.
     pub pid: Option<u32>,
+    /// `-bridgeName`.
     pub bridge_name: Option<String>,
+    /// `-bridgeAddress`.
     pub bridge_address: Option<String>,
+    /// `-containerAddress`.
     pub container_address: Option<String>,
+    /// `-vethNamePrefix`.
     pub veth_prefix: Option<String>,
+    /// `-json`: the outcome as one JSON object.
     pub json: bool,
     /// `-publish`: host ports to publish to the container.
     pub publish: Vec<Mapping>,
@@ -81,16 +96,24 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Nic {
     /// `create`: the interface's name inside the container.
-    Create { ifname: String },
+    Create {
+        /// The name inside.
+        ifname: String,
+    },
     /// `delete`: the host end's name.
-    Delete { host_ifname: String },
+    Delete {
+        /// The host end's name.
+        host_ifname: String,
+    },
 }
 
 /// Why the command line was not accepted (exit status 2), or a request
 /// for help (exit status 0).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Usage {
+    /// `-h` or `-help`.
     Help,
+    /// A command line not accepted, and why.
     Error(String),
 }
 
@@ -107,6 +130,8 @@ impl fmt::Display for Usage {
 pub const MAX_ARGS: usize = 64;
 const MAX_ARG_LEN: usize = 256;
 
+/// The command line after the program's name, Go `flag` style or lxc-user-nic's form; bounded
+/// in count and length.
 pub fn parse<I, S>(args: I) -> Result<Args, Usage>
 where
     I: IntoIterator<Item = S>,

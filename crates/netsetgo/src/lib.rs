@@ -1,6 +1,9 @@
 //! The parts of netsetgo, one module per concept. The binary (`main.rs`)
-//! puts them in the order SECURITY.md describes; they are a library only so
-//! that tests and fuzzers can reach the parsers.
+//! puts them in the order SECURITY.md describes, one function per stage;
+//! they are a library so that the binary, tests and fuzzers can reach
+//! them. Every module the binary, `tests/` or the fuzz targets use is
+//! public (documented, under `missing_docs`); `secure` is private, the
+//! one module only the library itself uses.
 //!
 //! * [`cli`]: the command line, Go `flag` style.
 //! * [`policy`]: the administrator's policy file (its syntax in
@@ -10,6 +13,9 @@
 //! * [`plan`]: what a lease implies (addresses, MAC, names, publications,
 //!   the guard's elements), computed once, without root.
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
+//! * [`system`]: the process-level system calls those stages make, as a
+//!   trait (the kernel's, or a unit test's recording fake, which checks
+//!   their order).
 //! * [`target`]: the target namespace, pinned by pidfd, and its ownership.
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
 //! * [`dhcp`]: the DHCP answer for a lease, and the unprivileged responder.
@@ -27,7 +33,7 @@
 //!   a failed create made, undone in reverse), `check`, `remove`
 //!   (`-delete`, poststop), `restore`; [`wiring::Sockets`] holds the
 //!   sockets a call works through.
-//! * [`secure`]: the one way files and directories are opened as root.
+//! * `secure` (private): the one way files and directories are opened as root.
 //! * [`output`], [`audit`], [`error`]: what the call says, and to whom.
 //!
 //! A `-publish` call, followed through the files: `main.rs` (the order) →
@@ -38,6 +44,9 @@
 //! `leases/ledger.rs`), `plan.rs` (what the lease implies: the
 //! publication's targets, the guard), `filters.rs` (publish, guard),
 //! `links.rs` (the pair), and on failure `wiring/undo.rs` → `output.rs`.
+
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
 
 pub mod audit;
 pub mod cli;
@@ -54,7 +63,7 @@ pub mod policy;
 pub mod ports;
 pub mod privilege;
 pub mod request;
-pub mod secure;
+mod secure;
 pub mod system;
 pub mod target;
 pub mod wiring;

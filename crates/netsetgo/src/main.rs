@@ -5,6 +5,9 @@
 //! order SECURITY.md gives them; each narrows what the next may do, and each
 //! privileged step says why it needs what it holds.
 
+#![deny(missing_docs)]
+#![deny(unreachable_pub)]
+
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
 use std::process::ExitCode;

@@ -27,11 +27,20 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const MAX_VERDICT: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What an OCI hook's state asks for.
 pub enum Hook {
     /// createRuntime / prestart: wire the container's process.
-    Wire { pid: u32, id: String },
+    Wire {
+        /// The container's process.
+        pid: u32,
+        /// The container's id.
+        id: String,
+    },
     /// poststop: release what was recorded for this container id.
-    Release { id: String },
+    Release {
+        /// The container's id.
+        id: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -150,6 +159,7 @@ impl Hook {
     }
 }
 
+/// The state from `input`, at most 64 KiB.
 pub fn read(input: impl Read) -> Result<Hook, Failure> {
     let mut text = Vec::new();
     input
@@ -162,6 +172,7 @@ pub fn read(input: impl Read) -> Result<Hook, Failure> {
     parse(&text)
 }
 
+/// The state in `text`: which hook, the pid, the container id.
 pub fn parse(text: &[u8]) -> Result<Hook, Failure> {
     let state: State = serde_json::from_slice(text)
         .map_err(|e| Failure::refused(format!("OCI state on stdin is not valid: {e}")))?;

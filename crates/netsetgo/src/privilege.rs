@@ -238,7 +238,9 @@ fn shown(value: u64) -> String {
 /// Who called us, from the kernel's real ids.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The real uid.
     pub uid: u32,
+    /// The real gid.
     pub gid: u32,
     /// Real gid and supplementary groups.
     pub groups: Vec<u32>,
@@ -347,7 +349,9 @@ pub const WORKER_USER: &str = "_netsetgo";
 /// The identity the helper works as after the drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Worker {
+    /// The uid.
     pub uid: u32,
+    /// The gid.
     pub gid: u32,
 }
 
