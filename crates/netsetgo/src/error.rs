@@ -4,6 +4,7 @@
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of failure a call ends with (its exit status and output tell).
 pub enum Kind {
     /// The request is not allowed (policy, ownership, privilege).
     Refused,
@@ -16,12 +17,16 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a call failed: its kind, and a message that names the step, the object and the errno.
 pub struct Failure {
+    /// What kind of failure.
     pub kind: Kind,
+    /// What failed, for the caller.
     pub message: String,
 }
 
 impl Failure {
+    /// A request that is not allowed.
     pub fn refused(message: impl Into<String>) -> Failure {
         Failure {
             kind: Kind::Refused,
@@ -29,6 +34,7 @@ impl Failure {
         }
     }
 
+    /// An allowed request that cannot be met now.
     pub fn unavailable(message: impl Into<String>) -> Failure {
         Failure {
             kind: Kind::Unavailable,
@@ -36,6 +42,7 @@ impl Failure {
         }
     }
 
+    /// `-check` found the wiring incomplete.
     pub fn broken(message: impl Into<String>) -> Failure {
         Failure {
             kind: Kind::Broken,
@@ -43,6 +50,7 @@ impl Failure {
         }
     }
 
+    /// Something failed while doing an allowed request.
     pub fn internal(message: impl Into<String>) -> Failure {
         Failure {
             kind: Kind::Failed,

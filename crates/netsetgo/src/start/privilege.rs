@@ -10,16 +10,12 @@
 use std::collections::HashSet;
 use std::fs;
 
-use caps::{CapSet, Capability};
-use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
+use caps::Capability;
 use nix::sys::prctl;
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-use nix::sys::stat::{umask, Mode};
-use nix::unistd::{
-    chdir, getegid, geteuid, getgid, getgroups, getuid, setresgid, setresuid, Gid, Uid,
-};
+use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, Gid};
 
 use crate::error::Failure;
+use crate::system::System;
 
 /// Capabilities held between `restrict` and `drop_to`.
 const SETUP_CAPS: [Capability; 6] = [
@@ -166,34 +162,25 @@ const IGNORED: [libc::c_int; 7] = [
 /// umask 077; working directory `/`; not dumpable. Refuses, once all of
 /// that is done, if a hard limit is below what the helper needs and may
 /// not be raised (see [`Limit::need`]).
-pub fn sanitize() -> Result<(), Failure> {
+pub fn sanitize(sys: &impl System) -> Result<(), Failure> {
     // Limits first: nothing below may allocate, open or fault its stack
     // under the caller's.
-    let short = set_limits()?;
-    disarm_timers()?;
-    reset_signals()?;
+    let short = set_limits(sys)?;
+    sys.disarm_timers()?;
+    sys.reset_signals(&IGNORED)?;
     // fds 0-2 open, so nothing we open later lands on them.
-    for fd in 0..=2 {
-        if fcntl(unsafe_borrow(fd), FcntlArg::F_GETFD).is_err() {
-            let opened = open("/dev/null", OFlag::O_RDWR, Mode::empty())
-                .map_err(|e| Failure::internal(format!("open /dev/null: {e}")))?;
-            // The lowest free fd is this one, since all lower ones are open.
-            std::mem::forget(opened);
-        }
-    }
+    sys.open_stdio()?;
     // Close every other inherited fd: nothing of the caller's reaches our
     // code.
     // SAFETY: we own no fds above 2 yet.
-    unsafe { close_from(3) };
-    // SAFETY: a plain libc call. Never read, never passed on: the
-    // environment is the caller's.
-    unsafe { libc::clearenv() };
-    umask(Mode::from_bits_truncate(0o077));
+    unsafe { sys.close_from(3) };
+    sys.clear_env();
+    sys.set_umask(0o077);
     // Not a directory the caller chose (one it may make unreadable, or
     // remove): no path we open is relative, but a core or a child would
     // start there.
-    chdir("/").map_err(|e| Failure::internal(format!("chdir /: {e}")))?;
-    prctl::set_dumpable(false).map_err(|e| Failure::internal(format!("prctl dumpable: {e}")))?;
+    sys.chdir_root()?;
+    sys.not_dumpable()?;
     short.map_or(Ok(()), Err)
 }
 
@@ -202,21 +189,10 @@ pub fn sanitize() -> Result<(), Failure> {
 /// (EPERM: no CAP_SYS_RESOURCE), the caller's hard limit becomes the soft
 /// one too; if it is below the need, that is the refusal returned.
 /// Anything else fails.
-fn set_limits() -> Result<Option<Failure>, Failure> {
-    let set = |l: Limit, value: u64| {
-        let fixed = libc::rlimit {
-            rlim_cur: value,
-            rlim_max: value,
-        };
-        // SAFETY: setrlimit reads `fixed`, valid for the call.
-        match unsafe { libc::setrlimit(l.resource as _, &fixed) } {
-            0 => Ok(()),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    };
+fn set_limits(sys: &impl System) -> Result<Option<Failure>, Failure> {
     let mut short = None;
     for l in LIMITS {
-        let e = match set(l, l.value) {
+        let e = match sys.set_rlimit(l.resource, l.value) {
             Ok(()) => continue,
             Err(e) => e,
         };
@@ -231,8 +207,10 @@ fn set_limits() -> Result<Option<Failure>, Failure> {
                 )))
             }
         }
-        let (_, hard) = getrlimit_raw(l)?;
-        set(l, hard).map_err(|e| {
+        let (_, hard) = sys
+            .rlimit(l.resource)
+            .map_err(|e| Failure::internal(format!("getrlimit {}: {e}", l.name)))?;
+        sys.set_rlimit(l.resource, hard).map_err(|e| {
             Failure::internal(format!("setrlimit {} to {}: {e}", l.name, shown(hard)))
         })?;
         if hard < l.need && short.is_none() {
@@ -249,19 +227,6 @@ fn set_limits() -> Result<Option<Failure>, Failure> {
     Ok(short)
 }
 
-fn getrlimit_raw(l: Limit) -> Result<(u64, u64), Failure> {
-    let mut now = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes `now`, valid for the call.
-    if unsafe { libc::getrlimit(l.resource as _, &mut now) } != 0 {
-        let e = std::io::Error::last_os_error();
-        return Err(Failure::internal(format!("getrlimit {}: {e}", l.name)));
-    }
-    Ok((now.rlim_cur, now.rlim_max))
-}
-
 fn shown(value: u64) -> String {
     if value == UNLIMITED {
         "unlimited".into()
@@ -270,92 +235,12 @@ fn shown(value: u64) -> String {
     }
 }
 
-/// Disarms the interval timers, which survive exec: an armed ITIMER_REAL
-/// would deliver SIGALRM (and its default action) when the caller chose.
-fn disarm_timers() -> Result<(), Failure> {
-    let zero = libc::itimerval {
-        it_interval: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-        it_value: libc::timeval {
-            tv_sec: 0,
-            tv_usec: 0,
-        },
-    };
-    for which in [libc::ITIMER_REAL, libc::ITIMER_VIRTUAL, libc::ITIMER_PROF] {
-        // SAFETY: setitimer reads `zero`; the old value is not asked for.
-        if unsafe { libc::setitimer(which, &zero, std::ptr::null_mut()) } != 0 {
-            let e = std::io::Error::last_os_error();
-            return Err(Failure::internal(format!("disarm interval timers: {e}")));
-        }
-    }
-    Ok(())
-}
-
-/// Every catchable signal, standard and real-time: first ignored, which
-/// discards what the caller left pending (blocked signals stay pending
-/// across exec), then set to its default (or ignored, [`IGNORED`]); then
-/// the mask emptied. A signal the libc reserves for itself (glibc's
-/// SIGCANCEL and SIGSETXID: its sigaction says EINVAL) is left to it.
-fn reset_signals() -> Result<(), Failure> {
-    let set = |signo: libc::c_int, handler: libc::sighandler_t| {
-        // SAFETY: sigaction is plain data; sigemptyset writes within it.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = handler;
-        // SAFETY: as above; installing SIG_DFL/SIG_IGN runs no code of ours.
-        let done = unsafe {
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(signo, &action, std::ptr::null_mut())
-        };
-        match done {
-            0 => Ok(()),
-            _ => match std::io::Error::last_os_error() {
-                e if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-                e => Err(Failure::internal(format!("sigaction {signo}: {e}"))),
-            },
-        }
-    };
-    for signo in 1..=libc::SIGRTMAX() {
-        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
-            continue;
-        }
-        set(signo, libc::SIG_IGN)?;
-        if !IGNORED.contains(&signo) {
-            set(signo, libc::SIG_DFL)?;
-        }
-    }
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(|e| Failure::internal(format!("sigprocmask: {e}")))?;
-    Ok(())
-}
-
-/// Closes every fd from `first` up. close_range(2) is 5.9+; on 5.8 a
-/// bounded loop does it.
-///
-/// # Safety
-/// No object that owns one of those fds may be used or dropped afterwards.
-pub unsafe fn close_from(first: u32) {
-    // SAFETY: plain syscalls on fd numbers; the caller vouches that nothing
-    // owns them any more.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) != 0 {
-            for fd in first..4096 {
-                libc::close(fd as i32);
-            }
-        }
-    }
-}
-
-fn unsafe_borrow(fd: i32) -> std::os::fd::BorrowedFd<'static> {
-    // SAFETY: only used for F_GETFD, which is harmless on any fd number.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
-}
-
 /// Who called us, from the kernel's real ids.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// The real uid.
     pub uid: u32,
+    /// The real gid.
     pub gid: u32,
     /// Real gid and supplementary groups.
     pub groups: Vec<u32>,
@@ -414,84 +299,45 @@ fn cap_set(caps: &[Capability]) -> HashSet<Capability> {
     caps.iter().copied().collect()
 }
 
+/// Whether the privileged setup opens a packet socket: only lxc-user-nic's
+/// `create` does (the DHCP responder's), and only it holds CAP_NET_RAW.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketSocket {
+    /// No packet socket: CAP_NET_RAW is not kept.
+    None,
+    /// The DHCP responder's packet socket: CAP_NET_RAW is kept until the drop.
+    Dhcp,
+}
+
 /// Narrows to the capabilities the privileged setup needs (and
-/// CAP_NET_RAW with `packet_socket`: the DHCP responder's socket, in
-/// lxc-user-nic mode); fails clearly if the caller's bounding set took one
-/// of them away.
-pub fn restrict(packet_socket: bool) -> Result<(), Failure> {
-    reset_timing()?;
+/// CAP_NET_RAW for [`PacketSocket::Dhcp`]), after undoing the timing the
+/// caller chose (see [`System::reset_timing`]: scheduling policy, CPU
+/// affinity, nice value, I/O priority and timer slack are inherited across
+/// exec, and each would let the caller slow the helper down at a moment of
+/// its choosing; that needs root, before the capabilities are narrowed, as
+/// CAP_SYS_NICE undoes a nice value or SCHED_IDLE); fails clearly if the
+/// caller's bounding set took one of them away. Then the effective gid
+/// becomes root's.
+pub fn restrict(sys: &impl System, packet: PacketSocket) -> Result<(), Failure> {
+    sys.reset_timing().map_err(|(what, e)| {
+        Failure::refused(format!(
+            "netsetgo cannot reset the {what} its caller set ({e}); call it with the default scheduling"
+        ))
+    })?;
     let mut wanted = cap_set(&SETUP_CAPS);
-    if packet_socket {
+    if packet == PacketSocket::Dhcp {
         wanted.insert(Capability::CAP_NET_RAW);
     }
-    let permitted = caps::read(None, CapSet::Permitted)
-        .map_err(|e| Failure::internal(format!("read capabilities: {e}")))?;
+    let permitted = sys.permitted()?;
     if let Some(missing) = wanted.iter().find(|c| !permitted.contains(c)) {
         return Err(Failure::refused(format!(
             "netsetgo needs {missing} but the calling process's bounding set removed it"
         )));
     }
-    set_caps(&wanted)?;
+    sys.set_caps(&wanted)?;
     // setuid gives us euid 0 but keeps the caller's egid: files we create
     // must be root's, group included.
-    setresgid(getgid(), Gid::from_raw(0), Gid::from_raw(0))
-        .map_err(|e| Failure::internal(format!("set root group: {e}")))
-}
-
-/// Undoes the timing the caller chose for us: scheduling policy, CPU
-/// affinity, nice value, I/O priority and timer slack are inherited across
-/// exec, and each would let the caller slow the helper down at a moment of
-/// its choosing (its interval timers `sanitize` disarmed already). Runs as root, before the
-/// capabilities are narrowed (CAP_SYS_NICE undoes a nice value or SCHED_IDLE).
-fn reset_timing() -> Result<(), Failure> {
-    let fail = |what: &str| {
-        let e = std::io::Error::last_os_error();
-        Failure::refused(format!(
-            "netsetgo cannot reset the {what} its caller set ({e}); call it with the default scheduling"
-        ))
-    };
-    let normal = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads `normal`, valid for the call.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &normal) } != 0 {
-        return Err(fail("scheduling policy"));
-    }
-    // Every CPU (the kernel keeps us within our cpuset): pinned to one CPU
-    // next to the caller's busy loops we would crawl.
-    // SAFETY: cpu_set_t is plain data; CPU_SET writes within it; the kernel
-    // reads it for the length given.
-    let every_cpu = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        for cpu in 0..libc::CPU_SETSIZE as usize {
-            libc::CPU_SET(cpu, &mut set);
-        }
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if every_cpu != 0 {
-        return Err(fail("CPU affinity"));
-    }
-    // SAFETY: plain syscall on our own process.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 0) } != 0 {
-        return Err(fail("nice value"));
-    }
-    // ioprio_set(IOPRIO_WHO_PROCESS, self, class none: follow the nice value).
-    // SAFETY: plain syscall on our own process.
-    if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, 0) } != 0 {
-        return Err(fail("I/O priority"));
-    }
-    // The kernel's usual 50 us, whatever slack the caller gave its timers.
-    // SAFETY: plain prctl on our own thread.
-    if unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 50_000u64, 0, 0, 0) } != 0 {
-        return Err(fail("timer slack"));
-    }
-    Ok(())
-}
-
-fn set_caps(set: &HashSet<Capability>) -> Result<(), Failure> {
-    let fail = |e: caps::errors::CapsError| Failure::internal(format!("set capabilities: {e}"));
-    caps::set(None, CapSet::Effective, set).map_err(fail)?;
-    caps::set(None, CapSet::Permitted, set).map_err(fail)?;
-    caps::clear(None, CapSet::Inheritable).map_err(fail)?;
-    Ok(())
+    sys.root_egid()
 }
 
 /// The system user the helper works as once privileges are dropped: an
@@ -503,7 +349,9 @@ pub const WORKER_USER: &str = "_netsetgo";
 /// The identity the helper works as after the drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Worker {
+    /// The uid.
     pub uid: u32,
+    /// The gid.
     pub gid: u32,
 }
 
@@ -543,19 +391,16 @@ fn find_user(text: &str, name: &str) -> Option<Worker> {
 /// Becomes `worker` (real, effective, saved and fs ids; no supplementary
 /// groups) holding only CAP_NET_ADMIN, with empty bounding, inheritable and
 /// ambient sets, no_new_privs set and the process not dumpable.
-pub fn drop_to(worker: Worker) -> Result<(), Failure> {
-    let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
-    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e.to_string()))?;
-    for cap in caps::all() {
-        caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding", e.to_string()))?;
-    }
-    prctl::set_keepcaps(true).map_err(|e| fail("keepcaps", e.to_string()))?;
-    become_ids(worker.uid, worker.gid).map_err(|e| fail("ids", e.to_string()))?;
-    set_caps(&cap_set(&[Capability::CAP_NET_ADMIN]))?;
-    prctl::set_keepcaps(false).map_err(|e| fail("keepcaps", e.to_string()))?;
-    prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
+pub fn drop_to(sys: &impl System, worker: Worker) -> Result<(), Failure> {
+    sys.clear_ambient()?;
+    sys.clear_bounding()?;
+    sys.set_keepcaps(true)?;
+    sys.become_ids(worker.uid, worker.gid)?;
+    sys.set_caps(&cap_set(&[Capability::CAP_NET_ADMIN]))?;
+    sys.set_keepcaps(false)?;
+    sys.no_new_privs()?;
     // Changing ids resets dumpability to the sysctl's choice; insist.
-    prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))?;
+    sys.not_dumpable()?;
     if getuid().as_raw() != worker.uid
         || geteuid().as_raw() != worker.uid
         || getegid().as_raw() != worker.gid
@@ -569,30 +414,11 @@ pub fn drop_to(worker: Worker) -> Result<(), Failure> {
 /// supplementary groups, no_new_privs, not dumpable. For a child process
 /// that reads what the caller sends (the OCI state on stdin, as the caller;
 /// DHCP packets, as the worker).
-pub fn drop_everything(uid: u32, gid: u32) -> Result<(), Failure> {
-    let fail = |what: &str, e: String| Failure::internal(format!("drop privileges ({what}): {e}"));
-    become_ids(uid, gid).map_err(|e| fail("ids", e.to_string()))?;
-    for set in [
-        CapSet::Ambient,
-        CapSet::Inheritable,
-        CapSet::Effective,
-        CapSet::Permitted,
-    ] {
-        caps::clear(None, set).map_err(|e| fail("capabilities", e.to_string()))?;
-    }
-    prctl::set_no_new_privs().map_err(|e| fail("no_new_privs", e.to_string()))?;
-    prctl::set_dumpable(false).map_err(|e| fail("dumpable", e.to_string()))
-}
-
-fn become_ids(uid: u32, gid: u32) -> nix::Result<()> {
-    let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
-    // Needs CAP_SETGID even when there is nothing to drop (as in a child of
-    // the worker, which has none left).
-    if !getgroups()?.is_empty() {
-        nix::unistd::setgroups(&[])?;
-    }
-    setresgid(gid, gid, gid)?;
-    setresuid(uid, uid, uid)
+pub fn drop_everything(sys: &impl System, uid: u32, gid: u32) -> Result<(), Failure> {
+    sys.become_ids(uid, gid)?;
+    sys.clear_caps()?;
+    sys.no_new_privs()?;
+    sys.not_dumpable()
 }
 
 #[cfg(test)]
@@ -625,7 +451,9 @@ mod tests {
             assert_eq!(LIMITS[i].resource as usize, i, "{name}");
             assert_eq!(LIMITS[i].name, name);
             // The running kernel knows it...
-            getrlimit_raw(LIMITS[i]).unwrap_or_else(|f| panic!("{f}"));
+            crate::system::Kernel
+                .rlimit(LIMITS[i].resource)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // ... and no resource after the last.
         let mut now = libc::rlimit {
@@ -658,5 +486,147 @@ mod tests {
         );
         assert_eq!(find_user("_netsetgo:x:abc:1::/:/x\n", "_netsetgo"), None);
         assert_eq!(find_user("netsetgo:x:1:1::/:/x\n", "_netsetgo"), None);
+    }
+
+    use crate::system::fake::{Call, Recording};
+
+    /// Where the first call matching `which` is in `calls`.
+    fn first(calls: &[Call], which: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().position(which).expect("called")
+    }
+
+    /// Where the last call matching `which` is in `calls`.
+    fn last(calls: &[Call], which: impl Fn(&Call) -> bool) -> usize {
+        calls.iter().rposition(which).expect("called")
+    }
+
+    fn privileged(call: &Call) -> bool {
+        matches!(
+            call,
+            Call::ResetTiming
+                | Call::Permitted
+                | Call::SetCaps(_)
+                | Call::RootEgid
+                | Call::ClearAmbient
+                | Call::ClearBounding
+                | Call::ClearCaps
+                | Call::Keepcaps(_)
+                | Call::BecomeIds(..)
+                | Call::NoNewPrivs
+        )
+    }
+
+    #[test]
+    fn sanitise_sets_every_limit_first_and_touches_no_privilege() {
+        let sys = Recording::new();
+        sanitize(&sys).unwrap();
+        let calls = sys.calls();
+        // Every limit, in the table's order, before anything else: nothing
+        // may allocate, open or fault its stack under the caller's limits.
+        let limits: Vec<Call> = LIMITS.iter().map(|l| Call::SetRlimit(l.resource)).collect();
+        assert_eq!(calls[..RLIM_NLIMITS], limits[..]);
+        assert!(!calls[RLIM_NLIMITS..]
+            .iter()
+            .any(|c| matches!(c, Call::SetRlimit(_))));
+        // Stdio open before the rest is closed, then the rest of the
+        // process state, and not dumpable; nothing privileged at all.
+        let stdio = first(&calls, |c| *c == Call::OpenStdio);
+        assert!(first(&calls, |c| *c == Call::ResetSignals) < stdio);
+        assert!(stdio < first(&calls, |c| *c == Call::CloseFrom(3)));
+        for then in [Call::ClearEnv, Call::Umask(0o077), Call::ChdirRoot] {
+            assert!(first(&calls, |c| *c == Call::CloseFrom(3)) < first(&calls, |c| *c == then));
+        }
+        assert_eq!(calls.last(), Some(&Call::NotDumpable));
+        assert!(!calls.iter().any(privileged), "{calls:?}");
+    }
+
+    #[test]
+    fn restrict_resets_timing_as_root_then_narrows_then_takes_roots_group() {
+        for (packet, raw) in [(PacketSocket::None, false), (PacketSocket::Dhcp, true)] {
+            let sys = Recording::new();
+            restrict(&sys, packet).unwrap();
+            let calls = sys.calls();
+            assert_eq!(calls[0], Call::ResetTiming, "{calls:?}");
+            let narrowed = first(&calls, |c| matches!(c, Call::SetCaps(_)));
+            assert!(first(&calls, |c| *c == Call::Permitted) < narrowed);
+            assert_eq!(calls.last(), Some(&Call::RootEgid));
+            let Call::SetCaps(kept) = &calls[narrowed] else {
+                unreachable!()
+            };
+            assert_eq!(kept.contains(&Capability::CAP_NET_RAW), raw, "{packet:?}");
+            assert_eq!(kept.len(), SETUP_CAPS.len() + usize::from(raw));
+        }
+    }
+
+    #[test]
+    fn restrict_refuses_what_the_bounding_set_removed_before_narrowing() {
+        let mut sys = Recording::new();
+        sys.permitted.remove(&Capability::CAP_NET_RAW);
+        let f = restrict(&sys, PacketSocket::Dhcp).unwrap_err();
+        assert!(f.to_string().contains("CAP_NET_RAW"), "{f}");
+        assert_eq!(sys.calls(), [Call::ResetTiming, Call::Permitted]);
+        // Without the packet socket, the same caller is served.
+        restrict(&sys, PacketSocket::None).unwrap();
+        assert_eq!(sys.calls().last(), Some(&Call::RootEgid));
+    }
+
+    #[test]
+    fn drop_empties_the_bounding_set_before_the_ids_and_seals_after() {
+        let sys = Recording::new();
+        // The fake changes no id, so the final check refuses: the calls
+        // are all made before it.
+        let worker = Worker { uid: 998, gid: 997 };
+        assert!(drop_to(&sys, worker).is_err());
+        let calls = sys.calls();
+        let ids = first(&calls, |c| *c == Call::BecomeIds(998, 997));
+        assert!(first(&calls, |c| *c == Call::ClearAmbient) < ids);
+        assert!(first(&calls, |c| *c == Call::ClearBounding) < ids);
+        // Keeping capabilities across the id change, then CAP_NET_ADMIN
+        // alone.
+        assert!(first(&calls, |c| *c == Call::Keepcaps(true)) < ids);
+        let net_admin = Call::SetCaps(vec![Capability::CAP_NET_ADMIN]);
+        let narrowed = first(&calls, |c| *c == net_admin);
+        assert!(ids < narrowed);
+        assert!(narrowed < first(&calls, |c| *c == Call::Keepcaps(false)));
+        // no_new_privs and not dumpable after the ids changed (a change of
+        // ids resets dumpability).
+        assert!(ids < first(&calls, |c| *c == Call::NoNewPrivs));
+        assert!(ids < last(&calls, |c| *c == Call::NotDumpable));
+    }
+
+    #[test]
+    fn a_reader_of_the_callers_input_holds_nothing() {
+        let sys = Recording::new();
+        drop_everything(&sys, 1000, 1000).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::BecomeIds(1000, 1000),
+                Call::ClearCaps,
+                Call::NoNewPrivs,
+                Call::NotDumpable
+            ]
+        );
+    }
+
+    #[test]
+    fn the_start_sanitises_before_anything_privileged_and_drops_last() {
+        // The privilege stages in main's order: 1 sanitise, 4 restrict,
+        // 10 drop.
+        let sys = Recording::new();
+        sanitize(&sys).unwrap();
+        restrict(&sys, PacketSocket::Dhcp).unwrap();
+        let _ = drop_to(&sys, Worker { uid: 998, gid: 997 });
+        let calls = sys.calls();
+        let sanitised = last(&calls, |c| *c == Call::ChdirRoot);
+        assert!(sanitised < first(&calls, privileged));
+        assert!(last(&calls, |c| matches!(c, Call::SetRlimit(_))) < first(&calls, privileged));
+        // The setup's capabilities are narrowed to before the drop begins.
+        let setup = first(&calls, |c| matches!(c, Call::SetCaps(set) if set.len() > 1));
+        assert!(setup < first(&calls, |c| *c == Call::ClearBounding));
+        assert_eq!(
+            calls.iter().rfind(|c| matches!(c, Call::SetCaps(_))),
+            Some(&Call::SetCaps(vec![Capability::CAP_NET_ADMIN]))
+        );
     }
 }

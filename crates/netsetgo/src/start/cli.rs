@@ -12,6 +12,7 @@ use std::fmt;
 
 use crate::ports::{self, Mapping};
 
+/// The text `-h` prints.
 pub const USAGE: &str = "\
 Usage: netsetgo -pid PID [flags]
        netsetgo -restore [-json]
@@ -44,8 +45,11 @@ IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
   -help                    show this help
 ";
 
+/// The bridge the original netsetgo wires to without `-bridgeName`.
 pub const DEFAULT_BRIDGE: &str = "brg0";
+/// The bridge's address without `-bridgeAddress`.
 pub const DEFAULT_BRIDGE_ADDRESS: &str = "10.10.10.1/24";
+/// The host end's name prefix without `-vethNamePrefix`.
 pub const DEFAULT_PREFIX: &str = "veth";
 /// lxc-user-nic's default interface name inside the container.
 pub const DEFAULT_NIC: &str = "eth0";
@@ -53,9 +57,13 @@ pub const DEFAULT_NIC: &str = "eth0";
 /// What the caller asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
+    /// `-pid` alone: wire the process's namespace.
     Create,
+    /// `-delete`: remove the caller's interface from it.
     Delete,
+    /// `-check`: say whether the wiring is intact.
     Check,
+    /// `-oci-hook`: the pid (or the release) from the OCI state on stdin.
     OciHook,
     /// `-restore`: root re-creates our nftables objects from the leases.
     Restore,
@@ -64,12 +72,19 @@ pub enum Mode {
 /// Parsed flags. `None` means "not given": the policy then decides.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
+    /// What the call does.
     pub mode: Mode,
+    /// `-pid`: the process whose network namespace is meant.
     pub pid: Option<u32>,
+    /// `-bridgeName`.
     pub bridge_name: Option<String>,
+    /// `-bridgeAddress`.
     pub bridge_address: Option<String>,
+    /// `-containerAddress`.
     pub container_address: Option<String>,
+    /// `-vethNamePrefix`.
     pub veth_prefix: Option<String>,
+    /// `-json`: the outcome as one JSON object.
     pub json: bool,
     /// `-publish`: host ports to publish to the container.
     pub publish: Vec<Mapping>,
@@ -81,16 +96,24 @@ pub struct Args {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Nic {
     /// `create`: the interface's name inside the container.
-    Create { ifname: String },
+    Create {
+        /// The name inside.
+        ifname: String,
+    },
     /// `delete`: the host end's name.
-    Delete { host_ifname: String },
+    Delete {
+        /// The host end's name.
+        host_ifname: String,
+    },
 }
 
 /// Why the command line was not accepted (exit status 2), or a request
 /// for help (exit status 0).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Usage {
+    /// `-h` or `-help`.
     Help,
+    /// A command line not accepted, and why.
     Error(String),
 }
 
@@ -107,6 +130,8 @@ impl fmt::Display for Usage {
 pub const MAX_ARGS: usize = 64;
 const MAX_ARG_LEN: usize = 256;
 
+/// The command line after the program's name, Go `flag` style or lxc-user-nic's form; bounded
+/// in count and length.
 pub fn parse<I, S>(args: I) -> Result<Args, Usage>
 where
     I: IntoIterator<Item = S>,
@@ -123,7 +148,6 @@ where
         publish: Vec::new(),
         nic: None,
     };
-    let (mut delete, mut check, mut hook, mut restore) = (false, false, false, false);
     let args: Vec<S> = args.into_iter().take(MAX_ARGS + 1).collect();
     if args.len() > MAX_ARGS {
         return Err(Usage::Error("too many arguments".into()));
@@ -138,67 +162,14 @@ where
             .collect::<Result<Vec<&str>, Usage>>()?;
         return parse_nic(&words, parsed);
     }
+    let mut modes = Modes::default();
     let mut rest = args.iter().map(|a| a.as_ref());
     while let Some(raw) = rest.next() {
         let arg = text(raw)?;
         if arg == "--" {
             break;
         }
-        let Some(flag) = arg
-            .strip_prefix('-')
-            .map(|f| f.strip_prefix('-').unwrap_or(f))
-        else {
-            return Err(Usage::Error(format!("unexpected argument {arg:?}")));
-        };
-        if flag.is_empty() || flag.starts_with('-') || flag.starts_with('=') {
-            return Err(Usage::Error(format!("bad flag syntax: {arg}")));
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (flag, None),
-        };
-        let boolean = |v: Option<&str>| -> Result<bool, Usage> {
-            match v {
-                None => Ok(true),
-                Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-                Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-                Some(other) => Err(Usage::Error(format!(
-                    "invalid boolean value {other:?} for -{name}"
-                ))),
-            }
-        };
-        match name {
-            "h" | "help" => return Err(Usage::Help),
-            "json" => parsed.json = boolean(inline)?,
-            "delete" => delete = boolean(inline)?,
-            "check" => check = boolean(inline)?,
-            "oci-hook" => hook = boolean(inline)?,
-            "restore" => restore = boolean(inline)?,
-            "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix"
-            | "publish" => {
-                // An inline value is part of an argument already bounded.
-                let value = match inline {
-                    Some(v) => v,
-                    None => text(rest.next().ok_or_else(|| {
-                        Usage::Error(format!("flag needs an argument: -{name}"))
-                    })?)?,
-                };
-                let value = value.to_string();
-                match name {
-                    "pid" => parsed.pid = Some(parse_pid(&value, "flag -pid")?),
-                    "bridgeName" => parsed.bridge_name = Some(value),
-                    "bridgeAddress" => parsed.bridge_address = Some(value),
-                    "containerAddress" => parsed.container_address = Some(value),
-                    "publish" => publish(&mut parsed.publish, &value)?,
-                    _ => parsed.veth_prefix = Some(value),
-                }
-            }
-            _ => {
-                return Err(Usage::Error(format!(
-                    "flag provided but not defined: -{name}"
-                )))
-            }
-        }
+        parse_flag(arg, &mut rest, &mut parsed, &mut modes)?;
     }
     if let Some(extra) = rest.next() {
         return Err(Usage::Error(format!(
@@ -206,18 +177,107 @@ where
             String::from_utf8_lossy(extra)
         )));
     }
-    parsed.mode = match (delete, check, hook, restore) {
-        (false, false, false, false) => Mode::Create,
-        (true, false, false, false) => Mode::Delete,
-        (false, true, false, false) => Mode::Check,
-        (false, false, true, false) => Mode::OciHook,
-        (false, false, false, true) => Mode::Restore,
-        _ => {
-            return Err(Usage::Error(
+    parsed.mode = modes.mode()?;
+    combined(parsed)
+}
+
+/// The mode flags as given (the last value of each counts, as with Go's
+/// `flag`); at most one may be set.
+#[derive(Default)]
+struct Modes {
+    delete: bool,
+    check: bool,
+    hook: bool,
+    restore: bool,
+}
+
+impl Modes {
+    /// The one mode asked for, `-pid`'s create without any.
+    fn mode(&self) -> Result<Mode, Usage> {
+        match (self.delete, self.check, self.hook, self.restore) {
+            (false, false, false, false) => Ok(Mode::Create),
+            (true, false, false, false) => Ok(Mode::Delete),
+            (false, true, false, false) => Ok(Mode::Check),
+            (false, false, true, false) => Ok(Mode::OciHook),
+            (false, false, false, true) => Ok(Mode::Restore),
+            _ => Err(Usage::Error(
                 "-delete, -check, -oci-hook and -restore exclude each other".into(),
-            ))
+            )),
+        }
+    }
+}
+
+/// One flag, `arg` (`-name`, `--name`, `-name=value`); a flag that takes a
+/// value without an inline one takes the next argument of `rest`.
+fn parse_flag<'a>(
+    arg: &str,
+    rest: &mut impl Iterator<Item = &'a [u8]>,
+    parsed: &mut Args,
+    modes: &mut Modes,
+) -> Result<(), Usage> {
+    let Some(flag) = arg
+        .strip_prefix('-')
+        .map(|f| f.strip_prefix('-').unwrap_or(f))
+    else {
+        return Err(Usage::Error(format!("unexpected argument {arg:?}")));
+    };
+    if flag.is_empty() || flag.starts_with('-') || flag.starts_with('=') {
+        return Err(Usage::Error(format!("bad flag syntax: {arg}")));
+    }
+    let (name, inline) = match flag.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (flag, None),
+    };
+    let boolean = |v: Option<&str>| -> Result<bool, Usage> {
+        match v {
+            None => Ok(true),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(other) => Err(Usage::Error(format!(
+                "invalid boolean value {other:?} for -{name}"
+            ))),
         }
     };
+    match name {
+        "h" | "help" => return Err(Usage::Help),
+        "json" => parsed.json = boolean(inline)?,
+        "delete" => modes.delete = boolean(inline)?,
+        "check" => modes.check = boolean(inline)?,
+        "oci-hook" => modes.hook = boolean(inline)?,
+        "restore" => modes.restore = boolean(inline)?,
+        "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix"
+        | "publish" => {
+            // An inline value is part of an argument already bounded.
+            let value = match inline {
+                Some(v) => v,
+                None => text(
+                    rest.next()
+                        .ok_or_else(|| Usage::Error(format!("flag needs an argument: -{name}")))?,
+                )?,
+            };
+            let value = value.to_string();
+            match name {
+                "pid" => parsed.pid = Some(parse_pid(&value, "flag -pid")?),
+                "bridgeName" => parsed.bridge_name = Some(value),
+                "bridgeAddress" => parsed.bridge_address = Some(value),
+                "containerAddress" => parsed.container_address = Some(value),
+                "publish" => publish(&mut parsed.publish, &value)?,
+                _ => parsed.veth_prefix = Some(value),
+            }
+        }
+        _ => {
+            return Err(Usage::Error(format!(
+                "flag provided but not defined: -{name}"
+            )))
+        }
+    }
+    Ok(())
+}
+
+/// The flags of `parsed`, its mode set, checked together: `-restore`
+/// alone (but `-json`), `-pid` exactly when not `-oci-hook`, `-publish`
+/// only when wiring.
+fn combined(parsed: Args) -> Result<Args, Usage> {
     if parsed.mode == Mode::Restore {
         // Every network with state, as the policy defines it: nothing to pick.
         let picked = parsed.pid.is_some()

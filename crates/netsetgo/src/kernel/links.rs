@@ -19,21 +19,31 @@ use crate::error::Failure;
 /// Link operations in one network namespace.
 #[allow(async_fn_in_trait)] // used generically, never as a trait object
 pub trait Links {
+    /// The link named `name`, if any.
     async fn link_by_name(&self, name: &str) -> Result<Option<Link>>;
+    /// The link with index `index`, if any.
     async fn link_by_index(&self, index: u32) -> Result<Option<Link>>;
     /// The veth `name` on bridge `bridge`, if that is what the name is.
     async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>>;
+    /// Deletes link `index`.
     async fn delete_link(&self, index: u32) -> Result<()>;
+    /// The bridge `name`, made (with `mtu`) if missing.
     async fn ensure_bridge(&self, name: &str, mtu: Option<u32>) -> Result<Bridge>;
+    /// Sets link `index` up.
     async fn set_up(&self, index: u32) -> Result<()>;
+    /// Sets link `index`'s alias.
     async fn set_alias(&self, index: u32, alias: &str) -> Result<()>;
+    /// The addresses on link `index`.
     async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>>;
+    /// Adds `address` to link `index` unless there; whether it was added.
     async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool>;
+    /// A route of another link (not `except_index`) that overlaps `network`, if any.
     async fn route_overlapping(
         &self,
         network: IpNetwork,
         except_index: Option<u32>,
     ) -> Result<Option<IpNetwork>>;
+    /// The default routes' gateways (IPv6 with `v6`), with their links.
     async fn default_gateways(&self, v6: bool) -> Result<Vec<(IpAddr, Option<u32>)>>;
     /// The id this namespace gives `ns` (what a peer there reports as its
     /// `link_netnsid`).
@@ -73,6 +83,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// The kernel's links, through `netlink`.
     pub fn new(netlink: Netlink) -> Kernel {
         Kernel {
             netlink,
@@ -221,7 +232,9 @@ pub mod fake {
     /// A clone is a copy of the namespace as it is (sharing the log).
     #[derive(Default, Clone)]
     pub struct FakeLinks {
+        /// The links, by index.
         pub links: RefCell<BTreeMap<u32, Link>>,
+        /// Their addresses, by index.
         pub addresses: RefCell<BTreeMap<u32, Vec<IpNetwork>>>,
         /// May be shared with a `FakeFilters`, to see the order of both.
         pub log: Rc<RefCell<Vec<String>>>,
@@ -240,6 +253,7 @@ pub mod fake {
     }
 
     impl FakeLinks {
+        /// Adds `link`, as if the kernel had it.
         pub fn add(&self, link: Link) {
             self.links.borrow_mut().insert(link.index, link);
         }

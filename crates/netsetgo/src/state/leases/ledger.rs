@@ -31,6 +31,7 @@ impl Ledger<'_> {
             .then(|| u32::from(address) - u32::from(gw.network()))
     }
 
+    /// The address at `offset` in the network's subnet.
     pub fn address_at(&self, offset: u32) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.store.gateway.network()) + offset)
     }

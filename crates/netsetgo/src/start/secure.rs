@@ -12,7 +12,7 @@ use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
 
 /// What an opened object must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub dir: bool,
     pub owner: u32,
     /// Mode bits that must be clear (0o022: not writable by group or
@@ -24,7 +24,7 @@ pub struct Rule {
 
 /// Why an object was not opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// The kernel refused (`ELOOP`: the last component is a symbolic link).
     Open(nix::Error),
     /// It opened, but is not what the rule asks for.
@@ -34,13 +34,13 @@ pub enum Refusal {
 /// How to open: read-only, or read-write creating it (a directory with
 /// `mkdirat`, a file with `O_CREAT`) with this mode if missing.
 #[derive(Debug, Clone, Copy)]
-pub enum Access {
+pub(crate) enum Access {
     Read,
     Create(u32),
 }
 
 /// Opens `path` (relative to `at`, or absolute) under `rule`.
-pub fn open(
+pub(crate) fn open(
     at: Option<BorrowedFd<'_>>,
     path: &Path,
     access: Access,

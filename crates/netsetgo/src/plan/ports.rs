@@ -15,13 +15,17 @@ pub const MAX_MAPPINGS: usize = 16;
 /// One published port of a container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
+    /// The protocol.
     pub protocol: Protocol,
     /// One local address of the host, or every local non-loopback one.
     pub host_address: Option<IpAddr>,
+    /// The host's port.
     pub host_port: u16,
+    /// The container's port.
     pub container_port: u16,
 }
 
+/// `tcp` or `udp`.
 pub fn parse_protocol(text: &str) -> Option<Protocol> {
     match text {
         "tcp" => Some(Protocol::Tcp),

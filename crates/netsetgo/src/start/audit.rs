@@ -18,6 +18,8 @@ const LOG_INFO: u8 = 6;
 /// At most this many bytes of one field's text are recorded.
 const MAX_FIELD: usize = 512;
 
+/// Writes one audit record of a call (who, which pid, what, on which network, and its result)
+/// to the system log.
 pub fn record(
     uid: u32,
     pid: Option<u32>,

@@ -25,6 +25,7 @@ use nix::unistd::{fork, getgroups, getresgid, getresuid, setsid, ForkResult, Gid
 use super::{answer, Reply, Terms};
 use crate::error::Failure;
 use crate::privilege;
+use crate::system::{Kernel, System};
 
 /// How long a responder waits for its client. rootlesskit asks within
 /// milliseconds of the helper's exit and waits 30 s for each answer.
@@ -215,7 +216,7 @@ fn isolate(fd: RawFd) -> Result<RawFd, ()> {
                 return Err(());
             }
         }
-        privilege::close_from(SOCKET as u32 + 1);
+        Kernel.close_from(SOCKET as u32 + 1);
     }
     Ok(SOCKET)
 }
@@ -229,7 +230,7 @@ fn shed(uid: u32, gid: u32) -> Result<(), ()> {
             caps::drop(None, CapSet::Bounding, cap).map_err(drop)?;
         }
     }
-    privilege::drop_everything(uid, gid).map_err(drop)?;
+    privilege::drop_everything(&Kernel, uid, gid).map_err(drop)?;
     let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
     let uids = getresuid().map_err(drop)?;
     let gids = getresgid().map_err(drop)?;

@@ -196,7 +196,9 @@ pub type Grants<'a> = dyn Fn(u32, &Network) -> Result<Covered, Failure> + 'a;
 /// or as its state recorded it: [`Known::Recorded`]) and its state, or
 /// why that could not be opened.
 pub struct Restorable {
+    /// The network's request, as `-restore` judges it.
     pub request: Request,
+    /// Its state, or why it could not be opened.
     pub store: Result<Store, Failure>,
 }
 

@@ -13,6 +13,7 @@ use crate::privilege::Caller;
 /// A request the caller is allowed to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The network asked for, as the policy (or the state) defines it.
     pub network: Network,
     /// How many interfaces the caller may hold on it; `None` for root.
     pub quota: Option<u32>,

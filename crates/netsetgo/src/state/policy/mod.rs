@@ -22,10 +22,12 @@ use crate::error::Failure;
 use crate::privilege::Caller;
 use crate::secure::{self, Access, Refusal, Rule};
 
+/// Where the policy lives (a build may choose another for tests).
 pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
+/// Where the system's users are.
 pub const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
 
@@ -39,12 +41,17 @@ const MAX_COUNT: u32 = 65_535;
 /// One `network` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
+    /// Its name, as callers ask for it.
     pub name: String,
+    /// Its bridge.
     pub bridge: String,
     /// The bridge's address; its subnet is the containers' subnet.
     pub gateway: Ipv4Network,
+    /// The bridge's IPv6 address, if the network has IPv6.
     pub gateway6: Option<Ipv6Network>,
+    /// The MTU, if set.
     pub mtu: Option<u32>,
+    /// `nat=yes`: masquerade its traffic out.
     pub nat: bool,
     /// `dns=`: the DNS servers DHCP hands out; empty if not given.
     pub dns: Vec<Ipv4Addr>,
@@ -119,18 +126,23 @@ struct PortGrant {
 /// A range of host ports of one protocol that a caller may publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ports {
+    /// The protocol.
     pub protocol: Protocol,
+    /// The first port of the range.
     pub first: u16,
+    /// The last port of the range, included.
     pub last: u16,
 }
 
 impl Ports {
+    /// Is `port` of `protocol` in the range?
     pub fn contains(&self, protocol: Protocol, port: u16) -> bool {
         self.protocol == protocol && (self.first..=self.last).contains(&port)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The administrator's policy: networks, grants and port grants.
 pub struct Policy {
     networks: Vec<Network>,
     grants: Vec<Grant>,
@@ -140,7 +152,9 @@ pub struct Policy {
 /// A malformed policy, with the 1-based line number.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
+    /// The 1-based line.
     pub line: usize,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -148,12 +162,16 @@ pub struct ParseError {
 /// with the summed count and every port range its `publish` lines grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allowance<'a> {
+    /// The network.
     pub network: &'a Network,
+    /// How many interfaces the caller may hold on it.
     pub quota: u32,
+    /// The port ranges the caller may publish on it.
     pub ports: Vec<Ports>,
 }
 
 impl Policy {
+    /// The network whose bridge is `bridge`, if any.
     pub fn network_by_bridge(&self, bridge: &str) -> Option<&Network> {
         self.networks.iter().find(|n| n.bridge == bridge)
     }

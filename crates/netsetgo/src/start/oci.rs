@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::error::Failure;
 use crate::privilege::{self, Caller};
+use crate::system::Kernel;
 
 /// States are a few hundred bytes; annotations can add some.
 const MAX_STATE: u64 = 64 * 1024;
@@ -26,11 +27,20 @@ const DEADLINE: Duration = Duration::from_secs(5);
 const MAX_VERDICT: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// What an OCI hook's state asks for.
 pub enum Hook {
     /// createRuntime / prestart: wire the container's process.
-    Wire { pid: u32, id: String },
+    Wire {
+        /// The container's process.
+        pid: u32,
+        /// The container's id.
+        id: String,
+    },
     /// poststop: release what was recorded for this container id.
-    Release { id: String },
+    Release {
+        /// The container's id.
+        id: String,
+    },
 }
 
 #[derive(Deserialize)]
@@ -54,7 +64,7 @@ pub fn read_unprivileged(caller: &Caller) -> Result<Hook, Failure> {
     match unsafe { fork() }.map_err(|e| fail("fork", e))? {
         ForkResult::Child => {
             drop(from_child);
-            let verdict = privilege::drop_everything(caller.uid, caller.gid)
+            let verdict = privilege::drop_everything(&Kernel, caller.uid, caller.gid)
                 .and_then(|()| read(std::io::stdin().lock()))
                 .map_or_else(|f| format!("error {}", f.message), |hook| hook.verdict());
             let _ = std::fs::File::from(to_parent).write_all(verdict.as_bytes());
@@ -149,6 +159,7 @@ impl Hook {
     }
 }
 
+/// The state from `input`, at most 64 KiB.
 pub fn read(input: impl Read) -> Result<Hook, Failure> {
     let mut text = Vec::new();
     input
@@ -161,6 +172,7 @@ pub fn read(input: impl Read) -> Result<Hook, Failure> {
     parse(&text)
 }
 
+/// The state in `text`: which hook, the pid, the container id.
 pub fn parse(text: &[u8]) -> Result<Hook, Failure> {
     let state: State = serde_json::from_slice(text)
         .map_err(|e| Failure::refused(format!("OCI state on stdin is not valid: {e}")))?;

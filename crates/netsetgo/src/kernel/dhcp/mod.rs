@@ -22,7 +22,9 @@ use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, Optio
 use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use ipnetwork::Ipv4Network;
 
+/// The DHCP server's UDP port.
 pub const SERVER_PORT: u16 = 67;
+/// The DHCP client's UDP port.
 pub const CLIENT_PORT: u16 = 68;
 /// RFC 2131's infinite lease: the client never renews, so nothing a
 /// renewal could change ever does. (rootlesskit would sleep 0.9 of 136
@@ -53,7 +55,9 @@ pub struct Terms {
 /// An answer: an IPv4 packet and the Ethernet address it goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
+    /// The client's Ethernet address.
     pub to: [u8; 6],
+    /// The IPv4 packet.
     pub packet: Vec<u8>,
     /// It is the ACK: the exchange is complete.
     pub done: bool,

@@ -50,6 +50,7 @@ use nix::sys::stat::fstat;
 
 use crate::error::Failure;
 
+/// Where the root-only state lives (a build may choose another for tests).
 pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
     Some(dir) => dir,
     None => "/run/netsetgo",
@@ -70,7 +71,9 @@ const LOCK_TIMEOUT_SECS: u32 = 10;
 /// One address's lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The leased address.
     pub address: Ipv4Addr,
+    /// The uid that holds it.
     pub uid: u32,
     /// The host-side interface's index; 0 while the call that took the
     /// lease has not yet made the interface (pending).
@@ -114,6 +117,7 @@ impl Lease {
         f.next().is_none().then_some(lease)
     }
 
+    /// Is its interface not made yet (its call has not finished)?
     pub fn is_pending(&self) -> bool {
         self.ifindex == 0
     }
@@ -133,7 +137,9 @@ impl Lease {
 /// Is a lease's interface still there?
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
+    /// Its interface is there, with the index recorded.
     Live,
+    /// Its interface is gone (or another took its name).
     Gone,
     /// A pending lease whose interface exists: its call died half way.
     Orphan,

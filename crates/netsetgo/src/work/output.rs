@@ -12,15 +12,23 @@ use crate::ports::Mapping;
 /// What a successful wiring made.
 #[derive(Debug, Clone)]
 pub struct Wired {
+    /// The interface's name inside.
     pub interface: String,
     /// The interface's index inside, and the host end's.
     pub index: u32,
+    /// The host end's index.
     pub host_index: u32,
+    /// The interface's MAC address inside, if set.
     pub mac: Option<[u8; 6]>,
+    /// Its addresses.
     pub addresses: Vec<IpNetwork>,
+    /// Its default gateways.
     pub gateways: Vec<IpAddr>,
+    /// The host end's name.
     pub host_interface: String,
+    /// The bridge it is on.
     pub bridge: String,
+    /// The MTU, if the network sets one.
     pub mtu: Option<u32>,
     /// The network's DNS servers (`dns=`, or the gateway).
     pub dns: Vec<Ipv4Addr>,
@@ -29,6 +37,7 @@ pub struct Wired {
     /// Whether the host end is guarded, and isolated (the network's
     /// `guard=` and `isolate=`).
     pub guard: bool,
+    /// Whether its bridge port is isolated (`isolate=`).
     pub isolated: bool,
 }
 
@@ -37,6 +46,7 @@ pub struct Wired {
 pub struct Restored {
     /// The network's name; its bridge's once it left the policy.
     pub network: String,
+    /// The network's bridge.
     pub bridge: String,
     /// The network is no longer in the policy: its live leases are kept
     /// (and guarded) until their interfaces go, and nothing is published.
@@ -46,12 +56,15 @@ pub struct Restored {
     /// Of those, how many are guarded now, and how many guards were
     /// re-created.
     pub guarded: usize,
+    /// Guards re-created.
     pub guards_restored: usize,
     /// Publications in place now, and how many were re-created.
     pub publications: usize,
+    /// Publications re-created.
     pub publications_restored: usize,
     /// Masquerading (`nat=yes`) and the hairpin, in place now.
     pub masquerade: bool,
+    /// The hairpin, in place now.
     pub hairpin: bool,
     /// Leases whose interface was gone, collected.
     pub collected: usize,
@@ -141,12 +154,19 @@ impl Restored {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Created (or, with `intact`, checked by -check).
-    Wired { wired: Wired, intact: bool },
+    Wired {
+        /// What was made (or found).
+        wired: Wired,
+        /// `-check` found it intact.
+        intact: bool,
+    },
     /// Created in lxc-user-nic's form, which prints its own line.
     Nic(Wired),
     /// Interfaces removed and leases freed (-delete, poststop hook).
     Removed {
+        /// The host ends removed.
         host_interfaces: Vec<String>,
+        /// The addresses freed.
         addresses: Vec<IpAddr>,
     },
     /// `-restore`: one entry per network with state.
@@ -180,6 +200,7 @@ impl Outcome {
         })
     }
 
+    /// The outcome as netsetgo's line on stdout.
     pub fn line(&self) -> String {
         match self {
             Outcome::Nic(w) => format!(
@@ -228,6 +249,7 @@ impl Outcome {
         }
     }
 
+    /// The outcome as one JSON object (`-json`).
     pub fn json(&self) -> String {
         match self {
             Outcome::Wired { wired: w, .. } | Outcome::Nic(w) => Json::Wired {
@@ -257,6 +279,7 @@ impl Outcome {
     }
 }
 
+/// A failure as one JSON object (`-json`).
 pub fn failure_json(f: &Failure) -> String {
     Json::Error {
         error: f.code(),

@@ -85,6 +85,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
+    /// The kernel's nf_tables, through `nft`.
     pub fn new(nft: Nftables) -> Kernel {
         Kernel { nft }
     }
@@ -163,6 +164,7 @@ pub mod fake {
 
     use super::*;
 
+    /// The filters in memory, for unit tests.
     #[derive(Default)]
     pub struct FakeFilters {
         /// (protocol, host port) -> owner.
@@ -171,6 +173,7 @@ pub mod fake {
         pub guarded: RefCell<Vec<String>>,
         /// May be shared with a `FakeLinks`, to see the order of both.
         pub log: Rc<RefCell<Vec<String>>>,
+        /// Makes the operation whose log line starts with this fail, once.
         pub fail: RefCell<Option<String>>,
     }
 

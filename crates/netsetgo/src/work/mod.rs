@@ -1,0 +1,4 @@
+//! The work of one call under the network's lock, and what it says.
+
+pub mod output;
+pub mod wiring;
