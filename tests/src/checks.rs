@@ -3,6 +3,8 @@
 //! refused while the world, its leases and the named containers stay
 //! exactly as they were.
 
+use std::time::Instant;
+
 use crate::cmd::Output;
 use crate::fixtures::{uid, GATEWAY};
 use crate::snapshot::{has_flag, link_kind, name as link_name, Snapshot};
@@ -311,4 +313,30 @@ pub fn json_object(out: &Output) -> serde_json::Map<String, Value> {
         Ok(Value::Object(map)) => map,
         other => panic!("not a JSON object ({other:?}):\n{out}"),
     }
+}
+
+/// Prints what a table-driven test did (`what`, how many `table` lines of
+/// `unit` in how long since `started`, then each line) and fails with every
+/// violation found.
+pub fn assert_no_violations(
+    what: &str,
+    unit: &str,
+    started: Instant,
+    table: &[String],
+    violations: &[String],
+) {
+    eprintln!(
+        "{what}: {} {unit} in {:.1} s",
+        table.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for line in table {
+        eprintln!("  {line}");
+    }
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations.join("\n")
+    );
 }

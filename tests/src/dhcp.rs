@@ -128,21 +128,7 @@ impl Client {
         frame.extend_from_slice(&src);
         frame.extend_from_slice(&[0x08, 0x00]);
         frame.extend_from_slice(packet);
-        // SAFETY: all-zero is a valid sockaddr_ll; the frame is ours.
-        let sent = unsafe {
-            let mut to: libc::sockaddr_ll = zeroed();
-            to.sll_family = libc::AF_PACKET as u16;
-            to.sll_ifindex = self.ifindex;
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                frame.as_ptr() as *const libc::c_void,
-                frame.len(),
-                0,
-                &to as *const _ as *const libc::sockaddr,
-                size_of::<libc::sockaddr_ll>() as u32,
-            )
-        };
-        assert_eq!(sent, frame.len() as isize, "send a frame");
+        self.send_frame(&frame);
     }
 
     /// Sends `frame` as it is: a whole Ethernet frame, header included, so

@@ -16,6 +16,7 @@ pub mod checks;
 mod cmd;
 pub mod dhcp;
 pub mod fixtures;
+pub mod frames;
 mod leases;
 pub mod nft;
 mod race;

@@ -17,11 +17,15 @@
 //! on the bridge and in the other containers.
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use netsetgo_e2e::checks::{json_object, wire, wire_with};
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
+use netsetgo_e2e::frames::{
+    self, checksum, container_mac, contains, ether, ip, ipv4_packet, ipv6, link_local, mac_text,
+    router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
+};
 use netsetgo_e2e::nft::{NftTable, TABLE};
 use netsetgo_e2e::traffic::{Outside, Server};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
@@ -32,89 +36,16 @@ fn bridge_mac(world: &World) -> [u8; 6] {
     netsetgo_e2e::dhcp::mac_in(world.pid(), "brg0")
 }
 
-/// The MAC the helper gives the container leased 10.10.10.`last`.
-fn container_mac(last: u8) -> [u8; 6] {
-    [0x02, 0x6e, 10, 10, 10, last]
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// The EUI-64 link-local address of `mac`.
-fn link_local(mac: [u8; 6]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[0] = 0xfe;
-    a[1] = 0x80;
-    a[8] = mac[0] ^ 0x02;
-    a[9] = mac[1];
-    a[10] = mac[2];
-    a[11] = 0xff;
-    a[12] = 0xfe;
-    a[13] = mac[3];
-    a[14] = mac[4];
-    a[15] = mac[5];
-    a
-}
-
 fn ipv6_text(a: [u8; 16]) -> String {
     std::net::Ipv6Addr::from(a).to_string()
 }
 
-const BROADCAST: [u8; 6] = [0xff; 6];
-/// The all-nodes multicast group's MAC and address.
-const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
-const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 /// A MAC no container has.
 const STRANGER: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
 
-fn ip(last: u8) -> [u8; 4] {
-    [10, 10, 10, last]
-}
-
-fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    while f.len() < 60 {
-        f.push(0);
-    }
-    f
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 UDP datagram (port 9 to 9) carrying `data`.
 fn ipv4_udp(src: [u8; 4], dst: [u8; 4], data: &[u8]) -> Vec<u8> {
-    let total = (20 + 8 + data.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let sum = checksum(&p);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p.extend_from_slice(&9u16.to_be_bytes());
-    p.extend_from_slice(&9u16.to_be_bytes());
-    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(data);
-    p
+    ipv4_packet(src, dst, 17, 0, 0x4000, &udp9(data))
 }
 
 /// An ARP packet (Ethernet/IPv4), operation `op` (1 request, 2 reply),
@@ -130,36 +61,9 @@ fn arp(op: u16, sha: [u8; 6], spa: [u8; 4], tha: [u8; 6], tpa: [u8; 4], trailer:
     p
 }
 
-/// An IPv6 packet with next header `next` and `payload`, hop limit 255.
-fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.push(next);
-    p.push(255);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
 /// A UDP datagram (port 9 to 9, no checksum) carrying `data`.
-fn udp(data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&9u16.to_be_bytes());
-    p.extend_from_slice(&9u16.to_be_bytes());
-    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(data);
-    p
-}
-
-/// A router advertisement carrying `data`.
-fn router_advertisement(data: &[u8]) -> Vec<u8> {
-    let mut p = vec![134, 0, 0, 0];
-    // hop limit, flags, router lifetime 1800 s, reachable, retransmit
-    p.extend_from_slice(&[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
-    p.extend_from_slice(data);
-    p
+fn udp9(data: &[u8]) -> Vec<u8> {
+    udp(9, 9, data)
 }
 
 /// A redirect (to the attacker's own link-local, for the all-nodes
@@ -186,19 +90,7 @@ fn neighbour_advertisement(target: [u8; 16], marker: &[u8]) -> Vec<u8> {
 
 /// 16 bytes that mark frame `n` of this test.
 fn marker(n: u8) -> Vec<u8> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut m = b"NSGGUARD".to_vec();
-    m.extend_from_slice(&nanos.to_be_bytes());
-    m.extend_from_slice(&std::process::id().to_be_bytes());
-    m[15] = n;
-    m
-}
-
-fn contains(frame: &[u8], marker: &[u8]) -> bool {
-    frame.windows(marker.len()).any(|w| w == marker)
+    frames::marker(b"NSGGUARD", n)
 }
 
 /// A network with three containers: the victim (nsg-a, 10.10.10.2), a
@@ -413,10 +305,10 @@ fn send_forged_frames(lab: &Lab) -> Seen {
             (
                 "IPv6 from itself",
                 link_local(me),
-                udp as fn(&[u8]) -> Vec<u8>,
+                udp9 as fn(&[u8]) -> Vec<u8>,
                 17u8,
             ),
-            ("IPv6 as the victim", link_local(victim), udp, 17),
+            ("IPv6 as the victim", link_local(victim), udp9, 17),
             (
                 "a router advertisement",
                 link_local(me),
@@ -1182,58 +1074,9 @@ fn group(n: u8) -> [u8; 6] {
     [0x01, 0x80, 0xc2, 0, 0, n]
 }
 
-/// An IPv4 packet of protocol `proto`, with id `id` and the flags and
-/// fragment offset `frag`, header checksum computed.
-fn ipv4_packet(
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    id: u16,
-    frag: u16,
-    payload: &[u8],
-) -> Vec<u8> {
-    let total = (20 + payload.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&frag.to_be_bytes());
-    p.extend_from_slice(&[64, proto, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let sum = checksum(&p);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// A UDP header and `data`, checksum 0 (none, which IPv4 allows).
-fn udp_ports(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(data);
-    p
-}
-
-/// `l4` (UDP or ICMPv6, its checksum field at `at`) with its checksum
-/// over the IPv6 pseudo-header.
-fn with_checksum6(src: [u8; 16], dst: [u8; 16], next: u8, mut l4: Vec<u8>, at: usize) -> Vec<u8> {
-    let mut pseudo = Vec::with_capacity(40 + l4.len());
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, next]);
-    pseudo.extend_from_slice(&l4);
-    let sum = checksum(&pseudo);
-    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    l4
-}
-
 /// A UDP datagram over IPv6 with its checksum.
 fn udp6(src: [u8; 16], dst: [u8; 16], sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    with_checksum6(src, dst, 17, udp_ports(sport, dport, data), 6)
+    with_checksum6(src, dst, 17, udp(sport, dport, data), 6)
 }
 
 /// An ICMP echo request carrying `data`.
@@ -1320,7 +1163,7 @@ fn every_kind(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<
             17,
             0x1717,
             0x4000,
-            &udp_ports(SERVICE_PORT, SERVICE_PORT, t),
+            &udp(SERVICE_PORT, SERVICE_PORT, t),
         )
     };
     add("IPv4 UDP to the host", &|t| {
@@ -1412,7 +1255,7 @@ fn fragments(dst: [u8; 6], dst_name: &str, who: &Identity, n: &mut u32) -> Vec<F
     let t = tag(*n);
     let mut data = t.clone();
     data.extend_from_slice(&[0x17; 8]);
-    let whole = udp_ports(SERVICE_PORT, SERVICE_PORT, &data);
+    let whole = udp(SERVICE_PORT, SERVICE_PORT, &data);
     let (head, tail) = whole.split_at(16);
     let four = |frag, part: &[u8]| {
         ether(
@@ -2078,7 +1921,7 @@ fn answer_as_servers(lab: &Lab) -> ServerAnswers {
         add(
             format!("a non-first IPv4 fragment that looks like UDP 67 -> 68 to {dst_name}"),
             &|t| {
-                let fake = udp_ports(67, 68, t);
+                let fake = udp(67, 68, t);
                 ether(
                     dst,
                     me,
@@ -2092,7 +1935,7 @@ fn answer_as_servers(lab: &Lab) -> ServerAnswers {
             &|t| {
                 let mut data = t.to_vec();
                 data.extend_from_slice(&[0; 8]);
-                let head = udp_ports(67, 68, &data);
+                let head = udp(67, 68, &data);
                 ether(
                     dst,
                     me,
@@ -2104,7 +1947,7 @@ fn answer_as_servers(lab: &Lab) -> ServerAnswers {
         add(
             format!("a non-first IPv6 fragment that looks like UDP 547 -> 546 to {dst_name}"),
             &|t| {
-                let fake = udp_ports(547, 546, t);
+                let fake = udp(547, 546, t);
                 ether(
                     dst,
                     me,

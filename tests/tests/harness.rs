@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use netsetgo_e2e::frames::{ether, BROADCAST};
 use netsetgo_e2e::{ensure_user, installed_binary, ns_of, require_root, World};
 
 fn ns(pid: u32, kind: &str) -> String {
@@ -178,9 +179,12 @@ fn servers_report_the_peer_and_sniffers_see_forged_frames() {
     // A frame sent raw on one end of the uplink arrives at the other.
     let sender = Client::on(world.pid(), "up0");
     let sniffer = Client::on(outside.pid(), "eth0");
-    let mut frame = vec![0xff; 6];
-    frame.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x99, 0x88, 0xb5]);
-    frame.extend_from_slice(b"nsg-e2e harness frame, padded to sixty bytes......");
+    let frame = ether(
+        BROADCAST,
+        [0x02, 0, 0, 0, 0, 0x99],
+        0x88b5,
+        b"nsg-e2e harness frame, padded to sixty bytes......",
+    );
     sender.send_frame(&frame);
     let seen = sniffer.frames(Duration::from_millis(500));
     assert!(seen.contains(&frame), "{} frames, not ours", seen.len());

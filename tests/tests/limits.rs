@@ -22,7 +22,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::Instant;
 
 use netsetgo::privilege::LIMITS;
-use netsetgo_e2e::checks::{assert_refusal_line, assert_unchanged, assert_wired_in, wire};
+use netsetgo_e2e::checks::{
+    assert_no_violations, assert_refusal_line, assert_unchanged, assert_wired_in, wire,
+};
 use netsetgo_e2e::fixtures::{world_with, A};
 use netsetgo_e2e::{ensure_user, installed_binary, require_root, Container, Output, Wired, World};
 
@@ -412,20 +414,7 @@ impl Bench {
         let c = self.world.container(A);
         let w = wire(&self.world, &c);
         assert_wired_in(&self.world, &self.world.snapshot(), &c, &w);
-        eprintln!(
-            "{what}: {} cases in {:.1} s",
-            self.table.len(),
-            started.elapsed().as_secs_f64()
-        );
-        for line in &self.table {
-            eprintln!("  {line}");
-        }
-        assert!(
-            self.violations.is_empty(),
-            "{} violations:\n{}",
-            self.violations.len(),
-            self.violations.join("\n")
-        );
+        assert_no_violations(what, "cases", started, &self.table, &self.violations);
     }
 }
 

@@ -37,7 +37,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
-use netsetgo_e2e::checks::wire;
+use netsetgo_e2e::checks::{assert_no_violations, wire};
 use netsetgo_e2e::fixtures::{uid, world_with, A, B};
 use netsetgo_e2e::nft::{Kind, NftTable};
 use netsetgo_e2e::{
@@ -535,20 +535,7 @@ impl Bench {
 
     /// Prints the table and fails with every violation.
     fn report(self, what: &str, started: Instant) {
-        eprintln!(
-            "{what}: {} scenarios in {:.1} s",
-            self.table.len(),
-            started.elapsed().as_secs_f64()
-        );
-        for line in &self.table {
-            eprintln!("  {line}");
-        }
-        assert!(
-            self.violations.is_empty(),
-            "{} violations:\n{}",
-            self.violations.len(),
-            self.violations.join("\n")
-        );
+        assert_no_violations(what, "scenarios", started, &self.table, &self.violations);
     }
 }
 

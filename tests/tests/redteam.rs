@@ -12,130 +12,24 @@
 //! the bridge and at the attacker's host end (which proves they were sent).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use netsetgo_e2e::checks::wire;
 use netsetgo_e2e::dhcp::Client;
 use netsetgo_e2e::fixtures::{world_with, A, B, GATEWAY};
+use netsetgo_e2e::frames::{
+    self, container_mac, contains, ether, ip, ipv4_packet, ipv6, link_local, mac_text,
+    router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
+};
 use netsetgo_e2e::{require_root, time_scale, Container, World};
 use serde_json::Value;
 
-const BROADCAST: [u8; 6] = [0xff; 6];
-const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
-const ALL_NODES: [u8; 16] = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ATTACKER: u8 = 4;
 const VICTIM: u8 = 2;
 
-fn mac(last: u8) -> [u8; 6] {
-    [0x02, 0x6e, 10, 10, 10, last]
-}
-
-fn ip(last: u8) -> [u8; 4] {
-    [10, 10, 10, last]
-}
-
-fn link_local(mac: [u8; 6]) -> [u8; 16] {
-    let mut a = [0u8; 16];
-    a[0] = 0xfe;
-    a[1] = 0x80;
-    a[8] = mac[0] ^ 0x02;
-    a[9] = mac[1];
-    a[10] = mac[2];
-    a[11] = 0xff;
-    a[12] = 0xfe;
-    a[13] = mac[3];
-    a[14] = mac[4];
-    a[15] = mac[5];
-    a
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-fn ether(dst: [u8; 6], src: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(14 + payload.len());
-    f.extend_from_slice(&dst);
-    f.extend_from_slice(&src);
-    f.extend_from_slice(&ethertype.to_be_bytes());
-    f.extend_from_slice(payload);
-    while f.len() < 60 {
-        f.push(0);
-    }
-    f
-}
-
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for chunk in bytes.chunks(2) {
-        let word = u16::from_be_bytes([chunk[0], *chunk.get(1).unwrap_or(&0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// An IPv4 packet (no options, not fragmented) of protocol `proto`.
 fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8]) -> Vec<u8> {
-    let total = (20 + payload.len()) as u16;
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&[0x12, 0x34, 0x40, 0, 64, proto, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    let sum = checksum(&p);
-    p[10..12].copy_from_slice(&sum.to_be_bytes());
-    p.extend_from_slice(payload);
-    p
-}
-
-/// A UDP header (checksum 0) and `data`.
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&sport.to_be_bytes());
-    p.extend_from_slice(&dport.to_be_bytes());
-    p.extend_from_slice(&((8 + data.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(data);
-    p
-}
-
-/// An IPv6 packet, hop limit 255.
-fn ipv6(src: [u8; 16], dst: [u8; 16], next: u8, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    p.push(next);
-    p.push(255);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
-/// `l4` with its checksum (field at `at`) over the IPv6 pseudo-header.
-fn with_checksum6(src: [u8; 16], dst: [u8; 16], next: u8, mut l4: Vec<u8>, at: usize) -> Vec<u8> {
-    let mut pseudo = Vec::with_capacity(40 + l4.len());
-    pseudo.extend_from_slice(&src);
-    pseudo.extend_from_slice(&dst);
-    pseudo.extend_from_slice(&(l4.len() as u32).to_be_bytes());
-    pseudo.extend_from_slice(&[0, 0, 0, next]);
-    pseudo.extend_from_slice(&l4);
-    let sum = checksum(&pseudo);
-    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
-    l4
-}
-
-/// A router advertisement (router lifetime 1800 s) carrying `data`.
-fn router_advertisement(data: &[u8]) -> Vec<u8> {
-    let mut p = vec![134, 0, 0, 0];
-    p.extend_from_slice(&[64, 0, 0x07, 0x08, 0, 0, 0, 0, 0, 0, 0, 0]);
-    p.extend_from_slice(data);
-    p
+    ipv4_packet(src, dst, proto, 0x1234, 0x4000, payload)
 }
 
 /// An IPsec authentication header (RFC 4302) with no ICV: 12 bytes,
@@ -156,19 +50,7 @@ fn gre(proto: u16, rest: &[u8]) -> Vec<u8> {
 }
 
 fn marker(n: u8) -> Vec<u8> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let mut m = b"NSGREDTM".to_vec();
-    m.extend_from_slice(&nanos.to_be_bytes());
-    m.extend_from_slice(&std::process::id().to_be_bytes());
-    m[15] = n;
-    m
-}
-
-fn contains(frame: &[u8], marker: &[u8]) -> bool {
-    frame.windows(marker.len()).any(|w| w == marker)
+    frames::marker(b"NSGREDTM", n)
 }
 
 /// The victim (nsg-a, .2) and the attacker (nsg-b, .4, after a peer of
@@ -258,9 +140,9 @@ fn send(lab: &Lab, frames: &[(String, Vec<u8>, Vec<u8>)]) -> Seen {
 /// follows) or inside a tunnel (IPv4-in-IPv4, GRE, IPv6-in-IPv4: a
 /// non-UDP protocol from its own address is accepted whatever it carries).
 fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
-    let me = mac(ATTACKER);
+    let me = container_mac(ATTACKER);
     let my_ll = link_local(me);
-    let victim_ll = link_local(mac(VICTIM));
+    let victim_ll = link_local(container_mac(VICTIM));
     let gateway_ll = link_local([0x02, 0, 0, 0, 0, 1]);
     let mut out = Vec::new();
     let mut n = n0;
@@ -284,7 +166,12 @@ fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     });
     push("control: a DHCPv6 reply", &|m| {
         let u = with_checksum6(my_ll, victim_ll, 17, udp(547, 546, m), 6);
-        ether(mac(VICTIM), me, 0x86dd, &ipv6(my_ll, victim_ll, 17, &u))
+        ether(
+            container_mac(VICTIM),
+            me,
+            0x86dd,
+            &ipv6(my_ll, victim_ll, 17, &u),
+        )
     });
     // Behind an authentication header.
     push("a router advertisement behind AH", &|m| {
@@ -299,7 +186,7 @@ fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     push("a DHCPv6 reply behind AH", &|m| {
         let u = with_checksum6(my_ll, victim_ll, 17, udp(547, 546, m), 6);
         ether(
-            mac(VICTIM),
+            container_mac(VICTIM),
             me,
             0x86dd,
             &ipv6(my_ll, victim_ll, 51, &auth_header(17, &u)),
@@ -322,7 +209,7 @@ fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     push("a DHCP reply from the gateway in IPv4-in-IPv4", &|m| {
         let inner = ipv4(ip(1), [255; 4], 17, &udp(67, 68, m));
         ether(
-            mac(VICTIM),
+            container_mac(VICTIM),
             me,
             0x0800,
             &ipv4(ip(ATTACKER), ip(VICTIM), 4, &inner),
@@ -331,7 +218,7 @@ fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
     push("a DHCP reply from the gateway in GRE", &|m| {
         let inner = ipv4(ip(1), [255; 4], 17, &udp(67, 68, m));
         ether(
-            mac(VICTIM),
+            container_mac(VICTIM),
             me,
             0x0800,
             &ipv4(ip(ATTACKER), ip(VICTIM), 47, &gre(0x0800, &inner)),
@@ -343,7 +230,7 @@ fn smuggled(n0: u8) -> Vec<(String, Vec<u8>, Vec<u8>)> {
             let ra = with_checksum6(gateway_ll, ALL_NODES, 58, router_advertisement(m), 2);
             let inner = ipv6(gateway_ll, ALL_NODES, 58, &ra);
             ether(
-                mac(VICTIM),
+                container_mac(VICTIM),
                 me,
                 0x0800,
                 &ipv4(ip(ATTACKER), ip(VICTIM), 41, &inner),
@@ -444,7 +331,7 @@ fn redteam_neighbour_discovery_cannot_tie_the_attackers_address_to_another_mac()
     // REDTEAM_KEYS=" guard=no" runs the twin: the same result, so the
     // solicitation is well formed and the guard does not look at it.
     let lab = lab(&std::env::var("REDTEAM_KEYS").unwrap_or_default());
-    let me = mac(ATTACKER);
+    let me = container_mac(ATTACKER);
     let my_ll = link_local(me);
     let my_ll_text = std::net::Ipv6Addr::from(my_ll).to_string();
     let target = bridge_link_local(&lab.world);
@@ -525,7 +412,7 @@ fn redteam_frames_bounced_through_ifb_still_pass_the_guard() {
         c.pings(GATEWAY),
         "through ifb0 the attacker's own traffic flows"
     );
-    let me = mac(ATTACKER);
+    let me = container_mac(ATTACKER);
     let mut frames = Vec::new();
     for (n, (label, src, from)) in [
         ("control: IPv4 from itself", ip(ATTACKER), me),
@@ -573,7 +460,7 @@ fn forged_source_reaches_the_victim(lab: &Lab, n: u8) -> bool {
     let m = marker(n);
     let f = ether(
         BROADCAST,
-        mac(ATTACKER),
+        container_mac(ATTACKER),
         0x0800,
         &ipv4(ip(VICTIM), [255; 4], 17, &udp(9, 9, &m)),
     );
@@ -646,7 +533,7 @@ fn redteam_dad_probes_cannot_take_the_next_containers_link_local_address() {
     require_root!();
     let lab = lab(" gateway6=fd00:10::1/64");
     // The next lease is 10.10.10.5: its MAC and link-local address.
-    let next_ll = link_local(mac(5));
+    let next_ll = link_local(container_mac(5));
     let mut group = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0, 0, 0];
     group[13..].copy_from_slice(&next_ll[13..]);
     let group_mac = [0x33, 0x33, 0xff, next_ll[13], next_ll[14], next_ll[15]];
@@ -655,7 +542,7 @@ fn redteam_dad_probes_cannot_take_the_next_containers_link_local_address() {
     let ns = with_checksum6([0; 16], group, 58, ns, 2);
     let frame = ether(
         group_mac,
-        mac(ATTACKER),
+        container_mac(ATTACKER),
         0x86dd,
         &ipv6([0; 16], group, 58, &ns),
     );

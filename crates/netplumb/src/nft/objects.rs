@@ -61,6 +61,28 @@ impl Batch<'_> {
         hook: u32,
         priority: i32,
     ) {
+        self.hooked_chain(family, table, name, kind, (hook, priority, None), NF_ACCEPT);
+    }
+
+    /// Base chain `name` on the ingress hook of device `device` (`netdev`
+    /// family), with policy drop. It may exist as exactly that (the kernel
+    /// then updates nothing but the policy).
+    pub(super) fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
+        let hook = (NF_NETDEV_INGRESS, priority, Some(device));
+        self.hooked_chain(Family::Netdev, table, name, "filter", hook, NF_DROP);
+    }
+
+    /// Base chain `name` of type `kind` on `hook` (its number, priority
+    /// and, for a netdev ingress hook, device), with `policy`.
+    fn hooked_chain(
+        &mut self,
+        family: Family,
+        table: &str,
+        name: &str,
+        kind: &str,
+        (hook, priority, device): (u32, i32, Option<&str>),
+        policy: u32,
+    ) {
         self.add(
             NFT_MSG_NEWCHAIN,
             NLM_F_CREATE,
@@ -73,34 +95,12 @@ impl Batch<'_> {
                 a.nest(NFTA_CHAIN_HOOK, |a| {
                     a.be32(NFTA_HOOK_HOOKNUM, hook);
                     a.be32(NFTA_HOOK_PRIORITY, priority as u32);
+                    if let Some(device) = device {
+                        a.string(NFTA_HOOK_DEV, device);
+                    }
                 });
-                a.be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+                a.be32(NFTA_CHAIN_POLICY, policy);
                 a.string(NFTA_CHAIN_TYPE, kind);
-            },
-        );
-    }
-
-    /// Base chain `name` on the ingress hook of device `device` (`netdev`
-    /// family), with policy drop. It may exist as exactly that (the kernel
-    /// then updates nothing but the policy).
-    pub(super) fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
-        let family = Family::Netdev;
-        self.add(
-            NFT_MSG_NEWCHAIN,
-            NLM_F_CREATE,
-            Step::NftCreate,
-            format!("chain {} {table} {name}", family.name()),
-            IfRaced::Fail,
-            |a| {
-                a.string(NFTA_CHAIN_TABLE, table);
-                a.string(NFTA_CHAIN_NAME, name);
-                a.nest(NFTA_CHAIN_HOOK, |a| {
-                    a.be32(NFTA_HOOK_HOOKNUM, NF_NETDEV_INGRESS);
-                    a.be32(NFTA_HOOK_PRIORITY, priority as u32);
-                    a.string(NFTA_HOOK_DEV, device);
-                });
-                a.be32(NFTA_CHAIN_POLICY, NF_DROP);
-                a.string(NFTA_CHAIN_TYPE, "filter");
             },
         );
     }

@@ -148,44 +148,44 @@ impl Nftables {
 
     /// Whether chain `name` exists in table `<family> <table>`.
     pub(super) fn chain_exists(&self, family: Family, table: &str, name: &str) -> Result<bool> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(NFT_MSG_GETCHAIN),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-        );
-        msg.attrs().string(NFTA_CHAIN_TABLE, table);
-        msg.attrs().string(NFTA_CHAIN_NAME, name);
-        match self.exchange(&msg.finish(), seq) {
-            Ok(_) => Ok(true),
-            Err(f) if f.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(f) => Err(f.into_error(
-                Step::NftLookUp,
-                format!("chain {} {table} {name}", family.name()),
-            )),
-        }
+        let attrs = (NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME);
+        self.exists(NFT_MSG_GETCHAIN, attrs, "chain", family, table, name)
     }
 
     /// Whether set (or map) `name` exists in table `<family> <table>`.
     pub(super) fn set_exists(&self, family: Family, table: &str, name: &str) -> Result<bool> {
+        let attrs = (NFTA_SET_TABLE, NFTA_SET_NAME);
+        self.exists(NFT_MSG_GETSET, attrs, "set", family, table, name)
+    }
+
+    /// Whether the `kind` object `name` of table `<family> <table>` exists:
+    /// asks with `get`, naming the table and the object by `attrs`;
+    /// `ENOENT` is no.
+    fn exists(
+        &self,
+        get: u16,
+        (table_attr, name_attr): (u16, u16),
+        kind: &str,
+        family: Family,
+        table: &str,
+        name: &str,
+    ) -> Result<bool> {
         let seq = self.next_seq();
         let mut msg = Message::new(
-            nft_type(NFT_MSG_GETSET),
+            nft_type(get),
             NLM_F_REQUEST | NLM_F_ACK,
             seq,
             family.nfproto(),
             0,
         );
-        msg.attrs().string(NFTA_SET_TABLE, table);
-        msg.attrs().string(NFTA_SET_NAME, name);
+        msg.attrs().string(table_attr, table);
+        msg.attrs().string(name_attr, name);
         match self.exchange(&msg.finish(), seq) {
             Ok(_) => Ok(true),
             Err(f) if f.errno() == Some(libc::ENOENT) => Ok(false),
             Err(f) => Err(f.into_error(
                 Step::NftLookUp,
-                format!("set {} {table} {name}", family.name()),
+                format!("{kind} {} {table} {name}", family.name()),
             )),
         }
     }

@@ -2,20 +2,6 @@
 
 use super::*;
 
-fn network(gateway6: Option<&str>) -> Network {
-    Network {
-        name: "default".into(),
-        bridge: "brg0".into(),
-        gateway: "10.10.10.1/24".parse().unwrap(),
-        gateway6: gateway6.map(|g| g.parse().unwrap()),
-        mtu: None,
-        nat: false,
-        dns: Vec::new(),
-        guard: true,
-        isolate: false,
-    }
-}
-
 fn request(network: Network, publish: &[&str]) -> Request {
     Request {
         network,
@@ -55,7 +41,7 @@ fn deterministic_mac_and_its_link_local() {
 
 #[test]
 fn the_guard_lets_through_what_the_lease_and_the_mac_derive() {
-    let mut network = network(Some("fd00:10::1/64"));
+    let mut network = Network::example(Some("fd00:10::1/64"));
     let lease = lease("veth0a0a0a02");
     let plan = Plan::of_lease(&request(network.clone(), &[]), &lease, &[]);
     let port = plan.guard.unwrap();
@@ -77,13 +63,16 @@ fn the_guard_lets_through_what_the_lease_and_the_mac_derive() {
 fn targets_follow_the_host_addresss_family() {
     let owner = "10.10.10.2".parse().unwrap();
     let shown = |text: &str| -> Vec<String> {
-        let plan = Plan::new(&request(network(Some("fd00:10::1/64")), &[text]), owner);
+        let plan = Plan::new(
+            &request(Network::example(Some("fd00:10::1/64")), &[text]),
+            owner,
+        );
         texts(&plan.publications[0].kernel.targets)
     };
     assert_eq!(shown("tcp:8080:80"), ["10.10.10.2", "fd00:10::2"]);
     assert_eq!(shown("tcp:192.0.2.1:8080:80"), ["10.10.10.2"]);
     assert_eq!(shown("tcp:[2001:db8::1]:8080:80"), ["fd00:10::2"]);
-    let plan = Plan::new(&request(network(None), &["tcp:8080:80"]), owner);
+    let plan = Plan::new(&request(Network::example(None), &["tcp:8080:80"]), owner);
     assert_eq!(plan.publications[0].kernel.targets.len(), 1);
 }
 
@@ -94,9 +83,9 @@ type Case<'a> = (Network, &'a str, &'a [&'a str], &'a [&'a str], &'a str);
 /// Given a network and an address, every field of the plan.
 #[test]
 fn a_network_and_an_address_give_the_exact_plan() {
-    let mut dual = network(Some("fd00:10::1/64"));
+    let mut dual = Network::example(Some("fd00:10::1/64"));
     dual.isolate = true;
-    let mut open = network(None);
+    let mut open = Network::example(None);
     open.guard = false;
     let cases: [Case; 3] = [
         (
@@ -114,7 +103,7 @@ fn a_network_and_an_address_give_the_exact_plan() {
             "veth0a0a0afe",
         ),
         (
-            network(None),
+            Network::example(None),
             "10.10.10.2",
             &["10.10.10.2/24"],
             &["10.10.10.1"],
@@ -170,7 +159,7 @@ fn a_network_and_an_address_give_the_exact_plan() {
 
 #[test]
 fn lxc_user_nics_create_names_the_peer_and_leaves_it_to_dhcp() {
-    let mut req = request(network(Some("fd00:10::1/64")), &[]);
+    let mut req = request(Network::example(Some("fd00:10::1/64")), &[]);
     req.nic = Some(Nic::Create {
         ifname: "eth0".into(),
     });

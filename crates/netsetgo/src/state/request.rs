@@ -395,20 +395,6 @@ mod tests {
 
     use super::*;
 
-    fn network(gateway6: Option<&str>) -> Network {
-        Network {
-            name: "default".into(),
-            bridge: "brg0".into(),
-            gateway: "10.10.10.1/24".parse().unwrap(),
-            gateway6: gateway6.map(|g| g.parse().unwrap()),
-            mtu: None,
-            nat: false,
-            dns: Vec::new(),
-            guard: true,
-            isolate: false,
-        }
-    }
-
     fn args(publish: &[&str]) -> Args {
         let mut argv = vec!["-pid".to_string(), "7".to_string()];
         for p in publish {
@@ -431,8 +417,8 @@ mod tests {
                 last: 53,
             },
         ];
-        let v4 = network(None);
-        let v6 = network(Some("fd00:10::1/64"));
+        let v4 = Network::example(None);
+        let v6 = Network::example(Some("fd00:10::1/64"));
         let ok = args(&[
             "tcp:8000:80",
             "tcp:8999:80",

@@ -395,6 +395,25 @@ pub fn read_trusted(path: &Path) -> Result<String, Failure> {
     Ok(text)
 }
 
+#[cfg(test)]
+impl Network {
+    /// The network the unit tests use: `default` on `brg0`, gateway
+    /// 10.10.10.1/24 and `gateway6`, guarded, not isolated, no nat.
+    pub(crate) fn example(gateway6: Option<&str>) -> Network {
+        Network {
+            name: "default".into(),
+            bridge: "brg0".into(),
+            gateway: "10.10.10.1/24".parse().unwrap(),
+            gateway6: gateway6.map(|g| g.parse().unwrap()),
+            mtu: None,
+            nat: false,
+            dns: Vec::new(),
+            guard: true,
+            isolate: false,
+        }
+    }
+}
+
 mod parse;
 
 pub use parse::{parse, parse_gateway};

@@ -68,17 +68,7 @@ impl Drop for Scratch {
 
 fn request(quota: Option<u32>, address: Option<&str>) -> Request {
     Request {
-        network: Network {
-            name: "default".into(),
-            bridge: "brg0".into(),
-            gateway: "10.10.10.1/24".parse().unwrap(),
-            gateway6: None,
-            mtu: None,
-            nat: false,
-            dns: Vec::new(),
-            guard: true,
-            isolate: false,
-        },
+        network: Network::example(None),
         quota,
         address: address.map(|a| a.parse().unwrap()),
         prefix: "veth".into(),
@@ -223,6 +213,17 @@ fn the_requested_address_if_free_or_held_by_a_dead_lease_else_refused() {
     assert_eq!(first.unwrap().host_interface, "veth0a0a0a02");
 }
 
+/// A container's links as the fake shows them: `lo`, and `veth1` whose
+/// peer is host link `host_index`.
+fn container_links(host_index: u32) -> FakeLinks {
+    let inside = FakeLinks::default();
+    inside.add(link(1, "lo", None));
+    let mut peer = link(2, "veth1", Some("veth"));
+    peer.link = Some(host_index);
+    inside.add(peer);
+    inside
+}
+
 #[test]
 fn delete_and_check_find_only_the_callers_own_interface_from_the_host_side() {
     let dir = Scratch::new("own");
@@ -231,12 +232,8 @@ fn delete_and_check_find_only_the_callers_own_interface_from_the_host_side() {
     let (host, wired) = wire(host(), &store_a, &req, A);
     wired.unwrap();
     let target = NetNs::current().unwrap();
-    let inside = FakeLinks::default();
-    inside.add(link(1, "lo", None));
     let host_index = host.index_of("veth0a0a0a02").unwrap().unwrap();
-    let mut peer = link(2, "veth1", Some("veth"));
-    peer.link = Some(host_index);
-    inside.add(peer);
+    let inside = container_links(host_index);
 
     // Another user: refused, nothing deleted.
     let store_b = dir.store(B);
@@ -705,11 +702,7 @@ fn delete_and_check_cover_publications_guard_and_isolation() {
     let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
     let wired = wired.unwrap();
     let target = NetNs::current().unwrap();
-    let inside = FakeLinks::default();
-    inside.add(link(1, "lo", None));
-    let mut peer = link(2, "veth1", Some("veth"));
-    peer.link = Some(wired.host_index);
-    inside.add(peer);
+    let inside = container_links(wired.host_index);
     let session = Session::new(
         sockets(host, Some(inside), &filters),
         Some(&target),
@@ -995,11 +988,7 @@ fn check_names_what_the_firewall_lost_and_the_restore() {
     let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
     let wired = wired.unwrap();
     let target = NetNs::current().unwrap();
-    let inside = FakeLinks::default();
-    inside.add(link(1, "lo", None));
-    let mut peer = link(2, "veth1", Some("veth"));
-    peer.link = Some(wired.host_index);
-    inside.add(peer);
+    let inside = container_links(wired.host_index);
     flush(&filters);
     let session = Session::new(
         sockets(host, Some(inside), &filters),
