@@ -1057,7 +1057,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     for part in [
         "table netdev netsetgo",
         "table inet netsetgo",
-        "udp dport 68 drop",
+        "ip frag-off & 8191 == 0 udp dport 68 drop",
         "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",

@@ -881,8 +881,13 @@ fn the_host_never_receives_a_forged_source_and_fragments_of_its_own_arrive() {
     let lab = Lab::new("host", true);
     assert_eq!(lab.at_host(&to_the_host(&lab)), Vec::<usize>::new());
     // A fragmented datagram from the container's own address arrives
-    // whole.
-    let m = marker(6, 0);
+    // whole, even where a fragment's data read as UDP ports: 32 bytes
+    // repeated, so that (1480-byte fragments) the second one's data start
+    // with 67 and 546, which a kernel before 5.17 reads as `udp sport` and
+    // `udp dport` there.
+    let mut m = vec![0, 67, 2, 0x22];
+    m.extend(marker(6, 0));
+    m.extend([0x5a; 12]);
     let listener = Listener::start(
         &lab.host,
         "udp",
@@ -1039,14 +1044,15 @@ fn guard_structure_as_documented() {
         "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
         "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
         "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
-        "udp sport 67 drop",
-        "udp dport 68 drop",
-        "udp sport 547 drop",
-        "udp dport 546 drop",
+        "ip frag-off & 8191 == 0 udp sport 67 drop",
+        "ip frag-off & 8191 == 0 udp dport 68 drop",
+        "ip6 nexthdr udp udp sport 547 drop",
+        "ip6 nexthdr udp udp dport 546 drop",
+        "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
         "ip saddr 10.77.0.2 meta l4proto != udp accept",
         "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
-        "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+        "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
         "icmpv6 type nd-router-advert drop",
         "icmpv6 type nd-redirect drop",
         "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
@@ -1147,7 +1153,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]))
     };
     let before = bytecode();
-    assert_eq!(before.len(), 3 * 37, "{before:?}");
+    assert_eq!(before.len(), 3 * 38, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
