@@ -117,22 +117,36 @@ while time.time() < end:
 print(' '.join(str(i) for i in sorted(seen)), flush=True)
 "#;
 
+/// How many times longer the listeners wait: `NETSETGO_E2E_TIME_SCALE`
+/// (default 1), which the kernel matrix sets to 10 in its emulated guests,
+/// where starting the sender's python alone can take longer than 2 s.
+fn time_scale() -> u64 {
+    match std::env::var("NETSETGO_E2E_TIME_SCALE") {
+        Err(_) => 1,
+        Ok(v) => match v.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("NETSETGO_E2E_TIME_SCALE={v:?}: want a whole number from 1"),
+        },
+    }
+}
+
 impl Listener {
     /// Starts listening in `ns` (`raw DEV` or `udp PORT`) for `markers`,
-    /// for 2 s; returns once the socket is bound.
+    /// for 2 s times [`time_scale`]; returns once the socket is bound.
     fn start(ns: &Ns, mode: &str, at: &str, markers: &[Vec<u8>]) -> Listener {
+        let wait = 2 * time_scale();
         let mut args = vec![
             "netns".to_string(),
             "exec".into(),
             ns.name.clone(),
             "timeout".into(),
-            "15".into(),
+            (wait + 13).to_string(),
             "python3".into(),
             "-c".into(),
             LISTEN.into(),
             mode.into(),
             at.into(),
-            "2".into(),
+            wait.to_string(),
         ];
         args.extend(markers.iter().map(|m| hex(m)));
         let mut child = Command::new("ip")
@@ -428,18 +442,23 @@ impl Lab {
         container.run(&["ip", "link", "set", "lo", "up"]);
     }
 
-    /// The ports the bridge maps `mac` to.
+    /// The ports the bridge maps `mac` to, each once: a kernel built with
+    /// VLAN filtering lists a pinned entry once per VLAN of its port.
     fn fdb_ports(&self, mac: &[u8; 6]) -> Vec<String> {
         let text = self.host.run(&["bridge", "-j", "fdb", "show", "br", "br0"]);
         let all: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        all.as_array()
+        let mut ports: Vec<String> = all
+            .as_array()
             .map(|a| {
                 a.iter()
                     .filter(|e| e["mac"] == mac_text(mac) && e["master"] == "br0")
                     .filter_map(|e| e["ifname"].as_str().map(String::from))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        ports.sort();
+        ports.dedup();
+        ports
     }
 
     /// Frames from the victim's MAC to each reserved link-local group, to
