@@ -663,12 +663,12 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // Legitimate traffic, the kernel's elements, -check
 
 /// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
-/// 2 transport protocol whitelists, 4 for DHCP and DHCPv6 ports, 3 for the
+/// 2 transport protocol whitelists, 5 for DHCP and DHCPv6 ports, 3 for the
 /// IPv4 lease, DHCP discovery, 14 for neighbour discovery (router
 /// advertisements and redirects, 3 router solicitation, 5 neighbour
 /// solicitation and 4 advertisement rules), 3 for each IPv6 address (the
 /// lease's and the link-local), 2 from `::`.
-const GUARD_RULES: usize = 3 + 2 + 2 + 4 + 3 + 1 + 14 + 2 * 3 + 2;
+const GUARD_RULES: usize = 3 + 2 + 2 + 5 + 3 + 1 + 14 + 2 * 3 + 2;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -949,7 +949,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     for part in [
         "table netdev netsetgo",
         "table inet netsetgo",
-        "udp dport 68 drop",
+        "ip frag-off & 8191 == 0 udp dport 68 drop",
         "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",

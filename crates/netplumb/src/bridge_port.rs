@@ -167,7 +167,12 @@ impl Netlink {
     }
 
     /// The entries of bridge `bridge`'s forwarding database for `mac` (one
-    /// per VLAN; one dump of the namespace's bridge entries).
+    /// dump of the namespace's bridge entries), each port and kind once:
+    /// on a kernel built with VLAN filtering every port has the bridge's
+    /// default VLAN (1) even with filtering off, and an entry added
+    /// without a VLAN, as [`pin_mac`](Self::pin_mac) adds it, is added
+    /// for VLAN 0 and again for each of the port's VLANs (`br_fdb_add`),
+    /// so the dump lists the same pin once per VLAN.
     pub async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
         let stream = self
             .handle()
@@ -194,11 +199,14 @@ impl Netlink {
             // The bridge's own entries name it (`NDA_MASTER`); those of a
             // port's own address list (`NTF_SELF`) do not.
             if on_bridge && same_mac {
-                entries.push(FdbEntry {
+                let entry = FdbEntry {
                     port: msg.header.ifindex,
                     is_static: msg.header.state == NeighbourState::Noarp,
                     sticky: msg.header.flags.contains(NeighbourFlags::Sticky),
-                });
+                };
+                if !entries.contains(&entry) {
+                    entries.push(entry);
+                }
             }
         }
         Ok(entries)

@@ -16,14 +16,15 @@
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //!     meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
 //!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
-//!     udp sport 67 drop
-//!     udp dport 68 drop
-//!     udp sport 547 drop
-//!     udp dport 546 drop
+//!     ip frag-off & 8191 == 0 udp sport 67 drop
+//!     ip frag-off & 8191 == 0 udp dport 68 drop
+//!     ip6 nexthdr udp udp sport 547 drop
+//!     ip6 nexthdr udp udp dport 546 drop
+//!     ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop
 //!     ip saddr A meta l4proto != udp accept                                        (each A)
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
-//!     ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept
+//!     ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
 //!     icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
@@ -76,14 +77,24 @@
 //! source port 67 or 547, and UDP to a client's port 68 or 546, is dropped
 //! (rootlesskit's DHCP client, nclient4, reads raw frames and takes any UDP
 //! to port 68, whatever its source port), and so are router advertisements
-//! and redirects. No rule accepts on a port read from a non-first fragment
-//! (current kernels fail a transport-header load there; older ones may read
-//! the fragment's payload instead). A non-first fragment passes only where
-//! it cannot read as a reply to a client, since nclient4 ignores the
-//! fragment offset too: an IPv4 one only with a 20-byte header and without
-//! 68 where a UDP destination port would be (network offset 22), an IPv6
-//! one only with the fragment header right after the IPv6 header and
-//! without 546 at network offset 50.
+//! and redirects. No rule reads a port from a non-first fragment: since
+//! 5.17 (a9e8503def0f, "nft_payload: dont allow th access for fragments",
+//! in 5.16's stable series but not 5.10's) a transport-header load fails
+//! there, but before it `nft_payload_eval` (and its fast path) loads from
+//! `thoff` of any packet `nft_set_pktinfo_ipv4_validate` or
+//! `_ipv6_validate` parsed (5.10 checks only `pkt->tprot_set`), so a rule
+//! on `udp dport` reads a non-first fragment's data as ports and would drop
+//! a legitimate datagram whose data read 67, 68, 547 or 546 there. So the
+//! port rules read the transport header only of an unfragmented packet or a
+//! first fragment: IPv4 with a fragment offset of 0, IPv6 with UDP right
+//! after the IPv6 header, or a fragment header there with offset 0 and the
+//! UDP source port read at its place (network offset 48; a first fragment's
+//! destination port is the fragment rule's below). A non-first fragment
+//! passes only where it cannot read as a reply to a client, since nclient4
+//! ignores the fragment offset too: an IPv4 one only with a 20-byte header
+//! and without 68 where a UDP destination port would be (network offset
+//! 22), an IPv6 one only with the fragment header right after the IPv6
+//! header and without 546 at network offset 50.
 //!
 //! # Transport protocols, malformed IP
 //!
@@ -464,24 +475,66 @@ fn protocol_rules() -> Vec<Vec<Expr>> {
 }
 
 /// Nothing from a DHCP or DHCPv6 server's port, nothing to a client's (a
-/// raw-socket client such as nclient4 checks the destination port only).
-/// One rule each: nft 1.0.6 merges `udp sport != 67 udp dport != 68` into
-/// one comparison of both, which means something else.
+/// raw-socket client such as nclient4 checks the destination port only),
+/// read only where the transport header is one (not in a non-first
+/// fragment, see the module docs). One rule each: nft 1.0.6 merges `udp
+/// sport != 67 udp dport != 68` into one comparison of both, which means
+/// something else.
 fn server_port_rules() -> Vec<Vec<Expr>> {
-    [(0, 67u16), (2, 68), (0, 547), (2, 546)]
+    let port_is = |offset, port: u16| {
+        vec![
+            Expr::payload(Base::Transport, offset, 2),
+            Expr::eq(&port.to_be_bytes()),
+            drop(),
+        ]
+    };
+    let mut rules: Vec<Vec<Expr>> = [(0, 67u16), (2, 68)]
         .into_iter()
-        .map(|(offset, port)| {
-            [
-                l4proto(UDP),
-                vec![
-                    Expr::payload(Base::Transport, offset, 2),
-                    Expr::eq(&port.to_be_bytes()),
-                    drop(),
-                ],
-            ]
-            .concat()
-        })
-        .collect()
+        .map(|(offset, port)| [first_ipv4_udp(), port_is(offset, port)].concat())
+        .collect();
+    rules.extend([(0, 547u16), (2, 546)].into_iter().map(|(offset, port)| {
+        [
+            protocol(ETH_P_IPV6),
+            ip6_nexthdr(UDP),
+            port_is(offset, port),
+        ]
+        .concat()
+    }));
+    rules.push(
+        [
+            protocol(ETH_P_IPV6),
+            ip6_nexthdr(IPV6_FRAGMENT),
+            vec![
+                // The fragment header's offset: 0.
+                Expr::payload(Base::Network, 42, 2),
+                Expr::Mask(vec![0xff, 0xf8]),
+                Expr::eq(&[0, 0]),
+                // The UDP source port after it.
+                Expr::payload(Base::Network, 48, 2),
+                Expr::eq(&547u16.to_be_bytes()),
+                drop(),
+            ],
+        ]
+        .concat(),
+    );
+    rules
+}
+
+/// `ip frag-off & 8191 == 0` and `meta l4proto udp`, as nft writes them
+/// before a UDP port: IPv4 UDP, unfragmented or a first fragment.
+fn first_ipv4_udp() -> Vec<Expr> {
+    [
+        protocol(ETH_P_IP),
+        frag_offset(),
+        vec![Expr::eq(&[0, 0])],
+        l4proto(UDP),
+    ]
+    .concat()
+}
+
+/// `ip6 nexthdr <p>` (after `meta protocol ip6`).
+fn ip6_nexthdr(p: u8) -> Vec<Expr> {
+    vec![Expr::payload(Base::Network, 6, 1), Expr::eq(&[p])]
 }
 
 /// IPv4 from the port's addresses (fragments only where they cannot read
@@ -530,6 +583,8 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
     rules.push(
         [
             ip_saddr(&Ipv4Addr::UNSPECIFIED),
+            frag_offset(),
+            vec![Expr::eq(&[0, 0])],
             l4proto(UDP),
             // udp sport 68 udp dport 67, as nft merges them.
             vec![
@@ -657,21 +712,13 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
         // UDP right after the IPv6 header: its ports were checked above.
+        rules.push([ip6_saddr(x), l4proto(UDP), ip6_nexthdr(UDP), vec![accept()]].concat());
         rules.push(
             [
                 ip6_saddr(x),
                 l4proto(UDP),
-                vec![load(Base::Network, 6, 1), Expr::eq(&[UDP]), accept()],
-            ]
-            .concat(),
-        );
-        rules.push(
-            [
-                ip6_saddr(x),
-                l4proto(UDP),
+                ip6_nexthdr(IPV6_FRAGMENT),
                 vec![
-                    load(Base::Network, 6, 1),
-                    Expr::eq(&[IPV6_FRAGMENT]),
                     // Where a UDP destination port would be, after the
                     // fragment header.
                     load(Base::Network, 50, 2),
@@ -722,10 +769,10 @@ mod tests {
     #[test]
     fn guard_rules_match_what_nft_generates() {
         let rules = guard_rules(&port());
-        // 3 link-layer rules, 2 ARP, 2 protocol whitelists, 4 DHCP ports, 3
+        // 3 link-layer rules, 2 ARP, 2 protocol whitelists, 5 DHCP ports, 3
         // per IPv4 address, DHCP discovery, 2 RA and redirect, 3 RS, 5 NS,
         // 4 NA, 3 per IPv6 address, 2 from `::`.
-        assert_eq!(rules.len(), 3 + 2 + 2 + 4 + 3 + 1 + 2 + 3 + 5 + 4 + 6 + 2);
+        assert_eq!(rules.len(), 3 + 2 + 2 + 5 + 3 + 1 + 2 + 3 + 5 + 4 + 6 + 2);
         // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
         // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
         // [ payload load 6b @ link header + 6 => reg 1 ]
@@ -789,16 +836,58 @@ mod tests {
                 .flat_map(not)
                 .collect::<Vec<_>>()
         );
-        // `udp dport 68 drop`: [ meta load l4proto => reg 1 ]
-        // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 2 ]
+        // `ip frag-off & 8191 == 0 udp dport 68 drop`: [ meta load protocol ]
+        // [ cmp eq reg 1 0x00000008 ] [ payload load 2b @ network header + 6 ]
+        // [ bitwise reg 1 = ( reg 1 & 0x0000ff1f ) ^ 0 ] [ cmp eq reg 1 0 ]
+        // [ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000011 ]
+        // [ payload load 2b @ transport header + 2 ]
         // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
         assert_eq!(
             rules[8],
             vec![
+                Expr::meta(NFT_META_PROTOCOL),
+                Expr::eq(&[8, 0]),
+                Expr::payload(Base::Network, 6, 2),
+                Expr::Mask(vec![0x1f, 0xff]),
+                Expr::eq(&[0, 0]),
                 Expr::meta(NFT_META_L4PROTO),
                 Expr::eq(&[17]),
                 Expr::payload(Base::Transport, 2, 2),
                 Expr::eq(&[0, 68]),
+                Expr::Verdict(NF_DROP)
+            ]
+        );
+        // `ip6 nexthdr udp udp sport 547 drop`: [ meta load protocol ]
+        // [ cmp eq reg 1 0x0000dd86 ] [ payload load 1b @ network header + 6 ]
+        // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 0 ]
+        // [ cmp eq reg 1 0x00002302 ] [ immediate reg 0 drop ]
+        assert_eq!(
+            rules[9],
+            vec![
+                Expr::meta(NFT_META_PROTOCOL),
+                Expr::eq(&[0x86, 0xdd]),
+                Expr::payload(Base::Network, 6, 1),
+                Expr::eq(&[17]),
+                Expr::payload(Base::Transport, 0, 2),
+                Expr::eq(&[2, 0x23]),
+                Expr::Verdict(NF_DROP)
+            ]
+        );
+        // `ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223
+        // drop`: ... [ cmp eq reg 1 0x0000002c ]
+        // [ payload load 2b @ network header + 42 ]
+        // [ bitwise reg 1 = ( reg 1 & 0x0000f8ff ) ^ 0 ] [ cmp eq reg 1 0 ]
+        // [ payload load 2b @ network header + 48 ] [ cmp eq reg 1 0x00002302 ]
+        assert_eq!(
+            rules[11][2..],
+            [
+                Expr::payload(Base::Network, 6, 1),
+                Expr::eq(&[44]),
+                Expr::payload(Base::Network, 42, 2),
+                Expr::Mask(vec![0xff, 0xf8]),
+                Expr::eq(&[0, 0]),
+                Expr::payload(Base::Network, 48, 2),
+                Expr::eq(&[2, 0x23]),
                 Expr::Verdict(NF_DROP)
             ]
         );
@@ -809,7 +898,7 @@ mod tests {
         // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
         // [ cmp neq reg 1 0x00004400 ]
         assert_eq!(
-            rules[13][4..8],
+            rules[14][4..8],
             [
                 Expr::meta(NFT_META_L4PROTO),
                 Expr::eq(&[17]),
@@ -817,11 +906,14 @@ mod tests {
                 Expr::Mask(vec![0x1f, 0xff])
             ]
         );
-        assert_eq!(rules[13][12], Expr::payload(Base::Network, 22, 2));
-        assert_eq!(rules[13][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
-        // `ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept`:
+        assert_eq!(rules[14][12], Expr::payload(Base::Network, 22, 2));
+        assert_eq!(rules[14][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+        // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
+        // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
+        // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
         // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
-        assert_eq!(rules[14][7], Expr::eq(&[0, 68, 0, 67]));
+        assert_eq!(rules[15][4..7], first_ipv4_udp()[2..5]);
+        assert_eq!(rules[15][10], Expr::eq(&[0, 68, 0, 67]));
         // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
         // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
         // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
@@ -836,7 +928,7 @@ mod tests {
             Expr::eq(&[0x87]),
         ];
         assert_eq!(
-            rules[20],
+            rules[21],
             [
                 ns.to_vec(),
                 vec![
@@ -851,7 +943,7 @@ mod tests {
         // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
         // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
         assert_eq!(
-            rules[21][6..],
+            rules[22][6..],
             [
                 Expr::payload(Base::Network, 4, 2),
                 Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
@@ -865,7 +957,7 @@ mod tests {
         // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
         // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
         assert_eq!(
-            rules[22],
+            rules[23],
             [
                 ns.to_vec(),
                 vec![
@@ -882,25 +974,25 @@ mod tests {
         );
         // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
         // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
-        assert_eq!(rules[23][9], Expr::eq(&[0; 16]));
-        assert_eq!(rules[23][10], Expr::payload(Base::Transport, 24, 2));
-        assert_eq!(rules[23][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+        assert_eq!(rules[24][9], Expr::eq(&[0; 16]));
+        assert_eq!(rules[24][10], Expr::payload(Base::Transport, 24, 2));
+        assert_eq!(rules[24][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
         // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
         // address, as for the neighbour advertisement's target.
-        assert_eq!(rules[24].len(), 6 + 2 + 2 * 2 + 1);
-        assert_eq!(rules[24][8..], rules[28][6..]);
+        assert_eq!(rules[25].len(), 6 + 2 + 2 * 2 + 1);
+        assert_eq!(rules[25][8..], rules[29][6..]);
         // The router solicitation's source option: [ payload load 8b @
         // transport header + 8 ]; the advertisement's target option: type 2.
-        assert_eq!(rules[19][8], Expr::payload(Base::Transport, 8, 8));
+        assert_eq!(rules[20][8], Expr::payload(Base::Transport, 8, 8));
         assert_eq!(
-            rules[27][9],
+            rules[28][9],
             Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
         );
         // The neighbour advertisement: one `cmp neq` per own address.
-        assert_eq!(rules[28].len(), 6 + 2 * 2 + 1);
+        assert_eq!(rules[29].len(), 6 + 2 * 2 + 1);
         // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
         assert_eq!(
-            rules[30][4..],
+            rules[31][4..],
             [
                 Expr::meta(NFT_META_L4PROTO),
                 Expr::eq(&[17]),
@@ -911,7 +1003,7 @@ mod tests {
         );
         // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
         // 0x222 accept`.
-        assert_eq!(rules[31][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+        assert_eq!(rules[32][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
         assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
     }
 }
