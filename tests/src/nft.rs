@@ -1,8 +1,9 @@
 //! A world's nftables as `nft` shows them from outside: the whole ruleset,
 //! one table as text or as parsed JSON, the sets and maps of the helper's
 //! `inet netsetgo` (the published ports), recognised by their types so that
-//! a renamed set is still found, and the chains of its `netdev netsetgo`
-//! (the guard: one chain per guarded host end, named after it).
+//! a renamed set is still found, and the chains of its guard tables
+//! (`netdev netsetgo_port_<host end>`: one table, with one chain, per
+//! guarded host end).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -11,8 +12,29 @@ use serde_json::Value;
 
 use crate::world::World;
 
-/// The helper's table name (both families).
+/// The helper's table name (`inet`), and the prefix of its guard tables'
+/// (`netdev`).
 pub const TABLE: &str = "netsetgo";
+
+/// The names of the world's guard tables (`netdev netsetgo_port_...`),
+/// sorted.
+pub fn guard_tables(world: &World) -> Vec<String> {
+    let out = world.run(&["nft", "-j", "list", "tables", "netdev"]);
+    out.expect_success("nft -j list tables netdev in the world");
+    let value: Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("nft -j printed no JSON ({e}):\n{out}"));
+    let prefix = format!("{TABLE}_port_");
+    let mut names: Vec<String> = value["nftables"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no nftables list:\n{out}"))
+        .iter()
+        .filter_map(|i| i.get("table")?["name"].as_str())
+        .filter(|name| name.starts_with(&prefix))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
 
 /// `nft list ruleset` in the world, as text.
 pub fn ruleset(world: &World) -> String {
@@ -212,9 +234,18 @@ impl NftTable {
         NftTable::of(world, "inet", TABLE)
     }
 
-    /// `netdev netsetgo`, if it exists.
+    /// Every guard table ([`guard_tables`]) taken together, as one named
+    /// `netsetgo_port_*`, if there is one.
     pub fn guard(world: &World) -> Option<NftTable> {
-        NftTable::of(world, "netdev", TABLE)
+        let mut tables = guard_tables(world)
+            .into_iter()
+            .filter_map(|name| NftTable::of(world, "netdev", &name));
+        let mut all = tables.next()?;
+        for table in tables {
+            all.items.extend(table.items);
+        }
+        all.name = format!("{TABLE}_port_*");
+        Some(all)
     }
 
     /// Each chain's name and how many rules it has.

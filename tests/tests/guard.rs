@@ -707,6 +707,12 @@ fn chain_name(host: &str) -> String {
     format!("port_{host}")
 }
 
+/// The guard table of host end `host`, which holds its chain: `netsetgo_`
+/// and the chain's name (netplumb's `guard_table_name`).
+fn table_name(host: &str) -> String {
+    format!("{TABLE}_{}", chain_name(host))
+}
+
 /// How many rules the guard chain of host end `host` has (`None`: no
 /// chain).
 fn chain_of(world: &World, host: &str) -> Option<usize> {
@@ -805,7 +811,7 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
             "delete",
             "chain",
             "netdev",
-            TABLE,
+            &table_name(&host),
             &chain_name(&host),
         ])
         .expect_success("delete the guard chain");
@@ -937,17 +943,21 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let tables = || {
         let shown = [NftTable::publishing(&world), NftTable::guard(&world)]
             .map(|t| t.expect("the helper's tables").normalised());
-        let held = [("inet", TABLE), ("netdev", TABLE)].map(|(family, name)| {
-            let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
-            out.expect_success("nft --debug=netlink list table");
-            rule_expressions(&out.stdout)
-        });
+        let guards = netsetgo_e2e::nft::guard_tables(&world);
+        let held: Vec<_> = std::iter::once(("inet", TABLE))
+            .chain(guards.iter().map(|name| ("netdev", name.as_str())))
+            .map(|(family, name)| {
+                let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
+                out.expect_success("nft --debug=netlink list table");
+                rule_expressions(&out.stdout)
+            })
+            .collect();
         (shown, held)
     };
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table netdev netsetgo",
+        "table netdev netsetgo_port_",
         "table inet netsetgo",
         "ip frag-off & 8191 == 0 udp dport 68 drop",
         "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
@@ -956,6 +966,8 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     ] {
         assert!(saved.contains(part), "{part} missing:\n{saved}");
     }
+    // inet netsetgo and the one guarded port's table.
+    assert_eq!(before.1.len(), 2, "{:?}", before.1);
     assert!(
         before.1.iter().all(|rules| rules.len() > 5),
         "{:?}",

@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::TestNs;
-use netplumb::{BridgePort, GuardedPort, Learning, Netlink, Nftables};
+use netplumb::{guard_table_name, BridgePort, GuardedPort, Learning, Netlink, Nftables};
 use serde_json::Value;
 
 const TABLE: &str = "nsgguard";
@@ -1051,7 +1051,13 @@ fn guard_structure_as_documented() {
     let nft = host.nftables();
     let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
     nft.guard(TABLE).allow(&p).execute().unwrap();
-    let text = host.run(&["nft", "list", "table", "netdev", TABLE]);
+    // A table of its own, with the port's chain alone.
+    assert_eq!(
+        host.run(&["nft", "list", "tables"]),
+        "table netdev nsgguard_port_gx0\n"
+    );
+    let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_port_gx0"]);
+    assert_eq!(text.matches("chain ").count(), 1, "{text}");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     for expected in [
         "chain port_gx0 {",
@@ -1159,17 +1165,32 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     }
     // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
     let saved = host.run(&["nft", "list", "ruleset"]);
-    assert!(saved.contains("table netdev nsgguard"), "{saved}");
+    for table in ["nsgguard_port_gs0", "nsgguard_port_gs1"] {
+        assert!(
+            saved.contains(&format!("table netdev {table} {{")),
+            "{saved}"
+        );
+    }
+    assert!(
+        saved.contains("table netdev nsgguard_port_9v_da_hb__0 {"),
+        "{saved}"
+    );
     assert!(saved.contains("chain port_9v_da_hb__0 {"), "{saved}");
     let bytecode = || {
-        normalised_bytecode(&host.run(&[
-            "nft",
-            "--debug=netlink",
-            "list",
-            "table",
-            "netdev",
-            TABLE,
-        ]))
+        [&p, &q, &r]
+            .into_iter()
+            .flat_map(|port| {
+                let table = guard_table_name(TABLE, &port.ifname);
+                normalised_bytecode(&host.run(&[
+                    "nft",
+                    "--debug=netlink",
+                    "list",
+                    "table",
+                    "netdev",
+                    &table,
+                ]))
+            })
+            .collect::<Vec<_>>()
     };
     let before = bytecode();
     assert_eq!(before.len(), 3 * 38, "{before:?}");
@@ -1181,7 +1202,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     host.run(&["nft", "-f", file.path()]);
     assert_eq!(host.run(&["nft", "list", "ruleset"]), saved);
     assert_eq!(bytecode(), before, "the restored rules differ");
-    // The restored table is the guard's: present, forget and allow work on it.
+    // The restored tables are the guard's: present, forget and allow work on
+    // them.
     for port in [&p, &q, &r] {
         assert!(nft.guard(TABLE).present(port).unwrap());
     }

@@ -75,7 +75,9 @@ mod publication;
 mod socket;
 mod wire;
 
-pub use self::guard::{guard_chain_name, AllowPort, ForgetPort, Guard, GuardedPort};
+pub use self::guard::{
+    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GuardedPort,
+};
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Publish, Unpublish};
 pub use self::publication::{Protocol, Publication};

@@ -18,8 +18,10 @@ use crate::plan::Published;
 use crate::policy::Network;
 use crate::ports::Mapping;
 
-/// Our table (`inet` for masquerading and publishing, `netdev` for the
-/// guard's chains, one per guarded host end); never any other.
+/// Our table `inet netsetgo` (masquerading and publishing), and the prefix
+/// of the guard's netdev tables, one per guarded host end
+/// (`netsetgo_port_<host end>`, [`netplumb::guard_table_name`]); never any
+/// other.
 pub const TABLE: &str = "netsetgo";
 
 /// Host-wide packet filter operations, each on our own tables only; what
@@ -38,7 +40,7 @@ pub trait Filters {
     /// Whether `p` is published for its owner, completely.
     fn published(&self, p: &Published) -> Result<bool, Failure>;
     /// Guards a lease's host end (layer 3, the netdev ingress chain named
-    /// after it): only its MAC and addresses pass, nothing posing as a
+    /// after it, in a table of its own): only its MAC and addresses pass, nothing posing as a
     /// DHCP server or a router. Idempotent: run again, it leaves the same
     /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
