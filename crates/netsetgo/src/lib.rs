@@ -72,8 +72,7 @@ mod state;
 mod work;
 
 pub use kernel::{dhcp, filters, links, nat};
-pub use plan::ports;
 pub(crate) use start::secure;
-pub use start::{audit, cli, oci, privilege, system, target};
+pub use start::{audit, cli, oci, ports, privilege, system, target};
 pub use state::{leases, policy, request};
 pub use work::{output, wiring};

@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod cli;
 pub mod oci;
+pub mod ports;
 pub mod privilege;
 pub(crate) mod secure;
 pub mod system;

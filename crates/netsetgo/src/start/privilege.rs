@@ -340,6 +340,9 @@ pub fn restrict(sys: &impl System, packet: PacketSocket) -> Result<(), Failure> 
     sys.root_egid()
 }
 
+/// Where the system's users are.
+pub const PASSWD: &str = "/etc/passwd";
+
 /// The system user the helper works as once privileges are dropped: an
 /// identity the caller can neither signal nor trace, so that a caller
 /// cannot stop its helper while it holds a network's lock (SECURITY.md,
@@ -361,7 +364,7 @@ impl Worker {
     /// would otherwise work under the caller's own uid, which the caller may
     /// signal. Root needs no protection from itself and keeps uid 0.
     pub fn resolve(caller: &Caller) -> Result<Worker, Failure> {
-        let passwd = crate::policy::read_trusted(std::path::Path::new(crate::policy::PASSWD))?;
+        let passwd = crate::secure::read_trusted(std::path::Path::new(PASSWD))?;
         match find_user(&passwd, WORKER_USER) {
             Some(worker) if worker.uid != 0 && worker.uid != caller.uid => Ok(worker),
             _ if caller.is_root() => Ok(Worker { uid: 0, gid: 0 }),
