@@ -95,8 +95,11 @@ pub enum Kind {
 /// One set or map of a table.
 #[derive(Debug, Clone)]
 pub struct NftSet {
+    /// The table's family (`inet`, `netdev`).
     pub family: String,
+    /// The table's name.
     pub table: String,
+    /// The set's name.
     pub name: String,
     /// Which of the helper's sets it is, if its type says so.
     pub kind: Option<Kind>,
@@ -195,7 +198,9 @@ pub fn element_text(v: &Value) -> String {
 /// One table as `nft -j` shows it.
 #[derive(Clone)]
 pub struct NftTable {
+    /// Its family (`inet`, `netdev`).
     pub family: String,
+    /// Its name.
     pub name: String,
     /// The `nftables` list without its metainfo.
     pub items: Vec<Value>,
