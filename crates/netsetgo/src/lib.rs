@@ -73,6 +73,6 @@ mod work;
 
 pub use kernel::{dhcp, filters, links, nat};
 pub(crate) use start::secure;
-pub use start::{audit, cli, oci, ports, privilege, system, target};
+pub use start::{audit, cli, oci, ports, privilege, stages, system, target};
 pub use state::{leases, policy, request};
 pub use work::{output, wiring};

@@ -8,5 +8,6 @@ pub mod oci;
 pub mod ports;
 pub mod privilege;
 pub(crate) mod secure;
+pub mod stages;
 pub mod system;
 pub mod target;
