@@ -22,8 +22,7 @@ allow nsg-a default 16
 allow nsg-b default 4
 ";
 
-/// The default network's gateway (brg0's address).
-pub const GATEWAY: &str = "10.10.10.1";
+pub use crate::checks::GATEWAY;
 
 /// A fresh world with `policy` as its policy file.
 pub fn world_with(policy: &str) -> World {
