@@ -46,10 +46,10 @@
 //! `work/`, the work of one call and what it says:
 //! * [`wiring`]: the work of one call under the network's lock, one file
 //!   per concern: `create` (executes a [`plan::Plan`], undoes a failed
-//!   attempt), `bridge` (the bridge made sure of and claimed), `lease` (the
-//!   only one that touches the ledger: garbage collection, quota, address,
-//!   the lease reserved with its ports published, completed, and the one
-//!   teardown), `undo` (the record of what a create made), `check`,
+//!   attempt), `bridge` (the bridge made sure of and claimed), `lease` (a
+//!   create's only file that touches the ledger: garbage collection, quota,
+//!   address, the lease reserved with its ports published, completed, and
+//!   the one teardown), `undo` (the record of what a create made), `check`,
 //!   `remove` (`-delete`, poststop), `restore`; [`wiring::Sockets`] holds
 //!   the sockets a call works through.
 //! * [`output`]: what the call says.
@@ -62,12 +62,14 @@
 //! `start/privilege.rs` (with `start/system.rs`) → `start/cli.rs` →
 //! `start/ports.rs` (the mapping's syntax) → `state/request.rs` (within the
 //! grants of `state/policy/`, read through `start/secure.rs`) →
-//! `start/target.rs` → `state/leases/mod.rs` (the store) → `kernel/nat.rs`
+//! `start/target.rs` → `state/leases/mod.rs` (the store, its files opened
+//! by `state/leases/files.rs`) → `kernel/nat.rs`
 //! (forwarding, the nf_tables socket) → `work/wiring/mod.rs` (the sockets,
 //! the session, over `kernel/links.rs` and `kernel/filters.rs`) →
 //! `work/wiring/create.rs`, which calls in turn `work/wiring/undo.rs`,
 //! `work/wiring/bridge.rs`, `work/wiring/lease.rs` (the only caller of
-//! `state/leases/ledger.rs`; it publishes through `kernel/filters.rs`),
+//! `state/leases/ledger.rs` on this path; it publishes through
+//! `kernel/filters.rs`),
 //! `plan/mod.rs` (what the lease implies: the publication's targets, the
 //! guard) and `kernel/links.rs` (the pair) → `work/output.rs`; then
 //! `start/audit.rs`. The kernel seams, the store and `secure` are met

@@ -1,8 +1,8 @@
 //! The lease work under the network's lock, next to the ledger: garbage
 //! collection of dead leases, the quota, the choice of an address, the
 //! lease reserved with its ports published and then completed, and the one
-//! way a lease ends ([`Session::teardown`]). Only this file of the wiring
-//! reads or writes the ledger.
+//! way a lease ends ([`Session::teardown`]). Of a create's files, only this
+//! one reads or writes the ledger.
 
 use crate::error::Failure;
 use crate::filters::Filters;
