@@ -33,6 +33,8 @@
 //!   routes), as a list of what it lacks ([`Missing`]).
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
+//! * [`marks`]: who manages a bridge (netsetgo or the CNI plugin), by the
+//!   mark in its alias, so that each refuses the other's bridges.
 //! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
 //!   without following a symbolic link and without a write when it is on.
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
@@ -41,7 +43,8 @@
 //!   subnets: `nft.masquerade(table).add(bridge, subnet).execute()`,
 //!   `.remove(bridge)`), [`ports`](Nftables::ports) (published ports,
 //!   DNAT that keeps the client's address: `.publish(&p)`,
-//!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`) and
+//!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`, and
+//!   for collection `.claims()` and `.release(&claim)`) and
 //!   [`guard`](Nftables::guard) (a container's host end receives only
 //!   frames from its container's MAC and addresses, on a netdev ingress
 //!   chain of its own: `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the
@@ -108,6 +111,7 @@ mod bridge_port;
 mod error;
 mod intact;
 mod links;
+pub mod marks;
 mod netlink;
 mod netns;
 mod nft;
@@ -124,7 +128,7 @@ pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort,
+    guard_chain_name, guard_table_name, AddMasquerade, Claim, AllowPort, ForgetPort, Guard, GuardedPort,
     Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade,
     Unpublish,
 };

@@ -95,8 +95,8 @@ impl Nftables {
 /// Published ports in one `inet` table: [`Nftables::ports`].
 #[derive(Debug, Clone, Copy)]
 pub struct Ports<'a> {
-    nft: &'a Nftables,
-    table: &'a str,
+    pub(super) nft: &'a Nftables,
+    pub(super) table: &'a str,
 }
 
 impl<'a> Ports<'a> {
