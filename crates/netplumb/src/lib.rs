@@ -128,9 +128,9 @@ pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    guard_chain_name, guard_table_name, AddMasquerade, Claim, AllowPort, ForgetPort, Guard, GuardedPort,
-    Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade,
-    Unpublish,
+    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard,
+    GuardedPort, Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish,
+    RemoveMasquerade, Unpublish,
 };
 pub use wiring::{Attached, Attachment};
 

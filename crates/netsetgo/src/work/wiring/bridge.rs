@@ -88,13 +88,11 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let token = self.store.token()?;
         match bridge.alias.as_deref() {
             Some(alias) if alias == token => Ok(()),
-            _ if Manager::of(bridge) == Some(Manager::CniPlugin) => {
-                Err(Failure::refused(format!(
-                    "bridge {} is managed by {}; choose a network whose bridge netsetgo manages",
-                    bridge.name,
-                    Manager::CniPlugin.describe()
-                )))
-            }
+            _ if Manager::of(bridge) == Some(Manager::CniPlugin) => Err(Failure::refused(format!(
+                "bridge {} is managed by {}; choose a network whose bridge netsetgo manages",
+                bridge.name,
+                Manager::CniPlugin.describe()
+            ))),
             Some(alias) if alias.starts_with(TOKEN_PREFIX) => Err(Failure::refused(format!(
                 "bridge {} is managed by netsetgo state in another /run (another mount namespace); \
                  call netsetgo from there, or, if that state is gone, an administrator may release \
