@@ -27,10 +27,10 @@ pub(crate) async fn check(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<
         .prev_result
         .as_ref()
         .ok_or_else(|| Error::InvalidNetworkConfig("CHECK needs prevResult".to_string()))?;
+    let netns = open_target(&req.env.netns)?;
     if let Some(ipam) = ipam {
         ipam.call("CHECK")?;
     }
-    let netns = open_target(&req.env.netns)?;
     let host = Netlink::connect().map_err(plumbing)?;
     let inside = Netlink::connect_in(&netns).map_err(plumbing)?;
     let bridge_name = &req.options.bridge;
