@@ -964,3 +964,38 @@ fn gc_of_one_network_leaves_another_networks_attachments_on_the_same_bridge() {
     assert_eq!(world.ports(), vec![host_end_of(&on_y)]);
     assert!(world.host.link(&host_end_of(&on_x)).is_none());
 }
+
+#[test]
+fn the_example_conflists_work() {
+    require_root!("the_example_conflists_work");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conflists");
+    for name in ["podman", "nerdctl", "containerd-cri"] {
+        let path = dir.join(format!("{name}.conflist"));
+        let text = std::fs::read_to_string(&path).expect("conflist");
+        let list: Value = serde_json::from_str(&text).expect("conflist JSON");
+        // What an engine hands the plugin: the list's version and name in
+        // the plugin's entry, the runtime's mappings in runtimeConfig.
+        let mut conf = list["plugins"][0].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        assert_eq!(conf["type"], "netplumb-bridge", "{name}");
+        let world = World::new("ex");
+        conf["ipam"]["dataDir"] = json!(world.leases);
+        let conf = with_ports(&conf, &[(8080, 80)]);
+        let container = TestNs::new("exc");
+        let result = world.must("ADD", &conf, &container, "ex");
+        assert!(is_up(&container.must_link("eth0")), "{name}");
+        assert_eq!(claims(&world).len(), 1, "{name}");
+        assert!(
+            world
+                .call("CHECK", &with_prev(&conf, &result), &container, "ex")
+                .ok,
+            "{name}"
+        );
+        world.must("DEL", &conf, &container, "ex");
+        assert!(
+            container.link("eth0").is_none() && claims(&world).is_empty(),
+            "{name}"
+        );
+    }
+}
