@@ -122,7 +122,10 @@ fn a_bridge_the_cni_plugin_manages_is_refused_untouched() {
         "{out}"
     );
     let alias = world.run(&["ip", "-j", "link", "show", "brg0"]);
-    assert!(alias.stdout.contains("\"ifalias\":\"netplumb-cni\""), "{alias}");
+    assert!(
+        alias.stdout.contains("\"ifalias\":\"netplumb-cni\""),
+        "{alias}"
+    );
 }
 
 // ---------------------------------------------------------------------------

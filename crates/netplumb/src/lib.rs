@@ -17,7 +17,8 @@
 //!   [`loopback_up`](Netlink::loopback_up),
 //!   [`delete_link`](Netlink::delete_link),
 //!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
-//!   [`bridge_ports`](Netlink::bridge_ports),
+//!   [`bridge_ports`](Netlink::bridge_ports), [`links`](Netlink::links)
+//!   (every link: for collection),
 //!   [`set_bridge_port`](Netlink::set_bridge_port) (isolation, learning and
 //!   unicast flooding of a bridge port, [`BridgePort`]),
 //!   [`pin_mac`](Netlink::pin_mac) and [`fdb_entries`](Netlink::fdb_entries)
