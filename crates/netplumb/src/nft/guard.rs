@@ -148,13 +148,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnetwork::IpNetwork;
-
 use super::batch::Batch;
 use super::expr::{
     Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
     NF_DROP,
 };
+use super::guarded_port::GuardedPort;
 use super::proto::{check_table, Family};
 use super::socket::Nftables;
 use crate::error::Result;
@@ -185,53 +184,6 @@ const ND_OPT_SOURCE_LLADDR: u8 = 1;
 const ND_OPT_TARGET_LLADDR: u8 = 2;
 /// RFC 7527's nonce, which Linux puts in its duplicate address detection.
 const ND_OPT_NONCE: u8 = 14;
-
-/// A bridge port whose container may send only from its own addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuardedPort {
-    /// The host end of the container's veth pair (the bridge port).
-    pub ifname: String,
-    /// The container interface's MAC address.
-    pub mac: [u8; 6],
-    /// Its IPv4 addresses.
-    pub ipv4: Vec<Ipv4Addr>,
-    /// Its IPv6 addresses, the link-local one included.
-    pub ipv6: Vec<Ipv6Addr>,
-}
-
-impl GuardedPort {
-    /// The port of host end `ifname` whose container has MAC `mac` and
-    /// `addresses`: those addresses, and the IPv6 link-local address the
-    /// kernel derives from the MAC (EUI-64: the universal/local bit
-    /// flipped, ff:fe in the middle), which the container uses whether or
-    /// not its network has IPv6.
-    pub fn new(ifname: &str, mac: [u8; 6], addresses: &[IpNetwork]) -> GuardedPort {
-        let mut ipv4 = Vec::new();
-        let mut ipv6 = Vec::new();
-        for address in addresses {
-            match address {
-                IpNetwork::V4(a) => ipv4.push(a.ip()),
-                IpNetwork::V6(a) => ipv6.push(a.ip()),
-            }
-        }
-        ipv6.push(Ipv6Addr::new(
-            0xfe80,
-            0,
-            0,
-            0,
-            u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
-            u16::from_be_bytes([mac[2], 0xff]),
-            u16::from_be_bytes([0xfe, mac[3]]),
-            u16::from_be_bytes([mac[4], mac[5]]),
-        ));
-        GuardedPort {
-            ifname: ifname.to_string(),
-            mac,
-            ipv4,
-            ipv6,
-        }
-    }
-}
 
 impl Nftables {
     /// The guard of containers' host ends, each in a netdev table of its

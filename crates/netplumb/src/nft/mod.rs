@@ -50,8 +50,8 @@
 //! 8. `publication`: a published port ([`Publication`]) and its map
 //!    elements.
 //! 9. The operations: `masquerade` ([`Masquerade`]), `ports` ([`Ports`]),
-//!    `guard` ([`Guard`]); `claims` ([`Claim`]) reads `ports`' claims
-//!    back.
+//!    `guard` ([`Guard`], of a `guarded_port`, [`GuardedPort`]); `claims`
+//!    ([`Claim`]) reads `ports`' claims back.
 //!
 //! # Transactions
 //!
@@ -69,6 +69,7 @@ mod batch;
 mod claims;
 mod expr;
 mod guard;
+mod guarded_port;
 mod masquerade;
 mod objects;
 mod ports;
@@ -79,9 +80,8 @@ mod socket;
 mod wire;
 
 pub use self::claims::Claim;
-pub use self::guard::{
-    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GuardedPort,
-};
+pub use self::guard::{guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard};
+pub use self::guarded_port::GuardedPort;
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Publish, Unpublish};
 pub use self::publication::{Protocol, Publication};
