@@ -50,6 +50,7 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
             }
         }
     }
+    let claims = ports::claims(&nft)?;
     let live: HashSet<Ipv4Addr> = host
         .links()
         .await
@@ -57,7 +58,7 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
         .iter()
         .filter_map(|link| owner_of(&link.name))
         .collect();
-    ports::collect(&nft, &live)?;
+    ports::collect(&nft, &claims, &live)?;
     match ipam {
         Some(ipam) if ipam.speaks(req.version)? => ipam.call("GC"),
         _ => Ok(()),

@@ -8,7 +8,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 
 use netplumb::sysctl::{enable_forwarding, IpVersion};
-use netplumb::{IpNetwork, Ipv4Network, Netlink, Nftables, Protocol, Publication};
+use netplumb::{Claim, IpNetwork, Ipv4Network, Netlink, Nftables, Protocol, Publication};
 use rscni_types::error::Error;
 use rscni_types::types::{PortMapping, Protocol as CniProtocol};
 
@@ -208,14 +208,24 @@ pub(crate) fn missing(
     Ok(None)
 }
 
-/// Releases every claim of the table whose owner is not in `live` (the
-/// owners of the host ends that exist): publications whose attachment is
-/// gone, whatever network it was on, belong to no one any more.
-pub(crate) fn collect(nft: &Nftables, live: &HashSet<Ipv4Addr>) -> Result<(), Error> {
-    for claim in nft.ports(TABLE).claims().map_err(plumbing)? {
-        if !live.contains(&claim.owner) {
-            nft.ports(TABLE).release(&claim).map_err(plumbing)?;
-        }
+/// Every claim of the plugin's table.
+pub(crate) fn claims(nft: &Nftables) -> Result<Vec<Claim>, Error> {
+    nft.ports(TABLE).claims().map_err(plumbing)
+}
+
+/// Releases each of `claims` whose owner is not in `live` (the owners of
+/// the host ends that exist, listed after the claims: a claim is made only
+/// once its host end exists, so a claim listed before the host ends whose
+/// owner is not among them has lost its attachment). Publications whose
+/// attachment is gone, whatever network it was on, belong to no one any
+/// more.
+pub(crate) fn collect(
+    nft: &Nftables,
+    claims: &[Claim],
+    live: &HashSet<Ipv4Addr>,
+) -> Result<(), Error> {
+    for claim in claims.iter().filter(|c| !live.contains(&c.owner)) {
+        nft.ports(TABLE).release(claim).map_err(plumbing)?;
     }
     Ok(())
 }
