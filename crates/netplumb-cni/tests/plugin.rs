@@ -611,9 +611,58 @@ fn published_ports_keep_the_clients_address_hairpin_and_go_with_del_and_gc() {
     assert_eq!(fetch(&neighbour, UPLINK, 8080).as_deref(), Some(GATEWAY));
     assert_eq!(claims(&world).len(), 1, "{:?}", claims(&world));
 
-    // CHECK sees the publication, and its loss.
+    // CHECK sees the publication, and the loss of a rule or an element.
     let checked = with_prev(&conf, &result);
     assert!(world.call("CHECK", &checked, &server_ns, "p1").ok);
+    let chain = run_in(
+        &world.host,
+        &[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+        ],
+    );
+    let handle = chain
+        .lines()
+        .find(|l| l.contains("jump publish"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .expect("the jump rule's handle")
+        .trim()
+        .to_string();
+    run_in(
+        &world.host,
+        &[
+            "nft",
+            "delete",
+            "rule",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+            "handle",
+            &handle,
+        ],
+    );
+    assert_error(&world.call("CHECK", &checked, &server_ns, "p1"), 102);
+    assert_eq!(fetch(&outside, UPLINK, 8080), None, "no jump, no DNAT");
+    run_in(
+        &world.host,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+            "jump",
+            "publish",
+        ],
+    );
+    assert!(world.call("CHECK", &checked, &server_ns, "p1").ok);
+    assert_eq!(fetch(&outside, UPLINK, 8080).as_deref(), Some(OUTSIDE));
     run_in(
         &world.host,
         &[

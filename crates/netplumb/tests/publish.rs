@@ -537,3 +537,31 @@ fn claims_are_listed_and_released_whole_whatever_their_host_address() {
     assert!(!nft.ports(TABLE).release(&stale).unwrap());
     assert!(nft.ports(TABLE).present(&everywhere).unwrap());
 }
+
+#[test]
+fn a_deleted_rule_is_missed_by_present_and_put_back_by_the_next_publish() {
+    require_root!("a_deleted_rule_is_missed_by_present_and_put_back_by_the_next_publish");
+    let ns = Ns::new("repair");
+    let nft = ns.nftables();
+    let first = publication(8080, "10.77.0.2", &["10.77.0.2"]);
+    nft.ports(TABLE).publish(&first).execute().unwrap();
+    let rules = |chain| chain_text(&ns, chain);
+    let before = (rules("publish"), rules("prerouting"), rules("output"));
+    for chain in ["publish", "prerouting", "output"] {
+        ns.run(&["nft", "flush", "chain", "inet", TABLE, chain]);
+        assert!(
+            !nft.ports(TABLE).present(&first).unwrap(),
+            "{chain} flushed"
+        );
+        // The next publication puts the rules back, once, and keeps the
+        // elements of the others.
+        let next = publication(9090, "10.77.0.3", &["10.77.0.3"]);
+        nft.ports(TABLE).publish(&next).execute().unwrap();
+        assert_eq!(
+            (rules("publish"), rules("prerouting"), rules("output")),
+            before
+        );
+        assert!(nft.ports(TABLE).present(&first).unwrap());
+        assert!(nft.ports(TABLE).unpublish(&next).execute().unwrap());
+    }
+}
