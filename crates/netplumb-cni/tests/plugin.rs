@@ -1048,3 +1048,39 @@ fn the_example_conflists_work() {
         );
     }
 }
+
+#[test]
+fn del_after_the_container_vanished_takes_its_ports_and_guard() {
+    require_root!("del_after_the_container_vanished_takes_its_ports_and_guard");
+    let world = World::new("dv");
+    let guarded = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
+    let conf = with_ports(&guarded, &[(8080, 80), (8443, 443)]);
+    let container = TestNs::new("dvc");
+    let result = world.must("ADD", &conf, &container, "dv");
+    let end = host_end_of(&result);
+    let guard_table = format!("netplumb-cni_port_{end}");
+    assert_eq!(claims(&world).len(), 2);
+    assert!(world
+        .host
+        .exec_succeeds(&["nft", "list", "table", "netdev", &guard_table]));
+    let netns = container.path();
+    drop(container);
+    wait_gone(&world, &end);
+    // The engine's DEL for a container whose namespace is gone.
+    let netns = netns.to_str().unwrap();
+    let del = world.run(
+        &env("DEL", "dv", netns, "eth0"),
+        conf.to_string().as_bytes(),
+    );
+    assert!(del.ok, "{}", del.out);
+    assert!(claims(&world).is_empty(), "{:?}", claims(&world));
+    assert!(!world
+        .host
+        .exec_succeeds(&["nft", "list", "table", "netdev", &guard_table]));
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
+}
