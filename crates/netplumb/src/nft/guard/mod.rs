@@ -111,10 +111,9 @@
 
 mod rules;
 
-use std::net::{Ipv4Addr, Ipv6Addr};
-
 use self::rules::guard_rules;
 use super::batch::Batch;
+use super::guarded_port::GuardedPort;
 use super::proto::{check_table, Family};
 use super::socket::Nftables;
 use crate::error::Result;
@@ -122,19 +121,6 @@ use crate::links::check_name;
 
 /// Before everything nft users usually hook at netdev ingress.
 const PRIORITY: i32 = -500;
-
-/// A bridge port whose container may send only from its own addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GuardedPort {
-    /// The host end of the container's veth pair (the bridge port).
-    pub ifname: String,
-    /// The container interface's MAC address.
-    pub mac: [u8; 6],
-    /// Its IPv4 addresses.
-    pub ipv4: Vec<Ipv4Addr>,
-    /// Its IPv6 addresses, the link-local one included.
-    pub ipv6: Vec<Ipv6Addr>,
-}
 
 impl Nftables {
     /// The guard of containers' host ends, each a chain in one of

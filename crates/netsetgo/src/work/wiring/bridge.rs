@@ -3,6 +3,7 @@
 //! is deleted again before the failure is returned.
 
 use ipnetwork::{IpNetwork, Ipv4Network};
+use netplumb::marks::Manager;
 use netplumb::{Bridge, Link};
 
 use crate::error::Failure;
@@ -96,11 +97,19 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// Makes sure the bridge is managed by this state (security.md 15): its
     /// alias names the state that hands out its addresses. A bridge that
     /// names another state (the same network namespace seen with another
-    /// /run) is refused; an unnamed one is claimed.
+    /// /run) is refused, and so is one the CNI plugin manages (its ports
+    /// have no lease here, and ours would bypass its engine); an unnamed
+    /// one is claimed. Only root can set the alias of a bridge in the
+    /// host's namespace, so no caller can forge either mark.
     async fn claim(&self, bridge: &Link) -> Result<(), Failure> {
         let token = self.store.token()?;
         match bridge.alias.as_deref() {
             Some(alias) if alias == token => Ok(()),
+            _ if Manager::of(bridge) == Some(Manager::CniPlugin) => Err(Failure::refused(format!(
+                "bridge {} is managed by {}; choose a network whose bridge netsetgo manages",
+                bridge.name,
+                Manager::CniPlugin.describe()
+            ))),
             Some(alias) if alias.starts_with(TOKEN_PREFIX) => Err(Failure::refused(format!(
                 "bridge {} is managed by netsetgo state in another /run (another mount namespace); \
                  call netsetgo from there, or, if that state is gone, an administrator may release \

@@ -195,6 +195,25 @@ fn garbage_collection_deletes_only_our_veth_on_our_bridge() {
 }
 
 #[test]
+fn a_bridge_the_cni_plugin_manages_is_refused_and_left_as_it_is() {
+    let dir = Scratch::new("cnibridge");
+    let store = dir.store(A);
+    let host = host();
+    host.links.borrow_mut().get_mut(&1).unwrap().alias = Some("netplumb-cni".into());
+    let before = host.links.borrow().clone();
+    let (host, wired) = wire(host, &store, &request(None, None), A);
+    let refusal = wired.unwrap_err().to_string();
+    assert!(
+        refusal.contains("brg0") && refusal.contains("CNI plugin netplumb-bridge"),
+        "{refusal}"
+    );
+    // Nothing was made or changed: no alias, no address, no pair, no lease.
+    assert_eq!(*host.log.borrow(), Vec::<String>::new());
+    assert_eq!(*host.links.borrow(), before);
+    assert!(leases(&store).is_empty());
+}
+
+#[test]
 fn the_requested_address_if_free_or_held_by_a_dead_lease_else_refused() {
     let dir = Scratch::new("address");
     let store = dir.store(A);
