@@ -118,6 +118,7 @@ enum Action {
     Delete,
     Check,
     Release { container: String },
+    Unpublish,
 }
 
 /// Stages 3 to 12 for the parsed `args`, with what the audit record needs.
@@ -131,6 +132,7 @@ fn run(sys: &impl System, args: &Args) -> Call {
             Mode::Check => "check",
             Mode::OciHook => "hook",
             Mode::Restore => "restore",
+            Mode::Unpublish => "unpublish",
         },
         network: None,
         result: Err(Failure::internal("not run")),
@@ -161,6 +163,7 @@ fn hook_state(args: &Args, caller: &Caller, call: &mut Call) -> Result<Action, F
         Mode::Create => Action::Wire { container: None },
         Mode::Delete => Action::Delete,
         Mode::Check => Action::Check,
+        Mode::Unpublish => Action::Unpublish,
         Mode::Restore => unreachable!("restored at stage 4"),
         Mode::OciHook => match oci::read_unprivileged(caller)? {
             oci::Hook::Wire { pid, id } => {
@@ -193,7 +196,7 @@ fn policy(
     let intent = match action {
         Action::Wire { .. } => Intent::Wire,
         Action::Check => Intent::Check,
-        Action::Delete | Action::Release { .. } => Intent::Remove,
+        Action::Delete | Action::Release { .. } | Action::Unpublish => Intent::Remove,
     };
     let request = request::resolve(args, caller, intent)?;
     call.network = Some(request.network.name.clone());
@@ -314,6 +317,7 @@ fn locked_work(
             Action::Delete => session.delete().await,
             Action::Check => session.check().await,
             Action::Release { container } => session.release(&container).await,
+            Action::Unpublish => session.unpublish().await,
         }
     })
 }
