@@ -9,20 +9,24 @@
 //! with the lease. Every refusal leaves the world, its leases, its whole
 //! ruleset and the ports state as they were. A hostile caller: publish
 //! racing delete, a namespace replaced under the same pid, a forged
-//! `veth1` pointing at another's host end.
+//! `veth1` pointing at another's host end. An addition is audited as
+//! `action=publish`, restored by `-restore` after a flushed ruleset, and
+//! collected with its lease when the container exits.
 
 use std::time::Duration;
 
 use netsetgo_e2e::checks::{
     assert_refused_nft, assert_unchanged, assert_unchanged_nft, json_object, wire, wire_with,
 };
-use netsetgo_e2e::fixtures::{world_with, A, B};
+use netsetgo_e2e::fixtures::{uid, world_with, A, B};
 use netsetgo_e2e::nft::{Kind, NftTable};
 use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
     UPLINK6,
 };
-use netsetgo_e2e::{ns_of, require_root, wait_until, Container, Output, Wired, World};
+use netsetgo_e2e::{
+    ns_of, require_root, wait_until, Container, Output, SyslogSink, Wired, World,
+};
 
 /// brg0 is dual-stack; nsg-a may publish TCP and UDP 8000-8999, nsg-b
 /// TCP 8000-8099.
@@ -363,4 +367,70 @@ fn a_forged_veth1_pointing_at_anothers_host_end_publishes_on_ones_own_lease() {
     // And -unpublish of nsg-b's port from there is refused, changing nothing.
     let out = assert_refused_nft(&world, &[&mine, &theirs], A, &["-unpublish", "tcp:8001", "-pid", &mine.pid_arg()]);
     assert!(out.stderr.contains("does not publish"), "{out}");
+}
+
+#[test]
+fn added_publications_are_audited_restored_and_collected_with_their_lease() {
+    require_root!();
+    let world = world_with(POLICY);
+    world.mount_private_dev();
+    let sink = SyslogSink::bind(&world);
+    let outside = Outside::new(&world);
+    let c = world.container(A);
+    let keeper = world.container(A);
+    wire(&world, &c);
+    wire(&world, &keeper);
+
+    // One record each: the addition (action=publish) and a refusal.
+    let mut added = world.start_netsetgo(A, &["-pid", &c.pid_arg(), "-publish", "tcp:8300:80"]);
+    let added_pid = added.pid();
+    assert_eq!(added.finish(Duration::from_secs(20)).code(), Some(0));
+    let mut refused = world.start_netsetgo(A, &["-pid", &c.pid_arg(), "-unpublish", "tcp:8301"]);
+    let refused_pid = refused.pid();
+    assert_eq!(refused.finish(Duration::from_secs(20)).code(), Some(1));
+    let records = sink.records(Duration::from_millis(500));
+    for (helper, action, result) in [
+        (added_pid, "action=publish", "result=granted"),
+        (refused_pid, "action=unpublish", "result=refused"),
+    ] {
+        let tag = format!("netsetgo[{helper}]: ");
+        let mine: Vec<&String> = records.iter().filter(|r| r.contains(&tag)).collect();
+        assert_eq!(mine.len(), 1, "{records:?}");
+        let words: Vec<&str> = mine[0].split_whitespace().collect();
+        assert!(words.contains(&action) && words.contains(&result), "{mine:?}");
+        assert!(words.contains(&format!("pid={}", c.pid()).as_str()), "{mine:?}");
+    }
+
+    // After the firewall flushed the ruleset, -check names the added
+    // publication and root's -restore brings it back.
+    let mut server = Server::start(&c.enter(), "tcp", "::", 80);
+    assert_reaches(&outside.enter(), &mut server, "tcp", UPLINK4, 8300, OUTSIDE4);
+    world.run(&["nft", "flush", "ruleset"]).expect_success("nft flush ruleset");
+    let broken = call(&world, A, c.pid(), &["-check"]);
+    assert!(
+        broken.code() == Some(1) && broken.stderr.contains("publication tcp:8300:80 is missing"),
+        "{broken}"
+    );
+    let restored = world.netsetgo("root", &["-restore"]);
+    assert_eq!(restored.code(), Some(0), "{restored}");
+    assert_reaches(&outside.enter(), &mut server, "tcp", UPLINK4, 8300, OUTSIDE4);
+    drop(server);
+
+    // The container exits: the next call's garbage collection takes the
+    // added publication with the lease.
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            world.snapshot().ports_of("brg0").len() == 1
+        }),
+        "the exited container's pair is still there"
+    );
+    assert_eq!(claims(&world), ["tcp . 8300 : 10.10.10.2"]);
+    let later = world.container(B);
+    wire(&world, &later);
+    assert_eq!(claims(&world), Vec::<String>::new());
+    let owners: Vec<u32> = world.leases("brg0").iter().map(|l| l.uid).collect();
+    assert_eq!(owners.len(), 2, "the keeper's and the later one's: {owners:?}");
+    assert!(owners.contains(&uid(A)) && owners.contains(&uid(B)), "{owners:?}");
+    drop(keeper);
 }

@@ -322,17 +322,23 @@ fn locked_work(
     })
 }
 
-/// Stage 13, **Report**: first half: one audit record, fed from the result. The
+/// Stage 13, **Report**: first half: one audit record, fed from the result
+/// (`action=publish` for a `-publish` added to a container wired already). The
 /// network's lock is long released, so a caller that never reads our
 /// output stalls nobody but itself. A restore that could not restore
 /// everything is audited as the failure it is.
 fn audit_call(call: &Call) {
     let detail = call.result.as_ref().map(Outcome::line);
     let incomplete = call.result.as_ref().ok().and_then(Outcome::failure);
+    // A -publish added to a container wired already made no interface.
+    let action = match &call.result {
+        Ok(Outcome::Wired { wired, .. }) if call.action == "create" && wired.existing => "publish",
+        _ => call.action,
+    };
     audit::record(
         call.uid,
         call.pid,
-        call.action,
+        action,
         call.network.as_deref(),
         match &incomplete {
             Some(f) => Err(f),

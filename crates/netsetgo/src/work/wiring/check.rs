@@ -70,6 +70,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             gateways: plan.gateways.clone(),
             guard: network.guard,
             isolated: network.isolate,
+            existing: true,
         }
     }
 

@@ -108,6 +108,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             published: plan.mappings(),
             guard: network.guard,
             isolated: network.isolate,
+            existing: false,
             interface: plan.peer_name,
             addresses: plan.addresses,
             gateways: plan.gateways,
