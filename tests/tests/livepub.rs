@@ -24,9 +24,7 @@ use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
     UPLINK6,
 };
-use netsetgo_e2e::{
-    ns_of, require_root, wait_until, Container, Output, SyslogSink, Wired, World,
-};
+use netsetgo_e2e::{ns_of, require_root, wait_until, Container, Output, SyslogSink, Wired, World};
 
 /// brg0 is dual-stack; nsg-a may publish TCP and UDP 8000-8999, nsg-b
 /// TCP 8000-8099.
@@ -52,7 +50,14 @@ fn call(world: &World, user: &str, pid: u32, args: &[&str]) -> Output {
 
 /// A request from `prefix` must reach `server`, which saw `peer`.
 #[track_caller]
-fn assert_reaches(prefix: &[String], server: &mut Server, proto: &str, addr: &str, port: u16, peer: &str) {
+fn assert_reaches(
+    prefix: &[String],
+    server: &mut Server,
+    proto: &str,
+    addr: &str,
+    port: u16,
+    peer: &str,
+) {
     let token = token();
     let out = request_retrying(prefix, proto, addr, port, &token, TRIES);
     assert!(
@@ -117,9 +122,16 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_changes_nothing_else() {
     let (mut tcp, mut udp) = servers(&c);
     let out = outside.enter();
 
-    let line = adds(&world, &c, &["-publish", "tcp:8080:80", "-publish", "udp:8053:53"]);
+    let line = adds(
+        &world,
+        &c,
+        &["-publish", "tcp:8080:80", "-publish", "udp:8053:53"],
+    );
     let again = Wired::parse(&line).expect("a success line");
-    assert_eq!((again.interface.as_str(), again.host.as_str()), ("veth1", w.host.as_str()));
+    assert_eq!(
+        (again.interface.as_str(), again.host.as_str()),
+        ("veth1", w.host.as_str())
+    );
     assert!(
         line.ends_with("publish=tcp:8000:80 publish=tcp:8080:80 publish=udp:8053:53"),
         "{line}"
@@ -132,7 +144,12 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_changes_nothing_else() {
 
     // Asked twice: no error, and not even the ruleset changes.
     let twice = assert_unchanged_nft(&world, &[&c], || {
-        call(&world, A, c.pid(), &["-publish", "udp:8053:53", "-publish", "tcp:8080:80"])
+        call(
+            &world,
+            A,
+            c.pid(),
+            &["-publish", "udp:8053:53", "-publish", "tcp:8080:80"],
+        )
     });
     assert_eq!(twice.code(), Some(0), "{twice}");
 
@@ -148,7 +165,10 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_changes_nothing_else() {
 
     // -unpublish: that one goes, the others stay.
     let line = adds(&world, &c, &["-unpublish", "tcp:8080"]);
-    assert!(line.ends_with("publish=tcp:8000:80 publish=udp:8053:53"), "{line}");
+    assert!(
+        line.ends_with("publish=tcp:8000:80 publish=udp:8053:53"),
+        "{line}"
+    );
     assert_unanswered(&out, "tcp", UPLINK4, 8080);
     assert_reaches(&out, &mut udp, "udp", UPLINK4, 8053, OUTSIDE4);
     assert_eq!(
@@ -170,9 +190,18 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_changes_nothing_else() {
 /// derived from it). Returns the host end's name.
 fn create_lxc_style(world: &World, c: &Container) -> String {
     let pid = c.pid_arg();
-    let out = world.netsetgo(A, &["create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"]);
+    let out = world.netsetgo(
+        A,
+        &["create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"],
+    );
     assert_eq!(out.code(), Some(0), "{out}");
-    let host = out.stdout.trim_end().split(':').nth(2).expect("host ifname").to_string();
+    let host = out
+        .stdout
+        .trim_end()
+        .split(':')
+        .nth(2)
+        .expect("host ifname")
+        .to_string();
     for argv in [
         &["ip", "link", "set", "eth0", "up"][..],
         &["ip", "addr", "add", "10.10.10.2/24", "dev", "eth0"],
@@ -195,9 +224,16 @@ fn publish_on_an_interface_made_by_the_lxc_user_nic_form() {
     let (mut tcp, mut udp) = servers(&c);
     let out = outside.enter();
 
-    let line = adds(&world, &c, &["-publish", "tcp:8081:80", "-publish", "udp:8081:53"]);
+    let line = adds(
+        &world,
+        &c,
+        &["-publish", "tcp:8081:80", "-publish", "udp:8081:53"],
+    );
     let found = Wired::parse(&line).expect("a success line");
-    assert_eq!((found.interface.as_str(), found.host.as_str()), ("eth0", host.as_str()));
+    assert_eq!(
+        (found.interface.as_str(), found.host.as_str()),
+        ("eth0", host.as_str())
+    );
     assert_eq!(c.snapshot().link_names().len(), 2, "lo and eth0 only");
     for (server, proto) in [(&mut tcp, "tcp"), (&mut udp, "udp")] {
         assert_reaches(&out, server, proto, UPLINK4, 8081, OUTSIDE4);
@@ -211,7 +247,18 @@ fn publish_on_an_interface_made_by_the_lxc_user_nic_form() {
 
     // lxc-user-nic's delete ends the lease, and the mappings with it.
     let nspath = format!("/proc/{}/ns/net", c.pid());
-    let del = world.netsetgo(A, &["delete", "/dev/null", "dummy", &nspath, "veth", "brg0", &host]);
+    let del = world.netsetgo(
+        A,
+        &[
+            "delete",
+            "/dev/null",
+            "dummy",
+            &nspath,
+            "veth",
+            "brg0",
+            &host,
+        ],
+    );
     assert_eq!(del.code(), Some(0), "{del}");
     assert_eq!(claims(&world), Vec::<String>::new());
     assert_unanswered(&out, "tcp", UPLINK4, 8081);
@@ -236,12 +283,27 @@ fn refusals_on_a_living_container_change_nothing() {
         (A, &m, &["-publish", "tcp:8001:80"], "already published"),
         (A, &m, &["-publish", "tcp:8002:80"], "listens"),
         (A, &m, &["-publish", "tcp:127.0.0.1:8003:80"], "loopback"),
-        (A, &m, &["-publish", "tcp:8000:81"], "-unpublish tcp:8000 first"),
-        (A, &m, &["-publish", "tcp:8004:80", "-publish", "tcp:8001:80"], "already published"),
+        (
+            A,
+            &m,
+            &["-publish", "tcp:8000:81"],
+            "-unpublish tcp:8000 first",
+        ),
+        (
+            A,
+            &m,
+            &["-publish", "tcp:8004:80", "-publish", "tcp:8001:80"],
+            "already published",
+        ),
         (A, &t, &["-publish", "tcp:8004:80"], ""),
         (A, &m, &["-unpublish", "tcp:8001"], "does not publish"),
         (A, &m, &["-unpublish", "tcp:8099"], "does not publish"),
-        (A, &m, &["-unpublish", "tcp:192.0.2.1:8000"], "does not publish"),
+        (
+            A,
+            &m,
+            &["-unpublish", "tcp:192.0.2.1:8000"],
+            "does not publish",
+        ),
         (A, &t, &["-unpublish", "tcp:8001"], ""),
         (B, &m, &["-unpublish", "tcp:8000"], ""),
     ] {
@@ -279,7 +341,11 @@ fn publish_racing_delete_leaves_no_mapping_without_its_lease() {
         match leases.as_slice() {
             [] => assert_eq!(held, Vec::<String>::new(), "round {round}"),
             [lease] => {
-                assert_eq!(held, [format!("tcp . 8100 : {}", lease.address)], "round {round}");
+                assert_eq!(
+                    held,
+                    [format!("tcp . 8100 : {}", lease.address)],
+                    "round {round}"
+                );
                 let out = call(&world, A, c.pid(), &["-delete"]);
                 assert_eq!(out.code(), Some(0), "round {round}: {out}");
             }
@@ -311,7 +377,14 @@ fn a_namespace_replaced_under_the_same_pid_is_not_the_wired_one() {
     world.run(&["touch", &trigger]).expect_success("trigger");
     assert!(
         wait_until(Duration::from_secs(10), Duration::from_millis(50), || {
-            ns_of(pid, "net").is_some_and(|ns| ns != first) && world.run(&["sh", "-c", &format!("test \"$(cat /proc/{pid}/comm)\" = sleep")]).success()
+            ns_of(pid, "net").is_some_and(|ns| ns != first)
+                && world
+                    .run(&[
+                        "sh",
+                        "-c",
+                        &format!("test \"$(cat /proc/{pid}/comm)\" = sleep"),
+                    ])
+                    .success()
         }),
         "the namespace of {pid} was not replaced"
     );
@@ -330,7 +403,14 @@ fn a_namespace_replaced_under_the_same_pid_is_not_the_wired_one() {
         ]
     );
     let mut server = Server::start(&netns_prefix(pid), "tcp", "::", 80);
-    assert_reaches(&outside.enter(), &mut server, "tcp", UPLINK4, 8201, OUTSIDE4);
+    assert_reaches(
+        &outside.enter(),
+        &mut server,
+        "tcp",
+        UPLINK4,
+        8201,
+        OUTSIDE4,
+    );
     assert_eq!(world.leases("brg0").len(), 2);
     drop(proc);
 }
@@ -349,14 +429,19 @@ fn a_forged_veth1_pointing_at_anothers_host_end_publishes_on_ones_own_lease() {
     for argv in [
         &["ip", "link", "set", "veth1", "down"][..],
         &["ip", "link", "set", "veth1", "name", "eth9"],
-        &["ip", "link", "add", "veth1", "type", "veth", "peer", "name", "x0", "index", &index],
+        &[
+            "ip", "link", "add", "veth1", "type", "veth", "peer", "name", "x0", "index", &index,
+        ],
     ] {
         mine.exec(argv).expect_success(&argv.join(" "));
     }
     let out = call(&world, A, mine.pid(), &["-publish", "tcp:8002:80"]);
     assert_eq!(out.code(), Some(0), "{out}");
     let found = Wired::parse(&out.stdout).expect("wired");
-    assert_eq!((found.interface.as_str(), found.host.as_str()), ("eth9", m.host.as_str()));
+    assert_eq!(
+        (found.interface.as_str(), found.host.as_str()),
+        ("eth9", m.host.as_str())
+    );
     assert_eq!(
         claims(&world),
         [
@@ -365,7 +450,12 @@ fn a_forged_veth1_pointing_at_anothers_host_end_publishes_on_ones_own_lease() {
         ]
     );
     // And -unpublish of nsg-b's port from there is refused, changing nothing.
-    let out = assert_refused_nft(&world, &[&mine, &theirs], A, &["-unpublish", "tcp:8001", "-pid", &mine.pid_arg()]);
+    let out = assert_refused_nft(
+        &world,
+        &[&mine, &theirs],
+        A,
+        &["-unpublish", "tcp:8001", "-pid", &mine.pid_arg()],
+    );
     assert!(out.stderr.contains("does not publish"), "{out}");
 }
 
@@ -397,15 +487,30 @@ fn added_publications_are_audited_restored_and_collected_with_their_lease() {
         let mine: Vec<&String> = records.iter().filter(|r| r.contains(&tag)).collect();
         assert_eq!(mine.len(), 1, "{records:?}");
         let words: Vec<&str> = mine[0].split_whitespace().collect();
-        assert!(words.contains(&action) && words.contains(&result), "{mine:?}");
-        assert!(words.contains(&format!("pid={}", c.pid()).as_str()), "{mine:?}");
+        assert!(
+            words.contains(&action) && words.contains(&result),
+            "{mine:?}"
+        );
+        assert!(
+            words.contains(&format!("pid={}", c.pid()).as_str()),
+            "{mine:?}"
+        );
     }
 
     // After the firewall flushed the ruleset, -check names the added
     // publication and root's -restore brings it back.
     let mut server = Server::start(&c.enter(), "tcp", "::", 80);
-    assert_reaches(&outside.enter(), &mut server, "tcp", UPLINK4, 8300, OUTSIDE4);
-    world.run(&["nft", "flush", "ruleset"]).expect_success("nft flush ruleset");
+    assert_reaches(
+        &outside.enter(),
+        &mut server,
+        "tcp",
+        UPLINK4,
+        8300,
+        OUTSIDE4,
+    );
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset");
     let broken = call(&world, A, c.pid(), &["-check"]);
     assert!(
         broken.code() == Some(1) && broken.stderr.contains("publication tcp:8300:80 is missing"),
@@ -413,7 +518,14 @@ fn added_publications_are_audited_restored_and_collected_with_their_lease() {
     );
     let restored = world.netsetgo("root", &["-restore"]);
     assert_eq!(restored.code(), Some(0), "{restored}");
-    assert_reaches(&outside.enter(), &mut server, "tcp", UPLINK4, 8300, OUTSIDE4);
+    assert_reaches(
+        &outside.enter(),
+        &mut server,
+        "tcp",
+        UPLINK4,
+        8300,
+        OUTSIDE4,
+    );
     drop(server);
 
     // The container exits: the next call's garbage collection takes the
@@ -430,7 +542,14 @@ fn added_publications_are_audited_restored_and_collected_with_their_lease() {
     wire(&world, &later);
     assert_eq!(claims(&world), Vec::<String>::new());
     let owners: Vec<u32> = world.leases("brg0").iter().map(|l| l.uid).collect();
-    assert_eq!(owners.len(), 2, "the keeper's and the later one's: {owners:?}");
-    assert!(owners.contains(&uid(A)) && owners.contains(&uid(B)), "{owners:?}");
+    assert_eq!(
+        owners.len(),
+        2,
+        "the keeper's and the later one's: {owners:?}"
+    );
+    assert!(
+        owners.contains(&uid(A)) && owners.contains(&uid(B)),
+        "{owners:?}"
+    );
     drop(keeper);
 }

@@ -46,11 +46,11 @@ pub fn parse_port(text: &str) -> Option<u16> {
 /// protocol, its host address (`[IPv6]`) and the rest, whose colons
 /// (`fields` of them) are the caller's syntax's to split; `bad` words the
 /// error.
-fn split_host<'t>(
-    text: &'t str,
+fn split_host(
+    text: &str,
     fields: usize,
     bad: impl Fn(&str) -> String,
-) -> Result<(Protocol, Option<IpAddr>, &'t str), String> {
+) -> Result<(Protocol, Option<IpAddr>, &str), String> {
     let (protocol, rest) = text.split_once(':').ok_or_else(|| bad("no protocol"))?;
     let protocol = parse_protocol(protocol).ok_or_else(|| bad("unknown protocol"))?;
     if let Some(v6) = rest.strip_prefix('[') {
@@ -192,9 +192,7 @@ pub fn to_remove(
             "-unpublish {missing}: your interface in that container does not publish it; nothing was changed"
         ));
     }
-    Ok(held
-        .iter()
-        .partition(|h| asked.contains(&h.host_side())))
+    Ok(held.iter().partition(|h| asked.contains(&h.host_side())))
 }
 
 impl fmt::Display for Mapping {
@@ -260,10 +258,21 @@ mod tests {
             assert_eq!(HostPort::parse(text).unwrap().to_string(), text);
         }
         let m = Mapping::parse("tcp:[2001:db8::1]:8080:80").unwrap();
-        assert_eq!(m.host_side(), HostPort::parse("tcp:[2001:db8::1]:8080").unwrap());
+        assert_eq!(
+            m.host_side(),
+            HostPort::parse("tcp:[2001:db8::1]:8080").unwrap()
+        );
         for bad in [
-            "", "tcp", "tcp:0", "tcp:8080:80", "tcp:1.2.3.4:8080:80", "sctp:80",
-            "tcp:[::1]8080", "tcp:2001:db8::1:80", "tcp:a:80", "tcp:65536",
+            "",
+            "tcp",
+            "tcp:0",
+            "tcp:8080:80",
+            "tcp:1.2.3.4:8080:80",
+            "sctp:80",
+            "tcp:[::1]8080",
+            "tcp:2001:db8::1:80",
+            "tcp:a:80",
+            "tcp:65536",
         ] {
             assert!(HostPort::parse(bad).is_err(), "{bad:?}");
         }
@@ -299,16 +308,30 @@ mod tests {
 
     #[test]
     fn unpublishing_removes_only_what_the_lease_holds_exactly() {
-        let held = maps(&["tcp:8080:80", "udp:192.0.2.1:5353:53", "tcp:[2001:db8::1]:8443:443"]);
+        let held = maps(&[
+            "tcp:8080:80",
+            "udp:192.0.2.1:5353:53",
+            "tcp:[2001:db8::1]:8443:443",
+        ]);
         let hp = |t: &str| HostPort::parse(t).unwrap();
-        let (removed, kept) = to_remove(&held, &[hp("tcp:8080"), hp("udp:192.0.2.1:5353")]).unwrap();
+        let (removed, kept) =
+            to_remove(&held, &[hp("tcp:8080"), hp("udp:192.0.2.1:5353")]).unwrap();
         assert_eq!(removed, maps(&["tcp:8080:80", "udp:192.0.2.1:5353:53"]));
         assert_eq!(kept, maps(&["tcp:[2001:db8::1]:8443:443"]));
         // Not held exactly (another address, protocol or port, or none):
         // refused, whatever else was asked.
-        for missing in ["udp:5353", "udp:8080", "tcp:192.0.2.1:8080", "tcp:8443", "tcp:9999"] {
+        for missing in [
+            "udp:5353",
+            "udp:8080",
+            "tcp:192.0.2.1:8080",
+            "tcp:8443",
+            "tcp:9999",
+        ] {
             let refused = to_remove(&held, &[hp("tcp:8080"), hp(missing)]).unwrap_err();
-            assert!(refused.contains(missing) && refused.contains("nothing was changed"), "{refused}");
+            assert!(
+                refused.contains(missing) && refused.contains("nothing was changed"),
+                "{refused}"
+            );
         }
         assert!(to_remove(&[], &[hp("tcp:8080")]).is_err());
     }

@@ -707,7 +707,14 @@ mod tests {
 
     #[test]
     fn unpublish_goes_with_pid_alone() {
-        let a = p(&["-pid", "7", "-unpublish", "tcp:8080", "--unpublish=udp:[2001:db8::1]:53"]).unwrap();
+        let a = p(&[
+            "-pid",
+            "7",
+            "-unpublish",
+            "tcp:8080",
+            "--unpublish=udp:[2001:db8::1]:53",
+        ])
+        .unwrap();
         assert_eq!(a.mode, Mode::Unpublish);
         let shown: Vec<String> = a.unpublish.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["tcp:8080", "udp:[2001:db8::1]:53"]);
@@ -716,7 +723,10 @@ mod tests {
             args.extend_from_slice(extra);
             p(&args)
         };
-        assert_eq!(with(&["-json", "-bridgeName", "br1"]).unwrap().mode, Mode::Unpublish);
+        assert_eq!(
+            with(&["-json", "-bridgeName", "br1"]).unwrap().mode,
+            Mode::Unpublish
+        );
         for extra in [
             &["-publish", "tcp:8081:80"][..],
             &["-containerAddress", "10.10.10.9/24"],

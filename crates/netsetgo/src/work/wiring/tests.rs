@@ -768,7 +768,13 @@ fn living<'a>(
     req: &'a Request,
     uid: u32,
 ) -> Session<'a, FakeLinks, &'a FakeFilters> {
-    Session::new(sockets(host, Some(inside), filters), Some(target), store, req, uid)
+    Session::new(
+        sockets(host, Some(inside), filters),
+        Some(target),
+        store,
+        req,
+        uid,
+    )
 }
 
 fn unpublishing(ports: &[&str]) -> Request {
@@ -826,12 +832,24 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
     let target = NetNs::current().unwrap();
     let more = publishing(&["tcp:8080:80", "udp:5353:53", "tcp:192.0.2.1:8443:443"]);
     let attached = filters.lines("attach").len();
-    let session = living(host, container_links(index), &filters, &target, &store, &more, A);
+    let session = living(
+        host,
+        container_links(index),
+        &filters,
+        &target,
+        &store,
+        &more,
+        A,
+    );
     let added = block_on(session.create(None)).unwrap();
     assert_eq!(added.host_interface, "veth0a0a0a02");
     assert_eq!(added.published, more.publish);
     assert_eq!(filters.lines("attach").len(), attached, "no second pair");
-    assert_eq!(filters.lines("publish tcp:8080:80").len(), 1, "held: not again");
+    assert_eq!(
+        filters.lines("publish tcp:8080:80").len(),
+        1,
+        "held: not again"
+    );
     for made in [
         "publish udp:5353:53 for 10.10.10.2",
         "publish tcp:192.0.2.1:8443:443 for 10.10.10.2",
@@ -843,7 +861,10 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
     assert_eq!(ports_of(&store, "10.10.10.2"), all);
     // Asked twice: no error, nothing changes.
     let log = filters.log.borrow().len();
-    assert_eq!(block_on(session.create(None)).unwrap().published, more.publish);
+    assert_eq!(
+        block_on(session.create(None)).unwrap().published,
+        more.publish
+    );
     assert_eq!(filters.log.borrow().len(), log);
 
     // Refusals change nothing: a port another lease publishes (the port
@@ -854,13 +875,27 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
     filters.claims.borrow_mut().insert((6, 8081), other);
     let mut host = session.sockets.host;
     for (asked, why) in [
-        (vec!["tcp:8082:80".to_string(), "tcp:8081:80".into()], "already published"),
+        (
+            vec!["tcp:8082:80".to_string(), "tcp:8081:80".into()],
+            "already published",
+        ),
         (vec!["tcp:8080:81".to_string()], "-unpublish tcp:8080 first"),
-        ((0..14).map(|i| format!("tcp:{}:80", 9000 + i)).collect(), "at most 16"),
+        (
+            (0..14).map(|i| format!("tcp:{}:80", 9000 + i)).collect(),
+            "at most 16",
+        ),
     ] {
         let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
         let req = publishing(&asked);
-        let s = living(host, renamed_links(index), &filters, &target, &store, &req, A);
+        let s = living(
+            host,
+            renamed_links(index),
+            &filters,
+            &target,
+            &store,
+            &req,
+            A,
+        );
         let claims = filters.claims.borrow().clone();
         let refused = block_on(s.create(None)).unwrap_err();
         assert!(refused.message.contains(why), "{refused}");
@@ -873,7 +908,15 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
     // A failure after publishing (the hairpin) undoes this call's.
     *filters.fail.borrow_mut() = Some("hairpin".into());
     let req = publishing(&["tcp:8090:80"]);
-    let s = living(host, renamed_links(index), &filters, &target, &store, &req, A);
+    let s = living(
+        host,
+        renamed_links(index),
+        &filters,
+        &target,
+        &store,
+        &req,
+        A,
+    );
     assert!(block_on(s.create(None)).is_err());
     assert!(!filters.claims.borrow().contains_key(&(6, 8090)));
     assert_eq!(ports_of(&store, "10.10.10.2"), all);
@@ -904,7 +947,10 @@ fn publish_adds_only_to_the_callers_own_lease_in_that_namespace() {
     fake.link = Some(b);
     forged.add(fake);
     let s = living(host, forged, &filters, &target, &store_a, &req, A);
-    assert_eq!(block_on(s.create(None)).unwrap().host_interface, "veth0a0a0a02");
+    assert_eq!(
+        block_on(s.create(None)).unwrap().host_interface,
+        "veth0a0a0a02"
+    );
     assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
     assert!(ports_of(&store_b, "10.10.10.3").is_empty());
 
@@ -913,7 +959,15 @@ fn publish_adds_only_to_the_callers_own_lease_in_that_namespace() {
     // on its own there.
     let host = s.sockets.host;
     let req_b = publishing(&["tcp:8081:80"]);
-    let s = living(host, container_links(a), &filters, &target, &store_b, &req_b, B);
+    let s = living(
+        host,
+        container_links(a),
+        &filters,
+        &target,
+        &store_b,
+        &req_b,
+        B,
+    );
     let made = block_on(s.create(None)).unwrap();
     assert_eq!(made.host_interface, "veth0a0a0a03");
     assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
@@ -925,7 +979,15 @@ fn publish_adds_only_to_the_callers_own_lease_in_that_namespace() {
     let mut host = s.sockets.host;
     host.target_nsid = Some(TARGET + 1);
     let req = publishing(&["tcp:8082:80"]);
-    let s = living(host, container_links(a), &filters, &target, &store_a, &req, A);
+    let s = living(
+        host,
+        container_links(a),
+        &filters,
+        &target,
+        &store_a,
+        &req,
+        A,
+    );
     let made = block_on(s.create(None)).unwrap();
     assert_eq!(made.host_interface, "veth0a0a0a04");
     assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
@@ -939,7 +1001,14 @@ fn unpublish_removes_only_the_callers_own_mappings() {
     let (host, filters) = shared();
     let first = publishing(&["tcp:8080:80", "udp:5353:53"]);
     let (host, a) = wire_with(host, &filters, &store_a, &first, A, None);
-    let (host, b) = wire_with(host, &filters, &store_b, &publishing(&["tcp:8081:80"]), B, None);
+    let (host, b) = wire_with(
+        host,
+        &filters,
+        &store_b,
+        &publishing(&["tcp:8081:80"]),
+        B,
+        None,
+    );
     let (a, b) = (a.unwrap().host_index, b.unwrap().host_index);
     let target = NetNs::current().unwrap();
     let mut host = host;
@@ -953,7 +1022,15 @@ fn unpublish_removes_only_the_callers_own_mappings() {
         (B, &store_b, vec!["tcp:8080"]),
     ] {
         let req = unpublishing(&asked);
-        let s = living(host, container_links(a), &filters, &target, store, &req, uid);
+        let s = living(
+            host,
+            container_links(a),
+            &filters,
+            &target,
+            store,
+            &req,
+            uid,
+        );
         let refused = unchanged_by(&filters, &store_a, || block_on(s.unpublish()));
         assert_eq!(refused.kind, Kind::Refused, "{refused}");
         assert_eq!(ports_of(&store_b, "10.10.10.3"), ["tcp:8081:80"]);
@@ -965,7 +1042,10 @@ fn unpublish_removes_only_the_callers_own_mappings() {
         panic!("not a wiring");
     };
     assert_eq!(wired.published, publishing(&["udp:5353:53"]).publish);
-    assert_eq!(filters.lines("unpublish tcp:8080:80 for 10.10.10.2").len(), 1);
+    assert_eq!(
+        filters.lines("unpublish tcp:8080:80 for 10.10.10.2").len(),
+        1
+    );
     assert_eq!(ports_of(&store_a, "10.10.10.2"), ["udp:5353:53"]);
     let claims: Vec<_> = filters.claims.borrow().keys().copied().collect();
     assert_eq!(claims, [(6, 8081), (17, 5353)]);
