@@ -24,7 +24,9 @@ use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
     UPLINK6,
 };
-use netsetgo_e2e::{ns_of, require_root, wait_until, Container, Output, SyslogSink, Wired, World};
+use netsetgo_e2e::{
+    ns_of, require_root, signal, wait_until, Container, Output, SyslogSink, Trace, Wired, World,
+};
 
 /// brg0 is dual-stack; nsg-a may publish TCP and UDP 8000-8999, nsg-b
 /// TCP 8000-8099.
@@ -552,4 +554,106 @@ fn added_publications_are_audited_restored_and_collected_with_their_lease() {
         "{owners:?}"
     );
     drop(keeper);
+}
+
+/// The mappings the ports record of the lease of `address` holds.
+fn recorded(world: &World, address: &str) -> Vec<String> {
+    let bytes = std::fs::read(world.state_dir().join("brg0").join("ports")).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    let prefix = format!("{address} ");
+    text.split(['\n', '\0'])
+        .find_map(|record| record.strip_prefix(&prefix))
+        .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// An addition killed (by root: it runs after the drop) at each of its
+/// netlink and nf_tables steps leaves no claim its lease's record lacks,
+/// so the lease's end removes all of it; the same call again completes
+/// it, and the lease's end takes everything.
+#[test]
+fn an_addition_killed_at_any_step_leaves_no_claim_outside_its_record() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    wire_with(&world, &c, &["-publish", "tcp:8400:80"]);
+    let pid = c.pid_arg();
+    let add = [
+        "-pid",
+        &pid,
+        "-publish",
+        "tcp:8401:80",
+        "-publish",
+        "udp:8402:53",
+    ];
+    let reset = [
+        "-pid",
+        &pid,
+        "-unpublish",
+        "tcp:8401",
+        "-unpublish",
+        "udp:8402",
+    ];
+    let trace = |pause_at| Trace {
+        user: A,
+        syscall: "sendto",
+        pause_at,
+        wrap: &[],
+    };
+    let mut t = world.start_traced(&trace(None), &add);
+    let out = t.finish(Duration::from_secs(20));
+    assert_eq!(out.code(), Some(0), "an undisturbed addition:\n{out}");
+    let steps = t.calls("sendto").len();
+    assert!(steps >= 3, "too few steps: {}", t.log());
+    let out = world.netsetgo(A, &reset);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let mut killed = 0;
+    for step in 1..=steps {
+        let mut t = world.start_traced(&trace(Some(step)), &add);
+        if let Some(helper) = t.wait_paused(Duration::from_secs(10)) {
+            assert!(signal(helper, libc::SIGKILL), "step {step}");
+            killed += 1;
+        }
+        t.finish(Duration::from_secs(20));
+        let record = recorded(&world, "10.10.10.2");
+        for claim in claims(&world) {
+            let (proto, port) = claim
+                .split_once(" . ")
+                .map(|(p, rest)| {
+                    (
+                        p.to_string(),
+                        rest.split(' ').next().unwrap_or("").to_string(),
+                    )
+                })
+                .expect("a claim");
+            let prefix = format!("{proto}:{port}:");
+            assert!(
+                record.iter().any(|m| m.starts_with(&prefix)),
+                "step {step}: {claim} is not in the record {record:?}"
+            );
+        }
+        let again = world.netsetgo(A, &add);
+        assert_eq!(again.code(), Some(0), "step {step}: {again}");
+        assert_eq!(
+            claims(&world),
+            [
+                "tcp . 8400 : 10.10.10.2",
+                "tcp . 8401 : 10.10.10.2",
+                "udp . 8402 : 10.10.10.2"
+            ],
+            "step {step}"
+        );
+        assert_eq!(
+            recorded(&world, "10.10.10.2"),
+            ["tcp:8400:80", "tcp:8401:80", "udp:8402:53"]
+        );
+        let out = world.netsetgo(A, &reset);
+        assert_eq!(out.code(), Some(0), "step {step}: {out}");
+    }
+    eprintln!("an addition killed at {killed} of its {steps} sendto steps");
+    assert!(killed >= 3, "killed at {killed} of {steps} steps");
+    let out = call(&world, A, c.pid(), &["-delete"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert_eq!(claims(&world), Vec::<String>::new());
+    assert!(world.leases("brg0").is_empty());
 }

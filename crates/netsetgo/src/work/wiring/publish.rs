@@ -37,27 +37,40 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
 
     /// Adds the call's `-publish` to `own`, the caller's interface in the
     /// target and its lease: those it does not publish already (asking
-    /// again is no error), each refused as at creation when another lease
-    /// publishes its host port. On a refusal or failure nothing of this
-    /// call stays.
+    /// again is no error, and publishes again one its record holds that
+    /// the kernel lost: a call killed half way, a flushed ruleset), each
+    /// refused as at creation when another lease publishes its host port.
+    /// On a refusal or failure nothing of this call stays.
     pub(super) fn add_publications(
         &self,
         ledger: &mut Ledger<'_>,
         own: (Link, Link, Lease),
     ) -> Result<Wired, Failure> {
         let (peer, host, lease) = own;
+        if let Some(asked) = self.request.address.filter(|a| *a != lease.address) {
+            return Err(Failure::refused(format!(
+                "-containerAddress {asked}: your interface {} in that container has {}; leave it out to publish there",
+                host.name, lease.address
+            )));
+        }
         let held = ledger.ports_of(lease.address)?;
         let added = ports::to_add(&held, &self.request.publish).map_err(Failure::refused)?;
         let all: Vec<_> = held.iter().chain(&added).copied().collect();
-        if !added.is_empty() {
+        let mut plan = Plan::of_lease(self.request, &lease, &self.request.publish);
+        let mut to_publish = Vec::new();
+        for p in plan.publications.drain(..) {
+            if added.contains(&p.mapping) || !self.sockets.filters.published(&p)? {
+                to_publish.push(p);
+            }
+        }
+        if !to_publish.is_empty() {
             ledger.set_ports(lease.address, &all)?;
-            let plan = Plan::of_lease(self.request, &lease, &added);
             let network = &self.request.network;
             let made = self
-                .publish_all(&plan.publications)
+                .publish_all(&to_publish)
                 .and_then(|()| self.sockets.filters.hairpin(network));
             if let Err(e) = made {
-                if self.unpublish_all(&plan.publications).is_ok() {
+                if self.unpublish_all(&to_publish).is_ok() {
                     ledger.set_ports(lease.address, &held)?;
                 }
                 return Err(e);

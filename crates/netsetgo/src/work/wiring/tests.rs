@@ -866,6 +866,14 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
         more.publish
     );
     assert_eq!(filters.log.borrow().len(), log);
+    // One the record holds that the kernel lost (a flushed ruleset, a
+    // call killed before it published): asked again, published again.
+    filters.claims.borrow_mut().remove(&(17, 5353));
+    block_on(session.create(None)).unwrap();
+    assert_eq!(filters.lines("publish udp:5353:53").len(), 2);
+    assert_eq!(filters.log.borrow().len(), log + 2, "and the hairpin");
+    assert_eq!(ports_of(&store, "10.10.10.2"), all);
+    assert!(filters.claims.borrow().contains_key(&(17, 5353)));
 
     // Refusals change nothing: a port another lease publishes (the port
     // asked before it is published and removed again), one the lease
@@ -905,6 +913,22 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
         assert_eq!(filters.lines("attach").len(), attached);
         host = s.sockets.host;
     }
+    // Another -containerAddress than the lease's: refused.
+    let mut elsewhere = publishing(&["tcp:8091:80"]);
+    elsewhere.address = Some("10.10.10.9".parse().unwrap());
+    let s = living(
+        host,
+        renamed_links(index),
+        &filters,
+        &target,
+        &store,
+        &elsewhere,
+        A,
+    );
+    let refused = block_on(s.create(None)).unwrap_err();
+    assert!(refused.message.contains("has 10.10.10.2"), "{refused}");
+    assert!(!filters.claims.borrow().contains_key(&(6, 8091)));
+    let host = s.sockets.host;
     // A failure after publishing (the hairpin) undoes this call's.
     *filters.fail.borrow_mut() = Some("hairpin".into());
     let req = publishing(&["tcp:8090:80"]);
