@@ -56,9 +56,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let held = ledger.ports_of(lease.address)?;
         let added = ports::to_add(&held, &self.request.publish).map_err(Failure::refused)?;
         let all: Vec<_> = held.iter().chain(&added).copied().collect();
-        let mut plan = Plan::of_lease(self.request, &lease, &self.request.publish);
         let mut to_publish = Vec::new();
-        for p in plan.publications.drain(..) {
+        for p in Plan::of_lease(self.request, &lease, &self.request.publish).publications {
             if added.contains(&p.mapping) || !self.sockets.filters.published(&p)? {
                 to_publish.push(p);
             }
