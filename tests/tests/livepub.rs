@@ -150,9 +150,22 @@ fn publish_on_a_wired_container_adds_to_its_lease_and_changes_nothing_else() {
             &world,
             A,
             c.pid(),
-            &["-publish", "udp:8053:53", "-publish", "tcp:8080:80"],
+            &[
+                "-json",
+                "-publish",
+                "udp:8053:53",
+                "-publish",
+                "tcp:8080:80",
+            ],
         )
     });
+    let json = json_object(&twice);
+    assert_eq!(json["host_interface"], w.host.as_str(), "{json:?}");
+    assert_eq!(
+        json["published"].as_array().map(Vec::len),
+        Some(3),
+        "{json:?}"
+    );
     assert_eq!(twice.code(), Some(0), "{twice}");
 
     // -json and -check list all three.
