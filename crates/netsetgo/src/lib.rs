@@ -13,7 +13,8 @@
 //!   (`main.rs` implements them; a unit test's recording fake proves the
 //!   order and that a failing stage stops the later ones).
 //! * [`cli`]: the command line, Go `flag` style; [`ports`]: the syntax of
-//!   `-publish` (shared with the policy and the state file).
+//!   `-publish` and `-unpublish` (shared with the policy and the state
+//!   file) and which mappings a call on a living container adds or removes.
 //! * [`privilege`]: sanitising a setuid start and dropping to CAP_NET_ADMIN.
 //! * [`system`]: the process-level system calls those stages make, as a
 //!   trait (the kernel's, or a unit test's recording fake).
@@ -50,7 +51,8 @@
 //!   create's only file that touches the ledger: garbage collection, quota,
 //!   address, the lease reserved with its ports published, completed, and
 //!   the one teardown), `undo` (the record of what a create made), `check`,
-//!   `remove` (`-delete`, poststop), `restore`; [`wiring::Sockets`] holds
+//!   `remove` (`-delete`, poststop), `publish` (`-publish` and `-unpublish`
+//!   on a container wired already), `restore`; [`wiring::Sockets`] holds
 //!   the sockets a call works through.
 //! * [`output`]: what the call says.
 //!

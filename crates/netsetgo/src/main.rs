@@ -68,6 +68,7 @@ enum Action {
     Delete,
     Check,
     Release { container: String },
+    Unpublish,
 }
 
 /// The target namespace, if the call names one, and the host's.
@@ -109,6 +110,7 @@ impl Stages for Helper {
                         Mode::Check => "check",
                         Mode::OciHook => "hook",
                         Mode::Restore => "restore",
+                        Mode::Unpublish => "unpublish",
                     },
                     network: None,
                 });
@@ -154,6 +156,7 @@ impl Stages for Helper {
             Mode::Create => Action::Wire { container: None },
             Mode::Delete => Action::Delete,
             Mode::Check => Action::Check,
+            Mode::Unpublish => Action::Unpublish,
             Mode::Restore => unreachable!("restored at stage 4"),
             Mode::OciHook => match oci::read_unprivileged(caller)? {
                 oci::Hook::Wire { pid, id } => {
@@ -184,7 +187,7 @@ impl Stages for Helper {
         let intent = match action {
             Action::Wire { .. } => Intent::Wire,
             Action::Check => Intent::Check,
-            Action::Delete | Action::Release { .. } => Intent::Remove,
+            Action::Delete | Action::Release { .. } | Action::Unpublish => Intent::Remove,
         };
         let request = request::resolve(args, caller, intent)?;
         self.call().network = Some(request.network.name.clone());
@@ -316,6 +319,7 @@ impl Stages for Helper {
                 Action::Delete => session.delete().await,
                 Action::Check => session.check().await,
                 Action::Release { container } => session.release(&container).await,
+                Action::Unpublish => session.unpublish().await,
             }
         })
     }
@@ -338,17 +342,23 @@ struct Opened {
     dhcp: Option<Responder>,
 }
 
-/// Stage 13, **Report**: first half: one audit record, fed from the result. The
+/// Stage 13, **Report**: first half: one audit record, fed from the result
+/// (`action=publish` for a `-publish` added to a container wired already). The
 /// network's lock is long released, so a caller that never reads our
 /// output stalls nobody but itself. A restore that could not restore
 /// everything is audited as the failure it is.
 fn audit_call(call: &Call, result: &Result<Outcome, Failure>) {
     let detail = result.as_ref().map(Outcome::line);
     let incomplete = result.as_ref().ok().and_then(Outcome::failure);
+    // A -publish added to a container wired already made no interface.
+    let action = match result {
+        Ok(Outcome::Wired { wired, .. }) if call.action == "create" && wired.existing => "publish",
+        _ => call.action,
+    };
     audit::record(
         call.uid,
         call.pid,
-        call.action,
+        action,
         call.network.as_deref(),
         match &incomplete {
             Some(f) => Err(f),

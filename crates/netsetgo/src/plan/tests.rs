@@ -9,6 +9,7 @@ fn request(network: Network, publish: &[&str]) -> Request {
         address: None,
         prefix: "veth".into(),
         nic: None,
+        unpublish: Vec::new(),
         publish: publish.iter().map(|p| Mapping::parse(p).unwrap()).collect(),
         known: crate::request::Known::Defined,
     }

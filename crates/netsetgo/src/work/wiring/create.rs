@@ -29,7 +29,10 @@ const QUOTA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(
 
 impl<L: Links, F: Filters> Session<'_, L, F> {
     /// Wires the target. On failure nothing this call made is left: not
-    /// the veth pair, not the lease, not a bridge it created.
+    /// the veth pair, not the lease, not a bridge it created. A call that
+    /// publishes on a target where the caller has its interface of this
+    /// network already adds its publications to that one's lease instead
+    /// (`publish`), and makes nothing else.
     ///
     /// A caller at its quota whose replaced container has just died would
     /// be refused while the kernel is still tearing that container's pair
@@ -40,6 +43,11 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let mut attempt = 1;
         loop {
             let mut ledger = self.store.lock()?;
+            if self.adds_to_own() {
+                if let Some(own) = self.find_own(&mut ledger).await? {
+                    return self.add_publications(&mut ledger, own);
+                }
+            }
             match self.create_locked(&mut ledger, container.clone()).await {
                 Err(Refusal::AtQuota(_)) if attempt < QUOTA_RETRIES => {
                     drop(ledger);
@@ -123,6 +131,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             published: plan.mappings(),
             guard: network.guard,
             isolated: network.isolate,
+            existing: false,
             interface: plan.peer_name,
             addresses: plan.addresses,
             gateways: plan.gateways,

@@ -204,12 +204,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// the next garbage collection that looks at it tries again.
     pub(super) fn teardown(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
         let plan = Plan::of_lease(self.request, lease, &ledger.ports_of(lease.address)?);
-        let mut failed = None;
-        for p in &plan.publications {
-            if let Err(e) = self.sockets.filters.unpublish(p) {
-                failed.get_or_insert(e);
-            }
-        }
+        let mut failed = self.unpublish_all(&plan.publications).err();
         if let Some(port) = &plan.guard {
             if let Err(e) = self.sockets.filters.unguard(port) {
                 failed.get_or_insert(e);
