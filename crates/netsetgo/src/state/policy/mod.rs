@@ -37,6 +37,13 @@ const GROUP: &str = "/etc/group";
 const MAX_FILE: u64 = 16 << 20;
 /// Counts are small numbers; anything longer is a typo or an attack.
 const MAX_COUNT: u32 = 65_535;
+/// The most ports a Linux bridge holds (`BR_MAX_PORTS` of
+/// net/bridge/br_private.h is 1024 port numbers, and number 0 is
+/// reserved): the most containers one network's bridge can have, whatever
+/// its subnet. Grants that add up to more cannot be met and are refused
+/// when the policy is read; a call for a full bridge is refused before it
+/// makes anything.
+pub const BRIDGE_PORTS: u32 = 1023;
 
 /// One `network` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
