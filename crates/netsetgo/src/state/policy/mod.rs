@@ -8,6 +8,7 @@
 //! makes the whole file invalid (every unprivileged request is refused, with
 //! the line number); no grant means no access.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -287,13 +288,39 @@ pub trait Accounts {
 }
 
 /// /etc/passwd and /etc/group, read directly (no NSS: the binary is static
-/// and must not load code chosen by the machine's configuration).
-pub struct SystemAccounts;
+/// and must not load code chosen by the machine's configuration), each at
+/// most once per call, however many questions are asked of them.
+#[derive(Debug, Default)]
+pub struct SystemAccounts {
+    passwd: OnceCell<String>,
+    group: OnceCell<String>,
+}
+
+impl SystemAccounts {
+    /// The text of /etc/passwd, read (as the policy is: [`read_trusted`])
+    /// on first use.
+    pub fn passwd(&self) -> Result<&str, Failure> {
+        cached(&self.passwd, PASSWD)
+    }
+
+    fn group(&self) -> Result<&str, Failure> {
+        cached(&self.group, GROUP)
+    }
+}
+
+/// The trusted file at `path`, read into `cell` the first time.
+fn cached<'a>(cell: &'a OnceCell<String>, path: &str) -> Result<&'a str, Failure> {
+    if let Some(text) = cell.get() {
+        return Ok(text);
+    }
+    let text = read_trusted(Path::new(path))?;
+    Ok(cell.get_or_init(|| text))
+}
 
 impl Accounts for SystemAccounts {
     fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure> {
-        let text = read_trusted(Path::new(PASSWD))?;
-        Ok(text
+        Ok(self
+            .passwd()?
             .lines()
             .filter_map(|l| {
                 let mut f = l.split(':');
@@ -305,8 +332,7 @@ impl Accounts for SystemAccounts {
     }
 
     fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
-        let text = read_trusted(Path::new(GROUP))?;
-        Ok(text.lines().find_map(|l| {
+        Ok(self.group()?.lines().find_map(|l| {
             let mut f = l.split(':');
             (f.next()? == name).then_some(())?;
             f.nth(1)?.parse::<u32>().ok()
@@ -314,7 +340,7 @@ impl Accounts for SystemAccounts {
     }
 
     fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure> {
-        let passwd = read_trusted(Path::new(PASSWD))?;
+        let passwd = self.passwd()?;
         let mut names = Vec::new();
         let mut groups = Vec::new();
         for line in passwd.lines() {
@@ -325,8 +351,7 @@ impl Accounts for SystemAccounts {
             }
         }
         groups.truncate(1);
-        let group = read_trusted(Path::new(GROUP))?;
-        groups.extend(group.lines().filter_map(|l| {
+        groups.extend(self.group()?.lines().filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
             let listed = f.len() >= 4 && f[3].split(',').any(|m| names.contains(&m));
             listed.then(|| f[2].parse::<u32>().ok()).flatten()
