@@ -265,7 +265,9 @@ impl Kernel {
         // SAFETY: these requests read ifr_name (and ifru_data, which the
         // caller vouches for) and write ifr_ifru.
         let rc = unsafe { libc::ioctl(self.probe()?.as_raw_fd(), request, &mut ifreq) };
-        Ok((rc == 0).then_some(ifreq))
+        // Success is not always 0: BRCTL_GET_PORT_LIST answers the size
+        // of the table it filled.
+        Ok((rc >= 0).then_some(ifreq))
     }
 }
 
