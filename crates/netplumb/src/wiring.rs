@@ -86,30 +86,26 @@ impl Netlink {
     ) -> std::result::Result<Attached, E> {
         // Both ends are born down: the host end is brought up with IPv6
         // address generation off in the same request (see set_up_quiet).
-        let echoed = self
-            .create_veth_pair(&VethPair {
-                name: a.host_name,
-                peer_name: a.peer_name,
-                peer_netns: Some(a.peer_netns),
-                master: Some(a.bridge),
-                mtu: a.mtu,
-                peer_mac: a.peer_mac,
-                up: false,
-            })
-            .await?;
+        self.create_veth_pair(&VethPair {
+            name: a.host_name,
+            peer_name: a.peer_name,
+            peer_netns: Some(a.peer_netns),
+            master: Some(a.bridge),
+            mtu: a.mtu,
+            peer_mac: a.peer_mac,
+            up: false,
+        })
+        .await?;
         let configured = async {
             // Facts about the host side come from the host side: the peer's
             // namespace belongs to someone else, who may rename, delete or
             // forge devices there at any moment. Only what this session
-            // reports about the host end (the kernel's echo of the creating
-            // request, or else a look-up by name) is acted on here; what
-            // `inside` reports is acted on inside only.
-            let host = match echoed {
-                echoed @ Some(_) => echoed,
-                None => self.host_end(a.host_name, a.bridge).await?,
-            }
-            .filter(|h| h.master == Some(a.bridge))
-            .ok_or_else(|| gone(a.host_name))?;
+            // reports about the host end is acted on here; what `inside`
+            // reports is acted on inside only.
+            let host = self
+                .host_end(a.host_name, a.bridge)
+                .await?
+                .ok_or_else(|| gone(a.host_name))?;
             let peer_index = host.link.ok_or_else(|| gone(a.peer_name))?;
             let port = BridgePort::new(a.isolated, a.learning);
             if !port.is_default() {

@@ -206,48 +206,6 @@ async fn veth_pair_create_is_exclusive() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn veth_pair_create_reports_the_host_end_from_the_kernels_echo() {
-    require_root!("veth_pair_create_reports_the_host_end_from_the_kernels_echo");
-    let host = TestNs::new("eh");
-    let cont = TestNs::new("ec");
-    let nl = host.session();
-    let inside = cont.session();
-    let cont_ns = cont.open();
-    let bridge = nl.ensure_bridge("bre", None).await.unwrap();
-    let echoed = nl
-        .create_veth_pair(&pair(
-            "vethe0",
-            "vethe1",
-            Some(&cont_ns),
-            Some(bridge.link.index),
-            false,
-        ))
-        .await
-        .unwrap();
-    // Linux echoes a created link from 6.2 on (5.10 and 6.1 do not).
-    assert_eq!(
-        echoed.is_some(),
-        common::kernel_at_least(6, 2),
-        "{echoed:?}"
-    );
-    if let Some(echoed) = echoed {
-        // The echo agrees with what the host namespace says afterwards,
-        // and with the peer inside.
-        let seen = host.must_link("vethe0");
-        assert_eq!(echoed.index, ifindex(&seen));
-        assert_eq!(echoed.name, "vethe0");
-        assert_eq!(echoed.kind.as_deref(), Some("veth"));
-        assert_eq!(echoed.master, Some(bridge.link.index));
-        let peer = inside.link_by_name("vethe1").await.unwrap().expect("peer");
-        assert_eq!(echoed.link, Some(peer.index));
-        assert_eq!(peer.link, Some(echoed.index));
-        let looked_up = nl.link_by_name("vethe0").await.unwrap().expect("host end");
-        assert_eq!(looked_up.link, echoed.link);
-        assert_eq!(looked_up.master, echoed.master);
-    }
-}
-
-#[tokio::test(flavor = "current_thread")]
 async fn link_operations() {
     require_root!("link_operations");
     let host = TestNs::new("lh");

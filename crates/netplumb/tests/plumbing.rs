@@ -10,7 +10,7 @@ mod common;
 use std::net::{IpAddr, TcpListener, UdpSocket};
 use std::os::fd::AsFd;
 
-use common::{ifindex, is_up, kernel_at_least, net, TestNs};
+use common::{ifindex, is_up, net, TestNs};
 use netplumb::{sockets, Attachment, BridgePort, FdbEntry, Learning, Protocol};
 
 fn ip(s: &str) -> IpAddr {
@@ -304,6 +304,19 @@ async fn the_peers_link_local_address_is_the_eui64_of_its_mac_whatever_the_defau
     if kernel_at_least(6, 18) {
         assert_eq!(locals, [eui64]);
     }
+}
+
+/// Whether the running kernel's release is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || {
+        parts
+            .next()
+            .and_then(|p| p.parse::<u32>().ok())
+            .unwrap_or(0)
+    };
+    (next(), next()) >= (major, minor)
 }
 
 #[tokio::test(flavor = "current_thread")]

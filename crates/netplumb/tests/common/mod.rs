@@ -369,16 +369,3 @@ impl Drop for ChildGuard {
 pub fn ping_from(ns: &TestNs, target: &str, attempts: u32) -> bool {
     (0..attempts).any(|_| ns.exec_succeeds(&["ping", "-c1", "-W1", "-n", target]))
 }
-
-/// Whether the running kernel's release is at least `major.minor`.
-pub fn kernel_at_least(major: u32, minor: u32) -> bool {
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut parts = release.trim().split(['.', '-']);
-    let mut next = || {
-        parts
-            .next()
-            .and_then(|p| p.parse::<u32>().ok())
-            .unwrap_or(0)
-    };
-    (next(), next()) >= (major, minor)
-}
