@@ -22,6 +22,8 @@
 //! * `secure` (private): the one way files and directories are opened as
 //!   root, and root-owned configuration files read (`read_trusted`).
 //! * [`oci`]: the OCI runtime state a hook reads on stdin.
+//! * [`accounts`]: user and group names from /etc/passwd and /etc/group,
+//!   read once per call.
 //! * [`audit`]: the audit record of each call.
 //!
 //! `state/`, what a call is judged by and keeps:
@@ -89,6 +91,6 @@ mod work;
 
 pub use kernel::{dhcp, filters, links, nat};
 pub(crate) use start::secure;
-pub use start::{audit, cli, oci, ports, privilege, stages, system, target};
+pub use start::{accounts, audit, cli, oci, ports, privilege, stages, system, target};
 pub use state::{leases, policy, request};
 pub use work::{output, wiring};

@@ -189,9 +189,11 @@ impl Stages for Helper {
             Action::Check => Intent::Check,
             Action::Delete | Action::Release { .. } | Action::Unpublish => Intent::Remove,
         };
-        let request = request::resolve(args, caller, intent)?;
+        // /etc/passwd is read once, for the grants and the worker alike.
+        let accounts = SystemAccounts::default();
+        let request = request::resolve(args, caller, intent, &accounts)?;
         self.call().network = Some(request.network.name.clone());
-        let worker = Worker::resolve(caller)?;
+        let worker = Worker::resolve(caller, &accounts)?;
         Ok((request, worker))
     }
 
@@ -372,7 +374,8 @@ fn restore(sys: &impl System, caller: &Caller) -> Result<Outcome, Failure> {
     // 6. Policy: root only; the networks as the policy defines them now
     //    (and the grants publications are judged by).
     let policy = request::restorable(caller)?;
-    let worker = Worker::resolve(caller)?;
+    let accounts = SystemAccounts::default();
+    let worker = Worker::resolve(caller, &accounts)?;
     // 7. No target: the networks of the host namespace we run in.
     let host_ns = NetNs::current()?.id()?;
     let networks = restore_state(&host_ns, &policy, caller)?; // 8
@@ -392,8 +395,7 @@ fn restore(sys: &impl System, caller: &Caller) -> Result<Outcome, Failure> {
     runtime()?.block_on(async {
         let host = links::Kernel::new(netplumb::Netlink::from_socket(host)?);
         let filters = filters::Kernel::new(nft);
-        let grants =
-            |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &SystemAccounts);
+        let grants = |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &accounts);
         let restored = wiring::restore_all(host, &filters, &networks, &grants).await;
         Ok(Outcome::Restored(restored))
     })

@@ -2,6 +2,7 @@
 //! narrowed, the caller and its target identified, the hook's state read
 //! holding nothing, and the audit record of what was done.
 
+pub mod accounts;
 pub mod audit;
 pub mod cli;
 pub mod oci;

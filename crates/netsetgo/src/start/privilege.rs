@@ -13,8 +13,9 @@ use std::fs;
 
 use caps::Capability;
 use nix::sys::prctl;
-use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, Gid};
+use nix::unistd::{getegid, geteuid, getgid, getuid};
 
+use crate::accounts::SystemAccounts;
 use crate::error::Failure;
 use crate::system::System;
 
@@ -277,11 +278,12 @@ impl Caller {
                 ));
             }
         }
-        let mut groups: Vec<u32> = getgroups()
-            .map_err(|e| Failure::internal(format!("getgroups: {e}")))?
-            .into_iter()
-            .map(Gid::as_raw)
-            .collect();
+        let mut groups = vec![0; crate::system::group_count()];
+        // SAFETY: getgroups(2) writes at most groups.len() gids into groups.
+        let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+        groups.truncate(usize::try_from(n).map_err(|_| {
+            Failure::internal(format!("getgroups: {}", std::io::Error::last_os_error()))
+        })?);
         groups.push(gid);
         groups.sort_unstable();
         groups.dedup();
@@ -361,12 +363,12 @@ pub struct Worker {
 
 impl Worker {
     /// The system user [`WORKER_USER`] from `/etc/passwd` (read like the
-    /// policy). Without it an unprivileged caller is refused: the helper
+    /// policy, once per call: `accounts` may have read it for the grants
+    /// already). Without it an unprivileged caller is refused: the helper
     /// would otherwise work under the caller's own uid, which the caller may
     /// signal. Root needs no protection from itself and keeps uid 0.
-    pub fn resolve(caller: &Caller) -> Result<Worker, Failure> {
-        let passwd = crate::secure::read_trusted(std::path::Path::new(PASSWD))?;
-        match find_user(&passwd, WORKER_USER) {
+    pub fn resolve(caller: &Caller, accounts: &SystemAccounts) -> Result<Worker, Failure> {
+        match find_user(accounts.passwd()?, WORKER_USER) {
             Some(worker) if worker.uid != 0 && worker.uid != caller.uid => Ok(worker),
             _ if caller.is_root() => Ok(Worker { uid: 0, gid: 0 }),
             Some(_) => Err(Failure::refused(format!(
@@ -596,6 +598,40 @@ mod tests {
         // ids resets dumpability).
         assert!(ids < first(&calls, |c| *c == Call::NoNewPrivs));
         assert!(ids < last(&calls, |c| *c == Call::NotDumpable));
+    }
+
+    #[test]
+    fn the_bounding_set_is_dropped_up_to_the_kernels_last_capability_in_one_call_each() {
+        use crate::system::drop_bounding;
+        // 5.8 (last 39), 5.9 to 6.18 (40), a future kernel (45).
+        for last in [39u32, 40, 45] {
+            let mut calls = Vec::new();
+            let known = drop_bounding(|cap| {
+                calls.push(cap);
+                if cap > last {
+                    Err(nix::Error::EINVAL)
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+            assert_eq!(known, last + 1);
+            // Every capability once, in order, then the one probe past the end.
+            assert_eq!(calls, (0..=last + 1).collect::<Vec<_>>());
+        }
+        // Any other refusal stops it, and so does EINVAL for CAP_CHOWN.
+        let eperm = |cap| {
+            if cap == 3 {
+                Err(nix::Error::EPERM)
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(drop_bounding(eperm), Err(nix::Error::EPERM));
+        assert_eq!(
+            drop_bounding(|_| Err(nix::Error::EINVAL)),
+            Err(nix::Error::EINVAL)
+        );
     }
 
     #[test]

@@ -91,12 +91,17 @@ const MAX_PREFIX: usize = 7;
 /// The request `args` make of `caller`'s grants for `intent`; `-publish`
 /// counts only when wiring (a poststop hook whose args repeat it releases
 /// all the same).
-pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
+pub fn resolve(
+    args: &Args,
+    caller: &Caller,
+    intent: Intent,
+    accounts: &SystemAccounts,
+) -> Result<Request, Failure> {
     let prefix = veth_prefix(args)?;
     if caller.is_root() {
         root_request(args, intent, prefix)
     } else {
-        granted_request(args, caller, intent, prefix)
+        granted_request(args, caller, intent, prefix, accounts)
     }
 }
 
@@ -161,10 +166,11 @@ fn granted_request(
     caller: &Caller,
     intent: Intent,
     prefix: String,
+    accounts: &SystemAccounts,
 ) -> Result<Request, Failure> {
     let policy = policy::load()?;
     let allowances = match &policy {
-        Some(policy) => policy.allowances(caller, &SystemAccounts)?,
+        Some(policy) => policy.allowances(caller, accounts)?,
         None => Vec::new(),
     };
     let granted = match &args.bridge_name {

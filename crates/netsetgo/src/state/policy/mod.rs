@@ -16,8 +16,9 @@ use std::net::Ipv4Addr;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use netplumb::Protocol;
 
+pub use crate::accounts::{Accounts, SystemAccounts};
 use crate::error::Failure;
-use crate::privilege::{Caller, PASSWD};
+use crate::privilege::Caller;
 use crate::secure::read_trusted;
 
 /// Where the policy lives (a build may choose another for tests).
@@ -25,10 +26,16 @@ pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
-const GROUP: &str = "/etc/group";
 
 /// Counts are small numbers; anything longer is a typo or an attack.
 const MAX_COUNT: u32 = 65_535;
+/// The most ports a Linux bridge holds (`BR_MAX_PORTS` of
+/// net/bridge/br_private.h is 1024 port numbers, and number 0 is
+/// reserved): the most containers one network's bridge can have, whatever
+/// its subnet. Grants that add up to more cannot be met and are refused
+/// when the policy is read; a call for a full bridge is refused before it
+/// makes anything.
+pub const BRIDGE_PORTS: u32 = 1023;
 
 /// One `network` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,66 +264,6 @@ impl Policy {
             }
         }
         Ok(out)
-    }
-}
-
-/// Where user and group names come from.
-pub trait Accounts {
-    /// All names of passwd entries with this uid.
-    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure>;
-    /// The gid of a group name.
-    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure>;
-    /// The groups of `uid` as the account files give them: its passwd
-    /// entry's gid first, then every group whose member list names it.
-    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure>;
-}
-
-/// /etc/passwd and /etc/group, read directly (no NSS: the binary is static
-/// and must not load code chosen by the machine's configuration).
-pub struct SystemAccounts;
-
-impl Accounts for SystemAccounts {
-    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure> {
-        let text = read_trusted(Path::new(PASSWD))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id = f.nth(1)?;
-                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
-            })
-            .collect())
-    }
-
-    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
-        let text = read_trusted(Path::new(GROUP))?;
-        Ok(text.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == name).then_some(())?;
-            f.nth(1)?.parse::<u32>().ok()
-        }))
-    }
-
-    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure> {
-        let passwd = read_trusted(Path::new(PASSWD))?;
-        let mut names = Vec::new();
-        let mut groups = Vec::new();
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[2].parse::<u32>().ok() == Some(uid) {
-                names.push(f[0]);
-                groups.extend(f[3].parse::<u32>().ok());
-            }
-        }
-        groups.truncate(1);
-        let group = read_trusted(Path::new(GROUP))?;
-        groups.extend(group.lines().filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            let listed = f.len() >= 4 && f[3].split(',').any(|m| names.contains(&m));
-            listed.then(|| f[2].parse::<u32>().ok()).flatten()
-        }));
-        Ok(groups)
     }
 }
 

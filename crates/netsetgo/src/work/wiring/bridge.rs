@@ -10,6 +10,7 @@ use crate::error::Failure;
 use crate::filters::Filters;
 use crate::leases::TOKEN_PREFIX;
 use crate::links::Links;
+use crate::policy::BRIDGE_PORTS;
 
 use super::Session;
 
@@ -92,6 +93,23 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             }
         }
         Ok(())
+    }
+
+    /// Refuses, before anything is made, a call for a bridge that already
+    /// holds [`BRIDGE_PORTS`], the most a Linux bridge can (the kernel
+    /// would refuse the pair with EXFULL). Its ports are counted from the
+    /// host side, by one ioctl that does not grow with the namespace.
+    pub(super) fn check_room(&self, bridge: &Link) -> Result<(), Failure> {
+        let ports = self.sockets.host.port_count(&bridge.name)?.unwrap_or(0);
+        if ports < BRIDGE_PORTS {
+            return Ok(());
+        }
+        Err(Failure::unavailable(format!(
+            "bridge {} of network {} already has {ports} ports, the most a Linux bridge can hold \
+             ({BRIDGE_PORTS}): no container can join it until one leaves (netsetgo -delete, or \
+             a container that exits); an administrator can add a network with a bridge of its own",
+            bridge.name, self.request.network.name
+        )))
     }
 
     /// Makes sure the bridge is managed by this state (security.md 15): its

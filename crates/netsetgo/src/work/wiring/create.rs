@@ -103,6 +103,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             undo.bridge(bridge.link.index);
         }
         self.admit(ledger, bridge.link.index).await?;
+        self.check_room(&bridge.link)?;
         let address = self.choose_address(ledger, bridge.link.index).await?;
         let plan = Plan::new(self.request, address);
         let mut lease = Lease {

@@ -580,6 +580,38 @@ fn a_call_refused_at_its_quota_makes_no_rule() {
 }
 
 #[test]
+fn a_bridge_with_the_most_ports_linux_allows_is_refused_before_anything_is_made() {
+    let dir = Scratch::new("fullbridge");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    let mut req = publishing(&["tcp:8080:80"]);
+    req.network.nat = true;
+    // One port short of full: the call is served (and makes the last port).
+    host.extra_ports.set(crate::policy::BRIDGE_PORTS - 1);
+    let (host, first) = wire_with(host, &filters, &store, &req, A, None);
+    first.unwrap();
+    filters.log.borrow_mut().clear();
+    host.log.borrow_mut().clear();
+    // Full: refused, naming the bridge, its limit and what to do, before
+    // any lease, rule or link. (Without -publish: a -publish here would
+    // be one on the container the first call wired.)
+    req.publish.clear();
+    let (host, second) = wire_with(host, &filters, &store, &req, A, None);
+    let refused = second.unwrap_err();
+    assert_eq!(refused.kind, Kind::Unavailable, "{refused}");
+    for said in ["bridge brg0", "1023 ports", "(1023)", "until one leaves"] {
+        assert!(refused.message.contains(said), "{said}: {refused}");
+    }
+    assert_eq!(leases(&store).len(), 1);
+    assert!(
+        filters.log.borrow().is_empty(),
+        "{:?}",
+        filters.log.borrow()
+    );
+    assert!(host.log.borrow().is_empty(), "{:?}", host.log.borrow());
+}
+
+#[test]
 fn a_failure_at_any_step_undoes_the_earlier_ones() {
     for step in ["guard", "publish tcp", "publish udp", "attach"] {
         let dir = Scratch::new("rollback");
