@@ -258,7 +258,10 @@ mod tests {
                 rtnetlink::Error::NetlinkError(ErrorMessage::default()),
                 "an error message without an error code",
             ),
-            (rtnetlink::Error::RequestFailed, "the netlink request failed"),
+            (
+                rtnetlink::Error::RequestFailed,
+                "the netlink request failed",
+            ),
             (
                 rtnetlink::Error::InvalidIp(vec![1, 2, 3]),
                 "an invalid address attribute",
