@@ -2,8 +2,9 @@
 //! far as the responder needs it: a client's DISCOVER or REQUEST is read
 //! into a [`Request`], strictly, and an OFFER or ACK is written from a
 //! [`Reply`]. Every read is bounds-checked; anything this parser does not
-//! know (an option outside [`CLIENT_OPTIONS`], a length it may not have, an
-//! option twice, no End) makes the whole message malformed.
+//! know (an option other than the nine a client sends in a DISCOVER or
+//! REQUEST, a length it may not have, an option twice, no End) makes the
+//! whole message malformed.
 
 use std::net::Ipv4Addr;
 
