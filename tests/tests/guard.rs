@@ -1869,7 +1869,8 @@ fn router_advertisement_with_prefix(t: &[u8]) -> Vec<u8> {
 /// each from its own MAC and addresses, broadcast, to the all-nodes group
 /// and to the peer's MAC, a few times over a second.
 fn answer_as_servers(lab: &Lab) -> ServerAnswers {
-    use netsetgo::dhcp::{answer, client_request, udp_packet, Terms};
+    use netsetgo::dhcp::message::code;
+    use netsetgo::dhcp::{answer, client_request, udp_packet, MessageType, Terms};
     let me = container_mac(4);
     let me6 = link_local(me);
     let peer_mac = container_mac(3);
@@ -1882,14 +1883,14 @@ fn answer_as_servers(lab: &Lab) -> ServerAnswers {
     };
     let offer = answer(
         peer_mac,
-        &client_request(peer_mac, dhcproto::v4::MessageType::Discover, &[]),
+        &client_request(peer_mac, MessageType::Discover, &[]),
         &terms,
     )
     .expect("an OFFER");
-    let requested = dhcproto::v4::DhcpOption::RequestedIpAddress(terms.address);
+    let requested = (code::REQUESTED_ADDRESS, terms.address.octets().to_vec());
     let ack = answer(
         peer_mac,
-        &client_request(peer_mac, dhcproto::v4::MessageType::Request, &[requested]),
+        &client_request(peer_mac, MessageType::Request, &[requested]),
         &terms,
     )
     .expect("an ACK");

@@ -13,9 +13,11 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use dhcproto::v4::{DhcpOption, MessageType};
+use dhcproto::v4;
+
+use netsetgo::dhcp::message::code;
 use netsetgo::dhcp::responder::{Responder, MAX_PACKETS};
-use netsetgo::dhcp::{client_request, Terms};
+use netsetgo::dhcp::{client_request, MessageType, Terms};
 use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged};
 use netsetgo_e2e::dhcp::{
     assert_holds_nothing, gone_within, in_netns_of, index_in, mac_in, Client,
@@ -27,12 +29,14 @@ use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, World};
 const NOBODY: u32 = 65534;
 const OTHER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x42];
 
-fn requested(address: &str) -> DhcpOption {
-    DhcpOption::RequestedIpAddress(address.parse().unwrap())
+fn requested(address: &str) -> (u8, Vec<u8>) {
+    let address: Ipv4Addr = address.parse().unwrap();
+    (code::REQUESTED_ADDRESS, address.octets().to_vec())
 }
 
-fn server_id(address: &str) -> DhcpOption {
-    DhcpOption::ServerIdentifier(address.parse().unwrap())
+fn server_id(address: &str) -> (u8, Vec<u8>) {
+    let address: Ipv4Addr = address.parse().unwrap();
+    (code::SERVER_ID, address.octets().to_vec())
 }
 
 /// The pair in `world`, a client on c0 and a responder on h0 for c0's MAC;
@@ -90,11 +94,10 @@ fn hostile(mac: [u8; 6]) -> Vec<([u8; 6], Vec<u8>)> {
     let mut garbled = client_request(mac, MessageType::Discover, &[]);
     garbled[28 + 236] ^= 0xff;
     // 28 + 244 + 4 * 257 + 200 = 1500 bytes: the MTU.
-    let unknown: Vec<DhcpOption> = (224..229)
+    let unknown: Vec<(u8, Vec<u8>)> = (224..229)
         .map(|code| {
             let len = if code < 228 { 255 } else { 198 };
-            let option = dhcproto::v4::UnknownOption::new(code.into(), vec![0xa5; len]);
-            DhcpOption::Unknown(option)
+            (code, vec![0xa5; len])
         })
         .collect();
     let huge = client_request(mac, MessageType::Discover, &unknown);
@@ -129,12 +132,12 @@ fn exchange(client: &Client, mac: [u8; 6], address: Ipv4Addr, gateway: &str) {
     assert_eq!(offers.len(), 1, "one OFFER: {offers:?}");
     let (to, offer) = &offers[0];
     assert_eq!((*to, offer.yiaddr()), (mac, address));
-    assert_eq!(offer.opts().msg_type(), Some(MessageType::Offer));
+    assert_eq!(offer.opts().msg_type(), Some(v4::MessageType::Offer));
     let asked = [requested(&address.to_string()), server_id(gateway)];
     client.send(mac, &client_request(mac, MessageType::Request, &asked));
     let acks = client.replies(Duration::from_secs(2));
     assert_eq!(acks.len(), 1, "one ACK: {acks:?}");
-    assert_eq!(acks[0].1.opts().msg_type(), Some(MessageType::Ack));
+    assert_eq!(acks[0].1.opts().msg_type(), Some(v4::MessageType::Ack));
     assert_eq!((acks[0].0, acks[0].1.yiaddr()), (mac, address));
 }
 

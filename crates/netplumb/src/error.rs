@@ -162,19 +162,31 @@ pub enum NetlinkError {
     /// An error code: the request was understood and refused.
     #[error("{0}")]
     Errno(io::Error),
-    /// Anything else: the transport failed, or the answer could not be read.
+    /// Anything else: the transport failed, or the answer could not be
+    /// read. Told in a few words, never by formatting the message: that
+    /// (rtnetlink's `Display` of an unexpected message is its `Debug`
+    /// form) would keep the `Debug` code of every netlink message type in
+    /// every binary built on netplumb.
     #[error("{0}")]
-    Protocol(rtnetlink::Error),
+    Protocol(String),
 }
 
 impl From<rtnetlink::Error> for NetlinkError {
     fn from(e: rtnetlink::Error) -> Self {
-        match e {
-            rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
-                NetlinkError::Errno(msg.to_io())
-            }
-            other => NetlinkError::Protocol(other),
-        }
+        use rtnetlink::Error as E;
+        NetlinkError::Protocol(match e {
+            E::NetlinkError(msg) if msg.raw_code() != 0 => return NetlinkError::Errno(msg.to_io()),
+            E::NetlinkError(_) => "an error message without an error code".into(),
+            E::UnexpectedMessage(msg) => format!(
+                "an unexpected netlink message of type {}",
+                msg.header.message_type
+            ),
+            E::RequestFailed => "the netlink request failed".into(),
+            E::NamespaceError(_) => "a namespace error".into(),
+            E::InvalidHardwareAddress(_) => "an invalid hardware address attribute".into(),
+            E::InvalidIp(_) | E::InvalidAddress(..) => "an invalid address attribute".into(),
+            E::InvalidNla(_) => "an invalid attribute".into(),
+        })
     }
 }
 
@@ -218,3 +230,44 @@ impl Error {
 
 /// netplumb's results: [`Error`] unless said otherwise.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroI32;
+
+    use rtnetlink::packet_core::{ErrorMessage, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+
+    use super::NetlinkError;
+
+    #[test]
+    fn an_error_code_stays_an_errno_and_the_rest_is_told_in_words() {
+        let mut refused = ErrorMessage::default();
+        refused.code = NonZeroI32::new(-libc::EEXIST);
+        let e = NetlinkError::from(rtnetlink::Error::NetlinkError(refused));
+        assert!(matches!(&e, NetlinkError::Errno(io) if io.raw_os_error() == Some(libc::EEXIST)));
+
+        let mut header = NetlinkHeader::default();
+        header.message_type = 16;
+        let unexpected = NetlinkMessage::new(header, NetlinkPayload::Noop);
+        for (error, text) in [
+            (
+                rtnetlink::Error::UnexpectedMessage(unexpected),
+                "an unexpected netlink message of type 16",
+            ),
+            (
+                rtnetlink::Error::NetlinkError(ErrorMessage::default()),
+                "an error message without an error code",
+            ),
+            (
+                rtnetlink::Error::RequestFailed,
+                "the netlink request failed",
+            ),
+            (
+                rtnetlink::Error::InvalidIp(vec![1, 2, 3]),
+                "an invalid address attribute",
+            ),
+        ] {
+            assert_eq!(NetlinkError::from(error).to_string(), text);
+        }
+    }
+}

@@ -14,13 +14,15 @@
 //! another address is not NAKed, since the one client we serve never asks
 //! for one and silence tells a hostile sender nothing.
 
+pub mod message;
 pub mod responder;
 
 use std::net::Ipv4Addr;
 
-use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, OptionCode};
-use dhcproto::{Decodable, Decoder, Encodable, Encoder};
 use ipnetwork::Ipv4Network;
+
+pub use message::MessageType;
+use message::{client_message, Reply as Message, Request};
 
 /// The DHCP server's UDP port.
 pub const SERVER_PORT: u16 = 67;
@@ -30,11 +32,6 @@ pub const CLIENT_PORT: u16 = 68;
 /// renewal could change ever does. (rootlesskit would sleep 0.9 of 136
 /// years before renewing.)
 pub const INFINITE_LEASE: u32 = u32::MAX;
-/// The BOOTP minimum message size (RFC 1542): some clients drop shorter.
-const MIN_MESSAGE: usize = 300;
-const MAGIC: [u8; 4] = [99, 130, 83, 99];
-/// Offset of the magic cookie in a BOOTP message.
-const MAGIC_AT: usize = 236;
 const UDP: u8 = 17;
 const TTL: u8 = 64;
 
@@ -69,78 +66,40 @@ pub fn answer(from: [u8; 6], packet: &[u8], terms: &Terms) -> Option<Reply> {
     if from != terms.mac {
         return None;
     }
-    let payload = udp_payload(packet, terms.gateway.ip())?;
-    if payload.get(MAGIC_AT..MAGIC_AT + 4)? != MAGIC || !plain_options(&payload[MAGIC_AT + 4..]) {
-        return None;
-    }
-    let request = Message::decode(&mut Decoder::new(payload)).ok()?;
-    // hlen first: chaddr() slices by it.
-    if request.opcode() != Opcode::BootRequest
-        || request.htype() != HType::Eth
-        || request.hlen() != 6
-        || request.chaddr() != terms.mac
-        || request.hops() != 0
-        || !request.giaddr().is_unspecified()
-    {
-        return None;
-    }
     let server = terms.gateway.ip();
-    let (kind, ciaddr) = match request.opts().msg_type()? {
+    let request = Request::parse(udp_payload(packet, server)?)?;
+    if request.chaddr != terms.mac {
+        return None;
+    }
+    let (kind, ciaddr) = match request.kind {
         MessageType::Discover => (MessageType::Offer, Ipv4Addr::UNSPECIFIED),
         MessageType::Request => {
-            if let Some(DhcpOption::ServerIdentifier(id)) =
-                request.opts().get(OptionCode::ServerIdentifier)
+            if request.server.is_some_and(|id| id != server)
+                || request.requested.unwrap_or(request.ciaddr) != terms.address
             {
-                if *id != server {
-                    return None;
-                }
-            }
-            let asked = match request.opts().get(OptionCode::RequestedIpAddress) {
-                Some(DhcpOption::RequestedIpAddress(asked)) => *asked,
-                _ => request.ciaddr(),
-            };
-            if asked != terms.address {
                 return None;
             }
-            (MessageType::Ack, request.ciaddr())
+            (MessageType::Ack, request.ciaddr)
         }
         _ => return None,
     };
-    let broadcast = request.flags().broadcast();
-    let mut reply = Message::new_with_id(
-        request.xid(),
+    let message = Message {
+        kind,
+        xid: request.xid,
+        broadcast: request.broadcast,
         ciaddr,
-        terms.address,
-        Ipv4Addr::UNSPECIFIED,
-        Ipv4Addr::UNSPECIFIED,
-        &terms.mac,
-    );
-    reply.set_opcode(Opcode::BootReply).set_flags(if broadcast {
-        Flags::default().set_broadcast()
-    } else {
-        Flags::default()
-    });
-    let opts = reply.opts_mut();
-    opts.insert(DhcpOption::MessageType(kind));
-    opts.insert(DhcpOption::ServerIdentifier(server));
-    opts.insert(DhcpOption::AddressLeaseTime(INFINITE_LEASE));
-    opts.insert(DhcpOption::SubnetMask(terms.gateway.mask()));
-    opts.insert(DhcpOption::Router(vec![server]));
-    if !terms.dns.is_empty() {
-        opts.insert(DhcpOption::DomainNameServer(terms.dns.clone()));
+        yiaddr: terms.address,
+        chaddr: terms.mac,
+        server,
+        lease: INFINITE_LEASE,
+        mask: terms.gateway.mask(),
+        dns: &terms.dns,
+        client_id: request.client_id,
     }
-    // RFC 6842: a client identifier is echoed.
-    if let Some(id @ DhcpOption::ClientIdentifier(_)) =
-        request.opts().get(OptionCode::ClientIdentifier)
-    {
-        opts.insert(id.clone());
-    }
-    let mut message = Vec::with_capacity(MIN_MESSAGE);
-    reply.encode(&mut Encoder::new(&mut message)).ok()?;
-    message.resize(message.len().max(MIN_MESSAGE), 0);
+    .encode()?;
     // RFC 2131 4.1: to the broadcast address if the client asked, else to
     // its hardware address and the address it is about to have.
-    let (to, dst) = if broadcast {
+    let (to, dst) = if request.broadcast {
         ([0xff; 6], Ipv4Addr::BROADCAST)
     } else {
         (terms.mac, terms.address)
@@ -152,61 +111,17 @@ pub fn answer(from: [u8; 6], packet: &[u8], terms: &Terms) -> Option<Reply> {
     })
 }
 
-/// The options a client sends in a DISCOVER or REQUEST (RFC 2131 table 5,
-/// less what a client of ours has no use for), with the lengths each may
-/// have. dhcproto decodes some options by their type rather than their
-/// length and asserts on or subtracts from the lengths of others (found by
-/// fuzzing), so it only ever sees these.
-const CLIENT_OPTIONS: [(u8, u8, u8); 9] = [
-    (12, 1, 255), // host name
-    (50, 4, 4),   // requested address
-    (51, 4, 4),   // lease time
-    (53, 1, 1),   // message type
-    (54, 4, 4),   // server identifier
-    (55, 1, 255), // parameter request list
-    (57, 2, 2),   // maximum message size
-    (60, 1, 255), // vendor class
-    (61, 2, 255), // client identifier
-];
-
-/// Whether the options are well-formed, each of [`CLIENT_OPTIONS`] with a
-/// length it may have and at most once, up to an End option.
-fn plain_options(mut rest: &[u8]) -> bool {
-    let mut seen = [false; 256];
-    loop {
-        match rest {
-            [255, ..] => return true,
-            [0, tail @ ..] => rest = tail,
-            [code, len, tail @ ..] => {
-                let known = CLIENT_OPTIONS
-                    .iter()
-                    .any(|&(c, min, max)| c == *code && (min..=max).contains(len));
-                let len = usize::from(*len);
-                if !known || seen[usize::from(*code)] || tail.len() < len {
-                    return false;
-                }
-                seen[usize::from(*code)] = true;
-                rest = &tail[len..];
-            }
-            _ => return false,
-        }
-    }
-}
-
-/// A client's message as rootlesskit's client sends it: an IPv4 packet
-/// from `0.0.0.0:68` to `255.255.255.255:67`, flags 0 (for tests and fuzz
-/// seeds).
-pub fn client_request(chaddr: [u8; 6], kind: MessageType, options: &[DhcpOption]) -> Vec<u8> {
-    let z = Ipv4Addr::UNSPECIFIED;
-    let mut m = Message::new_with_id(0x842e_ee42, z, z, z, z, &chaddr);
-    m.opts_mut().insert(DhcpOption::MessageType(kind));
-    for o in options {
-        m.opts_mut().insert(o.clone());
-    }
-    let mut bytes = Vec::new();
-    m.encode(&mut Encoder::new(&mut bytes))
-        .expect("a message of known options encodes");
-    udp_packet((z, CLIENT_PORT), (Ipv4Addr::BROADCAST, SERVER_PORT), &bytes)
+/// A client's message as rootlesskit's client sends it, in an IPv4 packet
+/// from `0.0.0.0:68` to `255.255.255.255:67`: flags 0, the message type,
+/// then `options` (code and value) as they are (for tests and fuzz seeds,
+/// which may forge any option). Panics if a value is longer than 255 bytes.
+pub fn client_request(chaddr: [u8; 6], kind: MessageType, options: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let bytes = client_message(chaddr, kind, options);
+    udp_packet(
+        (Ipv4Addr::UNSPECIFIED, CLIENT_PORT),
+        (Ipv4Addr::BROADCAST, SERVER_PORT),
+        &bytes,
+    )
 }
 
 /// The DHCP message of an IPv4 packet from the client port to the server
@@ -286,244 +201,4 @@ fn checksum(parts: &[&[u8]]) -> u16 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MAC: [u8; 6] = [0xc2, 0x7b, 0xfe, 0x31, 0xa0, 0x99];
-
-    fn terms() -> Terms {
-        Terms {
-            mac: MAC,
-            address: "10.10.10.7".parse().unwrap(),
-            gateway: "10.10.10.1/24".parse().unwrap(),
-            dns: vec!["10.10.10.1".parse().unwrap()],
-        }
-    }
-
-    /// rootlesskit's DISCOVER as captured on a host end (the IPv4 packet,
-    /// without the Ethernet header): 0.0.0.0:68 -> 255.255.255.255:67, UDP
-    /// checksum 0, flags 0, options 53=1, 55=[1,3,15,6], padded to 300.
-    fn captured_discover() -> Vec<u8> {
-        let mut p = hex(concat!(
-            "450001483cde000040113cc800000000ffffffff004400430134000001010600842eee42",
-            "0000000000000000000000000000000000000000c27bfe31a099",
-        ));
-        p.resize(20 + 8 + MAGIC_AT, 0);
-        p.extend_from_slice(&hex("63825363350101370401030f06ff"));
-        p.resize(0x148, 0);
-        p
-    }
-
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
-
-    fn fix_header_checksum(p: &mut [u8]) {
-        let sum = checksum(&[&p[..10], &p[12..20]]);
-        p[10..12].copy_from_slice(&sum.to_be_bytes());
-    }
-
-    fn decode(reply: &Reply) -> Message {
-        assert_eq!(checksum(&[&reply.packet[..20]]), 0, "IP header checksum");
-        let mut pseudo = [0u8; 12];
-        pseudo[..8].copy_from_slice(&reply.packet[12..20]);
-        pseudo[9] = UDP;
-        pseudo[10..].copy_from_slice(&reply.packet[24..26]);
-        assert_eq!(checksum(&[&pseudo, &reply.packet[20..]]), 0, "UDP checksum");
-        assert_eq!(&reply.packet[20..24], &[0, 67, 0, 68]);
-        Message::decode(&mut Decoder::new(&reply.packet[28..])).unwrap()
-    }
-
-    fn requested(address: &str) -> DhcpOption {
-        DhcpOption::RequestedIpAddress(address.parse().unwrap())
-    }
-
-    fn server_id(address: &str) -> DhcpOption {
-        DhcpOption::ServerIdentifier(address.parse().unwrap())
-    }
-
-    #[test]
-    fn rootlesskits_discover_gets_an_offer_with_everything_it_needs() {
-        let reply = answer(MAC, &captured_discover(), &terms()).expect("an offer");
-        assert!(!reply.done);
-        // Flags 0: to the client's MAC and the address it is offered.
-        assert_eq!(reply.to, MAC);
-        assert_eq!(&reply.packet[12..20], &[10, 10, 10, 1, 10, 10, 10, 7]);
-        assert!(reply.packet.len() >= 28 + MIN_MESSAGE);
-        let m = decode(&reply);
-        assert_eq!(m.opcode(), Opcode::BootReply);
-        assert_eq!((m.xid(), m.chaddr()), (0x842eee42, &MAC[..]));
-        assert_eq!(m.yiaddr(), terms().address);
-        let o = m.opts();
-        assert_eq!(o.msg_type(), Some(MessageType::Offer));
-        let gw: Ipv4Addr = "10.10.10.1".parse().unwrap();
-        assert_eq!(
-            o.get(OptionCode::ServerIdentifier),
-            Some(&DhcpOption::ServerIdentifier(gw))
-        );
-        assert_eq!(
-            o.get(OptionCode::SubnetMask),
-            Some(&DhcpOption::SubnetMask("255.255.255.0".parse().unwrap()))
-        );
-        assert_eq!(
-            o.get(OptionCode::Router),
-            Some(&DhcpOption::Router(vec![gw]))
-        );
-        assert_eq!(
-            o.get(OptionCode::DomainNameServer),
-            Some(&DhcpOption::DomainNameServer(vec![gw]))
-        );
-        assert_eq!(
-            o.get(OptionCode::AddressLeaseTime),
-            Some(&DhcpOption::AddressLeaseTime(u32::MAX))
-        );
-    }
-
-    #[test]
-    fn a_request_for_the_leased_address_is_acked_and_ends_the_exchange() {
-        for extra in [
-            vec![requested("10.10.10.7"), server_id("10.10.10.1")],
-            vec![requested("10.10.10.7")],
-        ] {
-            let reply = answer(
-                MAC,
-                &client_request(MAC, MessageType::Request, &extra),
-                &terms(),
-            )
-            .expect("an ack");
-            assert!(reply.done);
-            let m = decode(&reply);
-            assert_eq!(m.opts().msg_type(), Some(MessageType::Ack));
-            assert_eq!(m.yiaddr(), terms().address);
-        }
-    }
-
-    #[test]
-    fn the_broadcast_flag_and_a_client_identifier_are_honoured() {
-        let mut packet = client_request(
-            MAC,
-            MessageType::Discover,
-            &[DhcpOption::ClientIdentifier(vec![1, 2, 3])],
-        );
-        packet[28 + 10] = 0x80;
-        let reply = answer(MAC, &packet, &terms()).expect("an offer");
-        assert_eq!(reply.to, [0xff; 6]);
-        assert_eq!(&reply.packet[16..20], &[255, 255, 255, 255]);
-        let m = decode(&reply);
-        assert!(m.flags().broadcast());
-        assert_eq!(
-            m.opts().get(OptionCode::ClientIdentifier),
-            Some(&DhcpOption::ClientIdentifier(vec![1, 2, 3]))
-        );
-    }
-
-    #[test]
-    fn other_macs_addresses_servers_and_kinds_get_nothing() {
-        let t = terms();
-        let other = [0x02, 0, 0, 0, 0, 1];
-        let discover = client_request(MAC, MessageType::Discover, &[]);
-        // Another Ethernet source, or another chaddr.
-        assert_eq!(answer(other, &discover, &t), None);
-        assert_eq!(
-            answer(MAC, &client_request(other, MessageType::Discover, &[]), &t),
-            None
-        );
-        for extra in [
-            vec![requested("10.10.10.8")],
-            vec![requested("10.10.10.7"), server_id("10.10.10.9")],
-            vec![],
-        ] {
-            let packet = client_request(MAC, MessageType::Request, &extra);
-            assert_eq!(answer(MAC, &packet, &t), None, "{extra:?}");
-        }
-        for kind in [
-            MessageType::Release,
-            MessageType::Decline,
-            MessageType::Inform,
-            MessageType::Offer,
-            MessageType::Ack,
-        ] {
-            assert_eq!(
-                answer(MAC, &client_request(MAC, kind, &[]), &t),
-                None,
-                "{kind:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn malformed_packets_get_nothing() {
-        let t = terms();
-        let good = captured_discover();
-        assert!(answer(MAC, &good, &t).is_some());
-        let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
-        // One field changed at a time, the header checksum kept right
-        // unless it is the field.
-        let mut edit = |what, at: usize, byte: u8| {
-            let mut p = good.clone();
-            p[at] = byte;
-            if at < 20 && !(10..12).contains(&at) {
-                fix_header_checksum(&mut p);
-            }
-            cases.push((what, p));
-        };
-        edit("IP options", 0, 0x46);
-        edit("IPv6", 0, 0x65);
-        edit("header checksum", 11, 0);
-        edit("more fragments", 6, 0x20);
-        edit("TCP", 9, 6);
-        edit("client port", 21, 69);
-        edit("server port", 23, 66);
-        edit("magic cookie", 28 + MAGIC_AT, 0);
-        edit("hlen beyond chaddr", 28 + 2, 17);
-        edit("hardware type", 28 + 1, 6);
-        edit("a reply", 28, 2);
-        edit("relayed", 28 + 3, 1);
-        for (what, p) in &cases {
-            assert_eq!(answer(MAC, p, &t), None, "{what}");
-        }
-        for len in [0, 19, 27, 28 + MAGIC_AT, good.len() - 1] {
-            assert_eq!(answer(MAC, &good[..len], &t), None, "cut at {len}");
-        }
-        // Options: unknown, of a wrong length, twice, or without End.
-        let options = 28 + MAGIC_AT + 4;
-        for (what, bytes) in [
-            ("overload", &[52, 1, 3, 53, 1, 1, 255][..]),
-            ("bulk lease query", &[53, 1, 1, 152, 0, 255]),
-            ("message type of 0 bytes", &[53, 0, 1, 255]),
-            ("message type twice", &[53, 1, 1, 53, 1, 1, 255]),
-            ("no end", &[53, 1, 1]),
-            ("past the end", &[53, 1, 1, 55, 200, 1, 255]),
-        ] {
-            let mut p = good[..options].to_vec();
-            p.extend_from_slice(bytes);
-            let udp_len = (p.len() - 20) as u16;
-            let total = p.len() as u16;
-            p[24..26].copy_from_slice(&udp_len.to_be_bytes());
-            p[2..4].copy_from_slice(&total.to_be_bytes());
-            fix_header_checksum(&mut p);
-            assert_eq!(answer(MAC, &p, &t), None, "{what}");
-        }
-        let mut long_udp = good.clone();
-        long_udp[24..26].copy_from_slice(&2000u16.to_be_bytes());
-        assert_eq!(answer(MAC, &long_udp, &t), None, "UDP length");
-        // To another host than the server or everyone.
-        let mut p = client_request(MAC, MessageType::Discover, &[]);
-        p[16..20].copy_from_slice(&[10, 10, 10, 9]);
-        fix_header_checksum(&mut p);
-        assert_eq!(answer(MAC, &p, &t), None, "destination");
-    }
-
-    #[test]
-    fn checksums_match_the_textbook() {
-        // RFC 1071's example, and a header that sums to zero with its own.
-        assert_eq!(
-            checksum(&[&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]]),
-            !0xddf2
-        );
-        assert_eq!(checksum(&[&captured_discover()[..20]]), 0);
-    }
-}
+mod tests;
