@@ -274,10 +274,8 @@ impl Namespace {
     fn of(pid: u32, kind: &str) -> Option<Namespace> {
         let pin = fs::File::open(format!("/proc/{pid}/ns/{kind}")).ok()?;
         let link = ns_of(pid, kind)?;
-        (ns_of(std::process::id(), kind).as_deref() != Some(link.as_str())).then_some(Namespace {
-            link,
-            _pin: pin,
-        })
+        (ns_of(std::process::id(), kind).as_deref() != Some(link.as_str()))
+            .then_some(Namespace { link, _pin: pin })
     }
 
     /// The pids of the processes in it right now.
@@ -323,7 +321,7 @@ impl Daemon {
                 && self
                     .userns
                     .as_ref()
-                    .map_or(true, |ns| ns.members().is_empty())
+                    .is_none_or(|ns| ns.members().is_empty())
         });
         assert!(exited, "the rootless daemon did not stop within {limit:?}");
         started.elapsed()

@@ -70,10 +70,15 @@ fn assert_one_lease(world: &World, rootless: &Rootless) -> Lease {
 #[track_caller]
 fn assert_nothing_left(world: &World) {
     let snap = world.settled_snapshot();
-    assert!(snap.ports_of(BRIDGE).is_empty(), "host ends left:\n{snap:?}");
+    assert!(
+        snap.ports_of(BRIDGE).is_empty(),
+        "host ends left:\n{snap:?}"
+    );
     let names = snap.link_names();
     assert!(
-        names.iter().all(|n| ["lo", "up0", BRIDGE].contains(&n.as_str())),
+        names
+            .iter()
+            .all(|n| ["lo", "up0", BRIDGE].contains(&n.as_str())),
         "devices in the world after the stop: {names:?}"
     );
     eprintln!(
@@ -138,7 +143,9 @@ fn rootless_docker_runs_containers_on_its_lease_and_publishes_with_builtin() {
     );
 
     rootless
-        .docker(&["run", "-d", "--name", "web", "-p", "8080:80", IMAGE, "sleep", "600"])
+        .docker(&[
+            "run", "-d", "--name", "web", "-p", "8080:80", IMAGE, "sleep", "600",
+        ])
         .expect_success("docker run -p 8080:80");
     let pid = rootless.container_pid("web");
     let mut web = Server::start(&netns_prefix(pid), "tcp", "0.0.0.0", 80);
@@ -216,9 +223,20 @@ fn rootless_docker_published_by_netsetgo_sees_the_client_address() {
 
     let out = world.netsetgo(
         USER,
-        &["-pid", &child, "-publish", "tcp:8080:8080", "-publish", "udp:8081:8081"],
+        &[
+            "-pid",
+            &child,
+            "-publish",
+            "tcp:8080:8080",
+            "-publish",
+            "udp:8081:8081",
+        ],
     );
-    assert_eq!(out.code(), Some(0), "-publish on rootlesskit's child:\n{out}");
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "-publish on rootlesskit's child:\n{out}"
+    );
     assert_eq!(assert_one_lease(&world, &rootless), lease, "the same lease");
     assert_eq!(
         Snapshot::of_pid(rootless.child_pid()).link_names(),
@@ -231,7 +249,16 @@ fn rootless_docker_published_by_netsetgo_sees_the_client_address() {
         .expect_success("docker load");
     rootless
         .docker(&[
-            "run", "-d", "--name", "svc", "-p", "8080:8080", "-p", "8081:8081/udp", IMAGE, "sleep",
+            "run",
+            "-d",
+            "--name",
+            "svc",
+            "-p",
+            "8080:8080",
+            "-p",
+            "8081:8081/udp",
+            IMAGE,
+            "sleep",
             "600",
         ])
         .expect_success("docker run -p 8080:8080 -p 8081:8081/udp");
