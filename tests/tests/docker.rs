@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use netsetgo_e2e::docker::{busybox_image, require_packages, Rootless, BRIDGE, IMAGE};
 use netsetgo_e2e::fixtures::{world_with, GATEWAY};
-use netsetgo_e2e::nft::guard_tables;
+use netsetgo_e2e::nft::{guard_tables, ruleset};
 use netsetgo_e2e::traffic::{
     netns_prefix, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE_TRIES, UPLINK4,
 };
@@ -65,8 +65,9 @@ fn assert_one_lease(world: &World, rootless: &Rootless) -> Lease {
 
 /// Right after a stop: no host end on the bridge, no docker0 or other
 /// device of Docker's in the world. Then the next call on the network (a
-/// container of the user's, wired and deleted) frees the stale lease and
-/// its guard table: nothing of the daemon's is left.
+/// container of the user's, wired and deleted) frees the stale lease: no
+/// lease, no host end, no guard table and no nftables rule naming the
+/// stale lease's address or host end is left.
 #[track_caller]
 fn assert_nothing_left(world: &World) {
     let snap = world.settled_snapshot();
@@ -81,9 +82,9 @@ fn assert_nothing_left(world: &World) {
             .all(|n| ["lo", "up0", BRIDGE].contains(&n.as_str())),
         "devices in the world after the stop: {names:?}"
     );
+    let stale = world.leases(BRIDGE);
     eprintln!(
-        "after the stop, before the next call: leases {:?}, guard tables {:?}",
-        world.leases(BRIDGE),
+        "after the stop, before the next call: leases {stale:?}, guard tables {:?}",
         guard_tables(world)
     );
     let c = world.container(USER);
@@ -94,6 +95,13 @@ fn assert_nothing_left(world: &World) {
     assert_eq!(world.leases(BRIDGE), vec![], "leases after the next call");
     assert_eq!(guard_tables(world), Vec::<String>::new(), "guard tables");
     assert!(world.settled_snapshot().ports_of(BRIDGE).is_empty());
+    let rules = ruleset(world);
+    for lease in stale {
+        assert!(
+            !rules.contains(&lease.address.to_string()) && !rules.contains(&lease.ifname),
+            "the ruleset still names {lease:?}:\n{rules}"
+        );
+    }
 }
 
 /// The daemon comes up on the lxc-user-nic network, a container reaches
@@ -167,6 +175,7 @@ fn rootless_docker_runs_containers_on_its_lease_and_publishes_with_builtin() {
     let took = daemon.stop(STOP);
     eprintln!("rootless dockerd stopped in {took:?}");
     assert_nothing_left(&world);
+    assert_eq!(ruleset(&world), "", "the world's nftables ruleset");
 }
 
 /// 20 restarts in a row: each time exactly one lease (the same address)
@@ -197,6 +206,7 @@ fn rootless_docker_restarted_twenty_times_holds_one_lease() {
         ready[0], ready[10], ready[19], stops[0], stops[10], stops[19]
     );
     assert_nothing_left(&world);
+    assert_eq!(ruleset(&world), "", "the world's nftables ruleset");
 }
 
 /// The client-address recipe: rootlesskit's port driver `none` and
@@ -283,4 +293,5 @@ fn rootless_docker_published_by_netsetgo_sees_the_client_address() {
         .expect_success("docker rm -f");
     daemon.stop(STOP);
     assert_nothing_left(&world);
+    outside.assert_unanswered(8080);
 }
