@@ -302,11 +302,6 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// rootlesskit's pid.
-    pub fn pid(&self) -> u32 {
-        self.proc.pid()
-    }
-
     /// Stops it as a user would (SIGTERM to rootlesskit, which passes it
     /// to dockerd) and waits, at most `limit`, until rootlesskit has
     /// exited and no process is left in its child's user namespace (so the
