@@ -11,10 +11,10 @@
 //! namespace, and the lease (with its port's guard table) is freed by the
 //! next netsetgo call on the network.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use netsetgo_e2e::docker::{busybox_image, require_packages, Rootless, BRIDGE, IMAGE};
-use netsetgo_e2e::fixtures::{world_with, GATEWAY};
+use netsetgo_e2e::fixtures::{wait_for_ports, world_with, GATEWAY};
 use netsetgo_e2e::nft::{guard_tables, ruleset};
 use netsetgo_e2e::traffic::{
     netns_prefix, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE_TRIES, UPLINK4,
@@ -63,13 +63,24 @@ fn assert_one_lease(world: &World, rootless: &Rootless) -> Lease {
     lease
 }
 
-/// Right after a stop: no host end on the bridge, no docker0 or other
-/// device of Docker's in the world. Then the next call on the network (a
-/// container of the user's, wired and deleted) frees the stale lease: no
-/// lease, no host end, no guard table and no nftables rule naming the
-/// stale lease's address or host end is left.
+/// Waits (bounded) until the kernel has removed the host end of a
+/// stopped daemon's namespace (its cleanup runs after the last process
+/// has gone, later under load); returns how long that took.
+fn wait_for_no_host_end(world: &World) -> Duration {
+    let start = Instant::now();
+    wait_for_ports(world, 0);
+    start.elapsed()
+}
+
+/// After a stop: no host end on the bridge (once the kernel has removed
+/// the namespace), no docker0 or other device of Docker's in the world.
+/// Then the next call on the network (a container of the user's, wired
+/// and deleted) frees the stale lease: no lease, no host end, no guard
+/// table and no nftables rule naming the stale lease's address or host end
+/// is left.
 #[track_caller]
 fn assert_nothing_left(world: &World) {
+    wait_for_no_host_end(world);
     let snap = world.settled_snapshot();
     assert!(
         snap.ports_of(BRIDGE).is_empty(),
@@ -180,15 +191,18 @@ fn rootless_docker_runs_containers_on_its_lease_and_publishes_with_builtin() {
 
 /// 20 restarts in a row: each time exactly one lease (the same address)
 /// and one host end; the stale lease of the previous run is freed by
-/// rootlesskit's next `create`.
+/// rootlesskit's next `create`. Each start waits until the kernel has
+/// removed the previous namespace's pair: with a quota of 1, a `create`
+/// that comes while the kernel's cleanup of the old namespace is still
+/// pending (it can take longer than netsetgo's 200 ms of quota retries on
+/// a loaded machine) is refused at the quota.
 #[test]
 fn rootless_docker_restarted_twenty_times_holds_one_lease() {
     require_root!();
     require_packages();
     let world = world_with(POLICY);
     let rootless = Rootless::new(&world, USER);
-    let mut ready = Vec::new();
-    let mut stops = Vec::new();
+    let (mut ready, mut stops, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
     for round in 0..20 {
         let daemon = rootless.start("builtin", &[]);
@@ -197,13 +211,16 @@ fn rootless_docker_restarted_twenty_times_holds_one_lease() {
         let address = *first.get_or_insert(lease.address);
         assert_eq!(lease.address, address, "round {round}");
         stops.push(daemon.stop(STOP));
+        gone.push(wait_for_no_host_end(&world));
     }
-    ready.sort();
-    stops.sort();
+    for times in [&mut ready, &mut stops, &mut gone] {
+        times.sort();
+    }
     eprintln!(
         "20 starts until docker info answered: min {:?} median {:?} max {:?}; \
-         stops: min {:?} median {:?} max {:?}",
-        ready[0], ready[10], ready[19], stops[0], stops[10], stops[19]
+         stops: min {:?} median {:?} max {:?}; host end gone after the stop: \
+         median {:?} max {:?}",
+        ready[0], ready[10], ready[19], stops[0], stops[10], stops[19], gone[10], gone[19]
     );
     assert_nothing_left(&world);
     assert_eq!(ruleset(&world), "", "the world's nftables ruleset");
