@@ -4,7 +4,7 @@
 //! netsetgo as rootlesskit's `--lxc-user-nic-binary`. Offline: the image is
 //! a `docker load` tarball built at test time from busybox-static.
 //!
-//! Everything of the daemon (its HOME, XDG_RUNTIME_DIR, data-root,
+//! Everything of the daemon (its HOME, XDG_RUNTIME_DIR, TMPDIR, data-root,
 //! exec-root and rootlesskit's state directory) lives in one scratch
 //! directory; its storage driver is `vfs`. The daemon's network namespace
 //! is rootlesskit's child's; docker0 and Docker's iptables rules exist only
@@ -192,6 +192,8 @@ impl<'w> Rootless<'w> {
             "env".to_string(),
             format!("HOME={}", self.path("home")),
             format!("XDG_RUNTIME_DIR={}", self.path("run")),
+            // containerd's stack dumps, whatever else takes a temp file.
+            format!("TMPDIR={}", self.path("run")),
             "DOCKERD_ROOTLESS_ROOTLESSKIT_NET=lxc-user-nic".into(),
             format!("DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER={port_driver}"),
             format!("DOCKERD_ROOTLESS_ROOTLESSKIT_FLAGS={flags}"),
