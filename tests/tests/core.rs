@@ -367,6 +367,32 @@ fn refuses_an_existing_non_bridge_as_bridge() {
     assert!(world.leases("eth9").is_empty());
 }
 
+#[test]
+fn a_full_bridge_is_refused_before_anything_is_made() {
+    require_root!();
+    let (world, c, _w) = busy_world(POLICY);
+    // 1022 ports more (veths, down: quick to make) and brg0 holds 1023,
+    // the most a Linux bridge can.
+    world
+        .run(&[
+            "sh",
+            "-c",
+            "seq 1 1022 | sed 's/.*/link add fill& master brg0 type veth peer name fpeer&/' | ip -b -",
+        ])
+        .expect_success("fill brg0");
+    assert_eq!(world.snapshot().ports_of("brg0").len(), 1023);
+    let next = world.container(A);
+    let out = assert_refused(&world, &[&c, &next], A, &["-pid", &next.pid_arg()]);
+    for said in ["bridge brg0", "1023 ports", "until one leaves"] {
+        assert!(out.stderr.contains(said), "{said}: {out}");
+    }
+    // With room for one, the same call is served.
+    world
+        .run(&["ip", "link", "del", "fill1"])
+        .expect_success("free a port");
+    wire(&world, &next);
+}
+
 /// Each of `cases` (flags before `-pid`) is refused, as nsg-a and as root,
 /// and changes nothing, in a busy world.
 fn refuses_each_as_a_and_root(cases: &[[&str; 2]]) {

@@ -100,6 +100,34 @@ fn a_call_with_another_run_is_refused_at_the_bridge() {
     wire(&world, &d);
 }
 
+#[test]
+fn a_bridge_the_cni_plugin_manages_is_refused_untouched() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    // The plugin's mark, which only root can set in the host's namespace.
+    world
+        .run(&["ip", "link", "add", "brg0", "type", "bridge"])
+        .expect_success("ip link add brg0");
+    world
+        .run(&["ip", "link", "set", "brg0", "alias", "netplumb-cni"])
+        .expect_success("ip link set brg0 alias");
+    let out = assert_unchanged_with(&world, &[&c], Maps::AllowNewEmpty, || {
+        world.netsetgo(A, &["-pid", &c.pid_arg()])
+    });
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert_refusal_line(&out);
+    assert!(
+        out.stderr.contains("brg0") && out.stderr.contains("CNI plugin netplumb-bridge"),
+        "{out}"
+    );
+    let alias = world.run(&["ip", "-j", "link", "show", "brg0"]);
+    assert!(
+        alias.stdout.contains("\"ifalias\":\"netplumb-cni\""),
+        "{alias}"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 6 / finding 3c. The overlap check cannot be skipped by a killed call
 

@@ -9,6 +9,10 @@
 //! Each instance's command writes what it sees to files of the user's and
 //! fetches a page from `busybox httpd` in the world.
 //!
+//! A port of rootlesskit's namespace is published by naming its child's
+//! pid (from its state directory) to `netsetgo -pid ... -publish`, and
+//! reached from an outside namespace with the client's own address.
+//!
 //! Needs the packages `rootlesskit`, `uidmap` (newuidmap, newgidmap) and
 //! `busybox-static`.
 
@@ -19,6 +23,9 @@ use std::time::{Duration, Instant};
 
 use netsetgo_e2e::checks::assert_unchanged;
 use netsetgo_e2e::fixtures::{http_server, wait_for_ports, world_with, GATEWAY};
+use netsetgo_e2e::traffic::{
+    netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, UPLINK4,
+};
 use netsetgo_e2e::{ensure_user, installed_binary, require_root, scratch_dir, Proc, User, World};
 
 const USER: &str = "nsg-rk";
@@ -229,4 +236,93 @@ fn rootlesskit_instances_get_their_leases_by_dhcp_and_reach_the_host() {
     wait_for_ports(&world, 0);
     let (_procs, seen) = run_instances(&world, &home, &names("b"));
     assert_networked(&world, &home, &seen);
+}
+
+/// The README's recipe (issue 19): rootlesskit's child's pid, from its
+/// state directory, named to `netsetgo -pid ... -publish`: an outside
+/// client reaches a server in rootlesskit's network namespace over TCP
+/// and UDP, seen with its own address; `-unpublish` takes one away; the
+/// publications go with the interface once rootlesskit exits.
+#[test]
+fn a_port_of_rootlesskits_namespace_is_published_with_the_clients_address() {
+    require_root!();
+    let world = world_with(&format!(
+        "{POLICY}publish {USER} default tcp 8080\npublish {USER} default udp 8053\n"
+    ));
+    let home = Home::new(&world);
+    let outside = Outside::new(&world);
+    let state = home.dir.join("state-p");
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let state_flag = format!("--state-dir={}", state.display());
+    let mut argv = home.rootlesskit(&bin, &["sleep", "120"]);
+    argv.insert(4, state_flag);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let kit = world.spawn_as(USER, &argv);
+    let child_pid = state.join("child_pid");
+    let ready =
+        netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            fs::read_to_string(&child_pid).is_ok_and(|p| !p.trim().is_empty())
+                && world.leases("brg0").iter().any(|l| l.ifindex != 0)
+        });
+    assert!(ready, "rootlesskit never started its child");
+    let child = fs::read_to_string(&child_pid).expect("child_pid");
+    let child = child.trim();
+    let inside = netns_prefix(child.parse().expect("a pid"));
+    let dhcp = netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        std::process::Command::new("timeout")
+            .args([
+                "5", "nsenter", "-t", child, "-n", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("10.10.10."))
+    });
+    assert!(dhcp, "eth0 never got its address");
+
+    let out = world.netsetgo(
+        USER,
+        &[
+            "-pid",
+            child,
+            "-publish",
+            "tcp:8080:80",
+            "-publish",
+            "udp:8053:53",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.starts_with("eth0 "), "{out}");
+    assert_eq!(world.leases("brg0").len(), 1, "no second interface");
+    let mut tcp = Server::start(&inside, "tcp", "0.0.0.0", 80);
+    let mut udp = Server::start(&inside, "udp", "0.0.0.0", 53);
+    for (server, proto, port) in [(&mut tcp, "tcp", 8080), (&mut udp, "udp", 8053)] {
+        let token = token();
+        let reply = request_retrying(&outside.enter(), proto, UPLINK4, port, &token, 15);
+        assert!(
+            reply.success() && reply.stdout.contains("hello"),
+            "{proto}: {reply}"
+        );
+        assert_eq!(
+            server.peer_of(&token, Duration::from_secs(5)).as_deref(),
+            Some(OUTSIDE4),
+            "{proto}: the server saw another address"
+        );
+    }
+    let out = world.netsetgo(USER, &["-pid", child, "-unpublish", "tcp:8080"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let reply = request(&outside.enter(), "tcp", UPLINK4, 8080, &token());
+    assert!(!reply.stdout.contains("hello"), "still answered: {reply}");
+
+    // rootlesskit exits (and the servers that entered its namespace): the
+    // next call collects the lease and its port.
+    drop((tcp, udp, kit));
+    wait_for_ports(&world, 0);
+    let table = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
+    let other = world.container(USER);
+    let out = world.netsetgo(USER, &["-pid", &other.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let after = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
+    assert!(
+        format!("{table:?}").contains("8053") && !format!("{after:?}").contains("8053"),
+        "before: {table:?}\nafter: {after:?}"
+    );
 }

@@ -2,8 +2,12 @@
 //! configuration, and the `CNI_*` environment.
 
 use rscni_types::error::Error;
-use rscni_types::types::{Cmd, ContainerId, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_PATH};
+use rscni_types::types::{
+    Cmd, ContainerId, RuntimeConf, CNI_CONTAINERID, CNI_IFNAME, CNI_NETNS, CNI_PATH,
+};
 use serde::Deserialize;
+
+use crate::ports::Mapping;
 
 /// The bridge when the configuration names none (the reference plugin's).
 const DEFAULT_BRIDGE: &str = "cni0";
@@ -21,6 +25,14 @@ pub struct Options {
     pub is_default_gateway: bool,
     /// MTU of the veth pair and of a bridge this plugin creates.
     pub mtu: Option<u32>,
+    /// netsetgo's `guard=yes`: the container may send only from its MAC and
+    /// addresses (netplumb's pinned bridge port and netdev guard).
+    pub guard: bool,
+    /// netsetgo's `isolate=yes`: an isolated bridge port, so containers
+    /// reach the gateway and beyond, not each other.
+    pub isolate: bool,
+    /// `runtimeConfig.portMappings` (the `portMappings` capability).
+    pub mappings: Vec<Mapping>,
 }
 
 /// The keys as written; `null` reads as absent, as Go plugins read it.
@@ -31,6 +43,9 @@ struct Keys {
     is_gateway: Option<bool>,
     is_default_gateway: Option<bool>,
     mtu: Option<u32>,
+    guard: Option<bool>,
+    isolate: Option<bool>,
+    runtime_config: Option<RuntimeConf>,
 }
 
 impl Options {
@@ -49,11 +64,21 @@ impl Options {
             }
         }
         let is_default_gateway = keys.is_default_gateway.unwrap_or(false);
+        let mappings = keys
+            .runtime_config
+            .map(|r| r.port_mappings)
+            .unwrap_or_default()
+            .iter()
+            .map(Mapping::from_cni)
+            .collect::<Result<Vec<Mapping>, Error>>()?;
         Ok(Options {
             bridge,
             is_gateway: is_default_gateway || keys.is_gateway.unwrap_or(false),
             is_default_gateway,
             mtu: keys.mtu,
+            guard: keys.guard.unwrap_or(false),
+            isolate: keys.isolate.unwrap_or(false),
+            mappings,
         })
     }
 }

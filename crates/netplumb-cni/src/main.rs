@@ -10,9 +10,15 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod attachment;
+mod check;
 mod commands;
 mod conf;
+mod gc;
+mod host;
 mod ipam;
+mod ports;
+mod routes;
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -8,12 +8,14 @@
 
 #[path = "../../netplumb/tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use common::{add_plain_device, ifindex, is_up, ns_shape, ping_from, unique, TestNs};
 use serde_json::{json, Value};
+use support::{fetch, OUTSIDE, UPLINK};
 
 const PLUGIN: &str = env!("CARGO_BIN_EXE_netplumb-bridge");
 const CNI_PATH: &str = "/usr/lib/cni";
@@ -502,4 +504,594 @@ fn gc_removes_only_what_is_not_listed() {
             .call("CHECK", &with_prev(&conf, &result), &containers[0], "gc-a")
             .ok
     );
+}
+
+/// `conf` with the portMappings capability and these mappings (host port,
+/// container port, TCP) in its runtimeConfig, as an engine injects them.
+fn with_ports(conf: &Value, mappings: &[(u16, u16)]) -> Value {
+    let mut conf = conf.clone();
+    conf["capabilities"] = json!({"portMappings": true});
+    let mappings: Vec<Value> = mappings
+        .iter()
+        .map(|(host, container)| {
+            json!({"hostPort": host, "containerPort": container, "protocol": "tcp", "hostIP": ""})
+        })
+        .collect();
+    conf["runtimeConfig"] = json!({ "portMappings": mappings });
+    conf
+}
+
+/// `conf` as network `name` on `subnet` (host-local's lease directory
+/// follows the name), with `extra` keys set.
+fn network_of(conf: &Value, name: &str, subnet: &str, extra: Value) -> Value {
+    let mut conf = conf.clone();
+    conf["name"] = json!(name);
+    conf["ipam"]["subnet"] = json!(subnet);
+    for (key, value) in extra.as_object().expect("an object") {
+        conf[key] = value.clone();
+    }
+    conf
+}
+
+/// The claims of published ports in the plugin's table, as `nft -j`
+/// lists them (empty without the table or the map).
+fn claims(world: &World) -> Vec<Value> {
+    let out = world.host.output(&[
+        "nft",
+        "-j",
+        "list",
+        "map",
+        "inet",
+        "netplumb-cni",
+        "published",
+    ]);
+    let listing: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    listing["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["map"]["elem"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+/// The plugin's `inet` table as `nft` prints it (empty without one).
+fn table_text(world: &World) -> String {
+    let out = world
+        .host
+        .output(&["nft", "list", "table", "inet", "netplumb-cni"]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits (at most 5 s) until the host has no link `name`: the kernel
+/// removes a dead namespace's veth pair asynchronously.
+fn wait_gone(world: &World, name: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while world.host.link(name).is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} outlived its namespace"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn host_end_of(result: &Value) -> String {
+    result["interfaces"][1]["name"]
+        .as_str()
+        .expect("host end")
+        .to_string()
+}
+
+fn address_of(result: &Value) -> String {
+    let cidr = result["ips"][0]["address"].as_str().expect("an address");
+    cidr.split('/').next().unwrap().to_string()
+}
+
+#[test]
+fn published_ports_keep_the_clients_address_hairpin_and_go_with_del_and_gc() {
+    require_root!("published_ports_keep_the_clients_address_hairpin_and_go_with_del_and_gc");
+    let world = World::new("pm");
+    let outside = support::outside_machine(&world.host);
+    let plain = world.conf("1.0.0");
+    let conf = with_ports(&plain, &[(8080, 80)]);
+    let server_ns = TestNs::new("pmc");
+    let result = world.must("ADD", &conf, &server_ns, "p1");
+    let _server = support::echo_peer_server(&server_ns, 80);
+
+    // Another machine reaches the container through the host's address,
+    // and the container sees the client's own address.
+    assert_eq!(fetch(&outside, UPLINK, 8080).as_deref(), Some(OUTSIDE));
+    // Hairpin: a container of the same bridge through the host's address;
+    // its answer must come back through the translation, so it is
+    // masqueraded to the gateway (as netsetgo does it).
+    let neighbour = TestNs::new("pmc");
+    world.must("ADD", &plain, &neighbour, "p2");
+    assert_eq!(fetch(&neighbour, UPLINK, 8080).as_deref(), Some(GATEWAY));
+    assert_eq!(claims(&world).len(), 1, "{:?}", claims(&world));
+
+    // CHECK sees the publication, and the loss of a rule or an element.
+    let checked = with_prev(&conf, &result);
+    assert!(world.call("CHECK", &checked, &server_ns, "p1").ok);
+    let chain = run_in(
+        &world.host,
+        &[
+            "nft",
+            "-a",
+            "list",
+            "chain",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+        ],
+    );
+    let handle = chain
+        .lines()
+        .find(|l| l.contains("jump publish"))
+        .and_then(|l| l.rsplit("handle ").next())
+        .expect("the jump rule's handle")
+        .trim()
+        .to_string();
+    run_in(
+        &world.host,
+        &[
+            "nft",
+            "delete",
+            "rule",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+            "handle",
+            &handle,
+        ],
+    );
+    assert_error(&world.call("CHECK", &checked, &server_ns, "p1"), 102);
+    assert_eq!(fetch(&outside, UPLINK, 8080), None, "no jump, no DNAT");
+    run_in(
+        &world.host,
+        &[
+            "nft",
+            "add",
+            "rule",
+            "inet",
+            "netplumb-cni",
+            "prerouting",
+            "jump",
+            "publish",
+        ],
+    );
+    assert!(world.call("CHECK", &checked, &server_ns, "p1").ok);
+    assert_eq!(fetch(&outside, UPLINK, 8080).as_deref(), Some(OUTSIDE));
+    run_in(
+        &world.host,
+        &[
+            "nft",
+            "delete",
+            "element",
+            "inet",
+            "netplumb-cni",
+            "dnat4",
+            "{ tcp . 8080 }",
+        ],
+    );
+    let broken = world.call("CHECK", &checked, &server_ns, "p1");
+    assert_error(&broken, 102);
+    assert!(
+        broken.out["details"].as_str().unwrap().contains("8080"),
+        "{}",
+        broken.out
+    );
+    assert_eq!(fetch(&outside, UPLINK, 8080), None);
+
+    // DEL takes the claim and what is left of the publication.
+    world.must("DEL", &conf, &server_ns, "p1");
+    assert!(claims(&world).is_empty(), "{:?}", claims(&world));
+    assert!(
+        !table_text(&world).contains("8080"),
+        "{}",
+        table_text(&world)
+    );
+
+    // A container that vanishes without DEL: GC of any network of the
+    // plugin releases its port, since its owner is no host end any more.
+    let vanishing = TestNs::new("pmc");
+    let result = world.must("ADD", &conf, &vanishing, "p3");
+    assert_eq!(fetch(&outside, UPLINK, 8080), None, "no server in p3 yet");
+    assert_eq!(claims(&world).len(), 1);
+    drop(vanishing);
+    wait_gone(&world, &host_end_of(&result));
+    let mut gc = world.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "p2", "ifname": "eth0"}]);
+    let outcome = world.call("GC", &gc, &neighbour, "unused");
+    assert!(outcome.ok, "{}", outcome.out);
+    assert!(claims(&world).is_empty(), "{:?}", claims(&world));
+    assert!(neighbour.link("eth0").is_some());
+}
+
+#[test]
+fn a_taken_host_port_is_refused_with_code_7_and_nothing_is_left() {
+    require_root!("a_taken_host_port_is_refused_with_code_7_and_nothing_is_left");
+    let world = World::new("pt");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    let first = TestNs::new("ptc");
+    world.must("ADD", &conf, &first, "t1");
+    let _program = support::listener(&world.host, 9090);
+    let before = (
+        ns_shape(&world.host),
+        world.leases(),
+        claims(&world),
+        table_text(&world),
+    );
+
+    // Published by another container; listened on by a host program; a
+    // second mapping that is taken after a first that is free (the free
+    // one must not stay published).
+    for (mappings, taken_by) in [
+        (vec![(8080, 80)], "already published"),
+        (vec![(9090, 80)], "listened on"),
+        (vec![(8081, 81), (8080, 80)], "already published"),
+    ] {
+        let second = TestNs::new("ptc");
+        let refused = world.call(
+            "ADD",
+            &with_ports(&world.conf("1.0.0"), &mappings),
+            &second,
+            "t2",
+        );
+        assert_error(&refused, 7);
+        let details = refused.out["details"].as_str().unwrap();
+        assert!(details.contains(taken_by), "{details}");
+        let after = (
+            ns_shape(&world.host),
+            world.leases(),
+            claims(&world),
+            table_text(&world),
+        );
+        assert_eq!(before, after, "{mappings:?} left something");
+        assert_eq!(second.link_names(), vec!["lo".to_string()]);
+    }
+}
+
+#[test]
+fn the_guard_stops_forged_sources_and_macs_and_its_twin_does_not() {
+    require_root!("the_guard_stops_forged_sources_and_macs_and_its_twin_does_not");
+    for guard in [true, false] {
+        let world = World::new("gd");
+        let conf = network_of(
+            &world.conf("1.0.0"),
+            NETWORK,
+            SUBNET,
+            json!({"guard": guard}),
+        );
+        let (attacker, victim) = (TestNs::new("gda"), TestNs::new("gdv"));
+        let attacker_result = world.must("ADD", &conf, &attacker, "a");
+        let victim_result = world.must("ADD", &conf, &victim, "v");
+        let checked = with_prev(&conf, &victim_result);
+        assert!(world.call("CHECK", &checked, &victim, "v").ok);
+        let mac = |r: &Value| r["interfaces"][2]["mac"].as_str().unwrap().to_string();
+        let (attacker_mac, victim_mac) = (mac(&attacker_result), mac(&victim_result));
+        let (attacker_ip, victim_ip) = (address_of(&attacker_result), address_of(&victim_result));
+        let bridge_mac = world.host.must_link(BRIDGE)["address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+        let receiver = support::udp_sources(&world.host, GATEWAY, 5555, 3);
+        let to_host = (bridge_mac.as_str(), GATEWAY);
+        // The victim's MAC and address; the attacker's MAC with the
+        // victim's address; and an honest datagram that must pass.
+        for (macs, ips) in [
+            (
+                (victim_mac.as_str(), to_host.0),
+                (victim_ip.as_str(), to_host.1),
+            ),
+            (
+                (attacker_mac.as_str(), to_host.0),
+                (victim_ip.as_str(), to_host.1),
+            ),
+            (
+                (attacker_mac.as_str(), to_host.0),
+                (attacker_ip.as_str(), to_host.1),
+            ),
+        ] {
+            support::send_forged_udp(&attacker, "eth0", macs, ips, 5555);
+        }
+        let sources = receiver.finish();
+        let sources: Vec<&str> = sources.lines().collect();
+        assert!(
+            sources.contains(&attacker_ip.as_str()),
+            "guard={guard}: {sources:?}"
+        );
+        let victims_port = support::fdb_port(&world.host, BRIDGE, &victim_mac);
+        if guard {
+            assert!(!sources.contains(&victim_ip.as_str()), "{sources:?}");
+            assert_eq!(victims_port, Some(host_end_of(&victim_result)));
+            assert!(world.call("CHECK", &checked, &victim, "v").ok);
+            // The guard is part of the attachment: CHECK misses it, DEL
+            // removes it.
+            let [table, chain] = guard_chain(&host_end_of(&victim_result));
+            run_in(
+                &world.host,
+                &["nft", "delete", "chain", "netdev", &table, &chain],
+            );
+            assert_error(&world.call("CHECK", &checked, &victim, "v"), 102);
+            world.must("DEL", &conf, &attacker, "a");
+            let [table, chain] = guard_chain(&host_end_of(&attacker_result));
+            assert!(!world
+                .host
+                .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+        } else {
+            // The twin: the attack works without the guard.
+            assert!(sources.contains(&victim_ip.as_str()), "{sources:?}");
+            assert_eq!(victims_port, Some(host_end_of(&attacker_result)));
+        }
+    }
+}
+
+#[test]
+fn isolated_containers_reach_the_gateway_not_each_other() {
+    require_root!("isolated_containers_reach_the_gateway_not_each_other");
+    let world = World::new("iso");
+    for (isolate, bridge, subnet, gateway) in [
+        (true, BRIDGE, SUBNET, GATEWAY),
+        (false, "cnibr1", "10.77.6.0/24", "10.77.6.1"),
+    ] {
+        let name = format!("iso{isolate}");
+        let extra = json!({"isolate": isolate, "bridge": bridge});
+        let conf = network_of(&world.conf("1.0.0"), &name, subnet, extra);
+        let (one, two) = (TestNs::new("isoc"), TestNs::new("isoc"));
+        let (id1, id2) = (format!("{name}-1"), format!("{name}-2"));
+        let first = world.must("ADD", &conf, &one, &id1);
+        let second = world.must("ADD", &conf, &two, &id2);
+        assert!(ping_from(&one, gateway, 3), "isolate={isolate}: no gateway");
+        assert_eq!(ping_from(&one, &address_of(&second), 2), !isolate);
+        let flags = common::run(
+            "bridge",
+            &[
+                "-n",
+                &world.host.name,
+                "-d",
+                "-j",
+                "link",
+                "show",
+                "dev",
+                &host_end_of(&first),
+            ],
+        );
+        let flags: Value = serde_json::from_str(&flags).unwrap();
+        assert_eq!(flags[0]["isolated"], isolate, "{flags}");
+        assert!(
+            world
+                .call("CHECK", &with_prev(&conf, &first), &one, &id1)
+                .ok
+        );
+        if isolate {
+            // Turned off behind the plugin's back: CHECK says so.
+            let end = host_end_of(&first);
+            common::run(
+                "bridge",
+                &[
+                    "-n",
+                    &world.host.name,
+                    "link",
+                    "set",
+                    "dev",
+                    &end,
+                    "isolated",
+                    "off",
+                ],
+            );
+            assert_error(
+                &world.call("CHECK", &with_prev(&conf, &first), &one, &id1),
+                102,
+            );
+        }
+    }
+}
+
+#[test]
+fn a_bridge_netsetgo_manages_is_refused_and_left_untouched() {
+    require_root!("a_bridge_netsetgo_manages_is_refused_and_left_untouched");
+    let world = World::new("own");
+    let container = TestNs::new("ownc");
+    world.host.ip(&["link", "add", BRIDGE, "type", "bridge"]);
+    // netsetgo's mark (root alone can set it in the host's namespace).
+    world
+        .host
+        .ip(&["link", "set", BRIDGE, "alias", "netsetgo:803:1a"]);
+    // A port that looks like one of the plugin's, recorded for this network.
+    world.host.ip(&[
+        "link",
+        "add",
+        "np0123456789abc",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "np-peer",
+    ]);
+    world
+        .host
+        .ip(&["link", "set", "np0123456789abc", "master", BRIDGE]);
+    world.host.ip(&[
+        "link",
+        "set",
+        "np0123456789abc",
+        "alias",
+        &format!("netplumb-cni net {NETWORK}"),
+    ]);
+    let shape = || {
+        (
+            ns_shape(&world.host),
+            world.host.ip(&["-d", "link", "show", BRIDGE]),
+            ns_shape(&container),
+        )
+    };
+    let before = shape();
+
+    let refused = world.call(
+        "ADD",
+        &with_ports(&world.conf("1.0.0"), &[(8080, 80)]),
+        &container,
+        "x",
+    );
+    assert_error(&refused, 7);
+    let details = refused.out["details"].as_str().unwrap();
+    assert!(
+        details.contains(BRIDGE) && details.contains("netsetgo"),
+        "{details}"
+    );
+    let v11 = world.conf("1.1.0");
+    let status = world.call("STATUS", &v11, &container, "x");
+    assert_error(&status, 50);
+    assert!(status.out["details"].as_str().unwrap().contains("netsetgo"));
+    let mut gc = v11.clone();
+    gc["cni.dev/valid-attachments"] = json!([]);
+    assert_error(&world.call("GC", &gc, &container, "x"), 7);
+    assert_eq!(before, shape(), "a refusal changed the host");
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
+    assert!(claims(&world).is_empty());
+}
+
+#[test]
+fn the_plugins_own_namespace_is_refused_and_nothing_changes() {
+    require_root!("the_plugins_own_namespace_is_refused_and_nothing_changes");
+    let world = World::new("self");
+    let before = (
+        ns_shape(&world.host),
+        world.host.ip(&["-j", "addr"]),
+        world.host.ip(&["-j", "route"]),
+    );
+    let own = world.host.path();
+    let own = own.to_str().unwrap();
+    let conf = world.conf("1.0.0");
+    for cmd in ["ADD", "CHECK"] {
+        let conf = with_prev(&conf, &json!({"cniVersion": "1.0.0"}));
+        let refused = world.run(&env(cmd, "self", own, "eth0"), conf.to_string().as_bytes());
+        assert_error(&refused, 8);
+        let details = refused.out["details"].as_str().unwrap();
+        assert!(
+            details.contains("own network namespace"),
+            "{cmd}: {details}"
+        );
+    }
+    let after = (
+        ns_shape(&world.host),
+        world.host.ip(&["-j", "addr"]),
+        world.host.ip(&["-j", "route"]),
+    );
+    assert_eq!(before, after);
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
+}
+
+#[test]
+fn gc_of_one_network_leaves_another_networks_attachments_on_the_same_bridge() {
+    require_root!("gc_of_one_network_leaves_another_networks_attachments_on_the_same_bridge");
+    let world = World::new("gc2");
+    let x = network_of(&world.conf("1.0.0"), "netx", SUBNET, json!({}));
+    let y = network_of(&world.conf("1.0.0"), "nety", "10.77.6.0/24", json!({}));
+    let (cx, cy) = (TestNs::new("gcx"), TestNs::new("gcy"));
+    let on_x = world.must("ADD", &x, &cx, "cx");
+    let on_y = world.must("ADD", &y, &cy, "cy");
+    assert_eq!(world.ports().len(), 2);
+
+    // GC for X, keeping nothing of X: X's attachment goes, Y's stays and
+    // still works.
+    let mut gc = network_of(&world.conf("1.1.0"), "netx", SUBNET, json!({}));
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let outcome = world.call("GC", &gc, &cx, "unused");
+    assert!(outcome.ok, "{}", outcome.out);
+    assert_eq!(world.ports(), vec![host_end_of(&on_y)]);
+    assert!(cx.link("eth0").is_none());
+    assert!(ping_from(&cy, "10.77.6.1", 3));
+    // DEL of X for Y's attachment name is not X's to do either.
+    let del = world.call("DEL", &x, &cy, "cy");
+    assert!(del.ok, "{}", del.out);
+    assert_eq!(world.ports(), vec![host_end_of(&on_y)]);
+    // GC for Y, keeping it: nothing changes.
+    let mut gc = network_of(&world.conf("1.1.0"), "nety", "10.77.6.0/24", json!({}));
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "cy", "ifname": "eth0"}]);
+    assert!(world.call("GC", &gc, &cy, "unused").ok);
+    assert_eq!(world.ports(), vec![host_end_of(&on_y)]);
+    assert!(world.host.link(&host_end_of(&on_x)).is_none());
+}
+
+#[test]
+fn the_example_conflists_work() {
+    require_root!("the_example_conflists_work");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("conflists");
+    for name in ["podman", "nerdctl", "containerd-cri"] {
+        let path = dir.join(format!("{name}.conflist"));
+        let text = std::fs::read_to_string(&path).expect("conflist");
+        let list: Value = serde_json::from_str(&text).expect("conflist JSON");
+        // What an engine hands the plugin: the list's version and name in
+        // the plugin's entry, the runtime's mappings in runtimeConfig.
+        let mut conf = list["plugins"][0].clone();
+        conf["cniVersion"] = list["cniVersion"].clone();
+        conf["name"] = list["name"].clone();
+        assert_eq!(conf["type"], "netplumb-bridge", "{name}");
+        let world = World::new("ex");
+        conf["ipam"]["dataDir"] = json!(world.leases);
+        let conf = with_ports(&conf, &[(8080, 80)]);
+        let container = TestNs::new("exc");
+        let result = world.must("ADD", &conf, &container, "ex");
+        assert!(is_up(&container.must_link("eth0")), "{name}");
+        assert_eq!(claims(&world).len(), 1, "{name}");
+        assert!(
+            world
+                .call("CHECK", &with_prev(&conf, &result), &container, "ex")
+                .ok,
+            "{name}"
+        );
+        world.must("DEL", &conf, &container, "ex");
+        assert!(
+            container.link("eth0").is_none() && claims(&world).is_empty(),
+            "{name}"
+        );
+    }
+}
+
+/// The netdev table and chain of the guard of host end `end`.
+fn guard_chain(end: &str) -> [String; 2] {
+    [
+        netplumb::guard_table_name("netplumb-cni", end),
+        netplumb::guard_chain_name(end),
+    ]
+}
+
+#[test]
+fn del_after_the_container_vanished_takes_its_ports_and_guard() {
+    require_root!("del_after_the_container_vanished_takes_its_ports_and_guard");
+    let world = World::new("dv");
+    let guarded = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
+    let conf = with_ports(&guarded, &[(8080, 80), (8443, 443)]);
+    let container = TestNs::new("dvc");
+    let result = world.must("ADD", &conf, &container, "dv");
+    let end = host_end_of(&result);
+    let [table, chain] = guard_chain(&end);
+    assert_eq!(claims(&world).len(), 2);
+    assert!(world
+        .host
+        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    let netns = container.path();
+    drop(container);
+    wait_gone(&world, &end);
+    // The engine's DEL for a container whose namespace is gone.
+    let netns = netns.to_str().unwrap();
+    let del = world.run(
+        &env("DEL", "dv", netns, "eth0"),
+        conf.to_string().as_bytes(),
+    );
+    assert!(del.ok, "{}", del.out);
+    assert!(claims(&world).is_empty(), "{:?}", claims(&world));
+    assert!(!world
+        .host
+        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    assert!(world.leases().is_empty(), "{:?}", world.leases());
 }

@@ -1,7 +1,9 @@
 //! A real engine: rootful podman (Debian 12's 4.3, CNI backend) runs a
 //! container on a conflist that uses netplumb-bridge; the container fetches
-//! a page from the test's host namespace and `podman rm` leaves nothing
-//! behind. The work is in `podman.sh`, run in new network and mount
+//! a page from the test's host namespace, `-p` lets a client on another
+//! "machine" reach a container that sees the client's address (the
+//! plugin's portMappings, and the reference portmap beside it), and `podman
+//! rm` leaves nothing behind. The work is in `podman.sh`, run in new network and mount
 //! namespaces of its own. Needs root and podman; skips loudly without root.
 
 #[path = "../../netplumb/tests/common/mod.rs"]
@@ -36,5 +38,11 @@ fn podman_container_reaches_the_host_and_rm_leaves_nothing() {
         stdout.contains("fetched the page from the host"),
         "{stdout}"
     );
+    for network in ["nptest", "nppm"] {
+        let line = format!(
+            "on {network}: a client on another machine reached the container, which saw 192.0.2.2"
+        );
+        assert!(stdout.contains(&line), "{stdout}");
+    }
     assert!(stdout.contains("podman rm left nothing behind"), "{stdout}");
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Rootful podman (Debian 12's 4.3, CNI backend) on a conflist that uses
 # netplumb-bridge: a container fetches a page from a server in the test's
-# host namespace, and `podman rm` leaves nothing behind.
+# host namespace; with -p a client on another "machine" reaches a container
+# that sees the client's address (on the plugin's portMappings, and on the
+# reference portmap for comparison); `podman rm` leaves nothing behind.
 #
 # Run by tests/podman.rs as
 #   unshare --mount --net --propagation private podman.sh PLUGIN
@@ -79,8 +81,29 @@ cat >"$scratch/net.d/$net.conflist" <<EOF
     "bridge": "$bridge",
     "isGateway": true,
     "ipMasq": true,
+    "guard": true,
+    "capabilities": {"portMappings": true},
     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.7.0/24", "gateway": "$gateway"}]],
              "routes": [{"dst": "0.0.0.0/0"}]}
+  }]
+}
+EOF
+# For comparison: the reference portmap chained after the plugin, which
+# then declares no portMappings of its own.
+cat >"$scratch/net.d/nppm.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "nppm",
+  "plugins": [{
+    "type": "netplumb-bridge",
+    "bridge": "npbr1",
+    "isGateway": true,
+    "ipMasq": true,
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.8.0/24", "gateway": "10.89.8.1"}]],
+             "routes": [{"dst": "0.0.0.0/0"}]}
+  }, {
+    "type": "portmap",
+    "capabilities": {"portMappings": true}
   }]
 }
 EOF
@@ -94,8 +117,12 @@ grep -qx "$net" <<<"$networks" || { echo "podman does not list network $net: $ne
 
 # An image from a busybox-static rootfs. (Its wget -T crashes with SIGSEGV
 # in the container here: the outer timeout bounds the fetch instead.)
-mkdir -p "$scratch/rootfs/bin"
+mkdir -p "$scratch/rootfs/bin" "$scratch/rootfs/www/cgi-bin"
 cp /bin/busybox "$scratch/rootfs/bin/busybox"
+# A page that says which address the client came from.
+printf '#!/bin/busybox sh\necho Content-Type: text/plain\necho\necho "$REMOTE_ADDR"\n' \
+  >"$scratch/rootfs/www/cgi-bin/peer"
+chmod 0755 "$scratch/rootfs/www/cgi-bin/peer"
 tar -C "$scratch/rootfs" -cf "$scratch/rootfs.tar" .
 timeout 120 podman import -q "$scratch/rootfs.tar" localhost/netplumb-busybox >/dev/null
 
@@ -126,6 +153,41 @@ inside=$(timeout 60 podman exec first /bin/busybox ip -o -4 addr show eth0)
 echo "$inside" | grep -q 'inet 10\.89\.7\.' || { echo "inside: $inside" >&2; exit 1; }
 
 timeout 60 podman rm -f -t 0 first >/dev/null
+
+# Published ports, judged from another machine: a namespace joined to this
+# one by a veth, which fetches the container's page through this host's
+# address and reads the address the container saw. First on the plugin's
+# own publishing (-p on $net), then on the reference portmap (nppm).
+ip netns add npout
+ip link add uplink0 type veth peer name eth0 netns npout
+ip addr add 192.0.2.1/24 dev uplink0
+ip link set uplink0 up
+ip -n npout addr add 192.0.2.2/24 dev eth0
+ip -n npout link set eth0 up
+peer_seen() { # PORT TRIES: the client address the container behind PORT saw
+  local seen=""
+  for _ in $(seq "$2"); do
+    seen=$(ip netns exec npout timeout 5 busybox wget -q -O - "http://192.0.2.1:$1/cgi-bin/peer" 2>/dev/null) && break
+    sleep 0.2
+  done
+  # busybox httpd listens on IPv6 too: an IPv4 client reads as ::ffff:A.
+  seen=${seen#"[::ffff:"}
+  echo "${seen%"]"}"
+}
+for run in "$net 8081" "nppm 8082"; do
+  set -- $run
+  timeout 120 podman run -d --name "web-$1" --network "$1" -p "$2:80" --ulimit host \
+    localhost/netplumb-busybox /bin/busybox httpd -f -p 80 -h /www >/dev/null
+  seen=$(peer_seen "$2" 50)
+  [ "$seen" = 192.0.2.2 ] || { echo "$1: the container saw '$seen', not 192.0.2.2" >&2; exit 1; }
+  echo "podman: -p $2:80 on $1: a client on another machine reached the container, which saw 192.0.2.2"
+  timeout 60 podman rm -f -t 0 "web-$1" >/dev/null
+done
+published=$(nft -j list map inet netplumb-cni published | jq '[.nftables[].map.elem // empty | .[]] | length')
+[ "$published" = 0 ] || { echo "$published publications left" >&2; exit 1; }
+[ -z "$(peer_seen 8081 1)" ] || { echo "8081 still answers after rm" >&2; exit 1; }
+ip link del uplink0
+ip netns del npout
 # Nothing left: no port on the bridge, no lease, no namespace, the links
 # are those from before plus the bridge.
 [ -z "$(ip -j link show master "$bridge" | jq -r '.[].ifname')" ] ||
@@ -135,6 +197,6 @@ leases=$(find /var/lib/cni/networks/$net -name '10.*' 2>/dev/null | wc -l)
 [ -z "$(ls /run/netns 2>/dev/null)" ] || { echo "namespaces left: $(ls /run/netns)" >&2; exit 1; }
 ip -j -d link show >"$scratch/links.after"
 jq -e -n --slurpfile b "$scratch/links.before" --slurpfile a "$scratch/links.after" --arg br "$bridge" \
-  '[$a[0][] | .ifname] - [$b[0][] | .ifname] == [$br]' >/dev/null ||
+  '[$a[0][] | .ifname] - [$b[0][] | .ifname] == [$br, "npbr1"]' >/dev/null ||
   { echo "links left: $(jq -c '[.[] | .ifname]' "$scratch/links.after")" >&2; exit 1; }
 echo "podman: podman rm left nothing behind"

@@ -17,7 +17,8 @@
 //!   [`loopback_up`](Netlink::loopback_up),
 //!   [`delete_link`](Netlink::delete_link),
 //!   [`link_by_name`](Netlink::link_by_name) (no dump of all links),
-//!   [`bridge_ports`](Netlink::bridge_ports),
+//!   [`bridge_ports`](Netlink::bridge_ports), [`links`](Netlink::links)
+//!   (every link: for collection),
 //!   [`set_bridge_port`](Netlink::set_bridge_port) (isolation, learning and
 //!   unicast flooding of a bridge port, [`BridgePort`]),
 //!   [`pin_mac`](Netlink::pin_mac) and [`fdb_entries`](Netlink::fdb_entries)
@@ -33,6 +34,8 @@
 //!   routes), as a list of what it lacks ([`Missing`]).
 //! * [`sockets::listening`]: whether a socket of the namespace listens on a
 //!   TCP port or holds a UDP port (sock_diag, as `ss` asks).
+//! * [`marks`]: who manages a bridge (netsetgo or the CNI plugin), by the
+//!   mark in its alias, so that each refuses the other's bridges.
 //! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
 //!   without following a symbolic link and without a write when it is on.
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
@@ -41,7 +44,8 @@
 //!   subnets: `nft.masquerade(table).add(bridge, subnet).execute()`,
 //!   `.remove(bridge)`), [`ports`](Nftables::ports) (published ports,
 //!   DNAT that keeps the client's address: `.publish(&p)`,
-//!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`) and
+//!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`, and
+//!   for collection `.claims()` and `.release(&claim)`) and
 //!   [`guard`](Nftables::guard) (a container's host end receives only
 //!   frames from its container's MAC and addresses, on a netdev ingress
 //!   chain of its own: `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the
@@ -108,6 +112,7 @@ mod bridge_port;
 mod error;
 mod intact;
 mod links;
+pub mod marks;
 mod netlink;
 mod netns;
 mod nft;
@@ -124,9 +129,9 @@ pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort,
-    Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade,
-    Unpublish,
+    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard,
+    GuardedPort, Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish,
+    RemoveMasquerade, Unpublish, GUARD_TABLES,
 };
 pub use wiring::{Attached, Attachment};
 

@@ -362,27 +362,42 @@ impl Netlink {
     /// The links attached to bridge `bridge` (one dump that the kernel
     /// filters by `IFLA_MASTER`).
     pub async fn bridge_ports(&self, bridge: u32) -> Result<Vec<Link>> {
-        let object = || format!("ports of #{bridge}");
+        let ports = self
+            .dump(Some(bridge), format!("ports of #{bridge}"))
+            .await?;
+        // Kernels that ignore the filter answer with every link.
+        Ok(ports
+            .into_iter()
+            .filter(|l| l.master == Some(bridge))
+            .collect())
+    }
+
+    /// Every link of the namespace: one dump, in proportion to their
+    /// number, so for collection and not for a per-container call.
+    pub async fn links(&self) -> Result<Vec<Link>> {
+        self.dump(None, "links".to_string()).await
+    }
+
+    /// A link dump, filtered by the kernel by `master` if given.
+    async fn dump(&self, master: Option<u32>, object: String) -> Result<Vec<Link>> {
         let mut request = self.handle().link().get();
-        request
-            .message_mut()
-            .attributes
-            .push(LinkAttribute::Controller(bridge));
+        if let Some(bridge) = master {
+            request
+                .message_mut()
+                .attributes
+                .push(LinkAttribute::Controller(bridge));
+        }
         let stream = request.execute();
         futures::pin_mut!(stream);
-        let mut ports = Vec::new();
+        let mut links = Vec::new();
         while let Some(msg) = stream
             .try_next()
             .await
-            .map_err(|e| Error::netlink(Step::ListLinks, object(), e))?
+            .map_err(|e| Error::netlink(Step::ListLinks, &object, e))?
         {
-            let link = Link::from_message(msg);
-            // Kernels that ignore the filter answer with every link.
-            if link.master == Some(bridge) {
-                ports.push(link);
-            }
+            links.push(Link::from_message(msg));
         }
-        Ok(ports)
+        Ok(links)
     }
 
     async fn set_link(&self, message: LinkMessage, step: Step, index: u32) -> Result<()> {

@@ -488,3 +488,80 @@ fn published_port_keeps_the_clients_address() {
     assert!(nft.ports(TABLE).unpublish(&p).execute().unwrap());
     assert_eq!(fetch(&outside, "192.0.2.1", 8080), None);
 }
+
+#[test]
+fn claims_are_listed_and_released_whole_whatever_their_host_address() {
+    require_root!("claims_are_listed_and_released_whole_whatever_their_host_address");
+    let ns = Ns::new("claims");
+    let nft = ns.nftables();
+    assert!(
+        nft.ports(TABLE).claims().unwrap().is_empty(),
+        "no table yet"
+    );
+    let everywhere = publication(8080, "10.77.0.2", &["10.77.0.2", "fd00:77::2"]);
+    let mut on_one = publication(8081, "10.77.0.3", &["10.77.0.3"]);
+    on_one.host_address = Some("192.0.2.1".parse().unwrap());
+    let mut on_one6 = publication(8082, "10.77.0.3", &["fd00:77::3"]);
+    on_one6.host_address = Some("2001:db8::1".parse().unwrap());
+    for p in [&everywhere, &on_one, &on_one6] {
+        nft.ports(TABLE).publish(p).execute().unwrap();
+    }
+    let mut claims = nft.ports(TABLE).claims().unwrap();
+    claims.sort_by_key(|c| c.host_port);
+    let listed: Vec<(u16, String)> = claims
+        .iter()
+        .map(|c| (c.host_port, c.owner.to_string()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (8080, "10.77.0.2".to_string()),
+            (8081, "10.77.0.3".to_string()),
+            (8082, "10.77.0.3".to_string())
+        ]
+    );
+    assert!(claims.iter().all(|c| c.protocol == Protocol::Tcp));
+
+    // Released from the claim alone: every element of the port goes, the
+    // others stay.
+    assert!(nft.ports(TABLE).release(&claims[1]).unwrap());
+    assert!(nft.ports(TABLE).release(&claims[2]).unwrap());
+    let listing = ns.list("inet", TABLE);
+    assert_eq!(elements(&listing, "dnat4addr"), Value::Null, "{listing}");
+    assert_eq!(elements(&listing, "dnat6addr"), Value::Null, "{listing}");
+    assert!(nft.ports(TABLE).present(&everywhere).unwrap());
+    assert_eq!(nft.ports(TABLE).claims().unwrap(), vec![claims[0]]);
+    // A claim whose owner changed is not released.
+    let mut stale = claims[0];
+    stale.owner = "10.77.0.9".parse().unwrap();
+    assert!(!nft.ports(TABLE).release(&stale).unwrap());
+    assert!(nft.ports(TABLE).present(&everywhere).unwrap());
+}
+
+#[test]
+fn a_deleted_rule_is_missed_by_present_and_put_back_by_the_next_publish() {
+    require_root!("a_deleted_rule_is_missed_by_present_and_put_back_by_the_next_publish");
+    let ns = Ns::new("repair");
+    let nft = ns.nftables();
+    let first = publication(8080, "10.77.0.2", &["10.77.0.2"]);
+    nft.ports(TABLE).publish(&first).execute().unwrap();
+    let rules = |chain| chain_text(&ns, chain);
+    let before = (rules("publish"), rules("prerouting"), rules("output"));
+    for chain in ["publish", "prerouting", "output"] {
+        ns.run(&["nft", "flush", "chain", "inet", TABLE, chain]);
+        assert!(
+            !nft.ports(TABLE).present(&first).unwrap(),
+            "{chain} flushed"
+        );
+        // The next publication puts the rules back, once, and keeps the
+        // elements of the others.
+        let next = publication(9090, "10.77.0.3", &["10.77.0.3"]);
+        nft.ports(TABLE).publish(&next).execute().unwrap();
+        assert_eq!(
+            (rules("publish"), rules("prerouting"), rules("output")),
+            before
+        );
+        assert!(nft.ports(TABLE).present(&first).unwrap());
+        assert!(nft.ports(TABLE).unpublish(&next).execute().unwrap());
+    }
+}

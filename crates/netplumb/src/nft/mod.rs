@@ -25,7 +25,8 @@
 //! ```
 //!
 //! * [`Masquerade`]: source NAT for a bridge's subnets (`table inet`).
-//! * [`Ports`]: published ports, DNAT through maps (`table inet`).
+//! * [`Ports`]: published ports, DNAT through maps (`table inet`); their
+//!   claims read back for collection ([`Claim`]).
 //! * [`Guard`]: what a container's host end may receive from it, one
 //!   ingress chain per host end (`table netdev`).
 //!
@@ -49,7 +50,8 @@
 //! 8. `publication`: a published port ([`Publication`]) and its map
 //!    elements.
 //! 9. The operations: `masquerade` ([`Masquerade`]), `ports` ([`Ports`]),
-//!    `guard` ([`Guard`]).
+//!    `guard` ([`Guard`], of a `guarded_port`, [`GuardedPort`]); `claims`
+//!    ([`Claim`]) reads `ports`' claims back.
 //!
 //! # Transactions
 //!
@@ -64,8 +66,10 @@
 //! written.
 
 mod batch;
+mod claims;
 mod expr;
 mod guard;
+mod guarded_port;
 mod masquerade;
 mod objects;
 mod ports;
@@ -75,9 +79,11 @@ mod publication;
 mod socket;
 mod wire;
 
+pub use self::claims::Claim;
 pub use self::guard::{
-    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GuardedPort,
+    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GUARD_TABLES,
 };
+pub use self::guarded_port::GuardedPort;
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Publish, Unpublish};
 pub use self::publication::{Protocol, Publication};

@@ -95,8 +95,8 @@ impl Nftables {
 /// Published ports in one `inet` table: [`Nftables::ports`].
 #[derive(Debug, Clone, Copy)]
 pub struct Ports<'a> {
-    nft: &'a Nftables,
-    table: &'a str,
+    pub(super) nft: &'a Nftables,
+    pub(super) table: &'a str,
 }
 
 impl<'a> Ports<'a> {
@@ -127,11 +127,16 @@ impl<'a> Ports<'a> {
         }
     }
 
-    /// Whether `publication` is in place: its claim has its owner and every
-    /// map element is present with its target.
+    /// Whether `publication` is in place: the table's chains hold their
+    /// rules (a fixed number: the look-ups cost the same whatever the
+    /// number of publications), its claim has its owner and every map
+    /// element is present with its target.
     pub fn present(self, publication: &Publication) -> Result<bool> {
         check_table(self.table)?;
         let entries = entries(self.table, publication)?;
+        if !self.rules_intact()? {
+            return Ok(false);
+        }
         let (key, owner) = claim(publication);
         if self.get(PUBLISHED, &key, publication)? != Some(owner) {
             return Ok(false);
@@ -169,20 +174,41 @@ impl<'a> Ports<'a> {
         )
     }
 
-    /// Creates the maps and chains unless they are there; one look-up when
-    /// they are.
+    /// Whether the chains hold their rules (a fixed number each: the
+    /// look-ups cost the same whatever the number of publications).
+    fn rules_intact(&self) -> Result<bool> {
+        let (nft, table, inet) = (self.nft, self.table, Family::Inet);
+        let rules = publish_rules().len();
+        for (chain, rules) in [(PUBLISH, rules), (PREROUTING, 1), (OUTPUT, 1)] {
+            if nft.rules(inet, table, chain)?.len() != rules {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Creates the maps and chains unless they are there, and gives the
+    /// chains their rules again when one was deleted (the elements in the
+    /// maps stay); four look-ups when all is in place.
     fn ensure_structure(&self) -> Result<()> {
         let (nft, table, inet) = (self.nft, self.table, Family::Inet);
         nft.transact(&format!("on table inet {table}"), |genid| {
-            if nft.set_exists(inet, table, PUBLISHED)? {
+            let have_claims = nft.set_exists(inet, table, PUBLISHED)?;
+            if have_claims && self.rules_intact()? {
                 return Ok(None);
             }
             let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
             batch.table(inet, table);
             for set in &SETS {
-                batch.new_set(inet, table, set);
+                if !nft.set_exists(inet, table, set.name)? {
+                    batch.new_set(inet, table, set);
+                }
             }
-            batch.new_chain(inet, table, PUBLISH);
+            if nft.chain_exists(inet, table, PUBLISH)? {
+                batch.flush_chain(inet, table, PUBLISH);
+            } else {
+                batch.new_chain(inet, table, PUBLISH);
+            }
             for (i, rule) in publish_rules().iter().enumerate() {
                 batch.rule(inet, table, PUBLISH, rule, None, &format!("rule {}", i + 1));
             }
@@ -190,7 +216,11 @@ impl<'a> Ports<'a> {
                 (PREROUTING, NF_INET_PRE_ROUTING),
                 (OUTPUT, NF_INET_LOCAL_OUT),
             ] {
+                let existed = nft.chain_exists(inet, table, chain)?;
                 batch.base_chain(inet, table, chain, "nat", hook, PRIORITY_DSTNAT);
+                if existed {
+                    batch.flush_chain(inet, table, chain);
+                }
                 batch.rule(
                     inet,
                     table,

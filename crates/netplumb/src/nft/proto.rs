@@ -14,7 +14,6 @@ const NFPROTO_NETDEV: u8 = 5;
 
 // <linux/netfilter/nf_tables.h>
 pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
-pub(super) const NFT_MSG_DELTABLE: u16 = 2;
 pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
 pub(super) const NFT_MSG_GETCHAIN: u16 = 4;
 pub(super) const NFT_MSG_DELCHAIN: u16 = 5;
@@ -59,9 +58,9 @@ pub(super) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
 pub(super) const NFTA_SET_ELEM_DATA: u16 = 2;
 pub(super) const NFTA_LIST_ELEM: u16 = 1;
 pub(super) const NFTA_GEN_ID: u16 = 1;
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(super) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 
 /// nft's data types (`enum datatypes` of nftables), for set keys and values;
 /// a concatenation is the types shifted in 6 bits at a time.

@@ -13,8 +13,9 @@ use super::expr::NFTA_DATA_VALUE;
 use super::proto::{
     put_elements, Family, NFPROTO_UNSPEC, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_GEN_ID,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
-    NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_NAME, NFTA_SET_TABLE,
-    NFT_MSG_GETCHAIN, NFT_MSG_GETGEN, NFT_MSG_GETRULE, NFT_MSG_GETSET, NFT_MSG_GETSETELEM,
+    NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETGEN,
+    NFT_MSG_GETRULE, NFT_MSG_GETSET, NFT_MSG_GETSETELEM,
 };
 use super::wire::{
     attribute, attributes, c_string, error_code, messages, nft_type, Failure, Message,
@@ -228,6 +229,58 @@ impl Nftables {
                 .map(<[u8]>::to_vec)
                 .unwrap_or_default(),
         ))
+    }
+
+    /// Every element of set `<family> <table> <set>` (one dump) as (key,
+    /// value) pairs, the value empty for a plain set; none when there is no
+    /// such set. Costs in proportion to the set's size: for collection, not
+    /// for the per-call path.
+    pub(super) fn elements(
+        &self,
+        family: Family,
+        table: &str,
+        set: &str,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let seq = self.next_seq();
+        let mut msg = Message::new(
+            nft_type(NFT_MSG_GETSETELEM),
+            NLM_F_REQUEST | NLM_F_DUMP,
+            seq,
+            family.nfproto(),
+            0,
+        );
+        msg.attrs().string(NFTA_SET_ELEM_LIST_TABLE, table);
+        msg.attrs().string(NFTA_SET_ELEM_LIST_SET, set);
+        let replies = match self.exchange(&msg.finish(), seq) {
+            Ok(replies) => replies,
+            Err(f) if f.errno() == Some(libc::ENOENT) => return Ok(Vec::new()),
+            Err(f) => {
+                return Err(f.into_error(
+                    Step::NftLookUp,
+                    format!("elements of set {} {table} {set}", family.name()),
+                ))
+            }
+        };
+        let value = |element: &[u8], kind| {
+            attribute(element, kind)
+                .and_then(|v| attribute(v, NFTA_DATA_VALUE))
+                .map(<[u8]>::to_vec)
+        };
+        let mut out = Vec::new();
+        for body in &replies {
+            let Some(list) = attribute(body, NFTA_SET_ELEM_LIST_ELEMENTS) else {
+                continue;
+            };
+            for (kind, element) in attributes(list) {
+                if kind != NFTA_LIST_ELEM {
+                    continue;
+                }
+                if let Some(key) = value(element, NFTA_SET_ELEM_KEY) {
+                    out.push((key, value(element, NFTA_SET_ELEM_DATA).unwrap_or_default()));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The rules of chain `<family> <table> <chain>`, empty if there is no

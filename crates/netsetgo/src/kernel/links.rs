@@ -72,7 +72,18 @@ pub trait Links {
     /// The (primary) IPv4 address of the interface called `name`, by the
     /// cheapest look-up (no dump of the namespace's addresses).
     fn ipv4_of(&self, name: &str) -> std::result::Result<Option<Ipv4Addr>, Failure>;
+    /// How many ports the bridge called `name` has (`None` if it is no
+    /// bridge), by the cheapest look-up (no dump of the namespace's links).
+    fn port_count(&self, name: &str) -> std::result::Result<Option<u32>, Failure>;
 }
+
+/// The first device-private ioctl (include/uapi/linux/sockios.h), the
+/// bridge's command under it that lists the ports
+/// (include/uapi/linux/if_bridge.h), and the size of the table it fills:
+/// `BR_MAX_PORTS` port numbers.
+const SIOCDEVPRIVATE: libc::c_ulong = 0x89f0;
+const BRCTL_GET_PORT_LIST: libc::c_ulong = 7;
+const BR_MAX_PORTS: usize = 1024;
 
 /// The kernel, through a netlink session and (made on first use) one
 /// socket for `SIOCGIFINDEX`/`SIOCGIFADDR` look-ups in the namespace the
@@ -195,6 +206,28 @@ impl Links for Kernel {
         };
         Ok(Some(Ipv4Addr::from(u32::from_be(address))))
     }
+
+    /// `BRCTL_GET_PORT_LIST`, the bridge's own ioctl (in every kernel):
+    /// the kernel writes each port's ifindex at its port number in our
+    /// table, one pass over the bridge's port list under RTNL, with no
+    /// netlink message per port and no look-up of the namespace's other
+    /// links (a `RTM_GETLINK` dump filtered by master walks them all and
+    /// answers with a message of about 2 KiB per port).
+    fn port_count(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
+        let mut table = [0 as libc::c_int; BR_MAX_PORTS];
+        let mut args: [libc::c_ulong; 4] = [
+            BRCTL_GET_PORT_LIST,
+            table.as_mut_ptr() as libc::c_ulong,
+            BR_MAX_PORTS as libc::c_ulong,
+            0,
+        ];
+        let data = args.as_mut_ptr().cast::<libc::c_char>();
+        // SAFETY: ifru_data points at `args`, which names `table` and its
+        // length; both outlive the call, and the kernel writes at most
+        // BR_MAX_PORTS ints into the table.
+        let reply = unsafe { self.ifreq_with(name, SIOCDEVPRIVATE, data) }?;
+        Ok(reply.map(|_| table.iter().filter(|&&index| index != 0).count() as u32))
+    }
 }
 
 impl Kernel {
@@ -205,17 +238,36 @@ impl Kernel {
         name: &str,
         request: libc::c_ulong,
     ) -> std::result::Result<Option<libc::ifreq>, Failure> {
+        // SAFETY: a null ifru_data: these requests read ifr_name only.
+        unsafe { self.ifreq_with(name, request, std::ptr::null_mut()) }
+    }
+
+    /// [`Kernel::ifreq`] with `data` in `ifru_data`.
+    ///
+    /// # Safety
+    /// `data` must be what `request` expects there (or null where it
+    /// expects nothing), valid for the whole call.
+    unsafe fn ifreq_with(
+        &self,
+        name: &str,
+        request: libc::c_ulong,
+        data: *mut libc::c_char,
+    ) -> std::result::Result<Option<libc::ifreq>, Failure> {
         // SAFETY: ifreq is plain data; zero is a valid value for it.
         let mut ifreq: libc::ifreq = unsafe { std::mem::zeroed() };
         if name.len() >= ifreq.ifr_name.len() {
             return Ok(None);
         }
+        ifreq.ifr_ifru.ifru_data = data;
         for (dst, src) in ifreq.ifr_name.iter_mut().zip(name.bytes()) {
             *dst = src as libc::c_char;
         }
-        // SAFETY: these requests read ifr_name and write ifr_ifru.
+        // SAFETY: these requests read ifr_name (and ifru_data, which the
+        // caller vouches for) and write ifr_ifru.
         let rc = unsafe { libc::ioctl(self.probe()?.as_raw_fd(), request, &mut ifreq) };
-        Ok((rc == 0).then_some(ifreq))
+        // Success is not always 0: BRCTL_GET_PORT_LIST answers the size
+        // of the table it filled.
+        Ok((rc >= 0).then_some(ifreq))
     }
 }
 
@@ -240,6 +292,8 @@ pub mod fake {
         pub log: Rc<RefCell<Vec<String>>>,
         /// Makes the next `attach` fail.
         pub fail_attach: std::cell::Cell<bool>,
+        /// Makes the next `ensure_address` fail.
+        pub fail_address: std::cell::Cell<bool>,
         /// What `nsid_of` answers (the tests' one target).
         pub target_nsid: Option<i32>,
         /// The namespace's own addresses (`is_local`).
@@ -250,6 +304,8 @@ pub mod fake {
         pub ports: RefCell<BTreeMap<u32, BridgePort>>,
         /// Static forwarding entries: (bridge, MAC) -> port.
         pub pinned: RefCell<BTreeMap<(u32, [u8; 6]), u32>>,
+        /// Ports of every bridge that are not in `links` (`port_count`).
+        pub extra_ports: std::cell::Cell<u32>,
     }
 
     impl FakeLinks {
@@ -341,6 +397,9 @@ pub mod fake {
                 .unwrap_or_default())
         }
         async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool> {
+            if self.fail_address.replace(false) {
+                return Err(netplumb::Error::InvalidName("injected".into()));
+            }
             self.record(format!("address #{index} {address}"));
             self.addresses
                 .borrow_mut()
@@ -443,6 +502,14 @@ pub mod fake {
                 .values()
                 .find(|l| l.name == name)
                 .map(|l| l.index))
+        }
+        fn port_count(&self, name: &str) -> std::result::Result<Option<u32>, Failure> {
+            let links = self.links.borrow();
+            let Some(bridge) = links.values().find(|l| l.name == name) else {
+                return Ok(None);
+            };
+            let ports = links.values().filter(|l| l.master == Some(bridge.index));
+            Ok(Some(ports.count() as u32 + self.extra_ports.get()))
         }
         fn ipv4_of(&self, name: &str) -> std::result::Result<Option<Ipv4Addr>, Failure> {
             let Some(index) = self.index_of(name)? else {

@@ -22,8 +22,6 @@ use crate::policy::Network;
 use crate::ports::Mapping;
 use crate::request::Request;
 
-pub mod ports;
-
 /// How the interface inside gets its addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Configure {
@@ -97,7 +95,7 @@ impl Plan {
         let mac = mac_of(address);
         let guard = network
             .guard
-            .then(|| guarded_port(&host_name, mac, &addresses));
+            .then(|| GuardedPort::new(&host_name, mac, &addresses));
         let publications = mappings
             .iter()
             .map(|m| Published {
@@ -215,42 +213,6 @@ fn mac_of(address: Ipv4Addr) -> [u8; 6] {
 pub fn mac_text(mac: [u8; 6]) -> String {
     let octets: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
     octets.join(":")
-}
-
-/// The IPv6 link-local address the kernel derives from `mac` (EUI-64: the
-/// universal/local bit flipped, ff:fe in the middle).
-fn link_local_of(mac: [u8; 6]) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([mac[0] ^ 0x02, mac[1]]),
-        u16::from_be_bytes([mac[2], 0xff]),
-        u16::from_be_bytes([0xfe, mac[3]]),
-        u16::from_be_bytes([mac[4], mac[5]]),
-    )
-}
-
-/// What the guard lets through a lease's host end: its name, the MAC its
-/// peer is born with, its IPv4 lease, its IPv6 address (if the network has
-/// IPv6) and the IPv6 link-local address the kernel derives from the MAC.
-fn guarded_port(host_name: &str, mac: [u8; 6], addresses: &[IpNetwork]) -> GuardedPort {
-    let mut ipv4 = Vec::new();
-    let mut ipv6 = Vec::new();
-    for address in addresses {
-        match address {
-            IpNetwork::V4(a) => ipv4.push(a.ip()),
-            IpNetwork::V6(a) => ipv6.push(a.ip()),
-        }
-    }
-    ipv6.push(link_local_of(mac));
-    GuardedPort {
-        ifname: host_name.to_string(),
-        mac,
-        ipv4,
-        ipv6,
-    }
 }
 
 /// The kernel's form of a lease's mapping: the container's addresses the

@@ -9,6 +9,7 @@ fn request(network: Network, publish: &[&str]) -> Request {
         address: None,
         prefix: "veth".into(),
         nic: None,
+        unpublish: Vec::new(),
         publish: publish.iter().map(|p| Mapping::parse(p).unwrap()).collect(),
         known: crate::request::Known::Defined,
     }
@@ -33,8 +34,8 @@ fn deterministic_mac_and_its_link_local() {
     let mac = mac_of("10.10.10.2".parse().unwrap());
     assert_eq!(mac, [0x02, 0x6e, 10, 10, 10, 2]);
     assert_eq!(
-        link_local_of(mac),
-        "fe80::6e:aff:fe0a:a02".parse::<Ipv6Addr>().unwrap()
+        GuardedPort::new("veth0a0a0a02", mac, &[]).ipv6,
+        vec!["fe80::6e:aff:fe0a:a02".parse::<Ipv6Addr>().unwrap()]
     );
     assert_eq!(mac_text(mac), "02:6e:0a:0a:0a:02");
 }

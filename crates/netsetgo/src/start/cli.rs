@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::ports::{self, Mapping};
+use crate::ports::{self, HostPort, Mapping};
 
 /// The text `-h` prints.
 pub const USAGE: &str = "\
@@ -32,7 +32,12 @@ IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
   -publish PROTO:[HOSTADDR:]HOSTPORT:CONTAINERPORT
                            publish a host port (tcp or udp) to the container, within
                            your publish grants; an IPv6 HOSTADDR in []; repeatable
-                           (at most 16); with -pid or -oci-hook only
+                           (at most 16); with -pid or -oci-hook only. On a container
+                           you wired already (with -pid or the create form), it
+                           adds these to your interface there and changes nothing else
+  -unpublish PROTO:[HOSTADDR:]HOSTPORT
+                           with -pid: remove a host port your interface in that
+                           container publishes; repeatable (at most 16)
   -json                    print the result as one JSON object
   -delete                  remove your interface from the container and free its address
   -check                   say whether the container's wiring is intact
@@ -67,6 +72,9 @@ pub enum Mode {
     OciHook,
     /// `-restore`: root re-creates our nftables objects from the leases.
     Restore,
+    /// `-pid` with `-unpublish`: remove publications of the caller's own
+    /// interface in the process's namespace.
+    Unpublish,
 }
 
 /// Parsed flags. `None` means "not given": the policy then decides.
@@ -88,6 +96,8 @@ pub struct Args {
     pub json: bool,
     /// `-publish`: host ports to publish to the container.
     pub publish: Vec<Mapping>,
+    /// `-unpublish`: host ports the caller's interface publishes, to remove.
+    pub unpublish: Vec<HostPort>,
     /// Set by lxc-user-nic's form.
     pub nic: Option<Nic>,
 }
@@ -146,6 +156,7 @@ where
         veth_prefix: None,
         json: false,
         publish: Vec::new(),
+        unpublish: Vec::new(),
         nic: None,
     };
     let args: Vec<S> = args.into_iter().take(MAX_ARGS + 1).collect();
@@ -246,7 +257,7 @@ fn parse_flag<'a>(
         "oci-hook" => modes.hook = boolean(inline)?,
         "restore" => modes.restore = boolean(inline)?,
         "pid" | "bridgeName" | "bridgeAddress" | "containerAddress" | "vethNamePrefix"
-        | "publish" => {
+        | "publish" | "unpublish" => {
             // An inline value is part of an argument already bounded.
             let value = match inline {
                 Some(v) => v,
@@ -262,6 +273,7 @@ fn parse_flag<'a>(
                 "bridgeAddress" => parsed.bridge_address = Some(value),
                 "containerAddress" => parsed.container_address = Some(value),
                 "publish" => publish(&mut parsed.publish, &value)?,
+                "unpublish" => unpublish(&mut parsed.unpublish, &value)?,
                 _ => parsed.veth_prefix = Some(value),
             }
         }
@@ -276,8 +288,8 @@ fn parse_flag<'a>(
 
 /// The flags of `parsed`, its mode set, checked together: `-restore`
 /// alone (but `-json`), `-pid` exactly when not `-oci-hook`, `-publish`
-/// only when wiring.
-fn combined(parsed: Args) -> Result<Args, Usage> {
+/// only when wiring, `-unpublish` only with `-pid` alone (its mode).
+fn combined(mut parsed: Args) -> Result<Args, Usage> {
     if parsed.mode == Mode::Restore {
         // Every network with state, as the policy defines it: nothing to pick.
         let picked = parsed.pid.is_some()
@@ -285,7 +297,8 @@ fn combined(parsed: Args) -> Result<Args, Usage> {
             || parsed.bridge_address.is_some()
             || parsed.container_address.is_some()
             || parsed.veth_prefix.is_some()
-            || !parsed.publish.is_empty();
+            || !parsed.publish.is_empty()
+            || !parsed.unpublish.is_empty();
         if picked {
             return Err(Usage::Error(
                 "-restore takes no other flag than -json: it restores every network".into(),
@@ -306,6 +319,17 @@ fn combined(parsed: Args) -> Result<Args, Usage> {
         return Err(Usage::Error(
             "-publish goes with -pid or -oci-hook, not with -delete or -check".into(),
         ));
+    }
+    if !parsed.unpublish.is_empty() {
+        let alone = parsed.mode == Mode::Create
+            && parsed.publish.is_empty()
+            && parsed.container_address.is_none();
+        if !alone {
+            return Err(Usage::Error(
+                "-unpublish goes with -pid alone: not with -publish, -containerAddress, -delete, -check or -oci-hook".into(),
+            ));
+        }
+        parsed.mode = Mode::Unpublish;
     }
     Ok(parsed)
 }
@@ -331,6 +355,22 @@ fn publish(list: &mut Vec<Mapping>, value: &str) -> Result<(), Usage> {
         )));
     }
     list.push(mapping);
+    Ok(())
+}
+
+/// One more `-unpublish`: at most [`ports::MAX_MAPPINGS`], each once.
+fn unpublish(list: &mut Vec<HostPort>, value: &str) -> Result<(), Usage> {
+    let port = HostPort::parse(value).map_err(Usage::Error)?;
+    if list.len() == ports::MAX_MAPPINGS {
+        return Err(Usage::Error(format!(
+            "at most {} -unpublish per call",
+            ports::MAX_MAPPINGS
+        )));
+    }
+    if list.contains(&port) {
+        return Err(Usage::Error(format!("-unpublish {value} is given twice")));
+    }
+    list.push(port);
     Ok(())
 }
 
@@ -663,6 +703,43 @@ mod tests {
         ] {
             assert!(matches!(p(bad), Err(Usage::Error(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn unpublish_goes_with_pid_alone() {
+        let a = p(&[
+            "-pid",
+            "7",
+            "-unpublish",
+            "tcp:8080",
+            "--unpublish=udp:[2001:db8::1]:53",
+        ])
+        .unwrap();
+        assert_eq!(a.mode, Mode::Unpublish);
+        let shown: Vec<String> = a.unpublish.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["tcp:8080", "udp:[2001:db8::1]:53"]);
+        let with = |extra: &[&str]| {
+            let mut args = vec!["-pid", "7", "-unpublish", "tcp:8080"];
+            args.extend_from_slice(extra);
+            p(&args)
+        };
+        assert_eq!(
+            with(&["-json", "-bridgeName", "br1"]).unwrap().mode,
+            Mode::Unpublish
+        );
+        for extra in [
+            &["-publish", "tcp:8081:80"][..],
+            &["-containerAddress", "10.10.10.9/24"],
+            &["-delete"],
+            &["-check"],
+            &["-restore"],
+            &["-unpublish", "tcp:8080"],
+            &["-unpublish", "tcp:8080:80"],
+        ] {
+            assert!(matches!(with(extra), Err(Usage::Error(_))), "{extra:?}");
+        }
+        assert!(p(&["-oci-hook", "-unpublish", "tcp:8080"]).is_err());
+        assert!(p(&["-unpublish", "tcp:8080"]).is_err());
     }
 
     #[test]

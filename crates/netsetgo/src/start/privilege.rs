@@ -1,7 +1,8 @@
 //! Privilege: making a setuid-root start safe, checking that we really are
 //! privileged, and shedding everything but CAP_NET_ADMIN.
 //!
-//! The order matters and is fixed by `main`: `sanitize` first, before any
+//! The order matters and is fixed by [`stages::run`](crate::stages::run):
+//! `sanitize` first, before any
 //! other code looks at the process; `Caller::identify` next; `restrict`
 //! narrows the capabilities to what the privileged setup needs; after the
 //! namespace socket is open `drop_to` becomes the system user `_netsetgo`
@@ -12,8 +13,9 @@ use std::fs;
 
 use caps::Capability;
 use nix::sys::prctl;
-use nix::unistd::{getegid, geteuid, getgid, getgroups, getuid, Gid};
+use nix::unistd::{getegid, geteuid, getgid, getuid};
 
+use crate::accounts::SystemAccounts;
 use crate::error::Failure;
 use crate::system::System;
 
@@ -276,11 +278,12 @@ impl Caller {
                 ));
             }
         }
-        let mut groups: Vec<u32> = getgroups()
-            .map_err(|e| Failure::internal(format!("getgroups: {e}")))?
-            .into_iter()
-            .map(Gid::as_raw)
-            .collect();
+        let mut groups = vec![0; crate::system::group_count()];
+        // SAFETY: getgroups(2) writes at most groups.len() gids into groups.
+        let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
+        groups.truncate(usize::try_from(n).map_err(|_| {
+            Failure::internal(format!("getgroups: {}", std::io::Error::last_os_error()))
+        })?);
         groups.push(gid);
         groups.sort_unstable();
         groups.dedup();
@@ -340,6 +343,9 @@ pub fn restrict(sys: &impl System, packet: PacketSocket) -> Result<(), Failure> 
     sys.root_egid()
 }
 
+/// Where the system's users are.
+pub const PASSWD: &str = "/etc/passwd";
+
 /// The system user the helper works as once privileges are dropped: an
 /// identity the caller can neither signal nor trace, so that a caller
 /// cannot stop its helper while it holds a network's lock (SECURITY.md,
@@ -357,12 +363,12 @@ pub struct Worker {
 
 impl Worker {
     /// The system user [`WORKER_USER`] from `/etc/passwd` (read like the
-    /// policy). Without it an unprivileged caller is refused: the helper
+    /// policy, once per call: `accounts` may have read it for the grants
+    /// already). Without it an unprivileged caller is refused: the helper
     /// would otherwise work under the caller's own uid, which the caller may
     /// signal. Root needs no protection from itself and keeps uid 0.
-    pub fn resolve(caller: &Caller) -> Result<Worker, Failure> {
-        let passwd = crate::policy::read_trusted(std::path::Path::new(crate::policy::PASSWD))?;
-        match find_user(&passwd, WORKER_USER) {
+    pub fn resolve(caller: &Caller, accounts: &SystemAccounts) -> Result<Worker, Failure> {
+        match find_user(accounts.passwd()?, WORKER_USER) {
             Some(worker) if worker.uid != 0 && worker.uid != caller.uid => Ok(worker),
             _ if caller.is_root() => Ok(Worker { uid: 0, gid: 0 }),
             Some(_) => Err(Failure::refused(format!(
@@ -595,6 +601,40 @@ mod tests {
     }
 
     #[test]
+    fn the_bounding_set_is_dropped_up_to_the_kernels_last_capability_in_one_call_each() {
+        use crate::system::drop_bounding;
+        // 5.8 (last 39), 5.9 to 6.18 (40), a future kernel (45).
+        for last in [39u32, 40, 45] {
+            let mut calls = Vec::new();
+            let known = drop_bounding(|cap| {
+                calls.push(cap);
+                if cap > last {
+                    Err(nix::Error::EINVAL)
+                } else {
+                    Ok(())
+                }
+            })
+            .unwrap();
+            assert_eq!(known, last + 1);
+            // Every capability once, in order, then the one probe past the end.
+            assert_eq!(calls, (0..=last + 1).collect::<Vec<_>>());
+        }
+        // Any other refusal stops it, and so does EINVAL for CAP_CHOWN.
+        let eperm = |cap| {
+            if cap == 3 {
+                Err(nix::Error::EPERM)
+            } else {
+                Ok(())
+            }
+        };
+        assert_eq!(drop_bounding(eperm), Err(nix::Error::EPERM));
+        assert_eq!(
+            drop_bounding(|_| Err(nix::Error::EINVAL)),
+            Err(nix::Error::EINVAL)
+        );
+    }
+
+    #[test]
     fn a_reader_of_the_callers_input_holds_nothing() {
         let sys = Recording::new();
         drop_everything(&sys, 1000, 1000).unwrap();
@@ -606,27 +646,6 @@ mod tests {
                 Call::NoNewPrivs,
                 Call::NotDumpable
             ]
-        );
-    }
-
-    #[test]
-    fn the_start_sanitises_before_anything_privileged_and_drops_last() {
-        // The privilege stages in main's order: 1 sanitise, 4 restrict,
-        // 10 drop.
-        let sys = Recording::new();
-        sanitize(&sys).unwrap();
-        restrict(&sys, PacketSocket::Dhcp).unwrap();
-        let _ = drop_to(&sys, Worker { uid: 998, gid: 997 });
-        let calls = sys.calls();
-        let sanitised = last(&calls, |c| *c == Call::ChdirRoot);
-        assert!(sanitised < first(&calls, privileged));
-        assert!(last(&calls, |c| matches!(c, Call::SetRlimit(_))) < first(&calls, privileged));
-        // The setup's capabilities are narrowed to before the drop begins.
-        let setup = first(&calls, |c| matches!(c, Call::SetCaps(set) if set.len() > 1));
-        assert!(setup < first(&calls, |c| *c == Call::ClearBounding));
-        assert_eq!(
-            calls.iter().rfind(|c| matches!(c, Call::SetCaps(_))),
-            Some(&Call::SetCaps(vec![Capability::CAP_NET_ADMIN]))
         );
     }
 }

@@ -3,9 +3,9 @@
 //! signal dispositions, inherited fds, environment, umask, working
 //! directory, scheduling, capability sets, ids, no_new_privs,
 //! dumpability), behind one small trait, so that the order in which the
-//! stages of `main` make them (SECURITY.md, "Order of operations") is
-//! unit-tested without root through a recording fake (youki's syscall
-//! trait). [`Kernel`] is the real one.
+//! stages make them (SECURITY.md, "Order of operations";
+//! [`stages::run`](crate::stages::run)) is unit-tested without root through
+//! a recording fake (youki's syscall trait). [`Kernel`] is the real one.
 
 use std::collections::HashSet;
 
@@ -14,7 +14,7 @@ use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::prctl;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{chdir, getgid, getgroups, setresgid, setresuid, Gid, Uid};
+use nix::unistd::{chdir, getgid, setresgid, setresuid, Gid, Uid};
 
 use crate::error::Failure;
 
@@ -242,11 +242,8 @@ impl System for Kernel {
     }
 
     fn set_caps(&self, set: &HashSet<Capability>) -> Result<(), Failure> {
-        let fail = |e: caps::errors::CapsError| Failure::internal(format!("set capabilities: {e}"));
-        caps::set(None, CapSet::Effective, set).map_err(fail)?;
-        caps::set(None, CapSet::Permitted, set).map_err(fail)?;
-        caps::clear(None, CapSet::Inheritable).map_err(fail)?;
-        Ok(())
+        let mask = set.iter().fold(0, |mask, cap| mask | cap.bitmask());
+        capset(mask, mask, 0).map_err(|e| Failure::internal(format!("set capabilities: {e}")))
     }
 
     fn root_egid(&self) -> Result<(), Failure> {
@@ -259,22 +256,25 @@ impl System for Kernel {
     }
 
     fn clear_bounding(&self) -> Result<(), Failure> {
-        for cap in caps::all() {
-            caps::drop(None, CapSet::Bounding, cap).map_err(|e| dropping("bounding", e))?;
-        }
-        Ok(())
+        let drop_one = |cap: u32| {
+            // SAFETY: PR_CAPBSET_DROP takes a capability number and
+            // touches no memory of ours.
+            let rc =
+                unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(nix::Error::last())
+            }
+        };
+        drop_bounding(drop_one)
+            .map(drop)
+            .map_err(|e| dropping("bounding", e))
     }
 
     fn clear_caps(&self) -> Result<(), Failure> {
-        for set in [
-            CapSet::Ambient,
-            CapSet::Inheritable,
-            CapSet::Effective,
-            CapSet::Permitted,
-        ] {
-            caps::clear(None, set).map_err(|e| dropping("capabilities", e))?;
-        }
-        Ok(())
+        self.clear_ambient()?;
+        capset(0, 0, 0).map_err(|e| dropping("capabilities", e))
     }
 
     fn set_keepcaps(&self, keep: bool) -> Result<(), Failure> {
@@ -285,9 +285,11 @@ impl System for Kernel {
         let (uid, gid) = (Uid::from_raw(uid), Gid::from_raw(gid));
         let ids = || -> nix::Result<()> {
             // Needs CAP_SETGID even when there is nothing to drop (as in a
-            // child of the worker, which has none left).
-            if !getgroups()?.is_empty() {
-                nix::unistd::setgroups(&[])?;
+            // child of the worker, which has none left): refused then, and
+            // that is fine only if there is nothing to drop.
+            match nix::unistd::setgroups(&[]) {
+                Err(nix::Error::EPERM) if group_count() == 0 => {}
+                other => other?,
             }
             setresgid(gid, gid, gid)?;
             setresuid(uid, uid, uid)
@@ -298,6 +300,71 @@ impl System for Kernel {
     fn no_new_privs(&self) -> Result<(), Failure> {
         prctl::set_no_new_privs().map_err(|e| dropping("no_new_privs", e))
     }
+}
+
+/// Drops every capability the kernel has from the bounding set with
+/// `drop_one`, by number from 0 until the kernel says there is no such
+/// capability (EINVAL): one call per capability, none for the numbers the
+/// kernel does not have (its last differs between kernels, 40 since 5.9,
+/// and a capability newer than this program's list is dropped too), and no
+/// call to learn the last one. Linux has no call that empties the set at
+/// once. Returns how many capabilities the kernel has.
+pub fn drop_bounding(mut drop_one: impl FnMut(u32) -> nix::Result<()>) -> nix::Result<u32> {
+    // CAP_CHOWN, number 0, exists everywhere: EINVAL for it is a real
+    // error (a kernel without the bounding set), not the end.
+    for cap in 0..64 {
+        match drop_one(cap) {
+            Ok(()) => {}
+            Err(nix::Error::EINVAL) if cap > 0 => return Ok(cap),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(64)
+}
+
+/// One `capset(2)` of the effective, permitted and inheritable sets
+/// together (the caps crate reads and writes each set on its own: two
+/// calls per set).
+fn capset(effective: u64, permitted: u64, inheritable: u64) -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, as two `Data`.
+    const VERSION_3: u32 = 0x2008_0522;
+    let header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let half = |set: u64, i: u32| (set >> (32 * i)) as u32;
+    let data = [0, 1].map(|i| Data {
+        effective: half(effective, i),
+        permitted: half(permitted, i),
+        inheritable: half(inheritable, i),
+    });
+    // SAFETY: capset(2) reads one header and, for version 3, two data
+    // structs, both alive for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// How many supplementary groups the process has (one `getgroups(0)`;
+/// nix's `getgroups` first reads `/proc/sys/kernel/ngroups_max`).
+pub fn group_count() -> usize {
+    // SAFETY: with a size of 0 getgroups(2) writes nothing.
+    let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+    usize::try_from(n).unwrap_or(0)
 }
 
 /// A failure to drop privileges, naming the step.
@@ -340,6 +407,9 @@ pub(crate) mod fake {
         Keepcaps(bool),
         BecomeIds(u32, u32),
         NoNewPrivs,
+        /// Not a system call: a stage of `stages::run` beginning, as a
+        /// fake of the stages marks it between the calls it makes.
+        Stage(&'static str),
     }
 
     /// The fake; `calls` is what it was asked, in order.
@@ -357,7 +427,8 @@ pub(crate) mod fake {
             }
         }
 
-        fn push(&self, call: Call) {
+        /// Records `call`.
+        pub(crate) fn push(&self, call: Call) {
             self.calls.borrow_mut().push(call);
         }
 

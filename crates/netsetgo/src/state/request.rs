@@ -7,7 +7,7 @@ use ipnetwork::Ipv4Network;
 use crate::cli::{self, Args};
 use crate::error::Failure;
 use crate::policy::{self, Network, Policy, Ports, SystemAccounts, POLICY_PATH};
-use crate::ports::Mapping;
+use crate::ports::{HostPort, Mapping};
 use crate::privilege::Caller;
 
 /// A request the caller is allowed to make.
@@ -26,6 +26,9 @@ pub struct Request {
     pub nic: Option<cli::Nic>,
     /// Host ports to publish to the container, within the grants.
     pub publish: Vec<Mapping>,
+    /// Host ports the caller's own interface publishes, to remove
+    /// (`-unpublish`: no grant needed, only its own are touched).
+    pub unpublish: Vec<HostPort>,
     /// Where the network is known from.
     pub known: Known,
 }
@@ -51,7 +54,8 @@ pub enum Intent {
     /// `-check`: on a granted network.
     Check,
     /// Removing the caller's own interface (`-delete`, lxc-user-nic's
-    /// `delete`, a poststop hook): always possible, also when its network
+    /// `delete`, a poststop hook) or its own publications (`-unpublish`):
+    /// always possible, also when its network
     /// or the caller's grant is gone, since only what is recorded for the
     /// caller's uid is touched (security.md 13).
     Remove,
@@ -75,6 +79,7 @@ impl Request {
             prefix: cli::DEFAULT_PREFIX.into(),
             nic: None,
             publish: Vec::new(),
+            unpublish: Vec::new(),
             known,
         }
     }
@@ -86,12 +91,17 @@ const MAX_PREFIX: usize = 7;
 /// The request `args` make of `caller`'s grants for `intent`; `-publish`
 /// counts only when wiring (a poststop hook whose args repeat it releases
 /// all the same).
-pub fn resolve(args: &Args, caller: &Caller, intent: Intent) -> Result<Request, Failure> {
+pub fn resolve(
+    args: &Args,
+    caller: &Caller,
+    intent: Intent,
+    accounts: &SystemAccounts,
+) -> Result<Request, Failure> {
     let prefix = veth_prefix(args)?;
     if caller.is_root() {
         root_request(args, intent, prefix)
     } else {
-        granted_request(args, caller, intent, prefix)
+        granted_request(args, caller, intent, prefix, accounts)
     }
 }
 
@@ -144,6 +154,7 @@ fn root_request(args: &Args, intent: Intent, prefix: String) -> Result<Request, 
         prefix,
         nic: args.nic.clone(),
         publish,
+        unpublish: args.unpublish.clone(),
         known,
     })
 }
@@ -155,10 +166,11 @@ fn granted_request(
     caller: &Caller,
     intent: Intent,
     prefix: String,
+    accounts: &SystemAccounts,
 ) -> Result<Request, Failure> {
     let policy = policy::load()?;
     let allowances = match &policy {
-        Some(policy) => policy.allowances(caller, &SystemAccounts)?,
+        Some(policy) => policy.allowances(caller, accounts)?,
         None => Vec::new(),
     };
     let granted = match &args.bridge_name {
@@ -196,6 +208,7 @@ fn granted_request(
         prefix,
         nic: args.nic.clone(),
         publish,
+        unpublish: args.unpublish.clone(),
         known: Known::Defined,
     })
 }
@@ -219,6 +232,7 @@ fn ungranted_removal(
         prefix,
         nic: args.nic.clone(),
         publish: Vec::new(),
+        unpublish: args.unpublish.clone(),
         known: Known::Recorded,
     })
 }

@@ -39,6 +39,9 @@ pub struct Wired {
     pub guard: bool,
     /// Whether its bridge port is isolated (`isolate=`).
     pub isolated: bool,
+    /// Found already there rather than made by this call (`-check`,
+    /// `-unpublish`, a `-publish` added to a container wired already).
+    pub existing: bool,
 }
 
 /// What `-restore` did on one network with state.
@@ -387,6 +390,7 @@ mod tests {
                 published: Vec::new(),
                 guard: true,
                 isolated: false,
+                existing: false,
             },
         };
         assert_eq!(

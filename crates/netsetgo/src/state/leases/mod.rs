@@ -57,7 +57,7 @@ pub const STATE_DIR: &str = match option_env!("NETSETGO_STATE_DIR") {
 };
 
 /// How a bridge's alias says which state manages it.
-pub const TOKEN_PREFIX: &str = "netsetgo:";
+pub const TOKEN_PREFIX: &str = netplumb::marks::NETSETGO_MARK;
 const MAGIC: &[u8; 4] = b"NSG1";
 const HEADER: usize = 16;
 const SLOT: usize = 128;

@@ -9,8 +9,6 @@
 //! the line number); no grant means no access.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use std::net::Ipv4Addr;
@@ -18,25 +16,26 @@ use std::net::Ipv4Addr;
 use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use netplumb::Protocol;
 
+pub use crate::accounts::{Accounts, SystemAccounts};
 use crate::error::Failure;
 use crate::privilege::Caller;
-use crate::secure::{self, Access, Refusal, Rule};
+use crate::secure::read_trusted;
 
 /// Where the policy lives (a build may choose another for tests).
 pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
-/// Where the system's users are.
-pub const PASSWD: &str = "/etc/passwd";
-const GROUP: &str = "/etc/group";
 
-/// A bound on what we read of the policy file and the user and group
-/// databases: generous, since a site that copies its directory into
-/// /etc/passwd can have a large one.
-const MAX_FILE: u64 = 16 << 20;
 /// Counts are small numbers; anything longer is a typo or an attack.
 const MAX_COUNT: u32 = 65_535;
+/// The most ports a Linux bridge holds (`BR_MAX_PORTS` of
+/// net/bridge/br_private.h is 1024 port numbers, and number 0 is
+/// reserved): the most containers one network's bridge can have, whatever
+/// its subnet. Grants that add up to more cannot be met and are refused
+/// when the policy is read; a call for a full bridge is refused before it
+/// makes anything.
+pub const BRIDGE_PORTS: u32 = 1023;
 
 /// One `network` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,66 +267,6 @@ impl Policy {
     }
 }
 
-/// Where user and group names come from.
-pub trait Accounts {
-    /// All names of passwd entries with this uid.
-    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure>;
-    /// The gid of a group name.
-    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure>;
-    /// The groups of `uid` as the account files give them: its passwd
-    /// entry's gid first, then every group whose member list names it.
-    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure>;
-}
-
-/// /etc/passwd and /etc/group, read directly (no NSS: the binary is static
-/// and must not load code chosen by the machine's configuration).
-pub struct SystemAccounts;
-
-impl Accounts for SystemAccounts {
-    fn user_names(&self, uid: u32) -> Result<Vec<String>, Failure> {
-        let text = read_trusted(Path::new(PASSWD))?;
-        Ok(text
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                let name = f.next()?;
-                let id = f.nth(1)?;
-                (id.parse::<u32>().ok()? == uid).then(|| name.to_string())
-            })
-            .collect())
-    }
-
-    fn group_id(&self, name: &str) -> Result<Option<u32>, Failure> {
-        let text = read_trusted(Path::new(GROUP))?;
-        Ok(text.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == name).then_some(())?;
-            f.nth(1)?.parse::<u32>().ok()
-        }))
-    }
-
-    fn groups_of(&self, uid: u32) -> Result<Vec<u32>, Failure> {
-        let passwd = read_trusted(Path::new(PASSWD))?;
-        let mut names = Vec::new();
-        let mut groups = Vec::new();
-        for line in passwd.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 4 && f[2].parse::<u32>().ok() == Some(uid) {
-                names.push(f[0]);
-                groups.extend(f[3].parse::<u32>().ok());
-            }
-        }
-        groups.truncate(1);
-        let group = read_trusted(Path::new(GROUP))?;
-        groups.extend(group.lines().filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            let listed = f.len() >= 4 && f[3].split(',').any(|m| names.contains(&m));
-            listed.then(|| f[2].parse::<u32>().ok()).flatten()
-        }));
-        Ok(groups)
-    }
-}
-
 /// The policy as the caller may use it: `Ok(None)` when there is no file.
 pub fn load() -> Result<Option<Policy>, Failure> {
     let path = Path::new(POLICY_PATH);
@@ -342,57 +281,6 @@ pub fn load() -> Result<Option<Policy>, Failure> {
             e.line, e.message
         ))
     })
-}
-
-/// Reads a root-owned configuration file: opened without following a final
-/// symlink, checked on the opened fd (regular, owner root, not group/world
-/// writable), with every parent directory root-owned and not group/world
-/// writable either. Errors name the path (an administrator's file, whose
-/// existence is no secret) but say nothing about other files.
-pub fn read_trusted(path: &Path) -> Result<String, Failure> {
-    let bad = |why: &str| {
-        Failure::refused(format!(
-            "{}: {why}; an administrator must fix it",
-            path.display()
-        ))
-    };
-    let trusted = |dir| Rule {
-        dir,
-        owner: 0,
-        forbidden: 0o022,
-        one_link: false,
-    };
-    for dir in path.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        secure::open(None, dir, Access::Read, trusted(true)).map_err(|e| match e {
-            Refusal::Unsafe => {
-                bad("a directory on its path is not a root-owned, non-writable directory")
-            }
-            Refusal::Open(_) => bad("cannot inspect its directories"),
-        })?;
-    }
-    let (fd, meta) =
-        secure::open(None, path, Access::Read, trusted(false)).map_err(|e| match e {
-            Refusal::Open(nix::Error::ELOOP) => bad("is a symbolic link"),
-            Refusal::Open(_) => bad("cannot be opened"),
-            Refusal::Unsafe => {
-                bad("must be a regular file owned by root and not writable by group or others")
-            }
-        })?;
-    let file = File::from(fd);
-    let size = meta.st_size as u64;
-    if size > MAX_FILE {
-        return Err(bad("is too large"));
-    }
-    // Room for the whole file up front: read in one call, not in doubling
-    // probes (this is every call's start-up).
-    let mut text = String::with_capacity(size as usize + 1);
-    file.take(MAX_FILE)
-        .read_to_string(&mut text)
-        .map_err(|_| bad("is not readable UTF-8 text"))?;
-    Ok(text)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnetwork::{Ipv4Network, Ipv6Network};
 
-use super::{Grant, Network, ParseError, Policy, PortGrant, Ports, Who, MAX_COUNT};
+use super::{Grant, Network, ParseError, Policy, PortGrant, Ports, Who, BRIDGE_PORTS, MAX_COUNT};
 use crate::ports;
 
 /// Parses the policy text strictly.
@@ -67,7 +67,37 @@ pub fn parse(text: &str) -> Result<Policy, ParseError> {
             message: format!("{keyword} names undefined network {network:?}"),
         });
     }
+    check_fits_one_bridge(&policy.grants)?;
     Ok(policy)
+}
+
+/// The grants of one user or group on one network must add up to at most
+/// [`BRIDGE_PORTS`]: a larger quota could never be met (its caller would
+/// be refused at the bridge's limit anyway), so it is a mistake to say so
+/// at once, at the line that goes over.
+fn check_fits_one_bridge(grants: &[Grant]) -> Result<(), ParseError> {
+    for (i, grant) in grants.iter().enumerate() {
+        let total = grants[..=i]
+            .iter()
+            .filter(|g| g.who == grant.who && g.network == grant.network)
+            .fold(0u32, |sum, g| sum.saturating_add(g.count));
+        if total > BRIDGE_PORTS {
+            let who = match &grant.who {
+                Who::User(name) => name.clone(),
+                Who::Group(name) => format!("@{name}"),
+            };
+            return Err(ParseError {
+                line: grant.line,
+                message: format!(
+                    "{who} would hold up to {total} interfaces on network {}, more than the \
+                     {BRIDGE_PORTS} ports a Linux bridge can hold (grant at most {BRIDGE_PORTS}, \
+                     or spread the containers over more networks)",
+                    grant.network
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn parse_network(fields: &[&str]) -> Result<Network, String> {

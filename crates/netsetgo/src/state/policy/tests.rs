@@ -222,6 +222,7 @@ fn malformed_lines_are_errors_with_their_number() {
     let cases = [
         ("allow bob default 99999999999999999999", "count"),
         ("allow bob default -1", "count"),
+        ("allow bob default 1024", "1023 ports a Linux bridge"),
         ("allow bob default 1 extra", "allow takes"),
         ("allow bob nowhere 1", "undefined"),
         (
@@ -269,4 +270,26 @@ fn malformed_lines_are_errors_with_their_number() {
         assert_eq!(e.line, 2, "{line}");
         assert!(e.message.contains(expected), "{line}: {}", e.message);
     }
+}
+
+#[test]
+fn grants_that_no_bridge_can_hold_are_errors() {
+    let net = "network default bridge=brg0 gateway=10.10.0.1/16\n";
+    // Exactly a bridge's worth, for a user and a group each: fine.
+    parse(&format!(
+        "{net}allow bob default 1023\nallow @staff default 1023\n"
+    ))
+    .unwrap();
+    // One group's lines add up past it: the line that goes over is named.
+    let e = parse(&format!(
+        "{net}allow @staff default 1000\nallow bob default 5\nallow @staff default 24\n"
+    ))
+    .unwrap_err();
+    assert_eq!(e.line, 4, "{e:?}");
+    assert!(
+        e.message.contains("@staff would hold up to 1024"),
+        "{}",
+        e.message
+    );
+    assert!(e.message.contains("network default"), "{}", e.message);
 }

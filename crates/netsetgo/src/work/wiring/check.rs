@@ -30,7 +30,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             let published = ledger.ports_of(lease.address)?;
             (peer, host, lease, published)
         };
-        let network = &self.request.network;
         let plan = Plan::of_lease(self.request, &lease, &published);
         let mut missing = self.check_links(&peer, &host, &plan).await?;
         missing.extend(self.check_filters(&host, &plan)?);
@@ -49,22 +48,30 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         }
         Ok(Outcome::Wired {
             intact: true,
-            wired: Wired {
-                interface: peer.name,
-                index: peer.index,
-                host_index: host.index,
-                mac: peer.mac,
-                host_interface: host.name,
-                bridge: network.bridge.clone(),
-                mtu: peer.mtu,
-                dns: network.dns_servers(),
-                published: plan.mappings(),
-                addresses: plan.addresses,
-                gateways: plan.gateways,
-                guard: network.guard,
-                isolated: network.isolate,
-            },
+            wired: self.found(peer, host, &plan),
         })
+    }
+
+    /// What a call reports of the caller's interface it found (`peer`
+    /// inside, `host` its host end) and the plan of its lease.
+    pub(super) fn found(&self, peer: Link, host: Link, plan: &Plan) -> Wired {
+        let network = &self.request.network;
+        Wired {
+            interface: peer.name,
+            index: peer.index,
+            host_index: host.index,
+            mac: peer.mac,
+            host_interface: host.name,
+            bridge: network.bridge.clone(),
+            mtu: peer.mtu,
+            dns: network.dns_servers(),
+            published: plan.mappings(),
+            addresses: plan.addresses.clone(),
+            gateways: plan.gateways.clone(),
+            guard: network.guard,
+            isolated: network.isolate,
+            existing: true,
+        }
     }
 
     /// What the links lack of `plan`: the host end on the bridge, both
@@ -164,29 +171,42 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         Ok(missing)
     }
 
-    /// The caller's interface in the target, found from the host side: a
-    /// lease of this caller on this network, with this call's name prefix,
-    /// whose host end (matched exactly: the lease's name and index, a veth)
-    /// has its peer in the target's namespace. Only then is the peer looked
-    /// at, by the index the host end gives, inside. (Whether the host end is
-    /// still on the bridge is for `check` to say.)
+    /// The caller's interface in the target, found from the host side
+    /// ([`Session::find_own`]); refused when there is none.
     pub(super) async fn own_interface(
         &self,
         ledger: &mut Ledger<'_>,
     ) -> Result<(Link, Link, Lease), Failure> {
+        self.find_own(ledger).await?.ok_or_else(|| self.not_yours())
+    }
+
+    /// The refusal of a call that needs the caller's interface in the
+    /// target, where it has none on this network.
+    pub(super) fn not_yours(&self) -> Failure {
+        Failure::refused(format!(
+            "no interface of yours from network {} is in that container",
+            self.request.network.name
+        ))
+    }
+
+    /// The caller's interface in the target, found from the host side: a
+    /// lease of this caller on this network, with this call's name prefix,
+    /// whose host end (matched exactly: the lease's name and index, a veth)
+    /// has its peer in the target's namespace (the peer's namespace as the
+    /// host's kernel names it, `IFLA_LINK_NETNSID`, against the host's id
+    /// for the namespace pinned at stage 7: a namespace that replaced it,
+    /// under a reused pid, has another id, and one that never had a peer
+    /// of the host has none). Only then is the peer looked at, by the index
+    /// the host end gives, inside. `None` when the caller has none there.
+    /// (Whether the host end is still on the bridge is for `check` to say.)
+    pub(super) async fn find_own(
+        &self,
+        ledger: &mut Ledger<'_>,
+    ) -> Result<Option<(Link, Link, Lease)>, Failure> {
         let (inside, target) = self.inside()?;
-        let not_found = || {
-            Failure::refused(format!(
-                "no interface of yours from network {} is in that container",
-                self.request.network.name
-            ))
+        let Some(target_id) = self.sockets.host.nsid_of(target).await? else {
+            return Ok(None);
         };
-        let target_id = self
-            .sockets
-            .host
-            .nsid_of(target)
-            .await?
-            .ok_or_else(not_found)?;
         let prefix = self.request.prefix.as_str();
         let named = |l: &Lease| match &self.request.nic {
             Some(Nic::Delete { host_ifname }) => &l.ifname == host_ifname,
@@ -202,6 +222,14 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                 && lease.ifname == host.name
                 && host.kind.as_deref() == Some("veth")
                 && host.link_netnsid == Some(target_id)
+        };
+        let peer_of = |host: Link, lease: Lease| async move {
+            let peer = host.link.ok_or_else(|| self.not_yours())?;
+            let peer = inside
+                .link_by_index(peer)
+                .await?
+                .ok_or_else(|| self.not_yours())?;
+            Ok::<_, Failure>(Some((peer, host, lease)))
         };
         // Where to look first: the host end the interface inside points at
         // (or lxc-user-nic's HOSTIF). Only a hint, since the container may
@@ -219,9 +247,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         if let Some(host) = hint {
             let address = plan::address_of_host_name(prefix, &host.name);
             if let Some(lease) = address.map(|a| ledger.lease_of(a)).transpose()?.flatten() {
-                if let (true, Some(peer)) = (ours(&host, &lease), host.link) {
-                    let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
-                    return Ok((peer, host, lease));
+                if ours(&host, &lease) {
+                    return peer_of(host, lease).await;
                 }
             }
         }
@@ -234,11 +261,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             let Some(host) = self.sockets.host.link_by_index(lease.ifindex).await? else {
                 continue;
             };
-            if let (true, Some(peer)) = (ours(&host, &lease), host.link) {
-                let peer = inside.link_by_index(peer).await?.ok_or_else(not_found)?;
-                return Ok((peer, host, lease));
+            if ours(&host, &lease) {
+                return peer_of(host, lease).await;
             }
         }
-        Err(not_found())
+        Ok(None)
     }
 }

@@ -1,8 +1,9 @@
-//! A new lease wired: the host ports checked, the bridge made sure of,
-//! the lease work done under the lock (`lease`), then the plan executed:
-//! the lease reserved, its ports published, the pair made and guarded,
-//! the lease completed, the DHCP responder started. What is made is
-//! recorded in an [`Undo`], which undoes it if a later step fails.
+//! A new lease wired: the host ports checked, the bridge made sure of
+//! (`bridge`), the lease work done under the lock (`lease`: admitted, an
+//! address chosen), then the plan executed: the lease reserved with its
+//! ports published (`lease`), the pair made and guarded, the lease
+//! completed, the DHCP responder started. What is made is recorded in an
+//! [`Undo`], and undone here, last first, if a later step fails.
 
 use std::os::fd::AsFd;
 
@@ -17,7 +18,7 @@ use crate::output::Wired;
 use crate::plan::Plan;
 
 use super::lease::Refusal;
-use super::undo::Undo;
+use super::undo::{Made, Undo};
 use super::Session;
 
 /// How often a call at its quota looks again, and how long it waits in
@@ -28,7 +29,10 @@ const QUOTA_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(
 
 impl<L: Links, F: Filters> Session<'_, L, F> {
     /// Wires the target. On failure nothing this call made is left: not
-    /// the veth pair, not the lease, not a bridge it created.
+    /// the veth pair, not the lease, not a bridge it created. A call that
+    /// publishes on a target where the caller has its interface of this
+    /// network already adds its publications to that one's lease instead
+    /// (`publish`), and makes nothing else.
     ///
     /// A caller at its quota whose replaced container has just died would
     /// be refused while the kernel is still tearing that container's pair
@@ -39,6 +43,11 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let mut attempt = 1;
         loop {
             let mut ledger = self.store.lock()?;
+            if self.adds_to_own() {
+                if let Some(own) = self.find_own(&mut ledger).await? {
+                    return self.add_publications(&mut ledger, own);
+                }
+            }
             match self.create_locked(&mut ledger, container.clone()).await {
                 Err(Refusal::AtQuota(_)) if attempt < QUOTA_RETRIES => {
                     drop(ledger);
@@ -59,7 +68,27 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<Wired, Refusal> {
         let mut undo = Undo::default();
         let result = self.make(ledger, &mut undo, container).await;
-        undo.settle(result, self, ledger).await
+        if result.is_err() {
+            self.undo(ledger, undo).await;
+        }
+        result
+    }
+
+    /// Undoes, last first, what a failed attempt made, each step tried
+    /// even if an earlier one failed (their failures are not reported: the
+    /// failure that started the undo is what the caller is told; a lease
+    /// whose teardown failed is left for the next garbage collection).
+    async fn undo(&self, ledger: &mut Ledger<'_>, undo: Undo) {
+        for made in undo.last_first() {
+            match made {
+                Made::Pair(index) | Made::Bridge(index) => {
+                    let _ = self.sockets.host.delete_link(index).await;
+                }
+                Made::Lease(lease) => {
+                    let _ = self.teardown(ledger, &lease);
+                }
+            }
+        }
     }
 
     /// The steps of a create, each thing made recorded in `undo`.
@@ -69,8 +98,12 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         undo: &mut Undo,
         container: Option<String>,
     ) -> Result<Wired, Refusal> {
-        let bridge = self.ensure_bridge(undo).await?;
+        let bridge = self.ensure_bridge().await?;
+        if bridge.created {
+            undo.bridge(bridge.link.index);
+        }
         self.admit(ledger, bridge.link.index).await?;
+        self.check_room(&bridge.link)?;
         let address = self.choose_address(ledger, bridge.link.index).await?;
         let plan = Plan::new(self.request, address);
         let mut lease = Lease {
@@ -81,13 +114,12 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             container,
         };
         let (inside, target) = self.inside()?;
-        ledger.reserve(&lease)?;
+        self.reserve(ledger, &lease, &plan)?;
         undo.lease(&lease);
-        self.publish(ledger, &plan)?;
         let attached = self.attach(inside, &bridge, target.as_fd(), &plan).await?;
         undo.pair(attached.host_index);
         lease.ifindex = attached.host_index;
-        ledger.complete(&lease)?;
+        self.complete(ledger, &lease)?;
         self.serve_dhcp(&attached, &plan)?;
         let network = &self.request.network;
         Ok(Wired {
@@ -100,6 +132,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             published: plan.mappings(),
             guard: network.guard,
             isolated: network.isolate,
+            existing: false,
             interface: plan.peer_name,
             addresses: plan.addresses,
             gateways: plan.gateways,
@@ -132,28 +165,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                     m.host_port
                 )));
             }
-        }
-        Ok(())
-    }
-
-    /// After the lease is reserved and before the pair exists: its ports
-    /// recorded (write-ahead), then published, then the network's
-    /// masquerade and hairpin rules made sure of: after every refusal (the
-    /// quota and the address before the lease, a claimed port here), so
-    /// that a refused call makes nothing that outlives it (issue 17).
-    fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
-        let network = &self.request.network;
-        if !plan.publications.is_empty() {
-            ledger.set_ports(plan.address, &plan.mappings())?;
-        }
-        for p in &plan.publications {
-            self.sockets.filters.publish(p)?;
-        }
-        if network.nat {
-            self.sockets.filters.masquerade(network)?;
-        }
-        if !plan.publications.is_empty() {
-            self.sockets.filters.hairpin(network)?;
         }
         Ok(())
     }

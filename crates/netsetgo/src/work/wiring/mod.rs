@@ -10,6 +10,8 @@
 //! * `lease`: the lease work under the lock, next to the ledger (garbage
 //!   collection, quota, address choice, the one teardown of a lease);
 //! * `check`: the caller's own interface found and compared with its plan;
+//! * `publish`: `-publish` on a container the caller wired already, and
+//!   `-unpublish`;
 //! * `remove`: `-delete` and the poststop hook;
 //! * `restore`: `-restore`, for root, on every network with state.
 //!
@@ -42,6 +44,7 @@ mod bridge;
 mod check;
 mod create;
 mod lease;
+mod publish;
 mod remove;
 mod restore;
 mod undo;

@@ -74,6 +74,7 @@ fn request(quota: Option<u32>, address: Option<&str>) -> Request {
         prefix: "veth".into(),
         nic: None,
         publish: Vec::new(),
+        unpublish: Vec::new(),
         known: Known::Defined,
     }
 }
@@ -192,6 +193,25 @@ fn garbage_collection_deletes_only_our_veth_on_our_bridge() {
     assert_eq!(wired.unwrap().host_interface, "veth0a0a0a02");
     let held: Vec<u32> = leases(&store).iter().map(|l| l.uid).collect();
     assert_eq!(held, vec![A]);
+}
+
+#[test]
+fn a_bridge_the_cni_plugin_manages_is_refused_and_left_as_it_is() {
+    let dir = Scratch::new("cnibridge");
+    let store = dir.store(A);
+    let host = host();
+    host.links.borrow_mut().get_mut(&1).unwrap().alias = Some("netplumb-cni".into());
+    let before = host.links.borrow().clone();
+    let (host, wired) = wire(host, &store, &request(None, None), A);
+    let refusal = wired.unwrap_err().to_string();
+    assert!(
+        refusal.contains("brg0") && refusal.contains("CNI plugin netplumb-bridge"),
+        "{refusal}"
+    );
+    // Nothing was made or changed: no alias, no address, no pair, no lease.
+    assert_eq!(*host.log.borrow(), Vec::<String>::new());
+    assert_eq!(*host.links.borrow(), before);
+    assert!(leases(&store).is_empty());
 }
 
 #[test]
@@ -547,6 +567,9 @@ fn a_call_refused_at_its_quota_makes_no_rule() {
     first.unwrap();
     filters.log.borrow_mut().clear();
     req.publish = vec![crate::ports::Mapping::parse("tcp:8080:80").unwrap()];
+    // Another container (the host's id for its namespace is another).
+    let mut host = host;
+    host.target_nsid = Some(TARGET + 1);
     let (_, second) = wire_with(host, &filters, &store, &req, A, None);
     let refused = second.unwrap_err();
     assert!(refused.message.contains("1 of your 1"), "{refused}");
@@ -554,6 +577,38 @@ fn a_call_refused_at_its_quota_makes_no_rule() {
     for never in ["publish", "guard", "masquerade", "hairpin"] {
         assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
     }
+}
+
+#[test]
+fn a_bridge_with_the_most_ports_linux_allows_is_refused_before_anything_is_made() {
+    let dir = Scratch::new("fullbridge");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    let mut req = publishing(&["tcp:8080:80"]);
+    req.network.nat = true;
+    // One port short of full: the call is served (and makes the last port).
+    host.extra_ports.set(crate::policy::BRIDGE_PORTS - 1);
+    let (host, first) = wire_with(host, &filters, &store, &req, A, None);
+    first.unwrap();
+    filters.log.borrow_mut().clear();
+    host.log.borrow_mut().clear();
+    // Full: refused, naming the bridge, its limit and what to do, before
+    // any lease, rule or link. (Without -publish: a -publish here would
+    // be one on the container the first call wired.)
+    req.publish.clear();
+    let (host, second) = wire_with(host, &filters, &store, &req, A, None);
+    let refused = second.unwrap_err();
+    assert_eq!(refused.kind, Kind::Unavailable, "{refused}");
+    for said in ["bridge brg0", "1023 ports", "(1023)", "until one leaves"] {
+        assert!(refused.message.contains(said), "{said}: {refused}");
+    }
+    assert_eq!(leases(&store).len(), 1);
+    assert!(
+        filters.log.borrow().is_empty(),
+        "{:?}",
+        filters.log.borrow()
+    );
+    assert!(host.log.borrow().is_empty(), "{:?}", host.log.borrow());
 }
 
 #[test]
@@ -606,6 +661,29 @@ fn the_undo_removes_what_a_call_made_in_reverse_the_bridge_last() {
     assert_eq!(bridge, log.len() - 1, "{log:?}");
     assert!(host.index_of("brg0").unwrap().is_none());
     assert!(leases(&store).is_empty() && ports_of(&store, "10.10.10.2").is_empty());
+}
+
+/// A bridge the call created and could not make ready (its gateway
+/// address refused) is deleted again, and nothing else was made.
+#[test]
+fn a_bridge_the_call_created_and_could_not_ready_is_deleted() {
+    let dir = Scratch::new("bridge-undo");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    host.links.borrow_mut().clear();
+    host.fail_address.set(true);
+    let req = publishing(&["tcp:8080:80"]);
+    let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+    assert!(wired.is_err());
+    let log = filters.log.borrow().clone();
+    assert!(position(&log, "create bridge brg0") < position(&log, "delete #1"));
+    assert!(host.index_of("brg0").unwrap().is_none(), "{log:?}");
+    assert!(!log.iter().any(|l| l.starts_with("publish")), "{log:?}");
+    assert!(leases(&store).is_empty());
+    // And the next call succeeds, making the bridge anew.
+    let (host, again) = wire_with(host, &filters, &store, &req, A, None);
+    assert_eq!(again.unwrap().bridge, "brg0");
+    assert!(host.index_of("brg0").unwrap().is_some());
 }
 
 #[test]
@@ -749,6 +827,329 @@ fn delete_and_check_cover_publications_guard_and_isolation() {
     assert!(filters.guarded.borrow().is_empty());
     assert!(leases(&store).is_empty());
     assert!(ports_of(&store, "10.10.10.2").is_empty());
+}
+
+// ----------------------------------------- publications on a living container
+
+/// A session of `uid` on `store` for `req`, over `host` and the
+/// container's links `inside`, sharing `filters`.
+fn living<'a>(
+    host: FakeLinks,
+    inside: FakeLinks,
+    filters: &'a FakeFilters,
+    target: &'a NetNs,
+    store: &'a Store,
+    req: &'a Request,
+    uid: u32,
+) -> Session<'a, FakeLinks, &'a FakeFilters> {
+    Session::new(
+        sockets(host, Some(inside), filters),
+        Some(target),
+        store,
+        req,
+        uid,
+    )
+}
+
+fn unpublishing(ports: &[&str]) -> Request {
+    let mut req = publishing(&[]);
+    req.unpublish = ports
+        .iter()
+        .map(|p| crate::ports::HostPort::parse(p).unwrap())
+        .collect();
+    req
+}
+
+/// What a refusal must leave as it was: the log, the claims, the leases
+/// and the ports record of 10.10.10.2.
+fn unchanged_by<T: std::fmt::Debug>(
+    filters: &FakeFilters,
+    store: &Store,
+    call: impl FnOnce() -> Result<T, Failure>,
+) -> Failure {
+    let before = (
+        filters.log.borrow().clone(),
+        filters.claims.borrow().clone(),
+        leases(store),
+        ports_of(store, "10.10.10.2"),
+    );
+    let refused = call().unwrap_err();
+    let after = (
+        filters.log.borrow().clone(),
+        filters.claims.borrow().clone(),
+        leases(store),
+        ports_of(store, "10.10.10.2"),
+    );
+    assert_eq!(before, after, "{refused}");
+    refused
+}
+
+/// The links of a container whose interface (peer of host link
+/// `host_index`) its owner renamed to `eth9`: no `veth1` to hint at it.
+fn renamed_links(host_index: u32) -> FakeLinks {
+    let inside = FakeLinks::default();
+    inside.add(link(1, "lo", None));
+    let mut peer = link(2, "eth9", Some("veth"));
+    peer.link = Some(host_index);
+    inside.add(peer);
+    inside
+}
+
+#[test]
+fn publish_on_a_wired_container_adds_to_its_lease_and_makes_nothing_else() {
+    let dir = Scratch::new("livepub");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    let first = publishing(&["tcp:8080:80"]);
+    let (host, wired) = wire_with(host, &filters, &store, &first, A, None);
+    let index = wired.unwrap().host_index;
+    let target = NetNs::current().unwrap();
+    let more = publishing(&["tcp:8080:80", "udp:5353:53", "tcp:192.0.2.1:8443:443"]);
+    let attached = filters.lines("attach").len();
+    let session = living(
+        host,
+        container_links(index),
+        &filters,
+        &target,
+        &store,
+        &more,
+        A,
+    );
+    let added = block_on(session.create(None)).unwrap();
+    assert_eq!(added.host_interface, "veth0a0a0a02");
+    assert_eq!(added.published, more.publish);
+    assert_eq!(filters.lines("attach").len(), attached, "no second pair");
+    assert_eq!(
+        filters.lines("publish tcp:8080:80").len(),
+        1,
+        "held: not again"
+    );
+    for made in [
+        "publish udp:5353:53 for 10.10.10.2",
+        "publish tcp:192.0.2.1:8443:443 for 10.10.10.2",
+    ] {
+        assert_eq!(filters.lines(made).len(), 1, "{:?}", filters.log.borrow());
+    }
+    assert_eq!(leases(&store).len(), 1);
+    let all = ["tcp:8080:80", "udp:5353:53", "tcp:192.0.2.1:8443:443"];
+    assert_eq!(ports_of(&store, "10.10.10.2"), all);
+    // Asked twice: no error, nothing changes.
+    let log = filters.log.borrow().len();
+    assert_eq!(
+        block_on(session.create(None)).unwrap().published,
+        more.publish
+    );
+    assert_eq!(filters.log.borrow().len(), log);
+    // One the record holds that the kernel lost (a flushed ruleset, a
+    // call killed before it published): asked again, published again.
+    filters.claims.borrow_mut().remove(&(17, 5353));
+    block_on(session.create(None)).unwrap();
+    assert_eq!(filters.lines("publish udp:5353:53").len(), 2);
+    assert_eq!(filters.log.borrow().len(), log + 2, "and the hairpin");
+    assert_eq!(ports_of(&store, "10.10.10.2"), all);
+    assert!(filters.claims.borrow().contains_key(&(17, 5353)));
+
+    // Refusals change nothing: a port another lease publishes (the port
+    // asked before it is published and removed again), one the lease
+    // holds with another mapping, more than 16 in all. The container
+    // renamed its interface: it is found from the host side all the same.
+    let other: Ipv4Addr = "10.10.10.77".parse().unwrap();
+    filters.claims.borrow_mut().insert((6, 8081), other);
+    let mut host = session.sockets.host;
+    for (asked, why) in [
+        (
+            vec!["tcp:8082:80".to_string(), "tcp:8081:80".into()],
+            "already published",
+        ),
+        (vec!["tcp:8080:81".to_string()], "-unpublish tcp:8080 first"),
+        (
+            (0..14).map(|i| format!("tcp:{}:80", 9000 + i)).collect(),
+            "at most 16",
+        ),
+    ] {
+        let asked: Vec<&str> = asked.iter().map(String::as_str).collect();
+        let req = publishing(&asked);
+        let s = living(
+            host,
+            renamed_links(index),
+            &filters,
+            &target,
+            &store,
+            &req,
+            A,
+        );
+        let claims = filters.claims.borrow().clone();
+        let refused = block_on(s.create(None)).unwrap_err();
+        assert!(refused.message.contains(why), "{refused}");
+        assert_eq!(*filters.claims.borrow(), claims);
+        assert_eq!(ports_of(&store, "10.10.10.2"), all);
+        assert_eq!(leases(&store).len(), 1);
+        assert_eq!(filters.lines("attach").len(), attached);
+        host = s.sockets.host;
+    }
+    // Another -containerAddress than the lease's: refused.
+    let mut elsewhere = publishing(&["tcp:8091:80"]);
+    elsewhere.address = Some("10.10.10.9".parse().unwrap());
+    let s = living(
+        host,
+        renamed_links(index),
+        &filters,
+        &target,
+        &store,
+        &elsewhere,
+        A,
+    );
+    let refused = block_on(s.create(None)).unwrap_err();
+    assert!(refused.message.contains("has 10.10.10.2"), "{refused}");
+    assert!(!filters.claims.borrow().contains_key(&(6, 8091)));
+    let host = s.sockets.host;
+    // A failure after publishing (the hairpin) undoes this call's.
+    *filters.fail.borrow_mut() = Some("hairpin".into());
+    let req = publishing(&["tcp:8090:80"]);
+    let s = living(
+        host,
+        renamed_links(index),
+        &filters,
+        &target,
+        &store,
+        &req,
+        A,
+    );
+    assert!(block_on(s.create(None)).is_err());
+    assert!(!filters.claims.borrow().contains_key(&(6, 8090)));
+    assert_eq!(ports_of(&store, "10.10.10.2"), all);
+
+    // The lease ends: every publication goes with it, the added ones too.
+    block_on(s.delete()).unwrap();
+    assert_eq!(filters.claims.borrow().len(), 1, "only the other lease's");
+    assert!(leases(&store).is_empty());
+}
+
+#[test]
+fn publish_adds_only_to_the_callers_own_lease_in_that_namespace() {
+    let dir = Scratch::new("livepubown");
+    let (store_a, store_b) = (dir.store(A), dir.store(B));
+    let (host, filters) = shared();
+    let plain = publishing(&[]);
+    let (host, a) = wire_with(host, &filters, &store_a, &plain, A, None);
+    let (host, b) = wire_with(host, &filters, &store_b, &plain, B, None);
+    let (a, b) = (a.unwrap().host_index, b.unwrap().host_index);
+    let target = NetNs::current().unwrap();
+    let req = publishing(&["tcp:8080:80"]);
+
+    // A's container has renamed A's interface and made a veth1 whose peer
+    // has the index of B's host end: the hint leads to B's lease, which is
+    // not A's; A's own lease is the one that publishes.
+    let forged = renamed_links(a);
+    let mut fake = link(3, "veth1", Some("veth"));
+    fake.link = Some(b);
+    forged.add(fake);
+    let s = living(host, forged, &filters, &target, &store_a, &req, A);
+    assert_eq!(
+        block_on(s.create(None)).unwrap().host_interface,
+        "veth0a0a0a02"
+    );
+    assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
+    assert!(ports_of(&store_b, "10.10.10.3").is_empty());
+
+    // B, naming the same namespace (which stage 7 refuses in reality),
+    // with the hint at A's interface, publishes nothing on A's lease, only
+    // on its own there.
+    let host = s.sockets.host;
+    let req_b = publishing(&["tcp:8081:80"]);
+    let s = living(
+        host,
+        container_links(a),
+        &filters,
+        &target,
+        &store_b,
+        &req_b,
+        B,
+    );
+    let made = block_on(s.create(None)).unwrap();
+    assert_eq!(made.host_interface, "veth0a0a0a03");
+    assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
+    assert_eq!(ports_of(&store_b, "10.10.10.3"), ["tcp:8081:80"]);
+
+    // The namespace was replaced (a reused pid: the host's id for it is
+    // another): A's old lease is not added to; the new namespace is
+    // wired anew.
+    let mut host = s.sockets.host;
+    host.target_nsid = Some(TARGET + 1);
+    let req = publishing(&["tcp:8082:80"]);
+    let s = living(
+        host,
+        container_links(a),
+        &filters,
+        &target,
+        &store_a,
+        &req,
+        A,
+    );
+    let made = block_on(s.create(None)).unwrap();
+    assert_eq!(made.host_interface, "veth0a0a0a04");
+    assert_eq!(ports_of(&store_a, "10.10.10.2"), ["tcp:8080:80"]);
+    assert_eq!(ports_of(&store_a, "10.10.10.4"), ["tcp:8082:80"]);
+}
+
+#[test]
+fn unpublish_removes_only_the_callers_own_mappings() {
+    let dir = Scratch::new("unpub");
+    let (store_a, store_b) = (dir.store(A), dir.store(B));
+    let (host, filters) = shared();
+    let first = publishing(&["tcp:8080:80", "udp:5353:53"]);
+    let (host, a) = wire_with(host, &filters, &store_a, &first, A, None);
+    let (host, b) = wire_with(
+        host,
+        &filters,
+        &store_b,
+        &publishing(&["tcp:8081:80"]),
+        B,
+        None,
+    );
+    let (a, b) = (a.unwrap().host_index, b.unwrap().host_index);
+    let target = NetNs::current().unwrap();
+    let mut host = host;
+    // Another's mapping, one of another address, one that does not exist,
+    // even beside one of its own; or a caller without an interface there:
+    // refused, nothing changes.
+    for (uid, store, asked) in [
+        (A, &store_a, vec!["tcp:8080", "tcp:8081"]),
+        (A, &store_a, vec!["tcp:192.0.2.1:8080"]),
+        (A, &store_a, vec!["tcp:9999"]),
+        (B, &store_b, vec!["tcp:8080"]),
+    ] {
+        let req = unpublishing(&asked);
+        let s = living(
+            host,
+            container_links(a),
+            &filters,
+            &target,
+            store,
+            &req,
+            uid,
+        );
+        let refused = unchanged_by(&filters, &store_a, || block_on(s.unpublish()));
+        assert_eq!(refused.kind, Kind::Refused, "{refused}");
+        assert_eq!(ports_of(&store_b, "10.10.10.3"), ["tcp:8081:80"]);
+        host = s.sockets.host;
+    }
+    let req = unpublishing(&["tcp:8080"]);
+    let s = living(host, renamed_links(a), &filters, &target, &store_a, &req, A);
+    let Outcome::Wired { wired, .. } = block_on(s.unpublish()).unwrap() else {
+        panic!("not a wiring");
+    };
+    assert_eq!(wired.published, publishing(&["udp:5353:53"]).publish);
+    assert_eq!(
+        filters.lines("unpublish tcp:8080:80 for 10.10.10.2").len(),
+        1
+    );
+    assert_eq!(ports_of(&store_a, "10.10.10.2"), ["udp:5353:53"]);
+    let claims: Vec<_> = filters.claims.borrow().keys().copied().collect();
+    assert_eq!(claims, [(6, 8081), (17, 5353)]);
+    // Gone already: refused now.
+    assert!(block_on(s.unpublish()).is_err());
+    assert_eq!(Some(b), s.sockets.host.index_of("veth0a0a0a03").unwrap());
 }
 
 // ------------------------------------------------------------ restore
