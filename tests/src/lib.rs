@@ -18,6 +18,7 @@ mod binary;
 pub mod checks;
 mod cmd;
 pub mod dhcp;
+pub mod docker;
 pub mod fixtures;
 pub mod frames;
 mod leases;
