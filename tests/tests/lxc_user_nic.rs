@@ -22,7 +22,7 @@ use netsetgo_e2e::dhcp::{
 };
 use netsetgo_e2e::fixtures::{uid, wait_for_ports, world_with, A, B, POLICY};
 use netsetgo_e2e::frames::link_local;
-use netsetgo_e2e::nft::guard_tables;
+use netsetgo_e2e::nft::NftTable;
 use netsetgo_e2e::traffic::{netns_prefix, request, token, Server};
 use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, Snapshot, World};
 
@@ -363,6 +363,14 @@ allow nsg-a six 4
 ";
 const GATEWAY6: &str = "fd00:10::1";
 
+/// The names of the world's guard chains (`port_<host end>`), whatever
+/// tables hold them.
+fn guard_chains(world: &World) -> Vec<String> {
+    NftTable::guard(world)
+        .map(|t| t.chains().into_keys().collect())
+        .unwrap_or_default()
+}
+
 /// The IPv6 address the helper derives for the IPv4 lease `v4` of
 /// 10.10.10.0/24 on fd00:10::/64: the same offset.
 fn ipv6_of_lease(v4: Ipv4Addr) -> Ipv6Addr {
@@ -406,8 +414,8 @@ fn lxc_user_nic_create_on_an_ipv6_network_sets_ipv6_and_leaves_ipv4_to_dhcp() {
     let (lease, _) = create(&world, &c, Some(GATEWAY6));
     let own6 = ipv6_of_lease(lease.address).to_string();
     assert_eq!(
-        guard_tables(&world),
-        [format!("netsetgo_port_{}", lease.ifname)],
+        guard_chains(&world),
+        [format!("port_{}", lease.ifname)],
         "the port is guarded"
     );
 
@@ -476,10 +484,7 @@ fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_garbage_collection() {
     let (second, _) = create(&world, &d, Some(GATEWAY6));
     assert_eq!(second.address, first.address);
     assert_eq!(world.leases("brg0"), vec![second.clone()]);
-    assert_eq!(
-        guard_tables(&world),
-        [format!("netsetgo_port_{}", second.ifname)]
-    );
+    assert_eq!(guard_chains(&world), [format!("port_{}", second.ifname)]);
     // delete: eth0, its IPv6 address and route, the lease and the guard go.
     let nspath = format!("/proc/{}/ns/net", d.pid());
     let args = [
@@ -497,5 +502,5 @@ fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_garbage_collection() {
     assert!(inside.link("eth0").is_none(), "{inside:?}");
     assert_eq!(Snapshot::ipv6_default_routes(d.pid()), vec![]);
     assert_eq!(world.leases("brg0"), vec![]);
-    assert_eq!(guard_tables(&world), Vec::<String>::new());
+    assert_eq!(guard_chains(&world), Vec::<String>::new());
 }
