@@ -22,6 +22,9 @@
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
 //!  --target x86_64-unknown-linux-gnu -p netplumb-bench --bin calltimer`
 
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, Write};

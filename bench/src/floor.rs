@@ -28,6 +28,9 @@
 //! `RUSTFLAGS="-C target-feature=+crt-static" cargo build --release
 //!  --target x86_64-unknown-linux-gnu -p netplumb-bench --bin floor`
 
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd;

@@ -16,7 +16,7 @@ static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
 static BINARY: OnceLock<PathBuf> = OnceLock::new();
 
 /// The workspace root (this crate lives in `<root>/tests`).
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")

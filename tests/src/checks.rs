@@ -6,11 +6,15 @@
 use std::time::Instant;
 
 use crate::cmd::Output;
-use crate::fixtures::{uid, GATEWAY};
 use crate::snapshot::{has_flag, link_kind, name as link_name, Snapshot};
+use crate::users::ensure_user;
 use crate::world::{Container, World};
 use crate::Wired;
 use serde_json::Value;
+
+/// The default network's gateway (brg0's address, in
+/// [`POLICY`](crate::fixtures::POLICY)), which [`wire`] expects.
+pub const GATEWAY: &str = "10.10.10.1";
 
 /// Wires `c` as its own user with `extra` flags; panics unless that
 /// succeeds with exactly one line on stdout and nothing on stderr. Returns
@@ -265,7 +269,7 @@ pub fn assert_wired_in(world: &World, snap: &Snapshot, c: &Container, wired: &Wi
         .into_iter()
         .find(|l| l.ifname == wired.host)
         .unwrap_or_else(|| panic!("no lease for {}", wired.host));
-    assert_eq!(lease.uid, uid(c.user()));
+    assert_eq!(lease.uid, ensure_user(c.user()).uid);
     assert_eq!(u64::from(lease.ifindex), peer);
     assert_eq!(lease.address.to_string(), wired.ip());
 }

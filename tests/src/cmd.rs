@@ -23,13 +23,16 @@ pub fn time_scale() -> u32 {
 }
 
 /// The PATH every command gets (the caller's is never passed on).
-pub const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const SAFE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// What a finished command did.
 #[derive(Clone)]
 pub struct Output {
+    /// How it ended.
     pub status: ExitStatus,
+    /// What it printed on stdout.
     pub stdout: String,
+    /// What it printed on stderr.
     pub stderr: String,
 }
 
@@ -39,6 +42,7 @@ impl Output {
         self.status.code()
     }
 
+    /// Whether it exited 0.
     pub fn success(&self) -> bool {
         self.status.success()
     }
@@ -78,7 +82,7 @@ impl From<std::process::Output> for Output {
 }
 
 /// `timeout -k 2 20 <argv>`, with an empty environment but PATH.
-pub fn bounded<S: AsRef<str>>(argv: &[S]) -> Command {
+pub(crate) fn bounded<S: AsRef<str>>(argv: &[S]) -> Command {
     let mut c = Command::new("timeout");
     c.args(["-k", "2", &(TIMEOUT_SECS * time_scale()).to_string()]);
     c.args(argv.iter().map(AsRef::as_ref));
@@ -87,12 +91,12 @@ pub fn bounded<S: AsRef<str>>(argv: &[S]) -> Command {
 }
 
 /// Clears the environment except for a fixed PATH and the C locale.
-pub fn clean_env(c: &mut Command) {
+pub(crate) fn clean_env(c: &mut Command) {
     c.env_clear().env("PATH", SAFE_PATH).env("LC_ALL", "C");
 }
 
 /// Runs to completion (stdin is /dev/null), capturing stdout and stderr.
-pub fn run(mut c: Command) -> Output {
+pub(crate) fn run(mut c: Command) -> Output {
     c.stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
@@ -101,6 +105,6 @@ pub fn run(mut c: Command) -> Output {
 
 /// Runs a command on the machine (not in a world), bounded; for harness
 /// set-up only (useradd, gcc, nsenter into a container's netns).
-pub fn run_here<S: AsRef<str>>(argv: &[S]) -> Output {
+pub(crate) fn run_here<S: AsRef<str>>(argv: &[S]) -> Output {
     run(bounded(argv))
 }

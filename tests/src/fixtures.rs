@@ -10,8 +10,9 @@ use crate::users::ensure_user;
 use crate::world::{wait_until, Container, Proc, World};
 use crate::Wired;
 
-/// The unprivileged users most tests call netsetgo as.
+/// The unprivileged user most tests call netsetgo as.
 pub const A: &str = "nsg-a";
+/// A second unprivileged user, for what one user must not do to another.
 pub const B: &str = "nsg-b";
 
 /// The default network, with room for every test's containers.
@@ -21,8 +22,7 @@ allow nsg-a default 16
 allow nsg-b default 4
 ";
 
-/// The default network's gateway (brg0's address).
-pub const GATEWAY: &str = "10.10.10.1";
+pub use crate::checks::GATEWAY;
 
 /// A fresh world with `policy` as its policy file.
 pub fn world_with(policy: &str) -> World {

@@ -8,17 +8,20 @@
 use std::net::Ipv4Addr;
 
 /// Size of one record.
-pub const SLOT: usize = 128;
+pub(crate) const SLOT: usize = 128;
 
 /// One lease record.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Lease {
     /// Index of the 128-byte slot the record is in.
     pub slot: usize,
+    /// The leased IPv4 address.
     pub address: Ipv4Addr,
+    /// The uid that holds it.
     pub uid: u32,
     /// Host-side interface index; 0 while pending.
     pub ifindex: u32,
+    /// Host-side interface name.
     pub ifname: String,
     /// OCI container id, if taken by a hook.
     pub container: Option<String>,
@@ -63,7 +66,7 @@ pub fn parse_leases(bytes: &[u8]) -> Result<Vec<Lease>, String> {
 }
 
 /// Size of the map's header (magic "NSG1", subnet, cursor) before its bitmap.
-pub const MAP_HEADER: usize = 16;
+pub(crate) const MAP_HEADER: usize = 16;
 
 /// The offsets (slots) whose bit is set in a map file's bitmap: the
 /// addresses netsetgo considers leased. A record in a slot whose bit is

@@ -11,6 +11,9 @@
 //! Tests need root; without it they print a loud `SKIPPED` line and return
 //! (see [`require_root!`]).
 
+#![warn(missing_docs)]
+#![deny(unreachable_pub)]
+
 mod binary;
 pub mod checks;
 mod cmd;
@@ -71,11 +74,15 @@ macro_rules! require_root {
 /// `veth1 address=10.10.10.2/24 gateway=10.10.10.1 host=veth0a0a0a02 bridge=brg0 mtu=1500`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wired {
+    /// The interface inside the container (`veth1`).
     pub interface: String,
     /// The container's IPv4 address with prefix, e.g. `10.10.10.2/24`.
     pub address: String,
+    /// The gateway's address (`10.10.10.1`).
     pub gateway: String,
+    /// The host end's name (`veth0a0a0a02`).
     pub host: String,
+    /// The bridge's name.
     pub bridge: String,
 }
 

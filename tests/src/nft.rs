@@ -2,7 +2,7 @@
 //! one table as text or as parsed JSON, the sets and maps of the helper's
 //! `inet netsetgo` (the published ports), recognised by their types so that
 //! a renamed set is still found, and the chains of its guard tables
-//! (`netdev netsetgo_port_<host end>`: one table, with one chain, per
+//! (`netdev netsetgo_guard_<n>`: a fixed number of tables, one chain per
 //! guarded host end).
 
 use std::collections::BTreeMap;
@@ -16,14 +16,14 @@ use crate::world::World;
 /// (`netdev`).
 pub const TABLE: &str = "netsetgo";
 
-/// The names of the world's guard tables (`netdev netsetgo_port_...`),
+/// The names of the world's guard tables (`netdev netsetgo_guard_...`),
 /// sorted.
 pub fn guard_tables(world: &World) -> Vec<String> {
     let out = world.run(&["nft", "-j", "list", "tables", "netdev"]);
     out.expect_success("nft -j list tables netdev in the world");
     let value: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("nft -j printed no JSON ({e}):\n{out}"));
-    let prefix = format!("{TABLE}_port_");
+    let prefix = format!("{TABLE}_guard_");
     let mut names: Vec<String> = value["nftables"]
         .as_array()
         .unwrap_or_else(|| panic!("no nftables list:\n{out}"))
@@ -95,8 +95,11 @@ pub enum Kind {
 /// One set or map of a table.
 #[derive(Debug, Clone)]
 pub struct NftSet {
+    /// The table's family (`inet`, `netdev`).
     pub family: String,
+    /// The table's name.
     pub table: String,
+    /// The set's name.
     pub name: String,
     /// Which of the helper's sets it is, if its type says so.
     pub kind: Option<Kind>,
@@ -195,7 +198,9 @@ pub fn element_text(v: &Value) -> String {
 /// One table as `nft -j` shows it.
 #[derive(Clone)]
 pub struct NftTable {
+    /// Its family (`inet`, `netdev`).
     pub family: String,
+    /// Its name.
     pub name: String,
     /// The `nftables` list without its metainfo.
     pub items: Vec<Value>,
@@ -235,7 +240,7 @@ impl NftTable {
     }
 
     /// Every guard table ([`guard_tables`]) taken together, as one named
-    /// `netsetgo_port_*`, if there is one.
+    /// `netsetgo_guard_*`, if there is one.
     pub fn guard(world: &World) -> Option<NftTable> {
         let mut tables = guard_tables(world)
             .into_iter()
@@ -244,8 +249,17 @@ impl NftTable {
         for table in tables {
             all.items.extend(table.items);
         }
-        all.name = format!("{TABLE}_port_*");
+        all.name = format!("{TABLE}_guard_*");
         Some(all)
+    }
+
+    /// The table that holds chain `chain`, if one does.
+    pub fn table_of(&self, chain: &str) -> Option<String> {
+        self.items
+            .iter()
+            .filter_map(|i| i.get("chain"))
+            .find(|c| c["name"].as_str() == Some(chain))
+            .and_then(|c| Some(c["table"].as_str()?.to_string()))
     }
 
     /// Each chain's name and how many rules it has.

@@ -10,8 +10,11 @@ use crate::cmd::{bounded, run};
 /// `ip -j -d link`, `ip -j addr` and `ip -j route` of one namespace.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// `ip -j -d link`.
     pub links: Vec<Value>,
+    /// `ip -j addr`.
     pub addrs: Vec<Value>,
+    /// `ip -j route`.
     pub routes: Vec<Value>,
 }
 

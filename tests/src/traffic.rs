@@ -13,11 +13,13 @@ use std::time::Duration;
 use crate::cmd::{bounded, clean_env, run, time_scale, Output};
 use crate::world::{ns_of, Proc, World};
 
-/// The world's end of its uplink and the outside's address on it
-/// (TEST-NET-1 and the IPv6 documentation prefix).
+/// The world's end of its uplink (TEST-NET-1).
 pub const UPLINK4: &str = "192.0.2.1";
+/// The outside's address on the uplink.
 pub const OUTSIDE4: &str = "192.0.2.2";
+/// The world's end of its uplink, IPv6 (the documentation prefix).
 pub const UPLINK6: &str = "2001:db8:2::1";
+/// The outside's IPv6 address on the uplink.
 pub const OUTSIDE6: &str = "2001:db8:2::2";
 
 /// `nsenter -t PID -n --`: a prefix that runs a command as root in the
@@ -39,6 +41,7 @@ pub struct Outside {
 }
 
 impl Outside {
+    /// Starts the outside machine: a namespace joined to `world` by a veth.
     pub fn new(world: &World) -> Outside {
         let mut proc = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
         proc.wait_for_exec("sleep");
@@ -87,6 +90,7 @@ impl Outside {
         outside
     }
 
+    /// The pid of its process (for `nsenter -t`).
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }

@@ -9,8 +9,11 @@ use crate::cmd::run_here;
 /// A local account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The login name.
     pub name: String,
+    /// The uid.
     pub uid: u32,
+    /// The primary gid.
     pub gid: u32,
 }
 

@@ -63,6 +63,7 @@ impl Proc {
         Proc { child }
     }
 
+    /// Its pid.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -120,6 +121,7 @@ pub struct Call {
 }
 
 impl Call {
+    /// The pid of the call (netsetgo's own once it has exec'd).
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -188,10 +190,12 @@ pub struct Container {
 }
 
 impl Container {
+    /// The container's pid.
     pub fn pid(&self) -> u32 {
         self.proc.pid()
     }
 
+    /// The container's pid as a command-line argument.
     pub fn pid_arg(&self) -> String {
         self.pid().to_string()
     }

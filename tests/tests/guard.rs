@@ -707,10 +707,13 @@ fn chain_name(host: &str) -> String {
     format!("port_{host}")
 }
 
-/// The guard table of host end `host`, which holds its chain: `netsetgo_`
-/// and the chain's name (netplumb's `guard_table_name`).
-fn table_name(host: &str) -> String {
-    format!("{TABLE}_{}", chain_name(host))
+/// The guard table that holds the chain of host end `host` (one of
+/// `netsetgo_guard_<n>`, netplumb's `guard_table_name`).
+#[track_caller]
+fn table_name(world: &World, host: &str) -> String {
+    NftTable::guard(world)
+        .and_then(|t| t.table_of(&chain_name(host)))
+        .unwrap_or_else(|| panic!("no guard chain of {host}"))
 }
 
 /// How many rules the guard chain of host end `host` has (`None`: no
@@ -811,7 +814,7 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
             "delete",
             "chain",
             "netdev",
-            &table_name(&host),
+            &table_name(&world, &host),
             &chain_name(&host),
         ])
         .expect_success("delete the guard chain");
@@ -957,7 +960,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table netdev netsetgo_port_",
+        "table netdev netsetgo_guard_",
         "table inet netsetgo",
         "ip frag-off & 8191 == 0 udp dport 68 drop",
         "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",

@@ -125,7 +125,14 @@ fn mapped(world: &World, port: u16) -> Vec<(Kind, String)> {
 fn own_tables(world: &World) -> (Option<Vec<Value>>, Option<Vec<Value>>) {
     (
         NftTable::publishing(world).map(|t| t.normalised()),
-        NftTable::guard(world).map(|t| t.normalised()),
+        // The guard's chains and rules: its tables are shared structure,
+        // and one a call made stays, empty, after the call's lease is gone.
+        NftTable::guard(world).map(|t| {
+            t.normalised()
+                .into_iter()
+                .filter(|item| item.get("table").is_none())
+                .collect()
+        }),
     )
 }
 
@@ -1271,10 +1278,21 @@ fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
         &["-bridgeName", "freshbr0", "-delete", "-pid", &ok.pid_arg()],
     );
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
+    // The successful call may also have made one of the guard's shared
+    // tables, which stays (empty) after its -delete; the failed call never
+    // got as far as the guard.
     let kept = ruleset_json(&world);
+    let diff = ruleset_diff(&after_failure, &kept);
     assert!(
-        kept == after_failure,
-        "the failed call left other than a successful call keeps (- after the failure, + after a call and its -delete):\n{}",
-        ruleset_diff(&after_failure, &kept)
+        diff.lines().all(|l| {
+            let object: Value = serde_json::from_str(l.strip_prefix("+ ").unwrap_or("{}"))
+                .unwrap_or_default();
+            let table = &object["table"];
+            table["family"] == "netdev"
+                && table["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("netsetgo_guard_"))
+        }),
+        "the failed call left other than a successful call keeps (- after the failure, + after a call and its -delete):\n{diff}"
     );
 }

@@ -126,7 +126,7 @@ pub use netns::{NetNs, NsId};
 pub use nft::{
     guard_chain_name, guard_table_name, AddMasquerade, AllowPort, ForgetPort, Guard, GuardedPort,
     Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade,
-    Unpublish,
+    Unpublish, GUARD_TABLES,
 };
 pub use wiring::{Attached, Attachment};
 

@@ -6,11 +6,12 @@
 mod common;
 
 // The examples' `main`s parse a command line; these tests call the
-// functions they call.
-#[allow(dead_code)]
+// functions they call. Those are `pub` as a reader of the example would
+// write them, which a module of this test cannot export.
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/attach.rs"]
 mod attach;
-#[allow(dead_code)]
+#[allow(dead_code, unreachable_pub)]
 #[path = "../examples/masquerade.rs"]
 mod masquerade;
 

@@ -1034,14 +1034,18 @@ fn a_chain_goes_with_its_device_or_forget_removes_it() {
     assert!(nft.guard(TABLE).present(&p).unwrap());
     host.run(&["ip", "link", "del", "gx0"]);
     // Before 6.16 the kernel deleted the chain with its device; from then
-    // on it stays until forgotten. The port's table stays either way, so
-    // forget deletes something, and leaves none.
-    assert!(
-        nft.guard(TABLE).forget(&p).execute().unwrap(),
-        "the port's table"
-    );
+    // on it stays until forgotten. Either way forget leaves none, and the
+    // table, which other ports share, stays.
+    let kernel_kept_it = nft.guard(TABLE).forget(&p).execute().unwrap();
     assert!(!nft.guard(TABLE).present(&p).unwrap());
-    assert!(!host.run(&["nft", "list", "ruleset"]).contains("gx0"));
+    assert!(!nft.guard(TABLE).forget(&p).execute().unwrap(), "forgotten");
+    let ruleset = host.run(&["nft", "list", "ruleset"]);
+    assert!(!ruleset.contains("gx0"), "{ruleset}");
+    let table = guard_table_name(TABLE, "gx0");
+    assert!(
+        ruleset.contains(&format!("table netdev {table} {{")),
+        "{ruleset} (the chain was forgotten: {kernel_kept_it})"
+    );
 }
 
 #[test]
@@ -1054,12 +1058,14 @@ fn guard_structure_as_documented() {
     let nft = host.nftables();
     let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
     nft.guard(TABLE).allow(&p).execute().unwrap();
-    // A table of its own, with the port's chain alone.
+    // One of the guard's tables (FNV-1a of "gx0" modulo 32), with the
+    // port's chain alone.
+    assert_eq!(guard_table_name(TABLE, "gx0"), "nsgguard_guard_30");
     assert_eq!(
         host.run(&["nft", "list", "tables"]),
-        "table netdev nsgguard_port_gx0\n"
+        "table netdev nsgguard_guard_30\n"
     );
-    let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_port_gx0"]);
+    let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_guard_30"]);
     assert_eq!(text.matches("chain ").count(), 1, "{text}");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     for expected in [
@@ -1168,16 +1174,15 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     }
     // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
     let saved = host.run(&["nft", "list", "ruleset"]);
-    for table in ["nsgguard_port_gs0", "nsgguard_port_gs1"] {
+    // Three ports in three of the guard's tables.
+    for (port, n) in [(&p, 13), (&q, 26), (&r, 7)] {
+        let table = format!("nsgguard_guard_{n}");
+        assert_eq!(guard_table_name(TABLE, &port.ifname), table);
         assert!(
             saved.contains(&format!("table netdev {table} {{")),
             "{saved}"
         );
     }
-    assert!(
-        saved.contains("table netdev nsgguard_port_9v_da_hb__0 {"),
-        "{saved}"
-    );
     assert!(saved.contains("chain port_9v_da_hb__0 {"), "{saved}");
     let bytecode = || {
         [&p, &q, &r]

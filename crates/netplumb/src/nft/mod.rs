@@ -76,7 +76,7 @@ mod socket;
 mod wire;
 
 pub use self::guard::{
-    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GuardedPort,
+    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GuardedPort, GUARD_TABLES,
 };
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};
 pub use self::ports::{Hairpin, Ports, Publish, Unpublish};

@@ -10,9 +10,8 @@ use super::proto::{
     NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN,
     NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
     NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,
-    NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE,
-    NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, NF_DROP,
-    NF_NETDEV_INGRESS,
+    NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
+    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, NF_DROP, NF_NETDEV_INGRESS,
 };
 use super::wire::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::Step;
@@ -47,18 +46,6 @@ impl Batch<'_> {
             Step::NftCreate,
             format!("table {} {table}", family.name()),
             IfRaced::Fail,
-            |a| a.string(NFTA_TABLE_NAME, table),
-        );
-    }
-
-    /// Deletes table `table` with everything in it.
-    pub(super) fn delete_table(&mut self, family: Family, table: &str) {
-        self.add(
-            NFT_MSG_DELTABLE,
-            0,
-            Step::NftDelete,
-            format!("table {} {table}", family.name()),
-            IfRaced::Replan,
             |a| a.string(NFTA_TABLE_NAME, table),
         );
     }

@@ -14,7 +14,6 @@ const NFPROTO_NETDEV: u8 = 5;
 
 // <linux/netfilter/nf_tables.h>
 pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
-pub(super) const NFT_MSG_DELTABLE: u16 = 2;
 pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
 pub(super) const NFT_MSG_GETCHAIN: u16 = 4;
 pub(super) const NFT_MSG_DELCHAIN: u16 = 5;

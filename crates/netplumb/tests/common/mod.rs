@@ -18,7 +18,7 @@ use serde_json::Value;
 
 /// True when the tests can run (root). Otherwise says so on the real stderr
 /// (not the captured test output), so a skip is never silent.
-pub fn have_root(test: &str) -> bool {
+pub(crate) fn have_root(test: &str) -> bool {
     // SAFETY: geteuid(2) cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         return true;
@@ -41,19 +41,19 @@ macro_rules! require_root {
 }
 
 /// A network literal of a test, e.g. `net("10.77.0.0/24")`.
-pub fn net(s: &str) -> IpNetwork {
+pub(crate) fn net(s: &str) -> IpNetwork {
     s.parse().expect("network literal")
 }
 
 /// A name unique to this test process and call.
-pub fn unique(tag: &str) -> String {
+pub(crate) fn unique(tag: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("nt-{}-{}-{}", std::process::id(), tag, n)
 }
 
 /// Runs a command, panicking with its stderr when it fails.
-pub fn run(program: &str, args: &[&str]) -> String {
+pub(crate) fn run(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -69,7 +69,7 @@ pub fn run(program: &str, args: &[&str]) -> String {
 }
 
 /// Runs a command and reports only whether it succeeded.
-pub fn succeeds(program: &str, args: &[&str]) -> bool {
+pub(crate) fn succeeds(program: &str, args: &[&str]) -> bool {
     Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -81,40 +81,40 @@ pub fn succeeds(program: &str, args: &[&str]) -> bool {
 }
 
 /// A throwaway named network namespace (`ip netns add`), deleted on drop.
-pub struct TestNs {
-    pub name: String,
+pub(crate) struct TestNs {
+    pub(crate) name: String,
 }
 
 impl TestNs {
-    pub fn new(tag: &str) -> TestNs {
+    pub(crate) fn new(tag: &str) -> TestNs {
         let name = unique(tag);
         run("ip", &["netns", "add", &name]);
         TestNs { name }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         PathBuf::from(format!("/run/netns/{}", self.name))
     }
 
     /// An open handle on the namespace.
-    pub fn open(&self) -> NetNs {
+    pub(crate) fn open(&self) -> NetNs {
         NetNs::from_path(self.path()).expect("open test namespace")
     }
 
     /// A netlink session inside the namespace (needs a tokio runtime).
-    pub fn session(&self) -> Netlink {
+    pub(crate) fn session(&self) -> Netlink {
         Netlink::connect_in(&self.open()).expect("netlink session in test namespace")
     }
 
     /// `ip -n NS ARGS...` (stdout).
-    pub fn ip(&self, args: &[&str]) -> String {
+    pub(crate) fn ip(&self, args: &[&str]) -> String {
         let mut all = vec!["-n", self.name.as_str()];
         all.extend_from_slice(args);
         run("ip", &all)
     }
 
     /// `ip -n NS -j ARGS...` parsed as JSON.
-    pub fn ip_json(&self, args: &[&str]) -> Value {
+    pub(crate) fn ip_json(&self, args: &[&str]) -> Value {
         let mut all = vec!["-j"];
         all.extend_from_slice(args);
         let text = self.ip(&all);
@@ -125,17 +125,17 @@ impl TestNs {
     }
 
     /// Every link, with details (`ip -j -d link`).
-    pub fn links(&self) -> Vec<Value> {
+    pub(crate) fn links(&self) -> Vec<Value> {
         as_vec(self.ip_json(&["-d", "link", "show"]))
     }
 
     /// One link by name, with details, if it exists.
-    pub fn link(&self, name: &str) -> Option<Value> {
+    pub(crate) fn link(&self, name: &str) -> Option<Value> {
         self.links().into_iter().find(|l| l["ifname"] == name)
     }
 
     /// One link by name; panics when it is missing.
-    pub fn must_link(&self, name: &str) -> Value {
+    pub(crate) fn must_link(&self, name: &str) -> Value {
         self.link(name).unwrap_or_else(|| {
             panic!(
                 "no link {name} in {}: {}",
@@ -146,7 +146,7 @@ impl TestNs {
     }
 
     /// Names of every link.
-    pub fn link_names(&self) -> Vec<String> {
+    pub(crate) fn link_names(&self) -> Vec<String> {
         self.links()
             .iter()
             .map(|l| l["ifname"].as_str().expect("ifname").to_string())
@@ -154,7 +154,7 @@ impl TestNs {
     }
 
     /// Names of every link of `kind` (`linkinfo.info_kind`).
-    pub fn links_of_kind(&self, kind: &str) -> Vec<String> {
+    pub(crate) fn links_of_kind(&self, kind: &str) -> Vec<String> {
         self.links()
             .iter()
             .filter(|l| l["linkinfo"]["info_kind"] == kind)
@@ -163,7 +163,7 @@ impl TestNs {
     }
 
     /// The address entries (`addr_info`) of link `dev`.
-    pub fn addrs(&self, dev: &str) -> Vec<Value> {
+    pub(crate) fn addrs(&self, dev: &str) -> Vec<Value> {
         let all = as_vec(self.ip_json(&["addr", "show", "dev", dev]));
         all.into_iter()
             .flat_map(|l| as_vec(l["addr_info"].clone()))
@@ -171,17 +171,17 @@ impl TestNs {
     }
 
     /// The address entry `local` on `dev`, if present.
-    pub fn addr(&self, dev: &str, local: &str) -> Option<Value> {
+    pub(crate) fn addr(&self, dev: &str, local: &str) -> Option<Value> {
         self.addrs(dev).into_iter().find(|a| a["local"] == local)
     }
 
     /// Routes of the main table for family `-4` or `-6`.
-    pub fn routes(&self, family: &str) -> Vec<Value> {
+    pub(crate) fn routes(&self, family: &str) -> Vec<Value> {
         as_vec(self.ip_json(&[family, "route", "show"]))
     }
 
     /// The default route(s) of family `-4` or `-6`.
-    pub fn default_routes(&self, family: &str) -> Vec<Value> {
+    pub(crate) fn default_routes(&self, family: &str) -> Vec<Value> {
         self.routes(family)
             .into_iter()
             .filter(|r| r["dst"] == "default")
@@ -189,19 +189,19 @@ impl TestNs {
     }
 
     /// `ip netns exec NS ARGS...` status.
-    pub fn exec_succeeds(&self, args: &[&str]) -> bool {
+    pub(crate) fn exec_succeeds(&self, args: &[&str]) -> bool {
         let mut all = vec!["netns", "exec", self.name.as_str()];
         all.extend_from_slice(args);
         succeeds("ip", &all)
     }
 
     /// An nf_tables session inside the namespace.
-    pub fn nftables(&self) -> Nftables {
+    pub(crate) fn nftables(&self) -> Nftables {
         Nftables::open_in(&self.open()).expect("nf_tables socket in the test namespace")
     }
 
     /// Runs a command inside the namespace (`ip netns exec`), stdin empty.
-    pub fn output(&self, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
         Command::new("ip")
             .args(["netns", "exec", &self.name])
             .args(args)
@@ -211,7 +211,7 @@ impl TestNs {
     }
 
     /// Runs a command inside the namespace; it must succeed. Its stdout.
-    pub fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = self.output(args);
         assert!(
             out.status.success(),
@@ -223,12 +223,12 @@ impl TestNs {
     }
 
     /// `nft -j list table <family> <name>` as text, exactly as printed.
-    pub fn list_raw(&self, family: &str, table: &str) -> String {
+    pub(crate) fn list_raw(&self, family: &str, table: &str) -> String {
         self.run(&["nft", "-j", "list", "table", family, table])
     }
 
     /// `nft -j list table <family> <name>`, parsed.
-    pub fn list(&self, family: &str, table: &str) -> Value {
+    pub(crate) fn list(&self, family: &str, table: &str) -> Value {
         serde_json::from_str(&self.list_raw(family, table)).expect("nft -j prints JSON")
     }
 }
@@ -253,7 +253,7 @@ impl Drop for TestNs {
     }
 }
 
-pub fn as_vec(v: Value) -> Vec<Value> {
+pub(crate) fn as_vec(v: Value) -> Vec<Value> {
     match v {
         Value::Array(items) => items,
         Value::Null => Vec::new(),
@@ -262,18 +262,18 @@ pub fn as_vec(v: Value) -> Vec<Value> {
 }
 
 /// The `flags` of an `ip -j link` entry.
-pub fn flags(link: &Value) -> Vec<String> {
+pub(crate) fn flags(link: &Value) -> Vec<String> {
     as_vec(link["flags"].clone())
         .into_iter()
         .map(|f| f.as_str().expect("flag").to_string())
         .collect()
 }
 
-pub fn is_up(link: &Value) -> bool {
+pub(crate) fn is_up(link: &Value) -> bool {
     flags(link).iter().any(|f| f == "UP")
 }
 
-pub fn ifindex(link: &Value) -> u32 {
+pub(crate) fn ifindex(link: &Value) -> u32 {
     link["ifindex"].as_u64().expect("ifindex") as u32
 }
 
@@ -282,7 +282,7 @@ pub fn ifindex(link: &Value) -> u32 {
 /// the carrier flags (`LOWER_UP`, `NO-CARRIER`): the kernel updates carrier
 /// asynchronously (linkwatch), so a bridge may still be settling from an
 /// earlier, successful step when a snapshot is taken.
-pub fn link_shape(link: &Value) -> Value {
+pub(crate) fn link_shape(link: &Value) -> Value {
     let flags: Vec<String> = flags(link)
         .into_iter()
         .filter(|f| f != "LOWER_UP" && f != "NO-CARRIER")
@@ -301,14 +301,14 @@ pub fn link_shape(link: &Value) -> Value {
 }
 
 /// `link_shape` of every link in `ns`.
-pub fn ns_shape(ns: &TestNs) -> Vec<Value> {
+pub(crate) fn ns_shape(ns: &TestNs) -> Vec<Value> {
     ns.links().iter().map(link_shape).collect()
 }
 
 /// Adds a standalone device that is not a bridge: a dummy where the kernel
 /// has the dummy driver, an ifb otherwise (some kernels are built without
 /// CONFIG_DUMMY). Returns the kind used.
-pub fn add_plain_device(ns: &TestNs, name: &str) -> &'static str {
+pub(crate) fn add_plain_device(ns: &TestNs, name: &str) -> &'static str {
     for kind in ["dummy", "ifb"] {
         if succeeds("ip", &["-n", &ns.name, "link", "add", name, "type", kind]) {
             return kind;
@@ -318,14 +318,14 @@ pub fn add_plain_device(ns: &TestNs, name: &str) -> &'static str {
 }
 
 /// A child process, killed and reaped on drop.
-pub struct ChildGuard {
-    pub child: Child,
+pub(crate) struct ChildGuard {
+    pub(crate) child: Child,
 }
 
 impl ChildGuard {
     /// Spawns `program args...` and waits (bounded) until it has exec'd
     /// `comm` (so it is in its final namespaces).
-    pub fn spawn(program: &str, args: &[&str], comm: &str) -> ChildGuard {
+    pub(crate) fn spawn(program: &str, args: &[&str], comm: &str) -> ChildGuard {
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -353,7 +353,7 @@ impl ChildGuard {
         guard
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -366,6 +366,6 @@ impl Drop for ChildGuard {
 }
 
 /// Pings `target` from `ns`, up to `attempts` times with a 1 s timeout each.
-pub fn ping_from(ns: &TestNs, target: &str, attempts: u32) -> bool {
+pub(crate) fn ping_from(ns: &TestNs, target: &str, attempts: u32) -> bool {
     (0..attempts).any(|_| ns.exec_succeeds(&["ping", "-c1", "-W1", "-n", target]))
 }

@@ -19,8 +19,8 @@ use crate::policy::Network;
 use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading and publishing), and the prefix
-/// of the guard's netdev tables, one per guarded host end
-/// (`netsetgo_port_<host end>`, [`netplumb::guard_table_name`]); never any
+/// of the guard's 32 netdev tables, which hold one chain per guarded host
+/// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); never any
 /// other.
 pub const TABLE: &str = "netsetgo";
 
@@ -40,8 +40,8 @@ pub trait Filters {
     /// Whether `p` is published for its owner, completely.
     fn published(&self, p: &Published) -> Result<bool, Failure>;
     /// Guards a lease's host end (layer 3, the netdev ingress chain named
-    /// after it, in a table of its own): only its MAC and addresses pass, nothing posing as a
-    /// DHCP server or a router. Idempotent: run again, it leaves the same
+    /// after it, in one of the guard's tables): only its MAC and addresses
+    /// pass, nothing posing as a DHCP server or a router. Idempotent: run again, it leaves the same
     /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;

@@ -240,6 +240,8 @@ pub mod fake {
         pub log: Rc<RefCell<Vec<String>>>,
         /// Makes the next `attach` fail.
         pub fail_attach: std::cell::Cell<bool>,
+        /// Makes the next `ensure_address` fail.
+        pub fail_address: std::cell::Cell<bool>,
         /// What `nsid_of` answers (the tests' one target).
         pub target_nsid: Option<i32>,
         /// The namespace's own addresses (`is_local`).
@@ -341,6 +343,9 @@ pub mod fake {
                 .unwrap_or_default())
         }
         async fn ensure_address(&self, index: u32, address: IpNetwork) -> Result<bool> {
+            if self.fail_address.replace(false) {
+                return Err(netplumb::Error::InvalidName("injected".into()));
+            }
             self.record(format!("address #{index} {address}"));
             self.addresses
                 .borrow_mut()

@@ -1,7 +1,8 @@
 //! The host-wide settings a call asks for, and only those: forwarding
 //! switched on for a `nat=yes` network or a call that publishes ports, and
 //! the nf_tables session through which our own tables (`inet netsetgo`,
-//! one `netdev netsetgo_port_<host end>` per guarded host end) are written
+//! and the guard's `netdev netsetgo_guard_<n>`, one chain per guarded host
+//! end) are written
 //! (spoken over netlink in-process: no `nft` is executed; see
 //! [`crate::filters`]). Without nat, publishing or the
 //! guard, nothing host-wide changes.

@@ -22,8 +22,6 @@ use crate::policy::Network;
 use crate::ports::Mapping;
 use crate::request::Request;
 
-pub mod ports;
-
 /// How the interface inside gets its addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Configure {

@@ -5,7 +5,9 @@
 pub mod audit;
 pub mod cli;
 pub mod oci;
+pub mod ports;
 pub mod privilege;
 pub(crate) mod secure;
+pub mod stages;
 pub mod system;
 pub mod target;

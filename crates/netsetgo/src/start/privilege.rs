@@ -1,7 +1,8 @@
 //! Privilege: making a setuid-root start safe, checking that we really are
 //! privileged, and shedding everything but CAP_NET_ADMIN.
 //!
-//! The order matters and is fixed by `main`: `sanitize` first, before any
+//! The order matters and is fixed by [`stages::run`](crate::stages::run):
+//! `sanitize` first, before any
 //! other code looks at the process; `Caller::identify` next; `restrict`
 //! narrows the capabilities to what the privileged setup needs; after the
 //! namespace socket is open `drop_to` becomes the system user `_netsetgo`
@@ -340,6 +341,9 @@ pub fn restrict(sys: &impl System, packet: PacketSocket) -> Result<(), Failure> 
     sys.root_egid()
 }
 
+/// Where the system's users are.
+pub const PASSWD: &str = "/etc/passwd";
+
 /// The system user the helper works as once privileges are dropped: an
 /// identity the caller can neither signal nor trace, so that a caller
 /// cannot stop its helper while it holds a network's lock (SECURITY.md,
@@ -361,7 +365,7 @@ impl Worker {
     /// would otherwise work under the caller's own uid, which the caller may
     /// signal. Root needs no protection from itself and keeps uid 0.
     pub fn resolve(caller: &Caller) -> Result<Worker, Failure> {
-        let passwd = crate::policy::read_trusted(std::path::Path::new(crate::policy::PASSWD))?;
+        let passwd = crate::secure::read_trusted(std::path::Path::new(PASSWD))?;
         match find_user(&passwd, WORKER_USER) {
             Some(worker) if worker.uid != 0 && worker.uid != caller.uid => Ok(worker),
             _ if caller.is_root() => Ok(Worker { uid: 0, gid: 0 }),
@@ -606,27 +610,6 @@ mod tests {
                 Call::NoNewPrivs,
                 Call::NotDumpable
             ]
-        );
-    }
-
-    #[test]
-    fn the_start_sanitises_before_anything_privileged_and_drops_last() {
-        // The privilege stages in main's order: 1 sanitise, 4 restrict,
-        // 10 drop.
-        let sys = Recording::new();
-        sanitize(&sys).unwrap();
-        restrict(&sys, PacketSocket::Dhcp).unwrap();
-        let _ = drop_to(&sys, Worker { uid: 998, gid: 997 });
-        let calls = sys.calls();
-        let sanitised = last(&calls, |c| *c == Call::ChdirRoot);
-        assert!(sanitised < first(&calls, privileged));
-        assert!(last(&calls, |c| matches!(c, Call::SetRlimit(_))) < first(&calls, privileged));
-        // The setup's capabilities are narrowed to before the drop begins.
-        let setup = first(&calls, |c| matches!(c, Call::SetCaps(set) if set.len() > 1));
-        assert!(setup < first(&calls, |c| *c == Call::ClearBounding));
-        assert_eq!(
-            calls.iter().rfind(|c| matches!(c, Call::SetCaps(_))),
-            Some(&Call::SetCaps(vec![Capability::CAP_NET_ADMIN]))
         );
     }
 }

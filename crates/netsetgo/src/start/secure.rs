@@ -1,14 +1,19 @@
 //! The one way netsetgo opens a file or directory as root: the last
 //! component is never followed if it is a symbolic link, and what was
 //! opened is judged by its fd (kind, owner, mode, links), never by its path.
-//! The policy, `/etc/passwd` and `/etc/group` are read this way, and every
-//! state directory and file is created and opened this way.
+//! The policy, `/etc/passwd` and `/etc/group` are read this way
+//! ([`read_trusted`]), and every state directory and file is created and
+//! opened this way.
 
+use std::fs::File;
+use std::io::Read;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::fcntl::{openat, OFlag, AT_FDCWD};
 use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
+
+use crate::error::Failure;
 
 /// What an opened object must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +85,61 @@ pub(crate) fn open(
         return Err(Refusal::Unsafe);
     }
     Ok((fd, st))
+}
+
+/// A bound on what we read of the policy file and the user and group
+/// databases: generous, since a site that copies its directory into
+/// /etc/passwd can have a large one.
+const MAX_FILE: u64 = 16 << 20;
+
+/// Reads a root-owned configuration file: opened without following a final
+/// symlink, checked on the opened fd (regular, owner root, not group/world
+/// writable), with every parent directory root-owned and not group/world
+/// writable either. Errors name the path (an administrator's file, whose
+/// existence is no secret) but say nothing about other files.
+pub(crate) fn read_trusted(path: &Path) -> Result<String, Failure> {
+    let bad = |why: &str| {
+        Failure::refused(format!(
+            "{}: {why}; an administrator must fix it",
+            path.display()
+        ))
+    };
+    let trusted = |dir| Rule {
+        dir,
+        owner: 0,
+        forbidden: 0o022,
+        one_link: false,
+    };
+    for dir in path.ancestors().skip(1) {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        open(None, dir, Access::Read, trusted(true)).map_err(|e| match e {
+            Refusal::Unsafe => {
+                bad("a directory on its path is not a root-owned, non-writable directory")
+            }
+            Refusal::Open(_) => bad("cannot inspect its directories"),
+        })?;
+    }
+    let (fd, meta) = open(None, path, Access::Read, trusted(false)).map_err(|e| match e {
+        Refusal::Open(nix::Error::ELOOP) => bad("is a symbolic link"),
+        Refusal::Open(_) => bad("cannot be opened"),
+        Refusal::Unsafe => {
+            bad("must be a regular file owned by root and not writable by group or others")
+        }
+    })?;
+    let file = File::from(fd);
+    let size = meta.st_size as u64;
+    if size > MAX_FILE {
+        return Err(bad("is too large"));
+    }
+    // Room for the whole file up front: read in one call, not in doubling
+    // probes (this is every call's start-up).
+    let mut text = String::with_capacity(size as usize + 1);
+    file.take(MAX_FILE)
+        .read_to_string(&mut text)
+        .map_err(|_| bad("is not readable UTF-8 text"))?;
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! signal dispositions, inherited fds, environment, umask, working
 //! directory, scheduling, capability sets, ids, no_new_privs,
 //! dumpability), behind one small trait, so that the order in which the
-//! stages of `main` make them (SECURITY.md, "Order of operations") is
-//! unit-tested without root through a recording fake (youki's syscall
-//! trait). [`Kernel`] is the real one.
+//! stages make them (SECURITY.md, "Order of operations";
+//! [`stages::run`](crate::stages::run)) is unit-tested without root through
+//! a recording fake (youki's syscall trait). [`Kernel`] is the real one.
 
 use std::collections::HashSet;
 
@@ -340,6 +340,9 @@ pub(crate) mod fake {
         Keepcaps(bool),
         BecomeIds(u32, u32),
         NoNewPrivs,
+        /// Not a system call: a stage of `stages::run` beginning, as a
+        /// fake of the stages marks it between the calls it makes.
+        Stage(&'static str),
     }
 
     /// The fake; `calls` is what it was asked, in order.
@@ -357,7 +360,8 @@ pub(crate) mod fake {
             }
         }
 
-        fn push(&self, call: Call) {
+        /// Records `call`.
+        pub(crate) fn push(&self, call: Call) {
             self.calls.borrow_mut().push(call);
         }
 

@@ -9,8 +9,6 @@
 //! the line number); no grant means no access.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use std::net::Ipv4Addr;
@@ -19,22 +17,16 @@ use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
 use netplumb::Protocol;
 
 use crate::error::Failure;
-use crate::privilege::Caller;
-use crate::secure::{self, Access, Refusal, Rule};
+use crate::privilege::{Caller, PASSWD};
+use crate::secure::read_trusted;
 
 /// Where the policy lives (a build may choose another for tests).
 pub const POLICY_PATH: &str = match option_env!("NETSETGO_POLICY_PATH") {
     Some(path) => path,
     None => "/etc/netsetgo/netsetgo.conf",
 };
-/// Where the system's users are.
-pub const PASSWD: &str = "/etc/passwd";
 const GROUP: &str = "/etc/group";
 
-/// A bound on what we read of the policy file and the user and group
-/// databases: generous, since a site that copies its directory into
-/// /etc/passwd can have a large one.
-const MAX_FILE: u64 = 16 << 20;
 /// Counts are small numbers; anything longer is a typo or an attack.
 const MAX_COUNT: u32 = 65_535;
 
@@ -342,57 +334,6 @@ pub fn load() -> Result<Option<Policy>, Failure> {
             e.line, e.message
         ))
     })
-}
-
-/// Reads a root-owned configuration file: opened without following a final
-/// symlink, checked on the opened fd (regular, owner root, not group/world
-/// writable), with every parent directory root-owned and not group/world
-/// writable either. Errors name the path (an administrator's file, whose
-/// existence is no secret) but say nothing about other files.
-pub fn read_trusted(path: &Path) -> Result<String, Failure> {
-    let bad = |why: &str| {
-        Failure::refused(format!(
-            "{}: {why}; an administrator must fix it",
-            path.display()
-        ))
-    };
-    let trusted = |dir| Rule {
-        dir,
-        owner: 0,
-        forbidden: 0o022,
-        one_link: false,
-    };
-    for dir in path.ancestors().skip(1) {
-        if dir.as_os_str().is_empty() {
-            continue;
-        }
-        secure::open(None, dir, Access::Read, trusted(true)).map_err(|e| match e {
-            Refusal::Unsafe => {
-                bad("a directory on its path is not a root-owned, non-writable directory")
-            }
-            Refusal::Open(_) => bad("cannot inspect its directories"),
-        })?;
-    }
-    let (fd, meta) =
-        secure::open(None, path, Access::Read, trusted(false)).map_err(|e| match e {
-            Refusal::Open(nix::Error::ELOOP) => bad("is a symbolic link"),
-            Refusal::Open(_) => bad("cannot be opened"),
-            Refusal::Unsafe => {
-                bad("must be a regular file owned by root and not writable by group or others")
-            }
-        })?;
-    let file = File::from(fd);
-    let size = meta.st_size as u64;
-    if size > MAX_FILE {
-        return Err(bad("is too large"));
-    }
-    // Room for the whole file up front: read in one call, not in doubling
-    // probes (this is every call's start-up).
-    let mut text = String::with_capacity(size as usize + 1);
-    file.take(MAX_FILE)
-        .read_to_string(&mut text)
-        .map_err(|_| bad("is not readable UTF-8 text"))?;
-    Ok(text)
 }
 
 #[cfg(test)]

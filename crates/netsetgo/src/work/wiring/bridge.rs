@@ -1,5 +1,6 @@
 //! The configured bridge: made sure of (created, up, its addresses) and
-//! claimed by this state.
+//! claimed by this state; a bridge created here that cannot be made ready
+//! is deleted again before the failure is returned.
 
 use ipnetwork::{IpNetwork, Ipv4Network};
 use netplumb::{Bridge, Link};
@@ -9,16 +10,28 @@ use crate::filters::Filters;
 use crate::leases::TOKEN_PREFIX;
 use crate::links::Links;
 
-use super::undo::Undo;
 use super::Session;
 
 impl<L: Links, F: Filters> Session<'_, L, F> {
     /// The configured bridge, up, claimed by this state and with its
-    /// addresses. Before a bridge is created, and whenever it lacks its
-    /// address (a call killed half way may have left it so), its subnet
-    /// must not overlap a route of the host. A bridge it creates is
-    /// recorded in `undo`.
-    pub(super) async fn ensure_bridge(&self, undo: &mut Undo) -> Result<Bridge, Failure> {
+    /// addresses (`created` if this call made it). A bridge it created and
+    /// could not make ready is deleted again.
+    pub(super) async fn ensure_bridge(&self) -> Result<Bridge, Failure> {
+        let (bridge, has_gateway) = self.find_or_create_bridge().await?;
+        match self.ready(&bridge, has_gateway).await {
+            Err(e) if bridge.created => {
+                let _ = self.sockets.host.delete_link(bridge.link.index).await;
+                Err(e)
+            }
+            result => result.map(|()| bridge),
+        }
+    }
+
+    /// The configured bridge, found or created, and whether it has its
+    /// gateway address. Before a bridge is created, and whenever it lacks
+    /// its address (a call killed half way may have left it so), its
+    /// subnet must not overlap a route of the host.
+    async fn find_or_create_bridge(&self) -> Result<(Bridge, bool), Failure> {
         let network = &self.request.network;
         let gateway = network.gateway;
         let subnet = Ipv4Network::new(gateway.network(), gateway.prefix()).expect("valid prefix");
@@ -56,9 +69,13 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                     .await?
             }
         };
-        if bridge.created {
-            undo.bridge(bridge.link.index);
-        }
+        Ok((bridge, has_gateway))
+    }
+
+    /// `bridge` claimed by this state, up, with its addresses.
+    async fn ready(&self, bridge: &Bridge, has_gateway: bool) -> Result<(), Failure> {
+        let network = &self.request.network;
+        let gateway = network.gateway;
         self.claim(&bridge.link).await?;
         if !bridge.link.up {
             // The configured bridge is ours to bring up: down, it would
@@ -73,7 +90,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                     .await?;
             }
         }
-        Ok(bridge)
+        Ok(())
     }
 
     /// Makes sure the bridge is managed by this state (security.md 15): its

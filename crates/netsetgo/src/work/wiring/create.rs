@@ -1,8 +1,9 @@
-//! A new lease wired: the host ports checked, the bridge made sure of,
-//! the lease work done under the lock (`lease`), then the plan executed:
-//! the lease reserved, its ports published, the pair made and guarded,
-//! the lease completed, the DHCP responder started. What is made is
-//! recorded in an [`Undo`], which undoes it if a later step fails.
+//! A new lease wired: the host ports checked, the bridge made sure of
+//! (`bridge`), the lease work done under the lock (`lease`: admitted, an
+//! address chosen), then the plan executed: the lease reserved with its
+//! ports published (`lease`), the pair made and guarded, the lease
+//! completed, the DHCP responder started. What is made is recorded in an
+//! [`Undo`], and undone here, last first, if a later step fails.
 
 use std::os::fd::AsFd;
 
@@ -17,7 +18,7 @@ use crate::output::Wired;
 use crate::plan::Plan;
 
 use super::lease::Refusal;
-use super::undo::Undo;
+use super::undo::{Made, Undo};
 use super::Session;
 
 /// How often a call at its quota looks again, and how long it waits in
@@ -59,7 +60,27 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<Wired, Refusal> {
         let mut undo = Undo::default();
         let result = self.make(ledger, &mut undo, container).await;
-        undo.settle(result, self, ledger).await
+        if result.is_err() {
+            self.undo(ledger, undo).await;
+        }
+        result
+    }
+
+    /// Undoes, last first, what a failed attempt made, each step tried
+    /// even if an earlier one failed (their failures are not reported: the
+    /// failure that started the undo is what the caller is told; a lease
+    /// whose teardown failed is left for the next garbage collection).
+    async fn undo(&self, ledger: &mut Ledger<'_>, undo: Undo) {
+        for made in undo.last_first() {
+            match made {
+                Made::Pair(index) | Made::Bridge(index) => {
+                    let _ = self.sockets.host.delete_link(index).await;
+                }
+                Made::Lease(lease) => {
+                    let _ = self.teardown(ledger, &lease);
+                }
+            }
+        }
     }
 
     /// The steps of a create, each thing made recorded in `undo`.
@@ -69,7 +90,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         undo: &mut Undo,
         container: Option<String>,
     ) -> Result<Wired, Refusal> {
-        let bridge = self.ensure_bridge(undo).await?;
+        let bridge = self.ensure_bridge().await?;
+        if bridge.created {
+            undo.bridge(bridge.link.index);
+        }
         self.admit(ledger, bridge.link.index).await?;
         let address = self.choose_address(ledger, bridge.link.index).await?;
         let plan = Plan::new(self.request, address);
@@ -81,13 +105,12 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             container,
         };
         let (inside, target) = self.inside()?;
-        ledger.reserve(&lease)?;
+        self.reserve(ledger, &lease, &plan)?;
         undo.lease(&lease);
-        self.publish(ledger, &plan)?;
         let attached = self.attach(inside, &bridge, target.as_fd(), &plan).await?;
         undo.pair(attached.host_index);
         lease.ifindex = attached.host_index;
-        ledger.complete(&lease)?;
+        self.complete(ledger, &lease)?;
         self.serve_dhcp(&attached, &plan)?;
         let network = &self.request.network;
         Ok(Wired {
@@ -132,28 +155,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                     m.host_port
                 )));
             }
-        }
-        Ok(())
-    }
-
-    /// After the lease is reserved and before the pair exists: its ports
-    /// recorded (write-ahead), then published, then the network's
-    /// masquerade and hairpin rules made sure of: after every refusal (the
-    /// quota and the address before the lease, a claimed port here), so
-    /// that a refused call makes nothing that outlives it (issue 17).
-    fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
-        let network = &self.request.network;
-        if !plan.publications.is_empty() {
-            ledger.set_ports(plan.address, &plan.mappings())?;
-        }
-        for p in &plan.publications {
-            self.sockets.filters.publish(p)?;
-        }
-        if network.nat {
-            self.sockets.filters.masquerade(network)?;
-        }
-        if !plan.publications.is_empty() {
-            self.sockets.filters.hairpin(network)?;
         }
         Ok(())
     }

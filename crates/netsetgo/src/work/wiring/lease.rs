@@ -1,6 +1,8 @@
 //! The lease work under the network's lock, next to the ledger: garbage
-//! collection of dead leases, the quota, the choice of an address, and the
-//! one way a lease ends ([`Session::teardown`]).
+//! collection of dead leases, the quota, the choice of an address, the
+//! lease reserved with its ports published and then completed, and the one
+//! way a lease ends ([`Session::teardown`]). Of a create's files, only this
+//! one reads or writes the ledger.
 
 use crate::error::Failure;
 use crate::filters::Filters;
@@ -149,6 +151,49 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             }
         }
         self.teardown(ledger, lease)
+    }
+
+    /// Reserves `lease` (pending: no interface yet, written ahead of the
+    /// pair) and publishes its `plan`'s ports; if publishing fails, the
+    /// lease is torn down again before the failure is returned.
+    pub(super) fn reserve(
+        &self,
+        ledger: &mut Ledger<'_>,
+        lease: &Lease,
+        plan: &Plan,
+    ) -> Result<(), Failure> {
+        ledger.reserve(lease)?;
+        self.publish(ledger, plan).inspect_err(|_| {
+            let _ = self.teardown(ledger, lease);
+        })
+    }
+
+    /// After the lease is reserved and before the pair exists: its ports
+    /// recorded (write-ahead), then published, then the network's
+    /// masquerade and hairpin rules made sure of: after every refusal (the
+    /// quota and the address before the lease, a claimed port here), so
+    /// that a refused call makes nothing that outlives it (issue 17).
+    /// The inverse of [`Session::teardown`].
+    fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
+        let network = &self.request.network;
+        if !plan.publications.is_empty() {
+            ledger.set_ports(plan.address, &plan.mappings())?;
+        }
+        for p in &plan.publications {
+            self.sockets.filters.publish(p)?;
+        }
+        if network.nat {
+            self.sockets.filters.masquerade(network)?;
+        }
+        if !plan.publications.is_empty() {
+            self.sockets.filters.hairpin(network)?;
+        }
+        Ok(())
+    }
+
+    /// Completes `lease` once its pair exists (its host end's index set).
+    pub(super) fn complete(&self, ledger: &mut Ledger<'_>, lease: &Lease) -> Result<(), Failure> {
+        ledger.complete(lease)
     }
 
     /// Ends a lease whose interface is gone (or never made): its

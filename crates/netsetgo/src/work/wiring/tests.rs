@@ -608,6 +608,29 @@ fn the_undo_removes_what_a_call_made_in_reverse_the_bridge_last() {
     assert!(leases(&store).is_empty() && ports_of(&store, "10.10.10.2").is_empty());
 }
 
+/// A bridge the call created and could not make ready (its gateway
+/// address refused) is deleted again, and nothing else was made.
+#[test]
+fn a_bridge_the_call_created_and_could_not_ready_is_deleted() {
+    let dir = Scratch::new("bridge-undo");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    host.links.borrow_mut().clear();
+    host.fail_address.set(true);
+    let req = publishing(&["tcp:8080:80"]);
+    let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+    assert!(wired.is_err());
+    let log = filters.log.borrow().clone();
+    assert!(position(&log, "create bridge brg0") < position(&log, "delete #1"));
+    assert!(host.index_of("brg0").unwrap().is_none(), "{log:?}");
+    assert!(!log.iter().any(|l| l.starts_with("publish")), "{log:?}");
+    assert!(leases(&store).is_empty());
+    // And the next call succeeds, making the bridge anew.
+    let (host, again) = wire_with(host, &filters, &store, &req, A, None);
+    assert_eq!(again.unwrap().bridge, "brg0");
+    assert!(host.index_of("brg0").unwrap().is_some());
+}
+
 #[test]
 fn garbage_collection_and_poststop_remove_only_their_leases_publications() {
     let dir = Scratch::new("gcports");

@@ -1,0 +1,401 @@
+//! The guard's rules: pure builders of the expressions of a port's chain,
+//! in the order of the listing in [the guard's docs](super), each as nft
+//! 1.0.6 writes that text.
+//!
+//! # DHCP, router advertisements, fragments
+//!
+//! A container is never a DHCP or DHCPv6 server, nor a router: UDP from
+//! source port 67 or 547, and UDP to a client's port 68 or 546, is dropped
+//! (rootlesskit's DHCP client, nclient4, reads raw frames and takes any UDP
+//! to port 68, whatever its source port), and so are router advertisements
+//! and redirects. No rule reads a port from a non-first fragment: since
+//! 5.17 (a9e8503def0f, "nft_payload: dont allow th access for fragments",
+//! in 5.16's stable series but not 5.10's) a transport-header load fails
+//! there, but before it `nft_payload_eval` (and its fast path) loads from
+//! `thoff` of any packet `nft_set_pktinfo_ipv4_validate` or
+//! `_ipv6_validate` parsed (5.10 checks only `pkt->tprot_set`), so a rule
+//! on `udp dport` reads a non-first fragment's data as ports and would drop
+//! a legitimate datagram whose data read 67, 68, 547 or 546 there. So the
+//! port rules read the transport header only of an unfragmented packet or a
+//! first fragment: IPv4 with a fragment offset of 0, IPv6 with UDP right
+//! after the IPv6 header, or a fragment header there with offset 0 and the
+//! UDP source port read at its place (network offset 48; a first fragment's
+//! destination port is the fragment rule's below). A non-first fragment
+//! passes only where it cannot read as a reply to a client, since nclient4
+//! ignores the fragment offset too: an IPv4 one only with a 20-byte header
+//! and without 68 where a UDP destination port would be (network offset
+//! 22), an IPv6 one only with the fragment header right after the IPv6
+//! header and without 546 at network offset 50.
+//!
+//! # Transport protocols, malformed IP
+//!
+//! From its own addresses a container sends only TCP, UDP, ICMP, IGMP and
+//! SCTP over IPv4, and TCP, UDP, ICMPv6 and SCTP over IPv6 (`meta l4proto`,
+//! the protocol after the IPv6 extension headers the kernel skips): the
+//! rules on UDP ports and ICMPv6 types must see the real transport header,
+//! and they would not behind an IPsec header (for IPv6 the kernel stops
+//! there, `IP6_FH_F_AUTH`; for IPv4 it is the protocol) or inside a tunnel
+//! (IPv4 or IPv6 in IPv4 or IPv6, GRE), which could carry a DHCP reply or a
+//! router advertisement from any source. **Tunnels and IPsec between
+//! containers therefore need `guard=no`.** Non-first fragments keep the
+//! fragment rules above, for these protocols only. Where the kernel could
+//! not parse the IP header (`nft_set_pktinfo_unspec`: a length beyond the
+//! frame, a truncated extension header) `meta l4proto` ends the rule that
+//! reads it: every rule that accepts IP reads it, so such a packet meets
+//! the policy.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use self::neighbour::neighbour_discovery_rules;
+use super::GuardedPort;
+use crate::nft::expr::{
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
+    NF_DROP,
+};
+
+/// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
+const ARPHRD_ETHER: u16 = 1;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const UDP: u8 = 17;
+const ICMPV6: u8 = 58;
+const IPV6_FRAGMENT: u8 = 44;
+/// What a container may send from its own IPv4 address: TCP, UDP, ICMP,
+/// IGMP, SCTP.
+const IPV4_ALLOWED: &[u8] = &[6, UDP, 1, 2, 132];
+/// What it may send from its own IPv6 address: TCP, UDP, ICMPv6, SCTP.
+const IPV6_ALLOWED: &[u8] = &[6, UDP, ICMPV6, 132];
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+const MLD2_LISTENER_REPORT: u8 = 143;
+
+/// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
+/// text in the module docs.
+pub(super) fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = link_rules(&port.mac);
+    rules.extend(arp_rules(port));
+    rules.extend(protocol_rules());
+    rules.extend(server_port_rules());
+    rules.extend(ipv4_rules(&port.ipv4));
+    rules.extend(neighbour_discovery_rules(port));
+    rules.extend(ipv6_rules(&port.ipv6));
+    rules
+}
+
+/// `meta iiftype ether`: what nft puts before an `ether` match.
+fn ether() -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIFTYPE),
+        Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
+    ]
+}
+
+/// `meta protocol <t>`.
+fn protocol(t: u16) -> Vec<Expr> {
+    vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&t.to_be_bytes())]
+}
+
+/// `meta l4proto <p>`.
+fn l4proto(p: u8) -> Vec<Expr> {
+    vec![Expr::meta(NFT_META_L4PROTO), Expr::eq(&[p])]
+}
+
+/// `!= <data>`.
+fn ne(data: &[u8]) -> Expr {
+    Expr::Cmp(NFT_CMP_NEQ, data.to_vec())
+}
+
+fn accept() -> Expr {
+    Expr::Verdict(NF_ACCEPT)
+}
+
+fn drop() -> Expr {
+    Expr::Verdict(NF_DROP)
+}
+
+/// `ip frag-off & 0x1fff`: the fragment offset.
+fn frag_offset() -> Vec<Expr> {
+    vec![
+        Expr::payload(Base::Network, 6, 2),
+        Expr::Mask(vec![0x1f, 0xff]),
+    ]
+}
+
+/// `icmpv6 type <t>`.
+fn icmpv6_type(t: u8) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IPV6),
+        l4proto(ICMPV6),
+        vec![Expr::payload(Base::Transport, 0, 1), Expr::eq(&[t])],
+    ]
+    .concat()
+}
+
+/// `ip saddr <a>`.
+fn ip_saddr(a: &Ipv4Addr) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IP),
+        vec![Expr::payload(Base::Network, 12, 4), Expr::eq(&a.octets())],
+    ]
+    .concat()
+}
+
+/// `ip6 saddr <a>`.
+fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
+    [
+        protocol(ETH_P_IPV6),
+        vec![Expr::payload(Base::Network, 8, 16), Expr::eq(&a.octets())],
+    ]
+    .concat()
+}
+
+/// The link layer: the port's MAC only, no link-local group (STP, LLDP,
+/// pause frames), and only ARP, IPv4 and IPv6.
+fn link_rules(mac: &[u8; 6]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    vec![
+        [ether(), vec![load(Base::Link, 6, 6), ne(mac), drop()]].concat(),
+        [
+            ether(),
+            vec![
+                load(Base::Link, 0, 6),
+                Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
+                Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
+                drop(),
+            ],
+        ]
+        .concat(),
+        [
+            ether(),
+            [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
+                .iter()
+                .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
+                .collect(),
+            vec![drop()],
+        ]
+        .concat(),
+    ]
+}
+
+/// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
+/// duplicate address detection).
+fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
+    for a in port.ipv4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
+        // htype 1 ptype ip, hlen 6 plen 4, sender MAC and address: as nft
+        // merges them.
+        let mut sender = port.mac.to_vec();
+        sender.extend_from_slice(&a.octets());
+        rules.push(
+            [
+                protocol(ETH_P_ARP),
+                vec![
+                    load(Base::Network, 0, 4),
+                    Expr::eq(&[0, 1, 8, 0]),
+                    load(Base::Network, 4, 2),
+                    Expr::eq(&[6, 4]),
+                    load(Base::Network, 8, 10),
+                    Expr::eq(&sender),
+                    accept(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    rules
+}
+
+/// Only the whitelisted transport protocols, nothing behind an IPsec header
+/// or in a tunnel; IPv4 protocol 0 neither. Where the kernel could not
+/// parse the IP header, `meta l4proto` ends the rule instead: every rule
+/// that accepts IP reads it, so such a packet meets the policy.
+fn protocol_rules() -> Vec<Vec<Expr>> {
+    [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)]
+        .into_iter()
+        .map(|(t, allowed)| {
+            [
+                protocol(t),
+                allowed
+                    .iter()
+                    .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
+                    .collect(),
+                vec![drop()],
+            ]
+            .concat()
+        })
+        .collect()
+}
+
+/// Nothing from a DHCP or DHCPv6 server's port, nothing to a client's (a
+/// raw-socket client such as nclient4 checks the destination port only),
+/// read only where the transport header is one (not in a non-first
+/// fragment, see the module docs). One rule each: nft 1.0.6 merges `udp
+/// sport != 67 udp dport != 68` into one comparison of both, which means
+/// something else.
+fn server_port_rules() -> Vec<Vec<Expr>> {
+    let port_is = |offset, port: u16| {
+        vec![
+            Expr::payload(Base::Transport, offset, 2),
+            Expr::eq(&port.to_be_bytes()),
+            drop(),
+        ]
+    };
+    let mut rules: Vec<Vec<Expr>> = [(0, 67u16), (2, 68)]
+        .into_iter()
+        .map(|(offset, port)| [first_ipv4_udp(), port_is(offset, port)].concat())
+        .collect();
+    rules.extend([(0, 547u16), (2, 546)].into_iter().map(|(offset, port)| {
+        [
+            protocol(ETH_P_IPV6),
+            ip6_nexthdr(UDP),
+            port_is(offset, port),
+        ]
+        .concat()
+    }));
+    rules.push(
+        [
+            protocol(ETH_P_IPV6),
+            ip6_nexthdr(IPV6_FRAGMENT),
+            vec![
+                // The fragment header's offset: 0.
+                Expr::payload(Base::Network, 42, 2),
+                Expr::Mask(vec![0xff, 0xf8]),
+                Expr::eq(&[0, 0]),
+                // The UDP source port after it.
+                Expr::payload(Base::Network, 48, 2),
+                Expr::eq(&547u16.to_be_bytes()),
+                drop(),
+            ],
+        ]
+        .concat(),
+    );
+    rules
+}
+
+/// `ip frag-off & 8191 == 0` and `meta l4proto udp`, as nft writes them
+/// before a UDP port: IPv4 UDP, unfragmented or a first fragment.
+fn first_ipv4_udp() -> Vec<Expr> {
+    [
+        protocol(ETH_P_IP),
+        frag_offset(),
+        vec![Expr::eq(&[0, 0])],
+        l4proto(UDP),
+    ]
+    .concat()
+}
+
+/// `ip6 nexthdr <p>` (after `meta protocol ip6`).
+fn ip6_nexthdr(p: u8) -> Vec<Expr> {
+    vec![Expr::payload(Base::Network, 6, 1), Expr::eq(&[p])]
+}
+
+/// IPv4 from the port's addresses (fragments only where they cannot read
+/// as a reply to a DHCP client), and DHCP discovery from 0.0.0.0.
+fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
+    for a in addresses {
+        rules.push(
+            [
+                ip_saddr(a),
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+            ]
+            .concat(),
+        );
+        // UDP, whole or a first fragment: its ports were checked above.
+        rules.push(
+            [
+                ip_saddr(a),
+                l4proto(UDP),
+                frag_offset(),
+                vec![Expr::eq(&[0, 0]), accept()],
+            ]
+            .concat(),
+        );
+        rules.push(
+            [
+                ip_saddr(a),
+                l4proto(UDP),
+                frag_offset(),
+                vec![
+                    ne(&[0, 0]),
+                    // ip hdrlength 5
+                    load(Base::Network, 0, 1),
+                    Expr::Mask(vec![0x0f]),
+                    Expr::eq(&[5]),
+                    // Where a UDP destination port would be.
+                    load(Base::Network, 22, 2),
+                    ne(&68u16.to_be_bytes()),
+                    accept(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    rules.push(
+        [
+            ip_saddr(&Ipv4Addr::UNSPECIFIED),
+            frag_offset(),
+            vec![Expr::eq(&[0, 0])],
+            l4proto(UDP),
+            // udp sport 68 udp dport 67, as nft merges them.
+            vec![
+                load(Base::Transport, 0, 4),
+                Expr::eq(&[0, 68, 0, 67]),
+                accept(),
+            ],
+        ]
+        .concat(),
+    );
+    rules
+}
+
+/// IPv6 from the port's addresses (fragments only where they cannot read
+/// as a reply to a DHCPv6 client), and neighbour solicitation and MLD
+/// reports from `::`.
+fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
+    let load = Expr::payload;
+    let mut rules = Vec::new();
+    for x in addresses {
+        rules.push(
+            [
+                ip6_saddr(x),
+                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+            ]
+            .concat(),
+        );
+        // UDP right after the IPv6 header: its ports were checked above.
+        rules.push([ip6_saddr(x), l4proto(UDP), ip6_nexthdr(UDP), vec![accept()]].concat());
+        rules.push(
+            [
+                ip6_saddr(x),
+                l4proto(UDP),
+                ip6_nexthdr(IPV6_FRAGMENT),
+                vec![
+                    // Where a UDP destination port would be, after the
+                    // fragment header.
+                    load(Base::Network, 50, 2),
+                    ne(&546u16.to_be_bytes()),
+                    accept(),
+                ],
+            ]
+            .concat(),
+        );
+    }
+    for t in [ND_NEIGHBOR_SOLICIT, MLD2_LISTENER_REPORT] {
+        rules.push(
+            [
+                ip6_saddr(&Ipv6Addr::UNSPECIFIED),
+                l4proto(ICMPV6),
+                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept()],
+            ]
+            .concat(),
+        );
+    }
+    rules
+}
+
+mod neighbour;
+#[cfg(test)]
+mod tests;

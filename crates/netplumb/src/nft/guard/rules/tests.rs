@@ -1,0 +1,258 @@
+use super::*;
+use crate::nft::expr::{
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
+    NF_DROP,
+};
+
+fn port() -> GuardedPort {
+    GuardedPort {
+        ifname: "ga0".into(),
+        mac: [2, 0x6e, 10, 77, 0, 2],
+        ipv4: vec!["10.77.0.2".parse().unwrap()],
+        ipv6: vec![
+            "fd00:77::2".parse().unwrap(),
+            "fe80::6e:aff:fe4d:2".parse().unwrap(),
+        ],
+    }
+}
+
+#[test]
+fn guard_rules_match_what_nft_generates() {
+    let rules = guard_rules(&port());
+    // 3 link-layer rules, 2 ARP, 2 protocol whitelists, 5 DHCP ports, 3
+    // per IPv4 address, DHCP discovery, 2 RA and redirect, 3 RS, 5 NS,
+    // 4 NA, 3 per IPv6 address, 2 from `::`.
+    assert_eq!(rules.len(), 3 + 2 + 2 + 5 + 3 + 1 + 2 + 3 + 5 + 4 + 6 + 2);
+    // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
+    // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
+    // [ payload load 6b @ link header + 6 => reg 1 ]
+    // [ cmp neq reg 1 0x4d0a6e02 0x00000200 ] [ immediate reg 0 drop ]
+    assert_eq!(
+        rules[0],
+        vec![
+            Expr::meta(NFT_META_IIFTYPE),
+            Expr::eq(&1u16.to_ne_bytes()),
+            Expr::payload(Base::Link, 6, 6),
+            Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x6e, 10, 77, 0, 2]),
+            Expr::Verdict(NF_DROP),
+        ]
+    );
+    // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop`:
+    // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
+    // [ cmp eq reg 1 0x00c28001 0x00000000 ]
+    assert_eq!(
+        rules[1][3],
+        Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0])
+    );
+    assert_eq!(rules[1][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    // `ether type != arp ether type != ip ether type != ip6 drop`: three
+    // loads of link header + 12, each `cmp neq`.
+    assert_eq!(rules[2].len(), 2 + 6 + 1);
+    assert_eq!(rules[2][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
+    // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
+    // [ payload load 10b @ network header + 8 ]
+    // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
+    assert_eq!(rules[3][1], Expr::eq(&[8, 6]));
+    assert_eq!(
+        rules[3][7],
+        Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2])
+    );
+    assert_eq!(rules[4][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+    // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
+    // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
+    // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
+    // [ meta load l4proto ] [ cmp neq reg 1 0x00000006 ] ... 0x00000084.
+    let not = |p: u8| {
+        [
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::Cmp(NFT_CMP_NEQ, vec![p]),
+        ]
+    };
+    assert_eq!(
+        rules[5],
+        [
+            vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&[8, 0])],
+            [6, 17, 1, 2, 0x84].into_iter().flat_map(not).collect(),
+            vec![Expr::Verdict(NF_DROP)],
+        ]
+        .concat()
+    );
+    // The IPv6 one: protocol 0x0000dd86, not 6, 17, 0x3a, 0x84.
+    assert_eq!(rules[6][1], Expr::eq(&[0x86, 0xdd]));
+    assert_eq!(
+        rules[6][2..10],
+        [6, 17, 0x3a, 0x84]
+            .into_iter()
+            .flat_map(not)
+            .collect::<Vec<_>>()
+    );
+    // `ip frag-off & 8191 == 0 udp dport 68 drop`: [ meta load protocol ]
+    // [ cmp eq reg 1 0x00000008 ] [ payload load 2b @ network header + 6 ]
+    // [ bitwise reg 1 = ( reg 1 & 0x0000ff1f ) ^ 0 ] [ cmp eq reg 1 0 ]
+    // [ meta load l4proto => reg 1 ] [ cmp eq reg 1 0x00000011 ]
+    // [ payload load 2b @ transport header + 2 ]
+    // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
+    assert_eq!(
+        rules[8],
+        vec![
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::eq(&[8, 0]),
+            Expr::payload(Base::Network, 6, 2),
+            Expr::Mask(vec![0x1f, 0xff]),
+            Expr::eq(&[0, 0]),
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::eq(&[17]),
+            Expr::payload(Base::Transport, 2, 2),
+            Expr::eq(&[0, 68]),
+            Expr::Verdict(NF_DROP)
+        ]
+    );
+    // `ip6 nexthdr udp udp sport 547 drop`: [ meta load protocol ]
+    // [ cmp eq reg 1 0x0000dd86 ] [ payload load 1b @ network header + 6 ]
+    // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 0 ]
+    // [ cmp eq reg 1 0x00002302 ] [ immediate reg 0 drop ]
+    assert_eq!(
+        rules[9],
+        vec![
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::eq(&[0x86, 0xdd]),
+            Expr::payload(Base::Network, 6, 1),
+            Expr::eq(&[17]),
+            Expr::payload(Base::Transport, 0, 2),
+            Expr::eq(&[2, 0x23]),
+            Expr::Verdict(NF_DROP)
+        ]
+    );
+    // `ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223
+    // drop`: ... [ cmp eq reg 1 0x0000002c ]
+    // [ payload load 2b @ network header + 42 ]
+    // [ bitwise reg 1 = ( reg 1 & 0x0000f8ff ) ^ 0 ] [ cmp eq reg 1 0 ]
+    // [ payload load 2b @ network header + 48 ] [ cmp eq reg 1 0x00002302 ]
+    assert_eq!(
+        rules[11][2..],
+        [
+            Expr::payload(Base::Network, 6, 1),
+            Expr::eq(&[44]),
+            Expr::payload(Base::Network, 42, 2),
+            Expr::Mask(vec![0xff, 0xf8]),
+            Expr::eq(&[0, 0]),
+            Expr::payload(Base::Network, 48, 2),
+            Expr::eq(&[2, 0x23]),
+            Expr::Verdict(NF_DROP)
+        ]
+    );
+    // `ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5
+    // @nh,176,16 != 0x44`: [ meta load l4proto ] [ cmp eq reg 1 0x00000011 ]
+    // [ payload load 2b @ network header + 6 ] [ bitwise ( & 0x0000ff1f ) ]
+    // [ cmp neq reg 1 0 ] [ payload load 1b @ network header + 0 ]
+    // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
+    // [ cmp neq reg 1 0x00004400 ]
+    assert_eq!(
+        rules[14][4..8],
+        [
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::eq(&[17]),
+            Expr::payload(Base::Network, 6, 2),
+            Expr::Mask(vec![0x1f, 0xff])
+        ]
+    );
+    assert_eq!(rules[14][12], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(rules[14][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
+    // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
+    // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
+    // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
+    assert_eq!(rules[15][4..7], first_ipv4_udp()[2..5]);
+    assert_eq!(rules[15][10], Expr::eq(&[0, 68, 0, 67]));
+    // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
+    // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
+    // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
+    // [ payload load 1b @ transport header + 0 ] [ cmp eq reg 1 0x00000087 ]
+    // [ payload load 1b @ network header + 6 ] [ cmp neq reg 1 0x0000003a ]
+    let ns = [
+        Expr::meta(NFT_META_PROTOCOL),
+        Expr::eq(&[0x86, 0xdd]),
+        Expr::meta(NFT_META_L4PROTO),
+        Expr::eq(&[0x3a]),
+        Expr::payload(Base::Transport, 0, 1),
+        Expr::eq(&[0x87]),
+    ];
+    assert_eq!(
+        rules[21],
+        [
+            ns.to_vec(),
+            vec![
+                Expr::payload(Base::Network, 6, 1),
+                Expr::Cmp(NFT_CMP_NEQ, vec![0x3a]),
+                Expr::Verdict(NF_DROP)
+            ]
+        ]
+        .concat()
+    );
+    // `... ip6 length != 24 ip6 length != 32 drop`:
+    // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
+    // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
+    assert_eq!(
+        rules[22][6..],
+        [
+            Expr::payload(Base::Network, 4, 2),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
+            Expr::payload(Base::Network, 4, 2),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0, 32]),
+            Expr::Verdict(NF_DROP)
+        ]
+    );
+    // `... ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002
+    // drop`: [ cmp eq reg 1 0x00002000 ] [ payload load 16b @ network
+    // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
+    // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
+    assert_eq!(
+        rules[23],
+        [
+            ns.to_vec(),
+            vec![
+                Expr::payload(Base::Network, 4, 2),
+                Expr::eq(&[0, 32]),
+                Expr::payload(Base::Network, 8, 16),
+                Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
+                Expr::payload(Base::Transport, 24, 8),
+                Expr::Cmp(NFT_CMP_NEQ, vec![1, 1, 2, 0x6e, 10, 77, 0, 2]),
+                Expr::Verdict(NF_DROP)
+            ]
+        ]
+        .concat()
+    );
+    // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
+    // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
+    assert_eq!(rules[24][9], Expr::eq(&[0; 16]));
+    assert_eq!(rules[24][10], Expr::payload(Base::Transport, 24, 2));
+    assert_eq!(rules[24][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+    // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
+    // address, as for the neighbour advertisement's target.
+    assert_eq!(rules[25].len(), 6 + 2 + 2 * 2 + 1);
+    assert_eq!(rules[25][8..], rules[29][6..]);
+    // The router solicitation's source option: [ payload load 8b @
+    // transport header + 8 ]; the advertisement's target option: type 2.
+    assert_eq!(rules[20][8], Expr::payload(Base::Transport, 8, 8));
+    assert_eq!(
+        rules[28][9],
+        Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
+    );
+    // The neighbour advertisement: one `cmp neq` per own address.
+    assert_eq!(rules[29].len(), 6 + 2 * 2 + 1);
+    // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
+    assert_eq!(
+        rules[31][4..],
+        [
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::eq(&[17]),
+            Expr::payload(Base::Network, 6, 1),
+            Expr::eq(&[17]),
+            Expr::Verdict(NF_ACCEPT)
+        ]
+    );
+    // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
+    // 0x222 accept`.
+    assert_eq!(rules[32][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
+}
