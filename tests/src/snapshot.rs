@@ -111,11 +111,23 @@ impl Snapshot {
 
     /// The IPv4 addresses of `name` as `a.b.c.d/len`.
     pub fn ipv4_of(&self, name: &str) -> Vec<String> {
+        self.addresses_of(name, "inet")
+    }
+
+    /// The IPv6 addresses of `name` as `addr/len`, link-local included,
+    /// sorted.
+    pub fn ipv6_of(&self, name: &str) -> Vec<String> {
+        let mut out = self.addresses_of(name, "inet6");
+        out.sort();
+        out
+    }
+
+    fn addresses_of(&self, name: &str, family: &str) -> Vec<String> {
         self.addrs
             .iter()
             .filter(|a| a["ifname"] == name)
             .flat_map(|a| a["addr_info"].as_array().cloned().unwrap_or_default())
-            .filter(|i| i["family"] == "inet")
+            .filter(|i| i["family"] == family)
             .map(|i| format!("{}/{}", i["local"].as_str().unwrap_or("?"), i["prefixlen"]))
             .collect()
     }
@@ -139,6 +151,21 @@ impl Snapshot {
                 r["dev"].as_str().unwrap_or("").to_string(),
             )
         })
+    }
+
+    /// `(gateway, dev)` of each IPv6 default route of the network
+    /// namespace of `pid` (`ip -j -6 route show default`, from outside;
+    /// [`Snapshot::routes`] holds IPv4's only).
+    pub fn ipv6_default_routes(pid: u32) -> Vec<(String, String)> {
+        let pid = pid.to_string();
+        let prefix = ["nsenter", "-t", &pid, "-n", "--"];
+        ip_json(&prefix, &["-6", "route", "show", "default"])
+            .iter()
+            .map(|r| {
+                let text = |k: &str| r[k].as_str().unwrap_or("").to_string();
+                (text("gateway"), text("dev"))
+            })
+            .collect()
     }
 
     /// A readable account of what differs between `self` (before) and

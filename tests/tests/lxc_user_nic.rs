@@ -10,7 +10,7 @@
 //! `netsetgo delete ...` of one's own interface only.
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use dhcproto::v4;
@@ -18,12 +18,15 @@ use dhcproto::v4;
 use netsetgo::dhcp::message::code;
 use netsetgo::dhcp::responder::{Responder, MAX_PACKETS};
 use netsetgo::dhcp::{client_request, MessageType, Terms};
-use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged};
+use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged, wire_line};
 use netsetgo_e2e::dhcp::{
     assert_holds_nothing, gone_within, in_netns_of, index_in, mac_in, Client,
 };
-use netsetgo_e2e::fixtures::{uid, world_with, A, B, POLICY};
-use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, World};
+use netsetgo_e2e::fixtures::{uid, wait_for_ports, world_with, A, B, POLICY};
+use netsetgo_e2e::frames::link_local;
+use netsetgo_e2e::nft::NftTable;
+use netsetgo_e2e::traffic::{netns_prefix, request, token, Server};
+use netsetgo_e2e::{ensure_worker, ns_of, require_root, Container, Lease, Snapshot, World};
 
 /// nobody: what the library's responder runs as here.
 const NOBODY: u32 = 65534;
@@ -201,8 +204,12 @@ fn responders(world: &World) -> Vec<u32> {
 
 /// `netsetgo create /dev/null dummy PID veth brg0 eth0` as the container's
 /// user, as rootlesskit calls it; returns the lease and the responder's
-/// pid, after checking the line and that eth0 is unconfigured.
-fn create(world: &World, c: &Container) -> (Lease, u32) {
+/// pid, after checking the line and that eth0 has no IPv4 address or
+/// route (DHCP's to give) and, on a network without IPv6 (`gateway6`
+/// `None`), no IPv6 either; with it, exactly its lease's IPv6 address (see
+/// [`ipv6_of_lease`]), its link-local address and the default route via
+/// `gateway6`.
+fn create(world: &World, c: &Container, gateway6: Option<&str>) -> (Lease, u32) {
     let before = responders(world);
     let pid = c.pid_arg();
     let args = ["create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"];
@@ -224,6 +231,20 @@ fn create(world: &World, c: &Container) -> (Lease, u32) {
         .find(|l| l.ifname == fields[2])
         .unwrap_or_else(|| panic!("no lease for {}", fields[2]));
     assert_eq!(lease.uid, uid(c.user()));
+    let (v6, routes6) = match gateway6 {
+        None => (vec![], vec![]),
+        Some(gw6) => {
+            let link_local = Ipv6Addr::from(link_local(mac_in(c.pid(), "eth0")));
+            let mut v6 = vec![
+                format!("{}/64", ipv6_of_lease(lease.address)),
+                format!("{link_local}/64"),
+            ];
+            v6.sort();
+            (v6, vec![(gw6.to_string(), "eth0".to_string())])
+        }
+    };
+    assert_eq!(inside.ipv6_of("eth0"), v6, "{inside:?}");
+    assert_eq!(Snapshot::ipv6_default_routes(c.pid()), routes6);
     let new: Vec<u32> = responders(world)
         .into_iter()
         .filter(|p| !before.contains(p))
@@ -239,7 +260,7 @@ fn hostile_dhcp_from_a_container_gets_nothing_and_changes_nothing() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let (lease, responder) = create(&world, &c);
+    let (lease, responder) = create(&world, &c, None);
     let worker = ensure_worker();
     assert_holds_nothing(responder, worker.uid, worker.gid);
     let mac = mac_in(c.pid(), "eth0");
@@ -261,7 +282,7 @@ fn a_dhcp_flood_from_a_container_gets_nothing_and_ends_its_responder() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let (_, responder) = create(&world, &c);
+    let (_, responder) = create(&world, &c, None);
     let mac = mac_in(c.pid(), "eth0");
     let client = Client::on(c.pid(), "eth0");
     assert_unchanged(&world, &[&c], || {
@@ -281,7 +302,7 @@ fn lxc_user_nic_delete_removes_ones_own_interface_only() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let (lease, responder) = create(&world, &c);
+    let (lease, responder) = create(&world, &c, None);
     let nspath = format!("/proc/{}/ns/net", c.pid());
     let delete = |host: &str| {
         vec![
@@ -336,4 +357,153 @@ fn lxc_user_nic_create_needs_a_granted_bridge_and_a_veth() {
     ] {
         assert_refused_unchanged(&world, &[&c], 2, || world.netsetgo(A, &bad));
     }
+}
+
+/// IPv6 in the lxc-user-nic form: a guarded network with IPv6.
+const POLICY6: &str = "\
+network six bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 guard=yes
+allow nsg-a six 4
+";
+const GATEWAY6: &str = "fd00:10::1";
+
+/// The names of the world's guard chains (`port_<host end>`), whatever
+/// tables hold them.
+fn guard_chains(world: &World) -> Vec<String> {
+    NftTable::guard(world)
+        .map(|t| t.chains().into_keys().collect())
+        .unwrap_or_default()
+}
+
+/// The IPv6 address the helper derives for the IPv4 lease `v4` of
+/// 10.10.10.0/24 on fd00:10::/64: the same offset.
+fn ipv6_of_lease(v4: Ipv4Addr) -> Ipv6Addr {
+    let offset = u32::from(v4) & 0xff;
+    Ipv6Addr::from(u128::from("fd00:10::".parse::<Ipv6Addr>().unwrap()) + u128::from(offset))
+}
+
+/// Whether one of up to 5 `ping -6` from the container reaches `address`
+/// (the first may wait for neighbour discovery).
+fn pings6(c: &Container, address: &str) -> bool {
+    (0..5).any(|_| {
+        c.exec(&["ping", "-6", "-n", "-q", "-c1", "-W1", address])
+            .success()
+    })
+}
+
+/// What rootlesskit does after its DHCP exchange: the leased IPv4 address
+/// and the default route via the gateway, with `ip`.
+fn configure_ipv4_as_rootlesskit(c: &Container, lease: &Lease) {
+    let address = format!("{}/24", lease.address);
+    c.exec(&["ip", "addr", "add", &address, "dev", "eth0"])
+        .expect_success("ip addr add");
+    c.exec(&[
+        "ip",
+        "route",
+        "add",
+        "default",
+        "via",
+        "10.10.10.1",
+        "dev",
+        "eth0",
+    ])
+    .expect_success("ip route add default");
+}
+
+#[test]
+fn lxc_user_nic_create_on_an_ipv6_network_sets_ipv6_and_leaves_ipv4_to_dhcp() {
+    require_root!();
+    let world = world_with(POLICY6);
+    let c = world.container(A);
+    let (lease, _) = create(&world, &c, Some(GATEWAY6));
+    let own6 = ipv6_of_lease(lease.address).to_string();
+    assert_eq!(
+        guard_chains(&world),
+        [format!("port_{}", lease.ifname)],
+        "the port is guarded"
+    );
+
+    // Through the guard (neighbour discovery for its address and its
+    // link-local one included): the gateway, and a container wired by
+    // `-pid`, both ways; a TCP server in that container sees its address.
+    let other = world.container(A);
+    let line = wire_line(&world, &other, &[]);
+    let other6 = "fd00:10::3";
+    assert!(line.contains(&format!("{other6}/64")), "{line}");
+    assert!(pings6(&c, GATEWAY6), "eth0 cannot reach {GATEWAY6}");
+    assert!(pings6(&c, other6), "eth0 cannot reach {other6}");
+    assert!(pings6(&other, &own6), "{other6} cannot reach {own6}");
+    let mut server = Server::start(&netns_prefix(other.pid()), "tcp", "::", 8080);
+    let t = token();
+    let out = request(&netns_prefix(c.pid()), "tcp", other6, 8080, &t);
+    assert!(out.success(), "TCP over IPv6: {out}");
+    assert_eq!(
+        server.peer_of(&t, Duration::from_secs(5)),
+        Some(own6.clone())
+    );
+
+    // IPv4 is still DHCP's: the real exchange gets the lease; once
+    // configured as rootlesskit does, `-check` finds the wiring intact,
+    // and names the IPv6 address when it is taken away.
+    let mac = mac_in(c.pid(), "eth0");
+    exchange(
+        &Client::on(c.pid(), "eth0"),
+        mac,
+        lease.address,
+        "10.10.10.1",
+    );
+    configure_ipv4_as_rootlesskit(&c, &lease);
+    let pid = c.pid_arg();
+    let check = world.netsetgo(A, &["-check", "-pid", &pid]);
+    assert_eq!(check.code(), Some(0), "{check}");
+    let own6_cidr = format!("{own6}/64");
+    c.exec(&["ip", "-6", "addr", "del", &own6_cidr, "dev", "eth0"])
+        .expect_success("ip -6 addr del");
+    let check = world.netsetgo(A, &["-check", "-pid", &pid]);
+    assert_eq!(check.code(), Some(1), "{check}");
+    assert!(
+        check
+            .stderr
+            .contains(&format!("eth0 lacks address {own6_cidr}")),
+        "{check}"
+    );
+}
+
+#[test]
+fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_garbage_collection() {
+    require_root!();
+    let world = world_with(POLICY6);
+    let mut c = world.container(A);
+    let (first, _) = create(&world, &c, Some(GATEWAY6));
+    // The container exits: the next call frees its lease, and a new
+    // container gets the same IPv4 lease, so the same IPv6 address.
+    c.kill();
+    wait_for_ports(&world, 0);
+    assert_eq!(
+        world.leases("brg0"),
+        vec![first.clone()],
+        "kept until a call"
+    );
+    let d = world.container(A);
+    let (second, _) = create(&world, &d, Some(GATEWAY6));
+    assert_eq!(second.address, first.address);
+    assert_eq!(world.leases("brg0"), vec![second.clone()]);
+    assert_eq!(guard_chains(&world), [format!("port_{}", second.ifname)]);
+    // delete: eth0, its IPv6 address and route, the lease and the guard go.
+    let nspath = format!("/proc/{}/ns/net", d.pid());
+    let args = [
+        "delete",
+        "/dev/null",
+        "dummy",
+        &nspath,
+        "veth",
+        "brg0",
+        &second.ifname,
+    ];
+    let out = world.netsetgo(A, &args);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let inside = d.snapshot();
+    assert!(inside.link("eth0").is_none(), "{inside:?}");
+    assert_eq!(Snapshot::ipv6_default_routes(d.pid()), vec![]);
+    assert_eq!(world.leases("brg0"), vec![]);
+    assert_eq!(guard_chains(&world), Vec::<String>::new());
 }

@@ -17,16 +17,22 @@
 //! `busybox-static`.
 
 use std::fs;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use netsetgo_e2e::checks::assert_unchanged;
-use netsetgo_e2e::fixtures::{http_server, wait_for_ports, world_with, GATEWAY};
+use netsetgo_e2e::checks::{assert_unchanged, wire_line};
+use netsetgo_e2e::dhcp::mac_in;
+use netsetgo_e2e::fixtures::{http_server, wait_for_ports, world_with, A, GATEWAY};
+use netsetgo_e2e::frames::link_local;
 use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, UPLINK4,
 };
-use netsetgo_e2e::{ensure_user, installed_binary, require_root, scratch_dir, Proc, User, World};
+use netsetgo_e2e::{
+    ensure_user, installed_binary, require_root, scratch_dir, Proc, Snapshot, User, World,
+};
 
 const USER: &str = "nsg-rk";
 const QUOTA: usize = 3;
@@ -97,7 +103,9 @@ impl Home {
     fn start(&self, world: &World, name: &str) -> Proc {
         let bin = installed_binary().to_string_lossy().into_owned();
         let prefix = self.dir.join(name).to_string_lossy().into_owned();
-        let argv = self.rootlesskit(&bin, &["sh", "-c", SCRIPT, "sh", &prefix]);
+        let state = format!("--state-dir={}", self.state_dir(name));
+        let mut argv = self.rootlesskit(&bin, &["sh", "-c", SCRIPT, "sh", &prefix]);
+        argv.insert(4, state);
         let line = argv
             .iter()
             .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
@@ -105,6 +113,21 @@ impl Home {
             .join(" ");
         let wrapped = format!("exec {line} 2> '{prefix}.err'");
         world.spawn_as(USER, &["sh", "-c", &wrapped])
+    }
+
+    /// Instance `name`'s `--state-dir`, in the world's /run.
+    fn state_dir(&self, name: &str) -> String {
+        format!("{}/rk-{name}", self.runtime)
+    }
+
+    /// The pid of instance `name`'s child (rootlesskit's `child_pid`), in
+    /// the network namespace that rootlesskit made.
+    fn child_pid(&self, world: &World, name: &str) -> u32 {
+        let path = world.path(&format!("{}/child_pid", self.state_dir(name)));
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{}: no pid in {text:?}", path.display()))
     }
 
     fn file(&self, name: &str, ext: &str) -> String {
@@ -325,4 +348,104 @@ fn a_port_of_rootlesskits_namespace_is_published_with_the_clients_address() {
         format!("{table:?}").contains("8053") && !format!("{after:?}").contains("8053"),
         "before: {table:?}\nafter: {after:?}"
     );
+}
+
+/// A guarded network with IPv6; nsg-a's container is the other
+/// namespace the instances reach.
+const POLICY6: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 guard=yes
+allow nsg-rk default 3
+allow nsg-a default 1
+";
+const GATEWAY6: &str = "fd00:10::1";
+
+/// The IPv6 side of the namespace of `pid`, from outside: eth0's IPv6
+/// addresses (link-local included) and the IPv6 default routes.
+fn ipv6_side(pid: u32) -> (Vec<String>, Vec<(String, String)>) {
+    (
+        Snapshot::of_pid(pid).ipv6_of("eth0"),
+        Snapshot::ipv6_default_routes(pid),
+    )
+}
+
+/// Whether one of up to 5 `ping -6` from the namespace of `pid` reaches
+/// `address`.
+fn pings6(world: &World, pid: u32, address: &str) -> bool {
+    let pid = pid.to_string();
+    let argv = [
+        "nsenter", "-t", &pid, "-n", "--", "ping", "-6", "-n", "-q", "-c1", "-W1", address,
+    ];
+    (0..5).any(|_| world.run(&argv).success())
+}
+
+/// rootlesskit's client speaks DHCPv4 only: on a `gateway6` network the
+/// helper's `create` gives eth0 its IPv6 lease address and default route,
+/// and rootlesskit leaves them alone, during its exchange and after it.
+#[test]
+fn rootlesskit_keeps_the_ipv6_lease_that_create_set() {
+    require_root!();
+    assert!(
+        Path::new("/usr/bin/rootlesskit").is_file(),
+        "/usr/bin/rootlesskit is missing: install rootlesskit"
+    );
+    let world = world_with(POLICY6);
+    let home = Home::new(&world);
+    let _server = http_server(&world, USER, &www(), PORT);
+    let peer = world.container(A);
+    let line = wire_line(&world, &peer, &[]);
+    let peer6 = "fd00:10::2";
+    assert!(line.contains(&format!("{peer6}/64")), "{line}");
+    let mut server = Server::start(&netns_prefix(peer.pid()), "tcp", "::", 8080);
+
+    let names: Vec<String> = vec!["v0".into(), "v1".into()];
+    let (procs, seen) = run_instances(&world, &home, &names);
+    assert_networked(&world, &home, &seen);
+    let mut sides = Vec::new();
+    for (name, s) in names.iter().zip(&seen) {
+        let child = home.child_pid(&world, name);
+        let v4: Ipv4Addr = s.address.trim_end_matches("/24").parse().unwrap();
+        let own6 = Ipv6Addr::from(
+            u128::from("fd00:10::".parse::<Ipv6Addr>().unwrap()) + u128::from(v4.octets()[3]),
+        );
+        let mac = mac_in(child, "eth0");
+        let mut addresses = vec![
+            format!("{own6}/64"),
+            format!("{}/64", Ipv6Addr::from(link_local(mac))),
+        ];
+        addresses.sort();
+        let side = ipv6_side(child);
+        assert_eq!(
+            side,
+            (addresses, vec![(GATEWAY6.to_string(), "eth0".to_string())]),
+            "{name}: eth0's IPv6 after rootlesskit's DHCP"
+        );
+        assert!(
+            pings6(&world, child, GATEWAY6),
+            "{name} cannot reach {GATEWAY6}"
+        );
+        assert!(pings6(&world, child, peer6), "{name} cannot reach {peer6}");
+        let t = token();
+        let out = request(&netns_prefix(child), "tcp", peer6, 8080, &t);
+        assert!(out.success(), "{name}: TCP over IPv6: {out}");
+        assert_eq!(
+            server.peer_of(&t, Duration::from_secs(5)),
+            Some(own6.to_string())
+        );
+        let check = world.netsetgo(USER, &["-check", "-pid", &child.to_string()]);
+        assert_eq!(check.code(), Some(0), "{name}: {check}");
+        sides.push((child, side));
+    }
+    // Long-running: some seconds later, rootlesskit (its DHCP client's
+    // renewal routine waiting) has left it all as it was.
+    thread::sleep(Duration::from_secs(5));
+    for (child, side) in &sides {
+        assert_eq!(&ipv6_side(*child), side, "instance {child} changed IPv6");
+    }
+    // Once they exit, the next call frees their leases (and with them
+    // their IPv6 addresses): only the new instance's and nsg-a's remain.
+    drop(procs);
+    wait_for_ports(&world, 1);
+    let (_procs, seen) = run_instances(&world, &home, &["w0".to_string()]);
+    assert_networked(&world, &home, &seen);
+    assert_eq!(world.leases("brg0").len(), 2);
 }

@@ -27,8 +27,10 @@ use crate::request::Request;
 pub enum Configure {
     /// Set by the call: addresses, default routes, the link-local address.
     Static,
-    /// Left to the container's DHCP client (lxc-user-nic's create): its
-    /// client adds the address and route itself, and fails if one is there.
+    /// IPv4 left to the container's DHCP client (lxc-user-nic's create):
+    /// its client adds the address and route itself, and fails if one is
+    /// there. IPv6 (rootlesskit's client speaks DHCPv4 only and leaves
+    /// IPv6 alone) is set by the call as with [`Configure::Static`].
     Dhcp,
 }
 
@@ -143,20 +145,29 @@ impl Plan {
         bridge_mtu: Option<u32>,
         netns: BorrowedFd<'a>,
     ) -> Attachment<'a> {
-        let by_call = self.configure == Configure::Static;
         Attachment {
             bridge,
             host_name: &self.host_name,
             peer_name: &self.peer_name,
             peer_netns: netns,
             mtu: network.mtu.or(bridge_mtu),
-            addresses: if by_call { &self.addresses } else { &[] },
-            gateways: if by_call { &self.gateways } else { &[] },
-            peer_link_local: by_call && network.gateway6.is_some(),
+            addresses: self.by_call(&self.addresses),
+            gateways: self.by_call(&self.gateways),
+            peer_link_local: network.gateway6.is_some(),
             // Never random: the guard knows it before the pair exists.
             peer_mac: Some(self.mac),
             isolated: self.isolated,
             learning: self.learning,
+        }
+    }
+
+    /// What of `all` (IPv4 first, as [`Plan::addresses`] and
+    /// [`Plan::gateways`] are) the call sets: everything, or with
+    /// [`Configure::Dhcp`] all but the IPv4 entry, which DHCP gives.
+    fn by_call<'a, T>(&self, all: &'a [T]) -> &'a [T] {
+        match self.configure {
+            Configure::Static => all,
+            Configure::Dhcp => all.get(1..).unwrap_or_default(),
         }
     }
 }

@@ -173,12 +173,27 @@ fn lxc_user_nics_create_names_the_peer_and_leaves_it_to_dhcp() {
     assert_eq!(plan.host_name, "lxc0a0a0a03");
     let target = NetNsFd::current();
     let attachment = plan.attachment(&req.network, 1, Some(1400), target.fd());
-    assert!(attachment.addresses.is_empty() && attachment.gateways.is_empty());
-    assert!(!attachment.peer_link_local);
+    // IPv4 is left to DHCP; IPv6 (which rootlesskit's client leaves
+    // alone) is the call's: the lease's address, the route, link-local.
+    let v6: IpNetwork = "fd00:10::3/64".parse().unwrap();
+    let gw6: IpAddr = "fd00:10::1".parse().unwrap();
+    assert_eq!(plan.addresses[1], v6);
+    assert_eq!(
+        (attachment.addresses, attachment.gateways),
+        (&[v6][..], &[gw6][..])
+    );
+    assert!(attachment.peer_link_local);
     assert_eq!(
         (attachment.mtu, attachment.peer_mac),
         (Some(1400), Some(plan.mac))
     );
+    // Without IPv6 on the network, nothing at all.
+    let mut v4_only = req.clone();
+    v4_only.network = Network::example(None);
+    let plan4 = Plan::new(&v4_only, "10.10.10.3".parse().unwrap());
+    let attachment = plan4.attachment(&v4_only.network, 1, None, target.fd());
+    assert!(attachment.addresses.is_empty() && attachment.gateways.is_empty());
+    assert!(!attachment.peer_link_local);
     // Configured by the call, the peer gets its addresses and link-local.
     req.nic = None;
     let plan = Plan::new(&req, "10.10.10.3".parse().unwrap());

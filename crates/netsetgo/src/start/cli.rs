@@ -20,7 +20,8 @@ Usage: netsetgo -pid PID [flags]
        netsetgo delete LXCPATH NAME /proc/PID/ns/net veth BRIDGE HOSTIF
 Wire the network namespace of process PID to a bridge on this host.
 The second form is lxc-user-nic's (rootlesskit --net=lxc-user-nic): the
-interface is IFNAME (default eth0), left for DHCP to address; it prints
+interface is IFNAME (default eth0), its IPv4 address left to DHCP (its
+IPv6 one, on a network with gateway6, set by the call); it prints
 IFNAME:IFINDEX:HOSTIF:HOSTINDEX. LXCPATH and NAME are ignored.
 
   -pid int                 the process whose network namespace is wired (required)

@@ -62,7 +62,7 @@ pub enum Intent {
 }
 
 impl Request {
-    /// Whether the interface inside is left for DHCP to configure
+    /// Whether the interface inside gets its IPv4 address by DHCP
     /// (lxc-user-nic's create).
     pub fn by_dhcp(&self) -> bool {
         matches!(self.nic, Some(cli::Nic::Create { .. }))
