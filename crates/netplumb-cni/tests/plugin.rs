@@ -1095,3 +1095,43 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
         .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
     assert!(world.leases().is_empty(), "{:?}", world.leases());
 }
+
+// Review round 3 (CNI plugin): attacks that worked, one test each (see
+// SECURITY.md, "Reviews"). Each failed before its fix.
+
+/// Sends five UDP datagrams from `ns` to `address:port` (its own source).
+fn send_udp(ns: &TestNs, address: &str, port: u16) {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range(5): s.sendto(b'hello', ('{address}', {port}))\n"
+    );
+    ns.run(&["timeout", "10", "python3", "-c", &script]);
+}
+
+#[test]
+fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
+    require_root!("redteam_isolated_containers_do_not_reach_each_other_through_the_gateway");
+    let world = World::new("rtiso");
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"isolate": true, "guard": true}),
+    );
+    let (attacker, victim) = (TestNs::new("rtia"), TestNs::new("rtiv"));
+    let first = world.must("ADD", &conf, &attacker, "rti-1");
+    let second = world.must("ADD", &conf, &victim, "rti-2");
+    let victim_ip = address_of(&second);
+    let receiver = support::udp_sources(&victim, "0.0.0.0", 5005, 3);
+    // Layer 2 is closed (isolated ports); the attacker routes through the
+    // gateway instead: its own MAC and address, the gateway's MAC.
+    let host_route = format!("{victim_ip}/32");
+    attacker.run(&["ip", "route", "add", &host_route, "via", GATEWAY]);
+    send_udp(&attacker, &victim_ip, 5005);
+    let sources = receiver.finish();
+    assert!(
+        !sources.contains(&address_of(&first).as_str()),
+        "the isolated victim heard the attacker through the gateway: {sources:?}"
+    );
+}
