@@ -1135,3 +1135,55 @@ fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
         "the isolated victim heard the attacker through the gateway: {sources:?}"
     );
 }
+
+/// Two container ids whose host ends (with `eth0`) differ but share the
+/// last 40 bits of their names: the same container MAC on a guarded
+/// network and the same owner of published ports (its last 32 bits).
+/// Found by a birthday search over `rtmac-<n>` (2.6 million FNV-1a hashes);
+/// random container ids collide so with many attachments over time.
+const COLLIDING: [&str; 2] = ["rtmac-1461826", "rtmac-2641382"];
+
+#[test]
+fn redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port() {
+    require_root!("redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port");
+    let world = World::new("rtown");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    let (victim, tenant) = (TestNs::new("rtov"), TestNs::new("rtot"));
+    let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
+    let victims_end = host_end_of(&first);
+    assert_eq!(claims(&world).len(), 1);
+    // The tenant asks for the victim's host port: refused, as it must be.
+    assert_error(&world.call("ADD", &conf, &tenant, COLLIDING[1]), 7);
+    // The engine's DEL after a failed ADD, with the same runtimeConfig.
+    let del = world.call("DEL", &conf, &tenant, COLLIDING[1]);
+    assert!(del.ok, "{}", del.out);
+    assert!(world.host.link(&victims_end).is_some());
+    assert_eq!(
+        claims(&world).len(),
+        1,
+        "the victim's published port went with the other attachment's DEL: {}",
+        table_text(&world)
+    );
+}
+
+#[test]
+fn redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge() {
+    require_root!("redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge");
+    let world = World::new("rtmac");
+    let conf = network_of(&world.conf("1.0.0"), NETWORK, SUBNET, json!({"guard": true}));
+    let (victim, attacker) = (TestNs::new("rtmv"), TestNs::new("rtma"));
+    let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
+    let victims_end = host_end_of(&first);
+    let mac = first["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let second = world.call("ADD", &conf, &attacker, COLLIDING[1]);
+    assert_eq!(
+        support::fdb_port(&world.host, BRIDGE, &mac).as_deref(),
+        Some(victims_end.as_str()),
+        "the victim's MAC moved: second ADD {}",
+        second.out
+    );
+    assert!(ping_from(&world.host, &address_of(&first), 2));
+    if second.ok {
+        assert_ne!(second.out["interfaces"][2]["mac"].as_str(), Some(mac.as_str()));
+    }
+}
