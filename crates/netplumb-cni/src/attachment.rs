@@ -87,6 +87,17 @@ pub(crate) fn owner(host_name: &str) -> Ipv4Addr {
     owner_of(host_name).expect("host end names carry an owner")
 }
 
+/// Another host end among `links` whose name shares `host_name`'s owner
+/// (its last 32 bits, and so possibly its MAC, the last 40): two
+/// attachments whose hashes collide so would take each other's published
+/// ports and, on a guarded bridge, each other's pinned MAC.
+pub(crate) fn sharing_owner<'a>(host_name: &str, links: &'a [Link]) -> Option<&'a Link> {
+    let own = owner_of(host_name);
+    links
+        .iter()
+        .find(|link| link.name != host_name && owner_of(&link.name) == own)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +141,9 @@ mod tests {
         assert!(belongs_to(&end, "x"));
         end.alias = Some(record_of("x"));
         assert!(belongs_to(&end, "x") && !belongs_to(&end, "y"));
+        let links = [end.clone()];
+        assert!(sharing_owner(name, &links).is_none(), "itself");
+        assert!(sharing_owner("np0023456789abc", &links).is_some());
+        assert!(sharing_owner("np0123456789abd", &links).is_none());
     }
 }

@@ -1152,8 +1152,13 @@ fn redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port() 
     let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
     let victims_end = host_end_of(&first);
     assert_eq!(claims(&world).len(), 1);
-    // The tenant asks for the victim's host port: refused, as it must be.
-    assert_error(&world.call("ADD", &conf, &tenant, COLLIDING[1]), 7);
+    // The tenant asks for the victim's host port: refused (the port is
+    // taken; since the fix, first for the colliding owner), nothing made.
+    let links = world.host.ip(&["-o", "link"]).lines().count();
+    let refused = world.call("ADD", &conf, &tenant, COLLIDING[1]);
+    assert!(!refused.ok, "{}", refused.out);
+    assert_eq!(world.host.ip(&["-o", "link"]).lines().count(), links);
+    assert_eq!(world.leases().len(), 1, "{:?}", world.leases());
     // The engine's DEL after a failed ADD, with the same runtimeConfig.
     let del = world.call("DEL", &conf, &tenant, COLLIDING[1]);
     assert!(del.ok, "{}", del.out);
@@ -1170,7 +1175,12 @@ fn redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port() 
 fn redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge() {
     require_root!("redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge");
     let world = World::new("rtmac");
-    let conf = network_of(&world.conf("1.0.0"), NETWORK, SUBNET, json!({"guard": true}));
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
     let (victim, attacker) = (TestNs::new("rtmv"), TestNs::new("rtma"));
     let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
     let victims_end = host_end_of(&first);
@@ -1184,6 +1194,9 @@ fn redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge() {
     );
     assert!(ping_from(&world.host, &address_of(&first), 2));
     if second.ok {
-        assert_ne!(second.out["interfaces"][2]["mac"].as_str(), Some(mac.as_str()));
+        assert_ne!(
+            second.out["interfaces"][2]["mac"].as_str(),
+            Some(mac.as_str())
+        );
     }
 }
