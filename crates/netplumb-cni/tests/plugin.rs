@@ -1200,3 +1200,51 @@ fn redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge() {
         );
     }
 }
+
+/// Makes in the world's host a veth named as netsetgo names a caller's
+/// host end with `-vethNamePrefix np<5 hex>` (its prefix, then its IPv4
+/// address in hex): the plugin's name shape, `end`'s owner (its last 32
+/// bits), no alias. Root makes it here; netsetgo makes it for any user
+/// granted that address.
+fn netsetgo_shaped_twin(world: &World, end: &str, peer: &str) -> String {
+    let high = if &end[2..7] == "fffff" {
+        "eeeee"
+    } else {
+        "fffff"
+    };
+    let twin = format!("np{high}{}", &end[7..]);
+    world
+        .host
+        .ip(&["link", "add", &twin, "type", "veth", "peer", "name", peer]);
+    twin
+}
+
+#[test]
+fn redteam_a_netsetgo_host_end_of_the_plugins_shape_keeps_no_claim() {
+    require_root!("redteam_a_netsetgo_host_end_of_the_plugins_shape_keeps_no_claim");
+    let world = World::new("rtns");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    // GC: an attachment gone without DEL, a netsetgo user's twin alive.
+    let vanished = TestNs::new("rtnv");
+    let end = host_end_of(&world.must("ADD", &conf, &vanished, "rtns-gone"));
+    let twin = netsetgo_shaped_twin(&world, &end, "rtnspeer1");
+    drop(vanished);
+    wait_gone(&world, &end);
+    let mut gc = world.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let container = TestNs::new("rtnc");
+    let outcome = world.call("GC", &gc, &container, "unused");
+    assert!(outcome.ok, "{}", outcome.out);
+    assert!(
+        claims(&world).is_empty(),
+        "a dead attachment's port stays published (to an address IPAM hands \
+         out again) while {twin} lives: {}",
+        table_text(&world)
+    );
+    assert!(world.host.link(&twin).is_some(), "GC took netsetgo's link");
+    // DEL: the twin does not make the attachment's claims someone else's.
+    let end = host_end_of(&world.must("ADD", &conf, &container, "rtns-del"));
+    netsetgo_shaped_twin(&world, &end, "rtnspeer2");
+    assert!(world.call("DEL", &conf, &container, "rtns-del").ok);
+    assert!(claims(&world).is_empty(), "{}", table_text(&world));
+}
