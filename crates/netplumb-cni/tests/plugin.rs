@@ -1254,3 +1254,69 @@ fn redteam_a_netsetgo_host_end_of_the_plugins_shape_keeps_no_claim() {
     assert!(world.call("DEL", &conf, &container, "rtns-del").ok);
     assert!(claims(&world).is_empty(), "{}", table_text(&world));
 }
+
+#[test]
+fn redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left() {
+    require_root!("redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left");
+    let world = World::new("rtin");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    let (victim, tenant) = (TestNs::new("rtinv"), TestNs::new("rtint"));
+    world.must("ADD", &conf, &victim, "rtin-victim");
+    let before = (
+        table_text(&world),
+        world.host.ip(&["-o", "link"]).lines().count(),
+    );
+    let mapping = |host: u32, extra: Value| {
+        let mut m = json!({"hostPort": host, "containerPort": 80, "protocol": "tcp"});
+        for (key, value) in extra.as_object().unwrap() {
+            m[key] = value.clone();
+        }
+        m
+    };
+    for (mappings, code) in [
+        (vec![mapping(0, json!({}))], 7),
+        (vec![mapping(70000, json!({}))], 7),
+        (vec![mapping(9090, json!({})), mapping(9090, json!({}))], 7),
+        (vec![mapping(9090, json!({})), mapping(8080, json!({}))], 7),
+        (
+            vec![
+                mapping(9090, json!({"protocol": "TCP"})),
+                mapping(8080, json!({"protocol": "Tcp"})),
+            ],
+            7,
+        ),
+        (vec![mapping(9090, json!({"hostIP": "fd00::99"}))], 7),
+        (vec![mapping(9090, json!({"hostIP": "::1"}))], 2),
+        (vec![mapping(9090, json!({"protocol": "sctp"}))], 2),
+    ] {
+        let mut asked = conf.clone();
+        asked["runtimeConfig"]["portMappings"] = json!(mappings);
+        let outcome = world.call("ADD", &asked, &tenant, "rtin-tenant");
+        assert!(!outcome.ok, "{mappings:?}: {}", outcome.out);
+        if outcome.out["code"] != 6 {
+            assert_error(&outcome, code);
+        }
+        // The engine's DEL after the failed ADD, with the same mappings.
+        assert!(world.call("DEL", &asked, &tenant, "rtin-tenant").ok);
+        let after = (
+            table_text(&world),
+            world.host.ip(&["-o", "link"]).lines().count(),
+        );
+        assert_eq!(after, before, "{mappings:?}");
+        assert_eq!(
+            world.leases().len(),
+            1,
+            "{mappings:?}: {:?}",
+            world.leases()
+        );
+    }
+    // CNI_NETNS naming the plugin's own namespace, however spelled.
+    for own in ["/proc/self/ns/net", "/proc/thread-self/ns/net"] {
+        let outcome = world.run(
+            &env("ADD", "rtin-own", own, "eth0"),
+            conf.to_string().as_bytes(),
+        );
+        assert_error(&outcome, 8);
+        assert_eq!(table_text(&world), before.0);
+    }
+}
