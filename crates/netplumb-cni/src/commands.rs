@@ -144,6 +144,10 @@ async fn wire(
                 .map_err(plumbing)?;
         }
     }
+    if options.isolate {
+        // Bridge port isolation holds at layer 2; this, at layer 3.
+        nft.isolate(TABLE, &options.bridge).map_err(plumbing)?;
+    }
     let made = Made {
         host_name,
         addresses: &addresses,

@@ -1109,13 +1109,9 @@ fn send_udp(ns: &TestNs, address: &str, port: u16) {
     ns.run(&["timeout", "10", "python3", "-c", &script]);
 }
 
-/// Review round 3's open finding (MEDIUM, not fixed): `isolate` closes
-/// layer 2 only; the host routes a container's packets for another
-/// container back out of the same bridge. Run with `--ignored`: it fails
-/// until the plugin drops traffic routed from the bridge back to it that
-/// is not a published port's.
+/// `isolate` closed layer 2 only; the host routed a container's packets
+/// for another container back out of the same bridge.
 #[test]
-#[ignore = "review round 3 finding, not fixed: isolate is bypassed through the gateway"]
 fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
     require_root!("redteam_isolated_containers_do_not_reach_each_other_through_the_gateway");
     let world = World::new("rtiso");
