@@ -1133,7 +1133,7 @@ fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
     send_udp(&attacker, &victim_ip, 5005);
     let sources = receiver.finish();
     assert!(
-        !sources.contains(&address_of(&first).as_str()),
+        !sources.contains(address_of(&first).as_str()),
         "the isolated victim heard the attacker through the gateway: {sources:?}"
     );
 }
