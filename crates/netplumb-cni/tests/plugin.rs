@@ -1136,6 +1136,13 @@ fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
         !sources.contains(address_of(&first).as_str()),
         "the isolated victim heard the attacker through the gateway: {sources:?}"
     );
+    // CHECK sees the rule, and its loss.
+    let checked = with_prev(&conf, &first);
+    assert!(world.call("CHECK", &checked, &attacker, "rti-1").ok);
+    world
+        .host
+        .run(&["nft", "flush", "chain", "inet", "netplumb-cni", "isolate"]);
+    assert_error(&world.call("CHECK", &checked, &attacker, "rti-1"), 102);
 }
 
 /// Two container ids whose host ends (with `eth0`) differ but share the

@@ -38,26 +38,36 @@ impl Nftables {
     /// jump to it and the bridge's rule; a repeated request changes
     /// nothing. Returns `true` when it changed the ruleset.
     pub fn isolate(&self, table: &str, bridge: &str) -> Result<bool> {
-        check_table(table)?;
-        check_name(bridge)?;
-        let name = ifname(bridge);
-        let rule = JumpedRule {
-            base: FORWARD_CHAIN,
-            chain: ISOLATE,
-            exprs: vec![
-                Expr::meta(NFT_META_IIFNAME),
-                Expr::eq(&name),
-                Expr::meta(NFT_META_OIFNAME),
-                Expr::eq(&name),
-                Expr::Ct(NFT_CT_STATUS),
-                Expr::Mask(IPS_DST_NAT.to_ne_bytes().to_vec()),
-                Expr::Cmp(NFT_CMP_EQ, vec![0; 4]),
-                Expr::Verdict(NF_DROP),
-            ],
-            tag: user_comment(&format!("netplumb isolate {bridge}")),
-            what: format!("isolate {bridge}"),
-            jump_tag: user_comment("netplumb isolate"),
-        };
-        rule.ensure(self, table)
+        isolation(table, bridge)?.ensure(self, table)
     }
+
+    /// Whether [`isolate`](Self::isolate)'s rule for `bridge` and the jump
+    /// to its chain are in table `inet <table>`.
+    pub fn isolated(&self, table: &str, bridge: &str) -> Result<bool> {
+        isolation(table, bridge)?.present(self, table)
+    }
+}
+
+/// The rule that isolates `bridge`, checked.
+fn isolation(table: &str, bridge: &str) -> Result<JumpedRule<'static>> {
+    check_table(table)?;
+    check_name(bridge)?;
+    let name = ifname(bridge);
+    Ok(JumpedRule {
+        base: FORWARD_CHAIN,
+        chain: ISOLATE,
+        exprs: vec![
+            Expr::meta(NFT_META_IIFNAME),
+            Expr::eq(&name),
+            Expr::meta(NFT_META_OIFNAME),
+            Expr::eq(&name),
+            Expr::Ct(NFT_CT_STATUS),
+            Expr::Mask(IPS_DST_NAT.to_ne_bytes().to_vec()),
+            Expr::Cmp(NFT_CMP_EQ, vec![0; 4]),
+            Expr::Verdict(NF_DROP),
+        ],
+        tag: user_comment(&format!("netplumb isolate {bridge}")),
+        what: format!("isolate {bridge}"),
+        jump_tag: user_comment("netplumb isolate"),
+    })
 }

@@ -77,23 +77,13 @@ pub(super) struct JumpedRule<'c> {
 
 impl JumpedRule<'_> {
     /// Creates, as needed and in one generation-tied batch: the table, its
-    /// base chain, the regular chain with the jump to it, and the rule. Returns `true` when it
-    /// changed the ruleset.
+    /// base chain, the regular chain with the jump to it, and the rule.
+    /// Returns `true` when it changed the ruleset.
     pub(super) fn ensure(&self, nft: &Nftables, table: &str) -> Result<bool> {
         let inet = Family::Inet;
         let chain = self.chain;
         nft.transact(&format!("on table inet {table}"), |genid| {
-            let have_chain = nft.chain_exists(inet, table, chain)?;
-            let have_rule = have_chain
-                && nft
-                    .rules(inet, table, chain)?
-                    .iter()
-                    .any(|r| r.userdata == self.tag);
-            let have_jump = have_chain
-                && nft
-                    .rules(inet, table, self.base.name)?
-                    .iter()
-                    .any(|r| r.userdata == self.jump_tag);
+            let (have_chain, have_rule, have_jump) = self.found(nft, table)?;
             if have_rule && have_jump {
                 return Ok(None);
             }
@@ -120,6 +110,27 @@ impl JumpedRule<'_> {
             }
             Ok(Some(batch))
         })
+    }
+
+    /// Whether the rule and the jump to its chain are both there.
+    pub(super) fn present(&self, nft: &Nftables, table: &str) -> Result<bool> {
+        let (_, have_rule, have_jump) = self.found(nft, table)?;
+        Ok(have_rule && have_jump)
+    }
+
+    /// Whether the regular chain, the rule in it and the jump to it exist.
+    fn found(&self, nft: &Nftables, table: &str) -> Result<(bool, bool, bool)> {
+        let inet = Family::Inet;
+        let tagged = |chain: &str, tag: &[u8]| -> Result<bool> {
+            Ok(nft
+                .rules(inet, table, chain)?
+                .iter()
+                .any(|r| r.userdata == tag))
+        };
+        let have_chain = nft.chain_exists(inet, table, self.chain)?;
+        let have_rule = have_chain && tagged(self.chain, &self.tag)?;
+        let have_jump = have_chain && tagged(self.base.name, &self.jump_tag)?;
+        Ok((have_chain, have_rule, have_jump))
     }
 }
 
