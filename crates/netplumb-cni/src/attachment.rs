@@ -8,6 +8,8 @@ use std::net::Ipv4Addr;
 use netplumb::marks::CNI_MARK;
 use netplumb::Link;
 
+use crate::host::is_veth;
+
 /// Host ends are named this prefix and 13 hex digits.
 const HOST_PREFIX: &str = "np";
 /// Network names longer than this are recorded by their hash (an alias
@@ -87,6 +89,32 @@ pub(crate) fn owner(host_name: &str) -> Ipv4Addr {
     owner_of(host_name).expect("host end names carry an owner")
 }
 
+/// Whether `link` is one of the plugin's host ends that may own published
+/// ports: a veth of [`host_end_name`]'s shape carrying a record of
+/// [`record_of`]'s (set before its first publication). A name alone proves
+/// nothing: any netsetgo user can make a host end of that shape (a
+/// `-vethNamePrefix` of `np` and five hex digits), with no alias.
+pub(crate) fn is_attachment(link: &Link) -> bool {
+    let recorded = |alias: &str| {
+        alias
+            .strip_prefix(CNI_MARK)
+            .is_some_and(|rest| rest.starts_with(" net "))
+    };
+    is_veth(link) && is_host_end_name(&link.name) && link.alias.as_deref().is_some_and(recorded)
+}
+
+/// Another of the plugin's host ends among `links` whose name shares
+/// `host_name`'s owner (its last 32 bits, and so possibly its MAC, the
+/// last 40): two attachments whose hashes collide so would take each
+/// other's published ports and, on a guarded bridge, each other's pinned
+/// MAC.
+pub(crate) fn sharing_owner<'a>(host_name: &str, links: &'a [Link]) -> Option<&'a Link> {
+    let own = owner_of(host_name);
+    links
+        .iter()
+        .find(|link| link.name != host_name && is_attachment(link) && owner_of(&link.name) == own)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +158,16 @@ mod tests {
         assert!(belongs_to(&end, "x"));
         end.alias = Some(record_of("x"));
         assert!(belongs_to(&end, "x") && !belongs_to(&end, "y"));
+        let mut links = [end.clone()];
+        assert!(is_attachment(&links[0]));
+        assert!(sharing_owner(name, &links).is_none(), "itself");
+        assert!(sharing_owner("np0023456789abc", &links).is_some());
+        assert!(sharing_owner("np0123456789abd", &links).is_none());
+        // netsetgo's host end of that shape: no record, no owner.
+        links[0].alias = None;
+        assert!(!is_attachment(&links[0]));
+        assert!(sharing_owner("np0023456789abc", &links).is_none());
+        links[0].alias = Some(CNI_MARK.to_string());
+        assert!(!is_attachment(&links[0]));
     }
 }

@@ -97,8 +97,8 @@ fn addresses_of(prev: &CNIResult, ifname: &str) -> Vec<IpNetwork> {
         .collect()
 }
 
-/// The bridge port's flags, the guard and the published ports, as the
-/// network's options and `runtimeConfig` ask.
+/// The bridge port's flags, the isolation rule, the guard and the
+/// published ports, as the network's options and `runtimeConfig` ask.
 async fn options_hold(
     req: &Request<'_>,
     host: &Netlink,
@@ -119,10 +119,16 @@ async fn options_hold(
             "bridge port {name} has flags {port:?}, not {want:?}"
         )));
     }
-    if !options.guard && options.mappings.is_empty() {
+    if !options.guard && !options.isolate && options.mappings.is_empty() {
         return Ok(());
     }
     let nft = Nftables::open().map_err(plumbing)?;
+    if options.isolate && !nft.isolated(TABLE, &options.bridge).map_err(plumbing)? {
+        return Err(not_intact(format!(
+            "the isolation rule of bridge {} is missing",
+            options.bridge
+        )));
+    }
     if options.guard {
         let guard = GuardedPort::new(name, mac, addresses);
         if !nft.guard(TABLE).present(&guard).map_err(plumbing)? {

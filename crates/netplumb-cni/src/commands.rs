@@ -19,7 +19,7 @@ use rscni_types::error::Error;
 use rscni_types::legacy;
 use rscni_types::types::{CNIResult, CNIResultWithVersion, Cmd, Interface};
 
-use crate::attachment::{belongs_to, host_end_name, mac_of, owner, record_of};
+use crate::attachment::{belongs_to, host_end_name, mac_of, owner, record_of, sharing_owner};
 use crate::host::{
     delete_pair, existing_bridge, is_veth, network, not_intact, open_target, plumbing,
     plumbing_failed, refuse_foreign, TABLE,
@@ -65,6 +65,15 @@ async fn add(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<String, Error
         return Err(plumbing_failed(format!(
             "{host_name} exists: container {} already has {} on this host",
             req.env.container_id, req.env.ifname
+        )));
+    }
+    // Nor may it share an owner (or a MAC) with another attachment's.
+    let links = host.links().await.map_err(plumbing)?;
+    if let Some(other) = sharing_owner(&host_name, &links) {
+        return Err(plumbing_failed(format!(
+            "{host_name} would share its port owner and MAC with {}: container id {} \
+             collides with another attachment's; nothing was changed, retry with another id",
+            other.name, req.env.container_id
         )));
     }
     ports::check_host(&host, &req.options.mappings).await?;
@@ -134,6 +143,10 @@ async fn wire(
                 .execute()
                 .map_err(plumbing)?;
         }
+    }
+    if options.isolate {
+        // Bridge port isolation holds at layer 2; this, at layer 3.
+        nft.isolate(TABLE, &options.bridge).map_err(plumbing)?;
     }
     let made = Made {
         host_name,
@@ -256,7 +269,12 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
     let needs_nft = req.options.guard || !req.options.mappings.is_empty();
     if needs_nft {
         let nft = Nftables::open().map_err(plumbing)?;
-        ports::unpublish(&nft, &req.options.mappings, owner(&name))?;
+        // Claims of an owner another host end carries are that one's (an
+        // ADD refused for sharing it leaves its DEL nothing to release).
+        let links = host.links().await.map_err(plumbing)?;
+        if sharing_owner(&name, &links).is_none() {
+            ports::unpublish(&nft, &req.options.mappings, owner(&name))?;
+        }
         forget_guard(req, &nft, &name, &[]);
     }
     match end {

@@ -49,8 +49,11 @@ struct Keys {
 }
 
 impl Options {
-    /// Reads this plugin's keys from the configuration on stdin.
-    pub fn parse(stdin: &[u8]) -> Result<Options, Error> {
+    /// Reads this plugin's keys from the configuration on stdin. For DEL,
+    /// port mappings that cannot be published are skipped, not refused:
+    /// ADD refused them before making anything, and the engine's DEL after
+    /// that ADD must not fail on them.
+    pub fn parse(stdin: &[u8], cmd: Cmd) -> Result<Options, Error> {
         let keys: Keys = serde_json::from_slice(stdin)
             .map_err(|e| Error::FailedToDecode(format!("network configuration on stdin: {e}")))?;
         let bridge = keys.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
@@ -64,13 +67,15 @@ impl Options {
             }
         }
         let is_default_gateway = keys.is_default_gateway.unwrap_or(false);
-        let mappings = keys
+        let asked = keys
             .runtime_config
             .map(|r| r.port_mappings)
-            .unwrap_or_default()
-            .iter()
-            .map(Mapping::from_cni)
-            .collect::<Result<Vec<Mapping>, Error>>()?;
+            .unwrap_or_default();
+        let read = asked.iter().map(Mapping::from_cni);
+        let mappings = match cmd {
+            Cmd::Del => read.filter_map(Result::ok).collect(),
+            _ => read.collect::<Result<Vec<Mapping>, Error>>()?,
+        };
         Ok(Options {
             bridge,
             is_gateway: is_default_gateway || keys.is_gateway.unwrap_or(false),

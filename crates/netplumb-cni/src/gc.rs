@@ -8,7 +8,9 @@ use netplumb::{GuardedPort, Netlink, Nftables};
 use rscni_types::error::Error;
 use rscni_types::types::{GcAttachment, NetConf};
 
-use crate::attachment::{host_end_name, is_host_end_name, mac_of, owner_of, record_of};
+use crate::attachment::{
+    host_end_name, is_attachment, is_host_end_name, mac_of, owner_of, record_of,
+};
 use crate::host::{delete_pair, existing_bridge, is_veth, plumbing, refuse_foreign, TABLE};
 use crate::ipam::Ipam;
 use crate::{ports, Request};
@@ -56,6 +58,7 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
         .await
         .map_err(plumbing)?
         .iter()
+        .filter(|link| is_attachment(link))
         .filter_map(|link| owner_of(&link.name))
         .collect();
     ports::collect(&nft, &claims, &live)?;

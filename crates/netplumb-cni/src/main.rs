@@ -107,7 +107,7 @@ fn run(command: &str, version: &mut SpecVersion) -> Result<Option<String>, Error
     }
     let version = info.negotiate(&conf, cmd)?;
     conf.validate_name()?;
-    let options = Options::parse(&stdin)?;
+    let options = Options::parse(&stdin, cmd)?;
     let env = Env::read(cmd)?;
     let request = Request {
         cmd,

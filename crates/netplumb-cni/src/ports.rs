@@ -214,8 +214,9 @@ pub(crate) fn claims(nft: &Nftables) -> Result<Vec<Claim>, Error> {
 }
 
 /// Releases each of `claims` whose owner is not in `live` (the owners of
-/// the host ends that exist, listed after the claims: a claim is made only
-/// once its host end exists, so a claim listed before the host ends whose
+/// the host ends that exist and carry their record, listed after the
+/// claims: a claim is made only once its host end exists and carries it,
+/// so a claim listed before the host ends whose
 /// owner is not among them has lost its attachment). Publications whose
 /// attachment is gone, whatever network it was on, belong to no one any
 /// more.

@@ -1095,3 +1095,231 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
         .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
     assert!(world.leases().is_empty(), "{:?}", world.leases());
 }
+
+// Review round 3 (CNI plugin): attacks that worked, one test each (see
+// SECURITY.md, "Reviews"). Each failed before its fix.
+
+/// Sends five UDP datagrams from `ns` to `address:port` (its own source).
+fn send_udp(ns: &TestNs, address: &str, port: u16) {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         for _ in range(5): s.sendto(b'hello', ('{address}', {port}))\n"
+    );
+    ns.run(&["timeout", "10", "python3", "-c", &script]);
+}
+
+/// `isolate` closed layer 2 only; the host routed a container's packets
+/// for another container back out of the same bridge.
+#[test]
+fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
+    require_root!("redteam_isolated_containers_do_not_reach_each_other_through_the_gateway");
+    let world = World::new("rtiso");
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"isolate": true, "guard": true}),
+    );
+    let (attacker, victim) = (TestNs::new("rtia"), TestNs::new("rtiv"));
+    let first = world.must("ADD", &conf, &attacker, "rti-1");
+    let second = world.must("ADD", &conf, &victim, "rti-2");
+    let victim_ip = address_of(&second);
+    let receiver = support::udp_sources(&victim, "0.0.0.0", 5005, 3);
+    // Layer 2 is closed (isolated ports); the attacker routes through the
+    // gateway instead: its own MAC and address, the gateway's MAC.
+    let host_route = format!("{victim_ip}/32");
+    attacker.run(&["ip", "route", "add", &host_route, "via", GATEWAY]);
+    send_udp(&attacker, &victim_ip, 5005);
+    let sources = receiver.finish();
+    assert!(
+        !sources.contains(address_of(&first).as_str()),
+        "the isolated victim heard the attacker through the gateway: {sources:?}"
+    );
+    // CHECK sees the rule, and its loss.
+    let checked = with_prev(&conf, &first);
+    assert!(world.call("CHECK", &checked, &attacker, "rti-1").ok);
+    world
+        .host
+        .run(&["nft", "flush", "chain", "inet", "netplumb-cni", "isolate"]);
+    assert_error(&world.call("CHECK", &checked, &attacker, "rti-1"), 102);
+}
+
+/// Two container ids whose host ends (with `eth0`) differ but share the
+/// last 40 bits of their names: the same container MAC on a guarded
+/// network and the same owner of published ports (its last 32 bits).
+/// Found by a birthday search over `rtmac-<n>` (2.6 million FNV-1a hashes);
+/// random container ids collide so with many attachments over time.
+const COLLIDING: [&str; 2] = ["rtmac-1461826", "rtmac-2641382"];
+
+#[test]
+fn redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port() {
+    require_root!("redteam_a_failed_add_whose_owner_collides_does_not_unpublish_anothers_port");
+    let world = World::new("rtown");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    let (victim, tenant) = (TestNs::new("rtov"), TestNs::new("rtot"));
+    let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
+    let victims_end = host_end_of(&first);
+    assert_eq!(claims(&world).len(), 1);
+    // The tenant asks for the victim's host port: refused (the port is
+    // taken; since the fix, first for the colliding owner), nothing made.
+    let links = world.host.ip(&["-o", "link"]).lines().count();
+    let refused = world.call("ADD", &conf, &tenant, COLLIDING[1]);
+    assert!(!refused.ok, "{}", refused.out);
+    assert_eq!(world.host.ip(&["-o", "link"]).lines().count(), links);
+    assert_eq!(world.leases().len(), 1, "{:?}", world.leases());
+    // The engine's DEL after a failed ADD, with the same runtimeConfig.
+    let del = world.call("DEL", &conf, &tenant, COLLIDING[1]);
+    assert!(del.ok, "{}", del.out);
+    assert!(world.host.link(&victims_end).is_some());
+    assert_eq!(
+        claims(&world).len(),
+        1,
+        "the victim's published port went with the other attachment's DEL: {}",
+        table_text(&world)
+    );
+}
+
+#[test]
+fn redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge() {
+    require_root!("redteam_colliding_attachments_never_share_a_mac_on_a_guarded_bridge");
+    let world = World::new("rtmac");
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
+    let (victim, attacker) = (TestNs::new("rtmv"), TestNs::new("rtma"));
+    let first = world.must("ADD", &conf, &victim, COLLIDING[0]);
+    let victims_end = host_end_of(&first);
+    let mac = first["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let second = world.call("ADD", &conf, &attacker, COLLIDING[1]);
+    assert_eq!(
+        support::fdb_port(&world.host, BRIDGE, &mac).as_deref(),
+        Some(victims_end.as_str()),
+        "the victim's MAC moved: second ADD {}",
+        second.out
+    );
+    assert!(ping_from(&world.host, &address_of(&first), 2));
+    if second.ok {
+        assert_ne!(
+            second.out["interfaces"][2]["mac"].as_str(),
+            Some(mac.as_str())
+        );
+    }
+}
+
+/// Makes in the world's host a veth named as netsetgo names a caller's
+/// host end with `-vethNamePrefix np<5 hex>` (its prefix, then its IPv4
+/// address in hex): the plugin's name shape, `end`'s owner (its last 32
+/// bits), no alias. Root makes it here; netsetgo makes it for any user
+/// granted that address.
+fn netsetgo_shaped_twin(world: &World, end: &str, peer: &str) -> String {
+    let high = if &end[2..7] == "fffff" {
+        "eeeee"
+    } else {
+        "fffff"
+    };
+    let twin = format!("np{high}{}", &end[7..]);
+    world
+        .host
+        .ip(&["link", "add", &twin, "type", "veth", "peer", "name", peer]);
+    twin
+}
+
+#[test]
+fn redteam_a_netsetgo_host_end_of_the_plugins_shape_keeps_no_claim() {
+    require_root!("redteam_a_netsetgo_host_end_of_the_plugins_shape_keeps_no_claim");
+    let world = World::new("rtns");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    // GC: an attachment gone without DEL, a netsetgo user's twin alive.
+    let vanished = TestNs::new("rtnv");
+    let end = host_end_of(&world.must("ADD", &conf, &vanished, "rtns-gone"));
+    let twin = netsetgo_shaped_twin(&world, &end, "rtnspeer1");
+    drop(vanished);
+    wait_gone(&world, &end);
+    let mut gc = world.conf("1.1.0");
+    gc["cni.dev/valid-attachments"] = json!([]);
+    let container = TestNs::new("rtnc");
+    let outcome = world.call("GC", &gc, &container, "unused");
+    assert!(outcome.ok, "{}", outcome.out);
+    assert!(
+        claims(&world).is_empty(),
+        "a dead attachment's port stays published (to an address IPAM hands \
+         out again) while {twin} lives: {}",
+        table_text(&world)
+    );
+    assert!(world.host.link(&twin).is_some(), "GC took netsetgo's link");
+    // DEL: the twin does not make the attachment's claims someone else's.
+    let end = host_end_of(&world.must("ADD", &conf, &container, "rtns-del"));
+    netsetgo_shaped_twin(&world, &end, "rtnspeer2");
+    assert!(world.call("DEL", &conf, &container, "rtns-del").ok);
+    assert!(claims(&world).is_empty(), "{}", table_text(&world));
+}
+
+#[test]
+fn redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left() {
+    require_root!("redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left");
+    let world = World::new("rtin");
+    let conf = with_ports(&world.conf("1.0.0"), &[(8080, 80)]);
+    let (victim, tenant) = (TestNs::new("rtinv"), TestNs::new("rtint"));
+    world.must("ADD", &conf, &victim, "rtin-victim");
+    let before = (
+        table_text(&world),
+        world.host.ip(&["-o", "link"]).lines().count(),
+    );
+    let mapping = |host: u32, extra: Value| {
+        let mut m = json!({"hostPort": host, "containerPort": 80, "protocol": "tcp"});
+        for (key, value) in extra.as_object().unwrap() {
+            m[key] = value.clone();
+        }
+        m
+    };
+    for (mappings, code) in [
+        (vec![mapping(0, json!({}))], 7),
+        (vec![mapping(70000, json!({}))], 7),
+        (vec![mapping(9090, json!({})), mapping(9090, json!({}))], 7),
+        (vec![mapping(9090, json!({})), mapping(8080, json!({}))], 7),
+        (
+            vec![
+                mapping(9090, json!({"protocol": "TCP"})),
+                mapping(8080, json!({"protocol": "Tcp"})),
+            ],
+            7,
+        ),
+        (vec![mapping(9090, json!({"hostIP": "fd00::99"}))], 7),
+        (vec![mapping(9090, json!({"hostIP": "::1"}))], 2),
+        (vec![mapping(9090, json!({"protocol": "sctp"}))], 2),
+    ] {
+        let mut asked = conf.clone();
+        asked["runtimeConfig"]["portMappings"] = json!(mappings);
+        let outcome = world.call("ADD", &asked, &tenant, "rtin-tenant");
+        assert!(!outcome.ok, "{mappings:?}: {}", outcome.out);
+        if outcome.out["code"] != 6 {
+            assert_error(&outcome, code);
+        }
+        // The engine's DEL after the failed ADD, with the same mappings.
+        assert!(world.call("DEL", &asked, &tenant, "rtin-tenant").ok);
+        let after = (
+            table_text(&world),
+            world.host.ip(&["-o", "link"]).lines().count(),
+        );
+        assert_eq!(after, before, "{mappings:?}");
+        assert_eq!(
+            world.leases().len(),
+            1,
+            "{mappings:?}: {:?}",
+            world.leases()
+        );
+    }
+    // CNI_NETNS naming the plugin's own namespace, however spelled.
+    for own in ["/proc/self/ns/net", "/proc/thread-self/ns/net"] {
+        let outcome = world.run(
+            &env("ADD", "rtin-own", own, "eth0"),
+            conf.to_string().as_bytes(),
+        );
+        assert_error(&outcome, 8);
+        assert_eq!(table_text(&world), before.0);
+    }
+}

@@ -21,7 +21,9 @@ use ipnetwork::IpNetwork;
 use super::batch::Batch;
 use super::expr::{ifname, Expr, NFT_CMP_NEQ, NFT_META_OIFNAME};
 use super::objects::user_comment;
-use super::postrouting::{hairpin_tag, saddr_in, PostroutingRule, HAIRPIN, POSTROUTING};
+use super::postrouting::{
+    hairpin_tag, saddr_in, JumpedRule, HAIRPIN, POSTROUTING, POSTROUTING_CHAIN,
+};
 use super::proto::{check_table, Family};
 use super::socket::Nftables;
 use crate::error::Result;
@@ -107,7 +109,8 @@ impl AddMasquerade<'_> {
         let subnet = IpNetwork::new(self.subnet.network(), self.subnet.prefix())
             .expect("the network address of a valid prefix is valid");
         let chain = Masquerade::network_chain(bridge);
-        let rule = PostroutingRule {
+        let rule = JumpedRule {
+            base: POSTROUTING_CHAIN,
             chain: &chain,
             exprs: masquerade(subnet, bridge),
             tag: user_comment(&format!("netplumb masquerade {subnet}")),

@@ -70,6 +70,7 @@ mod claims;
 mod expr;
 mod guard;
 mod guarded_port;
+mod isolation;
 mod masquerade;
 mod objects;
 mod ports;

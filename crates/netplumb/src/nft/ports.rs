@@ -33,7 +33,7 @@ use super::expr::{
     NFT_META_L4PROTO, NFT_META_OIFNAME, NFT_REG_2,
 };
 use super::objects::{user_comment, Op};
-use super::postrouting::{hairpin_tag, saddr_in, PostroutingRule, HAIRPIN};
+use super::postrouting::{hairpin_tag, saddr_in, JumpedRule, HAIRPIN, POSTROUTING_CHAIN};
 use super::proto::{check_table, datatype, Family, SetSpec};
 use super::publication::{
     claim, describe, entries, keys, Publication, DNAT4, DNAT4ADDR, DNAT6, DNAT6ADDR, PUBLISHED,
@@ -341,7 +341,8 @@ impl Hairpin<'_> {
         check_name(bridge)?;
         let subnet = Ipv4Network::new(self.subnet.network(), self.subnet.prefix())
             .expect("the network address of a valid prefix is valid");
-        let rule = PostroutingRule {
+        let rule = JumpedRule {
+            base: POSTROUTING_CHAIN,
             chain: HAIRPIN,
             exprs: hairpin(bridge, subnet),
             tag: hairpin_tag(bridge),

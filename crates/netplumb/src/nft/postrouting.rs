@@ -22,6 +22,8 @@ use crate::error::Result;
 
 /// The base chain every jump rule lives in.
 pub(super) const POSTROUTING: &str = "postrouting";
+/// `NF_INET_FORWARD`.
+const NF_INET_FORWARD: u32 = 2;
 /// `NF_INET_POST_ROUTING`.
 const NF_INET_POST_ROUTING: u32 = 4;
 /// `NF_IP_PRI_NAT_SRC`, what nft calls `srcnat`.
@@ -29,16 +31,42 @@ const PRIORITY_SRCNAT: i32 = 100;
 /// The regular chain of the hairpin masquerade rules.
 pub(super) const HAIRPIN: &str = "hairpin";
 
+/// A base chain of the table that regular chains are jumped to from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BaseChain {
+    name: &'static str,
+    kind: &'static str,
+    hook: u32,
+    priority: i32,
+}
+
+/// `forward` (type filter, priority filter): isolation.
+pub(super) const FORWARD_CHAIN: BaseChain = BaseChain {
+    name: "forward",
+    kind: "filter",
+    hook: NF_INET_FORWARD,
+    priority: 0,
+};
+
+/// `postrouting` (type nat, priority srcnat): masquerading and the hairpin.
+pub(super) const POSTROUTING_CHAIN: BaseChain = BaseChain {
+    name: POSTROUTING,
+    kind: "nat",
+    hook: NF_INET_POST_ROUTING,
+    priority: PRIORITY_SRCNAT,
+};
+
 /// The comment of a bridge's hairpin rule.
 pub(super) fn hairpin_tag(bridge: &str) -> Vec<u8> {
     user_comment(&format!("netplumb hairpin {bridge}"))
 }
 
-/// A rule (recognised by its comment) in a regular chain that the
-/// `postrouting` base chain jumps to (one jump, recognised by its own
-/// comment): what masquerading and the hairpin of published ports both
-/// keep.
-pub(super) struct PostroutingRule<'c> {
+/// A rule (recognised by its comment) in a regular chain that a base
+/// chain (`postrouting`, or `forward` for isolation) jumps to (one jump,
+/// recognised by its own comment): what masquerading, the hairpin of
+/// published ports and isolation all keep.
+pub(super) struct JumpedRule<'c> {
+    pub(super) base: BaseChain,
     pub(super) chain: &'c str,
     pub(super) exprs: Vec<Expr>,
     pub(super) tag: Vec<u8>,
@@ -47,40 +75,23 @@ pub(super) struct PostroutingRule<'c> {
     pub(super) jump_tag: Vec<u8>,
 }
 
-impl PostroutingRule<'_> {
+impl JumpedRule<'_> {
     /// Creates, as needed and in one generation-tied batch: the table, its
-    /// base chain `postrouting` (type nat, priority srcnat), the regular
-    /// chain with the jump to it, and the rule. Returns `true` when it
-    /// changed the ruleset.
+    /// base chain, the regular chain with the jump to it, and the rule.
+    /// Returns `true` when it changed the ruleset.
     pub(super) fn ensure(&self, nft: &Nftables, table: &str) -> Result<bool> {
         let inet = Family::Inet;
         let chain = self.chain;
         nft.transact(&format!("on table inet {table}"), |genid| {
-            let have_chain = nft.chain_exists(inet, table, chain)?;
-            let have_rule = have_chain
-                && nft
-                    .rules(inet, table, chain)?
-                    .iter()
-                    .any(|r| r.userdata == self.tag);
-            let have_jump = have_chain
-                && nft
-                    .rules(inet, table, POSTROUTING)?
-                    .iter()
-                    .any(|r| r.userdata == self.jump_tag);
+            let (have_chain, have_rule, have_jump) = self.found(nft, table)?;
             if have_rule && have_jump {
                 return Ok(None);
             }
 
             let mut batch = Batch::new(nft, inet, Some(genid), format!("on table inet {table}"));
             batch.table(inet, table);
-            batch.base_chain(
-                inet,
-                table,
-                POSTROUTING,
-                "nat",
-                NF_INET_POST_ROUTING,
-                PRIORITY_SRCNAT,
-            );
+            let base = self.base;
+            batch.base_chain(inet, table, base.name, base.kind, base.hook, base.priority);
             if !have_chain {
                 batch.new_chain(inet, table, chain);
             }
@@ -91,7 +102,7 @@ impl PostroutingRule<'_> {
                 batch.rule(
                     inet,
                     table,
-                    POSTROUTING,
+                    base.name,
                     &[Expr::Jump(chain.to_string())],
                     Some(&self.jump_tag),
                     &format!("jump {chain}"),
@@ -99,6 +110,27 @@ impl PostroutingRule<'_> {
             }
             Ok(Some(batch))
         })
+    }
+
+    /// Whether the rule and the jump to its chain are both there.
+    pub(super) fn present(&self, nft: &Nftables, table: &str) -> Result<bool> {
+        let (_, have_rule, have_jump) = self.found(nft, table)?;
+        Ok(have_rule && have_jump)
+    }
+
+    /// Whether the regular chain, the rule in it and the jump to it exist.
+    fn found(&self, nft: &Nftables, table: &str) -> Result<(bool, bool, bool)> {
+        let inet = Family::Inet;
+        let tagged = |chain: &str, tag: &[u8]| -> Result<bool> {
+            Ok(nft
+                .rules(inet, table, chain)?
+                .iter()
+                .any(|r| r.userdata == tag))
+        };
+        let have_chain = nft.chain_exists(inet, table, self.chain)?;
+        let have_rule = have_chain && tagged(self.chain, &self.tag)?;
+        let have_jump = have_chain && tagged(self.base.name, &self.jump_tag)?;
+        Ok((have_chain, have_rule, have_jump))
     }
 }
 
