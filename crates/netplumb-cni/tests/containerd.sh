@@ -187,11 +187,14 @@ start() {
   timeout 120 /usr/bin/ctr -a "$sock" -n "$ns" run --rm --cni --null-io --snapshotter "$snapshotter" \
     "$image" "$id" /bin/busybox sleep 300 </dev/null >"$scratch/run-$id.log" 2>&1 &
   runs[$id]=$!
-  has_address() {
+  # Done when the task has an address, or its `ctr run` ended (failed).
+  settled() {
+    kill -0 "${runs[$1]}" 2>/dev/null || return 0
     pid=$(ctr task ls | awk -v id="$1" '$1 == id && $3 == "RUNNING" { print $2 }')
     [ -n "$pid" ] && nsenter -t "$pid" -n ip -4 -o addr show dev eth0 2>/dev/null | grep -q inet
   }
-  wait_for 300 has_address "$id" || { cat "$scratch/run-$id.log" >&2; fail "$id got no address within 30 s"; }
+  wait_for 300 settled "$id" && kill -0 "${runs[$id]}" 2>/dev/null ||
+    { cat "$scratch/run-$id.log" >&2; fail "$id got no address within 30 s"; }
 }
 # Kills container ID's task and waits for its `ctr run` to remove it.
 stop() {
