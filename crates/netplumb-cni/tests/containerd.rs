@@ -27,8 +27,10 @@ fn containerd_runs_containers_on_the_plugin_guarded_isolated_and_leaves_nothing(
         );
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/containerd.sh");
+    // --foreground: on a timeout only the script gets SIGTERM, so its
+    // trap's cleanup (which stops containerd and the tasks) runs whole.
     let output = Command::new("timeout")
-        .arg("300")
+        .args(["--foreground", "-k", "60", "300"])
         .args(["unshare", "--mount", "--net", "--propagation", "private"])
         .arg(script)
         .arg(env!("CARGO_BIN_EXE_netplumb-bridge"))

@@ -57,6 +57,8 @@ strays() {
 }
 cleanup() {
   local id p
+  # Runs to its end (bounded) even when stopped while it runs.
+  trap '' INT TERM
   if [ -S "$sock" ]; then
     for id in $(ctr task ls -q 2>/dev/null); do ctr task kill -s KILL "$id" >/dev/null 2>&1 || true; done
     sleep 0.5
@@ -73,9 +75,23 @@ cleanup() {
     sleep 0.1
   done
   for p in $(strays); do kill -KILL "$p" 2>/dev/null || true; done
-  # runc's cgroups of this run (cgroup v1 or v2): /<namespace>/<id>.
-  for dir in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
-    [ ! -d "$dir" ] || find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  # runc's cgroups of this run (cgroup v1 or v2): /<namespace>/<id>. A
+  # task that outlived its shim (each in a network namespace of its own)
+  # is found there.
+  local cgroups=(/sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns") procs
+  for dir in "${cgroups[@]}"; do
+    for procs in "$dir"/*/cgroup.procs; do
+      [ ! -f "$procs" ] || for p in $(cat "$procs"); do kill -KILL "$p" 2>/dev/null || true; done
+    done
+  done
+  for _ in $(seq 20); do
+    local left=0
+    for dir in "${cgroups[@]}"; do
+      [ ! -d "$dir" ] || find "$dir" -depth -type d -exec rmdir {} + 2>/dev/null || true
+      [ ! -d "$dir" ] || left=1
+    done
+    [ "$left" = 0 ] && break
+    sleep 0.1
   done
 }
 trap cleanup EXIT
