@@ -45,13 +45,13 @@ ns=netplumb-$$
 sock=$scratch/containerd.sock
 ctr() { timeout 60 /usr/bin/ctr -a "$sock" -n "$ns" "$@"; }
 ours=$(readlink /proc/self/ns/net)
-# Every process in this network namespace but this script's own: the
-# daemon, its shims, the tasks' ctr clients, servers. All started here.
+# Every process in this network namespace but this shell (and the subshell
+# asking): the daemon, its shims, the tasks' ctr clients, servers. All
+# started here. (find and cut have ended when their pids are looked at.)
 strays() {
   local p
-  for p in /proc/[0-9]*; do
-    p=${p#/proc/}
-    [ "$p" != $$ ] && [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$ours" ] && echo "$p"
+  for p in $(find /proc/[0-9]*/ns/net -maxdepth 0 -lname "net:?${ours//[^0-9]/}?" 2>/dev/null | cut -d/ -f3); do
+    [ "$p" != $$ ] && [ "$p" != "$BASHPID" ] && [ -e "/proc/$p" ] && echo "$p"
   done
   return 0
 }
@@ -97,6 +97,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 fail() { echo "containerd.sh: $*" >&2; exit 1; }
+# A result, with the seconds since the start.
+say() { echo "containerd: $* [${SECONDS}s]"; }
 # Waits up to $1 tenths of a second for the command after it to succeed.
 wait_for() {
   local tries=$1
@@ -260,7 +262,7 @@ in_task basic /bin/busybox ping -c 1 -W 2 10.91.1.1 >/dev/null || fail "basic do
 seen=$(in_task basic /bin/busybox timeout 10 /bin/busybox nc 192.0.2.2 7000 </dev/null) ||
   fail "basic could not connect to the other machine"
 [ "$seen" = 192.0.2.1 ] || fail "the other machine saw '$seen', not the masqueraded 192.0.2.1"
-echo "containerd: ctr run --cni gave basic $address; it pinged 10.91.1.1 and reached 192.0.2.2:7000 (seen as $seen)"
+say "ctr run --cni gave basic $address; it pinged 10.91.1.1 and reached 192.0.2.2:7000 (seen as $seen)"
 guard_table=netplumb-cni_port_$(host_ends npcb0)
 nft list table netdev "$guard_table" >/dev/null || fail "no guard table $guard_table"
 stop basic
@@ -273,7 +275,7 @@ published=$({ nft -j list map inet netplumb-cni published 2>/dev/null || echo '{
 [ "$published" = 0 ] || fail "$published publications left"
 leases=$(find /var/lib/cni/networks/npc-basic -name '10.*' | wc -l)
 [ "$leases" = 0 ] || fail "$leases leases left in /var/lib/cni/networks/npc-basic"
-echo "containerd: the end of basic's task left no host end, guard table, publication or lease"
+say "the end of basic's task left no host end, guard table, publication or lease"
 
 # --- 2. The guard against a forged MAC and address, and its twin ---------
 # UDP to the gateway from the attacker's eth0, raw: the victim's MAC and
@@ -326,11 +328,11 @@ while time.time() < end:
   if [ "$guard" = true ]; then
     ! grep -qx "$v_ip" "$scratch/sources-$guard" || fail "guard=true: the host received the victim's address ($sources)"
     [ "$fdb" = "$v_end" ] || fail "guard=true: the bridge sends the victim's MAC to '$fdb', not $v_end"
-    echo "containerd: guard=true: forged frames did not reach the host (it got from $sources) and $v_mac stays on the victim's port"
+    say "guard=true: forged frames did not reach the host (it got from $sources) and $v_mac stays on the victim's port"
   else
     grep -qx "$v_ip" "$scratch/sources-$guard" || fail "guard=false: the forged address did not arrive ($sources): the attack proves nothing"
     [ "$fdb" != "$v_end" ] || fail "guard=false: the victim's MAC was not taken: the attack proves nothing"
-    echo "containerd: guard=false: the same attack reached the host ($sources) and moved $v_mac to $fdb"
+    say "guard=false: the same attack reached the host ($sources) and moved $v_mac to $fdb"
   fi
   stop "attacker-$guard"
   stop "victim-$guard"
@@ -350,7 +352,7 @@ for isolate in true false; do
   in_task "one-$isolate" /bin/busybox ping -c 2 -W 1 "$(address_of "$two")" >/dev/null 2>&1 && reached=true
   [ "$reached" = "$([ "$isolate" = true ] && echo false || echo true)" ] ||
     fail "isolate=$isolate: one reached two: $reached"
-  echo "containerd: isolate=$isolate: one reaches the gateway; one reaches two: $reached"
+  say "isolate=$isolate: one reaches the gateway; one reaches two: $reached"
   stop "one-$isolate"
   stop "two-$isolate"
 done
@@ -368,4 +370,4 @@ ip -j link show >"$scratch/links.after"
 jq -e -n --slurpfile b "$scratch/links.before" --slurpfile a "$scratch/links.after" \
   '([$a[0][] | .ifname] - [$b[0][] | .ifname] | sort) == (["npcb0", "npcgt0", "npcgf0", "npcit0", "npcif0", "uplink0"] | sort)' >/dev/null ||
   fail "links left: $(jq -c '[.[] | .ifname]' "$scratch/links.after")"
-echo "containerd: every task's end left nothing behind"
+say "every task's end left nothing behind"
