@@ -22,22 +22,25 @@ set -euo pipefail
 plugin=$1
 [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] ||
   { echo "containerd.sh: refusing to run in the machine's network namespace" >&2; exit 1; }
-[ -d /etc/cni/net.d ] && [ -d /usr/lib/cni ] ||
-  { echo "containerd.sh: /etc/cni/net.d and /usr/lib/cni are needed as mount points (podman, containernetworking-plugins)" >&2; exit 1; }
+[ -x /usr/lib/cni/host-local ] ||
+  { echo "containerd.sh: /usr/lib/cni/host-local is missing: install containernetworking-plugins" >&2; exit 1; }
 # Opened before the tmpfs mounts below, which would hide it if it lives
 # under one of them (a checkout or CARGO_TARGET_DIR under /tmp).
 exec 3<"$plugin"
-# host-local, from under the plugin directory that the bind mount hides.
-exec 4</usr/lib/cni/host-local
+# host-local and loopback (the CRI's), from under the plugin directory
+# that the bind mount hides.
+exec 4</usr/lib/cni/host-local 5</usr/lib/cni/loopback
 
 for dir in /run /tmp /var/lib/cni /etc/cni/net.d; do
+  mkdir -p "$dir"
   mount -t tmpfs -o mode=0755 tmpfs "$dir"
 done
 scratch=$(mktemp -d)
 mkdir -p "$scratch/cni"
 cat <&3 >"$scratch/cni/netplumb-bridge"
 cat <&4 >"$scratch/cni/host-local"
-exec 3<&- 4<&-
+cat <&5 >"$scratch/cni/loopback"
+exec 3<&- 4<&- 5<&-
 chmod 0755 "$scratch/cni/"*
 mount --bind "$scratch/cni" /usr/lib/cni
 
@@ -112,21 +115,23 @@ wait_for() {
 ip link set lo up
 
 # containerd's own configuration: everything under $scratch, the CRI's CNI
-# pointed at the plugin (ctr itself does not read these keys).
+# pointed at the plugin directory (its conf_dir, /etc/cni/net.d, is this
+# world's already; ctr itself reads neither key).
 containerd config default |
   sed -e "s|^root = .*|root = \"$scratch/root\"|" \
       -e "s|^state = .*|state = \"$scratch/state\"|" \
       -e "s|\"/run/containerd/containerd.sock\"|\"$sock\"|" \
       -e "s|bin_dir = .*|bin_dir = \"/usr/lib/cni\"|" \
-      -e "s|conf_dir = \"/etc/cni/net.d\"|conf_dir = \"/etc/cni/net.d\"|" \
       -e "s|\"/opt/containerd\"|\"$scratch/opt\"|" >"$scratch/config.toml"
 grep -q "^root = \"$scratch/root\"" "$scratch/config.toml" &&
   grep -q "address = \"$sock\"" "$scratch/config.toml" &&
   grep -q "path = \"$scratch/opt\"" "$scratch/config.toml" ||
   fail "the default configuration did not take root, socket and opt path"
-# overlayfs where the kernel has it (upper on this tmpfs), else native.
-snapshotter=native
-grep -qw overlay /proc/filesystems && snapshotter=overlayfs
+# overlayfs where the kernel has it (upper on this tmpfs), else native;
+# ctr's image import and run read it from the environment.
+CONTAINERD_SNAPSHOTTER=native
+grep -qw overlay /proc/filesystems && CONTAINERD_SNAPSHOTTER=overlayfs
+export CONTAINERD_SNAPSHOTTER
 containerd --config "$scratch/config.toml" >"$scratch/containerd.log" 2>&1 &
 wait_for 300 ctr version >/dev/null 2>&1 || { cat "$scratch/containerd.log" >&2; fail "containerd did not answer within 30 s"; }
 
@@ -202,7 +207,7 @@ declare -A runs
 start() {
   local id=$1
   pid=
-  timeout 120 /usr/bin/ctr -a "$sock" -n "$ns" run --rm --cni --null-io --snapshotter "$snapshotter" \
+  timeout 120 /usr/bin/ctr -a "$sock" -n "$ns" run --rm --cni --null-io \
     "$image" "$id" /bin/busybox sleep 300 </dev/null >"$scratch/run-$id.log" 2>&1 &
   runs[$id]=$!
   # Done when the task has an address, or its `ctr run` ended (failed).
@@ -364,8 +369,10 @@ for bridge in npcb0 npcgt0 npcgf0 npcit0 npcif0; do
 done
 leases=$(find /var/lib/cni/networks -name '10.*' | wc -l)
 [ "$leases" = 0 ] || fail "$leases leases left"
-! nft -j list tables | jq -e '.nftables[].table | select(.name? // "" | startswith("netplumb-cni_port_"))' >/dev/null ||
-  fail "guard tables left: $(nft list tables)"
+# Of the plugin's nftables objects only its table stays, with the
+# per-network masquerade chains (kept by design when containers leave).
+tables=$(nft -j list tables | jq -r '[.nftables[].table // empty | "\(.family) \(.name)"] | join(",")')
+[ "$tables" = "inet netplumb-cni" ] || fail "nftables tables left: $tables"
 ip -j link show >"$scratch/links.after"
 jq -e -n --slurpfile b "$scratch/links.before" --slurpfile a "$scratch/links.after" \
   '([$a[0][] | .ifname] - [$b[0][] | .ifname] | sort) == (["npcb0", "npcgt0", "npcgf0", "npcit0", "npcif0", "uplink0"] | sort)' >/dev/null ||
