@@ -227,6 +227,8 @@ stop() {
   wait_for 300 gone || fail "ctr run of $1 did not end within 30 s"
   wait "$pid" || true
   ! ctr container ls -q | grep -qx "$1" || fail "container $1 is still there"
+  # ctr logs a failed DEL ("network review") and carries on.
+  ! grep -q 'network review' "$scratch/run-$1.log" || fail "ctr's DEL of $1 failed: $(cat "$scratch/run-$1.log")"
 }
 # In the container: ctr task exec ID COMMAND...
 in_task() {
