@@ -8,6 +8,8 @@
 //! a `guard: true` network does not reach the host or take the victim's
 //! MAC, where a `guard: false` twin shows the attack works; on `isolate:
 //! true` two containers do not reach each other, on its twin they do.
+//! containerd's CRI plugin, configured for the plugin, parses each conflist
+//! (ctr does not use the CRI; nothing here runs a pod).
 //! The work is in `containerd.sh`, run in new network and mount namespaces
 //! of its own. Needs root and containerd; skips loudly without root.
 
@@ -51,6 +53,7 @@ fn containerd_runs_containers_on_the_plugin_guarded_isolated_and_leaves_nothing(
         "isolate=true: one reaches the gateway; one reaches two: false",
         "isolate=false: one reaches the gateway; one reaches two: true",
         "every task's end left nothing behind",
+        "containerd's CRI plugin parsed each conflist",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }

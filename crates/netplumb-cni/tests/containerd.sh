@@ -181,10 +181,11 @@ image=localhost/netplumb-busybox:1
 ctr images ls -q | grep -qx "$image" || fail "the imported image is not listed: $(ctr images ls -q)"
 
 # A network: the first (only) conflist of /etc/cni/net.d, which each
-# `ctr run --cni` reads when it starts (and keeps for its DEL).
+# `ctr run --cni` reads when it starts (and keeps for its DEL). Renamed
+# into place: the CRI plugin reloads the directory on every change.
 # network NAME BRIDGE SUBNET-PREFIX (e.g. 10.91.1) KEYS (JSON members)
 network() {
-  cat >/etc/cni/net.d/10-netplumb.conflist <<EOF
+  cat >/etc/cni/net.d/netplumb.new <<EOF
 {
   "cniVersion": "1.0.0",
   "name": "$1",
@@ -199,6 +200,7 @@ network() {
   }]
 }
 EOF
+  mv -f /etc/cni/net.d/netplumb.new /etc/cni/net.d/10-netplumb.conflist
 }
 # Starts container ID (`ctr run --rm --cni`, which waits for its task and
 # so calls the plugin's DEL when it ends) and waits until it has its
@@ -380,3 +382,7 @@ jq -e -n --slurpfile b "$scratch/links.before" --slurpfile a "$scratch/links.aft
   '([$a[0][] | .ifname] - [$b[0][] | .ifname] | sort) == (["npcb0", "npcgt0", "npcgf0", "npcit0", "npcif0", "uplink0"] | sort)' >/dev/null ||
   fail "links left: $(jq -c '[.[] | .ifname]' "$scratch/links.after")"
 say "every task's end left nothing behind"
+# The CRI plugin (not used by ctr) parsed every conflist written here.
+! grep 'failed to load CNI config list file' "$scratch/containerd.log" >&2 ||
+  fail "containerd's CRI plugin could not load a conflist"
+say "containerd's CRI plugin parsed each conflist"
