@@ -6,7 +6,8 @@
 # container forging another's MAC and address does not reach the host or
 # take the victim's MAC (a `guard: false` twin shows the attack works);
 # on `isolate: true` two containers do not reach each other (its twin:
-# they do).
+# they do); containerd's CRI plugin, configured for the plugin, parses
+# every conflist written.
 #
 # Run by tests/containerd.rs as
 #   unshare --mount --net --propagation private containerd.sh PLUGIN
