@@ -976,12 +976,13 @@ fn cni_add(world: &World, pid: u32, host_port: u16) -> netsetgo_e2e::Output {
     });
     let plugin = cni_plugin();
     let netns = format!("/proc/{pid}/ns/net");
+    let id = format!("CNI_CONTAINERID=engine{pid}");
     let mut cmd = world.command(
         None,
         &[
             "env",
             "CNI_COMMAND=ADD",
-            "CNI_CONTAINERID=engine1",
+            &id,
             &format!("CNI_NETNS={netns}"),
             "CNI_IFNAME=eth0",
             "CNI_PATH=/usr/lib/cni",
@@ -1019,20 +1020,16 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
     );
     let outside = Outside::new(&world);
     let out = outside.enter();
-    // nsg-a wired first (netsetgo's table is the older one), with a port
-    // of its own.
-    let attacker = world.container(A);
-    let w = netsetgo_e2e::checks::wire_with(&world, &attacker, &["-publish", "tcp:8001:80"]);
-    assert_eq!(w.ip(), "10.10.10.2");
-    let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
-
-    // Root's engine container, published by the plugin on 8080.
+    // Root's engine container, published by the plugin on 8080 (before
+    // any netsetgo publication: netsetgo's table is the newer one, and of
+    // two nat chains of one priority the newer hooks first).
     let mut engine = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
     engine.wait_for_exec("sleep");
     let engine_pid = engine.pid();
     let added = cni_add(&world, engine_pid, 8080);
     assert!(added.success(), "the engine's ADD failed:\n{added}");
-    let mut engines = Server::start(&netsetgo_e2e::traffic::netns_prefix(engine_pid), "tcp", "0.0.0.0", 80);
+    let engine_ns = netsetgo_e2e::traffic::netns_prefix(engine_pid);
+    let mut engines = Server::start(&engine_ns, "tcp", "0.0.0.0", 80);
     let t = token();
     let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
     assert!(reply.success(), "the engine's port 8080 does not answer:\n{reply}");
@@ -1041,11 +1038,17 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
         "before the attack the engine's container did not get its own client"
     );
 
-    // The attack: nsg-a publishes 8080 on its living container, then on a
-    // new one.
-    let on_living = world.netsetgo(A, &["-pid", &attacker.pid_arg(), "-publish", "tcp:8080:80"]);
-    let second = world.container(A);
-    let on_new = world.netsetgo(A, &["-pid", &second.pid_arg(), "-publish", "tcp:8080:80"]);
+    // The attack: nsg-a publishes 8080 on a new container, and on a
+    // living one.
+    let attacker = world.container(A);
+    let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
+    let pid = attacker.pid_arg();
+    let on_new = world.netsetgo(A, &["-pid", &pid, "-publish", "tcp:8080:80"]);
+    let living = world.container(A);
+    let w = netsetgo_e2e::checks::wire_with(&world, &living, &["-publish", "tcp:8001:80"]);
+    assert!(w.ip().starts_with("10.10.10."), "{}", w.ip());
+    let pid = living.pid_arg();
+    let on_living = world.netsetgo(A, &["-pid", &pid, "-publish", "tcp:8080:80"]);
 
     // The engine's container must still get its clients, and nsg-a none.
     let t = token();
@@ -1061,4 +1064,15 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
         assert_eq!(refused.code(), Some(1), "{refused}");
         assert!(refused.stderr.contains("already published"), "{refused}");
     }
+
+    // The other way: a port nsg-a publishes (8001) is refused to the
+    // engine's next container (code 7), which would otherwise be published
+    // under netsetgo's newer chain and never get a client.
+    let mut next = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
+    next.wait_for_exec("sleep");
+    let refused = cni_add(&world, next.pid(), 8001);
+    assert!(
+        !refused.success() && refused.stdout.contains("already published"),
+        "the engine's ADD of a port nsg-a publishes was not refused:\n{refused}"
+    );
 }
