@@ -1076,3 +1076,46 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
         "the engine's ADD of a port nsg-a publishes was not refused:\n{refused}"
     );
 }
+
+/// A firewall reload (`nft flush ruleset`) drops every claim until the
+/// restore unit runs. Another user granted the same host port who calls
+/// in between (it can spin on `-publish` until it is accepted) must not
+/// take the victim's published port for good: `-restore` must give the
+/// victim's lease its port back, and the attacker's call be refused.
+#[test]
+fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_before_restore() {
+    require_root!();
+    use netsetgo_e2e::traffic::{request_retrying, token, Outside, Server, UPLINK4};
+    let world = world_with(
+        "network default bridge=brg0 gateway=10.10.10.1/24\n\
+         allow nsg-a default 4\n\
+         allow nsg-b default 4\n\
+         publish nsg-a default tcp 8000-8999\n\
+         publish nsg-b default tcp 8000-8999\n",
+    );
+    let outside = Outside::new(&world);
+    let out = outside.enter();
+    let victim = world.container(A);
+    netsetgo_e2e::checks::wire_with(&world, &victim, &["-publish", "tcp:8080:80"]);
+    let mut victims = Server::start(&victim.enter(), "tcp", "0.0.0.0", 80);
+    let attacker = world.container(B);
+    let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
+    let before = world.netsetgo(B, &["-pid", &attacker.pid_arg(), "-publish", "tcp:8080:80"]);
+    assert_eq!(before.code(), Some(1), "refused while the victim's claim stands:\n{before}");
+
+    world.run(&["nft", "flush", "ruleset"]).expect_success("nft flush ruleset");
+    let during = world.netsetgo(B, &["-pid", &attacker.pid_arg(), "-publish", "tcp:8080:80"]);
+    let restored = world.netsetgo("root", &["-restore"]);
+
+    let t = token();
+    let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
+    let victim_saw = victims.peer_of(&t, Duration::from_secs(3));
+    let attacker_saw = theirs.peer_of(&t, Duration::from_secs(1));
+    assert!(
+        attacker_saw.is_none() && victim_saw.is_some() && reply.success(),
+        "nsg-b kept nsg-a's port 8080 after -restore (nsg-b's container saw the client: {attacker_saw:?}, \
+         nsg-a's: {victim_saw:?});\nnsg-b's -publish between the flush and the restore:\n{during}\n-restore:\n{restored}"
+    );
+    assert_eq!(during.code(), Some(1), "{during}");
+    assert_eq!(restored.code(), Some(0), "{restored}");
+}
