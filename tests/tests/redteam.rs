@@ -1085,13 +1085,30 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
 #[test]
 fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_before_restore() {
     require_root!();
+    flushed_port_taken_before_restore(&[]);
+}
+
+/// The same across two networks: nsg-b on its own network `lab`, granted
+/// the same host port there (each network has its own lock and records).
+#[test]
+fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_from_another_network() {
+    require_root!();
+    flushed_port_taken_before_restore(&["-bridgeName", "labbr0"]);
+}
+
+/// nsg-a publishes tcp:8080 on `default`; the ruleset is flushed; nsg-b
+/// publishes 8080 (with `b_args`: on network `lab`); root's `-restore`.
+fn flushed_port_taken_before_restore(b_args: &[&str]) {
     use netsetgo_e2e::traffic::{request_retrying, token, Outside, Server, UPLINK4};
     let world = world_with(
         "network default bridge=brg0 gateway=10.10.10.1/24\n\
+         network lab bridge=labbr0 gateway=10.10.20.1/24\n\
          allow nsg-a default 4\n\
          allow nsg-b default 4\n\
+         allow nsg-b lab 4\n\
          publish nsg-a default tcp 8000-8999\n\
-         publish nsg-b default tcp 8000-8999\n",
+         publish nsg-b default tcp 8000-8999\n\
+         publish nsg-b lab tcp 8000-8999\n",
     );
     let outside = Outside::new(&world);
     let out = outside.enter();
@@ -1100,11 +1117,14 @@ fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_before_restore() {
     let mut victims = Server::start(&victim.enter(), "tcp", "0.0.0.0", 80);
     let attacker = world.container(B);
     let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
-    let before = world.netsetgo(B, &["-pid", &attacker.pid_arg(), "-publish", "tcp:8080:80"]);
+    let pid = attacker.pid_arg();
+    let mut args = vec!["-pid", pid.as_str(), "-publish", "tcp:8080:80"];
+    args.extend_from_slice(b_args);
+    let before = world.netsetgo(B, &args);
     assert_eq!(before.code(), Some(1), "refused while the victim's claim stands:\n{before}");
 
     world.run(&["nft", "flush", "ruleset"]).expect_success("nft flush ruleset");
-    let during = world.netsetgo(B, &["-pid", &attacker.pid_arg(), "-publish", "tcp:8080:80"]);
+    let during = world.netsetgo(B, &args);
     let restored = world.netsetgo("root", &["-restore"]);
 
     let t = token();
