@@ -943,7 +943,9 @@ fn redteam_a_ufo_super_packet_is_fragmented_before_the_guard() {
 fn cni_plugin() -> String {
     let path = std::env::var("NETPLUMB_BRIDGE_BIN").unwrap_or_else(|_| {
         let netsetgo = std::env::var("NETSETGO_BIN").expect("NETSETGO_BIN is set");
-        let dir = std::path::Path::new(&netsetgo).parent().expect("a directory");
+        let dir = std::path::Path::new(&netsetgo)
+            .parent()
+            .expect("a directory");
         dir.join("netplumb-bridge").to_string_lossy().into_owned()
     });
     assert!(
@@ -998,7 +1000,10 @@ fn cni_add(world: &World, pid: u32, host_port: u16) -> netsetgo_e2e::Output {
         conf.to_string().as_bytes(),
     )
     .expect("write the configuration");
-    child.wait_with_output().expect("wait for the plugin").into()
+    child
+        .wait_with_output()
+        .expect("wait for the plugin")
+        .into()
 }
 
 /// A host port the CNI plugin publishes for a container engine's container
@@ -1032,7 +1037,10 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
     let mut engines = Server::start(&engine_ns, "tcp", "0.0.0.0", 80);
     let t = token();
     let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
-    assert!(reply.success(), "the engine's port 8080 does not answer:\n{reply}");
+    assert!(
+        reply.success(),
+        "the engine's port 8080 does not answer:\n{reply}"
+    );
     assert!(
         engines.peer_of(&t, Duration::from_secs(5)).is_some(),
         "before the attack the engine's container did not get its own client"
@@ -1121,9 +1129,15 @@ fn flushed_port_taken_before_restore(b_args: &[&str]) {
     let mut args = vec!["-pid", pid.as_str(), "-publish", "tcp:8080:80"];
     args.extend_from_slice(b_args);
     let before = world.netsetgo(B, &args);
-    assert_eq!(before.code(), Some(1), "refused while the victim's claim stands:\n{before}");
+    assert_eq!(
+        before.code(),
+        Some(1),
+        "refused while the victim's claim stands:\n{before}"
+    );
 
-    world.run(&["nft", "flush", "ruleset"]).expect_success("nft flush ruleset");
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset");
     let during = world.netsetgo(B, &args);
     let restored = world.netsetgo("root", &["-restore"]);
 

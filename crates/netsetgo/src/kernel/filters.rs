@@ -124,7 +124,12 @@ impl Filters for Kernel {
         // (the older table's chain would translate first, and a user could
         // take an engine's clients).
         let (protocol, port) = (p.kernel.protocol, p.kernel.host_port);
-        if self.nft.ports(CNI_TABLE).claimant(protocol, port)?.is_some() {
+        if self
+            .nft
+            .ports(CNI_TABLE)
+            .claimant(protocol, port)?
+            .is_some()
+        {
             return Err(already_published(&p.mapping));
         }
         match self.nft.ports(TABLE).publish(&p.kernel).execute() {
