@@ -1072,6 +1072,15 @@ fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() 
         assert_eq!(refused.code(), Some(1), "{refused}");
         assert!(refused.stderr.contains("already published"), "{refused}");
     }
+    // Such a refusal changes nothing: links, addresses, routes, leases,
+    // the ruleset and the ports state.
+    let fresh = world.container(A);
+    for c in [&living, &fresh] {
+        let again = netsetgo_e2e::checks::assert_unchanged_nft(&world, &[c], || {
+            world.netsetgo(A, &["-pid", &c.pid_arg(), "-publish", "tcp:8080:80"])
+        });
+        assert_eq!(again.code(), Some(1), "{again}");
+    }
 
     // The other way: a port nsg-a publishes (8001) is refused to the
     // engine's next container (code 7), which would otherwise be published
@@ -1151,5 +1160,16 @@ fn flushed_port_taken_before_restore(b_args: &[&str]) {
          nsg-a's: {victim_saw:?});\nnsg-b's -publish between the flush and the restore:\n{during}\n-restore:\n{restored}"
     );
     assert_eq!(during.code(), Some(1), "{during}");
+    assert_eq!(restored.code(), Some(0), "{restored}");
+
+    // Refused in the window, it changes nothing (the ruleset as flushed).
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset");
+    let again = netsetgo_e2e::checks::assert_unchanged_nft(&world, &[&attacker, &victim], || {
+        world.netsetgo(B, &args)
+    });
+    assert_eq!(again.code(), Some(1), "{again}");
+    let restored = world.netsetgo("root", &["-restore"]);
     assert_eq!(restored.code(), Some(0), "{restored}");
 }
