@@ -54,8 +54,12 @@ impl Options {
     /// ADD refused them before making anything, and the engine's DEL after
     /// that ADD must not fail on them.
     pub fn parse(stdin: &[u8], cmd: Cmd) -> Result<Options, Error> {
-        let keys: Keys = serde_json::from_slice(stdin)
-            .map_err(|e| Error::FailedToDecode(format!("network configuration on stdin: {e}")))?;
+        let decode = |e: serde_json::Error| {
+            Error::FailedToDecode(format!("network configuration on stdin: {e}"))
+        };
+        let mut conf: serde_json::Value = serde_json::from_slice(stdin).map_err(decode)?;
+        mapping_keys_as_written(&mut conf);
+        let keys: Keys = serde_json::from_value(conf).map_err(decode)?;
         let bridge = keys.bridge.unwrap_or_else(|| DEFAULT_BRIDGE.to_string());
         netplumb::check_name(&bridge)
             .map_err(|e| Error::InvalidNetworkConfig(format!("bridge: {e}")))?;
@@ -85,6 +89,38 @@ impl Options {
             isolate: keys.isolate.unwrap_or(false),
             mappings,
         })
+    }
+}
+
+/// The keys of `runtimeConfig.portMappings` entries in the spec's spelling
+/// (`hostPort`, `containerPort`, `protocol`, `hostIP`), whatever their case:
+/// containerd's CRI and nerdctl send them through go-cni, whose mapping type
+/// has no JSON names (`HostPort`, ...), and Go plugins such as `portmap`
+/// match names regardless of case.
+fn mapping_keys_as_written(conf: &mut serde_json::Value) {
+    const KEYS: [&str; 4] = ["hostPort", "containerPort", "protocol", "hostIP"];
+    let Some(entries) = conf
+        .pointer_mut("/runtimeConfig/portMappings")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return;
+    };
+    for entry in entries
+        .iter_mut()
+        .filter_map(serde_json::Value::as_object_mut)
+    {
+        let found: Vec<(String, &str)> = entry
+            .keys()
+            .filter_map(|k| {
+                let spelled = KEYS.into_iter().find(|s| s.eq_ignore_ascii_case(k))?;
+                (k != spelled).then(|| (k.clone(), spelled))
+            })
+            .collect();
+        for (key, spelled) in found {
+            if let Some(value) = entry.remove(&key) {
+                entry.entry(spelled).or_insert(value);
+            }
+        }
     }
 }
 
@@ -132,5 +168,38 @@ impl Env {
                 .map_err(|e| Error::InvalidEnvValue(format!("{CNI_IFNAME}: {e}")))?;
         }
         Ok(env)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mappings(conf: serde_json::Value) -> Vec<String> {
+        let stdin = serde_json::to_vec(&conf).unwrap();
+        Options::parse(&stdin, Cmd::Add)
+            .unwrap()
+            .mappings
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn port_mappings_from_go_cni_read_as_the_specs() {
+        // What containerd's CRI and nerdctl send (go-cni's field names).
+        let go_cni = serde_json::json!({"runtimeConfig": {"portMappings": [
+            {"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""},
+            {"hostport": 53, "CONTAINERPORT": 53, "protocol": "udp", "HostIp": "192.0.2.1"},
+        ]}});
+        let spec = serde_json::json!({"runtimeConfig": {"portMappings": [
+            {"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": ""},
+            {"hostPort": 53, "containerPort": 53, "protocol": "udp", "hostIP": "192.0.2.1"},
+        ]}});
+        assert_eq!(mappings(go_cni), mappings(spec.clone()));
+        assert_eq!(
+            mappings(spec),
+            ["tcp port 8080 -> 80", "udp 192.0.2.1:53 -> 53"]
+        );
     }
 }
