@@ -937,11 +937,11 @@ fn redteam_a_ufo_super_packet_is_fragmented_before_the_guard() {
 // Round 3: publications on a living container, the guard's shared
 // tables, the bridge's port limit, the privilege drop, the CNI plugin.
 
-/// The CNI plugin `netplumb-bridge`: `NETPLUMB_BRIDGE_BIN`, or next to the
+/// The CNI plugin `netplumb-bridge`: `NETPLUMB_BRIDGE_BINARY`, or next to the
 /// netsetgo binary under test (`scripts/build-static netsetgo
 /// netplumb-bridge` builds both).
 fn cni_plugin() -> String {
-    let path = std::env::var("NETPLUMB_BRIDGE_BIN").unwrap_or_else(|_| {
+    let path = std::env::var("NETPLUMB_BRIDGE_BINARY").unwrap_or_else(|_| {
         let netsetgo = std::env::var("NETSETGO_BIN").expect("NETSETGO_BIN is set");
         let dir = std::path::Path::new(&netsetgo)
             .parent()
@@ -950,7 +950,7 @@ fn cni_plugin() -> String {
     });
     assert!(
         std::path::Path::new(&path).is_file(),
-        "{path} is missing: run scripts/build-static netsetgo netplumb-bridge (or set NETPLUMB_BRIDGE_BIN)"
+        "{path} is missing: run scripts/build-static netsetgo netplumb-bridge (or set NETPLUMB_BRIDGE_BINARY)"
     );
     path
 }
