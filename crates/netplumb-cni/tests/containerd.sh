@@ -36,6 +36,9 @@ for dir in /run /tmp /var/lib/cni /etc/cni/net.d; do
   mkdir -p "$dir"
   mount -t tmpfs -o mode=0755 tmpfs "$dir"
 done
+# A working directory under /tmp (a checkout there) is hidden now: leave it
+# (pyenv's python3 shim, for one, cannot start in it).
+cd /
 scratch=$(mktemp -d)
 mkdir -p "$scratch/cni"
 cat <&3 >"$scratch/cni/netplumb-bridge"

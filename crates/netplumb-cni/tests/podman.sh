@@ -24,6 +24,9 @@ for dir in /run /var/lib/containers /var/lib/cni /dev/shm /tmp /var/tmp; do
   mkdir -p "$dir"
   mount -t tmpfs -o mode=0755 tmpfs "$dir"
 done
+# A working directory under /tmp (a checkout there) is hidden now: leave it
+# (pyenv's python3 shim, for one, cannot start in it).
+cd /
 scratch=$(mktemp -d)
 
 # With cgroupfs, podman makes libpod_parent (and libpod_parent/conmon) in
