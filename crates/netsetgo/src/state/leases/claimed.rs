@@ -69,7 +69,8 @@ mod tests {
 
     #[test]
     fn the_mark_starts_unset_and_stays_set() {
-        let dir = std::env::temp_dir().join(format!("netsetgo-unit-claimed-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("netsetgo-unit-claimed-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let owner = nix::unistd::geteuid().as_raw();
         let ns = NsId { dev: 0, ino: 7 };
@@ -82,7 +83,10 @@ mod tests {
         let other = Claimed::open_under(&dir, owner, &NsId { dev: 0, ino: 8 }).unwrap();
         assert!(!other.is_set().unwrap(), "another namespace has its own");
         let bridges = super::super::Store::bridges_under(&dir, owner, &ns).unwrap();
-        assert!(bridges.is_empty(), "the mark is no network's state: {bridges:?}");
+        assert!(
+            bridges.is_empty(),
+            "the mark is no network's state: {bridges:?}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

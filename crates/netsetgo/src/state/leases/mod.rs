@@ -297,8 +297,8 @@ mod claimed;
 mod files;
 mod ledger;
 
-use files::{io_failure, open_dir_at, open_existing, open_file_at, open_root_dir, wait_for_lock};
 pub use claimed::Claimed;
+use files::{io_failure, open_dir_at, open_existing, open_file_at, open_root_dir, wait_for_lock};
 pub use ledger::Ledger;
 use ledger::{header_gateway, header_of};
 
