@@ -181,6 +181,22 @@ fn after_a_flushed_ruleset_publishing_waits_for_restore_even_with_nothing_to_res
     assert!(listed.stdout.contains("map published"), "{listed}");
     let wired = wire_with(&world, &second, &["-publish", "tcp:8081:80"]);
     assert_eq!(wired.ip(), "10.10.10.2");
+
+    // Its owner asking again for its own publication after another flush:
+    // refused as well, until -restore brings it back.
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    let out = assert_refused_unchanged_nft(&world, &[&second], 1, || world.netsetgo(A, &args));
+    assert!(out.stderr.contains("netsetgo -restore"), "{out}");
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains("re-created 1 guard and 1 publication"),
+        "{out}"
+    );
+    let out = world.netsetgo(A, &args);
+    assert_eq!(out.code(), Some(0), "asked again after -restore:\n{out}");
 }
 
 #[test]

@@ -578,9 +578,11 @@ fn into_existing_claims_publishes_only_while_the_claims_map_exists() {
     let e = refused.execute().unwrap_err();
     assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
     assert_eq!(ruleset().trim(), "", "nothing made");
+    assert!(!nft.ports(TABLE).has_claims().unwrap());
     // Made (by prepare, empty): it publishes into it.
     nft.ports(TABLE).prepare().unwrap();
     nft.ports(TABLE).prepare().unwrap();
+    assert!(nft.ports(TABLE).has_claims().unwrap());
     let made = ruleset();
     assert!(made.contains("map published"), "{made}");
     let into = nft.ports(TABLE).publish(&first).into_existing_claims();
@@ -592,4 +594,5 @@ fn into_existing_claims_publishes_only_while_the_claims_map_exists() {
     let again = nft.ports(TABLE).publish(&next).into_existing_claims();
     assert_eq!(again.execute().unwrap_err().errno(), Some(libc::ENOENT));
     assert_eq!(ruleset().trim(), "", "nothing made after the flush");
+    assert!(!nft.ports(TABLE).has_claims().unwrap());
 }

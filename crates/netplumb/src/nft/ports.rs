@@ -116,6 +116,13 @@ impl<'a> Ports<'a> {
         }
     }
 
+    /// Whether the table has its claims map (one look-up): it has held
+    /// claims since it was made, unless a flushed ruleset took it.
+    pub fn has_claims(self) -> Result<bool> {
+        check_table(self.table)?;
+        self.nft.set_exists(Family::Inet, self.table, PUBLISHED)
+    }
+
     /// Creates the table's maps and chains unless they are there (what
     /// [`publish`](Ports::publish) does first), e.g. to give a flushed
     /// table its (empty) claims back before anything is published again.

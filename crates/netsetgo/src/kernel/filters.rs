@@ -125,10 +125,13 @@ impl Kernel {
 
     /// `-restore`'s: it makes the claims map again, and at once when the
     /// host's `mark` says there was one (so that calls may publish again
-    /// even when no lease has a publication to restore).
+    /// even when no lease has a publication to restore). A map in place
+    /// sets the mark (one made before the mark existed: an upgrade).
     pub fn restoring(nft: Nftables, mark: Claimed) -> Result<Kernel, Failure> {
-        if mark.is_set()? {
-            nft.ports(TABLE).prepare()?;
+        let ports = nft.ports(TABLE);
+        if mark.is_set()? || ports.has_claims()? {
+            mark.set()?;
+            ports.prepare()?;
         }
         Ok(Kernel {
             nft,
