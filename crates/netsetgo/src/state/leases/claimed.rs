@@ -1,5 +1,6 @@
-//! `/run/netsetgo/net-<ino>/ports+claimed` (a name no bridge can have): whether netsetgo's table `inet
-//! netsetgo` of this host namespace has held claims of published ports
+//! `/run/netsetgo/net-<ino>/ports+claimed` (a name no bridge can have):
+//! whether netsetgo's table `inet netsetgo` of this host namespace has
+//! held claims of published ports
 //! (since `/run` was made, i.e. since boot, like the ruleset). Root's file
 //! (0600 in the namespace's 0700 directory), opened before the drop by a
 //! call that publishes and by `-restore`; the worker reads and sets it
