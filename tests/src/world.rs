@@ -615,11 +615,15 @@ impl World {
     }
 
     /// The lease records of every bridge that holds any (a bridge whose
-    /// state files exist but hold no record is left out).
+    /// state files exist but hold no record is left out; a file there, the
+    /// host's claims mark `ports+claimed`, is no bridge's).
     pub fn all_leases(&self) -> BTreeMap<String, Vec<Lease>> {
         let mut all = BTreeMap::new();
         if let Ok(entries) = fs::read_dir(self.state_dir()) {
             for entry in entries.flatten() {
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
                 let bridge = entry.file_name().to_string_lossy().into_owned();
                 let leases = self.leases(&bridge);
                 if !leases.is_empty() {

@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use netsetgo_e2e::checks::{wire, wire_with};
+use netsetgo_e2e::checks::{assert_refused_unchanged_nft, wire, wire_with};
 use netsetgo_e2e::fixtures::{uid, world_with, A, B};
 use netsetgo_e2e::traffic::{Outside, Server};
 use netsetgo_e2e::{require_root, Container, Output, SyslogSink, World};
@@ -146,6 +146,57 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
         "a second -restore changed the ruleset"
     );
     outside.assert_reaches(&mut server, 8080);
+}
+
+/// A flushed ruleset after the last publication went: the host's claims
+/// mark says claims were made, so the next `-publish` (another network's
+/// port could be among the lost ones) is refused and changes nothing;
+/// root's `-restore`, with no publication to restore, gives the claims
+/// back and the same call is published.
+#[test]
+fn after_a_flushed_ruleset_publishing_waits_for_restore_even_with_nothing_to_restore() {
+    require_root!();
+    let world = world_with(POLICY);
+    let first = world.container(A);
+    wire_with(&world, &first, &["-publish", "tcp:8080:80"]);
+    let out = world.netsetgo(A, &["-delete", "-pid", &first.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+
+    let second = world.container(A);
+    let pid = second.pid_arg();
+    let args = ["-pid", pid.as_str(), "-publish", "tcp:8081:80"];
+    let out =
+        assert_refused_unchanged_nft(&world, &[&first, &second], 1, || world.netsetgo(A, &args));
+    assert!(
+        out.stderr.contains("ruleset was flushed") && out.stderr.contains("netsetgo -restore"),
+        "{out}"
+    );
+
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let listed = world.run(&["nft", "list", "table", "inet", "netsetgo"]);
+    assert!(listed.stdout.contains("map published"), "{listed}");
+    let wired = wire_with(&world, &second, &["-publish", "tcp:8081:80"]);
+    assert_eq!(wired.ip(), "10.10.10.2");
+
+    // Its owner asking again for its own publication after another flush:
+    // refused as well, until -restore brings it back.
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    let out = assert_refused_unchanged_nft(&world, &[&second], 1, || world.netsetgo(A, &args));
+    assert!(out.stderr.contains("netsetgo -restore"), "{out}");
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout.contains("re-created 1 guard and 1 publication"),
+        "{out}"
+    );
+    let out = world.netsetgo(A, &args);
+    assert_eq!(out.code(), Some(0), "asked again after -restore:\n{out}");
 }
 
 #[test]

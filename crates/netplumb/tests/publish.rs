@@ -565,3 +565,34 @@ fn a_deleted_rule_is_missed_by_present_and_put_back_by_the_next_publish() {
         assert!(nft.ports(TABLE).unpublish(&next).execute().unwrap());
     }
 }
+
+#[test]
+fn into_existing_claims_publishes_only_while_the_claims_map_exists() {
+    require_root!("into_existing_claims_publishes_only_while_the_claims_map_exists");
+    let ns = Ns::new("existing");
+    let nft = ns.nftables();
+    let ruleset = || ns.run(&["nft", "list", "ruleset"]);
+    let first = publication(8080, "10.77.0.2", &["10.77.0.2"]);
+    // No claims map: ENOENT, and nothing is made.
+    let refused = nft.ports(TABLE).publish(&first).into_existing_claims();
+    let e = refused.execute().unwrap_err();
+    assert_eq!(e.errno(), Some(libc::ENOENT), "{e}");
+    assert_eq!(ruleset().trim(), "", "nothing made");
+    assert!(!nft.ports(TABLE).has_claims().unwrap());
+    // Made (by prepare, empty): it publishes into it.
+    nft.ports(TABLE).prepare().unwrap();
+    nft.ports(TABLE).prepare().unwrap();
+    assert!(nft.ports(TABLE).has_claims().unwrap());
+    let made = ruleset();
+    assert!(made.contains("map published"), "{made}");
+    let into = nft.ports(TABLE).publish(&first).into_existing_claims();
+    into.execute().unwrap();
+    assert!(nft.ports(TABLE).present(&first).unwrap());
+    // Flushed: refused again, the ruleset as flushed.
+    ns.run(&["nft", "flush", "ruleset"]);
+    let next = publication(9090, "10.77.0.3", &["10.77.0.3"]);
+    let again = nft.ports(TABLE).publish(&next).into_existing_claims();
+    assert_eq!(again.execute().unwrap_err().errno(), Some(libc::ENOENT));
+    assert_eq!(ruleset().trim(), "", "nothing made after the flush");
+    assert!(!nft.ports(TABLE).has_claims().unwrap());
+}

@@ -17,7 +17,7 @@ use netplumb::{NetNs, NsId};
 use netsetgo::cli::{self, Args, Mode, Usage};
 use netsetgo::dhcp::responder::Responder;
 use netsetgo::error::Failure;
-use netsetgo::leases::Store;
+use netsetgo::leases::{Claimed, Store};
 use netsetgo::output::{self, Outcome};
 use netsetgo::policy::{Network, SystemAccounts};
 use netsetgo::privilege::{self, Caller, PacketSocket, Worker};
@@ -258,6 +258,10 @@ impl Stages for Helper {
             .transpose()?;
         let host = netplumb::Netlink::open_socket()?;
         let nft = nat::prepare(&request.network, &request.publish)?;
+        let claimed = match request.publish.is_empty() {
+            true => None,
+            false => Some(Claimed::open(&target.host)?),
+        };
         let dhcp = match action {
             Action::Wire { .. } if request.by_dhcp() => {
                 Some(Responder::open(worker.uid, worker.gid)?)
@@ -268,6 +272,7 @@ impl Stages for Helper {
             host,
             inside,
             nft,
+            claimed,
             dhcp,
         })
     }
@@ -303,7 +308,10 @@ impl Stages for Helper {
             request: (request, _),
         } = work;
         runtime()?.block_on(async {
-            let sockets = Sockets::open(opened.host, opened.inside, opened.nft, opened.dhcp)?;
+            let mut sockets = Sockets::open(opened.host, opened.inside, opened.nft, opened.dhcp)?;
+            if let Some(mark) = opened.claimed {
+                sockets.filters.claim_by(mark);
+            }
             let session =
                 wiring::Session::new(sockets, target.netns.as_ref(), &store, &request, caller.uid);
             match action {
@@ -341,6 +349,8 @@ struct Opened {
     host: netplumb::RawSocket,
     inside: Option<netplumb::RawSocket>,
     nft: netplumb::Nftables,
+    /// The host's claims mark, for a call that publishes.
+    claimed: Option<Claimed>,
     dhcp: Option<Responder>,
 }
 
@@ -388,13 +398,14 @@ fn restore(sys: &impl System, caller: &Caller) -> Result<Outcome, Failure> {
     }
     let host = netplumb::Netlink::open_socket()?;
     let nft = netplumb::Nftables::open()?;
+    let claimed = Claimed::open(&host_ns)?;
     // 10. Drop: the system user (uid 0 without one), CAP_NET_ADMIN alone.
     privilege::drop_to(sys, worker)?;
     // 11-12. Each network under its own lock (bounded wait), one after
     //     the other: collect, reconcile with the grants, re-create.
     runtime()?.block_on(async {
         let host = links::Kernel::new(netplumb::Netlink::from_socket(host)?);
-        let filters = filters::Kernel::new(nft);
+        let filters = filters::Kernel::restoring(nft, claimed)?;
         let grants = |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &accounts);
         let restored = wiring::restore_all(host, &filters, &networks, &grants).await;
         Ok(Outcome::Restored(restored))

@@ -39,7 +39,8 @@ use super::publication::{
     claim, describe, entries, keys, Publication, DNAT4, DNAT4ADDR, DNAT6, DNAT6ADDR, PUBLISHED,
 };
 use super::socket::Nftables;
-use crate::error::Result;
+use super::wire::kernel_error;
+use crate::error::{Result, Step};
 use crate::links::check_name;
 
 /// The regular chain both DNAT base chains jump to.
@@ -111,7 +112,23 @@ impl<'a> Ports<'a> {
         Publish {
             at: self,
             publication: publication.clone(),
+            make_claims: true,
         }
+    }
+
+    /// Whether the table has its claims map (one look-up): it has held
+    /// claims since it was made, unless a flushed ruleset took it.
+    pub fn has_claims(self) -> Result<bool> {
+        check_table(self.table)?;
+        self.nft.set_exists(Family::Inet, self.table, PUBLISHED)
+    }
+
+    /// Creates the table's maps and chains unless they are there (what
+    /// [`publish`](Ports::publish) does first), e.g. to give a flushed
+    /// table its (empty) claims back before anything is published again.
+    pub fn prepare(self) -> Result<()> {
+        check_table(self.table)?;
+        self.ensure_structure(true)
     }
 
     /// Removes `publication`, only when its claim belongs to its owner:
@@ -189,11 +206,17 @@ impl<'a> Ports<'a> {
 
     /// Creates the maps and chains unless they are there, and gives the
     /// chains their rules again when one was deleted (the elements in the
-    /// maps stay); four look-ups when all is in place.
-    fn ensure_structure(&self) -> Result<()> {
+    /// maps stay); four look-ups when all is in place. Without
+    /// `make_claims`, a missing claims map is an `ENOENT` error instead,
+    /// decided in the same ruleset generation as the creation would be.
+    fn ensure_structure(&self, make_claims: bool) -> Result<()> {
         let (nft, table, inet) = (self.nft, self.table, Family::Inet);
         nft.transact(&format!("on table inet {table}"), |genid| {
             let have_claims = nft.set_exists(inet, table, PUBLISHED)?;
+            if !have_claims && !make_claims {
+                let object = format!("map inet {table} {PUBLISHED} (the claims)");
+                return Err(kernel_error(Step::NftLookUp, object, libc::ENOENT));
+            }
             if have_claims && self.rules_intact()? {
                 return Ok(None);
             }
@@ -242,16 +265,27 @@ impl<'a> Ports<'a> {
 pub struct Publish<'a> {
     at: Ports<'a>,
     publication: Publication,
+    make_claims: bool,
 }
 
 impl Publish<'_> {
+    /// Publishes only into the table's existing claims map: when it is
+    /// missing (never made, or lost to a flushed ruleset), or goes before
+    /// the claim is added, the error's [`errno`](crate::Error::errno) is
+    /// `ENOENT` and nothing is added. For a publisher that must not start
+    /// claims afresh while publications it knows of are not restored.
+    pub fn into_existing_claims(mut self) -> Self {
+        self.make_claims = false;
+        self
+    }
+
     /// Applies it.
     pub fn execute(self) -> Result<()> {
         let Ports { nft, table } = self.at;
         check_table(table)?;
         let p = &self.publication;
         let entries = entries(table, p)?;
-        self.at.ensure_structure()?;
+        self.at.ensure_structure(self.make_claims)?;
         let what = describe(p);
         let mut batch = Batch::new(nft, Family::Inet, None, format!("publish {what}"));
         let (key, owner) = claim(p);

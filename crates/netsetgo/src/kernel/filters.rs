@@ -14,6 +14,7 @@ use ipnetwork::Ipv4Network;
 use netplumb::{GuardedPort, Nftables};
 
 use crate::error::Failure;
+use crate::leases::Claimed;
 use crate::plan::Published;
 use crate::policy::Network;
 use crate::ports::Mapping;
@@ -88,12 +89,67 @@ impl<T: Filters> Filters for &T {
 /// The kernel: netplumb's nf_tables session, opened before the drop.
 pub struct Kernel {
     nft: Nftables,
+    claims: Claims,
+}
+
+/// When a publication that finds the claims map of `inet netsetgo` missing
+/// may make it: the map is missing on a fresh host, and after a flushed
+/// ruleset, when every claim of every network is gone and a port taken
+/// then could be another network's lease's (whose records this network's
+/// lock does not cover) until `-restore` gives it back.
+enum Claims {
+    /// Never: refused as after a flushed ruleset (a call that publishes
+    /// gives the host's mark: [`Kernel::claim_by`]).
+    Never,
+    /// A call that publishes: only while the host's mark is unset (it is
+    /// set first); once set, refused until root's `-restore`.
+    Fresh(Claimed),
+    /// `-restore`: always, the mark set first ([`Kernel::restoring`]).
+    Restore(Claimed),
 }
 
 impl Kernel {
-    /// The kernel's nf_tables, through `nft`.
+    /// The kernel's nf_tables, through `nft`; it makes no claims map.
     pub fn new(nft: Nftables) -> Kernel {
-        Kernel { nft }
+        Kernel {
+            nft,
+            claims: Claims::Never,
+        }
+    }
+
+    /// A call that publishes: it makes the claims map only on a host whose
+    /// `mark` says none was ever made.
+    pub fn claim_by(&mut self, mark: Claimed) {
+        self.claims = Claims::Fresh(mark);
+    }
+
+    /// `-restore`'s: it makes the claims map again, and at once when the
+    /// host's `mark` says there was one (so that calls may publish again
+    /// even when no lease has a publication to restore). A map in place
+    /// sets the mark (one made before the mark existed: an upgrade).
+    pub fn restoring(nft: Nftables, mark: Claimed) -> Result<Kernel, Failure> {
+        let ports = nft.ports(TABLE);
+        if mark.is_set()? || ports.has_claims()? {
+            mark.set()?;
+            ports.prepare()?;
+        }
+        Ok(Kernel {
+            nft,
+            claims: Claims::Restore(mark),
+        })
+    }
+
+    /// Whether a publication of `m` may make the missing claims map (the
+    /// mark set first), or is refused until `-restore`.
+    fn may_make_claims(&self, m: &Mapping) -> Result<(), Failure> {
+        match &self.claims {
+            Claims::Restore(mark) => mark.set(),
+            Claims::Fresh(mark) if !mark.is_set()? => mark.set(),
+            _ => Err(Failure::refused(format!(
+                "-publish {m}: the host's published ports are gone (its firewall ruleset was flushed or reloaded) \
+                 and not restored yet; nothing was changed: an administrator must run `netsetgo -restore` first"
+            ))),
+        }
     }
 }
 
@@ -132,7 +188,18 @@ impl Filters for Kernel {
         {
             return Err(already_published(&p.mapping));
         }
-        match self.nft.ports(TABLE).publish(&p.kernel).execute() {
+        // Into the existing claims only: a missing map is made only when
+        // the mark allows (decided in the generation the map is made in,
+        // and a flush after it makes the claim's add fail: `ENOENT`).
+        let ports = self.nft.ports(TABLE);
+        let made = match ports.publish(&p.kernel).into_existing_claims().execute() {
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                self.may_make_claims(&p.mapping)?;
+                ports.publish(&p.kernel).execute()
+            }
+            made => made,
+        };
+        match made {
             Err(e) if e.errno() == Some(libc::EEXIST) => Err(already_published(&p.mapping)),
             other => Ok(other?),
         }

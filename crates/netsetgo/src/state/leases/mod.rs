@@ -10,6 +10,7 @@
 //! /run/netsetgo/net-<ino>/<bridge>/ports      one 1024-byte text record per address (sparse):
 //!                                             the lease's published ports
 //! /run/netsetgo/net-<ino>/<bridge>/users/UID  that user's interface count on this network
+//! /run/netsetgo/net-<ino>/ports+claimed       set once `inet netsetgo` has held claims ([`Claimed`])
 //! ```
 //!
 //! One namespace, one state: `<ino>` is the inode of the host network
@@ -292,9 +293,11 @@ impl Store {
     }
 }
 
+mod claimed;
 mod files;
 mod ledger;
 
+pub use claimed::Claimed;
 use files::{io_failure, open_dir_at, open_existing, open_file_at, open_root_dir, wait_for_lock};
 pub use ledger::Ledger;
 use ledger::{header_gateway, header_of};

@@ -39,7 +39,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// Adds the call's `-publish` to `own`, the caller's interface in the
     /// target and its lease: those it does not publish already (asking
     /// again is no error, and publishes again one its record holds that
-    /// the kernel lost: a call killed half way, a flushed ruleset), each
+    /// the kernel lost: a call killed half way; after a flushed ruleset the
+    /// filters refuse until `-restore`), each
     /// refused as at creation when another lease publishes its host port.
     /// On a refusal or failure nothing of this call stays.
     pub(super) fn add_publications(
