@@ -76,8 +76,8 @@ echo "state with the daemon running:"; dump
 stop; echo "after the first stop:"; dump
 
 [ -n "${V6:-}" ] && exit 0
-say "4b. restarts: 5 x (start, docker info, stop)"
-for i in 1 2 3 4 5; do start; echo "  run $i: $(dump | tr '\n' ' ')"; stop; done
+say "4b. restarts: ${RESTARTS:-20} x (start, docker info, stop)"
+for i in $(seq ${RESTARTS:-20}); do start; echo "  run $i: $(dump | tr '\n' ' ')"; stop; done
 echo "after the last stop (no call yet):"; dump
 echo "processes of $U: '$(ps -u $U -o pid=,comm= | tr '\n' ' ')'"
 echo "--- the next call (a plain rootlesskit, exits at once), then:"
