@@ -33,7 +33,10 @@ ip link set lo up
 ip -j link show | jq -r '.[].ifname' | sort >$S/links.before
 containerd --config $S/config.toml >$S/containerd.log 2>&1 & cd_pid=$!
 c() { timeout 120 ctr -a $S/containerd.sock -n indep "$@"; }
-cleanup() { c task kill -s KILL c1 >/dev/null 2>&1; c task rm -f c1 >/dev/null 2>&1; c c rm c1 >/dev/null 2>&1; kill $cd_pid; wait $cd_pid; rm -rf $S; }
+had_cgroups=$(ls -d /sys/fs/cgroup/*/indep 2>/dev/null || true)
+cleanup() { c task kill -s KILL c1 >/dev/null 2>&1; c task rm -f c1 >/dev/null 2>&1; c c rm c1 >/dev/null 2>&1; kill $cd_pid; wait $cd_pid; rm -rf $S
+  # ctr's namespace "indep" makes /sys/fs/cgroup/*/indep: remove them (rmdir, empty only) if this run made them
+  [ -n "$had_cgroups" ] || for d in /sys/fs/cgroup/*/indep; do [ ! -d "$d" ] || find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; done; }
 trap cleanup EXIT
 for _ in $(seq 100); do c version >/dev/null 2>&1 && break; sleep 0.1; done
 echo "### 6. $(containerd --version) started in the world (pid $cd_pid), ctr: $(ctr --version)"
