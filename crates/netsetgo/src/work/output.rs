@@ -69,6 +69,8 @@ pub struct Restored {
     pub masquerade: bool,
     /// The hairpin, in place now.
     pub hairpin: bool,
+    /// The isolation rule (`isolate=yes`), in place now.
+    pub isolation: bool,
     /// Leases whose interface was gone, collected.
     pub collected: usize,
     /// Publications removed because no grant covers them any more, or
@@ -116,7 +118,12 @@ impl Restored {
                     plural(self.publications, "publication")
                 )
             };
-        for (on, what) in [(self.masquerade, "masquerade"), (self.hairpin, "hairpin")] {
+        let rules = [
+            (self.masquerade, "masquerade"),
+            (self.isolation, "isolation"),
+            (self.hairpin, "hairpin"),
+        ];
+        for (on, what) in rules {
             if on {
                 let _ = write!(line, ", {what}");
             }
