@@ -933,3 +933,243 @@ fn redteam_a_ufo_super_packet_is_fragmented_before_the_guard() {
         "a fragment shaped like a reply to port 68 reached the victim"
     );
 }
+
+// Round 3: publications on a living container, the guard's shared
+// tables, the bridge's port limit, the privilege drop, the CNI plugin.
+
+/// The CNI plugin `netplumb-bridge`: `NETPLUMB_BRIDGE_BIN`, or next to the
+/// netsetgo binary under test (`scripts/build-static netsetgo
+/// netplumb-bridge` builds both).
+fn cni_plugin() -> String {
+    let path = std::env::var("NETPLUMB_BRIDGE_BIN").unwrap_or_else(|_| {
+        let netsetgo = std::env::var("NETSETGO_BIN").expect("NETSETGO_BIN is set");
+        let dir = std::path::Path::new(&netsetgo)
+            .parent()
+            .expect("a directory");
+        dir.join("netplumb-bridge").to_string_lossy().into_owned()
+    });
+    assert!(
+        std::path::Path::new(&path).is_file(),
+        "{path} is missing: run scripts/build-static netsetgo netplumb-bridge (or set NETPLUMB_BRIDGE_BIN)"
+    );
+    path
+}
+
+/// A container engine's ADD through the CNI plugin, as root in `world`:
+/// the namespace of `pid` on bridge cnibr0 (10.77.5.0/24), its port 80
+/// published as TCP host port `host_port`.
+fn cni_add(world: &World, pid: u32, host_port: u16) -> netsetgo_e2e::Output {
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "engine",
+        "type": "netplumb-bridge",
+        "bridge": "cnibr0",
+        "isGateway": true,
+        "capabilities": {"portMappings": true},
+        "runtimeConfig": {"portMappings": [
+            {"hostPort": host_port, "containerPort": 80, "protocol": "tcp", "hostIP": ""}
+        ]},
+        "ipam": {
+            "type": "host-local",
+            "dataDir": "/run/cni-ipam",
+            "subnet": "10.77.5.0/24",
+            "routes": [{"dst": "0.0.0.0/0"}]
+        }
+    });
+    let plugin = cni_plugin();
+    let netns = format!("/proc/{pid}/ns/net");
+    let id = format!("CNI_CONTAINERID=engine{pid}");
+    let mut cmd = world.command(
+        None,
+        &[
+            "env",
+            "CNI_COMMAND=ADD",
+            &id,
+            &format!("CNI_NETNS={netns}"),
+            "CNI_IFNAME=eth0",
+            "CNI_PATH=/usr/lib/cni",
+            &plugin,
+        ],
+    );
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("run the CNI plugin");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        conf.to_string().as_bytes(),
+    )
+    .expect("write the configuration");
+    child
+        .wait_with_output()
+        .expect("wait for the plugin")
+        .into()
+}
+
+/// A host port the CNI plugin publishes for a container engine's container
+/// (root's) is "already published": a netsetgo user granted that port
+/// must be refused, on a new interface and on a living one, and the
+/// engine's container must keep its clients. (netsetgo's claims and the
+/// plugin's live in different tables, `inet netsetgo` and `inet
+/// netplumb-cni`, each checked only against itself; with the same dstnat
+/// priority the older table's chain translates first, so the user takes
+/// the engine's traffic.)
+#[test]
+fn redteam_a_port_the_cni_plugin_publishes_cannot_be_taken_by_a_netsetgo_user() {
+    require_root!();
+    use netsetgo_e2e::traffic::{request_retrying, token, Outside, Server, UPLINK4};
+    let world = world_with(
+        "network default bridge=brg0 gateway=10.10.10.1/24\n\
+         allow nsg-a default 4\n\
+         publish nsg-a default tcp 8000-8999\n",
+    );
+    let outside = Outside::new(&world);
+    let out = outside.enter();
+    // Root's engine container, published by the plugin on 8080 (before
+    // any netsetgo publication: netsetgo's table is the newer one, and of
+    // two nat chains of one priority the newer hooks first).
+    let mut engine = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
+    engine.wait_for_exec("sleep");
+    let engine_pid = engine.pid();
+    let added = cni_add(&world, engine_pid, 8080);
+    assert!(added.success(), "the engine's ADD failed:\n{added}");
+    let engine_ns = netsetgo_e2e::traffic::netns_prefix(engine_pid);
+    let mut engines = Server::start(&engine_ns, "tcp", "0.0.0.0", 80);
+    let t = token();
+    let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
+    assert!(
+        reply.success(),
+        "the engine's port 8080 does not answer:\n{reply}"
+    );
+    assert!(
+        engines.peer_of(&t, Duration::from_secs(5)).is_some(),
+        "before the attack the engine's container did not get its own client"
+    );
+
+    // The attack: nsg-a publishes 8080 on a new container, and on a
+    // living one.
+    let attacker = world.container(A);
+    let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
+    let pid = attacker.pid_arg();
+    let on_new = world.netsetgo(A, &["-pid", &pid, "-publish", "tcp:8080:80"]);
+    let living = world.container(A);
+    let w = netsetgo_e2e::checks::wire_with(&world, &living, &["-publish", "tcp:8001:80"]);
+    assert!(w.ip().starts_with("10.10.10."), "{}", w.ip());
+    let pid = living.pid_arg();
+    let on_living = world.netsetgo(A, &["-pid", &pid, "-publish", "tcp:8080:80"]);
+
+    // The engine's container must still get its clients, and nsg-a none.
+    let t = token();
+    let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
+    let engine_saw = engines.peer_of(&t, Duration::from_secs(3));
+    let attacker_saw = theirs.peer_of(&t, Duration::from_secs(1));
+    assert!(
+        attacker_saw.is_none() && engine_saw.is_some() && reply.success(),
+        "nsg-a took the engine's published port 8080 (nsg-a's container saw the client: {attacker_saw:?}, \
+         the engine's: {engine_saw:?}); -publish on its living container:\n{on_living}\non a new one:\n{on_new}"
+    );
+    for refused in [&on_living, &on_new] {
+        assert_eq!(refused.code(), Some(1), "{refused}");
+        assert!(refused.stderr.contains("already published"), "{refused}");
+    }
+    // Such a refusal changes nothing: links, addresses, routes, leases,
+    // the ruleset and the ports state.
+    let fresh = world.container(A);
+    for c in [&living, &fresh] {
+        let again = netsetgo_e2e::checks::assert_unchanged_nft(&world, &[c], || {
+            world.netsetgo(A, &["-pid", &c.pid_arg(), "-publish", "tcp:8080:80"])
+        });
+        assert_eq!(again.code(), Some(1), "{again}");
+    }
+
+    // The other way: a port nsg-a publishes (8001) is refused to the
+    // engine's next container (code 7), which would otherwise be published
+    // under netsetgo's newer chain and never get a client.
+    let mut next = world.spawn(&["unshare", "-n", "--", "sleep", "600"]);
+    next.wait_for_exec("sleep");
+    let refused = cni_add(&world, next.pid(), 8001);
+    assert!(
+        !refused.success() && refused.stdout.contains("already published"),
+        "the engine's ADD of a port nsg-a publishes was not refused:\n{refused}"
+    );
+}
+
+/// A firewall reload (`nft flush ruleset`) drops every claim until the
+/// restore unit runs. Another user granted the same host port who calls
+/// in between (it can spin on `-publish` until it is accepted) must not
+/// take the victim's published port for good: `-restore` must give the
+/// victim's lease its port back, and the attacker's call be refused.
+#[test]
+fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_before_restore() {
+    require_root!();
+    flushed_port_taken_before_restore(&[]);
+}
+
+/// The same across two networks: nsg-b on its own network `lab`, granted
+/// the same host port there (each network has its own lock and records).
+#[test]
+fn redteam_a_port_freed_by_a_flushed_ruleset_cannot_be_taken_from_another_network() {
+    require_root!();
+    flushed_port_taken_before_restore(&["-bridgeName", "labbr0"]);
+}
+
+/// nsg-a publishes tcp:8080 on `default`; the ruleset is flushed; nsg-b
+/// publishes 8080 (with `b_args`: on network `lab`); root's `-restore`.
+fn flushed_port_taken_before_restore(b_args: &[&str]) {
+    use netsetgo_e2e::traffic::{request_retrying, token, Outside, Server, UPLINK4};
+    let world = world_with(
+        "network default bridge=brg0 gateway=10.10.10.1/24\n\
+         network lab bridge=labbr0 gateway=10.10.20.1/24\n\
+         allow nsg-a default 4\n\
+         allow nsg-b default 4\n\
+         allow nsg-b lab 4\n\
+         publish nsg-a default tcp 8000-8999\n\
+         publish nsg-b default tcp 8000-8999\n\
+         publish nsg-b lab tcp 8000-8999\n",
+    );
+    let outside = Outside::new(&world);
+    let out = outside.enter();
+    let victim = world.container(A);
+    netsetgo_e2e::checks::wire_with(&world, &victim, &["-publish", "tcp:8080:80"]);
+    let mut victims = Server::start(&victim.enter(), "tcp", "0.0.0.0", 80);
+    let attacker = world.container(B);
+    let mut theirs = Server::start(&attacker.enter(), "tcp", "0.0.0.0", 80);
+    let pid = attacker.pid_arg();
+    let mut args = vec!["-pid", pid.as_str(), "-publish", "tcp:8080:80"];
+    args.extend_from_slice(b_args);
+    let before = world.netsetgo(B, &args);
+    assert_eq!(
+        before.code(),
+        Some(1),
+        "refused while the victim's claim stands:\n{before}"
+    );
+
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset");
+    let during = world.netsetgo(B, &args);
+    let restored = world.netsetgo("root", &["-restore"]);
+
+    let t = token();
+    let reply = request_retrying(&out, "tcp", UPLINK4, 8080, &t, 15);
+    let victim_saw = victims.peer_of(&t, Duration::from_secs(3));
+    let attacker_saw = theirs.peer_of(&t, Duration::from_secs(1));
+    assert!(
+        attacker_saw.is_none() && victim_saw.is_some() && reply.success(),
+        "nsg-b kept nsg-a's port 8080 after -restore (nsg-b's container saw the client: {attacker_saw:?}, \
+         nsg-a's: {victim_saw:?});\nnsg-b's -publish between the flush and the restore:\n{during}\n-restore:\n{restored}"
+    );
+    assert_eq!(during.code(), Some(1), "{during}");
+    assert_eq!(restored.code(), Some(0), "{restored}");
+
+    // Refused in the window, it changes nothing (the ruleset as flushed).
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset");
+    let again = netsetgo_e2e::checks::assert_unchanged_nft(&world, &[&attacker, &victim], || {
+        world.netsetgo(B, &args)
+    });
+    assert_eq!(again.code(), Some(1), "{again}");
+    let restored = world.netsetgo("root", &["-restore"]);
+    assert_eq!(restored.code(), Some(0), "{restored}");
+}

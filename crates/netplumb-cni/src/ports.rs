@@ -14,6 +14,10 @@ use rscni_types::types::{PortMapping, Protocol as CniProtocol};
 
 use crate::host::{plumbing, TABLE};
 
+/// netsetgo's table `inet netsetgo`, whose claims of host ports a mapping
+/// here must not overlap (read only).
+const NETSETGO_TABLE: &str = "netsetgo";
+
 /// One published port, checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mapping {
@@ -162,16 +166,23 @@ pub(crate) fn publish(
         }
     }
     for (done, m) in mappings.iter().enumerate() {
-        let published = nft
-            .ports(TABLE)
-            .publish(&m.publication(owner, addresses))
-            .execute();
+        // netsetgo publishes the host's ports in its own table, at the
+        // same dstnat priority: a port it claims is taken.
+        let theirs = nft.ports(NETSETGO_TABLE).claimant(m.protocol, m.host_port);
+        let published = match theirs.map_err(plumbing)? {
+            Some(_) => Err(None),
+            None => nft
+                .ports(TABLE)
+                .publish(&m.publication(owner, addresses))
+                .execute()
+                .map_err(Some),
+        };
         if let Err(e) = published {
             // Whatever the next step's outcome, report the first failure.
             let _ = unpublish(nft, &mappings[..done], owner);
-            return Err(match e.errno() {
-                Some(libc::EEXIST) => taken(m, "already published"),
-                _ => plumbing(e),
+            return Err(match e {
+                Some(e) if e.errno() != Some(libc::EEXIST) => plumbing(e),
+                _ => taken(m, "already published"),
             });
         }
     }

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::ports::Ports;
 use super::proto::{check_table, Family};
-use super::publication::{Protocol, Publication, DNAT4ADDR, DNAT6ADDR, PUBLISHED};
+use super::publication::{claim, Protocol, Publication, DNAT4ADDR, DNAT6ADDR, PUBLISHED};
 use crate::error::Result;
 
 /// A host port claimed in a table: what [`Ports::claims`] lists.
@@ -39,6 +39,34 @@ impl Ports<'_> {
                 })
             })
             .collect())
+    }
+
+    /// The owner of the claim of `protocol` host port `host_port` in the
+    /// table, if it has one: one look-up, whatever the number of claims
+    /// (`None` without a table). For a publisher that shares the host's
+    /// ports with another table's publications (netsetgo and the CNI
+    /// plugin: each refuses a host port the other claims).
+    pub fn claimant(self, protocol: Protocol, host_port: u16) -> Result<Option<Ipv4Addr>> {
+        check_table(self.table)?;
+        let (key, _) = claim(&Publication {
+            protocol,
+            host_address: None,
+            host_port,
+            container_port: 0,
+            owner: Ipv4Addr::UNSPECIFIED,
+            targets: Vec::new(),
+        });
+        let object = format!(
+            "the claim of {} port {host_port} in map inet {} {PUBLISHED}",
+            protocol.name(),
+            self.table
+        );
+        let owner = self
+            .nft
+            .element(Family::Inet, self.table, PUBLISHED, &key, &object)?;
+        Ok(owner
+            .and_then(|o| <[u8; 4]>::try_from(o.as_slice()).ok())
+            .map(Ipv4Addr::from))
     }
 
     /// Removes `claim` and every map element of its host port, as
@@ -99,7 +127,7 @@ fn address(bytes: &[u8]) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::publication::{claim, entries};
+    use crate::nft::publication::entries;
 
     #[test]
     fn keys_read_back_as_they_were_written() {

@@ -21,9 +21,13 @@ use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
 /// of the guard's 32 netdev tables, which hold one chain per guarded host
-/// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); never any
-/// other.
+/// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); no other
+/// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
 pub const TABLE: &str = "netsetgo";
+
+/// The CNI plugin `netplumb-bridge`'s table `inet netplumb-cni`, whose
+/// claims of host ports a publication here must not overlap (read only).
+const CNI_TABLE: &str = "netplumb-cni";
 
 /// Host-wide packet filter operations, each on our own tables only; what
 /// they add or remove is a lease's [`Plan`](crate::plan::Plan)'s.
@@ -139,6 +143,19 @@ impl Filters for Kernel {
     }
 
     fn publish(&self, p: &Published) -> Result<(), Failure> {
+        // The CNI plugin publishes the host's ports too, in a table of its
+        // own with the same dstnat priority: a port it claims is taken
+        // (the older table's chain would translate first, and a user could
+        // take an engine's clients).
+        let (protocol, port) = (p.kernel.protocol, p.kernel.host_port);
+        if self
+            .nft
+            .ports(CNI_TABLE)
+            .claimant(protocol, port)?
+            .is_some()
+        {
+            return Err(already_published(&p.mapping));
+        }
         match self.nft.ports(TABLE).publish(&p.kernel).execute() {
             Err(e) if e.errno() == Some(libc::EEXIST) => Err(already_published(&p.mapping)),
             other => Ok(other?),
