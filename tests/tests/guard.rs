@@ -27,7 +27,7 @@ use netsetgo_e2e::frames::{
     router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
 };
 use netsetgo_e2e::nft::{NftTable, TABLE};
-use netsetgo_e2e::traffic::{Outside, Server};
+use netsetgo_e2e::traffic::{request, token, Outside, Server};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
 
@@ -1073,6 +1073,102 @@ fn isolated_containers_reach_the_gateway_not_each_other() {
     let (c, d) = (&open[0].0, &open[1].0);
     assert!(c.pings("10.10.10.3"), "no isolation, yet C cannot reach D");
     assert!(d.pings("10.10.10.2"), "no isolation, yet D cannot reach C");
+}
+
+/// What reached a victim from an attacker of the same network routing to
+/// it through the gateway.
+#[derive(Debug, Default)]
+struct Routed {
+    /// Packets from the attacker's address the victim's namespace counted
+    /// (its own prerouting chain), by protocol: udp, icmp, tcp.
+    counted: [u64; 3],
+    /// Whether the victim's UDP server heard the attacker's datagram.
+    heard: bool,
+    /// Whether the attacker's TCP connection to the victim was answered.
+    connected: bool,
+}
+
+/// The victim's own table and chain that count what reaches it (the
+/// counters are added per attacker).
+const SPY: &str = "add table ip spy; add chain ip spy pre { type filter hook prerouting priority -300; }";
+
+/// The three counters of the victim's spy chain, in `Routed::counted`'s
+/// order.
+fn spied(victim: &Container) -> [u64; 3] {
+    let out = victim.exec(&["nft", "list", "chain", "ip", "spy", "pre"]);
+    assert!(out.success(), "{out}");
+    let mut counted = [0; 3];
+    for (i, proto) in ["udp", "icmp", "tcp"].iter().enumerate() {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("ip protocol {proto} counter")))
+            .unwrap_or_else(|| panic!("no {proto} counter:\n{out}"));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "packets").expect("packets");
+        counted[i] = words[at + 1].parse().expect("a count");
+    }
+    counted
+}
+
+/// An attacker and a victim on network `iso` (isobr0, `isolate`, nat=yes
+/// so that the host forwards), both wired by netsetgo; the attacker adds
+/// `ip route add <victim>/32 via <gateway>` (its packets keep its own MAC
+/// and address, so the guard passes them) and sends the victim a UDP
+/// datagram, pings and a TCP connection.
+fn route_through_the_gateway(isolate: &str) -> Routed {
+    let world = world_with(&format!(
+        "network iso bridge=isobr0 gateway=10.60.0.1/24 nat=yes isolate={isolate}\n\
+         allow nsg-a iso 4\n\
+         allow nsg-b iso 4\n"
+    ));
+    let attacker = world.container(A);
+    let from = wire_with(&world, &attacker, &["-bridgeName", "isobr0"]);
+    let victim = world.container(B);
+    let to = wire_with(&world, &victim, &["-bridgeName", "isobr0"]);
+    let rules = ["udp", "icmp", "tcp"]
+        .map(|p| format!("add rule ip spy pre ip saddr {} ip protocol {p} counter", from.ip()));
+    let spy = format!("{SPY}; {}", rules.join("; "));
+    let out = victim.exec(&["nft", &spy]);
+    assert!(out.success(), "{out}");
+    let mut udp = Server::start(&victim.enter(), "udp", "0.0.0.0", 7301);
+    let _tcp = Server::start(&victim.enter(), "tcp", "0.0.0.0", 7302);
+    let host_route = format!("{}/32", to.ip());
+    inside(&attacker, &format!("ip route add {host_route} via 10.60.0.1"));
+    let first = token();
+    let sent = request(&attacker.enter(), "udp", to.ip(), 7301, &first);
+    let heard = udp.peer_of(&first, Duration::from_secs(2)).as_deref() == Some(from.ip());
+    let _ = attacker.pings(to.ip());
+    let tcp = request(&attacker.enter(), "tcp", to.ip(), 7302, &token());
+    let routed = Routed {
+        counted: spied(&victim),
+        heard,
+        connected: tcp.success(),
+    };
+    eprintln!("isolate={isolate}: {routed:?} (udp: {sent})");
+    routed
+}
+
+#[test]
+fn isolated_containers_do_not_reach_each_other_through_the_gateway() {
+    require_root!();
+    let routed = route_through_the_gateway("yes");
+    assert_eq!(
+        routed.counted,
+        [0, 0, 0],
+        "the isolated victim received the attacker's udp, icmp, tcp packets through the gateway: {routed:?}"
+    );
+    assert!(!routed.heard && !routed.connected, "{routed:?}");
+}
+
+#[test]
+fn without_isolation_a_route_through_the_gateway_reaches_the_other_container() {
+    require_root!();
+    // The twin of the test above: the same route works on isolate=no, so
+    // that test's silence is the isolation's.
+    let routed = route_through_the_gateway("no");
+    assert!(routed.counted.iter().all(|n| *n > 0), "{routed:?}");
+    assert!(routed.heard && routed.connected, "{routed:?}");
 }
 
 // ---------------------------------------------------------------------------

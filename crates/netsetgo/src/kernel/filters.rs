@@ -261,7 +261,10 @@ pub mod fake {
         }
         fn isolate(&self, network: &Network) -> Result<(), Failure> {
             self.act(format!("isolate {}", network.bridge))?;
-            self.isolated.borrow_mut().push(network.bridge.clone());
+            let mut isolated = self.isolated.borrow_mut();
+            if !isolated.contains(&network.bridge) {
+                isolated.push(network.bridge.clone());
+            }
             Ok(())
         }
         fn isolated(&self, network: &Network) -> Result<bool, Failure> {
