@@ -482,7 +482,10 @@ fn create_records_publishes_then_guards_the_host_end_before_it_is_up() {
     let hairpin = position(&log, "hairpin brg0");
     // The isolation rule after the last refusal (a claimed port), before
     // the pair.
-    assert!(tcp < udp && udp < isolate && isolate < hairpin && hairpin < attach, "{log:?}");
+    assert!(
+        tcp < udp && udp < isolate && isolate < hairpin && hairpin < attach,
+        "{log:?}"
+    );
     // The pair exists, its host end is still down: guarded, then up.
     assert!(attach < guard && guard < up, "{log:?}");
     assert!(filters.lines("masquerade").is_empty(), "nat=no: {log:?}");
@@ -1444,7 +1447,11 @@ fn check_names_a_lost_isolation_rule_alone_and_the_restore_brings_it_back() {
     assert_eq!(*filters.isolated.borrow(), ["brg0"]);
     let target = NetNs::current().unwrap();
     let session = Session::new(
-        sockets(host.clone(), Some(container_links(wired.host_index)), &filters),
+        sockets(
+            host.clone(),
+            Some(container_links(wired.host_index)),
+            &filters,
+        ),
         Some(&target),
         &store,
         &req,
