@@ -1079,47 +1079,60 @@ fn isolated_containers_reach_the_gateway_not_each_other() {
 /// it through the gateway.
 #[derive(Debug, Default)]
 struct Routed {
-    /// Packets from the attacker's address the victim's namespace counted
-    /// (its own prerouting chain), by protocol: udp, icmp, tcp.
-    counted: [u64; 3],
+    /// Packets from the attacker's addresses the victim's namespace
+    /// counted (its own prerouting chain), in [`SPIED`]'s order.
+    counted: [u64; 4],
     /// Whether the victim's UDP server heard the attacker's datagram.
     heard: bool,
     /// Whether the attacker's TCP connection to the victim was answered.
     connected: bool,
 }
 
-/// The victim's own table and chain that count what reaches it (the
-/// counters are added per attacker).
-const SPY: &str =
-    "add table ip spy; add chain ip spy pre { type filter hook prerouting priority -300; }";
+/// What the victim counts from the attacker: IPv4 UDP, ICMP and TCP, and
+/// IPv6 UDP.
+const SPIED: [(&str, &str); 4] = [("ip", "udp"), ("ip", "icmp"), ("ip", "tcp"), ("ip6", "udp")];
 
-/// The three counters of the victim's spy chain, in `Routed::counted`'s
-/// order.
-fn spied(victim: &Container) -> [u64; 3] {
-    let out = victim.exec(&["nft", "list", "chain", "ip", "spy", "pre"]);
+/// The counters of the victim's spy chain, in [`SPIED`]'s order.
+fn spied(victim: &Container) -> [u64; 4] {
+    let out = victim.exec(&["nft", "list", "chain", "inet", "spy", "pre"]);
     assert!(out.success(), "{out}");
-    let mut counted = [0; 3];
-    for (i, proto) in ["udp", "icmp", "tcp"].iter().enumerate() {
-        let line = out
-            .stdout
-            .lines()
-            .find(|l| l.contains(&format!("ip protocol {proto} counter")))
-            .unwrap_or_else(|| panic!("no {proto} counter:\n{out}"));
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let at = words.iter().position(|w| *w == "packets").expect("packets");
-        counted[i] = words[at + 1].parse().expect("a count");
-    }
-    counted
+    let counts: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let at = words.iter().position(|w| *w == "packets")?;
+            words[at + 1].parse().ok()
+        })
+        .collect();
+    counts
+        .try_into()
+        .unwrap_or_else(|c| panic!("not 4 counters ({c:?}):\n{out}"))
+}
+
+/// The container's global IPv6 address.
+fn ipv6_of(c: &Container) -> String {
+    let out = c.exec(&["ip", "-6", "-o", "addr", "show", "scope", "global"]);
+    let word = out
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet6")
+        .nth(1);
+    let address = word.and_then(|w| w.split('/').next());
+    address
+        .unwrap_or_else(|| panic!("no IPv6 address:\n{out}"))
+        .to_string()
 }
 
 /// An attacker and a victim on network `iso` (isobr0, `isolate`, nat=yes
-/// so that the host forwards), both wired by netsetgo; the attacker adds
-/// `ip route add <victim>/32 via <gateway>` (its packets keep its own MAC
-/// and address, so the guard passes them) and sends the victim a UDP
-/// datagram, pings and a TCP connection.
+/// so that the host forwards, IPv4 and IPv6), both wired by netsetgo; the
+/// attacker adds `ip route add <victim>/32 via <gateway>` and its IPv6
+/// twin (its packets keep its own MAC and addresses, so the guard passes
+/// them) and sends the victim a UDP datagram, pings and a TCP connection,
+/// and a UDP datagram over IPv6.
 fn route_through_the_gateway(isolate: &str) -> Routed {
     let world = world_with(&format!(
-        "network iso bridge=isobr0 gateway=10.60.0.1/24 nat=yes isolate={isolate}\n\
+        "network iso bridge=isobr0 gateway=10.60.0.1/24 gateway6=fd00:60::1/64 nat=yes isolate={isolate}\n\
          allow nsg-a iso 4\n\
          allow nsg-b iso 4\n"
     ));
@@ -1127,33 +1140,43 @@ fn route_through_the_gateway(isolate: &str) -> Routed {
     let from = wire_with(&world, &attacker, &["-bridgeName", "isobr0"]);
     let victim = world.container(B);
     let to = wire_with(&world, &victim, &["-bridgeName", "isobr0"]);
-    let rules = ["udp", "icmp", "tcp"].map(|p| {
-        format!(
-            "add rule ip spy pre ip saddr {} ip protocol {p} counter",
-            from.ip()
-        )
-    });
-    let spy = format!("{SPY}; {}", rules.join("; "));
-    let out = victim.exec(&["nft", &spy]);
+    let (from6, to6) = (ipv6_of(&attacker), ipv6_of(&victim));
+    let mut spy = vec![
+        "add table inet spy".to_string(),
+        "add chain inet spy pre { type filter hook prerouting priority -300; }".to_string(),
+    ];
+    for (family, proto) in SPIED {
+        let source = if family == "ip" { from.ip() } else { &from6 };
+        spy.push(format!(
+            "add rule inet spy pre {family} saddr {source} meta l4proto {proto} counter"
+        ));
+    }
+    let out = victim.exec(&["nft", &spy.join("; ")]);
     assert!(out.success(), "{out}");
-    let mut udp = Server::start(&victim.enter(), "udp", "0.0.0.0", 7301);
+    let mut udp = Server::start(&victim.enter(), "udp", "::", 7301);
     let _tcp = Server::start(&victim.enter(), "tcp", "0.0.0.0", 7302);
-    let host_route = format!("{}/32", to.ip());
     inside(
         &attacker,
-        &format!("ip route add {host_route} via 10.60.0.1"),
+        &format!("ip route add {}/32 via 10.60.0.1", to.ip()),
+    );
+    inside(
+        &attacker,
+        &format!("ip -6 route add {to6}/128 via fd00:60::1"),
     );
     let first = token();
     let sent = request(&attacker.enter(), "udp", to.ip(), 7301, &first);
     let heard = udp.peer_of(&first, Duration::from_secs(2)).as_deref() == Some(from.ip());
     let _ = attacker.pings(to.ip());
     let tcp = request(&attacker.enter(), "tcp", to.ip(), 7302, &token());
+    // Retried: the first IPv6 datagram is sometimes lost while the
+    // neighbours are resolved.
+    let over6 = request_retrying(&attacker.enter(), "udp", &to6, 7301, &token(), 3);
     let routed = Routed {
         counted: spied(&victim),
         heard,
         connected: tcp.success(),
     };
-    eprintln!("isolate={isolate}: {routed:?} (udp: {sent})");
+    eprintln!("isolate={isolate}: {routed:?} (udp: {sent}; udp over IPv6: {over6})");
     routed
 }
 
@@ -1163,8 +1186,8 @@ fn isolated_containers_do_not_reach_each_other_through_the_gateway() {
     let routed = route_through_the_gateway("yes");
     assert_eq!(
         routed.counted,
-        [0, 0, 0],
-        "the isolated victim received the attacker's udp, icmp, tcp packets through the gateway: {routed:?}"
+        [0; 4],
+        "the isolated victim received the attacker's udp, icmp, tcp, IPv6 udp packets through the gateway: {routed:?}"
     );
     assert!(!routed.heard && !routed.connected, "{routed:?}");
 }
