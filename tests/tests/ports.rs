@@ -1055,14 +1055,15 @@ fn publish_is_a_usage_error_with_other_modes_and_when_malformed() {
 
 /// Networks whose first call is refused or fails in each way that comes
 /// after the helper has opened its nftables session. Every network
-/// masquerades (nat=yes) and guards (the default): a call that got far
-/// enough would add its masquerade and hairpin rules, the publishing
-/// structure and the guard's.
+/// masquerades (nat=yes) and guards (the default), and those where a
+/// call is refused are isolated: a call that got far enough would add its
+/// masquerade, isolation and hairpin rules, the publishing structure and
+/// the guard's.
 const FIRST_CALLS: &str = "\
 network open bridge=openbr0 gateway=10.71.0.1/24 guard=no
-network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 nat=yes
-network quota bridge=quotabr0 gateway=10.73.0.1/24 nat=yes
-network tiny bridge=tinybr0 gateway=10.72.0.1/30 nat=yes
+network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 nat=yes isolate=yes
+network quota bridge=quotabr0 gateway=10.73.0.1/24 nat=yes isolate=yes
+network tiny bridge=tinybr0 gateway=10.72.0.1/30 nat=yes isolate=yes
 network fresh bridge=freshbr0 gateway=10.74.0.1/24 gateway6=fd00:74::1/64 nat=yes
 allow nsg-a open 2
 allow nsg-a default 2

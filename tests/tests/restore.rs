@@ -44,6 +44,79 @@ fn check(world: &World, c: &Container) -> Output {
     world.netsetgo(c.user(), &["-check", "-pid", &c.pid_arg()])
 }
 
+/// An isolated network (nat=yes, so that the host forwards).
+const ISOLATED: &str = "\
+network iso bridge=isobr0 gateway=10.60.0.1/24 nat=yes isolate=yes
+allow nsg-a iso 4
+";
+
+#[test]
+fn restore_brings_back_the_isolation_rule_after_a_flushed_ruleset() {
+    require_root!();
+    let world = world_with(ISOLATED);
+    let attacker = world.container(A);
+    let from = wire_with(&world, &attacker, &["-bridgeName", "isobr0"]);
+    let victim = world.container(A);
+    let to = wire_with(&world, &victim, &["-bridgeName", "isobr0"]);
+    // Both route to the other through the gateway (so that a ping gets
+    // its answer) and ignore the host's redirects.
+    for (c, other) in [(&attacker, to.ip()), (&victim, from.ip())] {
+        let route = format!("{other}/32");
+        let add = ["ip", "route", "add", &route, "via", "10.60.0.1"];
+        c.exec(&add).expect_success("the route through the gateway");
+        let quiet = ["sysctl", "-qw", "net.ipv4.conf.all.accept_redirects=0"];
+        c.exec(&quiet).expect_success("no redirects");
+    }
+    let (a, b) = (from.ip(), to.ip());
+    assert!(!attacker.pings(b), "{a} reaches {b} through the gateway");
+    let isolate_chain = ["nft", "list", "chain", "inet", "netsetgo", "isolate"];
+    assert!(world.run(&isolate_chain).success());
+
+    // The firewall restarts: the rule is gone, and the route works.
+    world
+        .run(&["nft", "flush", "ruleset"])
+        .expect_success("nft flush ruleset in the world");
+    assert!(
+        attacker.pings(b),
+        "the flush did not open the way: the test proves nothing"
+    );
+    let out = world.netsetgo(
+        A,
+        &[
+            "-check",
+            "-bridgeName",
+            "isobr0",
+            "-pid",
+            &attacker.pid_arg(),
+        ],
+    );
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in [
+        "the isolation rule of bridge isobr0 is missing",
+        "run `netsetgo -restore` as root",
+    ] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+
+    // -restore brings it back; the way is closed again, -check is content.
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains(", masquerade, isolation;"), "{out}");
+    assert!(world.run(&isolate_chain).success());
+    assert!(!attacker.pings(b), "{a} reaches {b} after -restore");
+    let out = world.netsetgo(
+        A,
+        &[
+            "-check",
+            "-bridgeName",
+            "isobr0",
+            "-pid",
+            &attacker.pid_arg(),
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "-check after -restore:\n{out}");
+}
+
 #[test]
 fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
     require_root!();

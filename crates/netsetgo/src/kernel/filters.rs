@@ -1,5 +1,6 @@
 //! The seam under the host's packet filters: the nf_tables operations the
-//! wiring decides with (masquerading, published ports, the guard), as a
+//! wiring decides with (masquerading, published ports, isolation, the
+//! guard), as a
 //! trait. [`Kernel`] is netplumb's nf_tables session on our own tables;
 //! the unit tests of `wiring` use a fake that keeps claims and guarded
 //! ports in tables and records every change, so that the order of the
@@ -19,7 +20,7 @@ use crate::plan::Published;
 use crate::policy::Network;
 use crate::ports::Mapping;
 
-/// Our table `inet netsetgo` (masquerading and publishing), and the prefix
+/// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
 /// of the guard's 32 netdev tables, which hold one chain per guarded host
 /// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); no other
 /// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
@@ -37,6 +38,14 @@ pub trait Filters {
     /// Masquerades a container's traffic to a port published by another
     /// container of the same bridge (ensured once per network).
     fn hairpin(&self, network: &Network) -> Result<(), Failure>;
+    /// Isolates the containers of an `isolate=yes` network at layer 3
+    /// (created once): the host forwards nothing from its bridge back to
+    /// it unless the connection was DNATed (a published port). Bridge
+    /// port isolation alone holds at layer 2 only: a container could route
+    /// its packets for another through the gateway.
+    fn isolate(&self, network: &Network) -> Result<(), Failure>;
+    /// Whether the network's isolation rule is in place.
+    fn isolated(&self, network: &Network) -> Result<bool, Failure>;
     /// Publishes `p` for its owner; a host port already claimed (by
     /// anyone) is refused and nothing is added.
     fn publish(&self, p: &Published) -> Result<(), Failure>;
@@ -65,6 +74,12 @@ impl<T: Filters> Filters for &T {
     }
     fn hairpin(&self, network: &Network) -> Result<(), Failure> {
         (**self).hairpin(network)
+    }
+    fn isolate(&self, network: &Network) -> Result<(), Failure> {
+        (**self).isolate(network)
+    }
+    fn isolated(&self, network: &Network) -> Result<bool, Failure> {
+        (**self).isolated(network)
     }
     fn publish(&self, p: &Published) -> Result<(), Failure> {
         (**self).publish(p)
@@ -174,6 +189,15 @@ impl Filters for Kernel {
         Ok(())
     }
 
+    fn isolate(&self, network: &Network) -> Result<(), Failure> {
+        self.nft.isolate(TABLE, &network.bridge)?;
+        Ok(())
+    }
+
+    fn isolated(&self, network: &Network) -> Result<bool, Failure> {
+        Ok(self.nft.isolated(TABLE, &network.bridge)?)
+    }
+
     fn publish(&self, p: &Published) -> Result<(), Failure> {
         // The CNI plugin publishes the host's ports too, in a table of its
         // own with the same dstnat priority: a port it claims is taken
@@ -257,6 +281,8 @@ pub mod fake {
         pub claims: RefCell<BTreeMap<(u8, u16), Ipv4Addr>>,
         /// Guarded host ends.
         pub guarded: RefCell<Vec<String>>,
+        /// Bridges with their isolation rule.
+        pub isolated: RefCell<Vec<String>>,
         /// May be shared with a `FakeLinks`, to see the order of both.
         pub log: Rc<RefCell<Vec<String>>>,
         /// Makes the operation whose log line starts with this fail, once.
@@ -299,6 +325,17 @@ pub mod fake {
         }
         fn hairpin(&self, network: &Network) -> Result<(), Failure> {
             self.act(format!("hairpin {}", network.bridge))
+        }
+        fn isolate(&self, network: &Network) -> Result<(), Failure> {
+            self.act(format!("isolate {}", network.bridge))?;
+            let mut isolated = self.isolated.borrow_mut();
+            if !isolated.contains(&network.bridge) {
+                isolated.push(network.bridge.clone());
+            }
+            Ok(())
+        }
+        fn isolated(&self, network: &Network) -> Result<bool, Failure> {
+            Ok(self.isolated.borrow().contains(&network.bridge))
         }
         fn publish(&self, p: &Published) -> Result<(), Failure> {
             let (m, owner) = (&p.mapping, p.kernel.owner);

@@ -69,6 +69,8 @@ pub struct Restored {
     pub masquerade: bool,
     /// The hairpin, in place now.
     pub hairpin: bool,
+    /// The isolation rule (`isolate=yes`), in place now.
+    pub isolation: bool,
     /// Leases whose interface was gone, collected.
     pub collected: usize,
     /// Publications removed because no grant covers them any more, or
@@ -116,7 +118,12 @@ impl Restored {
                     plural(self.publications, "publication")
                 )
             };
-        for (on, what) in [(self.masquerade, "masquerade"), (self.hairpin, "hairpin")] {
+        let rules = [
+            (self.masquerade, "masquerade"),
+            (self.isolation, "isolation"),
+            (self.hairpin, "hairpin"),
+        ];
+        for (on, what) in rules {
             if on {
                 let _ = write!(line, ", {what}");
             }
@@ -454,6 +461,7 @@ mod tests {
             publications: 2,
             publications_restored: 2,
             masquerade: true,
+            isolation: true,
             ..Restored::default()
         };
         let retired = Restored {
@@ -469,7 +477,7 @@ mod tests {
         let all = Outcome::Restored(vec![default.clone(), retired.clone()]);
         assert_eq!(
             all.line(),
-            "restore: network default (brg0): 3 leases, 3 guarded, 2 publications, masquerade; re-created 3 guards and 2 publications\n\
+            "restore: network default (brg0): 3 leases, 3 guarded, 2 publications, masquerade, isolation; re-created 3 guards and 2 publications\n\
              restore: bridge brg9 (no longer in the policy): 1 lease kept until its interface is gone, 1 guarded; nothing was missing; collected 2 leases whose interface is gone; removed (the network left the policy): tcp:8080:80 of 10.9.0.2"
         );
         assert!(all.failure().is_none());

@@ -116,9 +116,17 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         Ok(missing)
     }
 
-    /// What the firewall lacks of `plan`: its publications, its guard.
+    /// What the firewall lacks of `plan`: its publications, its guard,
+    /// its network's isolation rule.
     fn check_filters(&self, host: &Link, plan: &Plan) -> Result<Vec<String>, Failure> {
         let mut lost = Vec::new();
+        let network = &self.request.network;
+        if plan.isolated && !self.sockets.filters.isolated(network)? {
+            lost.push(format!(
+                "the isolation rule of bridge {} is missing",
+                network.bridge
+            ));
+        }
         for p in &plan.publications {
             if !self.sockets.filters.published(p)? {
                 lost.push(format!("publication {} is missing", p.mapping));

@@ -170,9 +170,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
 
     /// After the lease is reserved and before the pair exists: its ports
     /// recorded (write-ahead), then published, then the network's
-    /// masquerade and hairpin rules made sure of: after every refusal (the
-    /// quota and the address before the lease, a claimed port here), so
-    /// that a refused call makes nothing that outlives it (issue 17).
+    /// masquerade, isolation and hairpin rules made sure of: after every
+    /// refusal (the quota and the address before the lease, a claimed
+    /// port here), so that a refused call makes nothing that outlives it
+    /// (issue 17).
     /// The inverse of [`Session::teardown`].
     fn publish(&self, ledger: &mut Ledger<'_>, plan: &Plan) -> Result<(), Failure> {
         let network = &self.request.network;
@@ -186,6 +187,9 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         }
         if network.nat {
             self.sockets.filters.masquerade(network)?;
+        }
+        if network.isolate {
+            self.sockets.filters.isolate(network)?;
         }
         if !plan.publications.is_empty() {
             self.sockets.filters.hairpin(network)?;

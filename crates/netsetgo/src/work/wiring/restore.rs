@@ -26,7 +26,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// `grants` (the ports its owner's grants cover now, `None`: no bound)
     /// still covers, and all of them go when the network left the policy;
     /// then what the firewall lost is re-created: masquerading, the
-    /// hairpin, each live lease's guard and publications (never on a
+    /// isolation rule (isolate=yes), the hairpin, each live lease's guard and publications (never on a
     /// network that left the policy, whose live leases keep their lease
     /// and get their guard back until their interface goes). Each object is
     /// looked up before it is added, so a second run changes nothing; one
@@ -124,8 +124,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     }
 
     /// Re-creates what the firewall lost: masquerading (not on a network
-    /// that left the policy), the hairpin, and each live lease's guard and
-    /// granted publications.
+    /// that left the policy), the isolation rule (isolate=yes), the
+    /// hairpin, and each live lease's guard and granted publications.
     fn recreate(&self, publishing: &[Granted], done: &mut Restored) {
         let network = &self.request.network;
         let filters = &self.sockets.filters;
@@ -134,6 +134,12 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             match filters.masquerade(network) {
                 Ok(()) => done.masquerade = true,
                 Err(e) => fail("masquerading".into(), e),
+            }
+        }
+        if network.isolate {
+            match filters.isolate(network) {
+                Ok(()) => done.isolation = true,
+                Err(e) => fail("the isolation rule".into(), e),
             }
         }
         if publishing.iter().any(|(_, granted)| !granted.is_empty()) {

@@ -478,8 +478,14 @@ fn create_records_publishes_then_guards_the_host_end_before_it_is_up() {
     let attach = position(&log, "attach veth0a0a0a02");
     let guard = position(&log, "guard veth0a0a0a02");
     let up = position(&log, &format!("up #{}", wired.host_index));
+    let isolate = position(&log, "isolate brg0");
     let hairpin = position(&log, "hairpin brg0");
-    assert!(tcp < udp && udp < hairpin && hairpin < attach, "{log:?}");
+    // The isolation rule after the last refusal (a claimed port), before
+    // the pair.
+    assert!(
+        tcp < udp && udp < isolate && isolate < hairpin && hairpin < attach,
+        "{log:?}"
+    );
     // The pair exists, its host end is still down: guarded, then up.
     assert!(attach < guard && guard < up, "{log:?}");
     assert!(filters.lines("masquerade").is_empty(), "nat=no: {log:?}");
@@ -505,6 +511,7 @@ fn create_records_publishes_then_guards_the_host_end_before_it_is_up() {
     assert!(!host.ports.borrow().contains_key(&wired.host_index));
     assert_eq!(host.pinned.borrow().len(), 1);
     assert_eq!(filters.lines("hairpin").len(), 1);
+    assert_eq!(filters.lines("isolate").len(), 1, "isolate=no: no rule");
     assert!(ports_of(&store, "10.10.10.3").is_empty());
 }
 
@@ -544,7 +551,7 @@ fn refused_publications_change_nothing() {
     assert!(refused.message.contains("already published"), "{refused}");
     let log = filters.log.borrow().clone();
     assert!(position(&log, "unpublish tcp:8080:80") > position(&log, "publish tcp:8080:80"));
-    for never in ["guard", "hairpin", "masquerade", "attach"] {
+    for never in ["guard", "hairpin", "masquerade", "isolate", "attach"] {
         assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
     }
     assert_eq!(filters.claims.borrow().len(), 1);
@@ -574,7 +581,7 @@ fn a_call_refused_at_its_quota_makes_no_rule() {
     let refused = second.unwrap_err();
     assert!(refused.message.contains("1 of your 1"), "{refused}");
     let log = filters.log.borrow().clone();
-    for never in ["publish", "guard", "masquerade", "hairpin"] {
+    for never in ["publish", "guard", "masquerade", "isolate", "hairpin"] {
         assert!(filters.lines(never).is_empty(), "{never}: {log:?}");
     }
 }
@@ -613,7 +620,7 @@ fn a_bridge_with_the_most_ports_linux_allows_is_refused_before_anything_is_made(
 
 #[test]
 fn a_failure_at_any_step_undoes_the_earlier_ones() {
-    for step in ["guard", "publish tcp", "publish udp", "attach"] {
+    for step in ["guard", "publish tcp", "publish udp", "isolate", "attach"] {
         let dir = Scratch::new("rollback");
         let store = dir.store(A);
         let (host, filters) = shared();
@@ -795,6 +802,7 @@ fn delete_and_check_cover_publications_guard_and_isolation() {
         "published",
         "guarded",
         "isolated",
+        "isolation",
         "learns",
         "unicast",
         "pinned",
@@ -803,12 +811,14 @@ fn delete_and_check_cover_publications_guard_and_isolation() {
     }
     filters.claims.borrow_mut().clear();
     filters.guarded.borrow_mut().clear();
+    filters.isolated.borrow_mut().clear();
     session.sockets.host.ports.borrow_mut().clear();
     session.sockets.host.pinned.borrow_mut().clear();
     let broken = block_on(session.check()).unwrap_err();
     for missing in [
         "publication tcp:8080:80 is missing",
         "the guard of host end veth0a0a0a02 is missing",
+        "the isolation rule of bridge brg0 is missing",
         "run `netsetgo -restore` as root",
         "host end veth0a0a0a02 is not isolated",
         "bridge port veth0a0a0a02 learns source MACs",
@@ -1169,6 +1179,7 @@ fn granted(uid: u32, _: &Network) -> Result<Covered, Failure> {
 fn flush(filters: &FakeFilters) {
     filters.claims.borrow_mut().clear();
     filters.guarded.borrow_mut().clear();
+    filters.isolated.borrow_mut().clear();
 }
 
 fn restore_one(
@@ -1221,11 +1232,13 @@ fn restore_recreates_what_the_firewall_lost_and_a_second_run_changes_nothing() {
             publications: 1,
             publications_restored: 1,
             masquerade: true,
+            isolation: true,
             hairpin: true,
             collected: 1,
             ..Restored::default()
         }
     );
+    assert_eq!(*filters.isolated.borrow(), ["brg0"]);
     assert_eq!(
         filters.claims.borrow()[&(6, 8080)],
         "10.10.10.2".parse::<Ipv4Addr>().unwrap()
@@ -1415,4 +1428,64 @@ fn check_names_what_the_firewall_lost_and_the_restore() {
         broken.message.contains("run `netsetgo -restore` as root"),
         "{broken}"
     );
+    assert!(
+        broken
+            .message
+            .contains("the isolation rule of bridge brg0 is missing"),
+        "{broken}"
+    );
+}
+
+#[test]
+fn check_names_a_lost_isolation_rule_alone_and_the_restore_brings_it_back() {
+    let dir = Scratch::new("checkisolate");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    let req = publishing(&[]);
+    let (host, wired) = wire_with(host, &filters, &store, &req, A, None);
+    let wired = wired.unwrap();
+    assert_eq!(*filters.isolated.borrow(), ["brg0"]);
+    let target = NetNs::current().unwrap();
+    let session = Session::new(
+        sockets(
+            host.clone(),
+            Some(container_links(wired.host_index)),
+            &filters,
+        ),
+        Some(&target),
+        &store,
+        &req,
+        A,
+    );
+    filters.isolated.borrow_mut().clear();
+    let broken = block_on(session.check()).unwrap_err().message;
+    for said in [
+        "the isolation rule of bridge brg0 is missing",
+        "run `netsetgo -restore` as root",
+    ] {
+        assert!(broken.contains(said), "{said:?}: {broken}");
+    }
+    for not in ["publication", "the guard of"] {
+        assert!(!broken.contains(not), "{not:?}: {broken}");
+    }
+    let done = restore_one(host, &filters, req.clone(), dir.store(0), &granted);
+    assert!(done.isolation, "{done:?}");
+    assert!(done.line().contains(", isolation"), "{}", done.line());
+    assert_eq!(*filters.isolated.borrow(), ["brg0"]);
+    let fixed = block_on(session.check()).unwrap_err().message;
+    assert!(!fixed.contains("isolation"), "{fixed}");
+}
+
+#[test]
+fn restore_makes_no_isolation_rule_on_a_network_without_isolate() {
+    let dir = Scratch::new("noisolate");
+    let filters = FakeFilters::default();
+    let (host, mut req) = three(&dir, &filters);
+    flush(&filters);
+    req.network.isolate = false;
+    let before = filters.lines("isolate").len();
+    let done = restore_one(host, &filters, req, dir.store(0), &granted);
+    assert!(!done.isolation && done.masquerade, "{done:?}");
+    assert_eq!(filters.lines("isolate").len(), before);
+    assert!(filters.isolated.borrow().is_empty());
 }
