@@ -241,26 +241,15 @@ impl Nftables {
         table: &str,
         set: &str,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(NFT_MSG_GETSETELEM),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
-            family.nfproto(),
-            0,
-        );
-        msg.attrs().string(NFTA_SET_ELEM_LIST_TABLE, table);
-        msg.attrs().string(NFTA_SET_ELEM_LIST_SET, set);
-        let replies = match self.exchange(&msg.finish(), seq) {
-            Ok(replies) => replies,
-            Err(f) if f.errno() == Some(libc::ENOENT) => return Ok(Vec::new()),
-            Err(f) => {
-                return Err(f.into_error(
-                    Step::NftLookUp,
-                    format!("elements of set {} {table} {set}", family.name()),
-                ))
-            }
-        };
+        let replies = self.dump(
+            NFT_MSG_GETSETELEM,
+            family,
+            [
+                (NFTA_SET_ELEM_LIST_TABLE, table),
+                (NFTA_SET_ELEM_LIST_SET, set),
+            ],
+            || format!("elements of set {} {table} {set}", family.name()),
+        )?;
         let value = |element: &[u8], kind| {
             attribute(element, kind)
                 .and_then(|v| attribute(v, NFTA_DATA_VALUE))
@@ -283,29 +272,44 @@ impl Nftables {
         Ok(out)
     }
 
-    /// The rules of chain `<family> <table> <chain>`, empty if there is no
-    /// such chain.
-    pub(super) fn rules(&self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
+    /// The replies of a dump of message type `ty` (`NFT_MSG_GET...`) in
+    /// `family` whose request names `names` (table, then set or chain):
+    /// none when the kernel has no such object (`ENOENT`); any other error
+    /// names `what` was looked up.
+    fn dump(
+        &self,
+        ty: u16,
+        family: Family,
+        names: [(u16, &str); 2],
+        what: impl FnOnce() -> String,
+    ) -> Result<Vec<Vec<u8>>> {
         let seq = self.next_seq();
         let mut msg = Message::new(
-            nft_type(NFT_MSG_GETRULE),
+            nft_type(ty),
             NLM_F_REQUEST | NLM_F_DUMP,
             seq,
             family.nfproto(),
             0,
         );
-        msg.attrs().string(NFTA_RULE_TABLE, table);
-        msg.attrs().string(NFTA_RULE_CHAIN, chain);
-        let replies = match self.exchange(&msg.finish(), seq) {
-            Ok(replies) => replies,
-            Err(f) if f.errno() == Some(libc::ENOENT) => return Ok(Vec::new()),
-            Err(f) => {
-                return Err(f.into_error(
-                    Step::NftLookUp,
-                    format!("rules of chain {} {table} {chain}", family.name()),
-                ))
-            }
-        };
+        for (kind, name) in names {
+            msg.attrs().string(kind, name);
+        }
+        match self.exchange(&msg.finish(), seq) {
+            Ok(replies) => Ok(replies),
+            Err(f) if f.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
+            Err(f) => Err(f.into_error(Step::NftLookUp, what())),
+        }
+    }
+
+    /// The rules of chain `<family> <table> <chain>`, empty if there is no
+    /// such chain.
+    pub(super) fn rules(&self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
+        let replies = self.dump(
+            NFT_MSG_GETRULE,
+            family,
+            [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)],
+            || format!("rules of chain {} {table} {chain}", family.name()),
+        )?;
         let mut rules = Vec::new();
         for body in replies {
             let mut rule = RuleInfo {
