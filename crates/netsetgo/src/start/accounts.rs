@@ -1,5 +1,5 @@
 //! The system's accounts: user and group names from /etc/passwd and
-//! /etc/group, read as root-owned configuration is ([`read_trusted`]), each
+//! /etc/group, read as root-owned configuration is (`secure::read_trusted`), each
 //! at most once per call. The policy's grants and the worker identity
 //! ([`crate::privilege::Worker`]) both ask them.
 
@@ -34,7 +34,7 @@ pub struct SystemAccounts {
 }
 
 impl SystemAccounts {
-    /// The text of /etc/passwd, read (as the policy is: [`read_trusted`])
+    /// The text of /etc/passwd, read (as the policy is: `secure::read_trusted`)
     /// on first use.
     pub fn passwd(&self) -> Result<&str, Failure> {
         cached(&self.passwd, PASSWD)
