@@ -66,7 +66,10 @@ fn library_responder(world: &World) -> (Terms, Client, u32) {
     let pid = in_netns_of(world.pid(), move || {
         let responder = Responder::open(NOBODY, NOBODY).expect("open");
         responder.bind(h0, &forked).expect("bind");
-        responder.start().expect("start").expect("a bound responder")
+        responder
+            .start()
+            .expect("start")
+            .expect("a bound responder")
     });
     // It sheds its privileges right after the fork.
     let shed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
@@ -569,9 +572,20 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
     let c = world.container(A);
     let before = responders(&world);
     let (mut read, write, inode) = full_pipe();
-    let bin = netsetgo_e2e::installed_binary().to_string_lossy().into_owned();
+    let bin = netsetgo_e2e::installed_binary()
+        .to_string_lossy()
+        .into_owned();
     let pid = c.pid_arg();
-    let args = [&bin, "create", "/dev/null", "dummy", &pid, "veth", "brg0", "eth0"];
+    let args = [
+        &bin,
+        "create",
+        "/dev/null",
+        "dummy",
+        &pid,
+        "veth",
+        "brg0",
+        "eth0",
+    ];
     let mut cmd = world.command(Some(c.user()), &args);
     cmd.stdin(std::process::Stdio::null())
         .stdout(write)
@@ -580,18 +594,27 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
     drop(cmd); // our copy of the write end
     let writes = [libc::SYS_write, libc::SYS_writev].map(|n| format!("{n} 0x1 "));
     let mut helper = None;
-    let blocked = netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(10), || {
-        helper = holding("netsetgo", 1, inode).first().copied();
-        helper.is_some_and(|h| {
-            let call = fs::read_to_string(format!("/proc/{h}/syscall")).unwrap_or_default();
-            writes.iter().any(|w| call.starts_with(w.as_str()))
-        })
-    });
+    let blocked =
+        netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(10), || {
+            helper = holding("netsetgo", 1, inode).first().copied();
+            helper.is_some_and(|h| {
+                let call = fs::read_to_string(format!("/proc/{h}/syscall")).unwrap_or_default();
+                writes.iter().any(|w| call.starts_with(w.as_str()))
+            })
+        });
     let helper = helper.expect("the helper holds the pipe on fd 1");
     assert!(blocked, "helper {helper} never blocked writing to fd 1");
     let children = fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"));
-    assert_eq!(children.expect("children"), "", "no responder before the line");
-    assert_eq!(responders(&world).len(), before.len() + 1, "only the helper");
+    assert_eq!(
+        children.expect("children"),
+        "",
+        "no responder before the line"
+    );
+    assert_eq!(
+        responders(&world).len(),
+        before.len() + 1,
+        "only the helper"
+    );
     let (sender, ended) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut out = Vec::new();
@@ -603,7 +626,9 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
         .expect("the output ends");
     let status = child.wait().expect("wait for netsetgo");
     assert!(status.success(), "{status}");
-    let line = String::from_utf8_lossy(&out).trim_start_matches('x').to_string();
+    let line = String::from_utf8_lossy(&out)
+        .trim_start_matches('x')
+        .to_string();
     let fields: Vec<&str> = line.trim_end().split(':').collect();
     assert_eq!((fields.len(), fields[0]), (4, "eth0"), "{line:?}");
     let new: Vec<u32> = responders(&world)
@@ -621,6 +646,11 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
     c.exec(&["ip", "link", "set", "eth0", "up"])
         .expect_success("eth0 up");
     let mac = mac_in(c.pid(), "eth0");
-    exchange(&Client::on(c.pid(), "eth0"), mac, lease.address, "10.10.10.1");
+    exchange(
+        &Client::on(c.pid(), "eth0"),
+        mac,
+        lease.address,
+        "10.10.10.1",
+    );
     assert!(gone_within(new[0], Duration::from_secs(5)));
 }

@@ -371,7 +371,13 @@ fn start_responder(responder: Responder, call: &Call, exit: ExitCode) -> ExitCod
     match responder::null_stdio().and_then(|()| responder.start()) {
         Ok(_) => exit,
         Err(f) => {
-            audit::record(call.uid, call.pid, call.action, call.network.as_deref(), Err(&f));
+            audit::record(
+                call.uid,
+                call.pid,
+                call.action,
+                call.network.as_deref(),
+                Err(&f),
+            );
             ExitCode::FAILURE
         }
     }
