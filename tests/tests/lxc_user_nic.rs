@@ -65,7 +65,11 @@ fn library_responder(world: &World) -> (Terms, Client, u32) {
     // Forked from inside the world, so that the world takes it down.
     let pid = in_netns_of(world.pid(), move || {
         let responder = Responder::open(NOBODY, NOBODY).expect("open");
-        responder.start(h0, &forked).expect("start")
+        responder.bind(h0, &forked).expect("bind");
+        responder
+            .start()
+            .expect("start")
+            .expect("a bound responder")
     });
     // It sheds its privileges right after the fork.
     let shed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
@@ -506,4 +510,147 @@ fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_garbage_collection() {
     assert_eq!(Snapshot::ipv6_default_routes(d.pid()), vec![]);
     assert_eq!(world.leases("brg0"), vec![]);
     assert_eq!(guard_chains(&world), Vec::<String>::new());
+}
+
+/// A pipe whose write end is full: a write of one more byte blocks until
+/// the read end is read. Returns (read end, write end, the pipe's inode).
+fn full_pipe() -> (fs::File, fs::File, u64) {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let mut fds = [0; 2];
+    // SAFETY: two ints for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just returned to us and are owned by nothing else.
+    let (read, write) = unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) };
+    let flags = |set: libc::c_int| {
+        // SAFETY: fcntl on an fd we own.
+        assert_eq!(unsafe { libc::fcntl(fds[1], libc::F_SETFL, set) }, 0);
+    };
+    flags(libc::O_NONBLOCK);
+    for chunk in [4096, 1] {
+        let bytes = vec![b'x'; chunk];
+        // Bounded: a pipe holds at most 1 MiB by default.
+        for _ in 0..(1 << 20) {
+            // SAFETY: writes from a buffer of that length.
+            if unsafe { libc::write(fds[1], bytes.as_ptr().cast(), chunk) } < 0 {
+                break;
+            }
+        }
+    }
+    flags(0);
+    let inode = read.metadata().expect("the pipe").ino();
+    (read, write, inode)
+}
+
+/// The processes named `name` whose fd `fd` is the pipe `inode`.
+fn holding(name: &str, fd: u32, inode: u64) -> Vec<u32> {
+    let pipe = format!("pipe:[{inode}]");
+    fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| {
+            netsetgo_e2e::dhcp::status_field(pid, "Name") == name
+                && fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .is_ok_and(|t| t.to_string_lossy() == pipe)
+        })
+        .collect()
+}
+
+/// rootlesskit reads the helper's output to its end before its DHCP client
+/// starts, so the responder must never hold the caller's stdout, not even
+/// until its first run. The helper's stdout here is a pipe kept full: the
+/// helper blocks writing its line, and while it does it has no child (a
+/// responder forked before the line, as before, would exist by then and
+/// hold the pipe until it first ran). Once the test reads, the output ends
+/// with the helper's exit while its responder lives on, holding nothing
+/// but /dev/null and its socket, and answers the lease.
+#[test]
+fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let before = responders(&world);
+    let (mut read, write, inode) = full_pipe();
+    let bin = netsetgo_e2e::installed_binary()
+        .to_string_lossy()
+        .into_owned();
+    let pid = c.pid_arg();
+    let args = [
+        &bin,
+        "create",
+        "/dev/null",
+        "dummy",
+        &pid,
+        "veth",
+        "brg0",
+        "eth0",
+    ];
+    let mut cmd = world.command(Some(c.user()), &args);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(write)
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn netsetgo");
+    drop(cmd); // our copy of the write end
+    let writes = [libc::SYS_write, libc::SYS_writev].map(|n| format!("{n} 0x1 "));
+    let mut helper = None;
+    let blocked =
+        netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(10), || {
+            helper = holding("netsetgo", 1, inode).first().copied();
+            helper.is_some_and(|h| {
+                let call = fs::read_to_string(format!("/proc/{h}/syscall")).unwrap_or_default();
+                writes.iter().any(|w| call.starts_with(w.as_str()))
+            })
+        });
+    let helper = helper.expect("the helper holds the pipe on fd 1");
+    assert!(blocked, "helper {helper} never blocked writing to fd 1");
+    let children = fs::read_to_string(format!("/proc/{helper}/task/{helper}/children"));
+    assert_eq!(
+        children.expect("children"),
+        "",
+        "no responder before the line"
+    );
+    assert_eq!(
+        responders(&world).len(),
+        before.len() + 1,
+        "only the helper"
+    );
+    let (sender, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut read, &mut out);
+        let _ = sender.send(out);
+    });
+    let out = ended
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the output ends");
+    let status = child.wait().expect("wait for netsetgo");
+    assert!(status.success(), "{status}");
+    let line = String::from_utf8_lossy(&out)
+        .trim_start_matches('x')
+        .to_string();
+    let fields: Vec<&str> = line.trim_end().split(':').collect();
+    assert_eq!((fields.len(), fields[0]), (4, "eth0"), "{line:?}");
+    let new: Vec<u32> = responders(&world)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert_eq!(new.len(), 1, "one responder alive after the end: {new:?}");
+    let worker = ensure_worker();
+    assert_holds_nothing(new[0], worker.uid, worker.gid);
+    let lease = world
+        .leases("brg0")
+        .into_iter()
+        .find(|l| l.ifname == fields[2])
+        .unwrap_or_else(|| panic!("no lease for {}", fields[2]));
+    c.exec(&["ip", "link", "set", "eth0", "up"])
+        .expect_success("eth0 up");
+    let mac = mac_in(c.pid(), "eth0");
+    exchange(
+        &Client::on(c.pid(), "eth0"),
+        mac,
+        lease.address,
+        "10.10.10.1",
+    );
+    assert!(gone_within(new[0], Duration::from_secs(5)));
 }

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use netplumb::{NetNs, NsId};
 use netsetgo::cli::{self, Args, Mode, Usage};
-use netsetgo::dhcp::responder::Responder;
+use netsetgo::dhcp::responder::{self, Responder};
 use netsetgo::error::Failure;
 use netsetgo::leases::{Claimed, Store};
 use netsetgo::output::{self, Outcome};
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         sys: Kernel,
         call: None,
         format: Format::Line,
+        responder: None,
     })
 }
 
@@ -45,6 +46,9 @@ struct Helper {
     /// by then.
     call: Option<Call>,
     format: Format,
+    /// The DHCP responder a `create` in lxc-user-nic mode bound, to be
+    /// forked once the line is out.
+    responder: Option<Responder>,
 }
 
 impl Helper {
@@ -292,9 +296,9 @@ impl Stages for Helper {
     /// isolated on isolate=yes networks, and on guard=yes networks learning
     /// and unknown unicast off, the MAC pinned to it and its netdev guard
     /// chain added) and its configuration, the lease completed (and in
-    /// lxc-user-nic mode the DHCP responder forked, which holds nothing
-    /// before it reads a packet); any failure deletes what this call made.
-    /// The lock is released on return.
+    /// lxc-user-nic mode the DHCP responder's socket bound, kept for stage
+    /// 13); any failure deletes what this call made. The lock is released
+    /// on return.
     fn locked_work(
         &mut self,
         work: Work<Self>,
@@ -307,6 +311,7 @@ impl Stages for Helper {
             state: store,
             request: (request, _),
         } = work;
+        let responder = &mut self.responder;
         runtime()?.block_on(async {
             let mut sockets = Sockets::open(opened.host, opened.inside, opened.nft, opened.dhcp)?;
             if let Some(mark) = opened.claimed {
@@ -317,6 +322,7 @@ impl Stages for Helper {
             match action {
                 Action::Wire { container, .. } => {
                     let wired = session.create(container).await?;
+                    *responder = session.into_responder();
                     Ok(if request.by_dhcp() {
                         Outcome::Nic(wired)
                     } else {
@@ -335,12 +341,45 @@ impl Stages for Helper {
     }
 
     /// The audit record (a start that failed sanitising was audited there)
-    /// and the output.
+    /// and the output; then, in lxc-user-nic mode, the DHCP responder.
     fn report(&mut self, result: Result<Outcome, Failure>) -> ExitCode {
         if let Some(call) = &self.call {
             audit_call(call, &result);
         }
-        report(result, self.format)
+        let exit = report(result, self.format);
+        match (self.responder.take(), &self.call) {
+            (Some(responder), Some(call)) => start_responder(responder, call, exit),
+            _ => exit,
+        }
+    }
+}
+
+/// Stage 13, **Report**: last, in lxc-user-nic mode: the DHCP responder
+/// bound at stage 12 is forked only now that the line is written and
+/// /dev/null is on fds 0-2 (fds 3 and up were closed at stage 1), so it
+/// never holds a descriptor of the caller's: the caller's read of our
+/// output ends when we exit, not when the responder first runs (see
+/// `dhcp::responder`). It was bound only by a create that succeeded. A
+/// failure here comes after the line that reported success: it is audited
+/// and the exit status is non-zero (stderr is /dev/null by then); the
+/// lease stays until the caller deletes it or garbage collection finds its
+/// interface gone.
+fn start_responder(responder: Responder, call: &Call, exit: ExitCode) -> ExitCode {
+    // A caller that stopped reading loses the line; the responder still
+    // serves the interface, as when the line was read.
+    let _ = std::io::stdout().flush();
+    match responder::null_stdio().and_then(|()| responder.start()) {
+        Ok(_) => exit,
+        Err(f) => {
+            audit::record(
+                call.uid,
+                call.pid,
+                call.action,
+                call.network.as_deref(),
+                Err(&f),
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 

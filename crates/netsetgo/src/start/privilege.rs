@@ -77,7 +77,7 @@ const UNLIMITED: u64 = libc::RLIM_INFINITY;
 /// | STACK      | 8 MiB     | 8 MiB     | the usual default; the main thread's stack, mapped at exec with the caller's limit, grows up to it (the kernel checks the limit when the stack faults, and the exec left a gap of at least 128 MiB below it for mappings); with a small limit the helper died by SIGSEGV holding the lock |
 /// | CORE       | 0         | 0         | no core dump of a privileged process, whatever `suid_dumpable` says (lowering needs no privilege) |
 /// | RSS        | unlimited | 0         | ignored by Linux since 2.6; set anyway so that nothing inherited is left |
-/// | NPROC      | unlimited | 4096      | counts the processes of the real uid: the DHCP responder is forked as the system user, which every caller's helpers share, so a finite value lets many helpers at once make one's fork fail (the call then fails and rolls back) |
+/// | NPROC      | unlimited | 4096      | counts the processes of the real uid: the DHCP responder is forked as the system user, which every caller's helpers share, so a finite value lets many helpers at once make one's fork fail (the call then exits non-zero, the failure audited; see `dhcp::responder`) |
 /// | NOFILE     | 1024      | 64        | the helper opens a few dozen descriptors at most; 1024 is the usual soft limit and keeps every descriptor below FD_SETSIZE |
 /// | MEMLOCK    | 8 MiB     | 0         | the kernel's own default since 5.16; the helper locks no memory |
 /// | AS         | unlimited | 256 MiB   | as DATA: a mapping failing half way |

@@ -92,7 +92,8 @@ pub trait Stages {
         action: Self::Action,
     ) -> Result<Self::Outcome, Failure>;
     /// Stage 13, **report**: one audit record and one line out, once the
-    /// lock is released; the exit status.
+    /// lock is released (then, in lxc-user-nic mode, the DHCP responder
+    /// forked); the exit status.
     fn report(&mut self, result: Result<Self::Outcome, Failure>) -> Self::Exit;
 }
 

@@ -4,14 +4,37 @@
 //!
 //! The socket is opened while the helper still holds CAP_NET_RAW
 //! ([`Responder::open`]; unbound, it receives nothing), given its filter
-//! and bound once the host end exists, and then the responder is forked
-//! ([`Responder::start`]). The child leaves the caller's session, keeps no fd but /dev/null on 0-2 and
+//! and bound under the network's lock once the host end exists
+//! ([`Responder::bind`]; a client's requests queue on it from then on),
+//! and the responder is forked last, after the lock is released and the
+//! helper's line is written ([`Responder::start`]).
+//!
+//! The helper forks it only after it has put /dev/null on its own fds 0-2
+//! ([`null_stdio`]; fds 3 and up were closed when it started), so the
+//! responder never holds a descriptor of the caller's, not even between
+//! the fork and its first run: a fork copies the descriptor table, and a
+//! table with no descriptor of the caller's in it has none to copy. The
+//! caller (rootlesskit reads the helper's output to its end before its
+//! DHCP client starts) thus sees the end of our output when the helper
+//! exits, however late the scheduler first runs the responder. (Keeping
+//! the fork under the lock and having the child close the caller's fds,
+//! as before, made that end wait for the child's first run: up to 9.8 ms
+//! after the helper's exit under load. Parking the caller's fds on other
+//! numbers around the fork leaves copies in the child; close-on-exec does
+//! nothing without an exec, and no clone(2) flag gives a child an empty
+//! table.) A fork that fails at that point comes after the line reported
+//! success: the helper audits the failure and exits non-zero, and the
+//! lease stays until the caller deletes it or garbage collection finds its
+//! interface gone.
+//!
+//! The child leaves the caller's session, keeps no fd but /dev/null on 0-2 and
 //! the socket, becomes the given unprivileged uid and gid with no
 //! supplementary group, no capability in any set (bounding included),
 //! no_new_privs and not dumpable, checks all of that, and only then reads a
 //! packet. It exits after its ACK, after [`LIFETIME`], after
 //! [`MAX_PACKETS`] requests, or as soon as the host end goes away.
 
+use std::cell::OnceCell;
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -44,11 +67,13 @@ const SO_ATTACH_FILTER: c_int = 26;
 /// An Ethernet payload; anything longer is not a request we answer.
 const BUFFER: usize = 1500;
 
-/// A packet socket for one host end, and whom the responder runs as.
+/// A packet socket for one host end, whom the responder runs as, and
+/// (once bound) whom it answers.
 pub struct Responder {
     socket: OwnedFd,
     uid: u32,
     gid: u32,
+    terms: OnceCell<Terms>,
 }
 
 impl Responder {
@@ -71,19 +96,23 @@ impl Responder {
         }
         // SAFETY: fd was just returned to us and is owned by nothing else.
         let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Responder { socket, uid, gid })
+        Ok(Responder {
+            socket,
+            uid,
+            gid,
+            terms: OnceCell::new(),
+        })
     }
 
     /// Filters the socket down to IPv4 UDP to port 67 that arrives from
     /// the container, binds it to the host end `ifindex` (ETH_P_ALL: a
     /// bridge port's frames reach protocol-specific sockets only after the
-    /// bridge took them, i.e. never), and forks the responder for `terms`;
-    /// returns its pid.
-    ///
-    /// The caller must be single-threaded (the helper is: its runtime runs
-    /// on the main thread and starts none), so the child may run ordinary
-    /// code.
-    pub fn start(&self, ifindex: u32, terms: &Terms) -> Result<u32, Failure> {
+    /// bridge took them, i.e. never), and keeps `terms` for
+    /// [`Responder::start`]. Requests queue on the socket from now on.
+    pub fn bind(&self, ifindex: u32, terms: &Terms) -> Result<(), Failure> {
+        if self.terms.get().is_some() {
+            return Err(Failure::internal("DHCP responder: bound twice"));
+        }
         let filter = filter();
         let program = libc::sock_fprog {
             len: filter.len() as u16,
@@ -107,10 +136,28 @@ impl Responder {
         if bound != 0 {
             return Err(os_failure("bind the packet socket"));
         }
+        let _ = self.terms.set(terms.clone());
+        Ok(())
+    }
+
+    /// Forks the responder of a bound socket and returns its pid (`None`:
+    /// never bound, nothing to serve). The child inherits every fd of the
+    /// calling process and closes all but the socket before it reads a
+    /// packet, but may run only after the caller returned: the helper
+    /// calls this last, with /dev/null on its fds 0-2 (see the module's
+    /// doc).
+    ///
+    /// The caller must be single-threaded (the helper is: its runtime runs
+    /// on the main thread and starts none), so the child may run ordinary
+    /// code.
+    pub fn start(self) -> Result<Option<u32>, Failure> {
+        let Some(terms) = self.terms.get() else {
+            return Ok(None);
+        };
         // SAFETY: single-threaded (above); the child never returns.
         match unsafe { fork() } {
             Err(e) => Err(Failure::internal(format!("DHCP responder: fork: {e}"))),
-            Ok(ForkResult::Parent { child }) => Ok(child.as_raw() as u32),
+            Ok(ForkResult::Parent { child }) => Ok(Some(child.as_raw() as u32)),
             Ok(ForkResult::Child) => {
                 let code = match isolate(self.socket.as_raw_fd())
                     .and_then(|fd| shed(self.uid, self.gid).map(|()| fd))
@@ -196,6 +243,29 @@ fn filter() -> [sock_filter; 11] {
     ]
 }
 
+/// Puts /dev/null on this process's fds 0-2, letting go of whatever they
+/// were (the helper's caller's, before it forks the responder).
+pub fn null_stdio() -> Result<(), Failure> {
+    let failed = |what: &str| os_failure(&format!("{what} (for fds 0-2)"));
+    // SAFETY: plain syscalls on fd numbers; fds 0-2 stay open (now on
+    // /dev/null) for whatever owns them.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return Err(failed("open /dev/null"));
+        }
+        for std in 0..=2 {
+            if libc::dup2(null, std) != std {
+                return Err(failed("dup2 /dev/null"));
+            }
+        }
+        if null > 2 {
+            libc::close(null);
+        }
+    }
+    Ok(())
+}
+
 /// Leaves the caller's session (no terminal signals) and keeps no fd but
 /// /dev/null on 0-2 and the socket, moved to fd 3.
 fn isolate(fd: RawFd) -> Result<RawFd, ()> {
@@ -207,17 +277,10 @@ fn isolate(fd: RawFd) -> Result<RawFd, ()> {
         if fd != SOCKET && libc::dup3(fd, SOCKET, 0) != SOCKET {
             return Err(());
         }
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null < 0 {
-            return Err(());
-        }
-        for std in 0..=2 {
-            if libc::dup2(null, std) != std {
-                return Err(());
-            }
-        }
-        Kernel.close_from(SOCKET as u32 + 1);
     }
+    null_stdio().map_err(drop)?;
+    // SAFETY: as above.
+    unsafe { Kernel.close_from(SOCKET as u32 + 1) };
     Ok(SOCKET)
 }
 

@@ -2,7 +2,8 @@
 //! (`bridge`), the lease work done under the lock (`lease`: admitted, an
 //! address chosen), then the plan executed: the lease reserved with its
 //! ports published (`lease`), the pair made and guarded, the lease
-//! completed, the DHCP responder started. What is made is recorded in an
+//! completed, the DHCP responder's socket bound (the helper forks the
+//! responder itself after its output, see `dhcp::responder`). What is made is recorded in an
 //! [`Undo`], and undone here, last first, if a later step fails.
 
 use std::os::fd::AsFd;
@@ -187,8 +188,9 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         self.sockets.host.attach(inside, &attachment, guard).await
     }
 
-    /// Starts the DHCP responder for the new pair (if this call has one):
-    /// the lease's address for the MAC its peer was born with.
+    /// Binds the DHCP responder's socket to the new pair's host end (if
+    /// this call has one), for the lease's address and the MAC its peer was
+    /// born with; the helper forks the responder once its line is out.
     fn serve_dhcp(&self, attached: &Attached, plan: &Plan) -> Result<(), Failure> {
         let Some(responder) = &self.sockets.dhcp else {
             return Ok(());
@@ -202,6 +204,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             gateway: network.gateway,
             dns: network.dns_servers(),
         };
-        responder.start(attached.host_index, &terms).map(drop)
+        responder.bind(attached.host_index, &terms)
     }
 }

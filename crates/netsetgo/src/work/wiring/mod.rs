@@ -114,6 +114,13 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
         }
     }
 
+    /// Ends the session, handing back the DHCP responder (bound by a
+    /// `create` that succeeded), for the helper to start once its line is
+    /// out.
+    pub fn into_responder(self) -> Option<Responder> {
+        self.sockets.dhcp
+    }
+
     fn inside(&self) -> Result<(&L, &NetNs), Failure> {
         match (&self.sockets.inside, self.target) {
             (Some(inside), Some(target)) => Ok((inside, target)),
