@@ -268,8 +268,8 @@ impl Netlink {
     }
 
     /// Brings link `index` up with IPv6 address generation off
-    /// (`addrgenmode none`), in one request so that no link-local address is
-    /// ever made. A bridge port, or an interface on an IPv4-only network,
+    /// (`addrgenmode none`), set before the link comes up so that no
+    /// link-local address is ever made. A bridge port, or an interface on an IPv4-only network,
     /// then sends no DAD, router solicitations or MLD reports, which a
     /// bridge would flood to every port: with many ports that background
     /// work is what makes each new port cost more than the last.
@@ -284,18 +284,22 @@ impl Netlink {
         self.set_up_generating(index, In6AddrGenMode::Eui64).await
     }
 
+    /// Two requests: the mode while the link is down, then up. In one
+    /// request, some kernels (5.10 and 6.1 here; not 6.18) bring the link up
+    /// before they apply `IFLA_AF_SPEC` (`do_setlink`'s order), so the
+    /// default mode has made its link-local address by then.
     async fn set_up_generating(&self, index: u32, mode: In6AddrGenMode) -> Result<()> {
         let message = LinkUnspec::new_with_index(index)
-            .up()
             .append_extra_attribute(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                 vec![AfSpecInet6::AddrGenMode(mode)],
             )]))
             .build();
         match self.set_link(message, Step::SetUp, index).await {
             // A kernel without IPv6 generates no addresses at all.
-            Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => self.set_up(index).await,
-            other => other,
+            Err(e) if e.errno() == Some(libc::EAFNOSUPPORT) => {}
+            other => other?,
         }
+        self.set_up(index).await
     }
 
     /// The id this session's namespace gives namespace `ns` (`RTM_GETNSID`),
