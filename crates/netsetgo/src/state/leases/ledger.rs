@@ -216,33 +216,6 @@ impl Ledger<'_> {
         }
     }
 
-    /// The first of `mappings` whose host port (protocol and port) the
-    /// ports record of a lease other than `address`'s holds, if any: one
-    /// read of each lease's record. The kernel's claims say the same
-    /// while the ruleset stands; a flushed ruleset loses them until
-    /// `-restore`, the records stay.
-    pub fn held_by_another(
-        &mut self,
-        address: Ipv4Addr,
-        mappings: &[Mapping],
-    ) -> Result<Option<Mapping>, Failure> {
-        for lease in self.all()? {
-            if lease.address == address {
-                continue;
-            }
-            let theirs = self.ports_of(lease.address)?;
-            let taken = |m: &&Mapping| {
-                theirs
-                    .iter()
-                    .any(|t| (t.protocol, t.host_port) == (m.protocol, m.host_port))
-            };
-            if let Some(m) = mappings.iter().find(taken) {
-                return Ok(Some(*m));
-            }
-        }
-        Ok(None)
-    }
-
     /// Records the lease's published ports, before any is published (an
     /// empty list erases the record).
     pub fn set_ports(&self, address: Ipv4Addr, mappings: &[Mapping]) -> Result<(), Failure> {

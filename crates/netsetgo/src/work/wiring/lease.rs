@@ -179,7 +179,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let network = &self.request.network;
         if !plan.publications.is_empty() {
             let mappings = plan.mappings();
-            self.refuse_recorded(ledger, plan.address, &mappings)?;
             ledger.set_ports(plan.address, &mappings)?;
         }
         for p in &plan.publications {
@@ -195,23 +194,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             self.sockets.filters.hairpin(network)?;
         }
         Ok(())
-    }
-
-    /// Refuses `mappings` for the lease of `address` when another lease of
-    /// this network records one of their host ports: between a flushed
-    /// ruleset and `-restore` the kernel has no claim to refuse it by, and
-    /// a port taken then would be kept from its holder for good (`-restore`
-    /// finds it claimed).
-    pub(super) fn refuse_recorded(
-        &self,
-        ledger: &mut Ledger<'_>,
-        address: std::net::Ipv4Addr,
-        mappings: &[crate::ports::Mapping],
-    ) -> Result<(), Failure> {
-        match ledger.held_by_another(address, mappings)? {
-            Some(m) => Err(crate::filters::already_published(&m)),
-            None => Ok(()),
-        }
     }
 
     /// Completes `lease` once its pair exists (its host end's index set).

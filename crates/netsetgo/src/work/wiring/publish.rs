@@ -57,7 +57,6 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         }
         let held = ledger.ports_of(lease.address)?;
         let added = ports::to_add(&held, &self.request.publish).map_err(Failure::refused)?;
-        self.refuse_recorded(ledger, lease.address, &added)?;
         let all: Vec<_> = held.iter().chain(&added).copied().collect();
         let mut to_publish = Vec::new();
         for p in Plan::of_lease(self.request, &lease, &self.request.publish).publications {
