@@ -590,3 +590,50 @@ fn rlimit_nproc_0_keeps_neither_the_responder_nor_the_hook_reader_from_forking()
     let w = Wired::parse(&out.stdout).expect("one success line");
     assert_wired_in(&world, &world.snapshot(), &d, &w);
 }
+
+/// The kernel puts the stack's top up to 8 KiB below the top of its
+/// mapping (address space layout randomisation), and a hard RLIMIT_STACK
+/// bounds the mapping: under 16 KiB the helper has between 8 and 16 KiB
+/// for its start-up code and its refusal. Found by CI, where one call in
+/// six died by SIGSEGV writing the refusal (stage 1's refusal was written
+/// from a frame holding every later stage's locals). One call proves
+/// nothing about a random offset: 64 calls, each refused with the line.
+#[test]
+fn a_16_kib_hard_stack_limit_is_refused_at_every_stack_offset() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    let user = ensure_user(A);
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let (reuid, regid) = (
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+    );
+    let pid = c.pid_arg();
+    let call = || {
+        world.run(&[
+            "setpriv",
+            "--bounding-set=-sys_resource",
+            &reuid,
+            &regid,
+            "--init-groups",
+            "--",
+            "prlimit",
+            "--stack=16384:16384",
+            "--",
+            &bin,
+            "-pid",
+            &pid,
+        ])
+    };
+    let out = assert_unchanged(&world, &[&c], || {
+        for _ in 1..64 {
+            let out = call();
+            assert_refusal_line(&out);
+            assert!(out.stderr.contains("RLIMIT_STACK"), "{out}");
+        }
+        call()
+    });
+    assert_refusal_line(&out);
+    assert!(out.stderr.contains("RLIMIT_STACK"), "{out}");
+}

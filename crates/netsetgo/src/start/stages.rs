@@ -110,10 +110,22 @@ pub struct Work<S: Stages + ?Sized> {
 }
 
 /// One call, stage by stage: what `main` runs.
+///
+/// Stage 1 runs in this small frame and the rest in [`parsed`]'s, which
+/// is never inlined here: under a caller's hard RLIMIT_STACK that stage 1
+/// cannot raise (16 KiB, of which the kernel's randomised stack top takes
+/// up to 8), the refusal must be reported before a frame holding every
+/// later stage's locals (several KiB) is entered.
 pub fn run<S: Stages>(stages: &mut S) -> S::Exit {
-    if let Err(f) = stages.sanitise() {
-        return stages.report(Err(f)); // 1
+    match stages.sanitise() {
+        Ok(()) => parsed(stages),
+        Err(f) => stages.report(Err(f)), // 1
     }
+}
+
+/// Stages 2 to 13.
+#[inline(never)]
+fn parsed<S: Stages>(stages: &mut S) -> S::Exit {
     let args = match stages.parse() {
         Ok(args) => args, // 2
         Err(exit) => return exit,
