@@ -28,9 +28,9 @@ pub trait System {
     fn rlimit(&self, resource: u32) -> std::io::Result<(u64, u64)>;
     /// setitimer(2): the three interval timers disarmed.
     fn disarm_timers(&self) -> Result<(), Failure>;
-    /// sigaction(2) of every catchable signal: first ignored (discarding
-    /// what is pending), then the default unless in `ignored`; then
-    /// sigprocmask(2): nothing blocked.
+    /// sigaction(2) of every catchable signal: the pending ones (sigpending(2))
+    /// first ignored, which discards them; then each the default unless in
+    /// `ignored`; then sigprocmask(2): nothing blocked.
     fn reset_signals(&self, ignored: &[libc::c_int]) -> Result<(), Failure>;
     /// fds 0-2 open, `/dev/null` onto closed ones.
     fn open_stdio(&self) -> Result<(), Failure>;
@@ -140,14 +140,41 @@ impl System for Kernel {
                 },
             }
         };
+        // Only a blocked signal can be pending here (the mask survives the
+        // exec; an unblocked one was delivered before it). Ignoring a
+        // signal discards it, so the pending ones are ignored first; the
+        // others go straight to their final disposition, one call each.
+        // One sent after this look, before the mask is emptied below, is
+        // delivered with that final disposition: as if sent a moment
+        // later, which the caller may do anyway until the drop.
+        // SAFETY: sigset_t is plain data that sigemptyset initialises and
+        // sigpending fills.
+        let pending = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            match libc::sigpending(&mut set) {
+                0 => set,
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    return Err(Failure::internal(format!("sigpending: {e}")));
+                }
+            }
+        };
         for signo in 1..=libc::SIGRTMAX() {
             if signo == libc::SIGKILL || signo == libc::SIGSTOP {
                 continue;
             }
-            set(signo, libc::SIG_IGN)?;
-            if !ignored.contains(&signo) {
-                set(signo, libc::SIG_DFL)?;
+            // SAFETY: `pending` was initialised above; signo is in range.
+            let is_pending = unsafe { libc::sigismember(&pending, signo) } == 1;
+            let fixed = if ignored.contains(&signo) {
+                libc::SIG_IGN
+            } else {
+                libc::SIG_DFL
+            };
+            if is_pending && fixed != libc::SIG_IGN {
+                set(signo, libc::SIG_IGN)?;
             }
+            set(signo, fixed)?;
         }
         sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
             .map_err(|e| Failure::internal(format!("sigprocmask: {e}")))?;
