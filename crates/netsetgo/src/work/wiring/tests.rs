@@ -241,9 +241,9 @@ fn reap_frees_only_its_own_lease_once_its_interface_is_gone() {
     else {
         panic!("not freed: {reaped:?}");
     };
-    assert_eq!(host_interfaces, [first.host_interface.clone()]);
+    assert_eq!(host_interfaces, std::slice::from_ref(&first.host_interface));
     let kept: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
-    assert_eq!(kept, [second.host_interface.clone()]);
+    assert_eq!(kept, std::slice::from_ref(&second.host_interface));
     // Reaped again (its lease is gone): nothing.
     let (_, reaped) = reap(host, &first, first.host_index, A);
     assert!(reaped.is_none(), "{reaped:?}");
