@@ -303,7 +303,8 @@ impl Stages for Helper {
     /// chain added) and its configuration, the lease completed (and in
     /// lxc-user-nic mode the DHCP responder's socket bound, kept for stage
     /// 13); any failure deletes what this call made. The lock is released
-    /// on return.
+    /// on return. A create in lxc-user-nic mode keeps the network's state
+    /// and definition for the lease's reaper, forked at stage 13.
     fn locked_work(
         &mut self,
         work: Work<Self>,
@@ -351,7 +352,8 @@ impl Stages for Helper {
     }
 
     /// The audit record (a start that failed sanitising was audited there)
-    /// and the output; then, in lxc-user-nic mode, the DHCP responder.
+    /// and the output; then, in lxc-user-nic mode, the DHCP responder and
+    /// the lease's reaper.
     fn report(&mut self, result: Result<Outcome, Failure>) -> ExitCode {
         if let Some(call) = &self.call {
             audit_call(call, &result);
