@@ -265,6 +265,18 @@ mod tests {
         assert_eq!(run(&program, &message(RTM_DELLINK, 0x7856_3412)), 0);
     }
 
+    /// The first look, by name and index, in this process's namespace,
+    /// whose `lo` is always index 1: an interface gone before the
+    /// subscription ends the wait at once.
+    #[test]
+    fn the_first_look_needs_that_name_with_that_index() {
+        assert!(Watch::subscribe(1, "lo").unwrap().is_there().unwrap());
+        assert!(!Watch::subscribe(2, "lo").unwrap().is_there().unwrap());
+        let gone = Watch::subscribe(1, "nsg-no-such0").unwrap();
+        assert!(!gone.is_there().unwrap());
+        gone.wait().unwrap();
+    }
+
     #[test]
     fn only_a_whole_deletion_of_its_index_counts() {
         let watch = Watch {
