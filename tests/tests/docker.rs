@@ -118,12 +118,10 @@ fn assert_nothing_left(world: &World, daemons: &Lease) {
     assert_eq!(guard_chains(world), Vec::<String>::new(), "guard chains");
     assert!(world.settled_snapshot().ports_of(BRIDGE).is_empty());
     let rules = ruleset(world);
-    for lease in [daemons] {
-        assert!(
-            !rules.contains(&lease.address.to_string()) && !rules.contains(&lease.ifname),
-            "the ruleset still names {lease:?}:\n{rules}"
-        );
-    }
+    assert!(
+        !rules.contains(&daemons.address.to_string()) && !rules.contains(&daemons.ifname),
+        "the ruleset still names {daemons:?}:\n{rules}"
+    );
 }
 
 /// The daemon comes up on the lxc-user-nic network, a container reaches
