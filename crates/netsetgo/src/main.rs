@@ -378,9 +378,8 @@ impl Stages for Helper {
 /// it is audited; the responder's makes the exit status non-zero (stderr
 /// is /dev/null by then), the reaper's does not (the container has its
 /// network; only its release waits for the next call's garbage
-/// collection, as before the reaper existed). Either way the lease stays
-/// until the caller deletes it or garbage collection finds its interface
-/// gone.
+/// collection, as before the reaper existed). Nothing is forked if
+/// /dev/null cannot be put on fds 0-2 (a child would hold the caller's).
 fn start_children(
     responder: Responder,
     reaper: Option<Reaper>,
@@ -399,10 +398,16 @@ fn start_children(
             Err(f),
         )
     };
-    if let Err(f) = responder::null_stdio().and_then(|()| responder.start()) {
+    if let Err(f) = responder::null_stdio() {
         failed(&f);
         return ExitCode::FAILURE;
     }
+    let mut exit = exit;
+    if let Err(f) = responder.start() {
+        failed(&f);
+        exit = ExitCode::FAILURE;
+    }
+    // Forked even when the responder was not: the lease exists either way.
     if let Some(Err(f)) = reaper.map(Reaper::start) {
         failed(&f);
     }
