@@ -24,18 +24,25 @@ pub fn reapers(world: &World) -> Vec<u32> {
     found
 }
 
-/// The one reaper of `world` that is not among `before`, waiting at most
-/// 5 s for it (the helper forks it as its last step).
+/// The one reaper of `world` that is not among `before`, once it sleeps
+/// waiting for its notification (in `recvfrom`), waiting at most 5 s for
+/// that (the helper forks it as its last step; then it sheds the caller's
+/// session and descriptors).
 pub fn new_reaper(world: &World, before: &[u32]) -> u32 {
     let mut new = Vec::new();
-    crate::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+    let receiving = format!("{} ", libc::SYS_recvfrom);
+    let asleep = crate::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         new = reapers(world)
             .into_iter()
             .filter(|p| !before.contains(p))
             .collect();
-        !new.is_empty()
+        new.iter().any(|p| {
+            fs::read_to_string(format!("/proc/{p}/syscall"))
+                .is_ok_and(|s| s.starts_with(&receiving))
+        })
     });
     assert_eq!(new.len(), 1, "one new reaper: {new:?}");
+    assert!(asleep, "reaper {} never waited in recvfrom", new[0]);
     new[0]
 }
 
