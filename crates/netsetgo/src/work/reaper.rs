@@ -79,11 +79,10 @@ impl Reaper {
     /// returns its pid. The helper takes the reaper's [`NAME`] just before
     /// the fork, so that the child has it from its first instant (the
     /// helper exits right after). The helper calls this last, after its
-    /// line, with
-    /// /dev/null on its fds 0-2 and no other descriptor of the caller's
-    /// (see `dhcp::responder`), single-threaded (its runtime is gone), and
-    /// never takes the network's lock again: the child shares the lock's
-    /// open file.
+    /// line, with /dev/null on its fds 0-2 and no other descriptor of the
+    /// caller's (see `dhcp::responder`), single-threaded (its runtime is
+    /// gone), and never takes the network's lock again: the child shares
+    /// the lock's open file.
     pub fn start(self) -> Result<u32, Failure> {
         let watch = Watch::subscribe(self.ifindex, &self.ifname)?;
         prctl::set_name(NAME)
