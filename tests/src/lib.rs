@@ -24,6 +24,7 @@ pub mod frames;
 mod leases;
 pub mod nft;
 mod race;
+pub mod reaper;
 mod snapshot;
 mod syslog;
 pub mod traffic;

@@ -81,12 +81,13 @@ fn wait_for_no_host_end(world: &World) -> Duration {
 
 /// After a stop: no host end on the bridge (once the kernel has removed
 /// the namespace), no docker0 or other device of Docker's in the world.
-/// Then the next call on the network (a container of the user's, wired
-/// and deleted) frees the stale lease: no lease, no host end, no guard
-/// chain and no nftables rule naming the stale lease's address or host end
-/// is left.
+/// The reaper of rootlesskit's `create` frees the lease and its guard
+/// chain with no call (within 5 s); then the next call on the network (a
+/// container of the user's, wired and deleted) finds nothing stale: no
+/// lease, no host end, no guard chain and no nftables rule naming the
+/// daemon's lease (`daemons`) address or host end is left.
 #[track_caller]
-fn assert_nothing_left(world: &World) {
+fn assert_nothing_left(world: &World, daemons: &Lease) {
     wait_for_no_host_end(world);
     let snap = world.settled_snapshot();
     assert!(
@@ -100,10 +101,13 @@ fn assert_nothing_left(world: &World) {
             .all(|n| ["lo", "up0", BRIDGE].contains(&n.as_str())),
         "devices in the world after the stop: {names:?}"
     );
-    let stale = world.leases(BRIDGE);
-    eprintln!(
-        "after the stop, before the next call: leases {stale:?}, guard chains {:?}",
-        guard_chains(world)
+    let freed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        world.leases(BRIDGE).is_empty() && guard_chains(world).is_empty()
+    });
+    let (stale, chains) = (world.leases(BRIDGE), guard_chains(world));
+    assert!(
+        freed,
+        "after the stop, before the next call: leases {stale:?}, guard chains {chains:?}"
     );
     let c = world.container(USER);
     let out = world.netsetgo(USER, &["-pid", &c.pid_arg()]);
@@ -114,19 +118,17 @@ fn assert_nothing_left(world: &World) {
     assert_eq!(guard_chains(world), Vec::<String>::new(), "guard chains");
     assert!(world.settled_snapshot().ports_of(BRIDGE).is_empty());
     let rules = ruleset(world);
-    for lease in stale {
-        assert!(
-            !rules.contains(&lease.address.to_string()) && !rules.contains(&lease.ifname),
-            "the ruleset still names {lease:?}:\n{rules}"
-        );
-    }
+    assert!(
+        !rules.contains(&daemons.address.to_string()) && !rules.contains(&daemons.ifname),
+        "the ruleset still names {daemons:?}:\n{rules}"
+    );
 }
 
 /// The daemon comes up on the lxc-user-nic network, a container reaches
 /// the world (ping and TCP, masqueraded by Docker to the lease's
 /// address), `docker run -p` works from another machine through
 /// rootlesskit's `builtin` port driver (which hides the client), and a
-/// stop leaves nothing behind once the next call has run.
+/// stop leaves nothing behind: the reaper frees the lease with no call.
 #[test]
 fn rootless_docker_runs_containers_on_its_lease_and_publishes_with_builtin() {
     require_root!();
@@ -192,7 +194,7 @@ fn rootless_docker_runs_containers_on_its_lease_and_publishes_with_builtin() {
         .expect_success("docker rm -f");
     let took = daemon.stop(STOP);
     eprintln!("rootless dockerd stopped in {took:?}");
-    assert_nothing_left(&world);
+    assert_nothing_left(&world, &lease);
 }
 
 /// 20 restarts in a row: each time exactly one lease (the same address)
@@ -210,12 +212,14 @@ fn rootless_docker_restarted_twenty_times_holds_one_lease() {
     let rootless = Rootless::new(&world, USER);
     let (mut ready, mut stops, mut gone) = (Vec::new(), Vec::new(), Vec::new());
     let mut first = None;
+    let mut last = None;
     for round in 0..20 {
         let daemon = rootless.start("builtin", &[]);
         ready.push(daemon.ready_after);
         let lease = assert_one_lease(&world, &rootless);
         let address = *first.get_or_insert(lease.address);
         assert_eq!(lease.address, address, "round {round}");
+        last = Some(lease);
         stops.push(daemon.stop(STOP));
         gone.push(wait_for_no_host_end(&world));
     }
@@ -228,7 +232,7 @@ fn rootless_docker_restarted_twenty_times_holds_one_lease() {
          median {:?} max {:?}",
         ready[0], ready[10], ready[19], stops[0], stops[10], stops[19], gone[10], gone[19]
     );
-    assert_nothing_left(&world);
+    assert_nothing_left(&world, &last.expect("20 rounds"));
 }
 
 /// The client-address recipe: rootlesskit's port driver `none` and
@@ -313,6 +317,6 @@ fn rootless_docker_published_by_netsetgo_sees_the_client_address() {
         .docker(&["rm", "-f", "svc"])
         .expect_success("docker rm -f");
     daemon.stop(STOP);
-    assert_nothing_left(&world);
+    assert_nothing_left(&world, &lease);
     outside.assert_unanswered(8080);
 }

@@ -527,8 +527,8 @@ fn a_hard_limit_the_helper_cannot_raise_is_refused_naming_it() {
 /// system user after the drop (where RLIMIT_NPROC applies: it holds only
 /// CAP_NET_ADMIN), and the OCI hook form forks the reader of its stdin as
 /// the caller. Under a caller's soft RLIMIT_NPROC 0 (the harness's hard
-/// limit unchanged) both still work: the responder is forked, the line is
-/// lxc-user-nic's, the hook wires.
+/// limit unchanged) both still work: the responder and the lease's reaper
+/// are forked, the line is lxc-user-nic's, the hook wires.
 #[test]
 fn rlimit_nproc_0_keeps_neither_the_responder_nor_the_hook_reader_from_forking() {
     require_root!();
@@ -536,6 +536,7 @@ fn rlimit_nproc_0_keeps_neither_the_responder_nor_the_hook_reader_from_forking()
     let bin = installed_binary().to_string_lossy().into_owned();
     let c = world.container(A);
     let pid = c.pid_arg();
+    let before = netsetgo_e2e::reaper::reapers(&world);
     let out = world.run_as(
         A,
         &[
@@ -565,6 +566,7 @@ fn rlimit_nproc_0_keeps_neither_the_responder_nor_the_hook_reader_from_forking()
         "no lease for {}",
         fields[2]
     );
+    netsetgo_e2e::reaper::new_reaper(&world, &before);
 
     let d = world.container(A);
     let state = format!(

@@ -473,20 +473,21 @@ fn lxc_user_nic_create_on_an_ipv6_network_sets_ipv6_and_leaves_ipv4_to_dhcp() {
 }
 
 #[test]
-fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_garbage_collection() {
+fn lxc_user_nic_ipv6_is_freed_by_delete_and_by_its_reaper() {
     require_root!();
     let world = world_with(POLICY6);
     let mut c = world.container(A);
     let (first, _) = create(&world, &c, Some(GATEWAY6));
-    // The container exits: the next call frees its lease, and a new
-    // container gets the same IPv4 lease, so the same IPv6 address.
+    assert_eq!(guard_chains(&world), [format!("port_{}", first.ifname)]);
+    // The container exits: its reaper frees its lease and guard with no
+    // call, and a new container gets the same IPv4 lease, so the same
+    // IPv6 address.
     c.kill();
     wait_for_ports(&world, 0);
-    assert_eq!(
-        world.leases("brg0"),
-        vec![first.clone()],
-        "kept until a call"
-    );
+    let freed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        world.leases("brg0").is_empty() && guard_chains(&world).is_empty()
+    });
+    assert!(freed, "not freed: {:?}", world.leases("brg0"));
     let d = world.container(A);
     let (second, _) = create(&world, &d, Some(GATEWAY6));
     assert_eq!(second.address, first.address);

@@ -261,11 +261,49 @@ fn rootlesskit_instances_get_their_leases_by_dhcp_and_reach_the_host() {
     assert_networked(&world, &home, &seen);
 }
 
+/// Starts rootlesskit as the user with its `--state-dir` in the user's
+/// directory (`state-<name>`), running `sleep 120`, and waits (at most
+/// 30 s each) until its child is written, its lease complete and eth0 has
+/// its address by DHCP; rootlesskit's process and its child's pid.
+fn start_kit(world: &World, home: &Home, name: &str) -> (Proc, String) {
+    let state = home.dir.join(format!("state-{name}"));
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let state_flag = format!("--state-dir={}", state.display());
+    let mut argv = home.rootlesskit(&bin, &["sleep", "120"]);
+    argv.insert(4, state_flag);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let kit = world.spawn_as(USER, &argv);
+    let child_pid = state.join("child_pid");
+    let uid = home.user.uid;
+    let ready =
+        netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+            fs::read_to_string(&child_pid).is_ok_and(|p| !p.trim().is_empty())
+                && world
+                    .leases("brg0")
+                    .iter()
+                    .any(|l| l.uid == uid && l.ifindex != 0)
+        });
+    assert!(ready, "rootlesskit never started its child");
+    let child = fs::read_to_string(&child_pid).expect("child_pid");
+    let child = child.trim().to_string();
+    let dhcp = netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        std::process::Command::new("timeout")
+            .args([
+                "5", "nsenter", "-t", &child, "-n", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("10.10.10."))
+    });
+    assert!(dhcp, "eth0 never got its address");
+    (kit, child)
+}
+
 /// The README's recipe (issue 19): rootlesskit's child's pid, from its
 /// state directory, named to `netsetgo -pid ... -publish`: an outside
 /// client reaches a server in rootlesskit's network namespace over TCP
 /// and UDP, seen with its own address; `-unpublish` takes one away; the
-/// publications go with the interface once rootlesskit exits.
+/// publications go with the interface once rootlesskit exits, freed by
+/// the reaper of its `create`.
 #[test]
 fn a_port_of_rootlesskits_namespace_is_published_with_the_clients_address() {
     require_root!();
@@ -274,32 +312,9 @@ fn a_port_of_rootlesskits_namespace_is_published_with_the_clients_address() {
     ));
     let home = Home::new(&world);
     let outside = Outside::new(&world);
-    let state = home.dir.join("state-p");
-    let bin = installed_binary().to_string_lossy().into_owned();
-    let state_flag = format!("--state-dir={}", state.display());
-    let mut argv = home.rootlesskit(&bin, &["sleep", "120"]);
-    argv.insert(4, state_flag);
-    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let kit = world.spawn_as(USER, &argv);
-    let child_pid = state.join("child_pid");
-    let ready =
-        netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-            fs::read_to_string(&child_pid).is_ok_and(|p| !p.trim().is_empty())
-                && world.leases("brg0").iter().any(|l| l.ifindex != 0)
-        });
-    assert!(ready, "rootlesskit never started its child");
-    let child = fs::read_to_string(&child_pid).expect("child_pid");
-    let child = child.trim();
+    let (kit, child) = start_kit(&world, &home, "p");
+    let child = child.as_str();
     let inside = netns_prefix(child.parse().expect("a pid"));
-    let dhcp = netsetgo_e2e::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
-        std::process::Command::new("timeout")
-            .args([
-                "5", "nsenter", "-t", child, "-n", "ip", "-4", "-o", "addr", "show", "dev", "eth0",
-            ])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("10.10.10."))
-    });
-    assert!(dhcp, "eth0 never got its address");
 
     let out = world.netsetgo(
         USER,
@@ -335,19 +350,17 @@ fn a_port_of_rootlesskits_namespace_is_published_with_the_clients_address() {
     let reply = request(&outside.enter(), "tcp", UPLINK4, 8080, &token());
     assert!(!reply.stdout.contains("hello"), "still answered: {reply}");
 
-    // rootlesskit exits (and the servers that entered its namespace): the
-    // next call collects the lease and its port.
+    // rootlesskit exits (and the servers that entered its namespace): its
+    // reaper frees the lease and its port, with no call.
+    let table = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
+    assert!(format!("{table:?}").contains("8053"), "{table:?}");
     drop((tcp, udp, kit));
     wait_for_ports(&world, 0);
-    let table = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
-    let other = world.container(USER);
-    let out = world.netsetgo(USER, &["-pid", &other.pid_arg()]);
-    assert_eq!(out.code(), Some(0), "{out}");
-    let after = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
-    assert!(
-        format!("{table:?}").contains("8053") && !format!("{after:?}").contains("8053"),
-        "before: {table:?}\nafter: {after:?}"
-    );
+    let freed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        let after = netsetgo_e2e::nft::NftTable::publishing(&world).expect("the table");
+        world.leases("brg0").is_empty() && !format!("{after:?}").contains("8053")
+    });
+    assert!(freed, "not freed: {:?}", world.leases("brg0"));
 }
 
 /// A guarded network with IPv6; nsg-a's container is the other
@@ -448,4 +461,141 @@ fn rootlesskit_keeps_the_ipv6_lease_that_create_set() {
     let (_procs, seen) = run_instances(&world, &home, &["w0".to_string()]);
     assert_networked(&world, &home, &seen);
     assert_eq!(world.leases("brg0").len(), 2);
+}
+
+/// A guarded dual-stack network where the user publishes ports, and
+/// nsg-a holds a lease with a publication of its own.
+const POLICY_EXIT: &str = "\
+network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 guard=yes
+allow nsg-rk default 3
+allow nsg-a default 1
+publish nsg-rk default tcp 8080
+publish nsg-rk default udp 8053
+publish nsg-a default tcp 8090
+";
+
+/// What one lease leaves in the world, seen from outside: its record, its
+/// ports record, its DNAT and claim elements, its guard chain, its IPv6
+/// address in the guard's elements.
+#[derive(Debug, PartialEq, Eq)]
+struct Traces {
+    leases: Vec<netsetgo_e2e::Lease>,
+    ports_record: String,
+    publications: Vec<String>,
+    guard_chains: Vec<String>,
+    guard_elements: Vec<String>,
+}
+
+impl Traces {
+    fn of(world: &World) -> Traces {
+        let ports = fs::read(world.state_dir().join("brg0/ports")).unwrap_or_default();
+        let ports_record = String::from_utf8_lossy(&ports)
+            .split(['\0', '\n'])
+            .filter(|r| !r.trim().is_empty())
+            .map(|r| r.trim().to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let table = netsetgo_e2e::nft::NftTable::publishing(world).expect("inet netsetgo");
+        let guard = netsetgo_e2e::nft::NftTable::guard(world).expect("the guard's tables");
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        Traces {
+            leases: world.leases("brg0"),
+            ports_record,
+            publications: sorted(table.elements().into_values().flatten().collect()),
+            guard_chains: guard.chains().into_keys().collect(),
+            guard_elements: sorted(guard.elements().into_values().flatten().collect()),
+        }
+    }
+
+    /// Whether anything here names `needle`.
+    fn names(&self, needle: &str) -> bool {
+        format!("{self:?}").contains(needle)
+    }
+}
+
+/// rootlesskit never calls `delete`: once it exits (by `signal`), the
+/// reaper of its `create` frees, with no call, its lease, ports record,
+/// DNAT and claim elements, guard chain and IPv6 address, within a few
+/// seconds; nsg-a's lease and publication are untouched.
+fn exit_releases_everything(signal: libc::c_int, name: &str) {
+    require_root!();
+    let world = world_with(POLICY_EXIT);
+    let home = Home::new(&world);
+    let other = world.container(A);
+    let line = wire_line(&world, &other, &["-publish", "tcp:8090:80"]);
+    assert!(line.contains("publish=tcp:8090:80"), "{line}");
+    let untouched = Traces::of(&world);
+    let (mut kit, child) = start_kit(&world, &home, name);
+    let args = [
+        "-pid",
+        &child,
+        "-publish",
+        "tcp:8080:80",
+        "-publish",
+        "udp:8053:53",
+    ];
+    let out = world.netsetgo(USER, &args);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let lease = world
+        .leases("brg0")
+        .into_iter()
+        .find(|l| l.uid == home.user.uid)
+        .expect("the user's lease");
+    let own6 = Ipv6Addr::from(
+        u128::from("fd00:10::".parse::<Ipv6Addr>().unwrap())
+            + u128::from(lease.address.octets()[3]),
+    );
+    let before = Traces::of(&world);
+    for needle in [
+        lease.address.to_string(),
+        own6.to_string(),
+        format!("port_{}", lease.ifname),
+        "8053".to_string(),
+        "8080".to_string(),
+    ] {
+        assert!(
+            before.names(&needle),
+            "{needle} missing before: {before:#?}"
+        );
+    }
+    assert_eq!(before.leases.len(), 2, "{before:#?}");
+
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    assert_eq!(unsafe { libc::kill(kit.pid() as i32, signal) }, 0);
+    let exited =
+        netsetgo_e2e::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            kit.has_exited()
+        });
+    assert!(exited, "rootlesskit outlived signal {signal}");
+    let start = Instant::now();
+    let released =
+        netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(20), || {
+            Traces::of(&world) == untouched
+        });
+    assert!(
+        released,
+        "not released within 5 s of rootlesskit's exit:\n{:#?}\nexpected:\n{untouched:#?}",
+        Traces::of(&world)
+    );
+    eprintln!("released {:?} after rootlesskit's exit", start.elapsed());
+    assert!(!Traces::of(&world).names(&own6.to_string()));
+    assert!(
+        netsetgo_e2e::reaper::reapers(&world).is_empty(),
+        "the reaper is gone"
+    );
+    let snap = world.snapshot();
+    assert!(snap.link(&lease.ifname).is_none(), "{snap:?}");
+}
+
+#[test]
+fn rootlesskit_ended_by_sigterm_leaves_nothing_behind() {
+    exit_releases_everything(libc::SIGTERM, "t");
+}
+
+#[test]
+fn rootlesskit_ended_by_sigkill_leaves_nothing_behind() {
+    exit_releases_everything(libc::SIGKILL, "k");
 }

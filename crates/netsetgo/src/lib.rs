@@ -45,6 +45,7 @@
 //!   nf_tables tables, as a trait (the kernel's, or a unit test's fake).
 //! * [`nat`]: forwarding, and the nf_tables session, when a call needs them.
 //! * [`dhcp`]: the DHCP answer for a lease, and the unprivileged responder.
+//! * [`watch`]: the reaper's subscription to the deletion of one host end.
 //!
 //! `work/`, the work of one call and what it says:
 //! * [`wiring`]: the work of one call under the network's lock, one file
@@ -57,6 +58,8 @@
 //!   on a container wired already), `restore`; [`wiring::Sockets`] holds
 //!   the sockets a call works through.
 //! * [`output`]: what the call says.
+//! * [`reaper`]: the process an lxc-user-nic `create` leaves behind, which
+//!   collects its lease once its host end is gone (rootlesskit exited).
 //!
 //! And at the root: [`error`], how every failure is told.
 //!
@@ -89,8 +92,8 @@ mod start;
 mod state;
 mod work;
 
-pub use kernel::{dhcp, filters, links, nat};
+pub use kernel::{dhcp, filters, links, nat, watch};
 pub(crate) use start::secure;
 pub use start::{accounts, audit, cli, oci, ports, privilege, stages, system, target};
 pub use state::{leases, policy, request};
-pub use work::{output, wiring};
+pub use work::{output, reaper, wiring};

@@ -21,10 +21,11 @@ use netsetgo::leases::{Claimed, Store};
 use netsetgo::output::{self, Outcome};
 use netsetgo::policy::{Network, SystemAccounts};
 use netsetgo::privilege::{self, Caller, PacketSocket, Worker};
+use netsetgo::reaper::Reaper;
 use netsetgo::request::{Intent, Request};
 use netsetgo::stages::{self, Stages, Work};
 use netsetgo::system::{Kernel, System};
-use netsetgo::wiring::{Restorable, Sockets};
+use netsetgo::wiring::{runtime, Restorable, Sockets};
 use netsetgo::{audit, filters, links, nat, oci, request, target, wiring};
 
 fn main() -> ExitCode {
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         call: None,
         format: Format::Line,
         responder: None,
+        reaper: None,
     })
 }
 
@@ -49,6 +51,9 @@ struct Helper {
     /// The DHCP responder a `create` in lxc-user-nic mode bound, to be
     /// forked once the line is out.
     responder: Option<Responder>,
+    /// The reaper of the lease such a `create` made, to be forked after
+    /// the responder.
+    reaper: Option<Reaper>,
 }
 
 impl Helper {
@@ -298,7 +303,8 @@ impl Stages for Helper {
     /// chain added) and its configuration, the lease completed (and in
     /// lxc-user-nic mode the DHCP responder's socket bound, kept for stage
     /// 13); any failure deletes what this call made. The lock is released
-    /// on return.
+    /// on return. A create in lxc-user-nic mode keeps the network's state
+    /// and definition for the lease's reaper, forked at stage 13.
     fn locked_work(
         &mut self,
         work: Work<Self>,
@@ -312,7 +318,7 @@ impl Stages for Helper {
             request: (request, _),
         } = work;
         let responder = &mut self.responder;
-        runtime()?.block_on(async {
+        let outcome = runtime()?.block_on(async {
             let mut sockets = Sockets::open(opened.host, opened.inside, opened.nft, opened.dhcp)?;
             if let Some(mark) = opened.claimed {
                 sockets.filters.claim_by(mark);
@@ -337,50 +343,75 @@ impl Stages for Helper {
                 Action::Release { container } => session.release(&container).await,
                 Action::Unpublish => session.unpublish().await,
             }
-        })
+        })?;
+        if let Outcome::Nic(wired) = &outcome {
+            let pid = self.call().pid;
+            self.reaper = Reaper::new(store, request, caller.uid, pid, wired);
+        }
+        Ok(outcome)
     }
 
     /// The audit record (a start that failed sanitising was audited there)
-    /// and the output; then, in lxc-user-nic mode, the DHCP responder.
+    /// and the output; then, in lxc-user-nic mode, the DHCP responder and
+    /// the lease's reaper.
     fn report(&mut self, result: Result<Outcome, Failure>) -> ExitCode {
         if let Some(call) = &self.call {
             audit_call(call, &result);
         }
         let exit = report(result, self.format);
         match (self.responder.take(), &self.call) {
-            (Some(responder), Some(call)) => start_responder(responder, call, exit),
+            (Some(responder), Some(call)) => {
+                start_children(responder, self.reaper.take(), call, exit)
+            }
             _ => exit,
         }
     }
 }
 
 /// Stage 13, **Report**: last, in lxc-user-nic mode: the DHCP responder
-/// bound at stage 12 is forked only now that the line is written and
-/// /dev/null is on fds 0-2 (fds 3 and up were closed at stage 1), so it
-/// never holds a descriptor of the caller's: the caller's read of our
-/// output ends when we exit, not when the responder first runs (see
-/// `dhcp::responder`). It was bound only by a create that succeeded. A
-/// failure here comes after the line that reported success: it is audited
-/// and the exit status is non-zero (stderr is /dev/null by then); the
-/// lease stays until the caller deletes it or garbage collection finds its
-/// interface gone.
-fn start_responder(responder: Responder, call: &Call, exit: ExitCode) -> ExitCode {
+/// bound at stage 12, then the lease's reaper, are forked only now that
+/// the line is written and /dev/null is on fds 0-2 (fds 3 and up were
+/// closed at stage 1), so neither holds a descriptor of the caller's: the
+/// caller's read of our output ends when we exit, not when a child first
+/// runs (see `dhcp::responder`). Both exist only after a create that
+/// succeeded. A failure here comes after the line that reported success:
+/// it is audited; the responder's makes the exit status non-zero (stderr
+/// is /dev/null by then), the reaper's does not (the container has its
+/// network; only its release waits for the next call's garbage
+/// collection, as before the reaper existed). Nothing is forked if
+/// /dev/null cannot be put on fds 0-2 (a child would hold the caller's).
+fn start_children(
+    responder: Responder,
+    reaper: Option<Reaper>,
+    call: &Call,
+    exit: ExitCode,
+) -> ExitCode {
     // A caller that stopped reading loses the line; the responder still
     // serves the interface, as when the line was read.
     let _ = std::io::stdout().flush();
-    match responder::null_stdio().and_then(|()| responder.start()) {
-        Ok(_) => exit,
-        Err(f) => {
-            audit::record(
-                call.uid,
-                call.pid,
-                call.action,
-                call.network.as_deref(),
-                Err(&f),
-            );
-            ExitCode::FAILURE
-        }
+    let failed = |f: &Failure| {
+        audit::record(
+            call.uid,
+            call.pid,
+            call.action,
+            call.network.as_deref(),
+            Err(f),
+        )
+    };
+    if let Err(f) = responder::null_stdio() {
+        failed(&f);
+        return ExitCode::FAILURE;
     }
+    let mut exit = exit;
+    if let Err(f) = responder.start() {
+        failed(&f);
+        exit = ExitCode::FAILURE;
+    }
+    // Forked even when the responder was not: the lease exists either way.
+    if let Some(Err(f)) = reaper.map(Reaper::start) {
+        failed(&f);
+    }
+    exit
 }
 
 /// The sockets stage 9 opened, before the runtime adopts them.
@@ -477,14 +508,6 @@ fn restore_state(
         networks.push(Restorable { request, store });
     }
     Ok(networks)
-}
-
-/// The single-threaded runtime the netlink work runs on.
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .map_err(|e| Failure::internal(format!("start runtime: {e}")))
 }
 
 /// How the outcome is written: `-json` or the line.

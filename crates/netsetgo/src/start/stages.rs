@@ -93,7 +93,7 @@ pub trait Stages {
     ) -> Result<Self::Outcome, Failure>;
     /// Stage 13, **report**: one audit record and one line out, once the
     /// lock is released (then, in lxc-user-nic mode, the DHCP responder
-    /// forked); the exit status.
+    /// and the lease's reaper forked); the exit status.
     fn report(&mut self, result: Result<Self::Outcome, Failure>) -> Self::Exit;
 }
 

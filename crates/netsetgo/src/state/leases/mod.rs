@@ -41,7 +41,7 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -251,6 +251,12 @@ impl Store {
     pub fn token(&self) -> Result<String, Failure> {
         let st = fstat(&self.map).map_err(|e| Failure::internal(format!("{STATE_DIR}: {e}")))?;
         Ok(format!("{TOKEN_PREFIX}{:x}:{:x}", st.st_dev, st.st_ino))
+    }
+
+    /// The descriptors the store holds (its lock and its ledger's files),
+    /// for a process that keeps nothing else (the reaper).
+    pub fn fds(&self) -> [RawFd; 4] {
+        [&self.map, &self.leases, &self.ports, &self.count].map(AsRawFd::as_raw_fd)
     }
 
     /// Takes the network's exclusive lock, waiting at most 10 s.

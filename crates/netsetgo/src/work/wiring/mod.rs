@@ -129,5 +129,14 @@ impl<'a, L: Links, F: Filters> Session<'a, L, F> {
     }
 }
 
+/// The single-threaded runtime the netlink work runs on (it starts no
+/// thread: the helper forks its children after it is gone).
+pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| Failure::internal(format!("start runtime: {e}")))
+}
+
 #[cfg(test)]
 mod tests;

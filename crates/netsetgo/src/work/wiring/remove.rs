@@ -1,7 +1,8 @@
-//! The ways a caller removes its own interface: `-delete` (and
-//! lxc-user-nic's delete), and the poststop hook.
+//! The ways a caller's interface is removed: `-delete` (and
+//! lxc-user-nic's delete), the poststop hook, and the reaper of an
+//! lxc-user-nic `create` once its host end is gone.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use crate::error::Failure;
 use crate::filters::Filters;
@@ -64,5 +65,37 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             }
         }
         Ok(removed)
+    }
+
+    /// The reaper's work once the host end `ifname` (index `ifindex`) of
+    /// the lease of `address` is gone: under the network's lock, if that
+    /// lease is still this uid's and still names that host end, it is
+    /// collected exactly as a later call's garbage collection would
+    /// collect it (freed only if its interface is gone by name and
+    /// index). `None`: nothing of it was freed (an explicit delete, a
+    /// restore or another call's collection ended it, or it lives).
+    pub async fn reap(
+        &self,
+        address: Ipv4Addr,
+        ifindex: u32,
+        ifname: &str,
+    ) -> Result<Option<Outcome>, Failure> {
+        let mut ledger = self.store.lock()?;
+        let Some(lease) = ledger
+            .lease_of(address)?
+            .filter(|l| l.uid == self.uid && l.ifindex == ifindex && l.ifname == ifname)
+        else {
+            return Ok(None);
+        };
+        // A completed lease (its index is not 0) is never an orphan, the
+        // only kind whose collection looks at the bridge.
+        self.collect(&mut ledger, 0, vec![lease]).await?;
+        if ledger.lease_of(address)?.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(Outcome::Removed {
+            host_interfaces: vec![ifname.to_string()],
+            addresses: vec![IpAddr::V4(address)],
+        }))
     }
 }

@@ -195,6 +195,61 @@ fn garbage_collection_deletes_only_our_veth_on_our_bridge() {
     assert_eq!(held, vec![A]);
 }
 
+/// The reaper's collection: only the lease that still names its host end
+/// (uid, index and name), and only once that interface is gone; a lease
+/// ended and taken again by another container is left alone.
+#[test]
+fn reap_frees_only_its_own_lease_once_its_interface_is_gone() {
+    let dir = Scratch::new("reap");
+    let store = dir.store(A);
+    let req = request(None, None);
+    let (host, first) = wire(host(), &store, &req, A);
+    let (host, second) = wire(host, &store, &req, A);
+    let (first, second) = (first.unwrap(), second.unwrap());
+    let address = |w: &Wired| match w.addresses[0].ip() {
+        std::net::IpAddr::V4(v4) => v4,
+        other => panic!("{other}"),
+    };
+    let reap = |host: FakeLinks, w: &Wired, ifindex: u32, uid: u32| {
+        let session = Session::new(
+            sockets(host, None, FakeFilters::default()),
+            None,
+            &store,
+            &req,
+            uid,
+        );
+        let reaped = block_on(session.reap(address(w), ifindex, &w.host_interface));
+        (session.sockets.host, reaped.unwrap())
+    };
+    // Alive: nothing is freed.
+    let (host, reaped) = reap(host, &first, first.host_index, A);
+    assert!(reaped.is_none(), "{reaped:?}");
+    assert_eq!(leases(&store).len(), 2);
+    // Gone, but the caller's record names another index, or another
+    // uid asks: nothing is freed.
+    host.links.borrow_mut().remove(&first.host_index);
+    let (host, reaped) = reap(host, &first, first.host_index + 100, A);
+    assert!(reaped.is_none(), "{reaped:?}");
+    let (host, reaped) = reap(host, &first, first.host_index, B);
+    assert!(reaped.is_none(), "{reaped:?}");
+    assert_eq!(leases(&store).len(), 2);
+    // Gone, and the lease names it: freed, the other one kept.
+    let (host, reaped) = reap(host, &first, first.host_index, A);
+    let Some(Outcome::Removed {
+        host_interfaces, ..
+    }) = reaped
+    else {
+        panic!("not freed: {reaped:?}");
+    };
+    assert_eq!(host_interfaces, std::slice::from_ref(&first.host_interface));
+    let kept: Vec<String> = leases(&store).into_iter().map(|l| l.ifname).collect();
+    assert_eq!(kept, std::slice::from_ref(&second.host_interface));
+    // Reaped again (its lease is gone): nothing.
+    let (_, reaped) = reap(host, &first, first.host_index, A);
+    assert!(reaped.is_none(), "{reaped:?}");
+    assert_eq!(leases(&store).len(), 1);
+}
+
 #[test]
 fn a_bridge_the_cni_plugin_manages_is_refused_and_left_as_it_is() {
     let dir = Scratch::new("cnibridge");
