@@ -380,6 +380,9 @@ impl Stages for Helper {
 /// network; only its release waits for the next call's garbage
 /// collection, as before the reaper existed). Nothing is forked if
 /// /dev/null cannot be put on fds 0-2 (a child would hold the caller's).
+// Never inlined into `main`: its frame is on the stack of stage 1's
+// refusal too, which must fit in 8 KiB (see `stages::run`).
+#[inline(never)]
 fn start_children(
     responder: Responder,
     reaper: Option<Reaper>,
