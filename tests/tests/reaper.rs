@@ -158,3 +158,32 @@ fn a_plain_pid_call_leaves_no_reaper() {
     wire_line(&world, &d, &[]);
     assert_eq!(world.leases("brg0").len(), 1, "the next call collected it");
 }
+
+/// The bridge also sends `RTM_DELLINK` (family `AF_BRIDGE`) when a port
+/// only leaves it: root taking the host end off the bridge and putting it
+/// back neither wakes the reaper nor frees the lease (found by review:
+/// the reaper woke, found the lease live and exited for good); the
+/// container's exit still frees it.
+#[test]
+fn a_port_leaving_the_bridge_is_not_its_deletion() {
+    require_root!();
+    let world = world_with(POLICY);
+    let mut c = world.container(A);
+    let (lease, reaper) = create(&world, &c);
+    for argv in [
+        &["ip", "link", "set", &lease.ifname, "nomaster"][..],
+        &["ip", "link", "set", &lease.ifname, "master", "brg0"],
+    ] {
+        world.run(argv).expect_success("move the host end");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(reapers(&world), vec![reaper], "the reaper lives on");
+    assert_eq!(world.leases("brg0"), vec![lease]);
+    c.kill();
+    wait_for_ports(&world, 0);
+    assert!(
+        gone_within(reaper, Duration::from_secs(5)),
+        "reaper {reaper} lives on"
+    );
+    assert_eq!(world.leases("brg0"), vec![]);
+}

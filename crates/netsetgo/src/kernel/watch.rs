@@ -5,8 +5,10 @@
 //!
 //! What it reads is written by the kernel alone: a container cannot send
 //! on this socket, and the only notification that passes the filter is
-//! `RTM_DELLINK` for the host end's index, which the host namespace's
-//! kernel sends when that interface goes (its container's namespace died,
+//! `RTM_DELLINK` of family `AF_UNSPEC` for the host end's index, which the
+//! host namespace's kernel sends when that interface goes (the bridge's
+//! `AF_BRIDGE` one, sent when a port only leaves the bridge, does not
+//! pass) (its container's namespace died,
 //! its peer was deleted, or someone with `CAP_NET_ADMIN` in the host
 //! deleted it). The socket is opened without any privilege; it holds no
 //! timer and wakes for nothing else, so a watch costs a sleeping process
@@ -25,8 +27,9 @@ const RTMGRP_LINK: u32 = 1;
 /// From linux/rtnetlink.h.
 const RTM_DELLINK: u16 = 17;
 /// Offsets in a notification: `nlmsg_type` in the netlink header, and
-/// `ifi_index` in the `ifinfomsg` after it.
+/// `ifi_family` and `ifi_index` in the `ifinfomsg` after it.
 const TYPE_AT: u32 = 4;
+const FAMILY_AT: u32 = 16;
 const INDEX_AT: u32 = 16 + 4;
 /// A notification of one link is a few KiB at the most; a longer one is
 /// read truncated, which is enough to see its type and index.
@@ -41,7 +44,8 @@ pub struct Watch {
 
 impl Watch {
     /// Subscribes to the host namespace's link notifications, filtered
-    /// (classic BPF, in the kernel) down to `RTM_DELLINK` of `ifindex`.
+    /// (classic BPF, in the kernel) down to `RTM_DELLINK` of `ifindex`
+    /// (family `AF_UNSPEC`: the device itself went).
     /// From the moment this returns, that deletion is queued on the
     /// socket; one that came before is seen by [`Watch::wait`]'s first
     /// look.
@@ -155,7 +159,9 @@ impl Watch {
                 .get(at..at + 4)
                 .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
         };
-        half(TYPE_AT as usize) == Some(RTM_DELLINK) && word(INDEX_AT as usize) == Some(self.ifindex)
+        half(TYPE_AT as usize) == Some(RTM_DELLINK)
+            && message.get(FAMILY_AT as usize) == Some(&(libc::AF_UNSPEC as u8))
+            && word(INDEX_AT as usize) == Some(self.ifindex)
     }
 
     /// Whether the host namespace has an interface of our name with our
@@ -193,11 +199,13 @@ fn os_failure(what: &str) -> Failure {
     Failure::internal(format!("reaper: {what}: {}", io::Error::last_os_error()))
 }
 
-/// Accept `RTM_DELLINK` of `ifindex`, drop everything else. Classic BPF
+/// Accept `RTM_DELLINK` of family `AF_UNSPEC` and index `ifindex`, drop
+/// everything else (the bridge's `AF_BRIDGE` deletion of a port that only
+/// left it among them). Classic BPF
 /// loads are big-endian and netlink is in host order: the constants are
 /// the host-order bytes read as big-endian.
-fn filter(ifindex: u32) -> [sock_filter; 6] {
-    use libc::{BPF_ABS, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
+fn filter(ifindex: u32) -> [sock_filter; 8] {
+    use libc::{BPF_ABS, BPF_B, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W};
     let op = |code: u32, k: u32, jt: u8, jf: u8| sock_filter {
         code: code as u16,
         jt,
@@ -208,7 +216,9 @@ fn filter(ifindex: u32) -> [sock_filter; 6] {
     let index = u32::from_be_bytes(ifindex.to_ne_bytes());
     [
         op(BPF_LD | BPF_H | BPF_ABS, TYPE_AT, 0, 0),
-        op(BPF_JMP | BPF_JEQ | BPF_K, deletion, 0, 3),
+        op(BPF_JMP | BPF_JEQ | BPF_K, deletion, 0, 5),
+        op(BPF_LD | BPF_B | BPF_ABS, FAMILY_AT, 0, 0),
+        op(BPF_JMP | BPF_JEQ | BPF_K, libc::AF_UNSPEC as u32, 0, 3),
         op(BPF_LD | BPF_W | BPF_ABS, INDEX_AT, 0, 0),
         op(BPF_JMP | BPF_JEQ | BPF_K, index, 0, 1),
         op(BPF_RET | BPF_K, u32::MAX, 0, 0),
@@ -222,9 +232,15 @@ mod tests {
 
     /// A notification as the kernel writes it: header, then ifinfomsg.
     fn message(kind: u16, index: u32) -> Vec<u8> {
+        family_message(kind, libc::AF_UNSPEC as u8, index)
+    }
+
+    /// [`message`] of another family.
+    fn family_message(kind: u16, family: u8, index: u32) -> Vec<u8> {
         let mut m = vec![0u8; 32];
         m[..4].copy_from_slice(&32u32.to_ne_bytes());
         m[4..6].copy_from_slice(&kind.to_ne_bytes());
+        m[16] = family;
         m[20..24].copy_from_slice(&index.to_ne_bytes());
         m
     }
@@ -242,6 +258,9 @@ mod tests {
                 c if c == (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) => {
                     let at = i.k as usize;
                     a = u32::from(u16::from_be_bytes([packet[at], packet[at + 1]]));
+                }
+                c if c == (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) => {
+                    a = u32::from(packet[i.k as usize]);
                 }
                 c if c == (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) => {
                     let at = i.k as usize;
@@ -263,6 +282,9 @@ mod tests {
         assert_eq!(run(&program, &message(RTM_DELLINK, 0x1234_5679)), 0);
         assert_eq!(run(&program, &message(16, 0x1234_5678)), 0);
         assert_eq!(run(&program, &message(RTM_DELLINK, 0x7856_3412)), 0);
+        // The bridge's notice that the port left it: the device lives.
+        let bridge = family_message(RTM_DELLINK, libc::AF_BRIDGE as u8, 0x1234_5678);
+        assert_eq!(run(&program, &bridge), 0);
     }
 
     /// The first look, by name and index, in this process's namespace,
@@ -288,5 +310,7 @@ mod tests {
         assert!(!watch.is_deletion(&message(RTM_DELLINK, 8)));
         assert!(!watch.is_deletion(&message(16, 9)));
         assert!(!watch.is_deletion(&message(RTM_DELLINK, 9)[..22]));
+        let bridge = family_message(RTM_DELLINK, libc::AF_BRIDGE as u8, 9);
+        assert!(!watch.is_deletion(&bridge));
     }
 }
