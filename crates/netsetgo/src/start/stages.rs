@@ -111,7 +111,7 @@ pub struct Work<S: Stages + ?Sized> {
 
 /// One call, stage by stage: what `main` runs.
 ///
-/// Stage 1 runs in this small frame and the rest in [`parsed`]'s, which
+/// Stage 1 runs in this small frame and the rest in `parsed`'s, which
 /// is never inlined here: under a caller's hard RLIMIT_STACK that stage 1
 /// cannot raise (16 KiB, of which the kernel's randomised stack top takes
 /// up to 8), the refusal must be reported before a frame holding every
