@@ -111,8 +111,9 @@
 
 mod rules;
 
-use self::rules::guard_rules;
+use self::rules::{common_rules, port_rules};
 use super::batch::Batch;
+use super::expr::Expr;
 use super::guarded_port::GuardedPort;
 use super::proto::{check_table, Family};
 use super::socket::Nftables;
@@ -121,6 +122,11 @@ use crate::links::check_name;
 
 /// Before everything nft users usually hook at netdev ingress.
 const PRIORITY: i32 = -500;
+
+/// The regular chain of each guard table that every port's chain jumps to:
+/// the rules that read neither the port's MAC nor its addresses. Shared
+/// structure, like the table: it stays when the table's last port goes.
+pub const GUARD_COMMON_CHAIN: &str = "common";
 
 impl Nftables {
     /// The guard of containers' host ends, each a chain in one of
@@ -165,14 +171,28 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Whether `port`'s chain is there, in its table, with as many rules
-    /// as the guard gives it.
-    pub fn present(self, port: &GuardedPort) -> Result<bool> {
+    /// What of `port`'s guard is missing or lacks rules, named (`chain
+    /// netdev <table> <chain>`): its table's shared [`GUARD_COMMON_CHAIN`]
+    /// and its own chain; empty when both are there with as many rules as
+    /// the guard gives them. Two look-ups, whatever the number of ports.
+    pub fn missing(self, port: &GuardedPort) -> Result<Vec<String>> {
         let table = checked_table(self.table, &port.ifname)?;
-        let rules = self
-            .nft
-            .rules(Family::Netdev, &table, &guard_chain_name(&port.ifname))?;
-        Ok(rules.len() == guard_rules(port).len())
+        let mut missing = Vec::new();
+        for (chain, rules) in [
+            (GUARD_COMMON_CHAIN.to_string(), common_rules().len()),
+            (guard_chain_name(&port.ifname), port_rules(port).len()),
+        ] {
+            if self.nft.rules(Family::Netdev, &table, &chain)?.len() != rules {
+                missing.push(format!("chain netdev {table} {chain}"));
+            }
+        }
+        Ok(missing)
+    }
+
+    /// Whether `port`'s chain and its table's shared chain are there with
+    /// as many rules as the guard gives them ([`Guard::missing`]).
+    pub fn present(self, port: &GuardedPort) -> Result<bool> {
+        Ok(self.missing(port)?.is_empty())
     }
 }
 
@@ -185,27 +205,51 @@ pub struct AllowPort<'a> {
 }
 
 impl AllowPort<'_> {
-    /// Applies it.
+    /// Applies it: one batch, and before it a look-up of the table's
+    /// shared chain. Only when that chain is missing or lacks rules does
+    /// the batch (re)make it, tied to the ruleset generation it was read
+    /// at, so that of two calls making it at once one wins and the other
+    /// reads again.
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = &checked_table(table, name)?;
         let chain = guard_chain_name(name);
-        let mut batch = Batch::new(nft, Family::Netdev, None, format!("guard port {name}"));
-        batch.table(Family::Netdev, table);
-        batch.ingress_chain(table, &chain, name, PRIORITY);
-        batch.flush_chain(Family::Netdev, table, &chain);
-        for (i, rule) in guard_rules(&self.port).iter().enumerate() {
-            batch.rule(
-                Family::Netdev,
-                table,
-                &chain,
-                rule,
-                None,
-                &format!("rule {}", i + 1),
-            );
-        }
-        batch.commit_once()
+        let (netdev, common) = (Family::Netdev, common_rules());
+        nft.transact(&format!("guard port {name}"), |genid| {
+            let have = nft.rules(netdev, table, GUARD_COMMON_CHAIN)?.len();
+            let make = have != common.len();
+            let genid = make.then_some(genid);
+            let mut batch = Batch::new(nft, netdev, genid, format!("guard port {name}"));
+            batch.table(netdev, table);
+            if make {
+                if nft.chain_exists(netdev, table, GUARD_COMMON_CHAIN)? {
+                    batch.flush_chain(netdev, table, GUARD_COMMON_CHAIN);
+                } else {
+                    batch.new_chain(netdev, table, GUARD_COMMON_CHAIN);
+                }
+                add_rules(&mut batch, table, GUARD_COMMON_CHAIN, &common);
+            }
+            batch.ingress_chain(table, &chain, name, PRIORITY);
+            batch.flush_chain(netdev, table, &chain);
+            add_rules(&mut batch, table, &chain, &port_rules(&self.port));
+            Ok(Some(batch))
+        })
+        .map(drop)
+    }
+}
+
+/// Appends `rules` to chain `netdev <table> <chain>` in `batch`.
+fn add_rules(batch: &mut Batch<'_>, table: &str, chain: &str, rules: &[Vec<Expr>]) {
+    for (i, rule) in rules.iter().enumerate() {
+        batch.rule(
+            Family::Netdev,
+            table,
+            chain,
+            rule,
+            None,
+            &format!("rule {}", i + 1),
+        );
     }
 }
 

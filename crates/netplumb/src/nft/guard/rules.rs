@@ -46,8 +46,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use self::neighbour::neighbour_discovery_rules;
-use super::GuardedPort;
+use self::neighbour::{neighbour_common_rules, neighbour_port_rules};
+use super::{GuardedPort, GUARD_COMMON_CHAIN};
 use crate::nft::expr::{
     Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
     NF_DROP,
@@ -69,16 +69,36 @@ const IPV6_ALLOWED: &[u8] = &[6, UDP, ICMPV6, 132];
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const MLD2_LISTENER_REPORT: u8 = 143;
 
-/// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
-/// text in the module docs.
-pub(super) fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let mut rules = link_rules(&port.mac);
-    rules.extend(arp_rules(port));
+/// The rules of the chain every port of a table jumps to ([`GUARD_COMMON_CHAIN`]), in
+/// order, each as nft 1.0.6 writes the text in the module docs: all but
+/// the last two drop, and those accept only what nothing after the jump
+/// could drop (see the module docs).
+pub(super) fn common_rules() -> Vec<Vec<Expr>> {
+    let mut rules = link_rules();
     rules.extend(protocol_rules());
     rules.extend(server_port_rules());
+    rules.extend(neighbour_common_rules());
+    rules.push(dhcp_discovery_rule());
+    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
+    rules
+}
+
+/// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
+/// text in the module docs.
+pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = vec![
+        [
+            ether(),
+            vec![Expr::payload(Base::Link, 6, 6), ne(&port.mac), drop()],
+        ]
+        .concat(),
+        vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
+    ];
+    rules.extend(arp_rules(port));
     rules.extend(ipv4_rules(&port.ipv4));
-    rules.extend(neighbour_discovery_rules(port));
+    rules.extend(neighbour_port_rules(port));
     rules.extend(ipv6_rules(&port.ipv6));
+    rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
     rules
 }
 
@@ -149,12 +169,12 @@ fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
     .concat()
 }
 
-/// The link layer: the port's MAC only, no link-local group (STP, LLDP,
-/// pause frames), and only ARP, IPv4 and IPv6.
-fn link_rules(mac: &[u8; 6]) -> Vec<Vec<Expr>> {
+/// The link layer, after the port's own rule on the source MAC: no
+/// link-local group (STP, LLDP, pause frames), and only ARP, IPv4 and
+/// IPv6.
+fn link_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     vec![
-        [ether(), vec![load(Base::Link, 6, 6), ne(mac), drop()]].concat(),
         [
             ether(),
             vec![
@@ -291,7 +311,7 @@ fn ip6_nexthdr(p: u8) -> Vec<Expr> {
 }
 
 /// IPv4 from the port's addresses (fragments only where they cannot read
-/// as a reply to a DHCP client), and DHCP discovery from 0.0.0.0.
+/// as a reply to a DHCP client).
 fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     let mut rules = Vec::new();
@@ -333,27 +353,28 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    rules.push(
-        [
-            ip_saddr(&Ipv4Addr::UNSPECIFIED),
-            frag_offset(),
-            vec![Expr::eq(&[0, 0])],
-            l4proto(UDP),
-            // udp sport 68 udp dport 67, as nft merges them.
-            vec![
-                load(Base::Transport, 0, 4),
-                Expr::eq(&[0, 68, 0, 67]),
-                accept(),
-            ],
-        ]
-        .concat(),
-    );
     rules
 }
 
+/// DHCP discovery from 0.0.0.0 (whole, from port 68 to 67).
+fn dhcp_discovery_rule() -> Vec<Expr> {
+    [
+        ip_saddr(&Ipv4Addr::UNSPECIFIED),
+        frag_offset(),
+        vec![Expr::eq(&[0, 0])],
+        l4proto(UDP),
+        // udp sport 68 udp dport 67, as nft merges them.
+        vec![
+            Expr::payload(Base::Transport, 0, 4),
+            Expr::eq(&[0, 68, 0, 67]),
+            accept(),
+        ],
+    ]
+    .concat()
+}
+
 /// IPv6 from the port's addresses (fragments only where they cannot read
-/// as a reply to a DHCPv6 client), and neighbour solicitation and MLD
-/// reports from `::`.
+/// as a reply to a DHCPv6 client).
 fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     let mut rules = Vec::new();
@@ -383,17 +404,22 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    for t in [ND_NEIGHBOR_SOLICIT, MLD2_LISTENER_REPORT] {
-        rules.push(
-            [
-                ip6_saddr(&Ipv6Addr::UNSPECIFIED),
-                l4proto(ICMPV6),
-                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept()],
-            ]
-            .concat(),
-        );
-    }
     rules
+}
+
+/// ICMPv6 of type `t` from `::` (neighbour solicitations for duplicate
+/// address detection, MLD reports).
+fn from_unspecified(t: u8) -> Vec<Expr> {
+    [
+        ip6_saddr(&Ipv6Addr::UNSPECIFIED),
+        l4proto(ICMPV6),
+        vec![
+            Expr::payload(Base::Transport, 0, 1),
+            Expr::eq(&[t]),
+            accept(),
+        ],
+    ]
+    .concat()
 }
 
 mod neighbour;
