@@ -18,7 +18,7 @@ use netsetgo_e2e::checks::{
     assert_refused_nft, assert_refused_unchanged_nft, json_object, wire, wire_line, wire_with,
 };
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
-use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable};
+use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable, GUARD_COMMON_CHAIN};
 use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
     UPLINK6,
@@ -125,15 +125,24 @@ fn mapped(world: &World, port: u16) -> Vec<(Kind, String)> {
 fn own_tables(world: &World) -> (Option<Vec<Value>>, Option<Vec<Value>>) {
     (
         NftTable::publishing(world).map(|t| t.normalised()),
-        // The guard's chains and rules: its tables are shared structure,
-        // and one a call made stays, empty, after the call's lease is gone.
+        // The guard's ports' chains and rules: its tables and their shared
+        // chains are shared structure, and those a call made stay after
+        // the call's lease is gone.
         NftTable::guard(world).map(|t| {
             t.normalised()
                 .into_iter()
-                .filter(|item| item.get("table").is_none())
+                .filter(|item| item.get("table").is_none() && !in_common_chain(item))
                 .collect()
         }),
     )
+}
+
+/// Whether `item` of a guard table is its shared chain or one of that
+/// chain's rules.
+fn in_common_chain(item: &Value) -> bool {
+    let common = Some(GUARD_COMMON_CHAIN);
+    item.get("chain").and_then(|c| c["name"].as_str()) == common
+        || item.get("rule").and_then(|r| r["chain"].as_str()) == common
 }
 
 /// Tables of someone else, made before the helper runs: a NAT table with a
