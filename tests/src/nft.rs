@@ -21,11 +21,11 @@ pub const TABLE: &str = "netsetgo";
 pub const GUARD_COMMON_CHAIN: &str = "common";
 
 /// How many rules [`GUARD_COMMON_CHAIN`] holds: 2 link-layer, 2 transport
-/// protocol whitelists, 5 for DHCP and DHCPv6 ports, 9 for neighbour
-/// discovery (router advertisements and redirects, 2 router solicitation,
-/// 3 neighbour solicitation, 2 advertisement rules), DHCP discovery and MLD
-/// reports from `::`.
-pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 9 + 2;
+/// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the
+/// `return` of all but IPv6, 9 for neighbour discovery (router
+/// advertisements and redirects, 2 router solicitation, 3 neighbour
+/// solicitation, 2 advertisement rules), MLD reports from `::`.
+pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9 + 1;
 
 /// The names of the world's guard tables (`netdev netsetgo_guard_...`),
 /// sorted.

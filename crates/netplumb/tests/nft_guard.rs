@@ -1077,9 +1077,11 @@ fn guard_structure_as_documented() {
             "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
             "ether type != arp ether type != ip ether type != ip6 drop",
             "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
-            "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
             "ip frag-off & 8191 == 0 udp sport 67 drop",
             "ip frag-off & 8191 == 0 udp dport 68 drop",
+            "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
+            "meta protocol != ip6 return",
+            "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
             "ip6 nexthdr udp udp sport 547 drop",
             "ip6 nexthdr udp udp dport 546 drop",
             "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
@@ -1092,7 +1094,6 @@ fn guard_structure_as_documented() {
             "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
             "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
             "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
-            "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
             "ip6 saddr :: icmpv6 type mld2-listener-report accept",
             "}",
         ],
@@ -1101,8 +1102,6 @@ fn guard_structure_as_documented() {
             r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
             "ether saddr != 02:6e:0a:4d:00:02 drop",
             "jump common",
-            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
-            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
             "ip saddr 10.77.0.2 meta l4proto != udp accept",
             "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
             "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
@@ -1118,6 +1117,8 @@ fn guard_structure_as_documented() {
             "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr udp accept",
             "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
             "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
             "}",
         ],
     ];
@@ -1226,8 +1227,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
             .collect::<Vec<_>>()
     };
     let before = bytecode();
-    // Each table: the shared chain's 20 rules and the port's 19.
-    assert_eq!(before.len(), 3 * (20 + 19), "{before:?}");
+    // Each table: the shared chain's 21 rules and the port's 19.
+    assert_eq!(before.len(), 3 * (21 + 19), "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -1307,9 +1308,9 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
     for port in [&p, &q, &p] {
         guard.allow(port).execute().unwrap();
     }
-    // One shared chain of 20 rules, jumped to from each port's chain, also
+    // One shared chain of 21 rules, jumped to from each port's chain, also
     // after a port was guarded again.
-    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    assert_eq!(common_chains(&host, &table), (1, 2, 21));
     for port in [&p, &q] {
         assert!(guard.missing(port).unwrap().is_empty());
     }
@@ -1341,7 +1342,7 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
     ]);
     assert!(!deleted.status.success());
     guard.allow(&q).execute().unwrap();
-    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    assert_eq!(common_chains(&host, &table), (1, 2, 21));
     for port in [&p, &q] {
         assert!(guard.present(port).unwrap());
     }
@@ -1352,13 +1353,13 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
     assert_eq!(guard.missing(&p).unwrap(), vec![named.clone(), own]);
     guard.allow(&p).execute().unwrap();
     assert!(guard.present(&p).unwrap());
-    assert_eq!(common_chains(&host, &table), (1, 1, 20));
+    assert_eq!(common_chains(&host, &table), (1, 1, 21));
 
     // The shared chain stays, like the table, when its last port goes.
     for port in [&p, &q] {
         guard.forget(port).execute().unwrap();
     }
-    assert_eq!(common_chains(&host, &table), (1, 0, 20));
+    assert_eq!(common_chains(&host, &table), (1, 0, 21));
     assert_eq!(guard.missing(&p).unwrap().len(), 1);
 }
 
@@ -1388,7 +1389,7 @@ fn concurrent_first_guards_of_a_table_make_one_common_chain() {
                 s.spawn(move || host.nftables().guard(TABLE).allow(port).execute().unwrap());
             }
         });
-        assert_eq!(common_chains(&host, &table), (1, 2, 20), "round {round}");
+        assert_eq!(common_chains(&host, &table), (1, 2, 21), "round {round}");
         host.run(&["nft", "delete", "table", "netdev", &table]);
     }
 }

@@ -19,12 +19,23 @@ fn port() -> GuardedPort {
 #[test]
 fn guard_rules_match_what_nft_generates() {
     let (common, own) = (common_rules(), port_rules(&port()));
-    // The shared chain: 2 link-layer rules, 2 protocol whitelists, 5 DHCP
-    // ports, 2 RA and redirect, 2 RS, 3 NS, 2 NA, DHCP discovery, MLD.
-    assert_eq!(common.len(), 2 + 2 + 5 + 2 + 2 + 3 + 2 + 1 + 1);
-    // The port's: its MAC, the jump, 2 ARP, 3 per IPv4 address, 1 RS, 2
-    // NS, 2 NA, 3 per IPv6 address, DAD from `::`.
-    assert_eq!(own.len(), 1 + 1 + 2 + 3 + 1 + 2 + 2 + 6 + 1);
+    // The shared chain: 2 link-layer rules, the IPv4 protocol whitelist, 2
+    // DHCP ports, DHCP discovery, the return, the IPv6 whitelist, 3 DHCPv6
+    // ports, 2 RA and redirect, 2 RS, 3 NS, 2 NA, MLD.
+    assert_eq!(common.len(), 2 + 1 + 2 + 1 + 1 + 1 + 3 + 2 + 2 + 3 + 2 + 1);
+    // The port's: its MAC, the jump, 3 per IPv4 address, 1 RS, 2 NS, 2 NA,
+    // 3 per IPv6 address, DAD from `::`, 2 ARP.
+    assert_eq!(own.len(), 1 + 1 + 3 + 1 + 2 + 2 + 6 + 1 + 2);
+    // `meta protocol != ip6 return`: [ meta load protocol => reg 1 ]
+    // [ cmp neq reg 1 0x0000dd86 ] [ immediate reg 0 return ]
+    assert_eq!(
+        common[6],
+        vec![
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]),
+            Expr::Verdict(-5),
+        ]
+    );
     assert_eq!(own[1], vec![Expr::Jump("common".into())]);
     // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
     // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
@@ -55,9 +66,9 @@ fn guard_rules_match_what_nft_generates() {
     // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
     // [ payload load 10b @ network header + 8 ]
     // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
-    assert_eq!(own[2][1], Expr::eq(&[8, 6]));
-    assert_eq!(own[2][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2]));
-    assert_eq!(own[3][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+    assert_eq!(own[17][1], Expr::eq(&[8, 6]));
+    assert_eq!(own[17][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2]));
+    assert_eq!(own[18][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
     // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
     // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
@@ -78,9 +89,9 @@ fn guard_rules_match_what_nft_generates() {
         .concat()
     );
     // The IPv6 one: protocol 0x0000dd86, not 6, 17, 0x3a, 0x84.
-    assert_eq!(common[3][1], Expr::eq(&[0x86, 0xdd]));
+    assert_eq!(common[7][1], Expr::eq(&[0x86, 0xdd]));
     assert_eq!(
-        common[3][2..10],
+        common[7][2..10],
         [6, 17, 0x3a, 0x84]
             .into_iter()
             .flat_map(not)
@@ -93,7 +104,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 2b @ transport header + 2 ]
     // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
     assert_eq!(
-        common[5],
+        common[4],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::eq(&[8, 0]),
@@ -112,7 +123,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 0 ]
     // [ cmp eq reg 1 0x00002302 ] [ immediate reg 0 drop ]
     assert_eq!(
-        common[6],
+        common[8],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::eq(&[0x86, 0xdd]),
@@ -129,7 +140,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise reg 1 = ( reg 1 & 0x0000f8ff ) ^ 0 ] [ cmp eq reg 1 0 ]
     // [ payload load 2b @ network header + 48 ] [ cmp eq reg 1 0x00002302 ]
     assert_eq!(
-        common[8][2..],
+        common[10][2..],
         [
             Expr::payload(Base::Network, 6, 1),
             Expr::eq(&[44]),
@@ -148,7 +159,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
     // [ cmp neq reg 1 0x00004400 ]
     assert_eq!(
-        own[6][4..8],
+        own[4][4..8],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -156,14 +167,14 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Mask(vec![0x1f, 0xff])
         ]
     );
-    assert_eq!(own[6][12], Expr::payload(Base::Network, 22, 2));
-    assert_eq!(own[6][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    assert_eq!(own[4][12], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(own[4][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
     // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
     // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
     // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
     // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
-    assert_eq!(common[18][4..7], first_ipv4_udp()[2..5]);
-    assert_eq!(common[18][10], Expr::eq(&[0, 68, 0, 67]));
+    assert_eq!(common[5][4..7], first_ipv4_udp()[2..5]);
+    assert_eq!(common[5][10], Expr::eq(&[0, 68, 0, 67]));
     // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
     // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
@@ -178,7 +189,7 @@ fn guard_rules_match_what_nft_generates() {
         Expr::eq(&[0x87]),
     ];
     assert_eq!(
-        common[13],
+        common[15],
         [
             ns.to_vec(),
             vec![
@@ -193,7 +204,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
     assert_eq!(
-        common[14][6..],
+        common[16][6..],
         [
             Expr::payload(Base::Network, 4, 2),
             Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
@@ -207,7 +218,7 @@ fn guard_rules_match_what_nft_generates() {
     // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
     // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
     assert_eq!(
-        own[8],
+        own[6],
         [
             ns.to_vec(),
             vec![
@@ -224,25 +235,25 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
     // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
-    assert_eq!(common[15][9], Expr::eq(&[0; 16]));
-    assert_eq!(common[15][10], Expr::payload(Base::Transport, 24, 2));
-    assert_eq!(common[15][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+    assert_eq!(common[17][9], Expr::eq(&[0; 16]));
+    assert_eq!(common[17][10], Expr::payload(Base::Transport, 24, 2));
+    assert_eq!(common[17][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
     // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
     // address, as for the neighbour advertisement's target.
-    assert_eq!(own[9].len(), 6 + 2 + 2 * 2 + 1);
-    assert_eq!(own[9][8..], own[11][6..]);
+    assert_eq!(own[7].len(), 6 + 2 + 2 * 2 + 1);
+    assert_eq!(own[7][8..], own[9][6..]);
     // The router solicitation's source option: [ payload load 8b @
     // transport header + 8 ]; the advertisement's target option: type 2.
-    assert_eq!(own[7][8], Expr::payload(Base::Transport, 8, 8));
+    assert_eq!(own[5][8], Expr::payload(Base::Transport, 8, 8));
     assert_eq!(
-        own[10][9],
+        own[8][9],
         Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
     );
     // The neighbour advertisement: one `cmp neq` per own address.
-    assert_eq!(own[11].len(), 6 + 2 * 2 + 1);
+    assert_eq!(own[9].len(), 6 + 2 * 2 + 1);
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(
-        own[13][4..],
+        own[11][4..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -253,6 +264,6 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
     // 0x222 accept`.
-    assert_eq!(own[14][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
-    assert_eq!(common[19][7], Expr::eq(&[143]));
+    assert_eq!(own[12][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(common[20][7], Expr::eq(&[143]));
 }
