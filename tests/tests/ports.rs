@@ -1289,19 +1289,25 @@ fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
     );
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
     // The successful call may also have made one of the guard's shared
-    // tables, which stays (empty) after its -delete; the failed call never
-    // got as far as the guard.
+    // tables and its shared chain, which stay after its -delete; the
+    // failed call never got as far as the guard.
     let kept = ruleset_json(&world);
     let diff = ruleset_diff(&after_failure, &kept);
     assert!(
         diff.lines().all(|l| {
             let object: Value = serde_json::from_str(l.strip_prefix("+ ").unwrap_or("{}"))
                 .unwrap_or_default();
-            let table = &object["table"];
-            table["family"] == "netdev"
-                && table["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("netsetgo_guard_"))
+            let in_guard_table = |o: &Value, table: &str| {
+                o["family"] == "netdev"
+                    && o[table]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("netsetgo_guard_"))
+            };
+            in_guard_table(&object["table"], "name")
+                || in_common_chain(&object)
+                    && ["chain", "rule"]
+                        .iter()
+                        .any(|k| in_guard_table(&object[k], "table"))
         }),
         "the failed call left other than a successful call keeps (- after the failure, + after a call and its -delete):\n{diff}"
     );
