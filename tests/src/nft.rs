@@ -24,8 +24,8 @@ pub const GUARD_COMMON_CHAIN: &str = "common";
 /// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the
 /// `return` of all but IPv6, 9 for neighbour discovery (router
 /// advertisements and redirects, 2 router solicitation, 3 neighbour
-/// solicitation, 2 advertisement rules), MLD reports from `::`.
-pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9 + 1;
+/// solicitation, 2 advertisement rules).
+pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9;
 
 /// The names of the world's guard tables (`netdev netsetgo_guard_...`),
 /// sorted.

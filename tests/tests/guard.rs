@@ -663,11 +663,11 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // Legitimate traffic, the kernel's elements, -check
 
 /// The rules of a guard chain on a network with IPv6: the MAC, the jump to
-/// the table's shared chain, 2 ARP, 3 for the IPv4 lease, 5 for neighbour
+/// the table's shared chain, 3 for the IPv4 lease, 5 for neighbour
 /// discovery (1 router solicitation, 2 neighbour solicitation and 2
 /// advertisement rules), 3 for each IPv6 address (the lease's and the
-/// link-local), duplicate address detection from `::`.
-const GUARD_RULES: usize = 1 + 1 + 2 + 3 + 5 + 2 * 3 + 1;
+/// link-local), duplicate address detection and MLD from `::`, 2 ARP.
+const GUARD_RULES: usize = 1 + 1 + 3 + 5 + 2 * 3 + 2 + 2;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to

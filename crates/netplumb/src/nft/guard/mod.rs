@@ -3,51 +3,100 @@
 //! ingress hook, `port_<name>` ([`guard_chain_name`]; the name escaped so
 //! that nft reads the listing back whatever it is), in one of
 //! [`GUARD_TABLES`] netdev tables, `<table>_guard_<n>` ([`guard_table_name`],
-//! `n` from a hash of the name; see "What a port costs" below). For a
-//! port with MAC `M`, IPv4 addresses `A...` and IPv6
-//! addresses `X...` (nft 1.0.6 lists it so, and loads the listing back as
-//! the same rules):
+//! `n` from a hash of the name; see "What a port costs" below). What holds
+//! for every port is in one regular chain per table,
+//! [`GUARD_COMMON_CHAIN`], which each port's chain jumps to right after its
+//! MAC rule; the port's chain has only the rules that read its MAC `M`, its
+//! IPv4 addresses `A...` or its IPv6 addresses `X...` (nft 1.0.6 lists them
+//! so, and loads the listing back as the same rules):
 //!
 //! ```text
-//! chain port_veth0a0a0a02 {
-//!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
-//!     ether saddr != M drop
+//! chain common {
 //!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
 //!     ether type != arp ether type != ip ether type != ip6 drop
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //!     meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
-//!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
 //!     ip frag-off & 8191 == 0 udp sport 67 drop
 //!     ip frag-off & 8191 == 0 udp dport 68 drop
+//!     ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
+//!     meta protocol != ip6 return
+//!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
 //!     ip6 nexthdr udp udp sport 547 drop
 //!     ip6 nexthdr udp udp dport 546 drop
 //!     ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop
-//!     ip saddr A meta l4proto != udp accept                                        (each A)
-//!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
-//!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
-//!     ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
 //!     icmpv6 type nd-router-advert drop
 //!     icmpv6 type nd-redirect drop
 //!     icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
 //!     icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop
-//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x0101M drop
 //!     icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop
 //!     icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x0101M drop
 //!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != X ... drop
 //!     icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
 //!     icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
+//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
+//! }
+//!
+//! chain port_veth0a0a0a02 {
+//!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
+//!     ether saddr != M drop
+//!     jump common
+//!     ip saddr A meta l4proto != udp accept                                        (each A)
+//!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
+//!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
+//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x0101M drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x0101M drop
+//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != X ... drop
 //!     icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x0201M drop
 //!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
 //!     ip6 saddr X meta l4proto != udp accept                                       (each X)
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
-//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
+//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
+//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //! }
 //! ```
+//!
+//! # Why the two chains decide as one did
+//!
+//! Until 2026-12 each port's chain held all of these rules itself, in this
+//! order: the MAC drop; the link-local group and EtherType drops; the ARP
+//! accepts; both transport protocol whitelists and the five DHCP/DHCPv6
+//! port drops; the IPv4 accepts and DHCP discovery; every neighbour
+//! discovery drop (the shared ones and the port's); the IPv6 accepts and
+//! the two accepts from `::`. The split keeps each of its decisions. A
+//! `drop` in `common` is final and an `accept` there ends the port's chain
+//! (and the hook's other base chains run after it, as after an accept in
+//! the port's chain); `return`, or the chain's end, continues after the
+//! `jump`. A packet's verdict is that of the first rule it matches, so
+//! moving rules changes nothing as long as no packet matches both a moved
+//! drop and an accept it was moved past (or an accept and a drop it was
+//! moved before); rules of one kind may be reordered freely. Every rule
+//! but the first three of the old order tests `meta protocol` (`ip`,
+//! `ip6`, `arp`: nft writes it before every `ip`, `ip6`, `arp` and
+//! `icmpv6` match), and a packet has one protocol, so only rules of the
+//! same protocol can match the same packet. Per protocol, after the MAC,
+//! link-local and EtherType drops, which come first in both:
+//!
+//! - ARP meets only the ARP accepts in either order (`return` sends it
+//!   back to the port's chain, where they are last), then the policy.
+//! - IPv4 meets its whitelist and its two DHCP drops, then its accepts
+//!   (the port's addresses, and discovery from 0.0.0.0, now before them),
+//!   then the policy, in both orders: nothing after the `return` or after
+//!   the IPv4 accepts in the port's chain is IPv4.
+//! - IPv6 meets its whitelist, the three DHCPv6 drops and the neighbour
+//!   discovery drops, then its accepts, then the policy. One accept moved
+//!   ahead of drops: MLD reports from `::` (`common`'s last rule) now
+//!   precede the port's neighbour discovery drops, which all match ICMPv6
+//!   types 133, 135 or 136 only, never an MLD report's 143.
+//!
+//! Every accept of IP still reads `meta l4proto`, so a packet whose IP
+//! header the kernel could not parse still meets the policy (see the
+//! `rules` module). A container's owner cannot change either chain: it has no
+//! `CAP_NET_ADMIN` in the host namespace. Root can (`nft flush chain`, or
+//! the flush of the whole ruleset a firewall restart does); deleting
+//! `common` alone is refused while a port's chain jumps to it (`EBUSY`).
+//! [`Guard::missing`] (what `-check` asks) names a `common` without all its
+//! rules, and [`Guard::allow`] (what `-restore` runs) makes it whole again.
 //!
 //! # Why every frame passes it
 //!

@@ -73,8 +73,8 @@ const MLD2_LISTENER_REPORT: u8 = 143;
 /// ([`GUARD_COMMON_CHAIN`]), in order, each as nft 1.0.6 writes the text in
 /// the module docs: the link layer, then IPv4's drops and DHCP discovery's
 /// accept, a `return` for every frame but IPv6 (nothing after it matches
-/// one), then IPv6's drops and MLD's accept from `::`. The two accepts
-/// pass only what nothing after the jump could drop (see the module docs).
+/// one), then IPv6's drops. The accept passes only what nothing after the
+/// jump could drop (see the module docs).
 pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     let mut rules = link_rules();
     rules.push(protocol_rule(ETH_P_IP, IPV4_ALLOWED));
@@ -90,13 +90,12 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     rules.push(protocol_rule(ETH_P_IPV6, IPV6_ALLOWED));
     rules.extend(dhcpv6_port_rules());
     rules.extend(neighbour_common_rules());
-    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
     rules
 }
 
 /// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
 /// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
-/// first, ARP (the least) last.
+/// first, then IPv6 and what `::` may send, ARP (the least) last.
 pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [
@@ -110,6 +109,7 @@ pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     rules.extend(neighbour_port_rules(port));
     rules.extend(ipv6_rules(&port.ipv6));
     rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
+    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
     rules.extend(arp_rules(port));
     rules
 }
