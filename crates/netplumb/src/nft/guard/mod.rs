@@ -32,7 +32,6 @@
 //!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
 //!     icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
 //!     icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
-//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
 //! }
 //!
 //! chain port_veth0a0a0a02 {
@@ -51,6 +50,7 @@
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
+//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //! }
@@ -80,14 +80,13 @@
 //! - ARP meets only the ARP accepts in either order (`return` sends it
 //!   back to the port's chain, where they are last), then the policy.
 //! - IPv4 meets its whitelist and its two DHCP drops, then its accepts
-//!   (the port's addresses, and discovery from 0.0.0.0, now before them),
+//!   (discovery from 0.0.0.0 now before the port's addresses: both accept),
 //!   then the policy, in both orders: nothing after the `return` or after
 //!   the IPv4 accepts in the port's chain is IPv4.
 //! - IPv6 meets its whitelist, the three DHCPv6 drops and the neighbour
-//!   discovery drops, then its accepts, then the policy. One accept moved
-//!   ahead of drops: MLD reports from `::` (`common`'s last rule) now
-//!   precede the port's neighbour discovery drops, which all match ICMPv6
-//!   types 133, 135 or 136 only, never an MLD report's 143.
+//!   discovery drops, then its accepts, then the policy, in both orders:
+//!   the port's chain has its neighbour discovery drops before every IPv6
+//!   accept, as before.
 //!
 //! Every accept of IP still reads `meta l4proto`, so a packet whose IP
 //! header the kernel could not parse still meets the policy (see the
@@ -124,39 +123,59 @@
 //!
 //! # What a port costs
 //!
-//! Everything is a constant of the port's own chain: a packet walks only its
-//! port's rules. A port's batch (table if missing, chain, flush, 38 rules
-//! for one IPv4 and two IPv6 addresses) meets two walks in the kernel
-//! (`net/netfilter/nf_tables_api.c`), which decide where the chains live:
+//! A port's batch is its table (if missing), its chain, a flush and its own
+//! rules: 20 for one IPv4 and two IPv6 addresses (3 per IPv4 and 3 per IPv6
+//! address, 11 others), 23 messages (41 when every rule was in the port's
+//! chain: 38 rules). Before it, one look-up of the table's `common`
+//! (`NFT_MSG_GETRULE`); only when that is missing or lacks rules does the
+//! batch also make it (a chain and 20 rules), tied to the ruleset
+//! generation of the look-up. The messages matter, not the expressions: each
+//! names its table, which `nft_table_lookup` finds by walking the
+//! namespace's list of tables (oldest first) comparing names, and each
+//! `NEWRULE` looks up its chain and every expression type by name and
+//! allocates. With 1000 ports a call's `allow` took 0.65 ms against 1.05 ms
+//! with 38 rules a port, and 0.55 ms against 0.82 ms with one port (6.18,
+//! medians of three runs of `guardbatch`, a shared machine).
 //!
-//! - Every message names its table, and `nft_table_lookup` finds it by
-//!   walking the namespace's list of tables (oldest first) and comparing
-//!   names. With a table per port, each of the batch's 41 messages walked
-//!   past every older port's table: with 1000 ports the newest port's batch
-//!   took 2.1 ms, the oldest port's (found first) 0.8 ms (6.18).
+//! A packet walks only its own port's chain and its table's `common`: a
+//! TCP segment or a UDP datagram from the port's IPv4 address is accepted
+//! at the 10th rule (MAC, jump, the 7 rules of `common` up to its `return`,
+//! its accept; 13th before), an IPv6 packet from its first address at the
+//! 31st (as before), ARP after all IPv4 and IPv6 rules (the least frequent).
+//!
+//! The chains are spread over [`GUARD_TABLES`] tables by a hash of the host
+//! end's name, because of two walks in the kernel
+//! (`net/netfilter/nf_tables_api.c`):
+//!
+//! - With a table per port, each message walked past every older port's
+//!   table in `nft_table_lookup`: with 1000 ports the newest port's batch
+//!   took 2.1 ms, the oldest port's (found first) 0.8 ms (6.18, 41
+//!   messages).
 //! - Rules with verdicts mark their table as needing validation
 //!   (`NFT_VALIDATE_NEED`), and the commit walks every base chain and rule
-//!   of such a table (`nf_tables_validate`, `nft_table_validate`): with one
-//!   table for all ports the 1000th port's batch took 7.7 ms or more.
+//!   of such a table, following jumps (`nf_tables_validate`,
+//!   `nft_table_validate`): with one table for all ports the 1000th port's
+//!   batch took 7.7 ms or more. Each port's chain still leads the walk
+//!   through `common`, so the split does not shorten it.
 //!
-//! So the chains are spread over a fixed number of tables by a hash of the
-//! host end's name: a lookup passes at most [`GUARD_TABLES`] of ours, and a
-//! commit validates the chains of one table, about N/32 of N. With 1000
-//! ports a port's batch took 0.95 ms, with one port 0.77 ms and with 100
-//! 0.79 ms (6.18, medians; a table per port: 2.10 ms at 1000). The
-//! validation state is per table
-//! (`table->validate_state`) since "netfilter: nf_tables: make validation
-//! state per table" (around 6.2/6.3); before it (5.10 and 6.1) it is per
-//! network namespace, so a commit that adds a rule with a verdict validates
-//! every table of the namespace, and the commit also visits every chain of
-//! every table (`nf_tables_commit`, step 2): there a port's batch still
-//! grows with the number of ports, whatever the layout (every rule here
-//! ends in a verdict, and nothing a batch sends avoids either walk). The
-//! tables are shared structure: a table stays when its last chain goes,
-//! since deleting it could race another network's call adding a chain to
-//! it. The bridge's forwarding database is guarded in the bridge itself
-//! (see [`Learning::Pinned`](crate::Learning::Pinned)), where no ruleset
-//! flush reaches it.
+//! With 32 tables a lookup passes at most 32 of ours, and a commit
+//! validates the chains of one table, about N/32 of N. The validation state
+//! is per table (`table->validate_state`) since "netfilter: nf_tables: make
+//! validation state per table" (around 6.2/6.3); before it (5.10 and 6.1)
+//! it is per network namespace, so a commit that adds a rule with a verdict
+//! validates every table of the namespace, and the commit also visits every
+//! chain of every table (`nf_tables_commit`, step 2): there a port's batch
+//! still grows with the number of ports, whatever the layout (every rule
+//! here ends in a verdict, and nothing a batch sends avoids either walk). A
+//! `jump` from a netdev base chain to a regular chain of its table, and
+//! `return`, are as old as nf_tables.
+//!
+//! The tables and their `common` chains are shared structure: they stay
+//! when a table's last port chain goes, since deleting them could race
+//! another network's call adding a chain. The bridge's forwarding database
+//! is guarded in the bridge itself (see
+//! [`Learning::Pinned`](crate::Learning::Pinned)), where no ruleset flush
+//! reaches it.
 
 mod rules;
 
@@ -198,10 +217,11 @@ impl<'a> Guard<'a> {
     /// its MAC with its addresses (and ARP and neighbour discovery for
     /// those, DHCP discovery, duplicate address detection), nothing posing
     /// as a DHCP server or a router. One batch: the port's table (shared
-    /// with other ports) if missing, its chain if missing, its rules
-    /// replaced by the port's; so it may
-    /// be run again at any time (after a ruleset flush, say) and leaves the
-    /// same chain. On kernels before 6.16 the host end must exist.
+    /// with other ports) if missing, the table's [`GUARD_COMMON_CHAIN`] if
+    /// missing or without all its rules, the port's chain if missing, its
+    /// rules replaced by the port's; so it may be run again at any time
+    /// (after a ruleset flush, say) and leaves the same chains. On kernels
+    /// before 6.16 the host end must exist.
     pub fn allow(self, port: &GuardedPort) -> AllowPort<'a> {
         AllowPort {
             at: self,
@@ -210,7 +230,7 @@ impl<'a> Guard<'a> {
     }
 
     /// Stops guarding `port`: deletes its chain, if there is one; the
-    /// table, which other ports share, stays. (Before Linux 6.16 the kernel
+    /// table and its [`GUARD_COMMON_CHAIN`], which other ports share, stay. (Before Linux 6.16 the kernel
     /// deletes a single-device netdev chain itself when the device goes
     /// away; from 6.16 on the chain stays.)
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
