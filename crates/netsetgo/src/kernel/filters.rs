@@ -22,7 +22,8 @@ use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
 /// of the guard's 32 netdev tables, which hold one chain per guarded host
-/// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); no other
+/// end and one shared chain each (`netsetgo_guard_<n>`,
+/// [`netplumb::guard_table_name`], [`netplumb::GUARD_COMMON_CHAIN`]); no other
 /// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
 pub const TABLE: &str = "netsetgo";
 
