@@ -124,8 +124,8 @@
 //! # What a port costs
 //!
 //! A port's batch is its table (if missing), its chain, a flush and its own
-//! rules: 20 for one IPv4 and two IPv6 addresses (3 per IPv4 and 3 per IPv6
-//! address, 11 others), 23 messages (41 when every rule was in the port's
+//! rules: 20 for one IPv4 and two IPv6 addresses (4 per IPv4 address, one
+//! of them ARP, 3 per IPv6 address, 10 others), 23 messages (41 when every rule was in the port's
 //! chain: 38 rules). Before it, one look-up of the table's `common`
 //! (`NFT_MSG_GETRULE`); only when that is missing or lacks rules does the
 //! batch also make it (a chain and 20 rules), tied to the ruleset
@@ -231,9 +231,10 @@ impl<'a> Guard<'a> {
     }
 
     /// Stops guarding `port`: deletes its chain, if there is one; the
-    /// table and its [`GUARD_COMMON_CHAIN`], which other ports share, stay. (Before Linux 6.16 the kernel
-    /// deletes a single-device netdev chain itself when the device goes
-    /// away; from 6.16 on the chain stays.)
+    /// table and its [`GUARD_COMMON_CHAIN`], which other ports share,
+    /// stay. (Before Linux 6.16 the kernel deletes a single-device netdev
+    /// chain itself when the device goes away; from 6.16 on the chain
+    /// stays.)
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
         ForgetPort {
             at: self,
