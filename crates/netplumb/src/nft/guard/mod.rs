@@ -123,13 +123,13 @@
 //!
 //! # What a port costs
 //!
-//! A port's batch is its table (if missing), its chain, a flush and its own
-//! rules: 20 for one IPv4 and two IPv6 addresses (4 per IPv4 address, one
-//! of them ARP, 3 per IPv6 address, 10 others), 23 messages (41 when every rule was in the port's
-//! chain: 38 rules). Before it, one look-up of the table's `common`
-//! (`NFT_MSG_GETRULE`); only when that is missing or lacks rules does the
-//! batch also make it (a chain and 20 rules), tied to the ruleset
-//! generation of the look-up. The messages matter, not the expressions: each
+//! A port's batch is its chain, a flush and its own rules: 20 for one IPv4
+//! and two IPv6 addresses (4 per IPv4 address, one of them ARP, 3 per IPv6
+//! address, 10 others), 22 messages (41 when every rule was in the port's
+//! chain: its table, chain, flush and 38 rules). Before it, one look-up of
+//! the table's `common` (`NFT_MSG_GETRULE`); only when that is missing or
+//! lacks rules does the batch also make it (the table if missing, a chain
+//! and 20 rules), tied to the ruleset generation of the look-up. The messages matter, not the expressions: each
 //! names its table, which `nft_table_lookup` finds by walking the
 //! namespace's list of tables (oldest first) comparing names, and each
 //! `NEWRULE` looks up its chain and every expression type by name and
@@ -278,9 +278,9 @@ pub struct AllowPort<'a> {
 impl AllowPort<'_> {
     /// Applies it: one batch, and before it a look-up of the table's
     /// shared chain. Only when that chain is missing or lacks rules does
-    /// the batch (re)make it, tied to the ruleset generation it was read
-    /// at, so that of two calls making it at once one wins and the other
-    /// reads again.
+    /// the batch (re)make it (and the table if missing), tied to the
+    /// ruleset generation it was read at, so that of two calls making it
+    /// at once one wins and the other reads again.
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
@@ -292,8 +292,10 @@ impl AllowPort<'_> {
             let make = have != common.len();
             let genid = make.then_some(genid);
             let mut batch = Batch::new(nft, netdev, genid, format!("guard port {name}"));
-            batch.table(netdev, table);
+            // With `common` in place the table is too: were it deleted
+            // before the commit, the jump to `common` would fail anyway.
             if make {
+                batch.table(netdev, table);
                 if nft.chain_exists(netdev, table, GUARD_COMMON_CHAIN)? {
                     batch.flush_chain(netdev, table, GUARD_COMMON_CHAIN);
                 } else {
