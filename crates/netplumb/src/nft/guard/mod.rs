@@ -279,22 +279,31 @@ impl AllowPort<'_> {
     /// Applies it: one batch, and before it a look-up of the table's
     /// shared chain. Only when that chain is missing or lacks rules does
     /// the batch (re)make it (and the table if missing), tied to the
-    /// ruleset generation it was read at, so that of two calls making it
-    /// at once one wins and the other reads again.
+    /// ruleset generation it was planned at, so that of two calls making it
+    /// at once one wins and the other plans again.
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = &checked_table(table, name)?;
-        let chain = guard_chain_name(name);
         let (netdev, common) = (Family::Netdev, common_rules());
-        nft.transact(&format!("guard port {name}"), |genid| {
-            let have = nft.rules(netdev, table, GUARD_COMMON_CHAIN)?.len();
-            let make = have != common.len();
-            let genid = make.then_some(genid);
-            let mut batch = Batch::new(nft, netdev, genid, format!("guard port {name}"));
-            // With `common` in place the table is too: were it deleted
-            // before the commit, the jump to `common` would fail anyway.
-            if make {
+        let what = format!("guard port {name}");
+        let intact = || Ok(nft.rules(netdev, table, GUARD_COMMON_CHAIN)?.len() == common.len());
+        let port = |batch: &mut Batch<'_>| {
+            let chain = guard_chain_name(name);
+            batch.ingress_chain(table, &chain, name, PRIORITY);
+            batch.flush_chain(netdev, table, &chain);
+            add_rules(batch, table, &chain, &port_rules(&self.port));
+        };
+        // With `common` in place the table is too: were it deleted before
+        // the commit, the jump to `common` would fail anyway.
+        if intact()? {
+            let mut batch = Batch::new(nft, netdev, None, what);
+            port(&mut batch);
+            return batch.commit_once();
+        }
+        nft.transact(&what, |genid| {
+            let mut batch = Batch::new(nft, netdev, Some(genid), what.clone());
+            if !intact()? {
                 batch.table(netdev, table);
                 if nft.chain_exists(netdev, table, GUARD_COMMON_CHAIN)? {
                     batch.flush_chain(netdev, table, GUARD_COMMON_CHAIN);
@@ -303,9 +312,7 @@ impl AllowPort<'_> {
                 }
                 add_rules(&mut batch, table, GUARD_COMMON_CHAIN, &common);
             }
-            batch.ingress_chain(table, &chain, name, PRIORITY);
-            batch.flush_chain(netdev, table, &chain);
-            add_rules(&mut batch, table, &chain, &port_rules(&self.port));
+            port(&mut batch);
             Ok(Some(batch))
         })
         .map(drop)
