@@ -16,6 +16,17 @@ use crate::world::World;
 /// (`netdev`).
 pub const TABLE: &str = "netsetgo";
 
+/// The regular chain of each guard table that every port's chain jumps to
+/// (netplumb's `GUARD_COMMON_CHAIN`): shared structure, like the tables.
+pub const GUARD_COMMON_CHAIN: &str = "common";
+
+/// How many rules [`GUARD_COMMON_CHAIN`] holds: 2 link-layer, 2 transport
+/// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the
+/// `return` of all but IPv6, 9 for neighbour discovery (router
+/// advertisements and redirects, 2 router solicitation, 3 neighbour
+/// solicitation, 2 advertisement rules).
+pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9;
+
 /// The names of the world's guard tables (`netdev netsetgo_guard_...`),
 /// sorted.
 pub fn guard_tables(world: &World) -> Vec<String> {
@@ -275,6 +286,14 @@ impl NftTable {
                 *n += 1;
             }
         }
+        chains
+    }
+
+    /// [`chains`](Self::chains) of the guard's ports (`port_<host end>`),
+    /// without the guard tables' shared chain ([`GUARD_COMMON_CHAIN`]).
+    pub fn port_chains(&self) -> BTreeMap<String, usize> {
+        let mut chains = self.chains();
+        chains.retain(|name, _| name.starts_with("port_"));
         chains
     }
 

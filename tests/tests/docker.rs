@@ -66,7 +66,7 @@ fn assert_one_lease(world: &World, rootless: &Rootless) -> Lease {
 /// The names of the guard's chains in the world (one per guarded port).
 fn guard_chains(world: &World) -> Vec<String> {
     NftTable::guard(world)
-        .map(|t| t.chains().into_keys().collect())
+        .map(|t| t.port_chains().into_keys().collect())
         .unwrap_or_default()
 }
 

@@ -26,7 +26,7 @@ use netsetgo_e2e::frames::{
     self, checksum, container_mac, contains, ether, ip, ipv4_packet, ipv6, link_local, mac_text,
     router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
 };
-use netsetgo_e2e::nft::{NftTable, TABLE};
+use netsetgo_e2e::nft::{NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES, TABLE};
 use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, UPLINK4};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
@@ -662,13 +662,12 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
 
-/// The rules of a guard chain on a network with IPv6: 3 link-layer, 2 ARP,
-/// 2 transport protocol whitelists, 5 for DHCP and DHCPv6 ports, 3 for the
-/// IPv4 lease, DHCP discovery, 14 for neighbour discovery (router
-/// advertisements and redirects, 3 router solicitation, 5 neighbour
-/// solicitation and 4 advertisement rules), 3 for each IPv6 address (the
-/// lease's and the link-local), 2 from `::`.
-const GUARD_RULES: usize = 3 + 2 + 2 + 5 + 3 + 1 + 14 + 2 * 3 + 2;
+/// The rules of a guard chain on a network with IPv6: the MAC, the jump to
+/// the table's shared chain, 3 for the IPv4 lease, 5 for neighbour
+/// discovery (1 router solicitation, 2 neighbour solicitation and 2
+/// advertisement rules), 3 for each IPv6 address (the lease's and the
+/// link-local), duplicate address detection and MLD from `::`, 2 ARP.
+const GUARD_RULES: usize = 1 + 1 + 3 + 5 + 2 * 3 + 2 + 2;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -779,6 +778,12 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
         Some(GUARD_RULES),
         "{:?}",
         NftTable::guard(&world)
+    );
+    let table = NftTable::of(&world, "netdev", &table_name(&world, &host));
+    assert_eq!(
+        table.map(|t| t.chains().get(GUARD_COMMON_CHAIN).copied()),
+        Some(Some(GUARD_COMMON_RULES)),
+        "the shared chain of {host}'s table"
     );
     assert_pinned(&world, &host, mac);
 

@@ -374,7 +374,7 @@ const GATEWAY6: &str = "fd00:10::1";
 /// tables hold them.
 fn guard_chains(world: &World) -> Vec<String> {
     NftTable::guard(world)
-        .map(|t| t.chains().into_keys().collect())
+        .map(|t| t.port_chains().into_keys().collect())
         .unwrap_or_default()
 }
 

@@ -18,7 +18,7 @@ use netsetgo_e2e::checks::{
     assert_refused_nft, assert_refused_unchanged_nft, json_object, wire, wire_line, wire_with,
 };
 use netsetgo_e2e::fixtures::{wait_for_ports, world_with, A, B, GATEWAY};
-use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable};
+use netsetgo_e2e::nft::{delete_element, table_text, Kind, NftTable, GUARD_COMMON_CHAIN};
 use netsetgo_e2e::traffic::{
     netns_prefix, request, request_retrying, token, Outside, Server, OUTSIDE4, OUTSIDE6, UPLINK4,
     UPLINK6,
@@ -125,15 +125,24 @@ fn mapped(world: &World, port: u16) -> Vec<(Kind, String)> {
 fn own_tables(world: &World) -> (Option<Vec<Value>>, Option<Vec<Value>>) {
     (
         NftTable::publishing(world).map(|t| t.normalised()),
-        // The guard's chains and rules: its tables are shared structure,
-        // and one a call made stays, empty, after the call's lease is gone.
+        // The guard's ports' chains and rules: its tables and their shared
+        // chains are shared structure, and those a call made stay after
+        // the call's lease is gone.
         NftTable::guard(world).map(|t| {
             t.normalised()
                 .into_iter()
-                .filter(|item| item.get("table").is_none())
+                .filter(|item| item.get("table").is_none() && !in_common_chain(item))
                 .collect()
         }),
     )
+}
+
+/// Whether `item` of a guard table is its shared chain or one of that
+/// chain's rules.
+fn in_common_chain(item: &Value) -> bool {
+    let common = Some(GUARD_COMMON_CHAIN);
+    item.get("chain").and_then(|c| c["name"].as_str()) == common
+        || item.get("rule").and_then(|r| r["chain"].as_str()) == common
 }
 
 /// Tables of someone else, made before the helper runs: a NAT table with a
@@ -1280,20 +1289,30 @@ fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
     );
     assert_eq!(out.code(), Some(0), "-delete:\n{out}");
     // The successful call may also have made one of the guard's shared
-    // tables, which stays (empty) after its -delete; the failed call never
-    // got as far as the guard.
+    // tables and its shared chain, which stay after its -delete; the
+    // failed call never got as far as the guard.
     let kept = ruleset_json(&world);
     let diff = ruleset_diff(&after_failure, &kept);
-    assert!(
-        diff.lines().all(|l| {
-            let object: Value = serde_json::from_str(l.strip_prefix("+ ").unwrap_or("{}"))
-                .unwrap_or_default();
-            let table = &object["table"];
-            table["family"] == "netdev"
-                && table["name"]
+    let is_shared_guard = |object: &Value| {
+        let in_guard_table = |o: &Value, table: &str| {
+            o["family"] == "netdev"
+                && o[table]
                     .as_str()
                     .is_some_and(|n| n.starts_with("netsetgo_guard_"))
-        }),
+        };
+        in_guard_table(&object["table"], "name")
+            || in_common_chain(object)
+                && ["chain", "rule"]
+                    .iter()
+                    .any(|k| in_guard_table(&object[k], "table"))
+    };
+    let objects = |r: &Value| r["nftables"].as_array().cloned().unwrap_or_default();
+    let (failed, succeeded) = (objects(&after_failure), objects(&kept));
+    assert!(
+        failed.iter().all(|o| succeeded.contains(o))
+            && succeeded
+                .iter()
+                .all(|o| failed.contains(o) || o.get("metainfo").is_some() || is_shared_guard(o)),
         "the failed call left other than a successful call keeps (- after the failure, + after a call and its -delete):\n{diff}"
     );
 }

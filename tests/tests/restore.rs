@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use netsetgo_e2e::checks::{assert_refused_unchanged_nft, wire, wire_with};
 use netsetgo_e2e::fixtures::{uid, world_with, A, B};
+use netsetgo_e2e::nft::{guard_tables, NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES};
 use netsetgo_e2e::traffic::{Outside, Server};
 use netsetgo_e2e::{require_root, Container, Output, SyslogSink, World};
 
@@ -219,6 +220,53 @@ fn restore_brings_back_publications_and_guards_after_a_flushed_ruleset() {
         "a second -restore changed the ruleset"
     );
     outside.assert_reaches(&mut server, 8080);
+}
+
+/// Root empties a guard table's shared chain (`nft flush chain`; a
+/// container's owner cannot, and deleting it is refused while ports jump
+/// to it): the port's own chain is whole, but what the shared chain drops
+/// passes. `-check` names the shared chain and `-restore`; root's
+/// `-restore` fills it again, and a second run changes nothing.
+#[test]
+fn restore_refills_the_guard_tables_shared_chain_that_check_names() {
+    require_root!();
+    let world = world_with(POLICY);
+    let c = world.container(A);
+    assert_eq!(wire(&world, &c).ip(), "10.10.10.2");
+    let tables = guard_tables(&world);
+    assert_eq!(tables.len(), 1, "{tables:?}");
+    let table = &tables[0];
+    let chains = || {
+        NftTable::of(&world, "netdev", table)
+            .expect("the table")
+            .chains()
+    };
+    let whole = chains();
+    assert_eq!(whole.get(GUARD_COMMON_CHAIN), Some(&GUARD_COMMON_RULES));
+    assert_eq!(check(&world, &c).code(), Some(0));
+
+    world
+        .run(&["nft", "flush", "chain", "netdev", table, GUARD_COMMON_CHAIN])
+        .expect_success("nft flush chain in the world");
+    assert_eq!(chains().get(GUARD_COMMON_CHAIN), Some(&0));
+    let out = check(&world, &c);
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in [
+        format!("the guard of host end veth0a0a0a02 is missing: chain netdev {table} {GUARD_COMMON_CHAIN}"),
+        "run `netsetgo -restore` as root".to_string(),
+    ] {
+        assert!(out.stderr.contains(&part), "{part:?} not said:\n{out}");
+    }
+    assert!(!out.stderr.contains("port_veth0a0a0a02"), "{out}");
+
+    let out = restore(&world);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("re-created 1 guard"), "{out}");
+    assert_eq!(chains(), whole, "the guard table after -restore");
+    assert_eq!(check(&world, &c).code(), Some(0));
+    let before = ruleset_json(&world);
+    assert_eq!(restore(&world).code(), Some(0));
+    assert_eq!(ruleset_json(&world), before, "a second -restore changed it");
 }
 
 /// A flushed ruleset after the last publication went: the host's claims

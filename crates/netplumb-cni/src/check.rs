@@ -131,8 +131,12 @@ async fn options_hold(
     }
     if options.guard {
         let guard = GuardedPort::new(name, mac, addresses);
-        if !nft.guard(TABLE).present(&guard).map_err(plumbing)? {
-            return Err(not_intact(format!("the guard of {name} is missing")));
+        let missing = nft.guard(TABLE).missing(&guard).map_err(plumbing)?;
+        if !missing.is_empty() {
+            return Err(not_intact(format!(
+                "the guard of {name} is missing: {}",
+                missing.join(", ")
+            )));
         }
     }
     match ports::missing(&nft, &options.mappings, owner(name), addresses)? {

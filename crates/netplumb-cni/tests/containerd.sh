@@ -244,9 +244,12 @@ address_of() { nsenter -t "$1" -n ip -j -4 addr show dev eth0 | jq -r '.[0].addr
 mac_of() { nsenter -t "$1" -n ip -j link show dev eth0 | jq -r '.[0].address'; }
 # The guard's chains (one per guarded host end, `port_<host end>`) in the
 # plugin's shared netdev tables `netplumb-cni_guard_<n>`.
+# The guard's port chains (each table's shared chain `common` stays, like
+# the table).
 guard_chains() {
   nft -j list chains netdev 2>/dev/null |
-    jq -r '.nftables[].chain // empty | select(.table | startswith("netplumb-cni_guard_")) | .name'
+    jq -r '.nftables[].chain // empty | select(.table | startswith("netplumb-cni_guard_"))
+      | select(.name | startswith("port_")) | .name'
 }
 host_ends() { ip -j link show master "$1" | jq -r '.[].ifname'; }
 
@@ -384,7 +387,7 @@ leases=$(find /var/lib/cni/networks -name '10.*' | wc -l)
 [ "$leases" = 0 ] || fail "$leases leases left"
 # Of the plugin's nftables objects only its table stays, with the
 # per-network masquerade chains (kept by design when containers leave),
-# and its shared guard tables, with no chain left in them.
+# and its shared guard tables, with no port chain left in them.
 tables=$(nft -j list tables | jq -r '[.nftables[].table // empty | "\(.family) \(.name)"
   | select(startswith("netdev netplumb-cni_guard_") | not)] | join(",")')
 [ "$tables" = "inet netplumb-cni" ] || fail "nftables tables left: $tables"

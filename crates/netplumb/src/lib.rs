@@ -131,7 +131,7 @@ pub use netns::{NetNs, NsId};
 pub use nft::{
     guard_chain_name, guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard,
     GuardedPort, Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish,
-    RemoveMasquerade, Unpublish, GUARD_TABLES,
+    RemoveMasquerade, Unpublish, GUARD_COMMON_CHAIN, GUARD_TABLES,
 };
 pub use wiring::{Attached, Attachment};
 

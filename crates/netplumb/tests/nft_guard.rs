@@ -19,7 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::TestNs;
-use netplumb::{guard_table_name, BridgePort, GuardedPort, Learning, Netlink, Nftables};
+use netplumb::{
+    guard_table_name, BridgePort, GuardedPort, Learning, Netlink, Nftables, GUARD_COMMON_CHAIN,
+};
 use serde_json::Value;
 
 const TABLE: &str = "nsgguard";
@@ -1059,55 +1061,79 @@ fn guard_structure_as_documented() {
     let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
     nft.guard(TABLE).allow(&p).execute().unwrap();
     // One of the guard's tables (FNV-1a of "gx0" modulo 32), with the
-    // port's chain alone.
+    // port's chain and the chain every port of the table jumps to.
     assert_eq!(guard_table_name(TABLE, "gx0"), "nsgguard_guard_30");
     assert_eq!(
         host.run(&["nft", "list", "tables"]),
         "table netdev nsgguard_guard_30\n"
     );
     let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_guard_30"]);
-    assert_eq!(text.matches("chain ").count(), 1, "{text}");
+    assert_eq!(text.matches("chain ").count(), 2, "{text}");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    for expected in [
-        "chain port_gx0 {",
-        r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
-        "ether saddr != 02:6e:0a:4d:00:02 drop",
-        "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
-        "ether type != arp ether type != ip ether type != ip6 drop",
-        "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
-        "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
-        "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
-        "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
-        "ip frag-off & 8191 == 0 udp sport 67 drop",
-        "ip frag-off & 8191 == 0 udp dport 68 drop",
-        "ip6 nexthdr udp udp sport 547 drop",
-        "ip6 nexthdr udp udp dport 546 drop",
-        "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
-        "ip saddr 10.77.0.2 meta l4proto != udp accept",
-        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
-        "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
-        "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
-        "icmpv6 type nd-router-advert drop",
-        "icmpv6 type nd-redirect drop",
-        "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
-        "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
-        "icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x101026e0a4d0002 drop",
-        "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
-        "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
-        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002 drop",
-        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
-        "icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
-        "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
-        "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
-        "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x201026e0a4d0002 drop",
-        "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
-        "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
-        "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
-        "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
-        "ip6 saddr :: icmpv6 type mld2-listener-report accept",
-    ] {
-        assert!(lines.contains(&expected), "{expected:?} missing:\n{text}");
+    // Each chain's rules in this order, one after the other.
+    let chains: [&[&str]; 2] = [
+        &[
+            "chain common {",
+            "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+            "ether type != arp ether type != ip ether type != ip6 drop",
+            "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+            "ip frag-off & 8191 == 0 udp sport 67 drop",
+            "ip frag-off & 8191 == 0 udp dport 68 drop",
+            "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
+            "meta protocol != ip6 return",
+            "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
+            "ip6 nexthdr udp udp sport 547 drop",
+            "ip6 nexthdr udp udp dport 546 drop",
+            "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
+            "icmpv6 type nd-router-advert drop",
+            "icmpv6 type nd-redirect drop",
+            "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+            "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+            "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+            "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+            "}",
+        ],
+        &[
+            "chain port_gx0 {",
+            r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
+            "ether saddr != 02:6e:0a:4d:00:02 drop",
+            "jump common",
+            "ip saddr 10.77.0.2 meta l4proto != udp accept",
+            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
+            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
+            "icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x101026e0a4d0002 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
+            "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x201026e0a4d0002 drop",
+            "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
+            "ip6 saddr fd00:77::2 meta l4proto != udp accept",
+            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
+            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto != udp accept",
+            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr udp accept",
+            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+            "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
+            "ip6 saddr :: icmpv6 type mld2-listener-report accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
+            "}",
+        ],
+    ];
+    for expected in chains {
+        let start = lines
+            .iter()
+            .position(|l| *l == expected[0])
+            .unwrap_or_else(|| panic!("{:?} missing:\n{text}", expected[0]));
+        let listed: Vec<&str> = lines[start..]
+            .iter()
+            .copied()
+            .filter(|l| !l.is_empty())
+            .take(expected.len())
+            .collect();
+        assert_eq!(listed, expected, "{text}");
     }
 }
 
@@ -1201,7 +1227,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
             .collect::<Vec<_>>()
     };
     let before = bytecode();
-    assert_eq!(before.len(), 3 * 38, "{before:?}");
+    // Each table: the shared chain's 20 rules and the port's 20.
+    assert_eq!(before.len(), 3 * (20 + 20), "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -1220,4 +1247,149 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     assert!(nft.guard(TABLE).present(&q).unwrap());
     nft.guard(TABLE).allow(&p).execute().unwrap();
     assert!(nft.guard(TABLE).present(&p).unwrap());
+}
+
+/// Two host ends whose chains share one of the guard's tables: `gc0` and
+/// the first `gc<i>` that hashes to the same table.
+fn two_ports_of_one_table() -> (GuardedPort, GuardedPort, String) {
+    let table = guard_table_name(TABLE, "gc0");
+    let other = (1..1000)
+        .map(|i| format!("gc{i}"))
+        .find(|name| guard_table_name(TABLE, name) == table)
+        .expect("a name in the same table");
+    (
+        port("gc0", MAC_A, "10.77.0.2", "fd00:77::2"),
+        port(&other, MAC_B, "10.77.0.3", "fd00:77::3"),
+        table,
+    )
+}
+
+/// How many chains `common` and how many `jump common` rules table `table`
+/// holds, and the shared chain's rules.
+fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
+    let text = host.run(&["nft", "list", "table", "netdev", table]);
+    let chain = format!("chain {GUARD_COMMON_CHAIN} {{");
+    let rules = text.split(&chain).nth(1).map_or(0, |rest| {
+        rest.split('}')
+            .next()
+            .unwrap_or("")
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count()
+    });
+    (
+        text.matches(&chain).count(),
+        text.matches(&format!("jump {GUARD_COMMON_CHAIN}")).count(),
+        rules,
+    )
+}
+
+#[test]
+fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
+    require_root!("the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow");
+    let host = Ns::new("common");
+    let (p, q, table) = two_ports_of_one_table();
+    for (i, port) in [&p, &q].into_iter().enumerate() {
+        let peer = format!("gcp{i}");
+        host.run(&[
+            "ip",
+            "link",
+            "add",
+            &port.ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+    }
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
+    for port in [&p, &q, &p] {
+        guard.allow(port).execute().unwrap();
+    }
+    // One shared chain of 20 rules, jumped to from each port's chain, also
+    // after a port was guarded again.
+    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    for port in [&p, &q] {
+        assert!(guard.missing(port).unwrap().is_empty());
+    }
+
+    // Root empties the shared chain (a container's owner cannot): both
+    // ports name it as missing, and allowing one port (what -restore does)
+    // fills it again, once, for both.
+    host.run(&[
+        "nft",
+        "flush",
+        "chain",
+        "netdev",
+        &table,
+        GUARD_COMMON_CHAIN,
+    ]);
+    let named = format!("chain netdev {table} {GUARD_COMMON_CHAIN}");
+    for port in [&p, &q] {
+        assert_eq!(guard.missing(port).unwrap(), vec![named.clone()]);
+        assert!(!guard.present(port).unwrap());
+    }
+    // Deleting it is refused while port chains jump to it.
+    let deleted = host.output(&[
+        "nft",
+        "delete",
+        "chain",
+        "netdev",
+        &table,
+        GUARD_COMMON_CHAIN,
+    ]);
+    assert!(!deleted.status.success());
+    guard.allow(&q).execute().unwrap();
+    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    for port in [&p, &q] {
+        assert!(guard.present(port).unwrap());
+    }
+
+    // Without the table, both chains are named, and allow makes both again.
+    host.run(&["nft", "delete", "table", "netdev", &table]);
+    let own = format!("chain netdev {table} port_{}", p.ifname);
+    assert_eq!(guard.missing(&p).unwrap(), vec![named.clone(), own]);
+    guard.allow(&p).execute().unwrap();
+    assert!(guard.present(&p).unwrap());
+    assert_eq!(common_chains(&host, &table), (1, 1, 20));
+
+    // The shared chain stays, like the table, when its last port goes.
+    for port in [&p, &q] {
+        guard.forget(port).execute().unwrap();
+    }
+    assert_eq!(common_chains(&host, &table), (1, 0, 20));
+    assert_eq!(guard.missing(&p).unwrap().len(), 1);
+}
+
+#[test]
+fn concurrent_first_guards_of_a_table_make_one_common_chain() {
+    require_root!("concurrent_first_guards_of_a_table_make_one_common_chain");
+    let host = Ns::new("commonrace");
+    let (p, q, table) = two_ports_of_one_table();
+    for (i, port) in [&p, &q].into_iter().enumerate() {
+        let peer = format!("gcp{i}");
+        host.run(&[
+            "ip",
+            "link",
+            "add",
+            &port.ifname,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+        ]);
+    }
+    for round in 0..8 {
+        std::thread::scope(|s| {
+            for port in [&p, &q] {
+                let host = &host;
+                s.spawn(move || host.nftables().guard(TABLE).allow(port).execute().unwrap());
+            }
+        });
+        assert_eq!(common_chains(&host, &table), (1, 2, 20), "round {round}");
+        host.run(&["nft", "delete", "table", "netdev", &table]);
+    }
 }

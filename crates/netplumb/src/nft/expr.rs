@@ -9,6 +9,8 @@ pub(super) const NFPROTO_IPV4: u8 = 2;
 pub(super) const NFPROTO_IPV6: u8 = 10;
 pub(super) const NF_DROP: i32 = 0;
 pub(super) const NF_ACCEPT: i32 = 1;
+/// `return`: back to the rule after the `jump` (`NFT_RETURN`).
+pub(super) const NFT_RETURN: i32 = -5;
 
 // <linux/netfilter/nf_tables.h>
 const NFTA_RULE_EXPRESSIONS: u16 = 4;

@@ -22,7 +22,8 @@ use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
 /// of the guard's 32 netdev tables, which hold one chain per guarded host
-/// end (`netsetgo_guard_<n>`, [`netplumb::guard_table_name`]); no other
+/// end and one shared chain each (`netsetgo_guard_<n>`,
+/// [`netplumb::guard_table_name`], [`netplumb::GUARD_COMMON_CHAIN`]); no other
 /// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
 pub const TABLE: &str = "netsetgo";
 
@@ -61,8 +62,9 @@ pub trait Filters {
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
     /// Forgets the host end's guard chain; true if it was there.
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
-    /// Whether the host end's guard chain is there, whole.
-    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure>;
+    /// What of the host end's guard is missing or lacks rules, named: its
+    /// own chain and its table's shared chain; empty when both are whole.
+    fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure>;
 }
 
 /// A borrowed [`Filters`] is one too: `-restore` shares one nf_tables
@@ -96,8 +98,8 @@ impl<T: Filters> Filters for &T {
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
         (**self).unguard(port)
     }
-    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
-        (**self).guarded(port)
+    fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
+        (**self).guard_missing(port)
     }
 }
 
@@ -245,8 +247,8 @@ impl Filters for Kernel {
         Ok(self.nft.guard(TABLE).forget(port).execute()?)
     }
 
-    fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
-        Ok(self.nft.guard(TABLE).present(port)?)
+    fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
+        Ok(self.nft.guard(TABLE).missing(port)?)
     }
 }
 
@@ -369,8 +371,13 @@ pub mod fake {
             self.guarded.borrow_mut().retain(|g| g != &port.ifname);
             Ok(present)
         }
-        fn guarded(&self, port: &GuardedPort) -> Result<bool, Failure> {
-            Ok(self.guarded.borrow().contains(&port.ifname))
+        fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
+            let guarded = self.guarded.borrow().contains(&port.ifname);
+            Ok(if guarded {
+                Vec::new()
+            } else {
+                vec![format!("chain netdev guard port_{}", port.ifname)]
+            })
         }
     }
 }

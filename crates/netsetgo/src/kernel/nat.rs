@@ -2,7 +2,7 @@
 //! switched on for a `nat=yes` network or a call that publishes ports, and
 //! the nf_tables session through which our own tables (`inet netsetgo`,
 //! and the guard's `netdev netsetgo_guard_<n>`, one chain per guarded host
-//! end) are written
+//! end and one shared chain `common` each) are written
 //! (spoken over netlink in-process: no `nft` is executed; see
 //! [`crate::filters`]). Without nat, publishing or the
 //! guard, nothing host-wide changes.

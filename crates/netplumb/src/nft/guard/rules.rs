@@ -1,6 +1,6 @@
-//! The guard's rules: pure builders of the expressions of a port's chain,
-//! in the order of the listing in [the guard's docs](super), each as nft
-//! 1.0.6 writes that text.
+//! The guard's rules: pure builders of the expressions of a port's chain
+//! and of its table's shared chain, in the order of the listings in [the
+//! guard's docs](super), each as nft 1.0.6 writes that text.
 //!
 //! # DHCP, router advertisements, fragments
 //!
@@ -46,11 +46,11 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use self::neighbour::neighbour_discovery_rules;
-use super::GuardedPort;
+use self::neighbour::{neighbour_common_rules, neighbour_port_rules};
+use super::{GuardedPort, GUARD_COMMON_CHAIN};
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
-    NF_DROP,
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_RETURN,
+    NF_ACCEPT, NF_DROP,
 };
 
 /// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
@@ -69,16 +69,48 @@ const IPV6_ALLOWED: &[u8] = &[6, UDP, ICMPV6, 132];
 const ND_NEIGHBOR_SOLICIT: u8 = 135;
 const MLD2_LISTENER_REPORT: u8 = 143;
 
-/// The rules of `port`'s chain, in order, each as nft 1.0.6 writes the
-/// text in the module docs.
-pub(super) fn guard_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let mut rules = link_rules(&port.mac);
-    rules.extend(arp_rules(port));
-    rules.extend(protocol_rules());
-    rules.extend(server_port_rules());
+/// The rules of the chain every port of a table jumps to
+/// ([`GUARD_COMMON_CHAIN`]), in order, each as nft 1.0.6 writes the text in
+/// the module docs: the link layer, then IPv4's drops and DHCP discovery's
+/// accept, a `return` for every frame but IPv6 (nothing after it matches
+/// one), then IPv6's drops. The accept passes only what nothing after the
+/// jump could drop (see the module docs).
+pub(super) fn common_rules() -> Vec<Vec<Expr>> {
+    let mut rules = link_rules();
+    rules.push(protocol_rule(ETH_P_IP, IPV4_ALLOWED));
+    rules.extend(dhcp_port_rules());
+    rules.push(dhcp_discovery_rule());
+    rules.push(
+        [
+            vec![Expr::meta(NFT_META_PROTOCOL), ne(&ETH_P_IPV6.to_be_bytes())],
+            vec![Expr::Verdict(NFT_RETURN)],
+        ]
+        .concat(),
+    );
+    rules.push(protocol_rule(ETH_P_IPV6, IPV6_ALLOWED));
+    rules.extend(dhcpv6_port_rules());
+    rules.extend(neighbour_common_rules());
+    rules
+}
+
+/// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
+/// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
+/// first, then IPv6 and what `::` may send, ARP (the least) last.
+pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = vec![
+        [
+            ether(),
+            vec![Expr::payload(Base::Link, 6, 6), ne(&port.mac), drop()],
+        ]
+        .concat(),
+        vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
+    ];
     rules.extend(ipv4_rules(&port.ipv4));
-    rules.extend(neighbour_discovery_rules(port));
+    rules.extend(neighbour_port_rules(port));
     rules.extend(ipv6_rules(&port.ipv6));
+    rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
+    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
+    rules.extend(arp_rules(port));
     rules
 }
 
@@ -149,12 +181,12 @@ fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
     .concat()
 }
 
-/// The link layer: the port's MAC only, no link-local group (STP, LLDP,
-/// pause frames), and only ARP, IPv4 and IPv6.
-fn link_rules(mac: &[u8; 6]) -> Vec<Vec<Expr>> {
+/// The link layer, after the port's own rule on the source MAC: no
+/// link-local group (STP, LLDP, pause frames), and only ARP, IPv4 and
+/// IPv6.
+fn link_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     vec![
-        [ether(), vec![load(Base::Link, 6, 6), ne(mac), drop()]].concat(),
         [
             ether(),
             vec![
@@ -206,53 +238,49 @@ fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     rules
 }
 
-/// Only the whitelisted transport protocols, nothing behind an IPsec header
-/// or in a tunnel; IPv4 protocol 0 neither. Where the kernel could not
-/// parse the IP header, `meta l4proto` ends the rule instead: every rule
-/// that accepts IP reads it, so such a packet meets the policy.
-fn protocol_rules() -> Vec<Vec<Expr>> {
-    [(ETH_P_IP, IPV4_ALLOWED), (ETH_P_IPV6, IPV6_ALLOWED)]
+/// Only the whitelisted transport protocols of EtherType `t`, nothing
+/// behind an IPsec header or in a tunnel; IPv4 protocol 0 neither. Where
+/// the kernel could not parse the IP header, `meta l4proto` ends the rule
+/// instead: every rule that accepts IP reads it, so such a packet meets
+/// the policy.
+fn protocol_rule(t: u16, allowed: &[u8]) -> Vec<Expr> {
+    [
+        protocol(t),
+        allowed
+            .iter()
+            .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
+            .collect(),
+        vec![drop()],
+    ]
+    .concat()
+}
+
+/// Nothing from a DHCP server's port, nothing to a client's (a raw-socket
+/// client such as nclient4 checks the destination port only), read only
+/// where the transport header is one (not in a non-first fragment, see the
+/// module docs). One rule each: nft 1.0.6 merges `udp sport != 67 udp
+/// dport != 68` into one comparison of both, which means something else.
+fn dhcp_port_rules() -> Vec<Vec<Expr>> {
+    [(0, 67u16), (2, 68)]
         .into_iter()
-        .map(|(t, allowed)| {
-            [
-                protocol(t),
-                allowed
-                    .iter()
-                    .flat_map(|p| [Expr::meta(NFT_META_L4PROTO), ne(&[*p])])
-                    .collect(),
-                vec![drop()],
-            ]
-            .concat()
-        })
+        .map(|(offset, port)| [first_ipv4_udp(), udp_port_is(offset, port)].concat())
         .collect()
 }
 
-/// Nothing from a DHCP or DHCPv6 server's port, nothing to a client's (a
-/// raw-socket client such as nclient4 checks the destination port only),
-/// read only where the transport header is one (not in a non-first
-/// fragment, see the module docs). One rule each: nft 1.0.6 merges `udp
-/// sport != 67 udp dport != 68` into one comparison of both, which means
-/// something else.
-fn server_port_rules() -> Vec<Vec<Expr>> {
-    let port_is = |offset, port: u16| {
-        vec![
-            Expr::payload(Base::Transport, offset, 2),
-            Expr::eq(&port.to_be_bytes()),
-            drop(),
-        ]
-    };
-    let mut rules: Vec<Vec<Expr>> = [(0, 67u16), (2, 68)]
+/// [`dhcp_port_rules`] for DHCPv6 (546, 547): UDP right after the IPv6
+/// header, or a first fragment's source port after the fragment header.
+fn dhcpv6_port_rules() -> Vec<Vec<Expr>> {
+    let mut rules: Vec<Vec<Expr>> = [(0, 547u16), (2, 546)]
         .into_iter()
-        .map(|(offset, port)| [first_ipv4_udp(), port_is(offset, port)].concat())
+        .map(|(offset, port)| {
+            [
+                protocol(ETH_P_IPV6),
+                ip6_nexthdr(UDP),
+                udp_port_is(offset, port),
+            ]
+            .concat()
+        })
         .collect();
-    rules.extend([(0, 547u16), (2, 546)].into_iter().map(|(offset, port)| {
-        [
-            protocol(ETH_P_IPV6),
-            ip6_nexthdr(UDP),
-            port_is(offset, port),
-        ]
-        .concat()
-    }));
     rules.push(
         [
             protocol(ETH_P_IPV6),
@@ -273,6 +301,15 @@ fn server_port_rules() -> Vec<Vec<Expr>> {
     rules
 }
 
+/// `th` at `offset` is `port`: drop.
+fn udp_port_is(offset: u32, port: u16) -> Vec<Expr> {
+    vec![
+        Expr::payload(Base::Transport, offset, 2),
+        Expr::eq(&port.to_be_bytes()),
+        drop(),
+    ]
+}
+
 /// `ip frag-off & 8191 == 0` and `meta l4proto udp`, as nft writes them
 /// before a UDP port: IPv4 UDP, unfragmented or a first fragment.
 fn first_ipv4_udp() -> Vec<Expr> {
@@ -291,7 +328,7 @@ fn ip6_nexthdr(p: u8) -> Vec<Expr> {
 }
 
 /// IPv4 from the port's addresses (fragments only where they cannot read
-/// as a reply to a DHCP client), and DHCP discovery from 0.0.0.0.
+/// as a reply to a DHCP client).
 fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     let mut rules = Vec::new();
@@ -333,27 +370,28 @@ fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    rules.push(
-        [
-            ip_saddr(&Ipv4Addr::UNSPECIFIED),
-            frag_offset(),
-            vec![Expr::eq(&[0, 0])],
-            l4proto(UDP),
-            // udp sport 68 udp dport 67, as nft merges them.
-            vec![
-                load(Base::Transport, 0, 4),
-                Expr::eq(&[0, 68, 0, 67]),
-                accept(),
-            ],
-        ]
-        .concat(),
-    );
     rules
 }
 
+/// DHCP discovery from 0.0.0.0 (whole, from port 68 to 67).
+fn dhcp_discovery_rule() -> Vec<Expr> {
+    [
+        ip_saddr(&Ipv4Addr::UNSPECIFIED),
+        frag_offset(),
+        vec![Expr::eq(&[0, 0])],
+        l4proto(UDP),
+        // udp sport 68 udp dport 67, as nft merges them.
+        vec![
+            Expr::payload(Base::Transport, 0, 4),
+            Expr::eq(&[0, 68, 0, 67]),
+            accept(),
+        ],
+    ]
+    .concat()
+}
+
 /// IPv6 from the port's addresses (fragments only where they cannot read
-/// as a reply to a DHCPv6 client), and neighbour solicitation and MLD
-/// reports from `::`.
+/// as a reply to a DHCPv6 client).
 fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     let mut rules = Vec::new();
@@ -383,17 +421,22 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
             .concat(),
         );
     }
-    for t in [ND_NEIGHBOR_SOLICIT, MLD2_LISTENER_REPORT] {
-        rules.push(
-            [
-                ip6_saddr(&Ipv6Addr::UNSPECIFIED),
-                l4proto(ICMPV6),
-                vec![load(Base::Transport, 0, 1), Expr::eq(&[t]), accept()],
-            ]
-            .concat(),
-        );
-    }
     rules
+}
+
+/// ICMPv6 of type `t` from `::` (neighbour solicitations for duplicate
+/// address detection, MLD reports).
+fn from_unspecified(t: u8) -> Vec<Expr> {
+    [
+        ip6_saddr(&Ipv6Addr::UNSPECIFIED),
+        l4proto(ICMPV6),
+        vec![
+            Expr::payload(Base::Transport, 0, 1),
+            Expr::eq(&[t]),
+            accept(),
+        ],
+    ]
+    .concat()
 }
 
 mod neighbour;

@@ -133,8 +133,13 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             }
         }
         if let Some(port) = &plan.guard {
-            if !self.sockets.filters.guarded(port)? {
-                lost.push(format!("the guard of host end {} is missing", host.name));
+            let missing = self.sockets.filters.guard_missing(port)?;
+            if !missing.is_empty() {
+                lost.push(format!(
+                    "the guard of host end {} is missing: {}",
+                    host.name,
+                    missing.join(", ")
+                ));
             }
         }
         if !lost.is_empty() {

@@ -151,9 +151,9 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         for (plan, granted) in publishing {
             done.leases += 1;
             if let Some(port) = &plan.guard {
-                let guarded = match filters.guarded(port) {
-                    Ok(true) => Ok(false),
-                    Ok(false) => filters.guard(port).map(|()| true),
+                let guarded = match filters.guard_missing(port) {
+                    Ok(missing) if missing.is_empty() => Ok(false),
+                    Ok(_) => filters.guard(port).map(|()| true),
                     Err(e) => Err(e),
                 };
                 match guarded {

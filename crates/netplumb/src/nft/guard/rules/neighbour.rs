@@ -29,33 +29,50 @@ const ND_OPT_TARGET_LLADDR: u8 = 2;
 /// RFC 7527's nonce, which Linux puts in its duplicate address detection.
 const ND_OPT_NONCE: u8 = 14;
 
-/// No router advertisement or redirect. Neighbour discovery names only
-/// the port's MAC: no extension header, and the IPv6 payload length bounds
-/// the message to its fixed part alone or with one link-layer address
-/// option (length 1) holding the port's MAC. The unspecified source sends
-/// only duplicate address detection: a solicitation of one of the port's
-/// own addresses, with no option or a nonce (RFC 7527), never a link-layer
-/// address. No neighbour advertisement for another target.
-pub(super) fn neighbour_discovery_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+/// The message types this module checks: router and neighbour
+/// solicitations and neighbour advertisements, each with the size of its
+/// fixed part and the type of the link-layer address option it may carry.
+const MESSAGES: [(u8, u16, u8); 3] = [
+    (ND_ROUTER_SOLICIT, 8, ND_OPT_SOURCE_LLADDR),
+    (ND_NEIGHBOR_SOLICIT, 24, ND_OPT_SOURCE_LLADDR),
+    (ND_NEIGHBOR_ADVERT, 24, ND_OPT_TARGET_LLADDR),
+];
+
+/// What holds for every port: no router advertisement or redirect; router
+/// and neighbour solicitations and advertisements without an extension
+/// header and bounded by the IPv6 payload length to their fixed part alone
+/// or with one option of length 1; from the unspecified source, that option
+/// only a nonce (RFC 7527). All drops.
+pub(super) fn neighbour_common_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [icmpv6_type(ND_ROUTER_ADVERT), vec![drop()]].concat(),
         [icmpv6_type(ND_REDIRECT), vec![drop()]].concat(),
     ];
-    for (t, fixed, option) in [
-        (ND_ROUTER_SOLICIT, 8u16, ND_OPT_SOURCE_LLADDR),
-        (ND_NEIGHBOR_SOLICIT, 24, ND_OPT_SOURCE_LLADDR),
-        (ND_NEIGHBOR_ADVERT, 24, ND_OPT_TARGET_LLADDR),
-    ] {
-        rules.extend(message_rules(port, t, fixed, option));
-        match t {
-            ND_NEIGHBOR_SOLICIT => rules.extend(duplicate_address_rules(port)),
-            // A neighbour advertisement's target address is none of the
-            // port's.
-            ND_NEIGHBOR_ADVERT => {
-                rules.push([icmpv6_type(t), own_targets(port), vec![drop()]].concat())
-            }
-            _ => {}
+    for (t, fixed, _) in MESSAGES {
+        rules.extend(shape_rules(t, fixed));
+        if t == ND_NEIGHBOR_SOLICIT {
+            rules.push(nonce_rule());
         }
+    }
+    rules
+}
+
+/// What reads the port's MAC or addresses: the one option, if any, holds
+/// the port's MAC (from `::` a neighbour solicitation's option is the
+/// nonce of [`neighbour_common_rules`]); duplicate address detection and
+/// neighbour advertisements only for the port's own addresses. All drops.
+pub(super) fn neighbour_port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+    let mut rules = Vec::new();
+    for (t, fixed, option) in MESSAGES {
+        rules.push(option_rule(port, t, fixed, option));
+        // Which messages name one of the port's addresses as their target:
+        // duplicate address detection (from `::`) and every advertisement.
+        let which = match t {
+            ND_NEIGHBOR_SOLICIT => vec![saddr(), Expr::eq(&Ipv6Addr::UNSPECIFIED.octets())],
+            ND_NEIGHBOR_ADVERT => Vec::new(),
+            _ => continue,
+        };
+        rules.push([icmpv6_type(t), which, own_targets(port), vec![drop()]].concat());
     }
     rules
 }
@@ -85,27 +102,11 @@ fn own_targets(port: &GuardedPort) -> Vec<Expr> {
         .collect()
 }
 
-/// The rules of message type `t` (`fixed` bytes without options): no
-/// extension header, the fixed part alone or with one option, and that
-/// option (of type `option`) holding the port's MAC; from `::` a neighbour
-/// solicitation's option is checked by [`duplicate_address_rules`].
-fn message_rules(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Vec<Expr>> {
-    let mut lladdr = vec![option, 1];
-    lladdr.extend_from_slice(&port.mac);
-    let mut option_rule = [
-        icmpv6_type(t),
-        vec![payload_length(), Expr::eq(&with_option(fixed))],
-    ]
-    .concat();
-    if t == ND_NEIGHBOR_SOLICIT {
-        option_rule.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
-    }
-    option_rule.extend([
-        Expr::payload(Base::Transport, u32::from(fixed), 8),
-        ne(&lladdr),
-        drop(),
-    ]);
-    vec![
+/// The rules of message type `t` (`fixed` bytes without options) that
+/// hold for every port: no extension header, the fixed part alone or with
+/// one option.
+fn shape_rules(t: u8, fixed: u16) -> [Vec<Expr>; 2] {
+    [
         [
             icmpv6_type(t),
             vec![Expr::payload(Base::Network, 6, 1), ne(&[ICMPV6]), drop()],
@@ -122,36 +123,45 @@ fn message_rules(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Vec<E
             ],
         ]
         .concat(),
-        option_rule,
     ]
 }
 
-/// Duplicate address detection, the only neighbour solicitation from `::`:
-/// its one option, if any, is a nonce, and its target one of the port's
-/// addresses.
-fn duplicate_address_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let t = ND_NEIGHBOR_SOLICIT;
-    let any = Ipv6Addr::UNSPECIFIED.octets();
-    vec![
-        [
-            icmpv6_type(t),
-            vec![
-                payload_length(),
-                Expr::eq(&with_option(24)),
-                saddr(),
-                Expr::eq(&any),
-                Expr::payload(Base::Transport, 24, 2),
-                ne(&[ND_OPT_NONCE, 1]),
-                drop(),
-            ],
-        ]
-        .concat(),
-        [
-            icmpv6_type(t),
-            vec![saddr(), Expr::eq(&any)],
-            own_targets(port),
-            vec![drop()],
-        ]
-        .concat(),
+/// The one option of a message of type `t`, if any (of type `option`),
+/// holds the port's MAC; from `::` a neighbour solicitation's option is
+/// checked by [`nonce_rule`].
+fn option_rule(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Expr> {
+    let mut lladdr = vec![option, 1];
+    lladdr.extend_from_slice(&port.mac);
+    let mut rule = [
+        icmpv6_type(t),
+        vec![payload_length(), Expr::eq(&with_option(fixed))],
     ]
+    .concat();
+    if t == ND_NEIGHBOR_SOLICIT {
+        rule.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
+    }
+    rule.extend([
+        Expr::payload(Base::Transport, u32::from(fixed), 8),
+        ne(&lladdr),
+        drop(),
+    ]);
+    rule
+}
+
+/// Duplicate address detection, the only neighbour solicitation from `::`:
+/// its one option, if any, is a nonce.
+fn nonce_rule() -> Vec<Expr> {
+    [
+        icmpv6_type(ND_NEIGHBOR_SOLICIT),
+        vec![
+            payload_length(),
+            Expr::eq(&with_option(24)),
+            saddr(),
+            Expr::eq(&Ipv6Addr::UNSPECIFIED.octets()),
+            Expr::payload(Base::Transport, 24, 2),
+            ne(&[ND_OPT_NONCE, 1]),
+            drop(),
+        ],
+    ]
+    .concat()
 }

@@ -18,17 +18,31 @@ fn port() -> GuardedPort {
 
 #[test]
 fn guard_rules_match_what_nft_generates() {
-    let rules = guard_rules(&port());
-    // 3 link-layer rules, 2 ARP, 2 protocol whitelists, 5 DHCP ports, 3
-    // per IPv4 address, DHCP discovery, 2 RA and redirect, 3 RS, 5 NS,
-    // 4 NA, 3 per IPv6 address, 2 from `::`.
-    assert_eq!(rules.len(), 3 + 2 + 2 + 5 + 3 + 1 + 2 + 3 + 5 + 4 + 6 + 2);
+    let (common, own) = (common_rules(), port_rules(&port()));
+    // The shared chain: 2 link-layer rules, the IPv4 protocol whitelist, 2
+    // DHCP ports, DHCP discovery, the return, the IPv6 whitelist, 3 DHCPv6
+    // ports, 2 RA and redirect, 2 RS, 3 NS, 2 NA.
+    assert_eq!(common.len(), 2 + 1 + 2 + 1 + 1 + 1 + 3 + 2 + 2 + 3 + 2);
+    // The port's: its MAC, the jump, 3 per IPv4 address, 1 RS, 2 NS, 2 NA,
+    // 3 per IPv6 address, DAD and MLD from `::`, 2 ARP.
+    assert_eq!(own.len(), 1 + 1 + 3 + 1 + 2 + 2 + 6 + 2 + 2);
+    // `meta protocol != ip6 return`: [ meta load protocol => reg 1 ]
+    // [ cmp neq reg 1 0x0000dd86 ] [ immediate reg 0 return ]
+    assert_eq!(
+        common[6],
+        vec![
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]),
+            Expr::Verdict(-5),
+        ]
+    );
+    assert_eq!(own[1], vec![Expr::Jump("common".into())]);
     // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
     // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
     // [ payload load 6b @ link header + 6 => reg 1 ]
     // [ cmp neq reg 1 0x4d0a6e02 0x00000200 ] [ immediate reg 0 drop ]
     assert_eq!(
-        rules[0],
+        own[0],
         vec![
             Expr::meta(NFT_META_IIFTYPE),
             Expr::eq(&1u16.to_ne_bytes()),
@@ -41,23 +55,20 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
     // [ cmp eq reg 1 0x00c28001 0x00000000 ]
     assert_eq!(
-        rules[1][3],
+        common[0][3],
         Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0])
     );
-    assert_eq!(rules[1][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    assert_eq!(common[0][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
     // `ether type != arp ether type != ip ether type != ip6 drop`: three
     // loads of link header + 12, each `cmp neq`.
-    assert_eq!(rules[2].len(), 2 + 6 + 1);
-    assert_eq!(rules[2][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
+    assert_eq!(common[1].len(), 2 + 6 + 1);
+    assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
     // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
     // [ payload load 10b @ network header + 8 ]
     // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
-    assert_eq!(rules[3][1], Expr::eq(&[8, 6]));
-    assert_eq!(
-        rules[3][7],
-        Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2])
-    );
-    assert_eq!(rules[4][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+    assert_eq!(own[18][1], Expr::eq(&[8, 6]));
+    assert_eq!(own[18][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2]));
+    assert_eq!(own[19][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
     // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
     // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
@@ -69,7 +80,7 @@ fn guard_rules_match_what_nft_generates() {
         ]
     };
     assert_eq!(
-        rules[5],
+        common[2],
         [
             vec![Expr::meta(NFT_META_PROTOCOL), Expr::eq(&[8, 0])],
             [6, 17, 1, 2, 0x84].into_iter().flat_map(not).collect(),
@@ -78,9 +89,9 @@ fn guard_rules_match_what_nft_generates() {
         .concat()
     );
     // The IPv6 one: protocol 0x0000dd86, not 6, 17, 0x3a, 0x84.
-    assert_eq!(rules[6][1], Expr::eq(&[0x86, 0xdd]));
+    assert_eq!(common[7][1], Expr::eq(&[0x86, 0xdd]));
     assert_eq!(
-        rules[6][2..10],
+        common[7][2..10],
         [6, 17, 0x3a, 0x84]
             .into_iter()
             .flat_map(not)
@@ -93,7 +104,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 2b @ transport header + 2 ]
     // [ cmp eq reg 1 0x00004400 ] [ immediate reg 0 drop ]
     assert_eq!(
-        rules[8],
+        common[4],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::eq(&[8, 0]),
@@ -112,7 +123,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 0 ]
     // [ cmp eq reg 1 0x00002302 ] [ immediate reg 0 drop ]
     assert_eq!(
-        rules[9],
+        common[8],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::eq(&[0x86, 0xdd]),
@@ -129,7 +140,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise reg 1 = ( reg 1 & 0x0000f8ff ) ^ 0 ] [ cmp eq reg 1 0 ]
     // [ payload load 2b @ network header + 48 ] [ cmp eq reg 1 0x00002302 ]
     assert_eq!(
-        rules[11][2..],
+        common[10][2..],
         [
             Expr::payload(Base::Network, 6, 1),
             Expr::eq(&[44]),
@@ -148,7 +159,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
     // [ cmp neq reg 1 0x00004400 ]
     assert_eq!(
-        rules[14][4..8],
+        own[4][4..8],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -156,14 +167,14 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Mask(vec![0x1f, 0xff])
         ]
     );
-    assert_eq!(rules[14][12], Expr::payload(Base::Network, 22, 2));
-    assert_eq!(rules[14][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    assert_eq!(own[4][12], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(own[4][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
     // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
     // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
     // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
     // [ payload load 4b @ transport header + 0 ] [ cmp eq reg 1 0x43004400 ]
-    assert_eq!(rules[15][4..7], first_ipv4_udp()[2..5]);
-    assert_eq!(rules[15][10], Expr::eq(&[0, 68, 0, 67]));
+    assert_eq!(common[5][4..7], first_ipv4_udp()[2..5]);
+    assert_eq!(common[5][10], Expr::eq(&[0, 68, 0, 67]));
     // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
     // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
@@ -178,7 +189,7 @@ fn guard_rules_match_what_nft_generates() {
         Expr::eq(&[0x87]),
     ];
     assert_eq!(
-        rules[21],
+        common[15],
         [
             ns.to_vec(),
             vec![
@@ -193,7 +204,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
     assert_eq!(
-        rules[22][6..],
+        common[16][6..],
         [
             Expr::payload(Base::Network, 4, 2),
             Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
@@ -207,7 +218,7 @@ fn guard_rules_match_what_nft_generates() {
     // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
     // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
     assert_eq!(
-        rules[23],
+        own[6],
         [
             ns.to_vec(),
             vec![
@@ -224,25 +235,25 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
     // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
-    assert_eq!(rules[24][9], Expr::eq(&[0; 16]));
-    assert_eq!(rules[24][10], Expr::payload(Base::Transport, 24, 2));
-    assert_eq!(rules[24][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+    assert_eq!(common[17][9], Expr::eq(&[0; 16]));
+    assert_eq!(common[17][10], Expr::payload(Base::Transport, 24, 2));
+    assert_eq!(common[17][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
     // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
     // address, as for the neighbour advertisement's target.
-    assert_eq!(rules[25].len(), 6 + 2 + 2 * 2 + 1);
-    assert_eq!(rules[25][8..], rules[29][6..]);
+    assert_eq!(own[7].len(), 6 + 2 + 2 * 2 + 1);
+    assert_eq!(own[7][8..], own[9][6..]);
     // The router solicitation's source option: [ payload load 8b @
     // transport header + 8 ]; the advertisement's target option: type 2.
-    assert_eq!(rules[20][8], Expr::payload(Base::Transport, 8, 8));
+    assert_eq!(own[5][8], Expr::payload(Base::Transport, 8, 8));
     assert_eq!(
-        rules[28][9],
+        own[8][9],
         Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
     );
     // The neighbour advertisement: one `cmp neq` per own address.
-    assert_eq!(rules[29].len(), 6 + 2 * 2 + 1);
+    assert_eq!(own[9].len(), 6 + 2 * 2 + 1);
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(
-        rules[31][4..],
+        own[11][4..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -253,6 +264,6 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
     // 0x222 accept`.
-    assert_eq!(rules[32][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
-    assert_eq!(rules.last().unwrap()[7], Expr::eq(&[143]));
+    assert_eq!(own[12][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(own[17][7], Expr::eq(&[143]));
 }
