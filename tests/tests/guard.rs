@@ -858,11 +858,15 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
     let out = d_check();
     assert_eq!(out.code(), Some(1), "-check, learned on {host}:\n{out}");
     assert!(out.stderr.contains(&not_pinned), "{out}");
-    fdb(&["replace", &d_mac, "dev", &host, "master", "static", "sticky"]);
+    fdb(&[
+        "replace", &d_mac, "dev", &host, "master", "static", "sticky",
+    ]);
     let out = d_check();
     assert_eq!(out.code(), Some(1), "-check, pinned to {host}:\n{out}");
     assert!(out.stderr.contains(&not_pinned), "{out}");
-    fdb(&["replace", &d_mac, "dev", &d_host, "master", "static", "sticky"]);
+    fdb(&[
+        "replace", &d_mac, "dev", &d_host, "master", "static", "sticky",
+    ]);
     let out = d_check();
     assert_eq!(out.code(), Some(0), "-check, pinned again:\n{out}");
 
