@@ -19,12 +19,15 @@
 //!   `br_fdb_update` moves a static entry that is not sticky to whatever
 //!   port (with learning on) next sends from that MAC.
 
-use futures::TryStreamExt;
+use futures::StreamExt;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo,
 };
-use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourState};
-use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::neighbour::{
+    NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::LinkUnspec;
 
 use crate::error::{Error, Result, Step};
@@ -166,50 +169,91 @@ impl Netlink {
         }
     }
 
-    /// The entries of bridge `bridge`'s forwarding database for `mac` (one
-    /// dump of the namespace's bridge entries), each port and kind once:
-    /// on a kernel built with VLAN filtering every port has the bridge's
-    /// default VLAN (1) even with filtering off, and an entry added
-    /// without a VLAN, as [`pin_mac`](Self::pin_mac) adds it, is added
-    /// for VLAN 0 and again for each of the port's VLANs (`br_fdb_add`),
-    /// so the dump lists the same pin once per VLAN.
+    /// The entries of bridge `bridge`'s forwarding database for `mac` on
+    /// VLANs 0 and 1, each port and kind once. Each VLAN is one
+    /// single-entry get (`RTM_GETNEIGH` without `NLM_F_DUMP`, family
+    /// `AF_BRIDGE`: `rtnl_fdb_get`, `br_fdb_get`, Linux 5.0), so the cost
+    /// does not grow with the bridge's ports, where a dump of the
+    /// namespace's bridge entries lists every port's.
+    ///
+    /// The bridge holds at most one entry per MAC and VLAN. VLAN 0 is the
+    /// one it learns into and forwards by with VLAN filtering off. VLAN 1
+    /// is the bridge's default VLAN: on a kernel built with VLAN filtering
+    /// every port has it even with filtering off, an entry added without
+    /// a VLAN, as [`pin_mac`](Self::pin_mac) adds it, is added for VLAN 0
+    /// and again for each of the port's VLANs (`br_fdb_add`), and with
+    /// filtering on the bridge learns into and forwards by the port's
+    /// VLAN (1 unless root set another). A VLAN without an entry
+    /// (`ENOENT`; always so for VLAN 1 on a kernel without VLAN
+    /// filtering) adds nothing. Other VLANs exist only where root made
+    /// them, and are not asked.
     pub async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
-        let stream = self
-            .handle()
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Bridge)
-            .execute();
-        futures::pin_mut!(stream);
         let mut entries = Vec::new();
-        while let Some(msg) = stream
-            .try_next()
-            .await
-            .map_err(|e| Error::netlink(Step::ListFdb, format!("bridge #{bridge}"), e))?
-        {
-            let mut on_bridge = false;
-            let mut same_mac = false;
-            for attr in &msg.attributes {
-                match attr {
-                    NeighbourAttribute::Controller(index) => on_bridge = *index == bridge,
-                    NeighbourAttribute::LinkLayerAddress(a) => same_mac = a.as_slice() == mac,
-                    _ => {}
-                }
-            }
-            // The bridge's own entries name it (`NDA_MASTER`); those of a
-            // port's own address list (`NTF_SELF`) do not.
-            if on_bridge && same_mac {
-                let entry = FdbEntry {
-                    port: msg.header.ifindex,
-                    is_static: msg.header.state == NeighbourState::Noarp,
-                    sticky: msg.header.flags.contains(NeighbourFlags::Sticky),
-                };
+        for vlan in [None, Some(1)] {
+            if let Some(entry) = self.fdb_entry(bridge, mac, vlan).await? {
                 if !entries.contains(&entry) {
                     entries.push(entry);
                 }
             }
         }
         Ok(entries)
+    }
+
+    /// Bridge `bridge`'s forwarding entry for `mac` on `vlan` (`None`:
+    /// VLAN 0, which the kernel takes when `NDA_VLAN` is absent; it
+    /// refuses `NDA_VLAN` 0), `None` when there is none (`ENOENT`). The
+    /// request is what `rtnl_fdb_get` accepts (`valid_fdb_get_strict`,
+    /// strict on every kernel): the header's state, type and flags zero,
+    /// the bridge in `NDA_MASTER` (its index in the header would name a
+    /// port), `NDA_LLADDR`, and `NDA_VLAN` only for a VLAN.
+    async fn fdb_entry(
+        &self,
+        bridge: u32,
+        mac: [u8; 6],
+        vlan: Option<u16>,
+    ) -> Result<Option<FdbEntry>> {
+        let mut message = NeighbourMessage::default();
+        message.header.family = AddressFamily::Bridge;
+        message.attributes = vec![
+            NeighbourAttribute::Controller(bridge),
+            NeighbourAttribute::LinkLayerAddress(mac.to_vec()),
+        ];
+        message
+            .attributes
+            .extend(vlan.map(NeighbourAttribute::Vlan));
+        let mut request = NetlinkMessage::from(RouteNetlinkMessage::GetNeighbour(message));
+        request.header.flags = NLM_F_REQUEST;
+        let object = || {
+            let vlan = vlan.unwrap_or(0);
+            format!("{} on bridge #{bridge} vlan {vlan}", mac_text(&mac))
+        };
+        let fail = |e| Error::netlink(Step::GetFdb, object(), e);
+        let mut replies = self.handle().clone().request(request).map_err(fail)?;
+        let reply = replies
+            .next()
+            .await
+            .ok_or_else(|| fail(rtnetlink::Error::RequestFailed))?;
+        let msg = match reply.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(msg)) => msg,
+            NetlinkPayload::Error(e) => {
+                let err = fail(rtnetlink::Error::NetlinkError(e));
+                return match err.errno() {
+                    Some(libc::ENOENT) => Ok(None),
+                    _ => Err(err),
+                };
+            }
+            payload => {
+                let reply = NetlinkMessage::new(reply.header, payload);
+                return Err(fail(rtnetlink::Error::UnexpectedMessage(reply)));
+            }
+        };
+        // The entry found by MAC and VLAN on `bridge`, whichever port it
+        // names (`ndm_ifindex`: the port, or the bridge for its own).
+        Ok(Some(FdbEntry {
+            port: msg.header.ifindex,
+            is_static: msg.header.state == NeighbourState::Noarp,
+            sticky: msg.header.flags.contains(NeighbourFlags::Sticky),
+        }))
     }
 }
 

@@ -35,8 +35,8 @@ pub enum Step {
     SetBridgePort,
     /// Pinning a MAC address to a bridge port (a static forwarding entry).
     PinMac,
-    /// Listing a bridge's forwarding database.
-    ListFdb,
+    /// Getting one entry of a bridge's forwarding database.
+    GetFdb,
     /// Renaming a link.
     Rename,
     /// Deleting a link.
@@ -90,7 +90,7 @@ impl fmt::Display for Step {
             Step::SetAlias => "set link alias",
             Step::SetBridgePort => "set bridge port flags",
             Step::PinMac => "pin MAC address to bridge port",
-            Step::ListFdb => "list forwarding database",
+            Step::GetFdb => "get forwarding entry",
             Step::Rename => "rename link",
             Step::DeleteLink => "delete link",
             Step::AddAddress => "add address",

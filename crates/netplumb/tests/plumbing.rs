@@ -399,3 +399,70 @@ async fn verify_attachment_finds_nothing_missing_then_names_each_loss() {
         [Missing::NotOnBridge, Missing::HostEndDown, Missing::Peer]
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn fdb_entries_gets_the_one_entry_of_a_mac_wherever_it_is() {
+    require_root!("fdb_entries_gets_the_one_entry_of_a_mac_wherever_it_is");
+    let host = TestNs::new("fdb");
+    let nl = host.session();
+    let bridge = nl.ensure_bridge("brg0", None).await.unwrap().link.index;
+    let mut ports = Vec::new();
+    for (name, peer) in [("vethfdb0", "peerfdb0"), ("vethfdb1", "peerfdb1")] {
+        host.run(&[
+            "ip", "link", "add", name, "type", "veth", "peer", "name", peer,
+        ]);
+        host.run(&["ip", "link", "set", name, "master", "brg0", "up"]);
+        host.run(&["ip", "link", "set", peer, "up"]);
+        ports.push(ifindex(&host.must_link(name)));
+    }
+    let (own, other) = (ports[0], ports[1]);
+    let mac = [0x02, 0x6e, 10, 73, 0, 2];
+    let text = "02:6e:0a:49:00:02";
+    let entry = |port, is_static, sticky| FdbEntry {
+        port,
+        is_static,
+        sticky,
+    };
+    // On no port: no entry (the kernel's ENOENT), no error.
+    assert_eq!(nl.fdb_entries(bridge, mac).await.unwrap(), []);
+    nl.pin_mac(own, mac).await.unwrap();
+    assert_eq!(
+        nl.fdb_entries(bridge, mac).await.unwrap(),
+        [entry(own, true, true)]
+    );
+    // Another MAC's entry is not this one's.
+    assert_eq!(
+        nl.fdb_entries(bridge, [0x02, 0x6e, 10, 73, 0, 3])
+            .await
+            .unwrap(),
+        []
+    );
+    // Moved to another port by root, static, then as if learned there (a
+    // dynamic entry needs a port in the forwarding state: up, bridge up).
+    host.run(&[
+        "bridge", "fdb", "replace", text, "dev", "vethfdb1", "master", "static",
+    ]);
+    assert_eq!(
+        nl.fdb_entries(bridge, mac).await.unwrap(),
+        [entry(other, true, false)]
+    );
+    host.run(&["bridge", "fdb", "del", text, "dev", "vethfdb1", "master"]);
+    host.run(&[
+        "bridge", "fdb", "add", text, "dev", "vethfdb1", "master", "dynamic",
+    ]);
+    assert_eq!(
+        nl.fdb_entries(bridge, mac).await.unwrap(),
+        [entry(other, false, false)]
+    );
+    host.run(&["bridge", "fdb", "del", text, "dev", "vethfdb1", "master"]);
+    assert_eq!(nl.fdb_entries(bridge, mac).await.unwrap(), []);
+    // A bridge index that names no link: the kernel's refusal, named.
+    let err = nl.fdb_entries(999_999, mac).await.unwrap_err();
+    assert_eq!(err.errno(), Some(libc::EINVAL), "{err}");
+    assert_eq!(err.step(), Some(netplumb::Step::GetFdb), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("{text} on bridge #999999")),
+        "{err}"
+    );
+}

@@ -21,8 +21,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     /// is the caller's (look-ups by name and index) and its publications.
     /// The rest is read after the lock is released (security.md 16): the
     /// container's addresses and routes, whose number its owner chooses,
-    /// and the bridge's forwarding entries, which the containers of an
-    /// unguarded network can multiply by sending from many MACs.
+    /// and the bridge's forwarding entries for the lease's MAC (a get per
+    /// VLAN, netplumb's `fdb_entries`, not a dump of every entry).
     pub async fn check(&self) -> Result<Outcome, Failure> {
         let (peer, host, lease, published) = {
             let mut ledger = self.store.lock()?;
