@@ -206,6 +206,28 @@ fn responders(world: &World) -> Vec<u32> {
         .collect()
 }
 
+/// The one responder in `world` not in `before`, once it waits for frames
+/// (in `poll`), waiting at most 5 s for that: the helper forks it after
+/// its line, and only then does it shed the helper's identity and
+/// capabilities, so what `/proc` shows of it before is the helper's.
+fn new_responder(world: &World, before: &[u32]) -> u32 {
+    let mut new = Vec::new();
+    let polling = format!("{} ", libc::SYS_poll);
+    let waiting =
+        netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            new = responders(world)
+                .into_iter()
+                .filter(|p| !before.contains(p))
+                .collect();
+            new.len() == 1
+                && fs::read_to_string(format!("/proc/{}/syscall", new[0]))
+                    .is_ok_and(|s| s.starts_with(&polling))
+        });
+    assert_eq!(new.len(), 1, "one new responder: {new:?}");
+    assert!(waiting, "responder {} never waited in poll", new[0]);
+    new[0]
+}
+
 /// `netsetgo create /dev/null dummy PID veth brg0 eth0` as the container's
 /// user, as rootlesskit calls it; returns the lease and the responder's
 /// pid, after checking the line and that eth0 has no IPv4 address or
@@ -249,14 +271,10 @@ fn create(world: &World, c: &Container, gateway6: Option<&str>) -> (Lease, u32) 
     };
     assert_eq!(inside.ipv6_of("eth0"), v6, "{inside:?}");
     assert_eq!(Snapshot::ipv6_default_routes(c.pid()), routes6);
-    let new: Vec<u32> = responders(world)
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .collect();
-    assert_eq!(new.len(), 1, "one new responder: {new:?}");
+    let responder = new_responder(world, &before);
     c.exec(&["ip", "link", "set", "eth0", "up"])
         .expect_success("eth0 up");
-    (lease, new[0])
+    (lease, responder)
 }
 
 #[test]
@@ -632,13 +650,9 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
         .to_string();
     let fields: Vec<&str> = line.trim_end().split(':').collect();
     assert_eq!((fields.len(), fields[0]), (4, "eth0"), "{line:?}");
-    let new: Vec<u32> = responders(&world)
-        .into_iter()
-        .filter(|p| !before.contains(p))
-        .collect();
-    assert_eq!(new.len(), 1, "one responder alive after the end: {new:?}");
+    let responder = new_responder(&world, &before);
     let worker = ensure_worker();
-    assert_holds_nothing(new[0], worker.uid, worker.gid);
+    assert_holds_nothing(responder, worker.uid, worker.gid);
     let lease = world
         .leases("brg0")
         .into_iter()
@@ -653,5 +667,5 @@ fn the_responder_is_forked_after_the_line_and_never_holds_the_callers_output() {
         lease.address,
         "10.10.10.1",
     );
-    assert!(gone_within(new[0], Duration::from_secs(5)));
+    assert!(gone_within(responder, Duration::from_secs(5)));
 }

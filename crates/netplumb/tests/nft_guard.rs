@@ -747,6 +747,15 @@ fn smuggled(own: [u8; 4], ll: Ipv6Addr) -> Vec<Marked> {
         )),
         v4(ipv4(own, victim, 47, 0, &gre)),
         v4(ipv4(own, victim, 4, 185, &dhcp([10, 77, 0, 1], 6))),
+        // A DHCPv6 reply behind an atomic fragment header and then a
+        // destination options header (found by review: the fragment rules
+        // read UDP's ports right after the fragment header).
+        v6(ipv6(ll, all_nodes, 44, &{
+            let mut p = vec![60, 0, 0, 0, 0, 0, 0x12, 0x34];
+            p.extend([17, 0, 1, 4, 0, 0, 0, 0]);
+            p.extend(udp(547, 546, &m(7)));
+            p
+        })),
     ]
     .into_iter()
     .enumerate()
@@ -1111,10 +1120,10 @@ fn guard_structure_as_documented() {
             "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
             "ip6 saddr fd00:77::2 meta l4proto != udp accept",
             "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
             "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto != udp accept",
             "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept",
+            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
             "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
             "ip6 saddr :: icmpv6 type mld2-listener-report accept",
             "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",

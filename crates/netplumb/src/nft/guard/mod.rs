@@ -48,7 +48,7 @@
 //!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
 //!     ip6 saddr X meta l4proto != udp accept                                       (each X)
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
-//!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 != 0x222 accept
+//!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept
 //!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
 //!     ip6 saddr :: icmpv6 type mld2-listener-report accept
 //!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)

@@ -411,6 +411,12 @@ fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
                 l4proto(UDP),
                 ip6_nexthdr(IPV6_FRAGMENT),
                 vec![
+                    // UDP right after the fragment header: behind another
+                    // extension header (destination options, say) the
+                    // reads below and the port drops would not see UDP's
+                    // ports, so such a packet meets the policy.
+                    load(Base::Network, 40, 1),
+                    Expr::eq(&[UDP]),
                     // Where a UDP destination port would be, after the
                     // fragment header.
                     load(Base::Network, 50, 2),

@@ -262,8 +262,10 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(NF_ACCEPT)
         ]
     );
-    // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,400,16 !=
-    // 0x222 accept`.
-    assert_eq!(own[12][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
+    // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
+    assert_eq!(own[12][8], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(own[12][9], Expr::eq(&[17]));
+    assert_eq!(own[12][11], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
     assert_eq!(own[17][7], Expr::eq(&[143]));
 }
