@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Independent check of issue 19, check 4 (rootless Docker): run as
+# Independent re-check of issue 19, check 4 (rootless Docker), after the reaper: run as
 #   unshare --mount --net --propagation private world-d.sh BIN_COPY
+# Adapted from bench/independent/world-d.sh: every stop is followed by a bounded
+# poll (every 20 ms, at most 10 s) for the release of the lease, guard chain,
+# DNAT elements and the reaper, with NO further netsetgo call; each of the
+# RESTARTS (default 5) runs publishes its ports again.
 set -uo pipefail
 bin=$1; here=$(cd "$(dirname "$0")" && pwd)
 [ "$(readlink /proc/self/ns/net)" != "$(readlink /proc/1/ns/net)" ] || { echo refusing; exit 1; }
 for d in /run /etc/netsetgo; do mount -t tmpfs -o mode=0755 tmpfs $d; done
 U=nsg-indep; uid=$(id -u $U); gid=$(id -g $U)
+WNS=$(readlink /proc/self/ns/net)
 cat >/etc/netsetgo/netsetgo.conf <<P
 network default bridge=brg0 gateway=10.10.10.1/24 gateway6=fd00:10::1/64 guard=yes
 allow $U default 1
@@ -42,14 +47,28 @@ start() {  # the README's settings
   for _ in $(seq 600); do dk info --format '{{.ServerVersion}}' >/dev/null 2>&1 && break; sleep 0.1; done
   echo "daemon (pid $dpid) answered docker info after $(ms) ms"
 }
-stop() { rk=$(pgrep -u $U -x rootlesskit); kill -TERM $rk; t0=$(date +%s%N)
-  for _ in $(seq 300); do [ -z "$(ps -u $U -o pid=)" ] && break; sleep 0.1; done
-  wait $dpid 2>/dev/null; echo "stop (SIGTERM to rootlesskit $rk): no process of $U left after $(ms) ms (left: '$(ps -u $U -o pid=,comm= | tr '\n' ' ')')"; }
-dump() { echo "  leases: $(tr '\0' '\n' </run/netsetgo/*/brg0/leases 2>/dev/null | grep -a '^10\.' | tr -s ' ' | tr '\n' '|')"
-  echo "  host ends on brg0: '$(ip -o link show master brg0 2>/dev/null | awk '{print $2}' | tr '\n' ' ')'"
-  echo "  nft lines naming 10.10.10. / fd00:10:: : $(nft list ruleset | grep -cE '10\.10\.10\.[0-9]|fd00:10::[0-9]')"; }
-cleanup() { dk rm -f svc >/dev/null 2>&1; [ -z "$(pgrep -u $U -x rootlesskit)" ] || stop; pkill -u $U -f peer.py; ip netns del out 2>/dev/null
-  chmod -R u+w $D 2>/dev/null; rm -rf $D; }
+inworld() { for p in /proc/[0-9]*; do n=${p#/proc/}; [ "$n" = $$ ] && continue
+  [ "$(readlink $p/ns/net 2>/dev/null)" = "$WNS" ] && echo "$n"; done; }
+reapers() { for n in $(inworld); do [ "$(cat /proc/$n/comm 2>/dev/null)" = netsetgo-reaper ] && echo -n "$n "; done; }
+st() { ls -d /run/netsetgo/*/brg0 2>/dev/null | head -1; }
+A=10.10.10.2; A6=fd00:10::2; H=veth0a0a0a02
+t_host()   { ip link show dev "$H" >/dev/null 2>&1 && echo yes || echo no; }
+t_lease()  { tr '\0' '\n' <$(st)/leases 2>/dev/null | grep -a '^10\.' | tr -s ' ' | tr '\n' '|'; }
+t_nft()    { nft list ruleset 2>/dev/null | grep -E "$A\b|$A6\b|$H\b|8080|8081" | sed 's/^[ \t]*//'; }
+t_nftc()   { t_nft | grep -c .; }
+t_guard()  { nft list ruleset 2>/dev/null | grep -c "chain port_"; }
+t_ports()  { tr '\0' '\n' <$(st)/ports 2>/dev/null | grep -a -v '^ *$' | tr -s ' ' | tr '\n' '|'; }
+stop() { rk=$(pgrep -u $U -x rootlesskit -P ${dpid:-1} || pgrep -u $U -x rootlesskit | head -1); R=$(reapers | awk '{print $NF}')
+  echo "  stop: SIGTERM to rootlesskit $rk (reaper $R), then:"
+  PUID=$uid $here/poll.py $H $A $A6 $(st) $uid ${R:-0} TERM $rk
+  wait $dpid 2>/dev/null; }
+dump() { echo "  leases: '$(t_lease)'   ports record: '$(t_ports)'"
+  echo "  host ends on brg0: '$(ip -o link show master brg0 2>/dev/null | awk '{print $2}' | tr '\n' ' ')'   reapers in the world: '$(reapers)'"
+  echo "  nft lines naming $A / $A6 / $H / 8080 / 8081: $(t_nftc); guard chains (chain port_*): $(t_guard)"; }
+cleanup() { dk rm -f svc >/dev/null 2>&1; [ -z "$(pgrep -u $U -x rootlesskit)" ] || stop
+  for n in $(ps -u $U -o pid=); do kill -KILL $n 2>/dev/null; done; [ -n "${hostsrv:-}" ] && kill $hostsrv 2>/dev/null
+  for n in $(inworld); do c=$(cat /proc/$n/comm 2>/dev/null); case $c in netsetgo*|python3) kill -KILL $n 2>/dev/null;; esac; done
+  ip netns del out 2>/dev/null; chmod -R u+w $D 2>/dev/null; rm -rf $D; }
 trap cleanup EXIT
 
 say "4. rootless Docker: $(dockerd --version)"
@@ -62,7 +81,7 @@ dk load -i $D/image.tar
 python3 $here/peer.py 7000 7001 & hostsrv=$!; sleep 0.5
 echo '$ docker run --rm indep:bb sh -c "ping -c1 -W2 10.10.10.1; echo | nc 10.10.10.1 7000; echo | nc fd00:10::1 7000"'
 dk run --rm indep:bb sh -c 'ping -c1 -W2 10.10.10.1 | grep -E "bytes from|loss"; echo | nc 10.10.10.1 7000; echo | nc fd00:10::1 7000;'
-kill $hostsrv
+kill $hostsrv; hostsrv=
 echo "--- the README's client-address recipe"
 echo "\$ netsetgo -pid CHILD -publish tcp:8080:8080 -publish udp:8081:8081"; asuser $bin -pid $child -publish tcp:8080:8080 -publish udp:8081:8081; echo "exit $?"
 echo '$ docker run -d --name svc -p 8080:8080 -p 8081:8081/udp indep:bb sleep 600'; dk run -d --name svc -p 8080:8080 -p 8081:8081/udp indep:bb sleep 600 | cut -c1-12
@@ -71,15 +90,20 @@ cpid=$(dk inspect -f '{{.State.Pid}}' svc); echo "container pid $cpid, its addre
 nsenter -t $cpid -n python3 $here/peer.py 8080 8081 & srv=$!; sleep 1
 for t in "tcp 192.0.2.1 8080" "udp 192.0.2.1 8081" "tcp 2001:db8:2::1 8080" "udp 2001:db8:2::1 8081"; do
   echo "\$ ip netns exec out client.py $t  ->  $(ip netns exec out $here/client.py $t)"; done
-dk rm -f svc >/dev/null
-echo "state with the daemon running:"; dump
+echo "state with the daemon running and the container publishing:"; dump
+echo '--- the nft lines:'; t_nft | sed 's/^/    /'
+dk rm -f svc >/dev/null; kill $srv 2>/dev/null
 stop; echo "after the first stop:"; dump
 
 [ -n "${V6:-}" ] && exit 0
-say "4b. restarts: ${RESTARTS:-20} x (start, docker info, stop)"
-for i in $(seq ${RESTARTS:-20}); do start; echo "  run $i: $(dump | tr '\n' ' ')"; stop; done
-echo "after the last stop (no call yet):"; dump
+say "4b. restarts: ${RESTARTS:-5} x (start, docker info, netsetgo -publish, stop); no other netsetgo call"
+for i in $(seq ${RESTARTS:-5}); do start
+  child=$(cat $D/run/dockerd-rootless/child_pid)
+  asuser $bin -pid $child -publish tcp:8080:8080 -publish udp:8081:8081 >/dev/null; pe=$?
+  echo "  run $i: publish exit $pe"; dump; stop; done
+echo "after the last stop (no call since):"; dump
 echo "processes of $U: '$(ps -u $U -o pid=,comm= | tr '\n' ' ')'"
-echo "--- the next call (a plain rootlesskit, exits at once), then:"
-asuser rootlesskit --net=lxc-user-nic --lxc-user-nic-binary=$bin --lxc-user-nic-bridge=brg0 --state-dir=$D/run/rkx true 2>/dev/null
-sleep 1; dump; dpid=
+echo "users/$uid: $(tr -d '\0 \n' <$(st)/users/$uid 2>/dev/null || echo none)"
+echo "whole ruleset lines naming 10.10.10.x (x>1) or fd00:10::x (x>1): $(nft list ruleset | grep -cE '10\.10\.10\.([2-9]|[1-9][0-9]+)\b|fd00:10::[2-9a-f]')"
+echo "tables: $(nft list tables | tr '\n' ' ')"
+dpid=
