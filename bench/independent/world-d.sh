@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Independent re-check of issue 19, check 4 (rootless Docker), after the reaper: run as
 #   unshare --mount --net --propagation private world-d.sh BIN_COPY
-# Adapted from bench/independent/world-d.sh: every stop is followed by a bounded
+# Replaces the first run's world-d.sh: every stop is followed by a bounded
 # poll (every 20 ms, at most 10 s) for the release of the lease, guard chain,
 # DNAT elements and the reaper, with NO further netsetgo call; each of the
 # RESTARTS (default 5) runs publishes its ports again.
