@@ -480,6 +480,33 @@ fn signals_timers_umask_cwd_and_descriptors_leave_the_outcome_unchanged() {
     bench.finish("signals and the rest", started);
 }
 
+/// A `-pid` call of `c` by its user under `limit` (a `prlimit` option),
+/// CAP_SYS_RESOURCE removed from the bounding set by root before it
+/// becomes the caller, so that no hard limit can be raised.
+fn without_sys_resource(world: &World, c: &Container, limit: &str) -> Output {
+    let user = ensure_user(c.user());
+    let bin = installed_binary().to_string_lossy().into_owned();
+    let (reuid, regid) = (
+        format!("--reuid={}", user.uid),
+        format!("--regid={}", user.gid),
+    );
+    let pid = c.pid_arg();
+    world.run(&[
+        "setpriv",
+        "--bounding-set=-sys_resource",
+        &reuid,
+        &regid,
+        "--init-groups",
+        "--",
+        "prlimit",
+        limit,
+        "--",
+        &bin,
+        "-pid",
+        &pid,
+    ])
+}
+
 /// A hard limit below the helper's fixed value can be raised only with
 /// CAP_SYS_RESOURCE: with it gone from the bounding set (set by root
 /// before it becomes the caller), the call is refused before anything is
@@ -489,28 +516,8 @@ fn a_hard_limit_the_helper_cannot_raise_is_refused_naming_it() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let user = ensure_user(A);
-    let bin = installed_binary().to_string_lossy().into_owned();
-    let (reuid, regid) = (
-        format!("--reuid={}", user.uid),
-        format!("--regid={}", user.gid),
-    );
-    let pid = c.pid_arg();
     let out = assert_unchanged(&world, &[&c], || {
-        world.run(&[
-            "setpriv",
-            "--bounding-set=-sys_resource",
-            &reuid,
-            &regid,
-            "--init-groups",
-            "--",
-            "prlimit",
-            "--nproc=10:10",
-            "--",
-            &bin,
-            "-pid",
-            &pid,
-        ])
+        without_sys_resource(&world, &c, "--nproc=10:10")
     });
     assert_refusal_line(&out);
     assert!(
@@ -605,29 +612,7 @@ fn a_16_kib_hard_stack_limit_is_refused_at_every_stack_offset() {
     require_root!();
     let world = world_with(POLICY);
     let c = world.container(A);
-    let user = ensure_user(A);
-    let bin = installed_binary().to_string_lossy().into_owned();
-    let (reuid, regid) = (
-        format!("--reuid={}", user.uid),
-        format!("--regid={}", user.gid),
-    );
-    let pid = c.pid_arg();
-    let call = || {
-        world.run(&[
-            "setpriv",
-            "--bounding-set=-sys_resource",
-            &reuid,
-            &regid,
-            "--init-groups",
-            "--",
-            "prlimit",
-            "--stack=16384:16384",
-            "--",
-            &bin,
-            "-pid",
-            &pid,
-        ])
-    };
+    let call = || without_sys_resource(&world, &c, "--stack=16384:16384");
     let out = assert_unchanged(&world, &[&c], || {
         for _ in 1..64 {
             let out = call();
