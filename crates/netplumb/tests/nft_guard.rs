@@ -1293,12 +1293,9 @@ fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
     )
 }
 
-#[test]
-fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
-    require_root!("the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow");
-    let host = Ns::new("common");
-    let (p, q, table) = two_ports_of_one_table();
-    for (i, port) in [&p, &q].into_iter().enumerate() {
+/// A veth pair in `host` for each port, the port's host end named as it is.
+fn add_veths(host: &Ns, ports: &[&GuardedPort]) {
+    for (i, port) in ports.iter().enumerate() {
         let peer = format!("gcp{i}");
         host.run(&[
             "ip",
@@ -1312,6 +1309,14 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
             &peer,
         ]);
     }
+}
+
+#[test]
+fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
+    require_root!("the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow");
+    let host = Ns::new("common");
+    let (p, q, table) = two_ports_of_one_table();
+    add_veths(&host, &[&p, &q]);
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
     for port in [&p, &q, &p] {
@@ -1377,20 +1382,7 @@ fn concurrent_first_guards_of_a_table_make_one_common_chain() {
     require_root!("concurrent_first_guards_of_a_table_make_one_common_chain");
     let host = Ns::new("commonrace");
     let (p, q, table) = two_ports_of_one_table();
-    for (i, port) in [&p, &q].into_iter().enumerate() {
-        let peer = format!("gcp{i}");
-        host.run(&[
-            "ip",
-            "link",
-            "add",
-            &port.ifname,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &peer,
-        ]);
-    }
+    add_veths(&host, &[&p, &q]);
     for round in 0..8 {
         std::thread::scope(|s| {
             for port in [&p, &q] {
