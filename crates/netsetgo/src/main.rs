@@ -80,9 +80,11 @@ enum Action {
     Unpublish,
 }
 
-/// The target namespace, if the call names one, and the host's.
+/// The target namespace, if the call names one, and the host's (open, to
+/// come back to after opening a socket inside the target).
 struct Target {
     host: NsId,
+    home: NetNs,
     netns: Option<NetNs>,
 }
 
@@ -208,13 +210,14 @@ impl Stages for Helper {
 
     /// With the capabilities restricted: CAP_SYS_PTRACE opens the ns file.
     fn open_target(&mut self, caller: &Caller) -> Result<Target, Failure> {
-        let host = NetNs::current()?.id()?;
+        let home = NetNs::current()?;
+        let host = home.id()?;
         let netns = self
             .call()
             .pid
             .map(|pid| target::open(pid, caller, &host))
             .transpose()?;
-        Ok(Target { host, netns })
+        Ok(Target { host, home, netns })
     }
 
     /// A network that left the policy (a -delete or poststop of one's own
@@ -263,7 +266,7 @@ impl Stages for Helper {
         let inside = target
             .netns
             .as_ref()
-            .map(NetNs::netlink_socket)
+            .map(|netns| netns.netlink_socket_from(&target.home))
             .transpose()?;
         let host = netplumb::Netlink::open_socket()?;
         let nft = nat::prepare(&request.network, &request.publish)?;
