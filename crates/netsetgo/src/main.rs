@@ -8,10 +8,11 @@
 
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
+#![no_main]
 
+use std::ffi::{c_char, c_int};
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
-use std::process::ExitCode;
 
 use netplumb::{NetNs, NsId};
 use netsetgo::cli::{self, Args, Mode, Usage};
@@ -28,14 +29,34 @@ use netsetgo::system::{Kernel, System};
 use netsetgo::wiring::{runtime, Restorable, Sockets};
 use netsetgo::{audit, filters, links, nat, oci, request, target, wiring};
 
-fn main() -> ExitCode {
-    stages::run(&mut Helper {
+/// The exit status of a call.
+type ExitCode = u8;
+/// The call did what it was asked (or printed the help).
+const SUCCESS: ExitCode = 0;
+/// The call failed or was refused.
+const FAILURE: ExitCode = 1;
+/// The command line was not understood.
+const USAGE_ERROR: ExitCode = 2;
+
+/// The entry point glibc's start-up calls. `no_main`: Rust's own start-up
+/// (`lang_start`) does not run, since stage 1 redoes or undoes all of it:
+/// it would poll fds 0-2 (stage 1 opens what is closed), read
+/// /proc/self/maps and map an alternate stack for a SIGSEGV handler
+/// (stage 1 resets every catchable signal to its default) and ignore
+/// SIGPIPE (so does stage 1). The arguments are read through
+/// `std::env::args_os`, which glibc fills before this runs.
+#[no_mangle]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    let exit = stages::run(&mut Helper {
         sys: Kernel,
         call: None,
         format: Format::Line,
         responder: None,
         reaper: None,
-    })
+    });
+    // What lang_start's clean-up did: what is left of stdout goes out.
+    let _ = std::io::stdout().flush();
+    c_int::from(exit)
 }
 
 /// The stages with the real system; [`stages::run`] puts them in order, and
@@ -129,14 +150,14 @@ impl Stages for Helper {
             }
             Err(Usage::Help) => {
                 print!("{}", cli::USAGE);
-                Err(ExitCode::SUCCESS)
+                Err(SUCCESS)
             }
             Err(Usage::Error(e)) => {
                 let refusal = Failure::refused(format!("usage: {e}"));
                 let uid = nix::unistd::getuid().as_raw();
                 audit::record(uid, None, "usage", None, Err(&refusal));
                 eprint!("netsetgo: {e}\n{}", cli::USAGE);
-                Err(ExitCode::from(2))
+                Err(USAGE_ERROR)
             }
         }
     }
@@ -406,12 +427,12 @@ fn start_children(
     };
     if let Err(f) = responder::null_stdio() {
         failed(&f);
-        return ExitCode::FAILURE;
+        return FAILURE;
     }
     let mut exit = exit;
     if let Err(f) = responder.start() {
         failed(&f);
-        exit = ExitCode::FAILURE;
+        exit = FAILURE;
     }
     // Forked even when the responder was not: the lease exists either way.
     if let Some(Err(f)) = reaper.map(Reaper::start) {
@@ -546,9 +567,9 @@ fn report(result: Result<Outcome, Failure>, format: Format) -> ExitCode {
             match outcome.failure() {
                 Some(f) => {
                     let _ = writeln!(std::io::stderr(), "netsetgo: {f}");
-                    ExitCode::FAILURE
+                    FAILURE
                 }
-                None => ExitCode::SUCCESS,
+                None => SUCCESS,
             }
         }
         Err(f) => {
@@ -556,7 +577,7 @@ fn report(result: Result<Outcome, Failure>, format: Format) -> ExitCode {
                 let _ = writeln!(std::io::stdout(), "{}", output::failure_json(&f));
             }
             let _ = writeln!(std::io::stderr(), "netsetgo: {f}");
-            ExitCode::FAILURE
+            FAILURE
         }
     }
 }
