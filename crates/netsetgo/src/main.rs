@@ -8,7 +8,8 @@
 
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
-#![no_main]
+// The unit-test harness brings its own `main`.
+#![cfg_attr(not(test), no_main)]
 
 use std::ffi::{c_char, c_int};
 use std::io::Write;
@@ -44,8 +45,9 @@ const USAGE_ERROR: ExitCode = 2;
 /// /proc/self/maps and map an alternate stack for a SIGSEGV handler
 /// (stage 1 resets every catchable signal to its default) and ignore
 /// SIGPIPE (so does stage 1). The arguments are read through
-/// `std::env::args_os`, which glibc fills before this runs.
-#[no_mangle]
+/// `std::env::args_os`, which std records when glibc runs its
+/// initialisers, before this.
+#[cfg_attr(not(test), no_mangle)]
 extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
     let exit = stages::run(&mut Helper {
         sys: Kernel,
