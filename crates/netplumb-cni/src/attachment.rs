@@ -154,6 +154,7 @@ mod tests {
             mtu: None,
             mac: None,
             up: true,
+            port: None,
         };
         assert!(belongs_to(&end, "x"));
         end.alias = Some(record_of("x"));

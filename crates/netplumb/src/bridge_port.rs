@@ -21,9 +21,7 @@
 
 use futures::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
-use rtnetlink::packet_route::link::{
-    InfoBridgePort, InfoPortData, InfoPortKind, LinkAttribute, LinkInfo,
-};
+use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind};
 use rtnetlink::packet_route::neighbour::{
     NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
@@ -31,7 +29,7 @@ use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::LinkUnspec;
 
 use crate::error::{Error, Result, Step};
-use crate::netlink::{first, Netlink};
+use crate::netlink::Netlink;
 
 /// What the bridge learns from a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +56,22 @@ pub struct BridgePort {
 }
 
 impl BridgePort {
+    /// The port's flags as the kernel reports them in a link's
+    /// `IFLA_INFO_SLAVE_DATA`; it reports every flag, and absent ones read
+    /// as its defaults.
+    pub(crate) fn from_flags(flags: Vec<InfoBridgePort>) -> BridgePort {
+        let mut port = BridgePort::new(false, Learning::On);
+        for flag in flags {
+            match flag {
+                InfoBridgePort::Isolated(on) => port.isolated = on,
+                InfoBridgePort::Learning(on) => port.learning = on,
+                InfoBridgePort::UnicastFlood(on) => port.unicast_flood = on,
+                _ => {}
+            }
+        }
+        port
+    }
+
     /// A port with `isolated` and `learning` (learning and unicast flooding
     /// on for [`Learning::On`], the kernel's default; both off when pinned).
     pub fn new(isolated: bool, learning: Learning) -> BridgePort {
@@ -109,37 +123,10 @@ impl Netlink {
     }
 
     /// The flags of link `index` as a bridge port (`None` when it is no
-    /// bridge port, or no link).
+    /// bridge port, or no link): [`Link::port`](crate::Link::port) of its
+    /// look-up.
     pub async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
-        let request = self.handle().link().get().match_index(index);
-        let Some(msg) = first(request.execute())
-            .await
-            .map_err(|e| Error::netlink(Step::LookUpLink, format!("#{index}"), e))?
-        else {
-            return Ok(None);
-        };
-        for attr in msg.attributes {
-            let LinkAttribute::LinkInfo(infos) = attr else {
-                continue;
-            };
-            for info in infos {
-                if let LinkInfo::PortData(InfoPortData::BridgePort(flags)) = info {
-                    // The kernel reports every flag; absent ones read as
-                    // its defaults.
-                    let mut port = BridgePort::new(false, Learning::On);
-                    for flag in flags {
-                        match flag {
-                            InfoBridgePort::Isolated(on) => port.isolated = on,
-                            InfoBridgePort::Learning(on) => port.learning = on,
-                            InfoBridgePort::UnicastFlood(on) => port.unicast_flood = on,
-                            _ => {}
-                        }
-                    }
-                    return Ok(Some(port));
-                }
-            }
-        }
-        Ok(None)
+        Ok(self.link_by_index(index).await?.and_then(|link| link.port))
     }
 
     /// Pins `mac` to bridge port `port`: a static (`NUD_NOARP`), sticky

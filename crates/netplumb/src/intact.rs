@@ -117,6 +117,7 @@ mod tests {
             mtu: None,
             mac: None,
             up,
+            port: None,
         }
     }
 

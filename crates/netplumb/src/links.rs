@@ -10,11 +10,12 @@ use rtnetlink::packet_route::RouteNetlinkMessage;
 use futures::TryStreamExt;
 
 use rtnetlink::packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoVeth, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoPortData, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
+use crate::bridge_port::BridgePort;
 use crate::error::{Error, Result, Step};
 use crate::netlink::{first, Netlink};
 use crate::netns::NetNs;
@@ -48,6 +49,9 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     /// Administratively up (`IFF_UP`).
     pub up: bool,
+    /// Its flags as a bridge port, when it is one (the kernel reports them
+    /// in every look-up of a port: no request of their own).
+    pub port: Option<BridgePort>,
 }
 
 impl Link {
@@ -63,6 +67,7 @@ impl Link {
             mtu: None,
             mac: None,
             up: msg.header.flags.contains(LinkFlags::Up),
+            port: None,
         };
         for attr in msg.attributes {
             match attr {
@@ -75,8 +80,12 @@ impl Link {
                 LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(a.as_slice()).ok(),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            link.kind = Some(kind.to_string());
+                        match info {
+                            LinkInfo::Kind(kind) => link.kind = Some(kind.to_string()),
+                            LinkInfo::PortData(InfoPortData::BridgePort(flags)) => {
+                                link.port = Some(BridgePort::from_flags(flags))
+                            }
+                            _ => {}
                         }
                     }
                 }

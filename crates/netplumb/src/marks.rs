@@ -67,6 +67,7 @@ mod tests {
             mtu: None,
             mac: None,
             up: true,
+            port: None,
         };
         assert_eq!(Manager::of(&bridge), None);
         for (alias, manager) in [

@@ -5,9 +5,7 @@
 //! moved with `IFLA_NET_NS_FD`, and netlink sessions inside the namespace are
 //! opened by entering it through the fd for the duration of one `socket()`.
 
-use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use nix::fcntl::{open, OFlag};
@@ -118,17 +116,11 @@ impl NetNs {
 
     /// The (device, inode) identity of this namespace.
     pub fn id(&self) -> Result<NsId> {
-        let file = File::from(
-            self.fd
-                .try_clone()
-                .map_err(|e| Error::os(Step::QueryNamespace, "identity", e))?,
-        );
-        let meta = file
-            .metadata()
+        let meta = nix::sys::stat::fstat(&self.fd)
             .map_err(|e| Error::os(Step::QueryNamespace, "identity", e))?;
         Ok(NsId {
-            dev: meta.dev(),
-            ino: meta.ino(),
+            dev: meta.st_dev,
+            ino: meta.st_ino,
         })
     }
 
@@ -166,7 +158,12 @@ impl NetNs {
     /// If the return fails the thread is left inside this namespace and
     /// [`Step::LeaveNamespace`] is reported: treat that as fatal.
     pub fn enter<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
-        let home = NetNs::current()?;
+        self.enter_from(&NetNs::current()?, f)
+    }
+
+    /// [`NetNs::enter`] from `home`, the namespace the thread is in, opened
+    /// already (no look-up of it in /proc).
+    pub fn enter_from<T>(&self, home: &NetNs, f: impl FnOnce() -> T) -> Result<T> {
         setns(&self.fd, CloneFlags::CLONE_NEWNET)
             .map_err(|e| Error::os(Step::EnterNamespace, "target", e))?;
         let out = f();
@@ -179,8 +176,16 @@ impl NetNs {
     /// later uses it. Needs CAP_SYS_ADMIN (to enter); the socket itself
     /// carries no privilege beyond its namespace.
     pub fn netlink_socket(&self) -> Result<RawSocket> {
-        self.enter(|| RawSocket::new(rtnetlink::sys::protocols::NETLINK_ROUTE))?
-            .map_err(|e| Error::os(Step::OpenSocket, "in target namespace", e))
+        self.netlink_socket_from(&NetNs::current()?)
+    }
+
+    /// [`NetNs::netlink_socket`] from `home`, the namespace the thread is in
+    /// ([`NetNs::enter_from`]).
+    pub fn netlink_socket_from(&self, home: &NetNs) -> Result<RawSocket> {
+        self.enter_from(home, || {
+            RawSocket::new(rtnetlink::sys::protocols::NETLINK_ROUTE)
+        })?
+        .map_err(|e| Error::os(Step::OpenSocket, "in target namespace", e))
     }
 }
 

@@ -8,10 +8,12 @@
 
 #![deny(missing_docs)]
 #![deny(unreachable_pub)]
+// The unit-test harness brings its own `main`.
+#![cfg_attr(not(test), no_main)]
 
+use std::ffi::{c_char, c_int};
 use std::io::Write;
 use std::os::unix::ffi::OsStringExt;
-use std::process::ExitCode;
 
 use netplumb::{NetNs, NsId};
 use netsetgo::cli::{self, Args, Mode, Usage};
@@ -28,14 +30,35 @@ use netsetgo::system::{Kernel, System};
 use netsetgo::wiring::{runtime, Restorable, Sockets};
 use netsetgo::{audit, filters, links, nat, oci, request, target, wiring};
 
-fn main() -> ExitCode {
-    stages::run(&mut Helper {
+/// The exit status of a call.
+type ExitCode = u8;
+/// The call did what it was asked (or printed the help).
+const SUCCESS: ExitCode = 0;
+/// The call failed or was refused.
+const FAILURE: ExitCode = 1;
+/// The command line was not understood.
+const USAGE_ERROR: ExitCode = 2;
+
+/// The entry point glibc's start-up calls. `no_main`: Rust's own start-up
+/// (`lang_start`) does not run, since stage 1 redoes or undoes all of it:
+/// it would poll fds 0-2 (stage 1 opens what is closed), read
+/// /proc/self/maps and map an alternate stack for a SIGSEGV handler
+/// (stage 1 resets every catchable signal to its default) and ignore
+/// SIGPIPE (so does stage 1). The arguments are read through
+/// `std::env::args_os`, which std records when glibc runs its
+/// initialisers, before this.
+#[cfg_attr(not(test), no_mangle)]
+extern "C" fn main(_argc: c_int, _argv: *const *const c_char) -> c_int {
+    let exit = stages::run(&mut Helper {
         sys: Kernel,
         call: None,
         format: Format::Line,
         responder: None,
         reaper: None,
-    })
+    });
+    // What lang_start's clean-up did: what is left of stdout goes out.
+    let _ = std::io::stdout().flush();
+    c_int::from(exit)
 }
 
 /// The stages with the real system; [`stages::run`] puts them in order, and
@@ -80,9 +103,11 @@ enum Action {
     Unpublish,
 }
 
-/// The target namespace, if the call names one, and the host's.
+/// The target namespace, if the call names one, and the host's (open, to
+/// come back to after opening a socket inside the target).
 struct Target {
     host: NsId,
+    home: NetNs,
     netns: Option<NetNs>,
 }
 
@@ -127,14 +152,14 @@ impl Stages for Helper {
             }
             Err(Usage::Help) => {
                 print!("{}", cli::USAGE);
-                Err(ExitCode::SUCCESS)
+                Err(SUCCESS)
             }
             Err(Usage::Error(e)) => {
                 let refusal = Failure::refused(format!("usage: {e}"));
                 let uid = nix::unistd::getuid().as_raw();
                 audit::record(uid, None, "usage", None, Err(&refusal));
                 eprint!("netsetgo: {e}\n{}", cli::USAGE);
-                Err(ExitCode::from(2))
+                Err(USAGE_ERROR)
             }
         }
     }
@@ -208,13 +233,14 @@ impl Stages for Helper {
 
     /// With the capabilities restricted: CAP_SYS_PTRACE opens the ns file.
     fn open_target(&mut self, caller: &Caller) -> Result<Target, Failure> {
-        let host = NetNs::current()?.id()?;
+        let home = NetNs::current()?;
+        let host = home.id()?;
         let netns = self
             .call()
             .pid
             .map(|pid| target::open(pid, caller, &host))
             .transpose()?;
-        Ok(Target { host, netns })
+        Ok(Target { host, home, netns })
     }
 
     /// A network that left the policy (a -delete or poststop of one's own
@@ -263,7 +289,7 @@ impl Stages for Helper {
         let inside = target
             .netns
             .as_ref()
-            .map(NetNs::netlink_socket)
+            .map(|netns| netns.netlink_socket_from(&target.home))
             .transpose()?;
         let host = netplumb::Netlink::open_socket()?;
         let nft = nat::prepare(&request.network, &request.publish)?;
@@ -403,12 +429,12 @@ fn start_children(
     };
     if let Err(f) = responder::null_stdio() {
         failed(&f);
-        return ExitCode::FAILURE;
+        return FAILURE;
     }
     let mut exit = exit;
     if let Err(f) = responder.start() {
         failed(&f);
-        exit = ExitCode::FAILURE;
+        exit = FAILURE;
     }
     // Forked even when the responder was not: the lease exists either way.
     if let Some(Err(f)) = reaper.map(Reaper::start) {
@@ -543,9 +569,9 @@ fn report(result: Result<Outcome, Failure>, format: Format) -> ExitCode {
             match outcome.failure() {
                 Some(f) => {
                     let _ = writeln!(std::io::stderr(), "netsetgo: {f}");
-                    ExitCode::FAILURE
+                    FAILURE
                 }
-                None => ExitCode::SUCCESS,
+                None => SUCCESS,
             }
         }
         Err(f) => {
@@ -553,7 +579,7 @@ fn report(result: Result<Outcome, Failure>, format: Format) -> ExitCode {
                 let _ = writeln!(std::io::stdout(), "{}", output::failure_json(&f));
             }
             let _ = writeln!(std::io::stderr(), "netsetgo: {f}");
-            ExitCode::FAILURE
+            FAILURE
         }
     }
 }

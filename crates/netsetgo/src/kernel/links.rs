@@ -10,9 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
-use netplumb::{
-    Attached, Attachment, Bridge, BridgePort, FdbEntry, Link, NetNs, Netlink, Protocol, Result,
-};
+use netplumb::{Attached, Attachment, Bridge, FdbEntry, Link, NetNs, Netlink, Protocol, Result};
 
 use crate::error::Failure;
 
@@ -50,8 +48,6 @@ pub trait Links {
     async fn nsid_of(&self, ns: &NetNs) -> Result<Option<i32>>;
     /// Whether `address` is one of this namespace's own (its route is local).
     async fn is_local(&self, address: IpAddr) -> Result<bool>;
-    /// The flags of link `index` as a bridge port (`None`: no port).
-    async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>>;
     /// The forwarding entries of bridge `bridge` for `mac`.
     async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>>;
     /// Whether a socket of this namespace listens on (TCP) or is bound to
@@ -171,9 +167,6 @@ impl Links for Kernel {
     async fn is_local(&self, address: IpAddr) -> Result<bool> {
         self.netlink.is_local(address).await
     }
-    async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
-        self.netlink.bridge_port(index).await
-    }
     async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
         self.netlink.fdb_entries(bridge, mac).await
     }
@@ -280,6 +273,7 @@ pub mod fake {
     use std::rc::Rc;
 
     use super::*;
+    use netplumb::BridgePort;
 
     /// A clone is a copy of the namespace as it is (sharing the log).
     #[derive(Default, Clone)]
@@ -318,6 +312,14 @@ pub mod fake {
             self.links.borrow().keys().max().map_or(1, |i| i + 1)
         }
 
+        /// `link` as a look-up reports it: with its bridge port's flags
+        /// (the kernel's defaults unless `ports` has others).
+        fn looked_up(&self, mut link: Link) -> Link {
+            let default = BridgePort::new(false, netplumb::Learning::On);
+            link.port = Some(*self.ports.borrow().get(&link.index).unwrap_or(&default));
+            link
+        }
+
         fn record(&self, line: String) {
             self.log.borrow_mut().push(line);
         }
@@ -336,6 +338,7 @@ pub mod fake {
             mtu: Some(1500),
             mac: Some([2, 0, 0, 0, 0, index as u8]),
             up: true,
+            port: None,
         }
     }
 
@@ -346,10 +349,12 @@ pub mod fake {
                 .borrow()
                 .values()
                 .find(|l| l.name == name)
-                .cloned())
+                .cloned()
+                .map(|l| self.looked_up(l)))
         }
         async fn link_by_index(&self, index: u32) -> Result<Option<Link>> {
-            Ok(self.links.borrow().get(&index).cloned())
+            let link = self.links.borrow().get(&index).cloned();
+            Ok(link.map(|l| self.looked_up(l)))
         }
         async fn host_end(&self, name: &str, bridge: u32) -> Result<Option<Link>> {
             Ok(self
@@ -474,10 +479,6 @@ pub mod fake {
         }
         async fn is_local(&self, address: IpAddr) -> Result<bool> {
             Ok(self.local.contains(&address))
-        }
-        async fn bridge_port(&self, index: u32) -> Result<Option<BridgePort>> {
-            let default = BridgePort::new(false, netplumb::Learning::On);
-            Ok(Some(*self.ports.borrow().get(&index).unwrap_or(&default)))
         }
         async fn fdb_entries(&self, bridge: u32, mac: [u8; 6]) -> Result<Vec<FdbEntry>> {
             Ok(self

@@ -33,7 +33,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let plan = Plan::of_lease(self.request, &lease, &published);
         let mut missing = self.check_links(&peer, &host, &plan).await?;
         missing.extend(self.check_filters(&host, &plan)?);
-        let port = self.sockets.host.bridge_port(host.index).await?;
+        // The host end's own look-up reported its bridge port's flags.
+        let port = host.port;
         if plan.isolated && !port.is_some_and(|p| p.isolated) {
             missing.push(format!("host end {} is not isolated", host.name));
         }
@@ -84,9 +85,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<Vec<String>, Failure> {
         let (inside, _) = self.inside()?;
         let network = &self.request.network;
-        let bridge = self.sockets.host.link_by_name(&network.bridge).await?;
+        // Its index alone, by an ioctl: no link look-up of the bridge.
+        let bridge = self.sockets.host.index_of(&network.bridge)?;
         let check = AttachmentCheck {
-            bridge: bridge.map(|b| b.index),
+            bridge,
             host_end: host,
             peer: Some(peer),
             addresses: &plan.addresses,
@@ -236,32 +238,40 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                 && host.kind.as_deref() == Some("veth")
                 && host.link_netnsid == Some(target_id)
         };
-        let peer_of = |host: Link, lease: Lease| async move {
-            let peer = host.link.ok_or_else(|| self.not_yours())?;
-            let peer = inside
-                .link_by_index(peer)
-                .await?
-                .ok_or_else(|| self.not_yours())?;
+        // The peer is the link inside at the index the host end gives;
+        // `seen` is one already looked up inside, taken when it has that
+        // index (no second look-up of the same link).
+        let peer_of = |host: Link, lease: Lease, seen: Option<Link>| async move {
+            let index = host.link.ok_or_else(|| self.not_yours())?;
+            let peer = match seen.filter(|p| p.index == index) {
+                Some(peer) => peer,
+                None => inside
+                    .link_by_index(index)
+                    .await?
+                    .ok_or_else(|| self.not_yours())?,
+            };
             Ok::<_, Failure>(Some((peer, host, lease)))
         };
         // Where to look first: the host end the interface inside points at
         // (or lxc-user-nic's HOSTIF). Only a hint, since the container may
         // forge it; it is matched to a lease like any other, and when it
         // does not match, every lease of the caller is tried.
-        let hint = match &self.request.nic {
+        let (hint, seen) = match &self.request.nic {
             Some(Nic::Delete { host_ifname }) => {
-                self.sockets.host.link_by_name(host_ifname).await?
+                (self.sockets.host.link_by_name(host_ifname).await?, None)
             }
             _ => match inside.link_by_name(&plan::peer_name(self.request)).await? {
-                Some(Link { link: Some(h), .. }) => self.sockets.host.link_by_index(h).await?,
-                _ => None,
+                Some(peer @ Link { link: Some(h), .. }) => {
+                    (self.sockets.host.link_by_index(h).await?, Some(peer))
+                }
+                _ => (None, None),
             },
         };
         if let Some(host) = hint {
             let address = plan::address_of_host_name(prefix, &host.name);
             if let Some(lease) = address.map(|a| ledger.lease_of(a)).transpose()?.flatten() {
                 if ours(&host, &lease) {
-                    return peer_of(host, lease).await;
+                    return peer_of(host, lease, seen).await;
                 }
             }
         }
@@ -275,7 +285,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                 continue;
             };
             if ours(&host, &lease) {
-                return peer_of(host, lease).await;
+                return peer_of(host, lease, None).await;
             }
         }
         Ok(None)
