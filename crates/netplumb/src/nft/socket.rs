@@ -231,6 +231,34 @@ impl Nftables {
         ))
     }
 
+    /// Whether set `<family> <table> <set>` holds every one of `keys`: one
+    /// `NFT_MSG_GETSETELEM` naming them all, which the kernel answers
+    /// element by element and fails with `ENOENT` at the first it lacks.
+    pub(super) fn has_elements(
+        &self,
+        family: Family,
+        table: &str,
+        set: &str,
+        keys: &[Vec<u8>],
+        object: &str,
+    ) -> Result<bool> {
+        let seq = self.next_seq();
+        let mut msg = Message::new(
+            nft_type(NFT_MSG_GETSETELEM),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            family.nfproto(),
+            0,
+        );
+        let keys: Vec<_> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+        put_elements(&mut msg.attrs(), table, set, &keys);
+        match self.exchange(&msg.finish(), seq) {
+            Ok(_) => Ok(true),
+            Err(f) if f.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(f) => Err(f.into_error(Step::NftLookUp, object)),
+        }
+    }
+
     /// Every element of set `<family> <table> <set>` (one dump) as (key,
     /// value) pairs, the value empty for a plain set; none when there is no
     /// such set. Costs in proportion to the set's size: for collection, not

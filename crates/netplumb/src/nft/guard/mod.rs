@@ -180,11 +180,14 @@
 //! reaches it.
 
 mod rules;
+mod sets;
 
 use self::rules::{common_rules, port_rules};
+use self::sets::{port_elements, SETS};
 use super::batch::Batch;
-use super::expr::Expr;
+use super::expr::{ifname, Expr};
 use super::guarded_port::GuardedPort;
+use super::objects::Op;
 use super::proto::{check_table, Family};
 use super::socket::Nftables;
 use crate::error::Result;
@@ -244,9 +247,12 @@ impl<'a> Guard<'a> {
     }
 
     /// What of `port`'s guard is missing or lacks rules, named (`chain
-    /// netdev <table> <chain>`): its table's shared [`GUARD_COMMON_CHAIN`]
-    /// and its own chain; empty when both are there with as many rules as
-    /// the guard gives them. Two look-ups, whatever the number of ports.
+    /// netdev <table> <chain>`, `set netdev <table> <set> elements of
+    /// <name>`): its table's shared [`GUARD_COMMON_CHAIN`], its own chain
+    /// and its elements of the table's sets; empty when the chains are there
+    /// with as many rules as the guard gives them and the sets hold every
+    /// element of the port's. Two look-ups of rules and one per set,
+    /// whatever the number of ports.
     pub fn missing(self, port: &GuardedPort) -> Result<Vec<String>> {
         let table = checked_table(self.table, &port.ifname)?;
         let mut missing = Vec::new();
@@ -256,6 +262,15 @@ impl<'a> Guard<'a> {
         ] {
             if self.nft.rules(Family::Netdev, &table, &chain)?.len() != rules {
                 missing.push(format!("chain netdev {table} {chain}"));
+            }
+        }
+        for (set, keys) in port_elements(port) {
+            let object = format!("set netdev {table} {set}");
+            if !self
+                .nft
+                .has_elements(Family::Netdev, &table, set, &keys, &object)?
+            {
+                missing.push(format!("{object} elements of {}", port.ifname));
             }
         }
         Ok(missing)
@@ -294,6 +309,7 @@ impl AllowPort<'_> {
             batch.ingress_chain(table, &chain, name, PRIORITY);
             batch.flush_chain(netdev, table, &chain);
             add_rules(batch, table, &chain, &port_rules(&self.port));
+            elements(batch, Op::Add, table, &port_elements(&self.port), name);
         };
         // With `common` in place the table is too: were it deleted before
         // the commit, the jump to `common` would fail anyway.
@@ -306,6 +322,11 @@ impl AllowPort<'_> {
             let mut batch = Batch::new(nft, netdev, Some(genid), what.clone());
             if !intact()? {
                 batch.table(netdev, table);
+                for spec in &SETS {
+                    if !nft.set_exists(netdev, table, spec.name)? {
+                        batch.new_set(netdev, table, spec);
+                    }
+                }
                 if nft.chain_exists(netdev, table, GUARD_COMMON_CHAIN)? {
                     batch.flush_chain(netdev, table, GUARD_COMMON_CHAIN);
                 } else {
@@ -334,6 +355,22 @@ fn add_rules(batch: &mut Batch<'_>, table: &str, chain: &str, rules: &[Vec<Expr>
     }
 }
 
+/// Adds or deletes (`op`) `port`'s elements of the sets of `table`
+/// (`host end`'s, as [`port_elements`] gives them), one message per set.
+fn elements(
+    batch: &mut Batch<'_>,
+    op: Op,
+    table: &str,
+    port: &[(&'static str, Vec<Vec<u8>>)],
+    host_end: &str,
+) {
+    for (set, keys) in port {
+        let keys: Vec<_> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+        let object = format!("set netdev {table} {set} elements of {host_end}");
+        batch.elements(op, table, set, &keys, object);
+    }
+}
+
 /// A request of [`Guard::forget`].
 #[derive(Debug)]
 #[must_use = "a request does nothing until it is executed"]
@@ -343,17 +380,46 @@ pub struct ForgetPort<'a> {
 }
 
 impl ForgetPort<'_> {
-    /// Applies it. Returns `true` when a chain was deleted.
+    /// Applies it: one batch, the chain and every element of the host end
+    /// in the table's sets, found by one dump of each set (whatever
+    /// addresses the caller names: the CNI plugin's DEL knows none).
+    /// Returns `true` when a chain was deleted. Without the chain (gone
+    /// with its device, say) the elements still go.
     pub fn execute(self) -> Result<bool> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = checked_table(table, name)?;
-        let mut batch = Batch::new(nft, Family::Netdev, None, format!("forget port {name}"));
-        batch.delete_chain(Family::Netdev, &table, &guard_chain_name(name));
-        match batch.commit_once() {
+        let netdev = Family::Netdev;
+        let own = ifname(name);
+        let mut stale = Vec::new();
+        for spec in &SETS {
+            let keys: Vec<Vec<u8>> = nft
+                .elements(netdev, &table, spec.name)?
+                .into_iter()
+                .map(|(key, _)| key)
+                .filter(|key| key.starts_with(&own))
+                .collect();
+            if !keys.is_empty() {
+                stale.push((spec.name, keys));
+            }
+        }
+        let batch = |chain: bool| {
+            let mut batch = Batch::new(nft, netdev, None, format!("forget port {name}"));
+            if chain {
+                batch.delete_chain(netdev, &table, &guard_chain_name(name));
+            }
+            elements(&mut batch, Op::Delete, &table, &stale, name);
+            batch.commit_once()
+        };
+        match batch(true) {
             Ok(()) => Ok(true),
             // No table, or no chain (gone with its device, say).
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) if e.errno() == Some(libc::ENOENT) => {
+                if !stale.is_empty() {
+                    batch(false)?;
+                }
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }
