@@ -23,7 +23,7 @@ pub(super) const ND_MACS: &str = "nd_macs";
 pub(super) const ND_TARGETS: &str = "nd_targets";
 /// `ifname . ether_addr . ipv4_addr`: each port's MAC with each of its
 /// IPv4 addresses and with 0.0.0.0, the ARP senders it may be.
-pub(super) const ARP: &str = "arp";
+pub(super) const ARP: &str = "arp_senders";
 
 const IFNAME: (u32, u32) = (datatype::IFNAME, 16);
 const ETHER: (u32, u32) = (datatype::ETHERADDR, 6);

@@ -117,7 +117,7 @@ fn guard_rules_match_what_nft_generates() {
         common[7][6..],
         [
             lookup(
-                "arp",
+                "arp_senders",
                 &[(Base::Network, 8, 6, 12), (Base::Network, 14, 4, 14)],
                 false
             ),
