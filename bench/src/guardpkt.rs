@@ -1,6 +1,9 @@
 //! The guard's cost per packet, outside bench/run: the CPU time one
-//! process spends sending UDP frames from a guarded port's own MAC and
-//! address into its host end, with and without the guard.
+//! process spends sending frames from a guarded port's own MAC and address
+//! into its host end, with and without the guard, for three kinds of
+//! frame: UDP over IPv4 and over IPv6 (the hot path) and a neighbour
+//! solicitation with the port's MAC as its source option (the rare path
+//! through every neighbour discovery check).
 //!
 //! Run as root: `guardpkt PORTS FRAMES ROUNDS` (for example `guardpkt 1000
 //! 200000 7`). It moves itself into a network namespace of its own
@@ -9,16 +12,17 @@
 //! frames with `sendmmsg` on a packet socket on the container end of port
 //! 0; each frame is received by the host end (`veth_xmit`,
 //! `__netif_receive_skb_core`, its netdev ingress hook), within the send's
-//! own CPU time. It does this ROUNDS times unguarded, then guards every
-//! port and does it ROUNDS times again, and prints the median CPU time
-//! (user + system, `getrusage`) per frame of each in ns, and the
-//! difference: `off <ns> on <ns> guard <ns>`.
+//! own CPU time. It does this ROUNDS times unguarded for each kind, then
+//! guards every port and does it ROUNDS times again, and prints the median
+//! CPU time (user + system, `getrusage`) per frame of each in ns, and the
+//! difference, a line per kind: `<kind> off <ns> on <ns> guard <ns>`
+//! (`ipv4`, `ipv6`, `nd`).
 //!
 //! Build: `cargo build --release -p netplumb-bench --bin guardpkt`.
 
 use std::error::Error;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 use netplumb::{GuardedPort, Nftables};
@@ -39,32 +43,57 @@ fn port(i: u32) -> GuardedPort {
     }
 }
 
-/// A UDP datagram of 18 bytes from `p`'s MAC and first address to
-/// 10.255.255.254 port 9 (checksums left 0: the host end drops it after
-/// the hook, having no address).
-fn frame(p: &GuardedPort) -> Vec<u8> {
-    let mut f = vec![0xff; 6];
-    f.extend_from_slice(&p.mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total: u16 = 20 + 8 + 18;
-    f.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        0,
-        0,
-        0,
-        64,
-        17,
-        0,
-        0,
-    ]);
+/// An IPv4 packet from `p`'s MAC and first address to 10.255.255.254:
+/// UDP to port 9 with 18 bytes (checksums left 0: the host end drops it
+/// after the hook, having no address).
+fn frame4(p: &GuardedPort) -> Vec<u8> {
+    let mut f = ether(p, 0x0800);
+    f.extend_from_slice(&[0x45, 0, 0, 46, 0, 0, 0, 0, 64, 17, 0, 0]);
     f.extend_from_slice(&p.ipv4[0].octets());
     f.extend_from_slice(&[10, 255, 255, 254]);
     f.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 26, 0, 0]);
     f.extend_from_slice(&[0; 18]);
+    f
+}
+
+/// The same datagram over IPv6, from `p`'s first IPv6 address to fd00::ffff.
+fn frame6(p: &GuardedPort) -> Vec<u8> {
+    let mut f = ipv6(p, 26, 17, &"fd00::ffff".parse().expect("an address"));
+    f.extend_from_slice(&[0x30, 0x39, 0, 9, 0, 26, 0, 0]);
+    f.extend_from_slice(&[0; 18]);
+    f
+}
+
+/// A neighbour solicitation from `p`'s first IPv6 address for fd00::1,
+/// with `p`'s MAC as its source link-layer address option (checksum 0: the
+/// host end drops it after the hook).
+fn frame_nd(p: &GuardedPort) -> Vec<u8> {
+    let target: Ipv6Addr = "fd00::1".parse().expect("an address");
+    let mut f = ipv6(p, 32, 58, &"ff02::1:ff00:1".parse().expect("an address"));
+    f.extend_from_slice(&[135, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&target.octets());
+    f.extend_from_slice(&[1, 1]);
+    f.extend_from_slice(&p.mac);
+    f
+}
+
+/// A broadcast Ethernet header from `p`'s MAC.
+fn ether(p: &GuardedPort, ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0xff; 6];
+    f.extend_from_slice(&p.mac);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+/// Ethernet and an IPv6 header from `p`'s first IPv6 address to `dst`,
+/// `length` bytes of payload, next header `next`, hop limit 255.
+fn ipv6(p: &GuardedPort, length: u16, next: u8, dst: &Ipv6Addr) -> Vec<u8> {
+    let mut f = ether(p, 0x86dd);
+    f.extend_from_slice(&[0x60, 0, 0, 0]);
+    f.extend_from_slice(&length.to_be_bytes());
+    f.extend_from_slice(&[next, 255]);
+    f.extend_from_slice(&p.ipv6[0].octets());
+    f.extend_from_slice(&dst.octets());
     f
 }
 
@@ -169,23 +198,31 @@ fn main() -> Result<(), Box<dyn Error>> {
     // SAFETY: a NUL-terminated name.
     let index = unsafe { libc::if_nametoindex(c"p0".as_ptr()) };
     let fd = packet_socket(index)?;
-    let f = frame(&port(0));
-    send(fd, &f, frames)?;
-    let off = median(
-        (0..rounds)
-            .map(|_| send(fd, &f, frames))
-            .collect::<Result<_, _>>()?,
-    );
+    let p = port(0);
+    let kinds = [
+        ("ipv4", frame4(&p)),
+        ("ipv6", frame6(&p)),
+        ("nd", frame_nd(&p)),
+    ];
+    let measure = |f: &[u8]| -> Result<f64, Box<dyn Error>> {
+        send(fd, f, frames)?;
+        Ok(median(
+            (0..rounds)
+                .map(|_| send(fd, f, frames))
+                .collect::<Result<_, _>>()?,
+        ))
+    };
+    let off: Vec<f64> = kinds
+        .iter()
+        .map(|(_, f)| measure(f))
+        .collect::<Result<_, _>>()?;
     let nft = Nftables::open()?;
     for i in 0..ports as u32 {
         nft.guard("netsetgo").allow(&port(i)).execute()?;
     }
-    send(fd, &f, frames)?;
-    let on = median(
-        (0..rounds)
-            .map(|_| send(fd, &f, frames))
-            .collect::<Result<_, _>>()?,
-    );
-    println!("off {off:.1} on {on:.1} guard {:.1}", on - off);
+    for ((kind, f), off) in kinds.iter().zip(off) {
+        let on = measure(f)?;
+        println!("{kind} off {off:.1} on {on:.1} guard {:.1}", on - off);
+    }
     Ok(())
 }
