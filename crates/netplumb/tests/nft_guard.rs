@@ -1460,6 +1460,14 @@ fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
     let text = host.run(&["nft", "list", "table", "netdev", &table]);
     assert!(!text.contains(&format!("\"{}\"", p.ifname)), "{text}");
     assert!(guard.present(&q).unwrap());
+    // With its chain but without one of the elements its chain names (root
+    // emptied a set): the chain and the other elements still go.
+    guard.allow(&p).execute().unwrap();
+    host.run(&["nft", "flush", "set", "netdev", &table, "nd_targets"]);
+    assert!(guard.forget(&bare).execute().unwrap());
+    let text = host.run(&["nft", "list", "table", "netdev", &table]);
+    assert!(!text.contains(&format!("\"{}\"", p.ifname)), "{text}");
+    assert!(!text.contains(&format!("port_{}", p.ifname)), "{text}");
 }
 
 #[test]

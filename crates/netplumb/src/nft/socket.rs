@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rtnetlink::sys::protocols::NETLINK_NETFILTER;
 
-use super::expr::NFTA_DATA_VALUE;
+use super::expr::{NFTA_DATA_VALUE, NFTA_RULE_EXPRESSIONS};
 use super::proto::{
     put_elements, Family, NFPROTO_UNSPEC, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_GEN_ID,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
@@ -345,6 +345,7 @@ impl Nftables {
                 chain: String::new(),
                 handle: 0,
                 userdata: Vec::new(),
+                expressions: Vec::new(),
             };
             for (kind, value) in attributes(&body) {
                 match kind {
@@ -354,6 +355,7 @@ impl Nftables {
                         rule.handle = u64::from_be_bytes(value.try_into().expect("8 bytes"))
                     }
                     NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                    NFTA_RULE_EXPRESSIONS => rule.expressions = value.to_vec(),
                     _ => {}
                 }
             }
@@ -475,4 +477,7 @@ pub(super) struct RuleInfo {
     pub(super) chain: String,
     pub(super) handle: u64,
     pub(super) userdata: Vec<u8>,
+    /// Its `NFTA_RULE_EXPRESSIONS`, as the kernel dumps them
+    /// ([`payload_comparisons`](super::expr::payload_comparisons) reads them).
+    pub(super) expressions: Vec<u8>,
 }

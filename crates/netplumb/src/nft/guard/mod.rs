@@ -6,32 +6,54 @@
 //! `n` from a hash of the name; see "What a port costs" below). What holds
 //! for every port is in one regular chain per table,
 //! [`GUARD_COMMON_CHAIN`], which each port's chain jumps to right after its
-//! MAC rule; the port's chain has only the rules that read its MAC `M`, its
-//! IPv4 addresses `A...` or its IPv6 addresses `X...` (nft 1.0.6 lists them
-//! so, and loads the listing back as the same rules):
+//! MAC rule. The port's chain holds what the frequent frames meet, as
+//! constants: its MAC `M` and its IPv4 addresses `A...` and IPv6 addresses
+//! `X...`. What only the rare frames read of the port (the MAC in a
+//! neighbour discovery option, a neighbour discovery target, an ARP
+//! sender) is in three sets of its table, each keyed by the host end `P`
+//! (`meta iifname`), which `common` looks up. nft 1.0.6 lists them so, and
+//! loads the listing back as the same rules and elements:
 //!
 //! ```text
+//! set nd_macs { typeof iifname . @th,80,48; elements = { "P" . 0xM } }
+//! set nd_targets { typeof iifname . @th,64,128; elements = { "P" . 0xX, ... } }
+//! set arp_senders { type ifname . ether_addr . ipv4_addr;
+//!                   elements = { "P" . M . 0.0.0.0, "P" . M . A, ... } }
+//!
 //! chain common {
-//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
-//!     ether type != arp ether type != ip ether type != ip6 drop
-//!     meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
-//!     ip frag-off & 8191 == 0 udp sport 67 drop
-//!     ip frag-off & 8191 == 0 udp dport 68 drop
-//!     ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
-//!     meta protocol != ip6 return
-//!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
-//!     ip6 nexthdr udp udp sport 547 drop
-//!     ip6 nexthdr udp udp dport 546 drop
-//!     ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop
-//!     icmpv6 type nd-router-advert drop
-//!     icmpv6 type nd-redirect drop
-//!     icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
-//!     icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
+//!  1  ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
+//!  2  ether type != arp ether type != ip ether type != ip6 drop
+//!  3  meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
+//!  4  ip frag-off & 8191 == 0 udp sport 67 drop
+//!  5  ip frag-off & 8191 == 0 udp dport 68 drop
+//!  6  ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
+//!  7  meta protocol ip return
+//!  8  arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @arp_senders accept
+//!  9  meta protocol != ip6 return
+//! 10  meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
+//! 11  ip6 nexthdr udp udp sport 547 drop
+//! 12  ip6 nexthdr udp udp dport 546 drop
+//! 13  ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop
+//! 14  meta l4proto != ipv6-icmp return
+//! 15  icmpv6 type nd-router-advert drop
+//! 16  icmpv6 type nd-redirect drop
+//! 17  icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
+//! 18  icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop
+//! 19  icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop
+//! 20  icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop
+//! 21  icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
+//! 22  icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
+//! 23  icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
+//! 24  icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop
+//! 25  icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @nd_macs drop
+//! 26  icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop
+//! 27  icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @nd_macs drop
+//! 28  icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @nd_targets drop
+//! 29  icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop
+//! 30  icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @nd_macs drop
+//! 31  icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_targets drop
+//! 32  ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
+//! 33  ip6 saddr :: icmpv6 type mld2-listener-report accept
 //! }
 //!
 //! chain port_veth0a0a0a02 {
@@ -41,52 +63,77 @@
 //!     ip saddr A meta l4proto != udp accept                                        (each A)
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
-//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x0101M drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x0101M drop
-//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != X ... drop
-//!     icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x0201M drop
-//!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
 //!     ip6 saddr X meta l4proto != udp accept                                       (each X)
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
 //!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept
-//!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
-//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
 //! }
 //! ```
 //!
-//! # Why the two chains decide as one did
+//! (Numbers added here. The neighbour discovery look-ups read raw payload,
+//! which nft types as an integer: their sets are declared by the
+//! expressions of their key, `typeof`, nft's set user data, so that nft
+//! accepts the listing back. `arp` is a keyword of nft's, so that set is
+//! `arp_senders`.)
 //!
-//! Until 2026-12 each port's chain held all of these rules itself, in this
-//! order: the MAC drop; the link-local group and EtherType drops; the ARP
-//! accepts; both transport protocol whitelists and the five DHCP/DHCPv6
-//! port drops; the IPv4 accepts and DHCP discovery; every neighbour
-//! discovery drop (the shared ones and the port's); the IPv6 accepts and
-//! the two accepts from `::`. The split keeps each of its decisions. A
-//! `drop` in `common` is final and an `accept` there ends the port's chain
-//! (and the hook's other base chains run after it, as after an accept in
-//! the port's chain); `return`, or the chain's end, continues after the
-//! `jump`. A packet's verdict is that of the first rule it matches, so
-//! moving rules changes nothing as long as no packet matches both a moved
-//! drop and an accept it was moved past (or an accept and a drop it was
-//! moved before); rules of one kind may be reordered freely. Every rule
-//! but the first three of the old order tests `meta protocol` (`ip`,
-//! `ip6`, `arp`: nft writes it before every `ip`, `ip6`, `arp` and
-//! `icmpv6` match), and a packet has one protocol, so only rules of the
-//! same protocol can match the same packet. Per protocol, after the MAC,
-//! link-local and EtherType drops, which come first in both:
+//! # Why the two chains and the sets decide as one chain did
 //!
-//! - ARP meets only the ARP accepts in either order (`return` sends it
-//!   back to the port's chain, where they are last), then the policy.
-//! - IPv4 meets its whitelist and its two DHCP drops, then its accepts
-//!   (discovery from 0.0.0.0 now before the port's addresses: both accept),
-//!   then the policy, in both orders: nothing after the `return` or after
-//!   the IPv4 accepts in the port's chain is IPv4.
-//! - IPv6 meets its whitelist, the three DHCPv6 drops and the neighbour
-//!   discovery drops, then its accepts, then the policy, in both orders:
-//!   the port's chain has its neighbour discovery drops before every IPv6
-//!   accept, as before.
+//! Until 2026-12 each port's chain held all of these checks itself, as
+//! constants, in this order: the MAC drop; the link-local group and
+//! EtherType drops; the ARP accepts; both transport protocol whitelists and
+//! the five DHCP/DHCPv6 port drops; the IPv4 accepts and DHCP discovery;
+//! every neighbour discovery drop (rules 15-23 above and five that read the
+//! port's MAC or addresses); the IPv6 accepts and the two accepts from
+//! `::`. Two things changed, each keeping every decision.
+//!
+//! **Look-ups for constants.** Each look-up replaces one comparison with
+//! the port's values and matches exactly when it did, because a port's
+//! elements are exactly its values under its own host end's name: `allow`
+//! adds them in the batch that makes its chain, `forget` deletes every
+//! element under the name in the batch that deletes the chain (whatever
+//! addresses its caller knows), and a frame's `iifname` is the host end
+//! whose ingress hook runs the chain. So `iifname . @th,208,48 !=
+//! @nd_macs` is `@th,208,48 != M`; `iifname . @th,64,128 != @nd_targets`
+//! is `@th,64,128 != X1 @th,64,128 != X2 ...` (with no IPv6 address the
+//! set holds none of the port's and the rule drops every such message, as
+//! the conjunction of no comparisons did); `iifname . arp saddr ether .
+//! arp saddr ip @arp_senders` is one accept per sender (`M`, each `A` and
+//! 0.0.0.0), a single rule that accepts what their union did. A neighbour
+//! discovery option's 8 bytes `!= 0x0101M` (`0x0201M` for an
+//! advertisement) become two drops, its type and length then its MAC:
+//! the 8 bytes differ exactly when either part does.
+//!
+//! **Order.** A `drop` in `common` is final and an `accept` there ends the
+//! port's chain (and the hook's other base chains run after it, as after an
+//! accept in the port's chain); `return`, or the chain's end, continues
+//! after the `jump`. A packet's verdict is that of the first rule it
+//! matches, so moving rules changes nothing as long as no packet matches
+//! both a moved drop and an accept it was moved past (or an accept and a
+//! drop it was moved before); rules of one kind may be reordered freely,
+//! and a `return` changes nothing when no rule it skips could match the
+//! packets it returns. Every rule but the first three of the old order
+//! tests `meta protocol` (`ip`, `ip6`, `arp`: nft writes it before every
+//! `ip`, `ip6`, `arp` and `icmpv6` match), and a packet has one protocol,
+//! so only rules of the same protocol can match the same packet. Per
+//! protocol, after the MAC, link-local and EtherType drops, which come
+//! first in both:
+//!
+//! - IPv4 meets its whitelist and its two DHCP drops, then DHCP discovery's
+//!   accept (now before the port's addresses: both accept), then rule 7
+//!   returns it to its accepts in the port's chain, then the policy: rules
+//!   8-33 are ARP or IPv6 only.
+//! - ARP meets only its accept (rule 8; before, the accepts last in the
+//!   port's chain), then rule 9 returns it and nothing in the port's chain
+//!   is ARP: the policy.
+//! - IPv6 meets its whitelist, the three DHCPv6 drops and then, if ICMPv6,
+//!   every neighbour discovery drop and the two accepts from `::`, then its
+//!   accepts in the port's chain, then the policy. Rule 14 returns IPv6
+//!   that is not ICMPv6 past rules 15-33, which all read `meta l4proto
+//!   ipv6-icmp`; where the kernel could not parse the header, `meta
+//!   l4proto` ends rule 14 and every later rule that reads it, so such a
+//!   packet still meets the policy. Every neighbour discovery drop is
+//!   before every IPv6 accept, as before; the two accepts from `::` are
+//!   now before the port's address accepts (both accept, and none of those
+//!   matches `::`).
 //!
 //! Every accept of IP still reads `meta l4proto`, so a packet whose IP
 //! header the kernel could not parse still meets the policy (see the
@@ -183,7 +230,7 @@ mod rules;
 mod sets;
 
 use self::rules::{common_rules, port_rules};
-use self::sets::{port_elements, SETS};
+use self::sets::{port_elements, port_of_chain, SETS};
 use super::batch::Batch;
 use super::expr::{ifname, Expr};
 use super::guarded_port::GuardedPort;
@@ -309,7 +356,7 @@ impl AllowPort<'_> {
             batch.ingress_chain(table, &chain, name, PRIORITY);
             batch.flush_chain(netdev, table, &chain);
             add_rules(batch, table, &chain, &port_rules(&self.port));
-            elements(batch, Op::Add, table, &port_elements(&self.port), name);
+            set_elements(batch, Op::Add, table, &port_elements(&self.port), name);
         };
         // With `common` in place the table is too: were it deleted before
         // the commit, the jump to `common` would fail anyway.
@@ -357,7 +404,7 @@ fn add_rules(batch: &mut Batch<'_>, table: &str, chain: &str, rules: &[Vec<Expr>
 
 /// Adds or deletes (`op`) `port`'s elements of the sets of `table`
 /// (`host end`'s, as [`port_elements`] gives them), one message per set.
-fn elements(
+fn set_elements(
     batch: &mut Batch<'_>,
     op: Op,
     table: &str,
@@ -381,20 +428,30 @@ pub struct ForgetPort<'a> {
 
 impl ForgetPort<'_> {
     /// Applies it: one batch, the chain and every element of the host end
-    /// in the table's sets, found by one dump of each set (whatever
-    /// addresses the caller names: the CNI plugin's DEL knows none).
-    /// Returns `true` when a chain was deleted. Without the chain (gone
-    /// with its device, say) the elements still go.
+    /// in the table's sets, whatever addresses the caller names (the CNI
+    /// plugin's DEL knows none): the port's values are read from its chain
+    /// (one look-up of its rules). Without the chain (gone with its device,
+    /// say), or when the sets lack an element it names, the host end's
+    /// elements are found by one dump of each set instead. Returns `true`
+    /// when a chain was deleted.
     pub fn execute(self) -> Result<bool> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = checked_table(table, name)?;
-        let netdev = Family::Netdev;
-        let own = ifname(name);
+        let chain = guard_chain_name(name);
+        let rules = nft.rules(Family::Netdev, &table, &chain)?;
+        if let Some(port) = port_of_chain(name, &rules) {
+            match forget_batch(nft, &table, name, true, &port_elements(&port)) {
+                Ok(()) => return Ok(true),
+                Err(e) if e.errno() == Some(libc::ENOENT) => {}
+                Err(e) => return Err(e),
+            }
+        }
         let mut stale = Vec::new();
+        let own = ifname(name);
         for spec in &SETS {
             let keys: Vec<Vec<u8>> = nft
-                .elements(netdev, &table, spec.name)?
+                .elements(Family::Netdev, &table, spec.name)?
                 .into_iter()
                 .map(|(key, _)| key)
                 .filter(|key| key.starts_with(&own))
@@ -403,26 +460,36 @@ impl ForgetPort<'_> {
                 stale.push((spec.name, keys));
             }
         }
-        let batch = |chain: bool| {
-            let mut batch = Batch::new(nft, netdev, None, format!("forget port {name}"));
-            if chain {
-                batch.delete_chain(netdev, &table, &guard_chain_name(name));
-            }
-            elements(&mut batch, Op::Delete, &table, &stale, name);
-            batch.commit_once()
-        };
-        match batch(true) {
+        match forget_batch(nft, &table, name, true, &stale) {
             Ok(()) => Ok(true),
             // No table, or no chain (gone with its device, say).
             Err(e) if e.errno() == Some(libc::ENOENT) => {
                 if !stale.is_empty() {
-                    batch(false)?;
+                    forget_batch(nft, &table, name, false, &stale)?;
                 }
                 Ok(false)
             }
             Err(e) => Err(e),
         }
     }
+}
+
+/// One batch that deletes host end `name`'s chain (if `chain`) and
+/// `elements` of the sets of `table`.
+fn forget_batch(
+    nft: &Nftables,
+    table: &str,
+    name: &str,
+    chain: bool,
+    elements: &[(&'static str, Vec<Vec<u8>>)],
+) -> Result<()> {
+    let netdev = Family::Netdev;
+    let mut batch = Batch::new(nft, netdev, None, format!("forget port {name}"));
+    if chain {
+        batch.delete_chain(netdev, table, &guard_chain_name(name));
+    }
+    set_elements(&mut batch, Op::Delete, table, elements, name);
+    batch.commit_once()
 }
 
 /// How many netdev tables hold the guard's chains. A batch names its table

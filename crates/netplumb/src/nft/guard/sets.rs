@@ -7,11 +7,14 @@
 //! IPv4 and IPv6 source addresses) stay constant comparisons in the port's
 //! own chain.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::GuardedPort;
-use crate::nft::expr::{ifname, reg32, Base, Expr, NFT_META_IIFNAME};
+use crate::nft::expr::{
+    ifname, payload_comparisons, reg32, Base, Expr, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_META_IIFNAME,
+};
 use crate::nft::proto::{datatype, SetSpec};
+use crate::nft::socket::RuleInfo;
 
 /// `typeof iifname . @th,80,48`: each port's MAC, for the look-ups of a
 /// neighbour discovery option's address, which nft types as an integer (a
@@ -128,6 +131,45 @@ pub(super) fn port_elements(port: &GuardedPort) -> Vec<(&'static str, Vec<Vec<u8
     .into_iter()
     .filter(|(_, keys): &(_, Vec<Vec<u8>>)| !keys.is_empty())
     .collect()
+}
+
+/// The port of host end `ifname` whose chain holds `rules` (as the kernel
+/// dumps them): its MAC and addresses, read from the constants its rules
+/// compare (`ether saddr != M`, `ip saddr A`, `ip6 saddr X`), so that its
+/// elements are known whatever the caller knows; `None` without a MAC rule
+/// (no chain).
+pub(super) fn port_of_chain(ifname: &str, rules: &[RuleInfo]) -> Option<GuardedPort> {
+    let (link, network) = (Base::Link as u32, Base::Network as u32);
+    let mut mac = None;
+    let mut port = GuardedPort {
+        ifname: ifname.to_string(),
+        mac: [0; 6],
+        ipv4: Vec::new(),
+        ipv6: Vec::new(),
+    };
+    let comparisons = rules
+        .iter()
+        .flat_map(|rule| payload_comparisons(&rule.expressions));
+    for ((base, offset, len), op, value) in comparisons {
+        match (base, offset, len, op) {
+            (b, 6, 6, NFT_CMP_NEQ) if b == link => mac = <[u8; 6]>::try_from(value).ok(),
+            (b, 12, 4, NFT_CMP_EQ) if b == network => {
+                let a = Ipv4Addr::from(<[u8; 4]>::try_from(value).expect("4 bytes"));
+                if !port.ipv4.contains(&a) {
+                    port.ipv4.push(a);
+                }
+            }
+            (b, 8, 16, NFT_CMP_EQ) if b == network => {
+                let x = Ipv6Addr::from(<[u8; 16]>::try_from(value).expect("16 bytes"));
+                if !port.ipv6.contains(&x) {
+                    port.ipv6.push(x);
+                }
+            }
+            _ => {}
+        }
+    }
+    port.mac = mac?;
+    Some(port)
 }
 
 #[cfg(test)]
