@@ -175,6 +175,47 @@ pub(super) fn port_of_chain(ifname: &str, rules: &[RuleInfo]) -> Option<GuardedP
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nft::expr::{put_expressions, NFTA_RULE_EXPRESSIONS};
+    use crate::nft::wire::{attribute, Message};
+
+    #[test]
+    fn a_ports_values_are_read_back_from_its_chains_rules() {
+        let port = GuardedPort {
+            ifname: "ga0".into(),
+            mac: [2, 0x6e, 10, 77, 0, 2],
+            ipv4: vec!["10.77.0.2".parse().unwrap(), "10.77.0.9".parse().unwrap()],
+            ipv6: vec![
+                "fd00:77::2".parse().unwrap(),
+                "fe80::6e:aff:fe4d:2".parse().unwrap(),
+            ],
+        };
+        // Each rule as the kernel dumps it: the attributes nft sends.
+        let rules: Vec<RuleInfo> = super::super::rules::port_rules(&port)
+            .iter()
+            .map(|exprs| {
+                let mut msg = Message::new(0, 0, 0, 0, 0);
+                put_expressions(&mut msg.attrs(), exprs);
+                let body = msg.finish();
+                RuleInfo {
+                    table: String::new(),
+                    chain: String::new(),
+                    handle: 0,
+                    userdata: Vec::new(),
+                    expressions: attribute(&body[20..], NFTA_RULE_EXPRESSIONS)
+                        .expect("the expressions")
+                        .to_vec(),
+                }
+            })
+            .collect();
+        assert_eq!(port_of_chain("ga0", &rules), Some(port.clone()));
+        assert_eq!(
+            port_elements(&port_of_chain("ga0", &rules).unwrap()),
+            port_elements(&port)
+        );
+        // No chain, no MAC rule: nothing to read.
+        assert_eq!(port_of_chain("ga0", &rules[1..]), None);
+        assert_eq!(port_of_chain("ga0", &[]), None);
+    }
 
     #[test]
     fn keys_are_the_name_padded_then_the_values_padded() {
