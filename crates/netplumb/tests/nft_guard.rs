@@ -1471,6 +1471,30 @@ fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
 }
 
 #[test]
+fn a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old() {
+    require_root!("a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old");
+    let host = Ns::new("reguard");
+    let (p, q, table) = two_ports_of_one_table();
+    add_veths(&host, &[&p, &q]);
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
+    for port in [&p, &q] {
+        guard.allow(port).execute().unwrap();
+    }
+    // The same host end, never forgotten, now with other addresses (a CNI
+    // ADD whose IPAM answered differently, say).
+    let moved = port(&p.ifname, MAC_A, "10.77.0.9", "fd00:77::9");
+    guard.allow(&moved).execute().unwrap();
+    let text = host.run(&["nft", "list", "table", "netdev", &table]);
+    assert!(text.contains("10.77.0.9"), "{text}");
+    assert!(!text.contains("10.77.0.2"), "{text}");
+    assert!(!text.contains("fd000077000000000000000000000002"), "{text}");
+    assert!(guard.present(&moved).unwrap());
+    assert!(guard.present(&q).unwrap(), "the other port's elements stay");
+    assert!(!guard.present(&p).unwrap());
+}
+
+#[test]
 fn concurrent_first_guards_of_a_table_make_one_common_chain() {
     require_root!("concurrent_first_guards_of_a_table_make_one_common_chain");
     let host = Ns::new("commonrace");

@@ -142,7 +142,9 @@
 //! the flush of the whole ruleset a firewall restart does); deleting
 //! `common` alone is refused while a port's chain jumps to it (`EBUSY`).
 //! [`Guard::missing`] (what `-check` asks) names a `common` without all its
-//! rules, and [`Guard::allow`] (what `-restore` runs) makes it whole again.
+//! rules and a set without all the port's elements, and [`Guard::allow`]
+//! (what `-restore` runs) makes them whole again. (A set root emptied
+//! fails closed: the rare checks then drop what they would have passed.)
 //!
 //! # Why every frame passes it
 //!
@@ -170,27 +172,45 @@
 //!
 //! # What a port costs
 //!
-//! A port's batch is its chain, a flush and its own rules: 20 for one IPv4
-//! and two IPv6 addresses (4 per IPv4 address, one of them ARP, 3 per IPv6
-//! address, 10 others), 22 messages (41 when every rule was in the port's
-//! chain: its table, chain, flush and 38 rules). Before it, one look-up of
-//! the table's `common` (`NFT_MSG_GETRULE`); only when that is missing or
-//! lacks rules does the batch also make it (the table if missing, a chain
-//! and 20 rules), tied to the ruleset generation of the look-up. The messages matter, not the expressions: each
-//! names its table, which `nft_table_lookup` finds by walking the
-//! namespace's list of tables (oldest first) comparing names, and each
-//! `NEWRULE` looks up its chain and every expression type by name and
-//! allocates. With 1000 ports a call's `allow` took 0.67 ms against 1.00 ms
-//! with 38 rules a port, with 100 ports 0.57 against 0.86 ms and with one
-//! 0.60 against 0.93 ms (6.18, the median of six runs' medians of
-//! `guardbatch`, on a shared machine). `present` reads two chains instead
-//! of one: 0.17 against 0.16 ms.
+//! A port's batch is its chain, a flush, its own rules and one message per
+//! set with all its elements of that set: 11 rules for one IPv4 and two
+//! IPv6 addresses (3 per address, the MAC and the jump), 16 messages (22
+//! when the neighbour discovery, ARP and `::` rules were the port's too, 41
+//! when every rule was in the port's chain). Before it, one look-up of the
+//! table's `common` (`NFT_MSG_GETRULE`); only when that is missing or lacks
+//! rules does the batch also make it (the table and the sets if missing, a
+//! chain and 33 rules), tied to the ruleset generation of the look-up. The
+//! messages matter more than what they carry: each names its table, which
+//! `nft_table_lookup` finds by walking the namespace's list of tables
+//! (oldest first) comparing names, and each `NEWRULE` looks up its chain and
+//! every expression type by name and allocates, while a `NEWSETELEM` with
+//! several elements looks up its set once. With 1000 ports a call's `allow`
+//! took 0.45 ms against 0.74 ms with 20 rules a port, with 100 ports 0.39
+//! against 0.59 ms and with one 0.46 against 0.63 ms (6.18, medians of
+//! eight alternating runs of `guardbatch` on a shared machine,
+//! bench/results/hybrid). `present` reads two chains and asks each set for
+//! the port's elements in one message (`NFT_MSG_GETSETELEM` naming them
+//! all): 0.21 against 0.17 ms. `forget` reads the port's chain to learn
+//! its MAC and addresses and deletes the chain and those elements in one
+//! batch: 0.08 ms against 0.03-0.05, flat; only without the chain (gone
+//! with its device before 6.16) or when root emptied a set does it dump the
+//! three sets, a 32nd of the ports' elements.
 //!
 //! A packet walks only its own port's chain and its table's `common`: a
 //! TCP segment or a UDP datagram from the port's IPv4 address is accepted
 //! at the 10th rule (MAC, jump, the 7 rules of `common` up to its `return`,
-//! its accept; 13th before), an IPv6 packet from its first address at the
-//! 31st (as before), ARP after all IPv4 and IPv6 rules (the least frequent).
+//! its accept), the same expressions as with 20 rules a port; an IPv6
+//! packet that is not ICMPv6 from its first address at the 20th (the 31st
+//! before: rule 14 returns it before the neighbour discovery rules); ARP
+//! at the 11th. Only neighbour discovery meets a look-up (a hash of the
+//! host end's name and the field), one for a solicitation or an
+//! advertisement with an option, two for an advertisement's option and
+//! target. Per frame (`guardpkt`, CPU time of the sender, medians of six
+//! alternating runs): UDP over IPv4 about as before (667 against 658 ns
+//! with one port, 668 against 613 with 1000, within the runs' spread),
+//! over IPv6 less (787 against 1040, 1008 against 1117), a neighbour
+//! solicitation with its option more (1639 against 1276, 1760 against
+//! 1335).
 //!
 //! The chains are spread over [`GUARD_TABLES`] tables by a hash of the host
 //! end's name, because of two walks in the kernel
@@ -205,7 +225,8 @@
 //!   of such a table, following jumps (`nf_tables_validate`,
 //!   `nft_table_validate`): with one table for all ports the 1000th port's
 //!   batch took 7.7 ms or more. Each port's chain still leads the walk
-//!   through `common`, so the split does not shorten it.
+//!   through `common`, so the split does not shorten it (a set's
+//!   elements are not walked).
 //!
 //! With 32 tables a lookup passes at most 32 of ours, and a commit
 //! validates the chains of one table, about N/32 of N. The validation state
@@ -219,9 +240,9 @@
 //! `jump` from a netdev base chain to a regular chain of its table, and
 //! `return`, are as old as nf_tables.
 //!
-//! The tables and their `common` chains are shared structure: they stay
-//! when a table's last port chain goes, since deleting them could race
-//! another network's call adding a chain. The bridge's forwarding database
+//! The tables, their `common` chains and their sets are shared structure:
+//! they stay (the sets empty) when a table's last port chain goes, since
+//! deleting them could race another network's call adding a chain. The bridge's forwarding database
 //! is guarded in the bridge itself (see
 //! [`Learning::Pinned`](crate::Learning::Pinned)), where no ruleset flush
 //! reaches it.
@@ -269,11 +290,13 @@ impl<'a> Guard<'a> {
     /// its MAC with its addresses (and ARP and neighbour discovery for
     /// those, DHCP discovery, duplicate address detection), nothing posing
     /// as a DHCP server or a router. One batch: the port's table (shared
-    /// with other ports) if missing, the table's [`GUARD_COMMON_CHAIN`] if
-    /// missing or without all its rules, the port's chain if missing, its
-    /// rules replaced by the port's; so it may be run again at any time
-    /// (after a ruleset flush, say) and leaves the same chains. On kernels
-    /// before 6.16 the host end must exist.
+    /// with other ports) and its sets if missing, the table's
+    /// [`GUARD_COMMON_CHAIN`] if missing or without all its rules, the
+    /// port's chain if missing, its rules replaced by the port's, its MAC
+    /// and addresses added to the sets (one message per set); so it may be
+    /// run again at any time (after a ruleset flush, say) and leaves the
+    /// same chains and elements. On kernels before 6.16 the host end must
+    /// exist.
     pub fn allow(self, port: &GuardedPort) -> AllowPort<'a> {
         AllowPort {
             at: self,
@@ -281,9 +304,10 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Stops guarding `port`: deletes its chain, if there is one; the
-    /// table and its [`GUARD_COMMON_CHAIN`], which other ports share,
-    /// stay. (Before Linux 6.16 the kernel deletes a single-device netdev
+    /// Stops guarding `port`: deletes its chain, if there is one, and its
+    /// elements of the table's sets, whatever addresses `port` names (they
+    /// are read from the chain); the table, its [`GUARD_COMMON_CHAIN`] and
+    /// its sets, which other ports share, stay. (Before Linux 6.16 the kernel deletes a single-device netdev
     /// chain itself when the device goes away; from 6.16 on the chain
     /// stays.)
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
@@ -340,10 +364,14 @@ pub struct AllowPort<'a> {
 
 impl AllowPort<'_> {
     /// Applies it: one batch, and before it a look-up of the table's
-    /// shared chain. Only when that chain is missing or lacks rules does
-    /// the batch (re)make it (and the table if missing), tied to the
-    /// ruleset generation it was planned at, so that of two calls making it
-    /// at once one wins and the other plans again.
+    /// shared chain and of the port's own. Only when the shared chain is
+    /// missing or lacks rules does the batch (re)make it (and the table and
+    /// sets if missing), tied to the ruleset generation it was planned at,
+    /// so that of two calls making it at once one wins and the other plans
+    /// again. Only when the port's chain holds other values than `port`'s
+    /// (an earlier port of the same host end name, never forgotten) are the
+    /// sets dumped, and that port's elements `port` lacks deleted in the
+    /// batch: a port's elements are always exactly its values.
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
@@ -351,12 +379,21 @@ impl AllowPort<'_> {
         let (netdev, common) = (Family::Netdev, common_rules());
         let what = format!("guard port {name}");
         let intact = || Ok(nft.rules(netdev, table, GUARD_COMMON_CHAIN)?.len() == common.len());
+        let (chain, elements) = (guard_chain_name(name), port_elements(&self.port));
+        // Elements of an earlier port of this name (its chain names other
+        // values) that this one does not have go in the same batch.
+        let stale = match port_of_chain(name, &nft.rules(netdev, table, &chain)?) {
+            Some(old) if port_elements(&old) != elements => {
+                stale_elements(nft, table, name, &elements)?
+            }
+            _ => Vec::new(),
+        };
         let port = |batch: &mut Batch<'_>| {
-            let chain = guard_chain_name(name);
             batch.ingress_chain(table, &chain, name, PRIORITY);
             batch.flush_chain(netdev, table, &chain);
             add_rules(batch, table, &chain, &port_rules(&self.port));
-            set_elements(batch, Op::Add, table, &port_elements(&self.port), name);
+            set_elements(batch, Op::Delete, table, &stale, name);
+            set_elements(batch, Op::Add, table, &elements, name);
         };
         // With `common` in place the table is too: were it deleted before
         // the commit, the jump to `common` would fail anyway.
@@ -447,19 +484,7 @@ impl ForgetPort<'_> {
                 Err(e) => return Err(e),
             }
         }
-        let mut stale = Vec::new();
-        let own = ifname(name);
-        for spec in &SETS {
-            let keys: Vec<Vec<u8>> = nft
-                .elements(Family::Netdev, &table, spec.name)?
-                .into_iter()
-                .map(|(key, _)| key)
-                .filter(|key| key.starts_with(&own))
-                .collect();
-            if !keys.is_empty() {
-                stale.push((spec.name, keys));
-            }
-        }
+        let stale = stale_elements(nft, &table, name, &[])?;
         match forget_batch(nft, &table, name, true, &stale) {
             Ok(()) => Ok(true),
             // No table, or no chain (gone with its device, say).
@@ -472,6 +497,32 @@ impl ForgetPort<'_> {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Every element of host end `name` in the sets of `table` but those of
+/// `keep`, found by one dump of each set (a 32nd of the ports' elements).
+fn stale_elements(
+    nft: &Nftables,
+    table: &str,
+    name: &str,
+    keep: &[(&'static str, Vec<Vec<u8>>)],
+) -> Result<Vec<(&'static str, Vec<Vec<u8>>)>> {
+    let own = ifname(name);
+    let mut stale = Vec::new();
+    for spec in &SETS {
+        let kept = keep.iter().find(|(set, _)| *set == spec.name);
+        let keys: Vec<Vec<u8>> = nft
+            .elements(Family::Netdev, table, spec.name)?
+            .into_iter()
+            .map(|(key, _)| key)
+            .filter(|key| key.starts_with(&own))
+            .filter(|key| !kept.is_some_and(|(_, keys)| keys.contains(key)))
+            .collect();
+        if !keys.is_empty() {
+            stale.push((spec.name, keys));
+        }
+    }
+    Ok(stale)
 }
 
 /// One batch that deletes host end `name`'s chain (if `chain`) and
