@@ -184,17 +184,22 @@
 //! `nft_table_lookup` finds by walking the namespace's list of tables
 //! (oldest first) comparing names, and each `NEWRULE` looks up its chain and
 //! every expression type by name and allocates, while a `NEWSETELEM` with
-//! several elements looks up its set once. With 1000 ports a call's `allow`
-//! took 0.45 ms against 0.74 ms with 20 rules a port, with 100 ports 0.39
-//! against 0.59 ms and with one 0.46 against 0.63 ms (6.18, medians of
-//! eight alternating runs of `guardbatch` on a shared machine,
-//! bench/results/hybrid). `present` reads two chains and asks each set for
-//! the port's elements in one message (`NFT_MSG_GETSETELEM` naming them
-//! all): 0.21 against 0.17 ms. `forget` reads the port's chain to learn
-//! its MAC and addresses and deletes the chain and those elements in one
-//! batch: 0.08 ms against 0.03-0.05, flat; only without the chain (gone
-//! with its device before 6.16) or when root emptied a set does it dump the
-//! three sets, a 32nd of the ports' elements.
+//! several elements looks up its set once. With 1000 ports a new port's
+//! `allow` took 0.44 ms against 0.65 ms with 20 rules a port, with 100
+//! ports 0.39 against 0.57 ms and with one 0.43 against 0.59 ms; the
+//! `allow` of a port already guarded (what `-restore` does) 0.44-0.48
+//! against 0.56-0.64 ms, as it also reads the port's chain (see below)
+//! (6.18, medians of eight alternating runs of `guardbatch` on a shared
+//! machine, bench/results/hybrid). `present` reads two chains and asks each
+//! set for the port's elements in one message (`NFT_MSG_GETSETELEM` naming
+//! them all): 0.21 against 0.17 ms. `forget` reads the port's chain to
+//! learn its MAC and addresses and deletes the chain and those elements in
+//! one batch: 0.08-0.09 ms against 0.03-0.05, flat; only without the chain
+//! (gone with its device before 6.16) or when root emptied a set does it
+//! dump the three sets, a 32nd of the ports' elements. `allow` reads the
+//! port's chain too, and dumps the sets only when the chain holds other
+//! values than the port's (a host end of that name guarded before with
+//! other addresses and never forgotten), to delete what that port had.
 //!
 //! A packet walks only its own port's chain and its table's `common`: a
 //! TCP segment or a UDP datagram from the port's IPv4 address is accepted
