@@ -174,12 +174,16 @@ pub(super) fn ifname(name: &str) -> Vec<u8> {
     out
 }
 
+/// A comparison of loaded payload: the load's base, offset and length, the
+/// operator and the data ([`payload_comparisons`]).
+pub(super) type Comparison = ((u32, u32, u32), u32, Vec<u8>);
+
 /// What a rule's comparisons of loaded payload compared, read from its
 /// `NFTA_RULE_EXPRESSIONS` as the kernel dumps them: for each `cmp` right
 /// after a `payload` load, the load's base, offset and length, the
 /// operator and the data. (How the guard finds the constants a port's
 /// chain holds.)
-pub(super) fn payload_comparisons(expressions: &[u8]) -> Vec<((u32, u32, u32), u32, Vec<u8>)> {
+pub(super) fn payload_comparisons(expressions: &[u8]) -> Vec<Comparison> {
     let be32 = |data: &[u8], kind| {
         attribute(data, kind)
             .and_then(|v| <[u8; 4]>::try_from(v).ok())

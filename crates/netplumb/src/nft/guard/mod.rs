@@ -256,7 +256,7 @@ mod rules;
 mod sets;
 
 use self::rules::{common_rules, port_rules};
-use self::sets::{port_elements, port_of_chain, SETS};
+use self::sets::{port_elements, port_of_chain, SetKeys, SETS};
 use super::batch::Batch;
 use super::expr::{ifname, Expr};
 use super::guarded_port::GuardedPort;
@@ -446,13 +446,7 @@ fn add_rules(batch: &mut Batch<'_>, table: &str, chain: &str, rules: &[Vec<Expr>
 
 /// Adds or deletes (`op`) `port`'s elements of the sets of `table`
 /// (`host end`'s, as [`port_elements`] gives them), one message per set.
-fn set_elements(
-    batch: &mut Batch<'_>,
-    op: Op,
-    table: &str,
-    port: &[(&'static str, Vec<Vec<u8>>)],
-    host_end: &str,
-) {
+fn set_elements(batch: &mut Batch<'_>, op: Op, table: &str, port: &[SetKeys], host_end: &str) {
     for (set, keys) in port {
         let keys: Vec<_> = keys.iter().map(|k| (k.as_slice(), None)).collect();
         let object = format!("set netdev {table} {set} elements of {host_end}");
@@ -510,8 +504,8 @@ fn stale_elements(
     nft: &Nftables,
     table: &str,
     name: &str,
-    keep: &[(&'static str, Vec<Vec<u8>>)],
-) -> Result<Vec<(&'static str, Vec<Vec<u8>>)>> {
+    keep: &[SetKeys],
+) -> Result<Vec<SetKeys>> {
     let own = ifname(name);
     let mut stale = Vec::new();
     for spec in &SETS {
@@ -537,7 +531,7 @@ fn forget_batch(
     table: &str,
     name: &str,
     chain: bool,
-    elements: &[(&'static str, Vec<Vec<u8>>)],
+    elements: &[SetKeys],
 ) -> Result<()> {
     let netdev = Family::Netdev;
     let mut batch = Batch::new(nft, netdev, None, format!("forget port {name}"));

@@ -107,10 +107,13 @@ fn key(name: &str, values: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// Keys of one set: its name and the keys.
+pub(super) type SetKeys = (&'static str, Vec<Vec<u8>>);
+
 /// `port`'s elements of each set (a set it has none in is left out), each
 /// keyed by its host end: its MAC; its IPv6 addresses; its MAC with each of
 /// its IPv4 addresses and with 0.0.0.0.
-pub(super) fn port_elements(port: &GuardedPort) -> Vec<(&'static str, Vec<Vec<u8>>)> {
+pub(super) fn port_elements(port: &GuardedPort) -> Vec<SetKeys> {
     let (name, mac) = (&port.ifname, &port.mac[..]);
     let targets = port
         .ipv6
@@ -129,7 +132,7 @@ pub(super) fn port_elements(port: &GuardedPort) -> Vec<(&'static str, Vec<Vec<u8
         (ARP, senders),
     ]
     .into_iter()
-    .filter(|(_, keys): &(_, Vec<Vec<u8>>)| !keys.is_empty())
+    .filter(|(_, keys): &SetKeys| !keys.is_empty())
     .collect()
 }
 
