@@ -1511,3 +1511,168 @@ fn concurrent_first_guards_of_a_table_make_one_common_chain() {
         host.run(&["nft", "delete", "table", "netdev", &table]);
     }
 }
+
+/// The port chain every guarded port had before the hybrid guard (main at
+/// 66810bf: the port's 20 rules and `common`'s 20, listed by nft 1.0.6) for
+/// `p` (one IPv4 and two IPv6 addresses), on host end `p.ifname` at
+/// priority -600, each verdict turned into a mark and an accept (1: it
+/// accepted, 2: it dropped, also by its policy), so that the guard's own
+/// chain at -500 still decides.
+fn old_guard_marking(p: &GuardedPort) -> String {
+    let (m, a) = (mac_text(&p.mac), p.ipv4[0]);
+    let (x1, x2) = (p.ipv6[0], p.ipv6[1]);
+    let (h1, h2) = (hex(&x1.octets()), hex(&x2.octets()));
+    let opt = |t: u8| format!("0x{t:x}01{}", hex(&p.mac));
+    let common = [
+        "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+        "ether type != arp ether type != ip ether type != ip6 drop",
+        "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+        "ip frag-off & 8191 == 0 udp sport 67 drop",
+        "ip frag-off & 8191 == 0 udp dport 68 drop",
+        "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
+        "meta protocol != ip6 return",
+        "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
+        "ip6 nexthdr udp udp sport 547 drop",
+        "ip6 nexthdr udp udp dport 546 drop",
+        "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
+        "icmpv6 type nd-router-advert drop",
+        "icmpv6 type nd-redirect drop",
+        "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+        "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+        "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+        "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+    ]
+    .map(String::from);
+    let mut own = vec![
+        format!("ether saddr != {m} drop"),
+        "jump common".to_string(),
+        format!("ip saddr {a} meta l4proto != udp accept"),
+        format!("ip saddr {a} meta l4proto udp ip frag-off & 8191 == 0 accept"),
+        format!("ip saddr {a} meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept"),
+        format!("icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != {} drop", opt(1)),
+        format!("icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != {} drop", opt(1)),
+        format!("icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0x{h1} @th,64,128 != 0x{h2} drop"),
+        format!("icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != {} drop", opt(2)),
+        format!("icmpv6 type nd-neighbor-advert @th,64,128 != 0x{h1} @th,64,128 != 0x{h2} drop"),
+    ];
+    for x in [x1, x2] {
+        own.push(format!("ip6 saddr {x} meta l4proto != udp accept"));
+        own.push(format!(
+            "ip6 saddr {x} meta l4proto udp ip6 nexthdr udp accept"
+        ));
+        own.push(format!("ip6 saddr {x} meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept"));
+    }
+    own.push("ip6 saddr :: icmpv6 type nd-neighbor-solicit accept".into());
+    own.push("ip6 saddr :: icmpv6 type mld2-listener-report accept".into());
+    for sender in [a.to_string(), "0.0.0.0".to_string()] {
+        own.push(format!("arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether {m} arp saddr ip {sender} accept"));
+    }
+    own.push("meta mark set 0x2".into());
+    let marked = |rules: &[String]| {
+        rules
+            .iter()
+            .map(|r| {
+                let r = r
+                    .strip_suffix(" drop")
+                    .map_or(r.clone(), |r| format!("{r} meta mark set 0x2 accept"));
+                let r = r
+                    .strip_suffix(" accept")
+                    .filter(|_| !r.contains("mark set 0x2"))
+                    .map_or(r.clone(), |r| format!("{r} meta mark set 0x1 accept"));
+                format!("    {r}\n")
+            })
+            .collect::<String>()
+    };
+    format!(
+        "table netdev diffold {{\n  chain common {{\n{}  }}\n  chain port {{\n    type filter hook ingress device \"{}\" priority -600; policy accept;\n{}  }}\n}}\n\
+         table netdev diffobs {{\n  counter old_accept {{ }}\n  counter old_drop {{ }}\n  counter both {{ }}\n  counter new_only {{ }}\n\
+         chain before {{\n    type filter hook ingress device \"{dev}\" priority -550; policy accept;\n    meta mark 0x1 counter name \"old_accept\"\n    meta mark 0x2 counter name \"old_drop\"\n  }}\n\
+         chain after {{\n    type filter hook ingress device \"{dev}\" priority -400; policy accept;\n    meta mark 0x1 counter name \"both\"\n    meta mark 0x2 counter name \"new_only\"\n  }}\n}}\n",
+        marked(&common),
+        p.ifname,
+        marked(&own),
+        dev = p.ifname,
+    )
+}
+
+/// Frames for the differential test: every frame class of the other tests
+/// (forged and controls, smuggled, neighbour discovery), each also
+/// mutated `mutants` times (one to three bytes of its first 90 set to
+/// pseudo-random values, from a fixed seed).
+fn differential_frames(mutants: usize) -> Vec<Vec<u8>> {
+    let ll = link_local(&MAC_A);
+    let (forged, controls) = forged_frames();
+    let base: Vec<Vec<u8>> = [
+        forged,
+        controls,
+        smuggled([10, 77, 0, 2], ll),
+        neighbour_discovery(ll),
+    ]
+    .concat()
+    .into_iter()
+    .map(|(f, _)| f)
+    .collect();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = base.clone();
+    for f in &base {
+        for _ in 0..mutants {
+            let mut g = f.clone();
+            for _ in 0..=(next() % 3) {
+                let at = 6 + (next() as usize) % (g.len().min(90) - 6);
+                g[at] = next() as u8;
+            }
+            out.push(g);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_hybrid_guard_decides_every_frame_as_the_port_chain_before_it() {
+    require_root!("the_hybrid_guard_decides_every_frame_as_the_port_chain_before_it");
+    let lab = Lab::new("diff", true);
+    let file = TempFile::new(&old_guard_marking(&lab.port_a()));
+    lab.host.run(&["nft", "-f", file.path()]);
+    let frames = differential_frames(24);
+    for chunk in frames.chunks(300) {
+        lab.a.send_raw_now(chunk);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let count = |name: &str| -> u64 {
+        let text = lab
+            .host
+            .run(&["nft", "list", "counter", "netdev", "diffobs", name]);
+        let at = text.find("packets ").expect("a packet count") + "packets ".len();
+        text[at..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (accepted, dropped) = (count("old_accept"), count("old_drop"));
+    let (both, new_only) = (count("both"), count("new_only"));
+    // Every frame sent (three times each) met the old chain.
+    assert!(
+        accepted + dropped >= 3 * frames.len() as u64,
+        "{accepted} + {dropped}"
+    );
+    assert_eq!(new_only, 0, "accepted now, dropped before");
+    assert_eq!(
+        both,
+        accepted,
+        "accepted before, dropped now: {}",
+        accepted - both
+    );
+    // Both verdicts were given, many times.
+    assert!(accepted > 200 && dropped > 2000, "{accepted} {dropped}");
+}
