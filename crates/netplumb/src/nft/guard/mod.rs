@@ -312,9 +312,10 @@ impl<'a> Guard<'a> {
     /// Stops guarding `port`: deletes its chain, if there is one, and its
     /// elements of the table's sets, whatever addresses `port` names (they
     /// are read from the chain); the table, its [`GUARD_COMMON_CHAIN`] and
-    /// its sets, which other ports share, stay. (Before Linux 6.16 the kernel deletes a single-device netdev
-    /// chain itself when the device goes away; from 6.16 on the chain
-    /// stays.)
+    /// its sets, which other ports share, stay. (Before Linux 6.16 the
+    /// kernel deletes a single-device netdev chain itself when the device
+    /// goes away, and the elements are then found by a dump of the sets;
+    /// from 6.16 on the chain stays.)
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
         ForgetPort {
             at: self,

@@ -139,8 +139,9 @@ pub(super) fn port_elements(port: &GuardedPort) -> Vec<SetKeys> {
 /// The port of host end `ifname` whose chain holds `rules` (as the kernel
 /// dumps them): its MAC and addresses, read from the constants its rules
 /// compare (`ether saddr != M`, `ip saddr A`, `ip6 saddr X`), so that its
-/// elements are known whatever the caller knows; `None` without a MAC rule
-/// (no chain).
+/// elements are known whatever the caller knows (a comparison of another
+/// length, which the guard never writes, is passed over); `None` without a
+/// MAC rule (no chain).
 pub(super) fn port_of_chain(ifname: &str, rules: &[RuleInfo]) -> Option<GuardedPort> {
     let (link, network) = (Base::Link as u32, Base::Network as u32);
     let mut mac = None;
@@ -157,15 +158,17 @@ pub(super) fn port_of_chain(ifname: &str, rules: &[RuleInfo]) -> Option<GuardedP
         match (base, offset, len, op) {
             (b, 6, 6, NFT_CMP_NEQ) if b == link => mac = <[u8; 6]>::try_from(value).ok(),
             (b, 12, 4, NFT_CMP_EQ) if b == network => {
-                let a = Ipv4Addr::from(<[u8; 4]>::try_from(value).expect("4 bytes"));
-                if !port.ipv4.contains(&a) {
-                    port.ipv4.push(a);
+                if let Ok(a) = <[u8; 4]>::try_from(value).map(Ipv4Addr::from) {
+                    if !port.ipv4.contains(&a) {
+                        port.ipv4.push(a);
+                    }
                 }
             }
             (b, 8, 16, NFT_CMP_EQ) if b == network => {
-                let x = Ipv6Addr::from(<[u8; 16]>::try_from(value).expect("16 bytes"));
-                if !port.ipv6.contains(&x) {
-                    port.ipv6.push(x);
+                if let Ok(x) = <[u8; 16]>::try_from(value).map(Ipv6Addr::from) {
+                    if !port.ipv6.contains(&x) {
+                        port.ipv6.push(x);
+                    }
                 }
             }
             _ => {}
