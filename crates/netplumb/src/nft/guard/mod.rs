@@ -211,11 +211,10 @@
 //! host end's name and the field), one for a solicitation or an
 //! advertisement with an option, two for an advertisement's option and
 //! target. Per frame (`guardpkt`, CPU time of the sender, medians of six
-//! alternating runs): UDP over IPv4 about as before (667 against 658 ns
-//! with one port, 668 against 613 with 1000, within the runs' spread),
-//! over IPv6 less (787 against 1040, 1008 against 1117), a neighbour
-//! solicitation with its option more (1639 against 1276, 1760 against
-//! 1335).
+//! alternating runs): UDP over IPv4 as before (562 against 591 ns with one
+//! port, 576 against 582 with 1000, within the runs' spread), over IPv6
+//! less (738 against 953, 759 against 980), a neighbour solicitation with
+//! its option more (1528 against 1147, 1522 against 1131).
 //!
 //! The chains are spread over [`GUARD_TABLES`] tables by a hash of the host
 //! end's name, because of two walks in the kernel
