@@ -22,10 +22,14 @@ pub const GUARD_COMMON_CHAIN: &str = "common";
 
 /// How many rules [`GUARD_COMMON_CHAIN`] holds: 2 link-layer, 2 transport
 /// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the
-/// `return` of all but IPv6, 9 for neighbour discovery (router
-/// advertisements and redirects, 2 router solicitation, 3 neighbour
-/// solicitation, 2 advertisement rules).
-pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9;
+/// `return` of IPv4, the ARP accept (a look-up of the table's
+/// `arp_senders`), the `return` of all but IPv6, the `return` of IPv6 but
+/// ICMPv6, 9 for neighbour discovery's shape (router advertisements and
+/// redirects, 2 router solicitation, 3 neighbour solicitation, 2
+/// advertisement rules), 8 that read the port's MAC or addresses in the
+/// table's sets (option type and MAC of 3 messages, 2 targets), and
+/// duplicate address detection and MLD from `::`.
+pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 1 + 1 + 1 + 9 + 8 + 2;
 
 /// The names of the world's guard tables (`netdev netsetgo_guard_...`),
 /// sorted.

@@ -240,7 +240,7 @@ impl Batch<'_> {
     }
 
     /// Adds (`NFT_MSG_NEWSETELEM`) or deletes (`NFT_MSG_DELSETELEM`) one
-    /// element of set `inet <table> <set>`, as `op` says.
+    /// element of set `<family> <table> <set>`, as `op` says.
     pub(super) fn element(
         &mut self,
         op: Op,
@@ -248,6 +248,19 @@ impl Batch<'_> {
         set: &str,
         key: &[u8],
         data: Option<&[u8]>,
+        object: String,
+    ) {
+        self.elements(op, table, set, &[(key, data)], object);
+    }
+
+    /// [`element`](Self::element) for several elements of one set, in one
+    /// message.
+    pub(super) fn elements(
+        &mut self,
+        op: Op,
+        table: &str,
+        set: &str,
+        elements: &[(&[u8], Option<&[u8]>)],
         object: String,
     ) {
         let (msg, flags, step) = match op {
@@ -260,7 +273,7 @@ impl Batch<'_> {
             Op::Delete => (NFT_MSG_DELSETELEM, 0, Step::NftDeleteElement),
         };
         self.add(msg, flags, step, object, IfRaced::Fail, |a| {
-            put_elements(a, table, set, &[(key, data)])
+            put_elements(a, table, set, elements)
         });
     }
 }
@@ -280,6 +293,7 @@ fn set_userdata(spec: &SetSpec) -> Vec<u8> {
         out.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
         out.extend_from_slice(&order(spec.data).to_ne_bytes());
     }
+    out.extend_from_slice(spec.typeof_key);
     out
 }
 

@@ -65,7 +65,10 @@ pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 /// nft's data types (`enum datatypes` of nftables), for set keys and values;
 /// a concatenation is the types shifted in 6 bits at a time.
 pub(super) mod datatype {
+    pub(in super::super) const INTEGER: u32 = 4;
     pub(in super::super) const IPADDR: u32 = 7;
+    pub(in super::super) const ETHERADDR: u32 = 9;
+    pub(in super::super) const IFNAME: u32 = 41;
     pub(in super::super) const IP6ADDR: u32 = 8;
     pub(in super::super) const INET_PROTOCOL: u32 = 12;
     pub(in super::super) const INET_SERVICE: u32 = 13;
@@ -109,6 +112,10 @@ pub(super) struct SetSpec {
     pub(super) key: &'static [(u32, u32)],
     /// Fields of a map's value; empty for a plain set.
     pub(super) data: &'static [(u32, u32)],
+    /// nft's user data describing the key by the expressions that make it
+    /// (`typeof`), for a key nft cannot name by types (a raw payload in a
+    /// concatenation); empty for none.
+    pub(super) typeof_key: &'static [u8],
 }
 
 /// `NFTA_SET_ELEM_LIST_*` for `elements` (key, and value for a map).

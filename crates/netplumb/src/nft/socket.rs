@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rtnetlink::sys::protocols::NETLINK_NETFILTER;
 
-use super::expr::NFTA_DATA_VALUE;
+use super::expr::{NFTA_DATA_VALUE, NFTA_RULE_EXPRESSIONS};
 use super::proto::{
     put_elements, Family, NFPROTO_UNSPEC, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_GEN_ID,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
@@ -231,6 +231,34 @@ impl Nftables {
         ))
     }
 
+    /// Whether set `<family> <table> <set>` holds every one of `keys`: one
+    /// `NFT_MSG_GETSETELEM` naming them all, which the kernel answers
+    /// element by element and fails with `ENOENT` at the first it lacks.
+    pub(super) fn has_elements(
+        &self,
+        family: Family,
+        table: &str,
+        set: &str,
+        keys: &[Vec<u8>],
+        object: &str,
+    ) -> Result<bool> {
+        let seq = self.next_seq();
+        let mut msg = Message::new(
+            nft_type(NFT_MSG_GETSETELEM),
+            NLM_F_REQUEST | NLM_F_ACK,
+            seq,
+            family.nfproto(),
+            0,
+        );
+        let keys: Vec<_> = keys.iter().map(|k| (k.as_slice(), None)).collect();
+        put_elements(&mut msg.attrs(), table, set, &keys);
+        match self.exchange(&msg.finish(), seq) {
+            Ok(_) => Ok(true),
+            Err(f) if f.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(f) => Err(f.into_error(Step::NftLookUp, object)),
+        }
+    }
+
     /// Every element of set `<family> <table> <set>` (one dump) as (key,
     /// value) pairs, the value empty for a plain set; none when there is no
     /// such set. Costs in proportion to the set's size: for collection, not
@@ -317,6 +345,7 @@ impl Nftables {
                 chain: String::new(),
                 handle: 0,
                 userdata: Vec::new(),
+                expressions: Vec::new(),
             };
             for (kind, value) in attributes(&body) {
                 match kind {
@@ -326,6 +355,7 @@ impl Nftables {
                         rule.handle = u64::from_be_bytes(value.try_into().expect("8 bytes"))
                     }
                     NFTA_RULE_USERDATA => rule.userdata = value.to_vec(),
+                    NFTA_RULE_EXPRESSIONS => rule.expressions = value.to_vec(),
                     _ => {}
                 }
             }
@@ -447,4 +477,7 @@ pub(super) struct RuleInfo {
     pub(super) chain: String,
     pub(super) handle: u64,
     pub(super) userdata: Vec<u8>,
+    /// Its `NFTA_RULE_EXPRESSIONS`, as the kernel dumps them
+    /// ([`payload_comparisons`](super::expr::payload_comparisons) reads them).
+    pub(super) expressions: Vec<u8>,
 }

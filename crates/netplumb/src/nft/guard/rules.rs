@@ -46,7 +46,8 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use self::neighbour::{neighbour_common_rules, neighbour_port_rules};
+use self::neighbour::neighbour_rules;
+use super::sets::{own, ARP};
 use super::{GuardedPort, GUARD_COMMON_CHAIN};
 use crate::nft::expr::{
     Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_RETURN,
@@ -72,14 +73,18 @@ const MLD2_LISTENER_REPORT: u8 = 143;
 /// The rules of the chain every port of a table jumps to
 /// ([`GUARD_COMMON_CHAIN`]), in order, each as nft 1.0.6 writes the text in
 /// the module docs: the link layer, then IPv4's drops and DHCP discovery's
-/// accept, a `return` for every frame but IPv6 (nothing after it matches
-/// one), then IPv6's drops. The accept passes only what nothing after the
-/// jump could drop (see the module docs).
+/// accept, a `return` for IPv4 (nothing after it matches IPv4), ARP's
+/// accept, a `return` for everything but IPv6, IPv6's drops, a `return`
+/// for IPv6 but ICMPv6 (nothing after it matches one), then neighbour
+/// discovery's drops and what `::` may send. The accepts pass only what
+/// nothing after the jump could drop (see the module docs).
 pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     let mut rules = link_rules();
     rules.push(protocol_rule(ETH_P_IP, IPV4_ALLOWED));
     rules.extend(dhcp_port_rules());
     rules.push(dhcp_discovery_rule());
+    rules.push([protocol(ETH_P_IP), vec![Expr::Verdict(NFT_RETURN)]].concat());
+    rules.push(arp_rule());
     rules.push(
         [
             vec![Expr::meta(NFT_META_PROTOCOL), ne(&ETH_P_IPV6.to_be_bytes())],
@@ -89,13 +94,21 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     );
     rules.push(protocol_rule(ETH_P_IPV6, IPV6_ALLOWED));
     rules.extend(dhcpv6_port_rules());
-    rules.extend(neighbour_common_rules());
+    rules.push(vec![
+        Expr::meta(NFT_META_L4PROTO),
+        ne(&[ICMPV6]),
+        Expr::Verdict(NFT_RETURN),
+    ]);
+    rules.extend(neighbour_rules());
+    rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
+    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
     rules
 }
 
 /// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
 /// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
-/// first, then IPv6 and what `::` may send, ARP (the least) last.
+/// first, then IPv6. Everything else of the port's (what ARP and neighbour
+/// discovery may name) is in the sets ([`port_elements`](super::sets::port_elements)).
 pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [
@@ -106,11 +119,7 @@ pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
         vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
     ];
     rules.extend(ipv4_rules(&port.ipv4));
-    rules.extend(neighbour_port_rules(port));
     rules.extend(ipv6_rules(&port.ipv6));
-    rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
-    rules.push(from_unspecified(MLD2_LISTENER_REPORT));
-    rules.extend(arp_rules(port));
     rules
 }
 
@@ -210,32 +219,23 @@ fn link_rules() -> Vec<Vec<Expr>> {
 }
 
 /// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
-/// duplicate address detection).
-fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+/// duplicate address detection): the sender, with the host end, in the
+/// [`ARP`] set.
+fn arp_rule() -> Vec<Expr> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for a in port.ipv4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
-        // htype 1 ptype ip, hlen 6 plen 4, sender MAC and address: as nft
-        // merges them.
-        let mut sender = port.mac.to_vec();
-        sender.extend_from_slice(&a.octets());
-        rules.push(
-            [
-                protocol(ETH_P_ARP),
-                vec![
-                    load(Base::Network, 0, 4),
-                    Expr::eq(&[0, 1, 8, 0]),
-                    load(Base::Network, 4, 2),
-                    Expr::eq(&[6, 4]),
-                    load(Base::Network, 8, 10),
-                    Expr::eq(&sender),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    [
+        protocol(ETH_P_ARP),
+        vec![
+            // htype 1 ptype ip, hlen 6 plen 4: as nft merges them.
+            load(Base::Network, 0, 4),
+            Expr::eq(&[0, 1, 8, 0]),
+            load(Base::Network, 4, 2),
+            Expr::eq(&[6, 4]),
+        ],
+        own(ARP, &[(Base::Network, 8, 6), (Base::Network, 14, 4)], false),
+        vec![accept()],
+    ]
+    .concat()
 }
 
 /// Only the whitelisted transport protocols of EtherType `t`, nothing

@@ -17,7 +17,8 @@
 
 use std::net::Ipv6Addr;
 
-use super::{drop, icmpv6_type, ne, GuardedPort, ICMPV6, ND_NEIGHBOR_SOLICIT};
+use super::super::sets::{own, ND_MACS, ND_TARGETS};
+use super::{drop, icmpv6_type, ne, ICMPV6, ND_NEIGHBOR_SOLICIT};
 use crate::nft::expr::{Base, Expr};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
@@ -38,12 +39,16 @@ const MESSAGES: [(u8, u16, u8); 3] = [
     (ND_NEIGHBOR_ADVERT, 24, ND_OPT_TARGET_LLADDR),
 ];
 
-/// What holds for every port: no router advertisement or redirect; router
-/// and neighbour solicitations and advertisements without an extension
-/// header and bounded by the IPv6 payload length to their fixed part alone
-/// or with one option of length 1; from the unspecified source, that option
-/// only a nonce (RFC 7527). All drops.
-pub(super) fn neighbour_common_rules() -> Vec<Vec<Expr>> {
+/// Every rule of neighbour discovery, all drops: no router advertisement
+/// or redirect; router and neighbour solicitations and advertisements
+/// without an extension header and bounded by the IPv6 payload length to
+/// their fixed part alone or with one option of length 1; from the
+/// unspecified source, that option only a nonce (RFC 7527); then what reads
+/// the port's own values in the sets: the one option, if any, holds the
+/// port's MAC ([`ND_MACS`]; from `::` a neighbour solicitation's option is
+/// the nonce); duplicate address detection and neighbour advertisements
+/// only for the port's own addresses ([`ND_TARGETS`]).
+pub(super) fn neighbour_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [icmpv6_type(ND_ROUTER_ADVERT), vec![drop()]].concat(),
         [icmpv6_type(ND_REDIRECT), vec![drop()]].concat(),
@@ -54,17 +59,8 @@ pub(super) fn neighbour_common_rules() -> Vec<Vec<Expr>> {
             rules.push(nonce_rule());
         }
     }
-    rules
-}
-
-/// What reads the port's MAC or addresses: the one option, if any, holds
-/// the port's MAC (from `::` a neighbour solicitation's option is the
-/// nonce of [`neighbour_common_rules`]); duplicate address detection and
-/// neighbour advertisements only for the port's own addresses. All drops.
-pub(super) fn neighbour_port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let mut rules = Vec::new();
     for (t, fixed, option) in MESSAGES {
-        rules.push(option_rule(port, t, fixed, option));
+        rules.extend(option_rules(t, fixed, option));
         // Which messages name one of the port's addresses as their target:
         // duplicate address detection (from `::`) and every advertisement.
         let which = match t {
@@ -72,7 +68,8 @@ pub(super) fn neighbour_port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             ND_NEIGHBOR_ADVERT => Vec::new(),
             _ => continue,
         };
-        rules.push([icmpv6_type(t), which, own_targets(port), vec![drop()]].concat());
+        let target = own(ND_TARGETS, &[(Base::Transport, 8, 16)], true);
+        rules.push([icmpv6_type(t), which, target, vec![drop()]].concat());
     }
     rules
 }
@@ -91,15 +88,6 @@ fn saddr() -> Expr {
 /// with one option of length 1 (8 bytes).
 fn with_option(fixed: u16) -> [u8; 2] {
     (fixed + 8).to_be_bytes()
-}
-
-/// `@th,64,128 != X` for each of the port's IPv6 addresses: the message's
-/// target is none of them.
-fn own_targets(port: &GuardedPort) -> Vec<Expr> {
-    port.ipv6
-        .iter()
-        .flat_map(|x| [Expr::payload(Base::Transport, 8, 16), ne(&x.octets())])
-        .collect()
 }
 
 /// The rules of message type `t` (`fixed` bytes without options) that
@@ -127,25 +115,36 @@ fn shape_rules(t: u8, fixed: u16) -> [Vec<Expr>; 2] {
 }
 
 /// The one option of a message of type `t`, if any (of type `option`),
-/// holds the port's MAC; from `::` a neighbour solicitation's option is
-/// checked by [`nonce_rule`].
-fn option_rule(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Expr> {
-    let mut lladdr = vec![option, 1];
-    lladdr.extend_from_slice(&port.mac);
-    let mut rule = [
+/// holds the port's MAC: its type and length, then the address in
+/// [`ND_MACS`]; from `::` a neighbour solicitation's option is checked by
+/// [`nonce_rule`].
+fn option_rules(t: u8, fixed: u16, option: u8) -> [Vec<Expr>; 2] {
+    let mut head = [
         icmpv6_type(t),
         vec![payload_length(), Expr::eq(&with_option(fixed))],
     ]
     .concat();
     if t == ND_NEIGHBOR_SOLICIT {
-        rule.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
+        head.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
     }
-    rule.extend([
-        Expr::payload(Base::Transport, u32::from(fixed), 8),
-        ne(&lladdr),
-        drop(),
-    ]);
-    rule
+    let at = u32::from(fixed);
+    [
+        [
+            head.clone(),
+            vec![
+                Expr::payload(Base::Transport, at, 2),
+                ne(&[option, 1]),
+                drop(),
+            ],
+        ]
+        .concat(),
+        [
+            head,
+            own(ND_MACS, &[(Base::Transport, at + 2, 6)], true),
+            vec![drop()],
+        ]
+        .concat(),
+    ]
 }
 
 /// Duplicate address detection, the only neighbour solicitation from `::`:

@@ -16,20 +16,65 @@ fn port() -> GuardedPort {
     }
 }
 
+/// `meta iifname . <fields> @<set>` as nft writes it (nft --debug=netlink):
+/// [ meta load iifname => reg 1 ], each field loaded from reg 2 (the 4-byte
+/// register 12) on, [ lookup reg 1 set <set> ].
+fn lookup(set: &str, fields: &[(Base, u32, u32, u32)], invert: bool) -> Vec<Expr> {
+    let mut out = vec![Expr::meta(crate::nft::expr::NFT_META_IIFNAME)];
+    for &(base, offset, len, dreg) in fields {
+        out.push(Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg,
+        });
+    }
+    out.push(Expr::Lookup {
+        set: set.into(),
+        map: false,
+        invert,
+    });
+    out
+}
+
 #[test]
 fn guard_rules_match_what_nft_generates() {
     let (common, own) = (common_rules(), port_rules(&port()));
     // The shared chain: 2 link-layer rules, the IPv4 protocol whitelist, 2
-    // DHCP ports, DHCP discovery, the return, the IPv6 whitelist, 3 DHCPv6
-    // ports, 2 RA and redirect, 2 RS, 3 NS, 2 NA.
-    assert_eq!(common.len(), 2 + 1 + 2 + 1 + 1 + 1 + 3 + 2 + 2 + 3 + 2);
-    // The port's: its MAC, the jump, 3 per IPv4 address, 1 RS, 2 NS, 2 NA,
-    // 3 per IPv6 address, DAD and MLD from `::`, 2 ARP.
-    assert_eq!(own.len(), 1 + 1 + 3 + 1 + 2 + 2 + 6 + 2 + 2);
+    // DHCP ports, DHCP discovery, IPv4's return, ARP, the return of all but
+    // IPv6, the IPv6 whitelist, 3 DHCPv6 ports, the return of all but
+    // ICMPv6, 2 RA and redirect, 2 RS, 3 NS, 2 NA, then the look-ups: 2 RS
+    // option, 2 NS option, DAD target, 2 NA option, NA target; DAD and MLD
+    // from `::`.
+    assert_eq!(
+        common.len(),
+        2 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 2 + 2 + 1 + 2 + 1 + 2
+    );
+    // The port's: its MAC, the jump, 3 per IPv4 address, 3 per IPv6 address.
+    assert_eq!(own.len(), 1 + 1 + 3 + 6);
+    // `meta protocol ip return`: [ meta load protocol => reg 1 ]
+    // [ cmp eq reg 1 0x00000008 ] [ immediate reg 0 return ]
+    assert_eq!(
+        common[6],
+        vec![
+            Expr::meta(NFT_META_PROTOCOL),
+            Expr::eq(&[8, 0]),
+            Expr::Verdict(-5),
+        ]
+    );
+    // `meta l4proto != ipv6-icmp return`.
+    assert_eq!(
+        common[13],
+        vec![
+            Expr::meta(NFT_META_L4PROTO),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0x3a]),
+            Expr::Verdict(-5),
+        ]
+    );
     // `meta protocol != ip6 return`: [ meta load protocol => reg 1 ]
     // [ cmp neq reg 1 0x0000dd86 ] [ immediate reg 0 return ]
     assert_eq!(
-        common[6],
+        common[8],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]),
@@ -64,11 +109,22 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[1].len(), 2 + 6 + 1);
     assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
     // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
-    // [ payload load 10b @ network header + 8 ]
-    // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
-    assert_eq!(own[18][1], Expr::eq(&[8, 6]));
-    assert_eq!(own[18][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2]));
-    assert_eq!(own[19][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+    // [ meta load iifname => reg 1 ] [ payload load 6b @ network header + 8
+    // => reg 2 ] [ payload load 4b @ network header + 14 => reg 14 ]
+    // [ lookup reg 1 set arp ] [ immediate reg 0 accept ]
+    assert_eq!(common[7][1], Expr::eq(&[8, 6]));
+    assert_eq!(
+        common[7][6..],
+        [
+            lookup(
+                "arp_senders",
+                &[(Base::Network, 8, 6, 12), (Base::Network, 14, 4, 14)],
+                false
+            ),
+            vec![Expr::Verdict(NF_ACCEPT)]
+        ]
+        .concat()[..]
+    );
     // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
     // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
@@ -89,9 +145,9 @@ fn guard_rules_match_what_nft_generates() {
         .concat()
     );
     // The IPv6 one: protocol 0x0000dd86, not 6, 17, 0x3a, 0x84.
-    assert_eq!(common[7][1], Expr::eq(&[0x86, 0xdd]));
+    assert_eq!(common[9][1], Expr::eq(&[0x86, 0xdd]));
     assert_eq!(
-        common[7][2..10],
+        common[9][2..10],
         [6, 17, 0x3a, 0x84]
             .into_iter()
             .flat_map(not)
@@ -123,7 +179,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ cmp eq reg 1 0x00000011 ] [ payload load 2b @ transport header + 0 ]
     // [ cmp eq reg 1 0x00002302 ] [ immediate reg 0 drop ]
     assert_eq!(
-        common[8],
+        common[10],
         vec![
             Expr::meta(NFT_META_PROTOCOL),
             Expr::eq(&[0x86, 0xdd]),
@@ -140,7 +196,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise reg 1 = ( reg 1 & 0x0000f8ff ) ^ 0 ] [ cmp eq reg 1 0 ]
     // [ payload load 2b @ network header + 48 ] [ cmp eq reg 1 0x00002302 ]
     assert_eq!(
-        common[10][2..],
+        common[12][2..],
         [
             Expr::payload(Base::Network, 6, 1),
             Expr::eq(&[44]),
@@ -189,7 +245,7 @@ fn guard_rules_match_what_nft_generates() {
         Expr::eq(&[0x87]),
     ];
     assert_eq!(
-        common[15],
+        common[18],
         [
             ns.to_vec(),
             vec![
@@ -204,7 +260,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00001800 ]
     // [ payload load 2b @ network header + 4 ] [ cmp neq reg 1 0x00002000 ]
     assert_eq!(
-        common[16][6..],
+        common[19][6..],
         [
             Expr::payload(Base::Network, 4, 2),
             Expr::Cmp(NFT_CMP_NEQ, vec![0, 24]),
@@ -213,47 +269,67 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(NF_DROP)
         ]
     );
-    // `... ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002
-    // drop`: [ cmp eq reg 1 0x00002000 ] [ payload load 16b @ network
-    // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
-    // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
+    // `... ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop` and
+    // `... iifname . @th,208,48 != @nd_macs drop`: [ cmp eq reg 1 0x00002000 ]
+    // [ payload load 16b @ network header + 8 ] [ cmp neq reg 1 0 0 0 0 ]
+    // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1
+    // 0x00000101 ], and [ meta load iifname => reg 1 ] [ payload load 6b @
+    // transport header + 26 => reg 2 ] [ lookup reg 1 set nd_macs 0x1 ].
+    let head = [
+        ns.to_vec(),
+        vec![
+            Expr::payload(Base::Network, 4, 2),
+            Expr::eq(&[0, 32]),
+            Expr::payload(Base::Network, 8, 16),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
+        ],
+    ]
+    .concat();
     assert_eq!(
-        own[6],
+        common[25],
         [
-            ns.to_vec(),
+            head.clone(),
             vec![
-                Expr::payload(Base::Network, 4, 2),
-                Expr::eq(&[0, 32]),
-                Expr::payload(Base::Network, 8, 16),
-                Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
-                Expr::payload(Base::Transport, 24, 8),
-                Expr::Cmp(NFT_CMP_NEQ, vec![1, 1, 2, 0x6e, 10, 77, 0, 2]),
+                Expr::payload(Base::Transport, 24, 2),
+                Expr::Cmp(NFT_CMP_NEQ, vec![1, 1]),
                 Expr::Verdict(NF_DROP)
             ]
         ]
         .concat()
     );
+    assert_eq!(
+        common[26],
+        [
+            head,
+            lookup("nd_macs", &[(Base::Transport, 26, 6, 12)], true),
+            vec![Expr::Verdict(NF_DROP)]
+        ]
+        .concat()
+    );
     // `... ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop`:
     // [ payload load 2b @ transport header + 24 ] [ cmp neq reg 1 0x0000010e ]
-    assert_eq!(common[17][9], Expr::eq(&[0; 16]));
-    assert_eq!(common[17][10], Expr::payload(Base::Transport, 24, 2));
-    assert_eq!(common[17][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
-    // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
-    // address, as for the neighbour advertisement's target.
-    assert_eq!(own[7].len(), 6 + 2 + 2 * 2 + 1);
-    assert_eq!(own[7][8..], own[9][6..]);
-    // The router solicitation's source option: [ payload load 8b @
-    // transport header + 8 ]; the advertisement's target option: type 2.
-    assert_eq!(own[5][8], Expr::payload(Base::Transport, 8, 8));
+    assert_eq!(common[20][9], Expr::eq(&[0; 16]));
+    assert_eq!(common[20][10], Expr::payload(Base::Transport, 24, 2));
+    assert_eq!(common[20][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
+    // `... ip6 saddr :: iifname . @th,64,128 != @nd_targets drop`, and the
+    // advertisement's target: [ payload load 16b @ transport header + 8 =>
+    // reg 2 ] [ lookup reg 1 set nd_targets 0x1 ].
+    let target = lookup("nd_targets", &[(Base::Transport, 8, 16, 12)], true);
     assert_eq!(
-        own[8][9],
-        Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
+        common[27][8..],
+        [target.clone(), vec![Expr::Verdict(NF_DROP)]].concat()[..]
     );
-    // The neighbour advertisement: one `cmp neq` per own address.
-    assert_eq!(own[9].len(), 6 + 2 * 2 + 1);
+    assert_eq!(
+        common[30][6..],
+        [target, vec![Expr::Verdict(NF_DROP)]].concat()[..]
+    );
+    // The router solicitation's source option: [ payload load 2b @
+    // transport header + 8 ]; the advertisement's target option: type 2.
+    assert_eq!(common[23][8], Expr::payload(Base::Transport, 8, 2));
+    assert_eq!(common[28][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 1]));
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(
-        own[11][4..],
+        own[6][4..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -264,8 +340,8 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
     // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
-    assert_eq!(own[12][8], Expr::payload(Base::Network, 40, 1));
-    assert_eq!(own[12][9], Expr::eq(&[17]));
-    assert_eq!(own[12][11], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
-    assert_eq!(own[17][7], Expr::eq(&[143]));
+    assert_eq!(own[7][8], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(own[7][9], Expr::eq(&[17]));
+    assert_eq!(own[7][11], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(common[32][7], Expr::eq(&[143]));
 }
