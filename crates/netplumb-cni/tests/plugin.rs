@@ -777,7 +777,7 @@ fn the_guard_stops_forged_sources_and_macs_and_its_twin_does_not() {
             .unwrap()
             .to_string();
 
-        let receiver = support::udp_sources(&world.host, GATEWAY, 5555, 3);
+        let receiver = support::udp_sources(&world.host, GATEWAY, 5555, 10);
         let to_host = (bridge_mac.as_str(), GATEWAY);
         // The victim's MAC and address; the attacker's MAC with the
         // victim's address; and an honest datagram that must pass.
@@ -1125,7 +1125,7 @@ fn redteam_isolated_containers_do_not_reach_each_other_through_the_gateway() {
     let first = world.must("ADD", &conf, &attacker, "rti-1");
     let second = world.must("ADD", &conf, &victim, "rti-2");
     let victim_ip = address_of(&second);
-    let receiver = support::udp_sources(&victim, "0.0.0.0", 5005, 3);
+    let receiver = support::udp_sources(&victim, "0.0.0.0", 5005, 10);
     // Layer 2 is closed (isolated ports); the attacker routes through the
     // gateway instead: its own MAC and address, the gateway's MAC.
     let host_route = format!("{victim_ip}/32");

@@ -138,7 +138,10 @@ pub(crate) fn fetch(ns: &TestNs, address: &str, port: u16) -> Option<String> {
 }
 
 /// A UDP receiver in `ns` on `address:port` for `seconds`, then it prints
-/// the source address of every datagram it got, one a line.
+/// the source address of every datagram it got, one a line. The window must
+/// outlast every send of the test, each a python start-up (seconds on a
+/// loaded machine): a datagram sent after it closes is neither counted nor
+/// missed, which would make a test of absence pass for nothing.
 pub(crate) fn udp_sources(ns: &TestNs, address: &str, port: u16, seconds: u32) -> Background {
     let script = format!(
         "import socket, time\n\
