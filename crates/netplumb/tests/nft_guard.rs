@@ -77,7 +77,9 @@ impl Ns {
              \x20   time.sleep(0.05)\n",
             list.join(", ")
         );
-        self.run(&["timeout", "10", "python3", "-c", &script]);
+        // A bound, not a wait: 300 frames sent three times through the
+        // guard took over 10 s in an emulated (TCG) 6.1 guest.
+        self.run(&["timeout", "60", "python3", "-c", &script]);
     }
 
     /// Sends one UDP datagram of `size` bytes (starting with `marker`) to
