@@ -18,7 +18,7 @@ pub const TABLE: &str = "netsetgo";
 
 /// The regular chain of each guard table that every port's chain jumps to
 /// (netplumb's `GUARD_COMMON_CHAIN`): shared structure, like the tables.
-pub const GUARD_COMMON_CHAIN: &str = "common";
+pub const GUARD_COMMON_CHAIN: &str = "common_v2";
 
 /// How many rules [`GUARD_COMMON_CHAIN`] holds: 2 link-layer, 2 transport
 /// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the

@@ -244,7 +244,7 @@ address_of() { nsenter -t "$1" -n ip -j -4 addr show dev eth0 | jq -r '.[0].addr
 mac_of() { nsenter -t "$1" -n ip -j link show dev eth0 | jq -r '.[0].address'; }
 # The guard's chains (one per guarded host end, `port_<host end>`) in the
 # plugin's shared netdev tables `netplumb-cni_guard_<n>`.
-# The guard's port chains (each table's shared chain `common` stays, like
+# The guard's port chains (each table's shared chain `common_v2` stays, like
 # the table).
 guard_chains() {
   nft -j list chains netdev 2>/dev/null |

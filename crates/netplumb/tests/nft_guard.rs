@@ -1106,7 +1106,7 @@ fn guard_structure_as_documented() {
             "}",
         ],
         &[
-            "chain common {",
+            "chain common_v2 {",
             "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
             "ether type != arp ether type != ip ether type != ip6 drop",
             "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
@@ -1146,7 +1146,7 @@ fn guard_structure_as_documented() {
             "chain port_gx0 {",
             r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
             "ether saddr != 02:6e:0a:4d:00:02 drop",
-            "jump common",
+            "jump common_v2",
             "ip saddr 10.77.0.2 meta l4proto != udp accept",
             "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
             "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
@@ -1326,6 +1326,38 @@ fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
         text.matches(&format!("jump {GUARD_COMMON_CHAIN}")).count(),
         rules,
     )
+}
+
+/// Review round 19 (F1): another version's shared chain, here `common`
+/// as the listing before version 2 named it with one rule of its own, is
+/// neither judged nor refilled by this version's calls, and this version's
+/// ports jump to their own: mixing versions never rewrites the chain the
+/// other version's ports jump to (a downgrade had rebuilt it without the
+/// set look-ups, opening neighbour discovery for this version's ports).
+#[test]
+fn a_shared_chain_of_another_version_is_left_as_it_is() {
+    require_root!("a_shared_chain_of_another_version_is_left_as_it_is");
+    assert_ne!(GUARD_COMMON_CHAIN, "common");
+    let host = Ns::new("oldcommon");
+    let (p, q, table) = two_ports_of_one_table();
+    add_veths(&host, &[&p, &q]);
+    host.run(&["nft", "add", "table", "netdev", &table]);
+    host.run(&["nft", "add", "chain", "netdev", &table, "common"]);
+    host.run(&["nft", "add", "rule", "netdev", &table, "common", "counter"]);
+    let old_rules = || {
+        let text = host.run(&["nft", "list", "chain", "netdev", &table, "common"]);
+        text.lines().filter(|l| l.contains("counter")).count()
+    };
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
+    for port in [&p, &q] {
+        guard.allow(port).execute().unwrap();
+        assert!(guard.missing(port).unwrap().is_empty());
+    }
+    assert_eq!(old_rules(), 1);
+    assert_eq!(common_chains(&host, &table), (1, 2, 33));
+    let listing = host.run(&["nft", "list", "table", "netdev", &table]);
+    assert!(!listing.contains("jump common\n"), "{listing}");
 }
 
 /// A veth pair in `host` for each port, the port's host end named as it is.

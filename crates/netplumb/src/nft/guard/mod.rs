@@ -20,7 +20,7 @@
 //! set arp_senders { type ifname . ether_addr . ipv4_addr;
 //!                   elements = { "P" . M . 0.0.0.0, "P" . M . A, ... } }
 //!
-//! chain common {
+//! chain common_v2 {
 //!  1  ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
 //!  2  ether type != arp ether type != ip ether type != ip6 drop
 //!  3  meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
@@ -59,7 +59,7 @@
 //! chain port_veth0a0a0a02 {
 //!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
 //!     ether saddr != M drop
-//!     jump common
+//!     jump common_v2
 //!     ip saddr A meta l4proto != udp accept                                        (each A)
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
 //!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
@@ -271,7 +271,13 @@ const PRIORITY: i32 = -500;
 /// The regular chain of each guard table that every port's chain jumps to:
 /// the rules that read neither the port's MAC nor its addresses. Shared
 /// structure, like the table: it stays when the table's last port goes.
-pub const GUARD_COMMON_CHAIN: &str = "common";
+/// Its name carries the listing's version (the set look-ups of the hybrid
+/// listing are version 2): a binary of another version judges and refills
+/// a shared chain of its own name only, so that mixing versions (an
+/// upgrade, a downgrade, until `-restore` re-makes every port's chain)
+/// never rewrites the chain another version's ports jump to. The docs call
+/// it `common`.
+pub const GUARD_COMMON_CHAIN: &str = "common_v2";
 
 impl Nftables {
     /// The guard of containers' host ends, each a chain in one of

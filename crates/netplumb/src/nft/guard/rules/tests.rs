@@ -81,7 +81,7 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(-5),
         ]
     );
-    assert_eq!(own[1], vec![Expr::Jump("common".into())]);
+    assert_eq!(own[1], vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]);
     // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
     // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
     // [ payload load 6b @ link header + 6 => reg 1 ]
