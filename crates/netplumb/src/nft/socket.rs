@@ -171,14 +171,7 @@ impl Nftables {
         table: &str,
         name: &str,
     ) -> Result<bool> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(get),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-        );
+        let (seq, mut msg) = self.request(get, NLM_F_ACK, family.nfproto());
         msg.attrs().string(table_attr, table);
         msg.attrs().string(name_attr, name);
         match self.exchange(&msg.finish(), seq) {
@@ -202,14 +195,7 @@ impl Nftables {
         key: &[u8],
         object: &str,
     ) -> Result<Option<Vec<u8>>> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(NFT_MSG_GETSETELEM),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-        );
+        let (seq, mut msg) = self.request(NFT_MSG_GETSETELEM, NLM_F_ACK, family.nfproto());
         put_elements(&mut msg.attrs(), table, set, &[(key, None)]);
         let replies = match self.exchange(&msg.finish(), seq) {
             Ok(replies) => replies,
@@ -242,14 +228,7 @@ impl Nftables {
         keys: &[Vec<u8>],
         object: &str,
     ) -> Result<bool> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(NFT_MSG_GETSETELEM),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            family.nfproto(),
-            0,
-        );
+        let (seq, mut msg) = self.request(NFT_MSG_GETSETELEM, NLM_F_ACK, family.nfproto());
         let keys: Vec<_> = keys.iter().map(|k| (k.as_slice(), None)).collect();
         put_elements(&mut msg.attrs(), table, set, &keys);
         match self.exchange(&msg.finish(), seq) {
@@ -311,14 +290,7 @@ impl Nftables {
         names: [(u16, &str); 2],
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Vec<u8>>> {
-        let seq = self.next_seq();
-        let mut msg = Message::new(
-            nft_type(ty),
-            NLM_F_REQUEST | NLM_F_DUMP,
-            seq,
-            family.nfproto(),
-            0,
-        );
+        let (seq, mut msg) = self.request(ty, NLM_F_DUMP, family.nfproto());
         for (kind, name) in names {
             msg.attrs().string(kind, name);
         }
@@ -370,14 +342,7 @@ impl Nftables {
     /// The current ruleset generation (`NFT_MSG_GETGEN`).
     pub(super) fn generation(&self) -> Result<u32> {
         let object = "ruleset generation";
-        let seq = self.next_seq();
-        let msg = Message::new(
-            nft_type(NFT_MSG_GETGEN),
-            NLM_F_REQUEST | NLM_F_ACK,
-            seq,
-            NFPROTO_UNSPEC,
-            0,
-        );
+        let (seq, msg) = self.request(NFT_MSG_GETGEN, NLM_F_ACK, NFPROTO_UNSPEC);
         let replies = self
             .exchange(&msg.finish(), seq)
             .map_err(|f| f.into_error(Step::NftLookUp, object))?;
@@ -390,6 +355,16 @@ impl Nftables {
                 Failure::malformed("no NFTA_GEN_ID in the answer")
                     .into_error(Step::NftLookUp, object)
             })
+    }
+
+    /// A request of nf_tables message type `msg` for `family`, with
+    /// `flags` besides `NLM_F_REQUEST`, under the next sequence number.
+    fn request(&self, msg: u16, flags: u16, family: u8) -> (u32, Message) {
+        let seq = self.next_seq();
+        (
+            seq,
+            Message::new(nft_type(msg), NLM_F_REQUEST | flags, seq, family, 0),
+        )
     }
 
     pub(super) fn next_seq(&self) -> u32 {
