@@ -1360,6 +1360,17 @@ fn a_shared_chain_of_another_version_is_left_as_it_is() {
     assert!(!listing.contains("jump common\n"), "{listing}");
 }
 
+/// [`two_ports_of_one_table`], their veth pairs in `host`, both guarded.
+fn guarded_pair(host: &Ns) -> (GuardedPort, GuardedPort, String) {
+    let (p, q, table) = two_ports_of_one_table();
+    add_veths(host, &[&p, &q]);
+    let nft = host.nftables();
+    for port in [&p, &q] {
+        nft.guard(TABLE).allow(port).execute().unwrap();
+    }
+    (p, q, table)
+}
+
 /// A veth pair in `host` for each port, the port's host end named as it is.
 fn add_veths(host: &Ns, ports: &[&GuardedPort]) {
     for (i, port) in ports.iter().enumerate() {
@@ -1468,13 +1479,9 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
 fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
     require_root!("forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given");
     let host = Ns::new("forgetall");
-    let (p, q, table) = two_ports_of_one_table();
-    add_veths(&host, &[&p, &q]);
+    let (p, q, table) = guarded_pair(&host);
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
-    for port in [&p, &q] {
-        guard.allow(port).execute().unwrap();
-    }
     // What the CNI plugin's DEL knows: the name and the MAC, no address.
     let bare = GuardedPort {
         ipv4: Vec::new(),
@@ -1508,13 +1515,9 @@ fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
 fn a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old() {
     require_root!("a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old");
     let host = Ns::new("reguard");
-    let (p, q, table) = two_ports_of_one_table();
-    add_veths(&host, &[&p, &q]);
+    let (p, q, table) = guarded_pair(&host);
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
-    for port in [&p, &q] {
-        guard.allow(port).execute().unwrap();
-    }
     // The same host end, never forgotten, now with other addresses (a CNI
     // ADD whose IPAM answered differently, say).
     let moved = port(&p.ifname, MAC_A, "10.77.0.9", "fd00:77::9");
