@@ -214,6 +214,15 @@ pub fn status_field(pid: u32, key: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `pid` sleeps in the system call numbered `nr` (as
+/// `/proc/<pid>/syscall` shows it; false if it or the process is gone).
+/// A helper's child sheds what it holds before it first waits: this is the
+/// moment from which `/proc` shows what it keeps.
+pub fn in_syscall(pid: u32, nr: libc::c_long) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .is_ok_and(|s| s.split(' ').next() == Some(nr.to_string().as_str()))
+}
+
 /// Asserts what `/proc` shows of a responder running as `uid`/`gid`:
 /// those ids everywhere, no groups, no capability in any set, no_new_privs,
 /// and no fd but /dev/null on 0-2 and one socket.

@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use crate::dhcp::status_field;
+use crate::dhcp::{in_syscall, status_field};
 use crate::world::{ns_of, World};
 
 /// The reaper's process name (`/proc/PID/comm`).
@@ -30,16 +30,12 @@ pub fn reapers(world: &World) -> Vec<u32> {
 /// session and descriptors).
 pub fn new_reaper(world: &World, before: &[u32]) -> u32 {
     let mut new = Vec::new();
-    let receiving = format!("{} ", libc::SYS_recvfrom);
     let asleep = crate::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
         new = reapers(world)
             .into_iter()
             .filter(|p| !before.contains(p))
             .collect();
-        new.iter().any(|p| {
-            fs::read_to_string(format!("/proc/{p}/syscall"))
-                .is_ok_and(|s| s.starts_with(&receiving))
-        })
+        new.iter().any(|&p| in_syscall(p, libc::SYS_recvfrom))
     });
     assert_eq!(new.len(), 1, "one new reaper: {new:?}");
     assert!(asleep, "reaper {} never waited in recvfrom", new[0]);

@@ -20,7 +20,7 @@ use netsetgo::dhcp::responder::{Responder, MAX_PACKETS};
 use netsetgo::dhcp::{client_request, MessageType, Terms};
 use netsetgo_e2e::checks::{assert_refused, assert_refused_unchanged, assert_unchanged, wire_line};
 use netsetgo_e2e::dhcp::{
-    assert_holds_nothing, gone_within, in_netns_of, index_in, mac_in, Client,
+    assert_holds_nothing, gone_within, in_netns_of, in_syscall, index_in, mac_in, Client,
 };
 use netsetgo_e2e::fixtures::{uid, wait_for_ports, world_with, A, B, POLICY};
 use netsetgo_e2e::frames::link_local;
@@ -71,11 +71,13 @@ fn library_responder(world: &World) -> (Terms, Client, u32) {
             .expect("start")
             .expect("a bound responder")
     });
-    // It sheds its privileges right after the fork.
-    let shed = netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-        netsetgo_e2e::dhcp::status_field(pid, "Uid").starts_with(&NOBODY.to_string())
-    });
-    assert!(shed, "responder {pid} never became nobody");
+    // It sheds its privileges after the fork, then waits for frames: what
+    // `/proc` shows of it before it polls is still in the middle of that.
+    let waiting =
+        netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
+            in_syscall(pid, libc::SYS_poll)
+        });
+    assert!(waiting, "responder {pid} never waited in poll");
     (terms, client, pid)
 }
 
@@ -212,16 +214,13 @@ fn responders(world: &World) -> Vec<u32> {
 /// capabilities, so what `/proc` shows of it before is the helper's.
 fn new_responder(world: &World, before: &[u32]) -> u32 {
     let mut new = Vec::new();
-    let polling = format!("{} ", libc::SYS_poll);
     let waiting =
         netsetgo_e2e::wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
             new = responders(world)
                 .into_iter()
                 .filter(|p| !before.contains(p))
                 .collect();
-            new.len() == 1
-                && fs::read_to_string(format!("/proc/{}/syscall", new[0]))
-                    .is_ok_and(|s| s.starts_with(&polling))
+            new.len() == 1 && in_syscall(new[0], libc::SYS_poll)
         });
     assert_eq!(new.len(), 1, "one new responder: {new:?}");
     assert!(waiting, "responder {} never waited in poll", new[0]);
