@@ -177,6 +177,43 @@ fn a_tiny_fd_limit_is_survived_or_refused_cleanly() {
     assert_eq!(world.leases("brg0").len(), 3 + usize::from(out.success()));
 }
 
+/// Review round 19 (F3): with a hard `RLIMIT_NOFILE` of 0 and fd 0 closed,
+/// glibc's start-up of a setuid program cannot put /dev/null on fd 0 and
+/// stops the process by a fault before `main`. Nothing may be made, and a
+/// later call works as ever.
+#[test]
+fn a_zero_fd_limit_with_stdin_closed_stops_the_helper_before_anything() {
+    require_root!();
+    let world = world_with(POLICY);
+    let bin = bin();
+    let c = world.container(A);
+    let out = assert_unchanged(&world, &[&c], || {
+        world.run_as(
+            A,
+            &[
+                "sh",
+                "-c",
+                "exec prlimit --nofile=0:0 -- \"$@\" <&-",
+                "sh",
+                &bin,
+                "-pid",
+                &c.pid_arg(),
+            ],
+        )
+    });
+    // Stopped by the fault (prlimit, had it failed to run it, would have
+    // said so and exited), having printed nothing.
+    assert!(out.status.signal().is_some(), "{out}");
+    assert_eq!(
+        (out.stdout.as_str(), out.stderr.as_str()),
+        ("", ""),
+        "{out}"
+    );
+    assert!(world.all_leases().is_empty(), "{out}");
+    let w = wire(&world, &c);
+    assert_wired(&world, &c, &w);
+}
+
 /// Every directory under the world's /run/netsetgo is root:root 0700,
 /// every file root:root 0600 with one link, and nothing else is there.
 /// Returns the paths seen, relative to /run/netsetgo.
