@@ -68,7 +68,7 @@ pub(crate) async fn check(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<
     };
     let missing = inside.verify_attachment(&check).await.map_err(plumbing)?;
     match missing.first() {
-        None => options_hold(req, &host, &host_end, &addresses).await,
+        None => options_hold(req, &host_end, &addresses).await,
         Some(Missing::NotOnBridge | Missing::HostEndDown) => Err(host_end_broken()),
         Some(Missing::Peer | Missing::PeerDown) => Err(not_intact(format!(
             "{ifname} is not an up veth in {}",
@@ -101,7 +101,6 @@ fn addresses_of(prev: &CNIResult, ifname: &str) -> Vec<IpNetwork> {
 /// published ports, as the network's options and `runtimeConfig` ask.
 async fn options_hold(
     req: &Request<'_>,
-    host: &Netlink,
     host_end: &Link,
     addresses: &[IpNetwork],
 ) -> Result<(), Error> {
@@ -113,7 +112,8 @@ async fn options_hold(
         false => Learning::On,
     };
     let want = BridgePort::new(options.isolate, learning);
-    let port = host.bridge_port(host_end.index).await.map_err(plumbing)?;
+    // The host end's own look-up carried its bridge-port flags.
+    let port = host_end.port;
     if port != Some(want) {
         return Err(not_intact(format!(
             "bridge port {name} has flags {port:?}, not {want:?}"
