@@ -2,22 +2,30 @@
 //! (`IFLA_BRPORT_ISOLATED`) keeps isolated ports from reaching each other
 //! through the bridge, but a container can send its packets for another
 //! to the gateway's MAC and the host routes them back out of the same
-//! bridge. This drops what the host would forward from a bridge back to
-//! it, unless its connection was DNATed (a published port, reached
-//! through the hairpin):
+//! bridge. This drops everything the host would forward from a bridge
+//! back to it, connections to published ports included: reaching another
+//! container's published port through a host address (the hairpin) is
+//! reaching that container too. Bridge port isolation does not stop the
+//! hairpin by itself: the host sends the DNATed packet from the bridge
+//! device, not from the client's port, unless `br_netfilter` is active
+//! (`bridge-nf-call-iptables`), which hands a DNATed packet back to the
+//! bridge as one it forwards from the client's port.
 //!
 //! ```text
 //! chain forward { type filter hook forward priority filter; policy accept;
 //!     jump isolate comment "netplumb isolate" }
 //! chain isolate {
-//!     iifname "<bridge>" oifname "<bridge>" ct status & dnat == 0 drop comment "netplumb isolate <bridge>"
+//!     iifname "<bridge>" oifname "<bridge>" drop comment "netplumb isolate2 <bridge>"
 //! }
 //! ```
+//!
+//! (`isolate2`: until 2026-12 the rule passed DNATed connections and was
+//! tagged `netplumb isolate <bridge>`; a ruleset that holds only that one
+//! is not isolated, so that [`Nftables::isolated`] says so and
+//! [`Nftables::isolate`] adds this rule beside it. The older rule drops
+//! a part of what this one drops, and stays until the table goes.)
 
-use super::expr::{
-    ifname, Expr, IPS_DST_NAT, NFT_CMP_EQ, NFT_CT_STATUS, NFT_META_IIFNAME, NFT_META_OIFNAME,
-    NF_DROP,
-};
+use super::expr::{ifname, Expr, NFT_META_IIFNAME, NFT_META_OIFNAME, NF_DROP};
 use super::objects::user_comment;
 use super::postrouting::{JumpedRule, FORWARD_CHAIN};
 use super::proto::check_table;
@@ -31,8 +39,8 @@ const ISOLATE: &str = "isolate";
 impl Nftables {
     /// Isolates the containers on `bridge` from each other at layer 3 in
     /// table `inet <table>`: nothing the host routes from `bridge` back to
-    /// it passes unless its connection was DNATed (published ports stay
-    /// reachable through a host address). Creates, as needed and in one
+    /// it passes, not even to a published port (which stays reachable
+    /// from anywhere else through a host address). Creates, as needed and in one
     /// atomic batch, the table, its base chain `forward` (type filter,
     /// priority 0, policy accept), the regular chain `isolate` with one
     /// jump to it and the bridge's rule; a repeated request changes
@@ -61,12 +69,9 @@ fn isolation(table: &str, bridge: &str) -> Result<JumpedRule<'static>> {
             Expr::eq(&name),
             Expr::meta(NFT_META_OIFNAME),
             Expr::eq(&name),
-            Expr::Ct(NFT_CT_STATUS),
-            Expr::Mask(IPS_DST_NAT.to_ne_bytes().to_vec()),
-            Expr::Cmp(NFT_CMP_EQ, vec![0; 4]),
             Expr::Verdict(NF_DROP),
         ],
-        tag: user_comment(&format!("netplumb isolate {bridge}")),
+        tag: user_comment(&format!("netplumb isolate2 {bridge}")),
         what: format!("isolate {bridge}"),
         jump_tag: user_comment("netplumb isolate"),
     })
