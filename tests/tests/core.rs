@@ -7,8 +7,8 @@ use std::thread;
 use std::time::Duration;
 
 use netsetgo_e2e::checks::{
-    assert_refusal_line, assert_refused, assert_refused_unchanged, assert_unchanged_with,
-    assert_wired_in, wire, Maps,
+    assert_refusal_line, assert_refused, assert_refused_nft, assert_refused_unchanged,
+    assert_unchanged_with, assert_wired_in, wire, Maps,
 };
 use netsetgo_e2e::fixtures::{
     busy_world, uid, unused_pid, wait_for_ports, world_with, A, B, GATEWAY, POLICY,
@@ -367,12 +367,10 @@ fn refuses_an_existing_non_bridge_as_bridge() {
     assert!(world.leases("eth9").is_empty());
 }
 
-#[test]
-fn a_full_bridge_is_refused_before_anything_is_made() {
-    require_root!();
-    let (world, c, _w) = busy_world(POLICY);
-    // 1022 ports more (veths, down: quick to make) and brg0 holds 1023,
-    // the most a Linux bridge can.
+/// A busy world (policy `policy`) whose brg0 holds 1023 ports, the most
+/// a Linux bridge can: 1022 more veths (down: quick to make).
+fn full_world(policy: &str) -> (World, Container, Wired) {
+    let (world, c, w) = busy_world(policy);
     world
         .run(&[
             "sh",
@@ -381,16 +379,44 @@ fn a_full_bridge_is_refused_before_anything_is_made() {
         ])
         .expect_success("fill brg0");
     assert_eq!(world.snapshot().ports_of("brg0").len(), 1023);
-    let next = world.container(A);
-    let out = assert_refused(&world, &[&c, &next], A, &["-pid", &next.pid_arg()]);
-    for said in ["bridge brg0", "1023 ports", "until one leaves"] {
+    (world, c, w)
+}
+
+/// Refused with a line naming the bridge, its limit and what to do; and
+/// served once a port is free.
+fn refused_until_a_port_is_free(world: &World, next: &Container, out: &Output) {
+    for said in ["bridge brg0", "is full", "1023 ports", "until one leaves"] {
         assert!(out.stderr.contains(said), "{said}: {out}");
     }
-    // With room for one, the same call is served.
     world
         .run(&["ip", "link", "del", "fill1"])
         .expect_success("free a port");
-    wire(&world, &next);
+    wire(world, next);
+}
+
+/// A call that makes no firewall state leaves the refusal to the kernel,
+/// which refuses the pair's creating request (EXFULL) and unregisters
+/// both ends; the call undoes its lease: nothing changed, the ruleset
+/// (the guard's tables) included.
+#[test]
+fn a_full_bridge_is_refused_and_changes_nothing() {
+    require_root!();
+    let (world, c, _w) = full_world(POLICY);
+    let next = world.container(A);
+    let out = assert_refused_nft(&world, &[&c, &next], A, &["-pid", &next.pid_arg()]);
+    refused_until_a_port_is_free(&world, &next, &out);
+}
+
+/// A call that would publish counts the bridge's ports first: refused
+/// before its publication (and the network's publication table) is made.
+#[test]
+fn a_full_bridge_is_refused_before_a_publication_is_made() {
+    require_root!();
+    let (world, c, _w) = full_world(&format!("{POLICY}publish nsg-a default tcp 8000-8999\n"));
+    let next = world.container(A);
+    let args = ["-publish", "tcp:8080:80", "-pid", &next.pid_arg()];
+    let out = assert_refused_nft(&world, &[&c, &next], A, &args);
+    refused_until_a_port_is_free(&world, &next, &out);
 }
 
 /// Each of `cases` (flags before `-pid`) is refused, as nsg-a and as root,

@@ -82,17 +82,10 @@ impl From<netplumb::Error> for Failure {
                 "; a device of that name already exists, on the host or in the container (try another -vethNamePrefix)"
             }
             Some(libc::EPERM) | Some(libc::EACCES) => "; permission denied by the kernel",
-            // Checked before anything is made; a bridge that filled up in
-            // between (ports made by others than this network's calls)
-            // still says what is wrong.
-            Some(libc::EXFULL) => {
-                "; the bridge holds 1023 ports, the most a Linux bridge can: no container can join it until one leaves"
-            }
             _ => "",
         };
         let kind = match e {
             netplumb::Error::NotABridge { .. } | netplumb::Error::InvalidName(_) => Kind::Refused,
-            _ if e.errno() == Some(libc::EXFULL) => Kind::Unavailable,
             _ => Kind::Failed,
         };
         Failure {

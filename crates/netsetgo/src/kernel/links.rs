@@ -298,7 +298,8 @@ pub mod fake {
         pub ports: RefCell<BTreeMap<u32, BridgePort>>,
         /// Static forwarding entries: (bridge, MAC) -> port.
         pub pinned: RefCell<BTreeMap<(u32, [u8; 6]), u32>>,
-        /// Ports of every bridge that are not in `links` (`port_count`).
+        /// Ports of every bridge that are not in `links` (`port_count`,
+        /// and the kernel's limit in `attach`).
         pub extra_ports: std::cell::Cell<u32>,
     }
 
@@ -438,6 +439,19 @@ pub mod fake {
         ) -> std::result::Result<Attached, E> {
             if self.fail_attach.replace(false) {
                 return Err(netplumb::Error::InvalidName("injected".into()).into());
+            }
+            let bridge = self.links.borrow().get(&a.bridge).map(|b| b.name.clone());
+            let ports = bridge.and_then(|name| self.port_count(&name).ok().flatten());
+            if ports.unwrap_or(0) >= crate::policy::BRIDGE_PORTS {
+                // The kernel refuses the creating request (br_add_if:
+                // EXFULL) and unregisters both ends: nothing is made.
+                let full = std::io::Error::from_raw_os_error(libc::EXFULL);
+                return Err(netplumb::Error::Netlink {
+                    step: netplumb::Step::CreateVeth,
+                    object: a.host_name.into(),
+                    source: netplumb::NetlinkError::Errno(full),
+                }
+                .into());
             }
             let host_index = self.next_index();
             let peer_index = inside.next_index();

@@ -96,20 +96,34 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     }
 
     /// Refuses, before anything is made, a call for a bridge that already
-    /// holds [`BRIDGE_PORTS`], the most a Linux bridge can (the kernel
-    /// would refuse the pair with EXFULL). Its ports are counted from the
-    /// host side, by one ioctl that does not grow with the namespace.
+    /// holds [`BRIDGE_PORTS`], the most a Linux bridge can, if the call
+    /// would make firewall state that outlives its undo (the network's
+    /// publication table, masquerade, isolation or hairpin rules). Any
+    /// other call leaves the refusal to the kernel: it refuses the pair's
+    /// creating request with EXFULL and unregisters both ends, and the
+    /// call undoes its lease ([`Session::full`]). The ports are counted
+    /// from the host side by one ioctl, which walks the bridge's ports.
     pub(super) fn check_room(&self, bridge: &Link) -> Result<(), Failure> {
+        let network = &self.request.network;
+        if self.request.publish.is_empty() && !network.nat && !network.isolate {
+            return Ok(());
+        }
         let ports = self.sockets.host.port_count(&bridge.name)?.unwrap_or(0);
         if ports < BRIDGE_PORTS {
             return Ok(());
         }
-        Err(Failure::unavailable(format!(
-            "bridge {} of network {} already has {ports} ports, the most a Linux bridge can hold \
-             ({BRIDGE_PORTS}): no container can join it until one leaves (netsetgo -delete, or \
-             a container that exits); an administrator can add a network with a bridge of its own",
+        Err(self.full(bridge))
+    }
+
+    /// Why a call for `bridge` is refused when the bridge holds
+    /// [`BRIDGE_PORTS`] ports: its name, its limit and what to do.
+    pub(super) fn full(&self, bridge: &Link) -> Failure {
+        Failure::unavailable(format!(
+            "bridge {} of network {} is full: it holds {BRIDGE_PORTS} ports, the most a Linux \
+             bridge can: no container can join it until one leaves (netsetgo -delete, or a \
+             container that exits); an administrator can add a network with a bridge of its own",
             bridge.name, self.request.network.name
-        )))
+        ))
     }
 
     /// Makes sure the bridge is managed by this state (security.md 15): its

@@ -171,7 +171,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     }
 
     /// Makes the plan's pair on `bridge`, its peer in `netns`; the netdev
-    /// guard chain goes on the host end while it is down.
+    /// guard chain goes on the host end while it is down. On a bridge that
+    /// already holds the most ports Linux allows, the kernel refuses the
+    /// creating request (EXFULL) and unregisters both ends it had made, so
+    /// the refusal leaves no link, and says which bridge is full.
     async fn attach(
         &self,
         inside: &L,
@@ -182,10 +185,15 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         let network = &self.request.network;
         let attachment = plan.attachment(network, bridge.link.index, bridge.link.mtu, netns);
         let guard = |_: &Link| match &plan.guard {
-            Some(port) => self.sockets.filters.guard(port),
+            Some(port) => self.sockets.filters.guard(port).map_err(Attaching::Guard),
             None => Ok(()),
         };
-        self.sockets.host.attach(inside, &attachment, guard).await
+        let attached = self.sockets.host.attach(inside, &attachment, guard).await;
+        attached.map_err(|e| match e {
+            Attaching::Kernel(e) if e.errno() == Some(libc::EXFULL) => self.full(&bridge.link),
+            Attaching::Kernel(e) => e.into(),
+            Attaching::Guard(f) => f,
+        })
     }
 
     /// Binds the DHCP responder's socket to the new pair's host end (if
@@ -205,5 +213,18 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             dns: network.dns_servers(),
         };
         responder.bind(attached.host_index, &terms)
+    }
+}
+
+/// Why an attachment failed: the kernel's error, kept whole (its errno
+/// tells a full bridge), or the guard's.
+enum Attaching {
+    Kernel(netplumb::Error),
+    Guard(Failure),
+}
+
+impl From<netplumb::Error> for Attaching {
+    fn from(e: netplumb::Error) -> Attaching {
+        Attaching::Kernel(e)
     }
 }

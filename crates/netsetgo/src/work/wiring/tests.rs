@@ -661,7 +661,7 @@ fn a_bridge_with_the_most_ports_linux_allows_is_refused_before_anything_is_made(
     let (host, second) = wire_with(host, &filters, &store, &req, A, None);
     let refused = second.unwrap_err();
     assert_eq!(refused.kind, Kind::Unavailable, "{refused}");
-    for said in ["bridge brg0", "1023 ports", "(1023)", "until one leaves"] {
+    for said in ["bridge brg0", "is full", "1023 ports", "until one leaves"] {
         assert!(refused.message.contains(said), "{said}: {refused}");
     }
     assert_eq!(leases(&store).len(), 1);
@@ -671,6 +671,50 @@ fn a_bridge_with_the_most_ports_linux_allows_is_refused_before_anything_is_made(
         filters.log.borrow()
     );
     assert!(host.log.borrow().is_empty(), "{:?}", host.log.borrow());
+}
+
+/// A call that would make no firewall state (nothing published, no NAT,
+/// no isolation) does not count the ports: the kernel refuses the pair's
+/// creating request (EXFULL) and unregisters both ends, and the call
+/// undoes its lease, so it leaves nothing and says why.
+#[test]
+fn a_full_bridge_is_left_to_the_kernel_when_the_call_makes_no_rule() {
+    let dir = Scratch::new("fullkernel");
+    let store = dir.store(A);
+    let (host, filters) = shared();
+    let mut req = publishing(&[]);
+    req.network.isolate = false;
+    host.extra_ports.set(crate::policy::BRIDGE_PORTS - 1);
+    let (host, first) = wire_with(host, &filters, &store, &req, A, None);
+    first.unwrap();
+    filters.log.borrow_mut().clear();
+    let links: Vec<_> = host.links.borrow().keys().copied().collect();
+    let guarded = filters.guarded.borrow().clone();
+    // Full, for another container of the caller's.
+    let mut host = host;
+    host.target_nsid = Some(TARGET + 1);
+    let (host, second) = wire_with(host, &filters, &store, &req, A, None);
+    let refused = second.unwrap_err();
+    assert_eq!(refused.kind, Kind::Unavailable, "{refused}");
+    for said in ["bridge brg0", "is full", "1023 ports", "until one leaves"] {
+        assert!(refused.message.contains(said), "{said}: {refused}");
+    }
+    // Its lease undone (the teardown forgets a guard chain that was never
+    // made); no link, guard or rule.
+    assert_eq!(leases(&store).len(), 1);
+    assert!(ledger_is_free(&store, "10.10.10.3"));
+    let after: Vec<_> = host.links.borrow().keys().copied().collect();
+    assert_eq!(after, links);
+    assert_eq!(*filters.guarded.borrow(), guarded);
+    assert_eq!(*filters.log.borrow(), ["unguard veth0a0a0a03"]);
+    // With room for one, the same call is served.
+    host.extra_ports.set(crate::policy::BRIDGE_PORTS - 2);
+    let (_, third) = wire_with(host, &filters, &store, &req, A, None);
+    assert_eq!(third.unwrap().host_interface, "veth0a0a0a03");
+}
+
+fn ledger_is_free(store: &Store, address: &str) -> bool {
+    store.lock().unwrap().is_free(address.parse().unwrap())
 }
 
 #[test]
