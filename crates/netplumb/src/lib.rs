@@ -121,7 +121,7 @@ pub mod sockets;
 pub mod sysctl;
 mod wiring;
 
-pub use bridge_port::{BridgePort, FdbEntry, Learning};
+pub use bridge_port::{BridgePort, FdbEntry, Learning, LINK_LOCAL_FORWARDED};
 pub use error::{Error, NetlinkError, Result, Step};
 pub use intact::{AttachmentCheck, Missing};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
@@ -129,9 +129,9 @@ pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard,
-    GuardedPort, Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish,
-    RemoveMasquerade, Unpublish, GUARD_COMMON_CHAIN, GUARD_TABLES,
+    guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard, GuardedPort, Hairpin,
+    Masquerade, Nftables, Ports, Protocol, Publication, Publish, RemoveMasquerade, Unpublish,
+    GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN,
 };
 pub use wiring::{Attached, Attachment};
 

@@ -1052,7 +1052,7 @@ fn a_chain_goes_with_its_device_or_forget_removes_it() {
     assert!(!nft.guard(TABLE).forget(&p).execute().unwrap(), "forgotten");
     let ruleset = host.run(&["nft", "list", "ruleset"]);
     assert!(!ruleset.contains("gx0"), "{ruleset}");
-    let table = guard_table_name(TABLE, "gx0");
+    let table = guard_table_name(TABLE);
     assert!(
         ruleset.contains(&format!("table netdev {table} {{")),
         "{ruleset} (the chain was forgotten: {kernel_kept_it})"
@@ -1071,7 +1071,7 @@ fn guard_structure_as_documented() {
     nft.guard(TABLE).allow(&p).execute().unwrap();
     // One of the guard's tables (FNV-1a of "gx0" modulo 32), with the
     // port's chain and the chain every port of the table jumps to.
-    assert_eq!(guard_table_name(TABLE, "gx0"), "nsgguard_guard_30");
+    assert_eq!(guard_table_name(TABLE), "nsgguard_guard_30");
     assert_eq!(
         host.run(&["nft", "list", "tables"]),
         "table netdev nsgguard_guard_30\n"
@@ -1212,7 +1212,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     // Three ports in three of the guard's tables.
     for (port, n) in [(&p, 13), (&q, 26), (&r, 7)] {
         let table = format!("nsgguard_guard_{n}");
-        assert_eq!(guard_table_name(TABLE, &port.ifname), table);
+        assert_eq!(guard_table_name(TABLE), table);
         assert!(
             saved.contains(&format!("table netdev {table} {{")),
             "{saved}"
@@ -1223,7 +1223,7 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         [&p, &q, &r]
             .into_iter()
             .flat_map(|port| {
-                let table = guard_table_name(TABLE, &port.ifname);
+                let table = guard_table_name(TABLE);
                 normalised_bytecode(&host.run(&[
                     "nft",
                     "--debug=netlink",
@@ -1261,10 +1261,10 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
 /// Two host ends whose chains share one of the guard's tables: `gc0` and
 /// the first `gc<i>` that hashes to the same table.
 fn two_ports_of_one_table() -> (GuardedPort, GuardedPort, String) {
-    let table = guard_table_name(TABLE, "gc0");
+    let table = guard_table_name(TABLE);
     let other = (1..1000)
         .map(|i| format!("gc{i}"))
-        .find(|name| guard_table_name(TABLE, name) == table)
+        .find(|name| guard_table_name(TABLE) == table)
         .expect("a name in the same table");
     (
         port("gc0", MAC_A, "10.77.0.2", "fd00:77::2"),

@@ -82,8 +82,7 @@ mod wire;
 
 pub use self::claims::Claim;
 pub use self::guard::{
-    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GUARD_COMMON_CHAIN,
-    GUARD_TABLES,
+    guard_table_name, AllowPort, ForgetPort, Guard, GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN,
 };
 pub use self::guarded_port::GuardedPort;
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};

@@ -6,12 +6,12 @@ use super::batch::{Batch, IfRaced};
 use super::expr::{put_expressions, Expr};
 use super::proto::{
     datatype, put_elements, Family, SetSpec, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY,
-    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_DEV, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY,
+    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY,
     NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN,
     NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
     NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,
     NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, NF_DROP, NF_NETDEV_INGRESS,
+    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, 
 };
 use super::wire::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::Step;
@@ -61,26 +61,18 @@ impl Batch<'_> {
         hook: u32,
         priority: i32,
     ) {
-        self.hooked_chain(family, table, name, kind, (hook, priority, None), NF_ACCEPT);
+        self.hooked_chain(family, table, name, kind, (hook, priority), NF_ACCEPT);
     }
 
-    /// Base chain `name` on the ingress hook of device `device` (`netdev`
-    /// family), with policy drop. It may exist as exactly that (the kernel
-    /// then updates nothing but the policy).
-    pub(super) fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
-        let hook = (NF_NETDEV_INGRESS, priority, Some(device));
-        self.hooked_chain(Family::Netdev, table, name, "filter", hook, NF_DROP);
-    }
-
-    /// Base chain `name` of type `kind` on `hook` (its number, priority
-    /// and, for a netdev ingress hook, device), with `policy`.
+    /// Base chain `name` of type `kind` on `hook` (its number and
+    /// priority), with `policy`.
     fn hooked_chain(
         &mut self,
         family: Family,
         table: &str,
         name: &str,
         kind: &str,
-        (hook, priority, device): (u32, i32, Option<&str>),
+        (hook, priority): (u32, i32),
         policy: u32,
     ) {
         self.add(
@@ -95,9 +87,6 @@ impl Batch<'_> {
                 a.nest(NFTA_CHAIN_HOOK, |a| {
                     a.be32(NFTA_HOOK_HOOKNUM, hook);
                     a.be32(NFTA_HOOK_PRIORITY, priority as u32);
-                    if let Some(device) = device {
-                        a.string(NFTA_HOOK_DEV, device);
-                    }
                 });
                 a.be32(NFTA_CHAIN_POLICY, policy);
                 a.string(NFTA_CHAIN_TYPE, kind);
@@ -261,6 +250,22 @@ impl Batch<'_> {
         };
         self.add(msg, flags, step, object, IfRaced::Fail, |a| {
             put_elements(a, table, set, &[(key, data)])
+        });
+    }
+}
+
+impl Batch<'_> {
+    /// The one message that adds (`NFT_MSG_NEWSETELEM`, `Op::Add`) or
+    /// deletes (`NFT_MSG_DELSETELEM`) `keys` of plain set `<family> <table>
+    /// <set>` (the batch's family).
+    pub(super) fn keys(&mut self, op: Op, table: &str, set: &str, keys: &[Vec<u8>], object: String) {
+        let (msg, flags, step) = match op {
+            Op::Delete => (NFT_MSG_DELSETELEM, 0, Step::NftDeleteElement),
+            Op::Add | Op::AddNew => (NFT_MSG_NEWSETELEM, NLM_F_CREATE, Step::NftAddElement),
+        };
+        let elements: Vec<(&[u8], Option<&[u8]>)> = keys.iter().map(|k| (&k[..], None)).collect();
+        self.add(msg, flags, step, object, IfRaced::Fail, |a| {
+            put_elements(a, table, set, &elements)
         });
     }
 }

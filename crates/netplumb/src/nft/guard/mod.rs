@@ -180,34 +180,51 @@
 //! reaches it.
 
 mod rules;
+mod sets;
 
-use self::rules::{common_rules, port_rules};
+use self::rules::{common_rules, input_rules, port_rules, prerouting_rules};
+use self::sets::{port_elements, PORTS, SETS};
 use super::batch::Batch;
 use super::expr::Expr;
 use super::guarded_port::GuardedPort;
-use super::proto::{check_table, Family};
+use super::objects::Op;
+use super::proto::{check_table, Family, NF_BR_LOCAL_IN, NF_BR_PRE_ROUTING};
 use super::socket::Nftables;
 use crate::error::Result;
 use crate::links::check_name;
 
-/// Before everything nft users usually hook at netdev ingress.
+/// Before everything nft users usually hook at bridge prerouting and input
+/// (ebtables' `broute` table excepted, at `NF_BR_PRI_FIRST`).
 const PRIORITY: i32 = -500;
 
-/// The regular chain of each guard table that every port's chain jumps to:
-/// the rules that read neither the port's MAC nor its addresses. Shared
-/// structure, like the table: it stays when the table's last port goes.
+/// The regular chain that [`GUARD_PORT_CHAIN`] jumps to: the rules that
+/// read neither the port's MAC nor its addresses.
 pub const GUARD_COMMON_CHAIN: &str = "common";
 
+/// The regular chain prerouting jumps to for every guarded port: the rules
+/// that read the port's MAC and addresses, from the guard's sets.
+pub const GUARD_PORT_CHAIN: &str = "port";
+
+/// The guard's chains: name, hook (for the two base chains) and rules, in
+/// the order they are made (a chain before the chains that jump to it).
+fn chains() -> [(&'static str, Option<u32>, Vec<Vec<Expr>>); 4] {
+    [
+        (GUARD_COMMON_CHAIN, None, common_rules()),
+        (GUARD_PORT_CHAIN, None, port_rules()),
+        ("prerouting", Some(NF_BR_PRE_ROUTING), prerouting_rules()),
+        ("input", Some(NF_BR_LOCAL_IN), input_rules()),
+    ]
+}
+
 impl Nftables {
-    /// The guard of containers' host ends, each a chain in one of
-    /// [`GUARD_TABLES`] netdev tables named `<table>_guard_<n>`
-    /// ([`guard_table_name`]).
+    /// The guard of containers' host ends: one bridge table,
+    /// [`guard_table_name`], for every port.
     pub fn guard<'a>(&'a self, table: &'a str) -> Guard<'a> {
         Guard { nft: self, table }
     }
 }
 
-/// The guard of host ends, a netdev chain each: [`Nftables::guard`].
+/// The guard of host ends: [`Nftables::guard`].
 #[derive(Debug, Clone, Copy)]
 pub struct Guard<'a> {
     nft: &'a Nftables,
@@ -215,15 +232,16 @@ pub struct Guard<'a> {
 }
 
 impl<'a> Guard<'a> {
-    /// Guards `port`: from then on its host end receives only frames from
-    /// its MAC with its addresses (and ARP and neighbour discovery for
-    /// those, DHCP discovery, duplicate address detection), nothing posing
-    /// as a DHCP server or a router. One batch: the port's table (shared
-    /// with other ports) if missing, the table's [`GUARD_COMMON_CHAIN`] if
-    /// missing or without all its rules, the port's chain if missing, its
-    /// rules replaced by the port's; so it may be run again at any time
-    /// (after a ruleset flush, say) and leaves the same chains. On kernels
-    /// before 6.16 the host end must exist.
+    /// Guards `port`: from then on the bridge passes from its host end only
+    /// frames from its MAC with its addresses (and ARP and neighbour
+    /// discovery for those, DHCP discovery, duplicate address detection),
+    /// nothing posing as a DHCP server or a router. One batch of the port's
+    /// set elements; the table, its sets and chains too when a look-up finds
+    /// them missing or short of rules. It may be run again at any time
+    /// (after a ruleset flush, say). The host end must be a bridge port
+    /// with [`LINK_LOCAL_FORWARDED`](crate::LINK_LOCAL_FORWARDED) in its
+    /// group forwarding mask (`Learning::Pinned`) for link-local frames to
+    /// reach the guard.
     pub fn allow(self, port: &GuardedPort) -> AllowPort<'a> {
         AllowPort {
             at: self,
@@ -231,11 +249,8 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Stops guarding `port`: deletes its chain, if there is one; the
-    /// table and its [`GUARD_COMMON_CHAIN`], which other ports share,
-    /// stay. (Before Linux 6.16 the kernel deletes a single-device netdev
-    /// chain itself when the device goes away; from 6.16 on the chain
-    /// stays.)
+    /// Stops guarding `port`: deletes its set elements, if any; the table,
+    /// its sets and chains, which other ports share, stay.
     pub fn forget(self, port: &GuardedPort) -> ForgetPort<'a> {
         ForgetPort {
             at: self,
@@ -244,28 +259,41 @@ impl<'a> Guard<'a> {
     }
 
     /// What of `port`'s guard is missing or lacks rules, named (`chain
-    /// netdev <table> <chain>`): its table's shared [`GUARD_COMMON_CHAIN`]
-    /// and its own chain; empty when both are there with as many rules as
-    /// the guard gives them. Two look-ups, whatever the number of ports.
+    /// bridge <table> <chain>`, `element bridge <table> <set> <name>`): the
+    /// shared chains, the port's entry in the set of guarded ports and its
+    /// MAC; empty when all are there.
     pub fn missing(self, port: &GuardedPort) -> Result<Vec<String>> {
         let table = checked_table(self.table, &port.ifname)?;
-        let mut missing = Vec::new();
-        for (chain, rules) in [
-            (GUARD_COMMON_CHAIN.to_string(), common_rules().len()),
-            (guard_chain_name(&port.ifname), port_rules(port).len()),
-        ] {
-            if self.nft.rules(Family::Netdev, &table, &chain)?.len() != rules {
-                missing.push(format!("chain netdev {table} {chain}"));
+        let mut missing = short_chains(self.nft, &table)?;
+        let elements = port_elements(port);
+        for (set, keys) in SETS.iter().zip(&elements).take(2) {
+            let object = format!("element bridge {table} {} {}", set.name, port.ifname);
+            if self
+                .nft
+                .element(Family::Bridge, &table, set.name, &keys[0], &object)?
+                .is_none()
+            {
+                missing.push(object);
             }
         }
         Ok(missing)
     }
 
-    /// Whether `port`'s chain and its table's shared chain are there with
-    /// as many rules as the guard gives them ([`Guard::missing`]).
+    /// Whether nothing of `port`'s guard is missing ([`Guard::missing`]).
     pub fn present(self, port: &GuardedPort) -> Result<bool> {
         Ok(self.missing(port)?.is_empty())
     }
+}
+
+/// The shared chains that are missing or lack rules, named.
+fn short_chains(nft: &Nftables, table: &str) -> Result<Vec<String>> {
+    let mut short = Vec::new();
+    for (chain, _, rules) in chains() {
+        if nft.rules(Family::Bridge, table, chain)?.len() != rules.len() {
+            short.push(format!("chain bridge {table} {chain}"));
+        }
+    }
+    Ok(short)
 }
 
 /// A request of [`Guard::allow`].
@@ -277,61 +305,61 @@ pub struct AllowPort<'a> {
 }
 
 impl AllowPort<'_> {
-    /// Applies it: one batch, and before it a look-up of the table's
-    /// shared chain. Only when that chain is missing or lacks rules does
-    /// the batch (re)make it (and the table if missing), tied to the
-    /// ruleset generation it was planned at, so that of two calls making it
-    /// at once one wins and the other plans again.
+    /// Applies it: one batch, and before it a look-up of the shared chains.
+    /// Only when one is missing or lacks rules does the batch (re)make the
+    /// structure, tied to the ruleset generation it was planned at, so that
+    /// of two calls making it at once one wins and the other plans again.
     pub fn execute(self) -> Result<()> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = &checked_table(table, name)?;
-        let (netdev, common) = (Family::Netdev, common_rules());
         let what = format!("guard port {name}");
-        let intact = || Ok(nft.rules(netdev, table, GUARD_COMMON_CHAIN)?.len() == common.len());
-        let port = |batch: &mut Batch<'_>| {
-            let chain = guard_chain_name(name);
-            batch.ingress_chain(table, &chain, name, PRIORITY);
-            batch.flush_chain(netdev, table, &chain);
-            add_rules(batch, table, &chain, &port_rules(&self.port));
+        let elements = port_elements(&self.port);
+        let add = |batch: &mut Batch<'_>| {
+            for (set, keys) in SETS.iter().zip(&elements) {
+                let object = format!("element bridge {table} {} {name}", set.name);
+                batch.keys(Op::Add, table, set.name, keys, object);
+            }
         };
-        // With `common` in place the table is too: were it deleted before
-        // the commit, the jump to `common` would fail anyway.
-        if intact()? {
-            let mut batch = Batch::new(nft, netdev, None, what);
-            port(&mut batch);
+        if short_chains(nft, table)?.is_empty() {
+            let mut batch = Batch::new(nft, Family::Bridge, None, what);
+            add(&mut batch);
             return batch.commit_once();
         }
         nft.transact(&what, |genid| {
-            let mut batch = Batch::new(nft, netdev, Some(genid), what.clone());
-            if !intact()? {
-                batch.table(netdev, table);
-                if nft.chain_exists(netdev, table, GUARD_COMMON_CHAIN)? {
-                    batch.flush_chain(netdev, table, GUARD_COMMON_CHAIN);
-                } else {
-                    batch.new_chain(netdev, table, GUARD_COMMON_CHAIN);
-                }
-                add_rules(&mut batch, table, GUARD_COMMON_CHAIN, &common);
-            }
-            port(&mut batch);
+            let mut batch = Batch::new(nft, Family::Bridge, Some(genid), what.clone());
+            structure(nft, &mut batch, table)?;
+            add(&mut batch);
             Ok(Some(batch))
         })
         .map(drop)
     }
 }
 
-/// Appends `rules` to chain `netdev <table> <chain>` in `batch`.
-fn add_rules(batch: &mut Batch<'_>, table: &str, chain: &str, rules: &[Vec<Expr>]) {
-    for (i, rule) in rules.iter().enumerate() {
-        batch.rule(
-            Family::Netdev,
-            table,
-            chain,
-            rule,
-            None,
-            &format!("rule {}", i + 1),
-        );
+/// Appends to `batch` the table, the sets it lacks and every chain with
+/// its rules (an existing chain flushed first).
+fn structure(nft: &Nftables, batch: &mut Batch<'_>, table: &str) -> Result<()> {
+    let bridge = Family::Bridge;
+    batch.table(bridge, table);
+    for set in &SETS {
+        if !nft.set_exists(bridge, table, set.name)? {
+            batch.new_set(bridge, table, set);
+        }
     }
+    for (chain, hook, rules) in chains() {
+        match hook {
+            Some(hook) => batch.base_chain(bridge, table, chain, "filter", hook, PRIORITY),
+            None if !nft.chain_exists(bridge, table, chain)? => {
+                batch.new_chain(bridge, table, chain)
+            }
+            None => {}
+        }
+        batch.flush_chain(bridge, table, chain);
+        for (i, rule) in rules.iter().enumerate() {
+            batch.rule(bridge, table, chain, rule, None, &format!("rule {}", i + 1));
+        }
+    }
+    Ok(())
 }
 
 /// A request of [`Guard::forget`].
@@ -343,41 +371,43 @@ pub struct ForgetPort<'a> {
 }
 
 impl ForgetPort<'_> {
-    /// Applies it. Returns `true` when a chain was deleted.
+    /// Applies it. Returns `true` when the port was in the set of guarded
+    /// ports. One batch deletes every element; if one is missing (`ENOENT`,
+    /// which fails the whole batch), each set's go in a batch of their own.
     pub fn execute(self) -> Result<bool> {
         let Guard { nft, table } = self.at;
         let name = &self.port.ifname;
         let table = checked_table(table, name)?;
-        let mut batch = Batch::new(nft, Family::Netdev, None, format!("forget port {name}"));
-        batch.delete_chain(Family::Netdev, &table, &guard_chain_name(name));
-        match batch.commit_once() {
-            Ok(()) => Ok(true),
-            // No table, or no chain (gone with its device, say).
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(e),
+        let elements = port_elements(&self.port);
+        let delete = |sets: &[(usize, &Vec<Vec<u8>>)]| {
+            let mut batch = Batch::new(nft, Family::Bridge, None, format!("forget port {name}"));
+            for &(i, keys) in sets {
+                let object = format!("element bridge {table} {} {name}", SETS[i].name);
+                batch.keys(Op::Delete, &table, SETS[i].name, keys, object);
+            }
+            match batch.commit_once() {
+                Ok(()) => Ok(true),
+                Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+                Err(e) => Err(e),
+            }
+        };
+        let all: Vec<_> = elements.iter().enumerate().collect();
+        if delete(&all)? {
+            return Ok(true);
         }
+        let mut guarded = false;
+        for one in all {
+            let deleted = delete(&[one])?;
+            guarded |= deleted && SETS[one.0].name == PORTS;
+        }
+        Ok(guarded)
     }
 }
 
-/// How many netdev tables hold the guard's chains. A batch names its table
-/// in every message, and the kernel finds a table by walking the list of
-/// all tables (`nft_table_lookup`), while a commit validates every base
-/// chain of a table it marked (`nft_table_validate`): a fixed number of
-/// tables bounds the first walk, and spreading the ports over them keeps
-/// the second short (see the module docs).
-pub const GUARD_TABLES: u32 = 32;
-
-/// The name of the netdev table that holds the chain of host end `ifname`
-/// (a name [`check_name`] accepts) for the guard of
-/// [`Nftables::guard`]`(table)`: `<table>_guard_<n>`, `n` the 32-bit FNV-1a
-/// hash of the name modulo [`GUARD_TABLES`], so `netsetgo_guard_13` for
-/// `netsetgo` and `veth0a0a0a02`. The mapping never changes: `-restore`,
-/// `-check` and the removal of a lease find the chain by it.
-pub fn guard_table_name(table: &str, ifname: &str) -> String {
-    let hash = ifname.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    format!("{table}_guard_{}", hash % GUARD_TABLES)
+/// The name of the bridge table that holds the guard of every host end of
+/// [`Nftables::guard`]`(table)`: `<table>_guard`.
+pub fn guard_table_name(table: &str) -> String {
+    format!("{table}_guard")
 }
 
 /// [`guard_table_name`], once `table` and `ifname` are valid names and so
@@ -385,27 +415,9 @@ pub fn guard_table_name(table: &str, ifname: &str) -> String {
 fn checked_table(table: &str, ifname: &str) -> Result<String> {
     check_table(table)?;
     check_name(ifname)?;
-    let name = guard_table_name(table, ifname);
+    let name = guard_table_name(table);
     check_table(&name)?;
     Ok(name)
-}
-
-/// The name of the chain of host end `ifname` (a name [`check_name`]
-/// accepts): `port_` and the name with `_` written `__`, `.` `_d` and `-`
-/// `_h`. nft 1.0.6 lists chain names unquoted and reads back only plain
-/// identifiers (a leading digit, a `.` or a keyword fail), so the whole
-/// listing would not load; each host end still has a chain of its own.
-pub fn guard_chain_name(ifname: &str) -> String {
-    let mut out = String::from("port_");
-    for c in ifname.chars() {
-        match c {
-            '_' => out.push_str("__"),
-            '.' => out.push_str("_d"),
-            '-' => out.push_str("_h"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -413,41 +425,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chain_names_are_plain_identifiers_one_per_host_end() {
-        assert_eq!(guard_chain_name("veth0a0a0a02"), "port_veth0a0a0a02");
-        assert_eq!(guard_chain_name("9v.a-b_0"), "port_9v_da_hb__0");
-        assert_ne!(guard_chain_name("a_d"), guard_chain_name("a."));
-        assert_ne!(guard_chain_name("a_h"), guard_chain_name("a-"));
-    }
-
-    #[test]
-    fn host_ends_spread_over_a_fixed_number_of_tables() {
-        // FNV-1a of the name, modulo 32: fixed for good.
-        assert_eq!(
-            guard_table_name("netsetgo", "veth0a0a0a02"),
-            "netsetgo_guard_1"
-        );
-        assert_eq!(guard_table_name("netsetgo", "9v.a-b_0"), "netsetgo_guard_7");
-        // A thousand host ends of one network: every table used, none with
-        // more than 36 of them.
-        let mut count = [0u32; GUARD_TABLES as usize];
-        for i in 1..=1000u32 {
-            let name = guard_table_name("netsetgo", &format!("veth0a0a{i:04x}"));
-            let n: usize = name["netsetgo_guard_".len()..].parse().unwrap();
-            count[n] += 1;
-        }
-        assert!(count.iter().all(|&c| (1..=36).contains(&c)), "{count:?}");
-    }
-
-    #[test]
     fn table_names_are_checked() {
         assert_eq!(
             checked_table("netsetgo", "veth0a0a0a02").unwrap(),
-            "netsetgo_guard_1"
+            "netsetgo_guard"
         );
         assert!(checked_table("net setgo", "veth0").is_err());
         assert!(checked_table("netsetgo", "a/b").is_err());
         // Valid alone, too long with the suffix.
         assert!(checked_table(&"t".repeat(60), "veth0").is_err());
+    }
+
+    #[test]
+    fn the_port_chain_ends_in_a_drop_and_base_chains_jump_only_for_guarded_ports() {
+        let [_, port, pre, input] = chains();
+        assert_eq!(port.2.last(), Some(&vec![Expr::Verdict(0)]));
+        assert_eq!(pre.2.len(), 1);
+        assert_eq!(input.2.len(), 1);
+        assert!(pre.2[0].contains(&Expr::Jump(GUARD_PORT_CHAIN.into())));
     }
 }

@@ -47,10 +47,11 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use self::neighbour::{neighbour_common_rules, neighbour_port_rules};
-use super::{GuardedPort, GUARD_COMMON_CHAIN};
+use super::sets::{ARP_SENDERS, MACS, PORTS, V4, V6};
+use super::{GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN};
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_RETURN,
-    NF_ACCEPT, NF_DROP,
+    reg32, Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_IIFTYPE, NFT_META_L4PROTO,
+    NFT_META_PROTOCOL, NFT_RETURN, NF_ACCEPT, NF_DROP,
 };
 
 /// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
@@ -93,25 +94,75 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     rules
 }
 
-/// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
-/// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
-/// first, then IPv6 and what `::` may send, ARP (the least) last.
-pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+/// Bridge prerouting's one rule: `meta iifname @ports jump port`. Frames
+/// from host ends that are not guarded pass (policy accept) after one
+/// lookup.
+pub(super) fn prerouting_rules() -> Vec<Vec<Expr>> {
+    vec![[guarded(), vec![Expr::Jump(GUARD_PORT_CHAIN.into())]].concat()]
+}
+
+/// Bridge input's one rule: nothing from a guarded port to 01:80:c2:00:00:0X.
+/// With the port's group forwarding mask such frames pass prerouting
+/// first; should the mask be reset, this still stops all of them but 0x0E
+/// (LLDP), which the bridge hands to the port's own stack without a hook.
+pub(super) fn input_rules() -> Vec<Vec<Expr>> {
+    let mut link = link_rules();
+    vec![[guarded(), link.swap_remove(0)].concat()]
+}
+
+/// `meta iifname @ports`.
+fn guarded() -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIFNAME),
+        Expr::Lookup {
+            set: PORTS.into(),
+            map: false,
+            invert: false,
+        },
+    ]
+}
+
+/// The rules of the shared chain [`GUARD_PORT_CHAIN`] that prerouting
+/// jumps to for every guarded port, in order: they read the port's MAC and
+/// addresses from the guard's sets, keyed by the input device's name
+/// ([`lookup`]), where the netdev guard had them as constants of a chain of
+/// the port's own. Its MAC, the jump, IPv4 (the most frequent) first, then
+/// IPv6 and what `::` may send, ARP (the least) last, and a final drop:
+/// this is a regular chain, whose end returns to prerouting's policy
+/// accept.
+pub(super) fn port_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
-        [
-            ether(),
-            vec![Expr::payload(Base::Link, 6, 6), ne(&port.mac), drop()],
-        ]
-        .concat(),
+        [ether(), lookup(MACS, Base::Link, 6, 6, true), vec![drop()]].concat(),
         vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
     ];
-    rules.extend(ipv4_rules(&port.ipv4));
-    rules.extend(neighbour_port_rules(port));
-    rules.extend(ipv6_rules(&port.ipv6));
+    rules.extend(ipv4_rules());
+    rules.extend(neighbour_port_rules());
+    rules.extend(ipv6_rules());
     rules.push(from_unspecified(ND_NEIGHBOR_SOLICIT));
     rules.push(from_unspecified(MLD2_LISTENER_REPORT));
-    rules.extend(arp_rules(port));
+    rules.push(arp_rule());
+    rules.push(vec![drop()]);
     rules
+}
+
+/// `meta iifname . <len> bytes at <base> + <offset> [!=] @<set>`: the key
+/// is the input device's name (register 1, 16 bytes) followed by the
+/// payload (from the fifth 4-byte register on).
+pub(super) fn lookup(set: &str, base: Base, offset: u32, len: u32, invert: bool) -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIFNAME),
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg: reg32(4),
+        },
+        Expr::Lookup {
+            set: set.into(),
+            map: false,
+            invert,
+        },
+    ]
 }
 
 /// `meta iiftype ether`: what nft puts before an `ether` match.
@@ -164,6 +215,16 @@ fn icmpv6_type(t: u8) -> Vec<Expr> {
 }
 
 /// `ip saddr <a>`.
+fn own_ip_saddr() -> Vec<Expr> {
+    [protocol(ETH_P_IP), lookup(V4, Base::Network, 12, 4, false)].concat()
+}
+
+/// `ip6 saddr` in the port's IPv6 addresses.
+fn own_ip6_saddr() -> Vec<Expr> {
+    [protocol(ETH_P_IPV6), lookup(V6, Base::Network, 8, 16, false)].concat()
+}
+
+/// `ip saddr <a>`.
 fn ip_saddr(a: &Ipv4Addr) -> Vec<Expr> {
     [
         protocol(ETH_P_IP),
@@ -210,32 +271,22 @@ fn link_rules() -> Vec<Vec<Expr>> {
 }
 
 /// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
-/// duplicate address detection).
-fn arp_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+/// ARP from the port's MAC and one of its addresses (or 0.0.0.0), as
+/// sender, Ethernet and IPv4 only.
+fn arp_rule() -> Vec<Expr> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for a in port.ipv4.iter().chain([&Ipv4Addr::UNSPECIFIED]) {
-        // htype 1 ptype ip, hlen 6 plen 4, sender MAC and address: as nft
-        // merges them.
-        let mut sender = port.mac.to_vec();
-        sender.extend_from_slice(&a.octets());
-        rules.push(
-            [
-                protocol(ETH_P_ARP),
-                vec![
-                    load(Base::Network, 0, 4),
-                    Expr::eq(&[0, 1, 8, 0]),
-                    load(Base::Network, 4, 2),
-                    Expr::eq(&[6, 4]),
-                    load(Base::Network, 8, 10),
-                    Expr::eq(&sender),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    [
+        protocol(ETH_P_ARP),
+        vec![
+            load(Base::Network, 0, 4),
+            Expr::eq(&[0, 1, 8, 0]),
+            load(Base::Network, 4, 2),
+            Expr::eq(&[6, 4]),
+        ],
+        lookup(ARP_SENDERS, Base::Network, 8, 10, false),
+        vec![accept()],
+    ]
+    .concat()
 }
 
 /// Only the whitelisted transport protocols of EtherType `t`, nothing
@@ -329,48 +380,37 @@ fn ip6_nexthdr(p: u8) -> Vec<Expr> {
 
 /// IPv4 from the port's addresses (fragments only where they cannot read
 /// as a reply to a DHCP client).
-fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
+fn ipv4_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for a in addresses {
-        rules.push(
-            [
-                ip_saddr(a),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
-            ]
-            .concat(),
-        );
-        // UDP, whole or a first fragment: its ports were checked above.
-        rules.push(
-            [
-                ip_saddr(a),
-                l4proto(UDP),
-                frag_offset(),
-                vec![Expr::eq(&[0, 0]), accept()],
-            ]
-            .concat(),
-        );
-        rules.push(
-            [
-                ip_saddr(a),
-                l4proto(UDP),
-                frag_offset(),
-                vec![
-                    ne(&[0, 0]),
-                    // ip hdrlength 5
-                    load(Base::Network, 0, 1),
-                    Expr::Mask(vec![0x0f]),
-                    Expr::eq(&[5]),
-                    // Where a UDP destination port would be.
-                    load(Base::Network, 22, 2),
-                    ne(&68u16.to_be_bytes()),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    vec![
+        [
+            own_ip_saddr(),
+            vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+        ]
+        .concat(),
+        [
+            own_ip_saddr(),
+            l4proto(UDP),
+            frag_offset(),
+            vec![Expr::eq(&[0, 0]), accept()],
+        ]
+        .concat(),
+        [
+            own_ip_saddr(),
+            l4proto(UDP),
+            frag_offset(),
+            vec![
+                ne(&[0, 0]),
+                load(Base::Network, 0, 1),
+                Expr::Mask(vec![0x0f]),
+                Expr::eq(&[5]),
+                load(Base::Network, 22, 2),
+                ne(&68u16.to_be_bytes()),
+                accept(),
+            ],
+        ]
+        .concat(),
+    ]
 }
 
 /// DHCP discovery from 0.0.0.0 (whole, from port 68 to 67).
@@ -392,42 +432,35 @@ fn dhcp_discovery_rule() -> Vec<Expr> {
 
 /// IPv6 from the port's addresses (fragments only where they cannot read
 /// as a reply to a DHCPv6 client).
-fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
+fn ipv6_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for x in addresses {
-        rules.push(
-            [
-                ip6_saddr(x),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
-            ]
-            .concat(),
-        );
-        // UDP right after the IPv6 header: its ports were checked above.
-        rules.push([ip6_saddr(x), l4proto(UDP), ip6_nexthdr(UDP), vec![accept()]].concat());
-        rules.push(
-            [
-                ip6_saddr(x),
-                l4proto(UDP),
-                ip6_nexthdr(IPV6_FRAGMENT),
-                vec![
-                    // UDP right after the fragment header: behind another
-                    // extension header (destination options, say) the
-                    // reads below and the port drops would not see UDP's
-                    // ports, so such a packet meets the policy.
-                    load(Base::Network, 40, 1),
-                    Expr::eq(&[UDP]),
-                    // Where a UDP destination port would be, after the
-                    // fragment header.
-                    load(Base::Network, 50, 2),
-                    ne(&546u16.to_be_bytes()),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    vec![
+        [
+            own_ip6_saddr(),
+            vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+        ]
+        .concat(),
+        [
+            own_ip6_saddr(),
+            l4proto(UDP),
+            ip6_nexthdr(UDP),
+            vec![accept()],
+        ]
+        .concat(),
+        [
+            own_ip6_saddr(),
+            l4proto(UDP),
+            ip6_nexthdr(IPV6_FRAGMENT),
+            vec![
+                load(Base::Network, 40, 1),
+                Expr::eq(&[UDP]),
+                load(Base::Network, 50, 2),
+                ne(&546u16.to_be_bytes()),
+                accept(),
+            ],
+        ]
+        .concat(),
+    ]
 }
 
 /// ICMPv6 of type `t` from `::` (neighbour solicitations for duplicate
@@ -445,6 +478,6 @@ fn from_unspecified(t: u8) -> Vec<Expr> {
     .concat()
 }
 
-mod neighbour;
+pub(super) mod neighbour;
 #[cfg(test)]
 mod tests;

@@ -17,15 +17,16 @@
 
 use std::net::Ipv6Addr;
 
-use super::{drop, icmpv6_type, ne, GuardedPort, ICMPV6, ND_NEIGHBOR_SOLICIT};
+use super::{drop, icmpv6_type, lookup, ne, ICMPV6, ND_NEIGHBOR_SOLICIT};
 use crate::nft::expr::{Base, Expr};
+use crate::nft::guard::sets::{SOURCE_LLADDR, TARGET_LLADDR, V6};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
-const ND_OPT_SOURCE_LLADDR: u8 = 1;
-const ND_OPT_TARGET_LLADDR: u8 = 2;
+pub(in crate::nft::guard) const ND_OPT_SOURCE_LLADDR: u8 = 1;
+pub(in crate::nft::guard) const ND_OPT_TARGET_LLADDR: u8 = 2;
 /// RFC 7527's nonce, which Linux puts in its duplicate address detection.
 const ND_OPT_NONCE: u8 = 14;
 
@@ -61,10 +62,10 @@ pub(super) fn neighbour_common_rules() -> Vec<Vec<Expr>> {
 /// the port's MAC (from `::` a neighbour solicitation's option is the
 /// nonce of [`neighbour_common_rules`]); duplicate address detection and
 /// neighbour advertisements only for the port's own addresses. All drops.
-pub(super) fn neighbour_port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
+pub(super) fn neighbour_port_rules() -> Vec<Vec<Expr>> {
     let mut rules = Vec::new();
     for (t, fixed, option) in MESSAGES {
-        rules.push(option_rule(port, t, fixed, option));
+        rules.push(option_rule(t, fixed, option));
         // Which messages name one of the port's addresses as their target:
         // duplicate address detection (from `::`) and every advertisement.
         let which = match t {
@@ -72,7 +73,7 @@ pub(super) fn neighbour_port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
             ND_NEIGHBOR_ADVERT => Vec::new(),
             _ => continue,
         };
-        rules.push([icmpv6_type(t), which, own_targets(port), vec![drop()]].concat());
+        rules.push([icmpv6_type(t), which, own_targets(), vec![drop()]].concat());
     }
     rules
 }
@@ -93,13 +94,10 @@ fn with_option(fixed: u16) -> [u8; 2] {
     (fixed + 8).to_be_bytes()
 }
 
-/// `@th,64,128 != X` for each of the port's IPv6 addresses: the message's
+/// `@th,64,128` not one of the port's IPv6 addresses: the message's
 /// target is none of them.
-fn own_targets(port: &GuardedPort) -> Vec<Expr> {
-    port.ipv6
-        .iter()
-        .flat_map(|x| [Expr::payload(Base::Transport, 8, 16), ne(&x.octets())])
-        .collect()
+fn own_targets() -> Vec<Expr> {
+    lookup(V6, Base::Transport, 8, 16, true)
 }
 
 /// The rules of message type `t` (`fixed` bytes without options) that
@@ -129,9 +127,12 @@ fn shape_rules(t: u8, fixed: u16) -> [Vec<Expr>; 2] {
 /// The one option of a message of type `t`, if any (of type `option`),
 /// holds the port's MAC; from `::` a neighbour solicitation's option is
 /// checked by [`nonce_rule`].
-fn option_rule(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Expr> {
-    let mut lladdr = vec![option, 1];
-    lladdr.extend_from_slice(&port.mac);
+fn option_rule(t: u8, fixed: u16, option: u8) -> Vec<Expr> {
+    let set = if option == ND_OPT_SOURCE_LLADDR {
+        SOURCE_LLADDR
+    } else {
+        TARGET_LLADDR
+    };
     let mut rule = [
         icmpv6_type(t),
         vec![payload_length(), Expr::eq(&with_option(fixed))],
@@ -140,11 +141,8 @@ fn option_rule(port: &GuardedPort, t: u8, fixed: u16, option: u8) -> Vec<Expr> {
     if t == ND_NEIGHBOR_SOLICIT {
         rule.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
     }
-    rule.extend([
-        Expr::payload(Base::Transport, u32::from(fixed), 8),
-        ne(&lladdr),
-        drop(),
-    ]);
+    rule.extend(lookup(set, Base::Transport, u32::from(fixed), 8, true));
+    rule.push(drop());
     rule
 }
 
