@@ -1,31 +1,38 @@
 use super::*;
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
-    NF_DROP,
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_IIFTYPE, NFT_META_L4PROTO,
+    NFT_META_PROTOCOL, NF_ACCEPT, NF_DROP,
 };
 
-fn port() -> GuardedPort {
-    GuardedPort {
-        ifname: "ga0".into(),
-        mac: [2, 0x6e, 10, 77, 0, 2],
-        ipv4: vec!["10.77.0.2".parse().unwrap()],
-        ipv6: vec![
-            "fd00:77::2".parse().unwrap(),
-            "fe80::6e:aff:fe4d:2".parse().unwrap(),
-        ],
-    }
+/// `meta iifname . <len> bytes at <base> + <offset> [!=] @<set>`.
+fn own(set: &str, base: Base, offset: u32, len: u32, invert: bool) -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIFNAME),
+        Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg: 12,
+        },
+        Expr::Lookup {
+            set: set.into(),
+            map: false,
+            invert,
+        },
+    ]
 }
 
 #[test]
 fn guard_rules_match_what_nft_generates() {
-    let (common, own) = (common_rules(), port_rules(&port()));
+    let (common, port) = (common_rules(), port_rules());
     // The shared chain: 2 link-layer rules, the IPv4 protocol whitelist, 2
     // DHCP ports, DHCP discovery, the return, the IPv6 whitelist, 3 DHCPv6
     // ports, 2 RA and redirect, 2 RS, 3 NS, 2 NA.
     assert_eq!(common.len(), 2 + 1 + 2 + 1 + 1 + 1 + 3 + 2 + 2 + 3 + 2);
-    // The port's: its MAC, the jump, 3 per IPv4 address, 1 RS, 2 NS, 2 NA,
-    // 3 per IPv6 address, DAD and MLD from `::`, 2 ARP.
-    assert_eq!(own.len(), 1 + 1 + 3 + 1 + 2 + 2 + 6 + 2 + 2);
+    // The ports': the MAC, the jump, 3 IPv4, 1 RS, 2 NS, 2 NA, 3 IPv6, DAD
+    // and MLD from `::`, ARP, the final drop.
+    assert_eq!(port.len(), 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 1 + 1);
+    assert_eq!(port[16], vec![Expr::Verdict(NF_DROP)]);
     // `meta protocol != ip6 return`: [ meta load protocol => reg 1 ]
     // [ cmp neq reg 1 0x0000dd86 ] [ immediate reg 0 return ]
     assert_eq!(
@@ -36,20 +43,20 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(-5),
         ]
     );
-    assert_eq!(own[1], vec![Expr::Jump("common".into())]);
-    // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
+    assert_eq!(port[1], vec![Expr::Jump("common".into())]);
+    // `meta iifname . ether saddr != @macs drop`:
     // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
-    // [ payload load 6b @ link header + 6 => reg 1 ]
-    // [ cmp neq reg 1 0x4d0a6e02 0x00000200 ] [ immediate reg 0 drop ]
+    // [ meta load iifname => reg 1 ]
+    // [ payload load 6b @ link header + 6 => reg 12 ]
+    // [ lookup reg 1 set macs 0x1 ] [ immediate reg 0 drop ]
     assert_eq!(
-        own[0],
-        vec![
-            Expr::meta(NFT_META_IIFTYPE),
-            Expr::eq(&1u16.to_ne_bytes()),
-            Expr::payload(Base::Link, 6, 6),
-            Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x6e, 10, 77, 0, 2]),
-            Expr::Verdict(NF_DROP),
+        port[0],
+        [
+            vec![Expr::meta(NFT_META_IIFTYPE), Expr::eq(&1u16.to_ne_bytes())],
+            own("macs", Base::Link, 6, 6, true),
+            vec![Expr::Verdict(NF_DROP)],
         ]
+        .concat()
     );
     // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop`:
     // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
@@ -64,11 +71,11 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[1].len(), 2 + 6 + 1);
     assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
     // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
-    // [ payload load 10b @ network header + 8 ]
-    // [ cmp eq reg 1 0x4d0a6e02 0x4d0a0200 0x00000200 ]
-    assert_eq!(own[18][1], Expr::eq(&[8, 6]));
-    assert_eq!(own[18][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 10, 77, 0, 2]));
-    assert_eq!(own[19][7], Expr::eq(&[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0]));
+    // [ meta load iifname ] [ payload load 10b @ network header + 8 => reg 12 ]
+    // [ lookup reg 1 set arp ] [ immediate reg 0 accept ]
+    assert_eq!(port[15][1], Expr::eq(&[8, 6]));
+    assert_eq!(port[15][6..9], own("arp", Base::Network, 8, 10, false));
+    assert_eq!(port[15][9], Expr::Verdict(NF_ACCEPT));
     // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
     // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
@@ -158,8 +165,9 @@ fn guard_rules_match_what_nft_generates() {
     // [ cmp neq reg 1 0 ] [ payload load 1b @ network header + 0 ]
     // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
     // [ cmp neq reg 1 0x00004400 ]
+    assert_eq!(port[4][2..5], own("v4", Base::Network, 12, 4, false));
     assert_eq!(
-        own[4][4..8],
+        port[4][5..9],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -167,8 +175,8 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Mask(vec![0x1f, 0xff])
         ]
     );
-    assert_eq!(own[4][12], Expr::payload(Base::Network, 22, 2));
-    assert_eq!(own[4][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    assert_eq!(port[4][13], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(port[4][14], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
     // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
     // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
     // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
@@ -213,12 +221,12 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(NF_DROP)
         ]
     );
-    // `... ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002
+    // `... ip6 length 32 ip6 saddr != :: meta iifname . @th,192,64 != @sll
     // drop`: [ cmp eq reg 1 0x00002000 ] [ payload load 16b @ network
-    // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ payload load 8b @ transport
-    // header + 24 ] [ cmp neq reg 1 0x6e020101 0x02004d0a ]
+    // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ meta load iifname ]
+    // [ payload load 8b @ transport header + 24 => reg 12 ] [ lookup ... ]
     assert_eq!(
-        own[6],
+        port[6],
         [
             ns.to_vec(),
             vec![
@@ -226,10 +234,9 @@ fn guard_rules_match_what_nft_generates() {
                 Expr::eq(&[0, 32]),
                 Expr::payload(Base::Network, 8, 16),
                 Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
-                Expr::payload(Base::Transport, 24, 8),
-                Expr::Cmp(NFT_CMP_NEQ, vec![1, 1, 2, 0x6e, 10, 77, 0, 2]),
-                Expr::Verdict(NF_DROP)
-            ]
+            ],
+            own("sll", Base::Transport, 24, 8, true),
+            vec![Expr::Verdict(NF_DROP)],
         ]
         .concat()
     );
@@ -238,22 +245,19 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[17][9], Expr::eq(&[0; 16]));
     assert_eq!(common[17][10], Expr::payload(Base::Transport, 24, 2));
     assert_eq!(common[17][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
-    // `... ip6 saddr :: @th,64,128 != X ... drop`: one `cmp neq` per own
-    // address, as for the neighbour advertisement's target.
-    assert_eq!(own[7].len(), 6 + 2 + 2 * 2 + 1);
-    assert_eq!(own[7][8..], own[9][6..]);
-    // The router solicitation's source option: [ payload load 8b @
-    // transport header + 8 ]; the advertisement's target option: type 2.
-    assert_eq!(own[5][8], Expr::payload(Base::Transport, 8, 8));
-    assert_eq!(
-        own[8][9],
-        Expr::Cmp(NFT_CMP_NEQ, vec![2, 1, 2, 0x6e, 10, 77, 0, 2])
-    );
-    // The neighbour advertisement: one `cmp neq` per own address.
-    assert_eq!(own[9].len(), 6 + 2 * 2 + 1);
+    // `... ip6 saddr :: meta iifname . @th,64,128 != @v6 drop`, as for the
+    // neighbour advertisement's target.
+    assert_eq!(port[7].len(), 6 + 2 + 3 + 1);
+    assert_eq!(port[7][8..], port[9][6..]);
+    assert_eq!(port[9][6..9], own("v6", Base::Transport, 8, 16, true));
+    // The router solicitation's source option: 8 bytes at transport
+    // header + 8; the advertisement's target option in its own set.
+    assert_eq!(port[5][8..11], own("sll", Base::Transport, 8, 8, true));
+    assert_eq!(port[8][8..11], own("tll", Base::Transport, 24, 8, true));
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
+    assert_eq!(port[11][2..5], own("v6", Base::Network, 8, 16, false));
     assert_eq!(
-        own[11][4..],
+        port[11][5..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -264,8 +268,8 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
     // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
-    assert_eq!(own[12][8], Expr::payload(Base::Network, 40, 1));
-    assert_eq!(own[12][9], Expr::eq(&[17]));
-    assert_eq!(own[12][11], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
-    assert_eq!(own[17][7], Expr::eq(&[143]));
+    assert_eq!(port[12][9], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(port[12][10], Expr::eq(&[17]));
+    assert_eq!(port[12][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(port[14][7], Expr::eq(&[143]));
 }
