@@ -811,7 +811,10 @@ fn the_guard_stops_forged_sources_and_macs_and_its_twin_does_not() {
             // The guard is part of the attachment: CHECK misses it, DEL
             // removes it.
             let victims = guard_element("delete", &host_end_of(&victim_result));
-            run_in(&world.host, &victims.iter().map(String::as_str).collect::<Vec<_>>());
+            run_in(
+                &world.host,
+                &victims.iter().map(String::as_str).collect::<Vec<_>>(),
+            );
             assert_error(&world.call("CHECK", &checked, &victim, "v"), 102);
             world.must("DEL", &conf, &attacker, "a");
             let attackers = guard_element("get", &host_end_of(&attacker_result));

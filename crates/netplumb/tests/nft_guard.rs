@@ -1044,18 +1044,19 @@ fn a_chain_goes_with_its_device_or_forget_removes_it() {
     nft.guard(TABLE).allow(&p).execute().unwrap();
     assert!(nft.guard(TABLE).present(&p).unwrap());
     host.run(&["ip", "link", "del", "gx0"]);
-    // Before 6.16 the kernel deleted the chain with its device; from then
-    // on it stays until forgotten. Either way forget leaves none, and the
-    // table, which other ports share, stays.
+    // The port's elements outlive its device (no device is bound to
+    // them); forget removes them, and the table, which other ports share,
+    // stays.
     let kernel_kept_it = nft.guard(TABLE).forget(&p).execute().unwrap();
+    assert!(kernel_kept_it);
     assert!(!nft.guard(TABLE).present(&p).unwrap());
     assert!(!nft.guard(TABLE).forget(&p).execute().unwrap(), "forgotten");
     let ruleset = host.run(&["nft", "list", "ruleset"]);
     assert!(!ruleset.contains("gx0"), "{ruleset}");
     let table = guard_table_name(TABLE);
     assert!(
-        ruleset.contains(&format!("table netdev {table} {{")),
-        "{ruleset} (the chain was forgotten: {kernel_kept_it})"
+        ruleset.contains(&format!("table bridge {table} {{")),
+        "{ruleset}"
     );
 }
 
@@ -1069,18 +1070,17 @@ fn guard_structure_as_documented() {
     let nft = host.nftables();
     let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
     nft.guard(TABLE).allow(&p).execute().unwrap();
-    // One of the guard's tables (FNV-1a of "gx0" modulo 32), with the
-    // port's chain and the chain every port of the table jumps to.
-    assert_eq!(guard_table_name(TABLE), "nsgguard_guard_30");
+    // The guard's one bridge table, with its shared chains.
+    assert_eq!(guard_table_name(TABLE), "nsgguard_guard");
     assert_eq!(
         host.run(&["nft", "list", "tables"]),
-        "table netdev nsgguard_guard_30\n"
+        "table bridge nsgguard_guard\n"
     );
-    let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_guard_30"]);
-    assert_eq!(text.matches("chain ").count(), 2, "{text}");
+    let text = host.run(&["nft", "list", "table", "bridge", "nsgguard_guard"]);
+    assert_eq!(text.matches("chain ").count(), 4, "{text}");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     // Each chain's rules in this order, one after the other.
-    let chains: [&[&str]; 2] = [
+    let chains: [&[&str]; 5] = [
         &[
             "chain common {",
             "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
@@ -1106,28 +1106,46 @@ fn guard_structure_as_documented() {
             "}",
         ],
         &[
-            "chain port_gx0 {",
-            r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
-            "ether saddr != 02:6e:0a:4d:00:02 drop",
+            "chain port {",
+            "iifname . ether saddr != @macs drop",
             "jump common",
-            "ip saddr 10.77.0.2 meta l4proto != udp accept",
-            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
-            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
-            "icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x101026e0a4d0002 drop",
-            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x101026e0a4d0002 drop",
-            "icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
-            "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x201026e0a4d0002 drop",
-            "icmpv6 type nd-neighbor-advert @th,64,128 != 0xfd000077000000000000000000000002 @th,64,128 != 0xfe80000000000000006e0afffe4d0002 drop",
-            "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto != udp accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
+            "iifname . ip saddr @v4 meta l4proto != udp accept",
+            "iifname . ip saddr @v4 meta l4proto udp ip frag-off & 8191 == 0 accept",
+            "iifname . ip saddr @v4 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
+            "icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop",
+            "icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @macs drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @macs drop",
+            "icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @v6 drop",
+            "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop",
+            "icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @macs drop",
+            "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @v6 drop",
+            "iifname . ip6 saddr @v6 meta l4proto != udp accept",
+            "iifname . ip6 saddr @v6 meta l4proto udp ip6 nexthdr udp accept",
+            "iifname . ip6 saddr @v6 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
             "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
             "ip6 saddr :: icmpv6 type mld2-listener-report accept",
-            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 10.77.0.2 accept",
-            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether 02:6e:0a:4d:00:02 arp saddr ip 0.0.0.0 accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @senders accept",
+            "drop",
+            "}",
+        ],
+        &[
+            "chain prerouting {",
+            "type filter hook prerouting priority -500; policy accept;",
+            "iifname @ports jump port",
+            "}",
+        ],
+        &[
+            "chain input {",
+            "type filter hook input priority -500; policy accept;",
+            "iifname @ports ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+            "}",
+        ],
+        &[
+            "set senders {",
+            "type ifname . ether_addr . ipv4_addr",
+            r#"elements = { "gx0" . 02:6e:0a:4d:00:02 . 0.0.0.0,"#,
+            r#""gx0" . 02:6e:0a:4d:00:02 . 10.77.0.2 }"#,
             "}",
         ],
     ];
@@ -1172,7 +1190,7 @@ impl Drop for TempFile {
 fn normalised_bytecode(text: &str) -> Vec<(String, Vec<String>)> {
     let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines().take_while(|l| !l.starts_with("table ")) {
-        if line.starts_with("netdev ") {
+        if line.starts_with("bridge ") {
             let header = line
                 .split_whitespace()
                 .filter(|w| !w.bytes().all(|b| b.is_ascii_digit()))
@@ -1209,35 +1227,27 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     }
     // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
     let saved = host.run(&["nft", "list", "ruleset"]);
-    // Three ports in three of the guard's tables.
-    for (port, n) in [(&p, 13), (&q, 26), (&r, 7)] {
-        let table = format!("nsgguard_guard_{n}");
-        assert_eq!(guard_table_name(TABLE), table);
-        assert!(
-            saved.contains(&format!("table netdev {table} {{")),
-            "{saved}"
-        );
-    }
-    assert!(saved.contains("chain port_9v_da_hb__0 {"), "{saved}");
+    // Three ports in the guard's one table, the odd name among its elements.
+    let table = guard_table_name(TABLE);
+    assert!(
+        saved.contains(&format!("table bridge {table} {{")),
+        "{saved}"
+    );
+    assert!(saved.contains(&format!("\"{odd}\"")), "{saved}");
     let bytecode = || {
-        [&p, &q, &r]
-            .into_iter()
-            .flat_map(|port| {
-                let table = guard_table_name(TABLE);
-                normalised_bytecode(&host.run(&[
-                    "nft",
-                    "--debug=netlink",
-                    "list",
-                    "table",
-                    "netdev",
-                    &table,
-                ]))
-            })
-            .collect::<Vec<_>>()
+        normalised_bytecode(&host.run(&[
+            "nft",
+            "--debug=netlink",
+            "list",
+            "table",
+            "bridge",
+            &table,
+        ]))
     };
     let before = bytecode();
-    // Each table: the shared chain's 20 rules and the port's 20.
-    assert_eq!(before.len(), 3 * (20 + 20), "{before:?}");
+    // The five sets' elements, the shared chain's 20 rules, the port
+    // chain's 20, one in each base chain.
+    assert_eq!(before.len(), 5 + 20 + 20 + 1 + 1, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -1258,25 +1268,19 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     assert!(nft.guard(TABLE).present(&p).unwrap());
 }
 
-/// Two host ends whose chains share one of the guard's tables: `gc0` and
-/// the first `gc<i>` that hashes to the same table.
+/// Two host ends, both in the guard's one table.
 fn two_ports_of_one_table() -> (GuardedPort, GuardedPort, String) {
-    let table = guard_table_name(TABLE);
-    let other = (1..1000)
-        .map(|i| format!("gc{i}"))
-        .find(|name| guard_table_name(TABLE) == table)
-        .expect("a name in the same table");
     (
         port("gc0", MAC_A, "10.77.0.2", "fd00:77::2"),
-        port(&other, MAC_B, "10.77.0.3", "fd00:77::3"),
-        table,
+        port("gc1", MAC_B, "10.77.0.3", "fd00:77::3"),
+        guard_table_name(TABLE),
     )
 }
 
 /// How many chains `common` and how many `jump common` rules table `table`
 /// holds, and the shared chain's rules.
 fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
-    let text = host.run(&["nft", "list", "table", "netdev", table]);
+    let text = host.run(&["nft", "list", "table", "bridge", table]);
     let chain = format!("chain {GUARD_COMMON_CHAIN} {{");
     let rules = text.split(&chain).nth(1).map_or(0, |rest| {
         rest.split('}')
@@ -1322,9 +1326,9 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
     for port in [&p, &q, &p] {
         guard.allow(port).execute().unwrap();
     }
-    // One shared chain of 20 rules, jumped to from each port's chain, also
-    // after a port was guarded again.
-    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    // One shared chain of 20 rules, jumped to from the shared port chain,
+    // also after a port was guarded again.
+    assert_eq!(common_chains(&host, &table), (1, 1, 20));
     for port in [&p, &q] {
         assert!(guard.missing(port).unwrap().is_empty());
     }
@@ -1336,35 +1340,39 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
         "nft",
         "flush",
         "chain",
-        "netdev",
+        "bridge",
         &table,
         GUARD_COMMON_CHAIN,
     ]);
-    let named = format!("chain netdev {table} {GUARD_COMMON_CHAIN}");
+    let named = format!("chain bridge {table} {GUARD_COMMON_CHAIN}");
     for port in [&p, &q] {
         assert_eq!(guard.missing(port).unwrap(), vec![named.clone()]);
         assert!(!guard.present(port).unwrap());
     }
-    // Deleting it is refused while port chains jump to it.
+    // Deleting it is refused while the port chain jumps to it.
     let deleted = host.output(&[
         "nft",
         "delete",
         "chain",
-        "netdev",
+        "bridge",
         &table,
         GUARD_COMMON_CHAIN,
     ]);
     assert!(!deleted.status.success());
     guard.allow(&q).execute().unwrap();
-    assert_eq!(common_chains(&host, &table), (1, 2, 20));
+    assert_eq!(common_chains(&host, &table), (1, 1, 20));
     for port in [&p, &q] {
         assert!(guard.present(port).unwrap());
     }
 
-    // Without the table, both chains are named, and allow makes both again.
-    host.run(&["nft", "delete", "table", "netdev", &table]);
-    let own = format!("chain netdev {table} port_{}", p.ifname);
-    assert_eq!(guard.missing(&p).unwrap(), vec![named.clone(), own]);
+    // Without the table, every chain and the port's elements are named,
+    // and allow makes them again.
+    host.run(&["nft", "delete", "table", "bridge", &table]);
+    let missing = guard.missing(&p).unwrap();
+    assert_eq!(missing.len(), 4 + 2, "{missing:?}");
+    assert_eq!(missing[0], named);
+    let element = format!("element bridge {table} ports {}", p.ifname);
+    assert!(missing.contains(&element), "{missing:?}");
     guard.allow(&p).execute().unwrap();
     assert!(guard.present(&p).unwrap());
     assert_eq!(common_chains(&host, &table), (1, 1, 20));
@@ -1373,8 +1381,8 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
     for port in [&p, &q] {
         guard.forget(port).execute().unwrap();
     }
-    assert_eq!(common_chains(&host, &table), (1, 0, 20));
-    assert_eq!(guard.missing(&p).unwrap().len(), 1);
+    assert_eq!(common_chains(&host, &table), (1, 1, 20));
+    assert_eq!(guard.missing(&p).unwrap().len(), 2);
 }
 
 #[test]
@@ -1390,7 +1398,7 @@ fn concurrent_first_guards_of_a_table_make_one_common_chain() {
                 s.spawn(move || host.nftables().guard(TABLE).allow(port).execute().unwrap());
             }
         });
-        assert_eq!(common_chains(&host, &table), (1, 2, 20), "round {round}");
-        host.run(&["nft", "delete", "table", "netdev", &table]);
+        assert_eq!(common_chains(&host, &table), (1, 1, 20), "round {round}");
+        host.run(&["nft", "delete", "table", "bridge", &table]);
     }
 }

@@ -6,12 +6,12 @@ use super::batch::{Batch, IfRaced};
 use super::expr::{put_expressions, Expr};
 use super::proto::{
     datatype, put_elements, Family, SetSpec, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY,
-    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY,
-    NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN,
-    NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
-    NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,
-    NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, 
+    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_RULE_CHAIN,
+    NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE,
+    NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME,
+    NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE,
+    NFT_MSG_DELSETELEM, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET, NFT_MSG_NEWSETELEM,
+    NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT,
 };
 use super::wire::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::Step;
@@ -21,9 +21,10 @@ use crate::error::Step;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
-/// nft's `enum byteorder`: what nft writes for a concatenation and for an
-/// address or port.
+/// nft's `enum byteorder`: what nft writes for a concatenation, for an
+/// interface name and for an address or port.
 const BYTEORDER_INVALID: u32 = 0;
+const BYTEORDER_HOST_ENDIAN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 
 /// What [`Batch::element`] does with a set element.
@@ -258,7 +259,14 @@ impl Batch<'_> {
     /// The one message that adds (`NFT_MSG_NEWSETELEM`, `Op::Add`) or
     /// deletes (`NFT_MSG_DELSETELEM`) `keys` of plain set `<family> <table>
     /// <set>` (the batch's family).
-    pub(super) fn keys(&mut self, op: Op, table: &str, set: &str, keys: &[Vec<u8>], object: String) {
+    pub(super) fn keys(
+        &mut self,
+        op: Op,
+        table: &str,
+        set: &str,
+        keys: &[Vec<u8>],
+        object: String,
+    ) {
         let (msg, flags, step) = match op {
             Op::Delete => (NFT_MSG_DELSETELEM, 0, Step::NftDeleteElement),
             Op::Add | Op::AddNew => (NFT_MSG_NEWSETELEM, NLM_F_CREATE, Step::NftAddElement),
@@ -275,6 +283,7 @@ impl Batch<'_> {
 /// its expressions.
 fn set_userdata(spec: &SetSpec) -> Vec<u8> {
     let order = |fields: &[(u32, u32)]| match fields {
+        [(datatype::IFNAME, _)] => BYTEORDER_HOST_ENDIAN,
         [_] => BYTEORDER_BIG_ENDIAN,
         _ => BYTEORDER_INVALID,
     };

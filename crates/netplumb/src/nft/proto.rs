@@ -65,7 +65,6 @@ pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 /// nft's data types (`enum datatypes` of nftables), for set keys and values;
 /// a concatenation is the types shifted in 6 bits at a time.
 pub(super) mod datatype {
-    pub(in super::super) const INTEGER: u32 = 4;
     pub(in super::super) const IPADDR: u32 = 7;
     pub(in super::super) const IP6ADDR: u32 = 8;
     pub(in super::super) const INET_PROTOCOL: u32 = 12;

@@ -221,7 +221,11 @@ fn own_ip_saddr() -> Vec<Expr> {
 
 /// `ip6 saddr` in the port's IPv6 addresses.
 fn own_ip6_saddr() -> Vec<Expr> {
-    [protocol(ETH_P_IPV6), lookup(V6, Base::Network, 8, 16, false)].concat()
+    [
+        protocol(ETH_P_IPV6),
+        lookup(V6, Base::Network, 8, 16, false),
+    ]
+    .concat()
 }
 
 /// `ip saddr <a>`.
@@ -272,9 +276,16 @@ fn link_rules() -> Vec<Vec<Expr>> {
 
 /// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
 /// ARP from the port's MAC and one of its addresses (or 0.0.0.0), as
-/// sender, Ethernet and IPv4 only.
+/// sender, Ethernet and IPv4 only: `meta iifname . arp saddr ether . arp
+/// saddr ip @arp`.
 fn arp_rule() -> Vec<Expr> {
     let load = Expr::payload;
+    let to = |offset, len, n| Expr::Payload {
+        base: Base::Network,
+        offset,
+        len,
+        dreg: reg32(n),
+    };
     [
         protocol(ETH_P_ARP),
         vec![
@@ -282,9 +293,16 @@ fn arp_rule() -> Vec<Expr> {
             Expr::eq(&[0, 1, 8, 0]),
             load(Base::Network, 4, 2),
             Expr::eq(&[6, 4]),
+            Expr::meta(NFT_META_IIFNAME),
+            to(8, 6, 4),
+            to(14, 4, 6),
+            Expr::Lookup {
+                set: ARP_SENDERS.into(),
+                map: false,
+                invert: false,
+            },
+            accept(),
         ],
-        lookup(ARP_SENDERS, Base::Network, 8, 10, false),
-        vec![accept()],
     ]
     .concat()
 }
@@ -478,6 +496,6 @@ fn from_unspecified(t: u8) -> Vec<Expr> {
     .concat()
 }
 
-pub(super) mod neighbour;
+mod neighbour;
 #[cfg(test)]
 mod tests;

@@ -4,10 +4,9 @@
 
 use std::net::Ipv4Addr;
 
-use super::rules::neighbour::{ND_OPT_SOURCE_LLADDR, ND_OPT_TARGET_LLADDR};
 use super::GuardedPort;
 use crate::nft::expr::ifname;
-use crate::nft::proto::datatype::{ETHERADDR, IFNAME, INTEGER, IP6ADDR, IPADDR};
+use crate::nft::proto::datatype::{ETHERADDR, IFNAME, IP6ADDR, IPADDR};
 use crate::nft::proto::SetSpec;
 
 /// The guarded host ends: prerouting jumps to the port rules for these.
@@ -18,22 +17,20 @@ pub(super) const MACS: &str = "macs";
 pub(super) const V4: &str = "v4";
 /// Each port's IPv6 addresses (`ip6 saddr`, neighbour discovery targets).
 pub(super) const V6: &str = "v6";
-/// Each port's source link-layer address option: type 1, length 1, MAC.
-pub(super) const SOURCE_LLADDR: &str = "sll";
-/// Each port's target link-layer address option: type 2, length 1, MAC.
-pub(super) const TARGET_LLADDR: &str = "tll";
-/// Each port's ARP sender: MAC and an IPv4 address, or 0.0.0.0.
-pub(super) const ARP_SENDERS: &str = "arp";
+/// Each port's ARP sender: MAC and an IPv4 address, or 0.0.0.0 (not
+/// `arp`, which nft reads back as a keyword).
+pub(super) const ARP_SENDERS: &str = "senders";
 
-/// The sets, in the order a port's elements are added.
-pub(super) const SETS: [SetSpec; 7] = [
+/// The sets, in the order a port's elements are added. Every field has a
+/// type of fixed size: nft 1.0.6 aborts listing a set whose concatenated
+/// key has an `integer` field (`concat_expr_msort_value`), and with it
+/// `nft list ruleset`.
+pub(super) const SETS: [SetSpec; 5] = [
     spec(PORTS, &[(IFNAME, 16)]),
     spec(MACS, &[(IFNAME, 16), (ETHERADDR, 6)]),
     spec(V4, &[(IFNAME, 16), (IPADDR, 4)]),
     spec(V6, &[(IFNAME, 16), (IP6ADDR, 16)]),
-    spec(SOURCE_LLADDR, &[(IFNAME, 16), (INTEGER, 8)]),
-    spec(TARGET_LLADDR, &[(IFNAME, 16), (INTEGER, 8)]),
-    spec(ARP_SENDERS, &[(IFNAME, 16), (INTEGER, 10)]),
+    spec(ARP_SENDERS, &[(IFNAME, 16), (ETHERADDR, 6), (IPADDR, 4)]),
 ];
 
 const fn spec(name: &'static str, key: &'static [(u32, u32)]) -> SetSpec {
@@ -47,31 +44,26 @@ const fn spec(name: &'static str, key: &'static [(u32, u32)]) -> SetSpec {
 /// `port`'s elements of each set of [`SETS`], in that order: keys as the
 /// rules' lookups build them (the name, then the field zero-padded to a
 /// multiple of 4 bytes).
-pub(super) fn port_elements(port: &GuardedPort) -> [Vec<Vec<u8>>; 7] {
-    let key = |field: &[u8]| {
+pub(super) fn port_elements(port: &GuardedPort) -> [Vec<Vec<u8>>; 5] {
+    let key = |fields: &[&[u8]]| {
         let mut k = ifname(&port.ifname);
-        k.extend_from_slice(field);
-        k.resize(k.len().div_ceil(4) * 4, 0);
+        for field in fields {
+            k.extend_from_slice(field);
+            k.resize(k.len().div_ceil(4) * 4, 0);
+        }
         k
-    };
-    let lladdr = |option: u8| {
-        let mut field = vec![option, 1];
-        field.extend_from_slice(&port.mac);
-        key(&field)
     };
     let arp = port
         .ipv4
         .iter()
         .chain([&Ipv4Addr::UNSPECIFIED])
-        .map(|a| key(&[&port.mac[..], &a.octets()].concat()))
+        .map(|a| key(&[&port.mac, &a.octets()]))
         .collect();
     [
         vec![key(&[])],
-        vec![key(&port.mac)],
-        port.ipv4.iter().map(|a| key(&a.octets())).collect(),
-        port.ipv6.iter().map(|x| key(&x.octets())).collect(),
-        vec![lladdr(ND_OPT_SOURCE_LLADDR)],
-        vec![lladdr(ND_OPT_TARGET_LLADDR)],
+        vec![key(&[&port.mac])],
+        port.ipv4.iter().map(|a| key(&[&a.octets()])).collect(),
+        port.ipv6.iter().map(|x| key(&[&x.octets()])).collect(),
         arp,
     ]
 }
@@ -95,11 +87,13 @@ mod tests {
         assert_eq!(&elements[1][0][16..], &[2, 0x6e, 10, 77, 0, 2, 0, 0]);
         assert_eq!(&elements[2][0][16..], &[10, 77, 0, 2]);
         assert_eq!(elements[3][0].len(), 32);
-        assert_eq!(&elements[4][0][16..18], &[1, 1]);
-        assert_eq!(&elements[5][0][16..18], &[2, 1]);
-        // Its address and 0.0.0.0, each after the MAC, padded to 12.
-        assert_eq!(elements[6].len(), 2);
-        assert_eq!(&elements[6][1][16..], &[2, 0x6e, 10, 77, 0, 2, 0, 0, 0, 0, 0, 0]);
+        // Its address and 0.0.0.0, each after the MAC padded to 8.
+        assert_eq!(elements[4].len(), 2);
+        assert_eq!(
+            &elements[4][0][16..],
+            &[2, 0x6e, 10, 77, 0, 2, 0, 0, 10, 77, 0, 2]
+        );
+        assert_eq!(&elements[4][1][24..], &[0, 0, 0, 0]);
         // Each key as long as its set's key.
         for (set, keys) in SETS.iter().zip(&elements) {
             let len = crate::nft::proto::datatype::concat(set.key).1 as usize;

@@ -19,14 +19,14 @@ use std::net::Ipv6Addr;
 
 use super::{drop, icmpv6_type, lookup, ne, ICMPV6, ND_NEIGHBOR_SOLICIT};
 use crate::nft::expr::{Base, Expr};
-use crate::nft::guard::sets::{SOURCE_LLADDR, TARGET_LLADDR, V6};
+use crate::nft::guard::sets::{MACS, V6};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
 const ND_NEIGHBOR_ADVERT: u8 = 136;
 const ND_REDIRECT: u8 = 137;
-pub(in crate::nft::guard) const ND_OPT_SOURCE_LLADDR: u8 = 1;
-pub(in crate::nft::guard) const ND_OPT_TARGET_LLADDR: u8 = 2;
+const ND_OPT_SOURCE_LLADDR: u8 = 1;
+const ND_OPT_TARGET_LLADDR: u8 = 2;
 /// RFC 7527's nonce, which Linux puts in its duplicate address detection.
 const ND_OPT_NONCE: u8 = 14;
 
@@ -65,7 +65,7 @@ pub(super) fn neighbour_common_rules() -> Vec<Vec<Expr>> {
 pub(super) fn neighbour_port_rules() -> Vec<Vec<Expr>> {
     let mut rules = Vec::new();
     for (t, fixed, option) in MESSAGES {
-        rules.push(option_rule(t, fixed, option));
+        rules.extend(option_rules(t, fixed, option));
         // Which messages name one of the port's addresses as their target:
         // duplicate address detection (from `::`) and every advertisement.
         let which = match t {
@@ -125,25 +125,36 @@ fn shape_rules(t: u8, fixed: u16) -> [Vec<Expr>; 2] {
 }
 
 /// The one option of a message of type `t`, if any (of type `option`),
-/// holds the port's MAC; from `::` a neighbour solicitation's option is
+/// holds the port's MAC: type and length 1 (one rule), then the MAC in
+/// the port's (the other); from `::` a neighbour solicitation's option is
 /// checked by [`nonce_rule`].
-fn option_rule(t: u8, fixed: u16, option: u8) -> Vec<Expr> {
-    let set = if option == ND_OPT_SOURCE_LLADDR {
-        SOURCE_LLADDR
-    } else {
-        TARGET_LLADDR
-    };
-    let mut rule = [
+fn option_rules(t: u8, fixed: u16, option: u8) -> [Vec<Expr>; 2] {
+    let mut with = [
         icmpv6_type(t),
         vec![payload_length(), Expr::eq(&with_option(fixed))],
     ]
     .concat();
     if t == ND_NEIGHBOR_SOLICIT {
-        rule.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
+        with.extend([saddr(), ne(&Ipv6Addr::UNSPECIFIED.octets())]);
     }
-    rule.extend(lookup(set, Base::Transport, u32::from(fixed), 8, true));
-    rule.push(drop());
-    rule
+    let at = u32::from(fixed);
+    [
+        [
+            with.clone(),
+            vec![
+                Expr::payload(Base::Transport, at, 2),
+                ne(&[option, 1]),
+                drop(),
+            ],
+        ]
+        .concat(),
+        [
+            with,
+            lookup(MACS, Base::Transport, at + 2, 6, true),
+            vec![drop()],
+        ]
+        .concat(),
+    ]
 }
 
 /// Duplicate address detection, the only neighbour solicitation from `::`:

@@ -31,8 +31,9 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common.len(), 2 + 1 + 2 + 1 + 1 + 1 + 3 + 2 + 2 + 3 + 2);
     // The ports': the MAC, the jump, 3 IPv4, 1 RS, 2 NS, 2 NA, 3 IPv6, DAD
     // and MLD from `::`, ARP, the final drop.
-    assert_eq!(port.len(), 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 1 + 1);
-    assert_eq!(port[16], vec![Expr::Verdict(NF_DROP)]);
+    // Each link-layer option checked in two rules: type and length, MAC.
+    assert_eq!(port.len(), 1 + 1 + 3 + 2 + 3 + 3 + 3 + 2 + 1 + 1);
+    assert_eq!(port[19], vec![Expr::Verdict(NF_DROP)]);
     // `meta protocol != ip6 return`: [ meta load protocol => reg 1 ]
     // [ cmp neq reg 1 0x0000dd86 ] [ immediate reg 0 return ]
     assert_eq!(
@@ -71,11 +72,28 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[1].len(), 2 + 6 + 1);
     assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
     // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
-    // [ meta load iifname ] [ payload load 10b @ network header + 8 => reg 12 ]
+    // [ meta load iifname ] [ payload load 6b @ network header + 8 => reg 12 ]
+    // [ payload load 4b @ network header + 14 => reg 14 ]
     // [ lookup reg 1 set arp ] [ immediate reg 0 accept ]
-    assert_eq!(port[15][1], Expr::eq(&[8, 6]));
-    assert_eq!(port[15][6..9], own("arp", Base::Network, 8, 10, false));
-    assert_eq!(port[15][9], Expr::Verdict(NF_ACCEPT));
+    let arp = &port[18];
+    assert_eq!(arp[1], Expr::eq(&[8, 6]));
+    assert_eq!(arp[6..8], own("senders", Base::Network, 8, 6, false)[..2]);
+    assert_eq!(
+        arp[8],
+        Expr::Payload {
+            base: Base::Network,
+            offset: 14,
+            len: 4,
+            dreg: 14
+        }
+    );
+    assert_eq!(
+        arp[9..],
+        [
+            own("senders", Base::Network, 8, 6, false)[2].clone(),
+            Expr::Verdict(NF_ACCEPT)
+        ]
+    );
     // `meta protocol ip meta l4proto != tcp meta l4proto != udp meta
     // l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop`:
     // [ meta load protocol ] [ cmp eq reg 1 0x00000008 ], then each
@@ -221,21 +239,37 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(NF_DROP)
         ]
     );
-    // `... ip6 length 32 ip6 saddr != :: meta iifname . @th,192,64 != @sll
-    // drop`: [ cmp eq reg 1 0x00002000 ] [ payload load 16b @ network
-    // header + 8 ] [ cmp neq reg 1 0 0 0 0 ] [ meta load iifname ]
-    // [ payload load 8b @ transport header + 24 => reg 12 ] [ lookup ... ]
+    // `... ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop` and
+    // `... meta iifname . @th,208,48 != @macs drop`: [ cmp eq reg 1
+    // 0x00002000 ] [ payload load 16b @ network header + 8 ] [ cmp neq reg 1
+    // 0 0 0 0 ], then the option's type and length, or its MAC.
+    let ns_option = [
+        ns.to_vec(),
+        vec![
+            Expr::payload(Base::Network, 4, 2),
+            Expr::eq(&[0, 32]),
+            Expr::payload(Base::Network, 8, 16),
+            Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
+        ],
+    ]
+    .concat();
     assert_eq!(
-        port[6],
+        port[7],
         [
-            ns.to_vec(),
+            ns_option.clone(),
             vec![
-                Expr::payload(Base::Network, 4, 2),
-                Expr::eq(&[0, 32]),
-                Expr::payload(Base::Network, 8, 16),
-                Expr::Cmp(NFT_CMP_NEQ, vec![0; 16]),
+                Expr::payload(Base::Transport, 24, 2),
+                Expr::Cmp(NFT_CMP_NEQ, vec![1, 1]),
+                Expr::Verdict(NF_DROP),
             ],
-            own("sll", Base::Transport, 24, 8, true),
+        ]
+        .concat()
+    );
+    assert_eq!(
+        port[8],
+        [
+            ns_option,
+            own("macs", Base::Transport, 26, 6, true),
             vec![Expr::Verdict(NF_DROP)],
         ]
         .concat()
@@ -247,17 +281,19 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[17][11], Expr::Cmp(NFT_CMP_NEQ, vec![14, 1]));
     // `... ip6 saddr :: meta iifname . @th,64,128 != @v6 drop`, as for the
     // neighbour advertisement's target.
-    assert_eq!(port[7].len(), 6 + 2 + 3 + 1);
-    assert_eq!(port[7][8..], port[9][6..]);
-    assert_eq!(port[9][6..9], own("v6", Base::Transport, 8, 16, true));
-    // The router solicitation's source option: 8 bytes at transport
-    // header + 8; the advertisement's target option in its own set.
-    assert_eq!(port[5][8..11], own("sll", Base::Transport, 8, 8, true));
-    assert_eq!(port[8][8..11], own("tll", Base::Transport, 24, 8, true));
+    assert_eq!(port[9].len(), 6 + 2 + 3 + 1);
+    assert_eq!(port[9][8..], port[12][6..]);
+    assert_eq!(port[12][6..9], own("v6", Base::Transport, 8, 16, true));
+    // The router solicitation's source option at transport header + 8; the
+    // advertisement's target option, type 2.
+    assert_eq!(port[5][8], Expr::payload(Base::Transport, 8, 2));
+    assert_eq!(port[6][8..11], own("macs", Base::Transport, 10, 6, true));
+    assert_eq!(port[10][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 1]));
+    assert_eq!(port[11][8..11], own("macs", Base::Transport, 26, 6, true));
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
-    assert_eq!(port[11][2..5], own("v6", Base::Network, 8, 16, false));
+    assert_eq!(port[14][2..5], own("v6", Base::Network, 8, 16, false));
     assert_eq!(
-        port[11][5..],
+        port[14][5..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -268,8 +304,8 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
     // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
-    assert_eq!(port[12][9], Expr::payload(Base::Network, 40, 1));
-    assert_eq!(port[12][10], Expr::eq(&[17]));
-    assert_eq!(port[12][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
-    assert_eq!(port[14][7], Expr::eq(&[143]));
+    assert_eq!(port[15][9], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(port[15][10], Expr::eq(&[17]));
+    assert_eq!(port[15][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(port[17][7], Expr::eq(&[143]));
 }
