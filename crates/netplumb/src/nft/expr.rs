@@ -74,7 +74,6 @@ pub(super) fn reg32(n: u32) -> u32 {
 pub(super) const NFT_META_PROTOCOL: u32 = 1;
 pub(super) const NFT_META_IIFNAME: u32 = 6;
 pub(super) const NFT_META_OIFNAME: u32 = 7;
-pub(super) const NFT_META_IIFTYPE: u32 = 8;
 pub(super) const NFT_META_NFPROTO: u32 = 15;
 pub(super) const NFT_META_L4PROTO: u32 = 16;
 pub(super) const NFT_CMP_EQ: u32 = 0;

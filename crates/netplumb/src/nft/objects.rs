@@ -21,6 +21,7 @@ use crate::error::Step;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
+const NFTNL_UDATA_SET_KEY_TYPEOF: u8 = 3;
 /// nft's `enum byteorder`: what nft writes for a concatenation, for an
 /// interface name and for an address or port.
 const BYTEORDER_INVALID: u32 = 0;
@@ -290,6 +291,10 @@ fn set_userdata(spec: &SetSpec) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&[NFTNL_UDATA_SET_KEYBYTEORDER, 4]);
     out.extend_from_slice(&order(spec.key).to_ne_bytes());
+    if !spec.key_typeof.is_empty() {
+        out.extend_from_slice(&[NFTNL_UDATA_SET_KEY_TYPEOF, spec.key_typeof.len() as u8]);
+        out.extend_from_slice(spec.key_typeof);
+    }
     if !spec.data.is_empty() {
         out.extend_from_slice(&[NFTNL_UDATA_SET_DATABYTEORDER, 4]);
         out.extend_from_slice(&order(spec.data).to_ne_bytes());

@@ -63,26 +63,31 @@ const SETS: [SetSpec; 5] = [
         name: PUBLISHED,
         key: &[PROTO, SERVICE],
         data: &[ADDR4],
+        key_typeof: &[],
     },
     SetSpec {
         name: DNAT4,
         key: &[PROTO, SERVICE],
         data: &[ADDR4, SERVICE],
+        key_typeof: &[],
     },
     SetSpec {
         name: DNAT4ADDR,
         key: &[PROTO, ADDR4, SERVICE],
         data: &[ADDR4, SERVICE],
+        key_typeof: &[],
     },
     SetSpec {
         name: DNAT6,
         key: &[PROTO, SERVICE],
         data: &[ADDR6, SERVICE],
+        key_typeof: &[],
     },
     SetSpec {
         name: DNAT6ADDR,
         key: &[PROTO, ADDR6, SERVICE],
         data: &[ADDR6, SERVICE],
+        key_typeof: &[],
     },
 ];
 

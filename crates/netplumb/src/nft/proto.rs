@@ -65,6 +65,7 @@ pub(super) const NFTA_SET_ELEM_KEY: u16 = 1;
 /// nft's data types (`enum datatypes` of nftables), for set keys and values;
 /// a concatenation is the types shifted in 6 bits at a time.
 pub(super) mod datatype {
+    pub(in super::super) const INTEGER: u32 = 4;
     pub(in super::super) const IPADDR: u32 = 7;
     pub(in super::super) const IP6ADDR: u32 = 8;
     pub(in super::super) const INET_PROTOCOL: u32 = 12;
@@ -111,6 +112,10 @@ pub(super) struct SetSpec {
     pub(super) key: &'static [(u32, u32)],
     /// Fields of a map's value; empty for a plain set.
     pub(super) data: &'static [(u32, u32)],
+    /// The key as nft's `typeof` expressions (the content of libnftnl's
+    /// `NFTNL_UDATA_SET_KEY_TYPEOF`), for a key nft could not print or read
+    /// back from its types alone; empty when the types say it all.
+    pub(super) key_typeof: &'static [u8],
 }
 
 /// `NFTA_SET_ELEM_LIST_*` for `elements` (key, and value for a map).

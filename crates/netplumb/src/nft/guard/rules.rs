@@ -50,12 +50,10 @@ use self::neighbour::{neighbour_common_rules, neighbour_port_rules};
 use super::sets::{ARP_SENDERS, MACS, PORTS, V4, V6};
 use super::{GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN};
 use crate::nft::expr::{
-    reg32, Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_IIFTYPE, NFT_META_L4PROTO,
-    NFT_META_PROTOCOL, NFT_RETURN, NF_ACCEPT, NF_DROP,
+    reg32, Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_PROTOCOL,
+    NFT_RETURN, NF_ACCEPT, NF_DROP,
 };
 
-/// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
-const ARPHRD_ETHER: u16 = 1;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -132,7 +130,7 @@ fn guarded() -> Vec<Expr> {
 /// accept.
 pub(super) fn port_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
-        [ether(), lookup(MACS, Base::Link, 6, 6, true), vec![drop()]].concat(),
+        [lookup(MACS, Base::Link, 6, 6, true), vec![drop()]].concat(),
         vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
     ];
     rules.extend(ipv4_rules());
@@ -165,12 +163,12 @@ pub(super) fn lookup(set: &str, base: Base, offset: u32, len: u32, invert: bool)
     ]
 }
 
-/// `meta iiftype ether`: what nft puts before an `ether` match.
-fn ether() -> Vec<Expr> {
-    vec![
-        Expr::meta(NFT_META_IIFTYPE),
-        Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
-    ]
+/// `ether type <t>`: the dependency nft writes in a bridge table before
+/// an `icmpv6` or `arp` match (and reads back so). A tagged frame never
+/// gets this far (the `ether type` whitelist of the shared chain drops it),
+/// so it decides as `meta protocol` would.
+fn ether_type(t: u16) -> Vec<Expr> {
+    vec![Expr::payload(Base::Link, 12, 2), Expr::eq(&t.to_be_bytes())]
 }
 
 /// `meta protocol <t>`.
@@ -207,7 +205,7 @@ fn frag_offset() -> Vec<Expr> {
 /// `icmpv6 type <t>`.
 fn icmpv6_type(t: u8) -> Vec<Expr> {
     [
-        protocol(ETH_P_IPV6),
+        ether_type(ETH_P_IPV6),
         l4proto(ICMPV6),
         vec![Expr::payload(Base::Transport, 0, 1), Expr::eq(&[t])],
     ]
@@ -252,25 +250,17 @@ fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
 fn link_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     vec![
-        [
-            ether(),
-            vec![
-                load(Base::Link, 0, 6),
-                Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
-                Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
-                drop(),
-            ],
-        ]
-        .concat(),
-        [
-            ether(),
-            [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
-                .iter()
-                .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
-                .collect(),
-            vec![drop()],
-        ]
-        .concat(),
+        vec![
+            load(Base::Link, 0, 6),
+            Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
+            Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
+            drop(),
+        ],
+        [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
+            .iter()
+            .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
+            .chain([drop()])
+            .collect(),
     ]
 }
 
@@ -287,7 +277,7 @@ fn arp_rule() -> Vec<Expr> {
         dreg: reg32(n),
     };
     [
-        protocol(ETH_P_ARP),
+        ether_type(ETH_P_ARP),
         vec![
             load(Base::Network, 0, 4),
             Expr::eq(&[0, 1, 8, 0]),

@@ -19,7 +19,7 @@ use std::net::Ipv6Addr;
 
 use super::{drop, icmpv6_type, lookup, ne, ICMPV6, ND_NEIGHBOR_SOLICIT};
 use crate::nft::expr::{Base, Expr};
-use crate::nft::guard::sets::{MACS, V6};
+use crate::nft::guard::sets::{LLADDRS, TARGETS};
 
 const ND_ROUTER_SOLICIT: u8 = 133;
 const ND_ROUTER_ADVERT: u8 = 134;
@@ -97,7 +97,7 @@ fn with_option(fixed: u16) -> [u8; 2] {
 /// `@th,64,128` not one of the port's IPv6 addresses: the message's
 /// target is none of them.
 fn own_targets() -> Vec<Expr> {
-    lookup(V6, Base::Transport, 8, 16, true)
+    lookup(TARGETS, Base::Transport, 8, 16, true)
 }
 
 /// The rules of message type `t` (`fixed` bytes without options) that
@@ -150,7 +150,7 @@ fn option_rules(t: u8, fixed: u16, option: u8) -> [Vec<Expr>; 2] {
         .concat(),
         [
             with,
-            lookup(MACS, Base::Transport, at + 2, 6, true),
+            lookup(LLADDRS, Base::Transport, at + 2, 6, true),
             vec![drop()],
         ]
         .concat(),

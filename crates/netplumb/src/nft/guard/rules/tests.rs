@@ -1,7 +1,7 @@
 use super::*;
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_IIFTYPE, NFT_META_L4PROTO,
-    NFT_META_PROTOCOL, NF_ACCEPT, NF_DROP,
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFNAME, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
+    NF_DROP,
 };
 
 /// `meta iifname . <len> bytes at <base> + <offset> [!=] @<set>`.
@@ -45,33 +45,32 @@ fn guard_rules_match_what_nft_generates() {
         ]
     );
     assert_eq!(port[1], vec![Expr::Jump("common".into())]);
-    // `meta iifname . ether saddr != @macs drop`:
-    // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
+    // `iifname . ether saddr != @macs drop` (nft --debug=netlink, bridge):
     // [ meta load iifname => reg 1 ]
-    // [ payload load 6b @ link header + 6 => reg 12 ]
+    // [ payload load 6b @ link header + 6 => reg 2 ]
     // [ lookup reg 1 set macs 0x1 ] [ immediate reg 0 drop ]
     assert_eq!(
         port[0],
         [
-            vec![Expr::meta(NFT_META_IIFTYPE), Expr::eq(&1u16.to_ne_bytes())],
             own("macs", Base::Link, 6, 6, true),
-            vec![Expr::Verdict(NF_DROP)],
+            vec![Expr::Verdict(NF_DROP)]
         ]
         .concat()
     );
     // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop`:
     // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
     // [ cmp eq reg 1 0x00c28001 0x00000000 ]
+    // (a bridge table has no `meta iiftype` dependency)
     assert_eq!(
-        common[0][3],
+        common[0][1],
         Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0])
     );
-    assert_eq!(common[0][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    assert_eq!(common[0][2], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
     // `ether type != arp ether type != ip ether type != ip6 drop`: three
     // loads of link header + 12, each `cmp neq`.
-    assert_eq!(common[1].len(), 2 + 6 + 1);
-    assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
-    // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
+    assert_eq!(common[1].len(), 6 + 1);
+    assert_eq!(common[1][5], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
+    // ARP: [ payload load 2b @ link header + 12 ] [ cmp eq reg 1 0x00000608 ] ...
     // [ meta load iifname ] [ payload load 6b @ network header + 8 => reg 12 ]
     // [ payload load 4b @ network header + 14 => reg 14 ]
     // [ lookup reg 1 set arp ] [ immediate reg 0 accept ]
@@ -202,12 +201,12 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[5][4..7], first_ipv4_udp()[2..5]);
     assert_eq!(common[5][10], Expr::eq(&[0, 68, 0, 67]));
     // `icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop`:
-    // [ meta load protocol ] [ cmp eq reg 1 0x0000dd86 ]
+    // [ payload load 2b @ link header + 12 ] [ cmp eq reg 1 0x0000dd86 ]
     // [ meta load l4proto ] [ cmp eq reg 1 0x0000003a ]
     // [ payload load 1b @ transport header + 0 ] [ cmp eq reg 1 0x00000087 ]
     // [ payload load 1b @ network header + 6 ] [ cmp neq reg 1 0x0000003a ]
     let ns = [
-        Expr::meta(NFT_META_PROTOCOL),
+        Expr::payload(Base::Link, 12, 2),
         Expr::eq(&[0x86, 0xdd]),
         Expr::meta(NFT_META_L4PROTO),
         Expr::eq(&[0x3a]),
@@ -269,7 +268,7 @@ fn guard_rules_match_what_nft_generates() {
         port[8],
         [
             ns_option,
-            own("macs", Base::Transport, 26, 6, true),
+            own("lladdrs", Base::Transport, 26, 6, true),
             vec![Expr::Verdict(NF_DROP)],
         ]
         .concat()
@@ -283,13 +282,16 @@ fn guard_rules_match_what_nft_generates() {
     // neighbour advertisement's target.
     assert_eq!(port[9].len(), 6 + 2 + 3 + 1);
     assert_eq!(port[9][8..], port[12][6..]);
-    assert_eq!(port[12][6..9], own("v6", Base::Transport, 8, 16, true));
+    assert_eq!(port[12][6..9], own("targets", Base::Transport, 8, 16, true));
     // The router solicitation's source option at transport header + 8; the
     // advertisement's target option, type 2.
     assert_eq!(port[5][8], Expr::payload(Base::Transport, 8, 2));
-    assert_eq!(port[6][8..11], own("macs", Base::Transport, 10, 6, true));
+    assert_eq!(port[6][8..11], own("lladdrs", Base::Transport, 10, 6, true));
     assert_eq!(port[10][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 1]));
-    assert_eq!(port[11][8..11], own("macs", Base::Transport, 26, 6, true));
+    assert_eq!(
+        port[11][8..11],
+        own("lladdrs", Base::Transport, 26, 6, true)
+    );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(port[14][2..5], own("v6", Base::Network, 8, 16, false));
     assert_eq!(
