@@ -1,183 +1,54 @@
-//! The guard's layer 3: what a container's host end may receive from the
-//! container. Each guarded host end has one base chain on that device's
-//! ingress hook, `port_<name>` ([`guard_chain_name`]; the name escaped so
-//! that nft reads the listing back whatever it is), in one of
-//! [`GUARD_TABLES`] netdev tables, `<table>_guard_<n>` ([`guard_table_name`],
-//! `n` from a hash of the name; see "What a port costs" below). What holds
-//! for every port is in one regular chain per table,
-//! [`GUARD_COMMON_CHAIN`], which each port's chain jumps to right after its
-//! MAC rule; the port's chain has only the rules that read its MAC `M`, its
-//! IPv4 addresses `A...` or its IPv6 addresses `X...` (nft 1.0.6 lists them
-//! so, and loads the listing back as the same rules):
+//! The guard's layer 3: what the bridge takes from a container's host end.
+//! One bridge-family table for every guarded port, [`guard_table_name`]
+//! (`<table>_guard`), holds:
 //!
-//! ```text
-//! chain common {
-//!     ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
-//!     ether type != arp ether type != ip ether type != ip6 drop
-//!     meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop
-//!     ip frag-off & 8191 == 0 udp sport 67 drop
-//!     ip frag-off & 8191 == 0 udp dport 68 drop
-//!     ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept
-//!     meta protocol != ip6 return
-//!     meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop
-//!     ip6 nexthdr udp udp sport 547 drop
-//!     ip6 nexthdr udp udp dport 546 drop
-//!     ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop
-//!     icmpv6 type nd-router-advert drop
-//!     icmpv6 type nd-redirect drop
-//!     icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop
-//!     icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop
-//!     icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop
-//! }
+//! - two base chains, `prerouting` and `input` (priority -500, policy
+//!   accept), shared by every port: prerouting jumps to [`GUARD_PORT_CHAIN`]
+//!   for a host end in the set `ports`; input drops what a guarded port
+//!   sends to 01:80:c2:00:00:0X (see below);
+//! - [`GUARD_PORT_CHAIN`], the rules that read the port's MAC and
+//!   addresses, each a lookup of `iifname . <field>` in one of the guard's
+//!   sets (`macs`, `v4`, `v6`, `senders`, and `lladdrs` and `targets`, the
+//!   same MACs and IPv6 addresses typed for neighbour discovery's raw
+//!   loads), ending in a drop;
+//! - [`GUARD_COMMON_CHAIN`], the rules that read neither, which the port
+//!   chain jumps to right after its MAC rule.
 //!
-//! chain port_veth0a0a0a02 {
-//!     type filter hook ingress device "veth0a0a0a02" priority -500; policy drop;
-//!     ether saddr != M drop
-//!     jump common
-//!     ip saddr A meta l4proto != udp accept                                        (each A)
-//!     ip saddr A meta l4proto udp ip frag-off & 8191 == 0 accept
-//!     ip saddr A meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
-//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,64 != 0x0101M drop
-//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,64 != 0x0101M drop
-//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: @th,64,128 != X ... drop
-//!     icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,64 != 0x0201M drop
-//!     icmpv6 type nd-neighbor-advert @th,64,128 != X ... drop
-//!     ip6 saddr X meta l4proto != udp accept                                       (each X)
-//!     ip6 saddr X meta l4proto udp ip6 nexthdr udp accept
-//!     ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept
-//!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
-//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip A accept      (each A)
-//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 arp saddr ether M arp saddr ip 0.0.0.0 accept
-//! }
-//! ```
-//!
-//! # Why the two chains decide as one did
-//!
-//! Until 2026-12 each port's chain held all of these rules itself, in this
-//! order: the MAC drop; the link-local group and EtherType drops; the ARP
-//! accepts; both transport protocol whitelists and the five DHCP/DHCPv6
-//! port drops; the IPv4 accepts and DHCP discovery; every neighbour
-//! discovery drop (the shared ones and the port's); the IPv6 accepts and
-//! the two accepts from `::`. The split keeps each of its decisions. A
-//! `drop` in `common` is final and an `accept` there ends the port's chain
-//! (and the hook's other base chains run after it, as after an accept in
-//! the port's chain); `return`, or the chain's end, continues after the
-//! `jump`. A packet's verdict is that of the first rule it matches, so
-//! moving rules changes nothing as long as no packet matches both a moved
-//! drop and an accept it was moved past (or an accept and a drop it was
-//! moved before); rules of one kind may be reordered freely. Every rule
-//! but the first three of the old order tests `meta protocol` (`ip`,
-//! `ip6`, `arp`: nft writes it before every `ip`, `ip6`, `arp` and
-//! `icmpv6` match), and a packet has one protocol, so only rules of the
-//! same protocol can match the same packet. Per protocol, after the MAC,
-//! link-local and EtherType drops, which come first in both:
-//!
-//! - ARP meets only the ARP accepts in either order (`return` sends it
-//!   back to the port's chain, where they are last), then the policy.
-//! - IPv4 meets its whitelist and its two DHCP drops, then its accepts
-//!   (discovery from 0.0.0.0 now before the port's addresses: both accept),
-//!   then the policy, in both orders: nothing after the `return` or after
-//!   the IPv4 accepts in the port's chain is IPv4.
-//! - IPv6 meets its whitelist, the three DHCPv6 drops and the neighbour
-//!   discovery drops, then its accepts, then the policy, in both orders:
-//!   the port's chain has its neighbour discovery drops before every IPv6
-//!   accept, as before.
-//!
-//! Every accept of IP still reads `meta l4proto`, so a packet whose IP
-//! header the kernel could not parse still meets the policy (see the
-//! `rules` module). A container's owner cannot change either chain: it has no
-//! `CAP_NET_ADMIN` in the host namespace. Root can (`nft flush chain`, or
-//! the flush of the whole ruleset a firewall restart does); deleting
-//! `common` alone is refused while a port's chain jumps to it (`EBUSY`).
-//! [`Guard::missing`] (what `-check` asks) names a `common` without all its
-//! rules, and [`Guard::allow`] (what `-restore` runs) makes it whole again.
+//! A port's guard is its elements in those sets: [`Guard::allow`] adds them
+//! in one batch of seven messages, [`Guard::forget`] deletes them. No chain,
+//! rule or verdict is added per port, so a call neither registers a hook nor
+//! makes the kernel validate the table's chains, and a device's
+//! registration walks no netdev hook of ours (see
+//! `BRIDGE-PATHS.md`). The rules decide each frame as the per-port netdev
+//! chains before them did (the same rules, a constant of a port's chain
+//! replaced by a lookup keyed by the input device's name; the link-layer
+//! option check split into its type and its MAC), written as nft 1.0.6
+//! writes them in a bridge table, so that a saved listing loads back as the
+//! same bytecode: no `meta iiftype` dependency, `ether type` before
+//! `icmpv6` and `arp` matches (tagged frames never get that far: the shared
+//! chain's `ether type` whitelist drops them).
 //!
 //! # Why every frame passes it
 //!
-//! A frame the container sends leaves its veth end and is received by the
-//! host end: `veth_xmit` hands it to the host end's receive path, and
-//! `__netif_receive_skb_core` runs, in this order, the packet taps, tc
-//! ingress, then netfilter's netdev ingress hook (`nf_ingress`), and only
-//! then the device's `rx_handler`, which for a bridge port is
-//! `br_handle_frame`: the bridge's forwarding, its local delivery, its
-//! learning, the link-local groups' special path (`__br_handle_local_finish`)
-//! and the host end's own IP stack all come after this chain. It runs for
-//! every EtherType and whatever the destination. A VLAN tag the device took
-//! out of the frame (`skb_vlan_untag` before the hook, or one that travels
-//! in `skb->vlan_tci` from the start) is put back by the link-layer payload
-//! load (`nft_payload_copy_vlan`), so `ether type` reads 802.1Q or 802.1ad
-//! and the whitelist on `ether type` drops the frame.
+//! Only with the port's group forwarding mask
+//! ([`LINK_LOCAL_FORWARDED`](crate::LINK_LOCAL_FORWARDED), set with
+//! [`Learning::Pinned`](crate::Learning::Pinned) before the host end is up):
+//! `br_handle_frame` then sends every frame to 01:80:c2:00:00:0X but pause
+//! (dropped) down its forwarding path, through bridge prerouting, and every
+//! other frame goes there anyway; nothing the bridge learns, forwards or
+//! delivers (to the bridge's own stack, through input) skips prerouting,
+//! and nothing reaches the host end's own stack. Without the mask LLDP
+//! (0x0E) would go to the host end's stack past every bridge hook, and the
+//! other groups through input only (which the input rule drops). The
+//! exceptions are root's: an ebtables `broute` rule (which runs before
+//! priority -500) and MRP/CFM instances on the bridge. `BRIDGE-PATHS.md`
+//! lists every return of `br_handle_frame` and what it passes.
 //!
-//! The `ip`, `ip6`, `arp` and `icmpv6` matches are behind `meta protocol`
-//! (what nft itself writes for that text, so the rules load back from a
-//! listing as they are): `skb->protocol` is the inner type of a tagged
-//! frame, but tagged frames never get past the `ether type` whitelist,
-//! which is written as `ether type !=` matches because nft prints an
-//! `ether type` equality in front of `ip ...` as nothing and reads it back
-//! as `meta protocol`.
-//!
-//! # What a port costs
-//!
-//! A port's batch is its chain, a flush and its own rules: 20 for one IPv4
-//! and two IPv6 addresses (4 per IPv4 address, one of them ARP, 3 per IPv6
-//! address, 10 others), 22 messages (41 when every rule was in the port's
-//! chain: its table, chain, flush and 38 rules). Before it, one look-up of
-//! the table's `common` (`NFT_MSG_GETRULE`); only when that is missing or
-//! lacks rules does the batch also make it (the table if missing, a chain
-//! and 20 rules), tied to the ruleset generation of the look-up. The messages matter, not the expressions: each
-//! names its table, which `nft_table_lookup` finds by walking the
-//! namespace's list of tables (oldest first) comparing names, and each
-//! `NEWRULE` looks up its chain and every expression type by name and
-//! allocates. With 1000 ports a call's `allow` took 0.67 ms against 1.00 ms
-//! with 38 rules a port, with 100 ports 0.57 against 0.86 ms and with one
-//! 0.60 against 0.93 ms (6.18, the median of six runs' medians of
-//! `guardbatch`, on a shared machine). `present` reads two chains instead
-//! of one: 0.17 against 0.16 ms.
-//!
-//! A packet walks only its own port's chain and its table's `common`: a
-//! TCP segment or a UDP datagram from the port's IPv4 address is accepted
-//! at the 10th rule (MAC, jump, the 7 rules of `common` up to its `return`,
-//! its accept; 13th before), an IPv6 packet from its first address at the
-//! 31st (as before), ARP after all IPv4 and IPv6 rules (the least frequent).
-//!
-//! The chains are spread over [`GUARD_TABLES`] tables by a hash of the host
-//! end's name, because of two walks in the kernel
-//! (`net/netfilter/nf_tables_api.c`):
-//!
-//! - With a table per port, each message walked past every older port's
-//!   table in `nft_table_lookup`: with 1000 ports the newest port's batch
-//!   took 2.1 ms, the oldest port's (found first) 0.8 ms (6.18, 41
-//!   messages).
-//! - Rules with verdicts mark their table as needing validation
-//!   (`NFT_VALIDATE_NEED`), and the commit walks every base chain and rule
-//!   of such a table, following jumps (`nf_tables_validate`,
-//!   `nft_table_validate`): with one table for all ports the 1000th port's
-//!   batch took 7.7 ms or more. Each port's chain still leads the walk
-//!   through `common`, so the split does not shorten it.
-//!
-//! With 32 tables a lookup passes at most 32 of ours, and a commit
-//! validates the chains of one table, about N/32 of N. The validation state
-//! is per table (`table->validate_state`) since "netfilter: nf_tables: make
-//! validation state per table" (around 6.2/6.3); before it (5.10 and 6.1)
-//! it is per network namespace, so a commit that adds a rule with a verdict
-//! validates every table of the namespace, and the commit also visits every
-//! chain of every table (`nf_tables_commit`, step 2): there a port's batch
-//! still grows with the number of ports, whatever the layout (every rule
-//! here ends in a verdict, and nothing a batch sends avoids either walk). A
-//! `jump` from a netdev base chain to a regular chain of its table, and
-//! `return`, are as old as nf_tables.
-//!
-//! The tables and their `common` chains are shared structure: they stay
-//! when a table's last port chain goes, since deleting them could race
-//! another network's call adding a chain. The bridge's forwarding database
-//! is guarded in the bridge itself (see
-//! [`Learning::Pinned`](crate::Learning::Pinned)), where no ruleset flush
-//! reaches it.
+//! The table and its sets and chains are shared structure: they stay when
+//! the last port goes. A container's owner cannot change them (no
+//! `CAP_NET_ADMIN` in the host namespace); root can, and [`Guard::missing`]
+//! names a chain without its rules and a port without its entry in `ports`
+//! or `macs`, and [`Guard::allow`] makes them whole again.
 
 mod rules;
 mod sets;
@@ -205,9 +76,13 @@ pub const GUARD_COMMON_CHAIN: &str = "common";
 /// that read the port's MAC and addresses, from the guard's sets.
 pub const GUARD_PORT_CHAIN: &str = "port";
 
-/// The guard's chains: name, hook (for the two base chains) and rules, in
-/// the order they are made (a chain before the chains that jump to it).
-fn chains() -> [(&'static str, Option<u32>, Vec<Vec<Expr>>); 4] {
+/// A chain of the guard: its name, its hook (for a base chain) and its
+/// rules.
+type Chain = (&'static str, Option<u32>, Vec<Vec<Expr>>);
+
+/// The guard's chains, in the order they are made (a chain before the
+/// chains that jump to it).
+fn chains() -> [Chain; 4] {
     [
         (GUARD_COMMON_CHAIN, None, common_rules()),
         (GUARD_PORT_CHAIN, None, port_rules()),
