@@ -1,9 +1,9 @@
 //! A world's nftables as `nft` shows them from outside: the whole ruleset,
 //! one table as text or as parsed JSON, the sets and maps of the helper's
 //! `inet netsetgo` (the published ports), recognised by their types so that
-//! a renamed set is still found, and the chains of its guard tables
-//! (`netdev netsetgo_guard_<n>`: a fixed number of tables, one chain per
-//! guarded host end).
+//! a renamed set is still found, and its guard table (`bridge
+//! netsetgo_guard`: shared chains, and the guarded host ends as set
+//! elements).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,8 +12,8 @@ use serde_json::Value;
 
 use crate::world::World;
 
-/// The helper's table name (`inet`), and the prefix of its guard tables'
-/// (`netdev`).
+/// The helper's table name (`inet`), and the prefix of its guard table's
+/// (`bridge`).
 pub const TABLE: &str = "netsetgo";
 
 /// The regular chain of each guard table that every port's chain jumps to
@@ -27,14 +27,14 @@ pub const GUARD_COMMON_CHAIN: &str = "common";
 /// solicitation, 2 advertisement rules).
 pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 9;
 
-/// The names of the world's guard tables (`netdev netsetgo_guard_...`),
-/// sorted.
+/// The names of the world's guard tables (`bridge netsetgo_guard`, one or
+/// none), sorted.
 pub fn guard_tables(world: &World) -> Vec<String> {
-    let out = world.run(&["nft", "-j", "list", "tables", "netdev"]);
-    out.expect_success("nft -j list tables netdev in the world");
+    let out = world.run(&["nft", "-j", "list", "tables", "bridge"]);
+    out.expect_success("nft -j list tables bridge in the world");
     let value: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("nft -j printed no JSON ({e}):\n{out}"));
-    let prefix = format!("{TABLE}_guard_");
+    let prefix = format!("{TABLE}_guard");
     let mut names: Vec<String> = value["nftables"]
         .as_array()
         .unwrap_or_else(|| panic!("no nftables list:\n{out}"))
@@ -255,13 +255,24 @@ impl NftTable {
     pub fn guard(world: &World) -> Option<NftTable> {
         let mut tables = guard_tables(world)
             .into_iter()
-            .filter_map(|name| NftTable::of(world, "netdev", &name));
+            .filter_map(|name| NftTable::of(world, "bridge", &name));
         let mut all = tables.next()?;
         for table in tables {
             all.items.extend(table.items);
         }
         all.name = format!("{TABLE}_guard_*");
         Some(all)
+    }
+
+    /// Whether set `set` has the element `element` (a plain string, such as
+    /// an interface name).
+    pub fn set_has(&self, set: &str, element: &str) -> bool {
+        self.items
+            .iter()
+            .filter_map(|i| i.get("set"))
+            .filter(|s| s["name"].as_str() == Some(set))
+            .filter_map(|s| s["elem"].as_array())
+            .any(|elems| elems.iter().any(|e| e.as_str() == Some(element)))
     }
 
     /// The table that holds chain `chain`, if one does.
