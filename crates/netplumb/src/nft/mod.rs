@@ -27,8 +27,9 @@
 //! * [`Masquerade`]: source NAT for a bridge's subnets (`table inet`).
 //! * [`Ports`]: published ports, DNAT through maps (`table inet`); their
 //!   claims read back for collection ([`Claim`]).
-//! * [`Guard`]: what a container's host end may receive from it, one
-//!   ingress chain per host end (`table netdev`).
+//! * [`Guard`]: what the bridge takes from a container's host end: shared
+//!   chains on bridge prerouting and input, each port's MAC and addresses
+//!   as set elements (`table bridge`).
 //!
 //! # Layers
 //!
