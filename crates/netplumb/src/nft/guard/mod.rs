@@ -14,6 +14,52 @@
 //! - [`GUARD_COMMON_CHAIN`], the rules that read neither, which the port
 //!   chain jumps to right after its MAC rule.
 //!
+//! nft 1.0.6 lists them so (sets first; `common` as before the split, see
+//! the `rules` module), and loads the listing back as the same rules:
+//!
+//! ```text
+//! set ports { type ifname; elements = { "veth0a0a0a02", ... } }
+//! set macs { type ifname . ether_addr; ... }
+//! set v4 { type ifname . ipv4_addr; ... }
+//! set v6 { type ifname . ipv6_addr; ... }
+//! set senders { type ifname . ether_addr . ipv4_addr; ... }
+//! set lladdrs { typeof iifname . @th,80,48; ... }
+//! set targets { typeof iifname . @th,64,128; ... }
+//!
+//! chain port {
+//!     iifname . ether saddr != @macs drop
+//!     jump common
+//!     iifname . ip saddr @v4 meta l4proto != udp accept
+//!     iifname . ip saddr @v4 meta l4proto udp ip frag-off & 8191 == 0 accept
+//!     iifname . ip saddr @v4 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept
+//!     icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop
+//!     icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @lladdrs drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop
+//!     icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @lladdrs drop
+//!     icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @targets drop
+//!     icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop
+//!     icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @lladdrs drop
+//!     icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @targets drop
+//!     iifname . ip6 saddr @v6 meta l4proto != udp accept
+//!     iifname . ip6 saddr @v6 meta l4proto udp ip6 nexthdr udp accept
+//!     iifname . ip6 saddr @v6 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept
+//!     ip6 saddr :: icmpv6 type nd-neighbor-solicit accept
+//!     ip6 saddr :: icmpv6 type mld2-listener-report accept
+//!     arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @senders accept
+//!     drop
+//! }
+//!
+//! chain prerouting {
+//!     type filter hook prerouting priority -500; policy accept;
+//!     iifname @ports jump port
+//! }
+//!
+//! chain input {
+//!     type filter hook input priority -500; policy accept;
+//!     iifname @ports ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop
+//! }
+//! ```
+//!
 //! A port's guard is its elements in those sets: [`Guard::allow`] adds them
 //! in one batch of seven messages, [`Guard::forget`] deletes them. No chain,
 //! rule or verdict is added per port, so a call neither registers a hook nor

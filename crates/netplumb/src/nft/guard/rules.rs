@@ -1,6 +1,7 @@
 //! The guard's rules: pure builders of the expressions of its chains (the
 //! two base chains, the shared port chain and `common`), in the order of the
-//! listings in [the guard's docs](super), each as nft 1.0.6 writes that text
+//! listing in [the guard's docs](super) (and `common` in the order of the
+//! `guard_structure_as_documented` test), each as nft 1.0.6 writes that text
 //! in a bridge table.
 //!
 //! # DHCP, router advertisements, fragments
