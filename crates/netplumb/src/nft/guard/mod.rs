@@ -14,8 +14,9 @@
 //! - [`GUARD_COMMON_CHAIN`], the rules that read neither, which the port
 //!   chain jumps to right after its MAC rule.
 //!
-//! nft 1.0.6 lists them so (sets first; `common` as before the split, see
-//! the `rules` module), and loads the listing back as the same rules:
+//! nft 1.0.6 lists them so (sets first; `common`, unchanged, is in the
+//! `guard_structure_as_documented` test), and loads the listing back as the
+//! same rules:
 //!
 //! ```text
 //! set ports { type ifname; elements = { "veth0a0a0a02", ... } }
