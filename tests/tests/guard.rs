@@ -26,7 +26,10 @@ use netsetgo_e2e::frames::{
     self, checksum, container_mac, contains, ether, ip, ipv4_packet, ipv6, link_local, mac_text,
     router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
 };
-use netsetgo_e2e::nft::{NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES, TABLE};
+use netsetgo_e2e::nft::{
+    NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES, GUARD_PORTS_SET, GUARD_PORT_CHAIN,
+    GUARD_PORT_RULES, TABLE,
+};
 use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, UPLINK4};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
@@ -662,11 +665,9 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
 
-/// The rules of a guard chain on a network with IPv6: the MAC, the jump to
-/// the table's shared chain, 3 for the IPv4 lease and 3 for each IPv6
-/// address (the lease's and the link-local); what neighbour discovery and
-/// ARP read of the port is in the table's sets.
-const GUARD_RULES: usize = 1 + 1 + 3 + 2 * 3;
+/// The rules of the guard's port chain, whatever the port's addresses (they
+/// are elements of the table's sets).
+const GUARD_RULES: usize = GUARD_PORT_RULES;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -704,29 +705,24 @@ fn assert_pinned(world: &World, host: &str, mac: [u8; 6]) {
     }
 }
 
-/// The guard chain of host end `host`: `port_` and its name (netplumb's
-/// `guard_chain_name`, for names without `_`, `.` or `-`).
-fn chain_name(host: &str) -> String {
-    assert!(host.bytes().all(|b| b.is_ascii_alphanumeric()), "{host}");
-    format!("port_{host}")
-}
-
-/// The guard table that holds the chain of host end `host` (one of
-/// `netsetgo_guard_<n>`, netplumb's `guard_table_name`).
+/// The guard table that holds host end `host` in its set of guarded ports
+/// (`netsetgo_guard`, netplumb's `guard_table_name`).
 #[track_caller]
 fn table_name(world: &World, host: &str) -> String {
     NftTable::guard(world)
-        .and_then(|t| t.table_of(&chain_name(host)))
-        .unwrap_or_else(|| panic!("no guard chain of {host}"))
+        .filter(|t| t.set_has(GUARD_PORTS_SET, host))
+        .map(|_| format!("{TABLE}_guard"))
+        .unwrap_or_else(|| panic!("no guard of {host}"))
 }
 
-/// How many rules the guard chain of host end `host` has (`None`: no
-/// chain).
+/// How many rules the guard's port chain has when host end `host` is in
+/// its set of guarded ports (`None`: it is not).
 fn chain_of(world: &World, host: &str) -> Option<usize> {
-    NftTable::guard(world)?
-        .chains()
-        .get(&chain_name(host))
-        .copied()
+    let table = NftTable::guard(world)?;
+    if !table.set_has(GUARD_PORTS_SET, host) {
+        return None;
+    }
+    table.chains().get(GUARD_PORT_CHAIN).copied()
 }
 
 /// Wires `c` with `-json`; returns the JSON.
@@ -784,7 +780,7 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
         "{:?}",
         NftTable::guard(&world)
     );
-    let table = NftTable::of(&world, "netdev", &table_name(&world, &host));
+    let table = NftTable::of(&world, "bridge", &table_name(&world, &host));
     assert_eq!(
         table.map(|t| t.chains().get(GUARD_COMMON_CHAIN).copied()),
         Some(Some(GUARD_COMMON_RULES)),
@@ -813,21 +809,23 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
     let scoped = format!("{d_lladdr}%veth1");
     assert!(ping_retrying(&c, &scoped), "link-local {scoped}");
 
-    // -check: intact; broken once the chain is deleted behind its back, or
-    // the port learns again.
+    // -check: intact; broken once the port's guard is deleted behind its
+    // back, or the port learns again.
     let check = || world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
     let out = check();
     assert_eq!(out.code(), Some(0), "{out}");
+    let element = format!("{{ \"{host}\" }}");
     world
         .run(&[
             "nft",
             "delete",
-            "chain",
-            "netdev",
+            "element",
+            "bridge",
             &table_name(&world, &host),
-            &chain_name(&host),
+            GUARD_PORTS_SET,
+            &element,
         ])
-        .expect_success("delete the guard chain");
+        .expect_success("delete the port from the guard's set");
     let out = check();
     assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");
     assert!(out.stderr.starts_with("netsetgo: "), "{out}");
@@ -991,7 +989,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
             .map(|t| t.expect("the helper's tables").normalised());
         let guards = netsetgo_e2e::nft::guard_tables(&world);
         let held: Vec<_> = std::iter::once(("inet", TABLE))
-            .chain(guards.iter().map(|name| ("netdev", name.as_str())))
+            .chain(guards.iter().map(|name| ("bridge", name.as_str())))
             .map(|(family, name)| {
                 let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
                 out.expect_success("nft --debug=netlink list table");
@@ -1003,10 +1001,10 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table netdev netsetgo_guard_",
+        "table bridge netsetgo_guard {",
         "table inet netsetgo",
         "ip frag-off & 8191 == 0 udp dport 68 drop",
-        "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
+        "iif . ip saddr @v4_v3 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "\"veth0a0a0a02\" . 02:6e:0a:0a:0a:02 . 10.10.10.2",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
@@ -1918,7 +1916,7 @@ const FORGED_FROM_OWN_MAC: &str =
 /// A firewall restart, as `nftables.service` with a config that begins
 /// with `flush ruleset` does it (security.md 20): on a guarded network
 /// with a published port of the victim, `nft flush ruleset` in the world
-/// takes layer 3 (the guard's netdev chains) and the publication, but the
+/// takes layer 3 (the guard's bridge table) and the publication, but the
 /// attack with every kind of frame, to every reserved group, broadcast and
 /// the rest, as the victim and with invented MACs, still moves no MAC
 /// (the victim's stays pinned static and sticky on its own port) and the

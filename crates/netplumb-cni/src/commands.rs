@@ -159,7 +159,7 @@ async fn wire(
         Err(e) => {
             // The attachment is one transaction: undo it whole.
             let _ = host.delete_link(attached.host_index).await;
-            forget_guard(req, &nft, host_name, &addresses);
+            forget_guard(req, &nft, host_name, attached.host_index, &addresses);
             return Err(e);
         }
     };
@@ -214,13 +214,20 @@ async fn attach(
             false => Learning::On,
         },
     };
-    let before_up = |_: &Link| match &guard {
-        Some(port) => nft.guard(TABLE).allow(port).execute(),
+    // Keyed by the host end's index: given when it exists, still down.
+    let index = std::cell::Cell::new(0);
+    let before_up = |host_end: &Link| match &guard {
+        Some(port) => {
+            index.set(host_end.index);
+            nft.guard(TABLE)
+                .allow(&port.clone().at(host_end.index))
+                .execute()
+        }
         None => Ok(()),
     };
     let attached = host.attach_with(inside, &attachment, before_up).await;
     attached.map_err(|e| {
-        forget_guard(req, nft, made.host_name, made.addresses);
+        forget_guard(req, nft, made.host_name, index.get(), made.addresses);
         plumbing(e)
     })
 }
@@ -275,7 +282,12 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
         if sharing_owner(&name, &links).is_none() {
             ports::unpublish(&nft, &req.options.mappings, owner(&name))?;
         }
-        forget_guard(req, &nft, &name, &[]);
+        match &end {
+            Some(end) => forget_guard(req, &nft, &name, end.index, &[]),
+            // Gone with the container: its elements name an index no
+            // device has, garbage that GC's prune collects.
+            None => forget_guard(req, &nft, &name, 0, &[]),
+        }
     }
     match end {
         Some(end) => delete_pair(&host, &end).await,
@@ -283,12 +295,19 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
     }
 }
 
-/// Stops guarding a host end (on a guarded network); errors are reported
-/// on stderr only, as this runs on the way out of a failure or a DEL
-/// whose pair may be gone already.
-fn forget_guard(req: &Request<'_>, nft: &Nftables, host_name: &str, addresses: &[IpNetwork]) {
+/// Stops guarding a host end (on a guarded network), the device of index
+/// `index` (0: gone, unknown); errors are reported on stderr only, as
+/// this runs on the way out of a failure or a DEL whose pair may be gone
+/// already.
+fn forget_guard(
+    req: &Request<'_>,
+    nft: &Nftables,
+    host_name: &str,
+    index: u32,
+    addresses: &[IpNetwork],
+) {
     if req.options.guard {
-        let port = GuardedPort::new(host_name, mac_of(host_name), addresses);
+        let port = GuardedPort::new(host_name, mac_of(host_name), addresses).at(index);
         if let Err(e) = nft.guard(TABLE).forget(&port).execute() {
             eprintln!("netplumb-bridge: {e}");
         }

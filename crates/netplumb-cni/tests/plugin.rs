@@ -810,17 +810,17 @@ fn the_guard_stops_forged_sources_and_macs_and_its_twin_does_not() {
             assert!(world.call("CHECK", &checked, &victim, "v").ok);
             // The guard is part of the attachment: CHECK misses it, DEL
             // removes it.
-            let [table, chain] = guard_chain(&host_end_of(&victim_result));
+            let victims = guard_element("delete", &host_end_of(&victim_result));
             run_in(
                 &world.host,
-                &["nft", "delete", "chain", "netdev", &table, &chain],
+                &victims.iter().map(String::as_str).collect::<Vec<_>>(),
             );
             assert_error(&world.call("CHECK", &checked, &victim, "v"), 102);
             world.must("DEL", &conf, &attacker, "a");
-            let [table, chain] = guard_chain(&host_end_of(&attacker_result));
+            let attackers = guard_element("get", &host_end_of(&attacker_result));
             assert!(!world
                 .host
-                .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+                .exec_succeeds(&attackers.iter().map(String::as_str).collect::<Vec<_>>()));
         } else {
             // The twin: the attack works without the guard.
             assert!(sources.contains(&victim_ip.as_str()), "{sources:?}");
@@ -1052,12 +1052,14 @@ fn the_example_conflists_work() {
     }
 }
 
-/// The netdev table and chain of the guard of host end `end`.
-fn guard_chain(end: &str) -> [String; 2] {
-    [
-        netplumb::guard_table_name("netplumb-cni", end),
-        netplumb::guard_chain_name(end),
-    ]
+/// `nft <verb> element` of host end `end` in the guard's set of guarded
+/// ports.
+fn guard_element(verb: &str, end: &str) -> Vec<String> {
+    let table = netplumb::guard_table_name("netplumb-cni");
+    let element = format!("{{ \"{end}\" }}");
+    ["nft", verb, "element", "bridge", &table, "ports", &element]
+        .map(String::from)
+        .to_vec()
 }
 
 #[test]
@@ -1074,11 +1076,10 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
     let container = TestNs::new("dvc");
     let result = world.must("ADD", &conf, &container, "dv");
     let end = host_end_of(&result);
-    let [table, chain] = guard_chain(&end);
+    let guarded = guard_element("get", &end);
+    let guarded: Vec<&str> = guarded.iter().map(String::as_str).collect();
     assert_eq!(claims(&world).len(), 2);
-    assert!(world
-        .host
-        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    assert!(world.host.exec_succeeds(&guarded));
     let netns = container.path();
     drop(container);
     wait_gone(&world, &end);
@@ -1090,9 +1091,7 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
     );
     assert!(del.ok, "{}", del.out);
     assert!(claims(&world).is_empty(), "{:?}", claims(&world));
-    assert!(!world
-        .host
-        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    assert!(!world.host.exec_succeeds(&guarded));
     assert!(world.leases().is_empty(), "{:?}", world.leases());
 }
 

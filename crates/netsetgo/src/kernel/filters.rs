@@ -21,8 +21,8 @@ use crate::policy::Network;
 use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
-/// of the guard's 32 netdev tables, which hold one chain per guarded host
-/// end and one shared chain each (`netsetgo_guard_<n>`,
+/// of the guard's bridge table, which holds the shared chains and the
+/// guarded host ends as set elements (`netsetgo_guard`,
 /// [`netplumb::guard_table_name`], [`netplumb::GUARD_COMMON_CHAIN`]); no other
 /// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
 pub const TABLE: &str = "netsetgo";
@@ -54,10 +54,10 @@ pub trait Filters {
     fn unpublish(&self, p: &Published) -> Result<bool, Failure>;
     /// Whether `p` is published for its owner, completely.
     fn published(&self, p: &Published) -> Result<bool, Failure>;
-    /// Guards a lease's host end (layer 3, the netdev ingress chain named
-    /// after it, in one of the guard's tables): only its MAC and addresses
-    /// pass, nothing posing as a DHCP server or a router. Idempotent: run again, it leaves the same
-    /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
+    /// Guards a lease's host end (layer 3, its elements in the sets of the
+    /// guard's bridge table): only its MAC and addresses pass, nothing
+    /// posing as a DHCP server or a router. Idempotent: run again, it leaves
+    /// the same elements. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
     /// Forgets the host end's guard chain; true if it was there.
@@ -376,7 +376,7 @@ pub mod fake {
             Ok(if guarded {
                 Vec::new()
             } else {
-                vec![format!("chain netdev guard port_{}", port.ifname)]
+                vec![format!("element bridge guard ports {}", port.ifname)]
             })
         }
     }

@@ -170,8 +170,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         Ok(())
     }
 
-    /// Makes the plan's pair on `bridge`, its peer in `netns`; the netdev
-    /// guard chain goes on the host end while it is down.
+    /// Makes the plan's pair on `bridge`, its peer in `netns`; the guard's
+    /// elements, keyed by the host end's index, go in while it is down. If
+    /// the attachment fails after that (the pair is then gone), they are
+    /// forgotten again.
     async fn attach(
         &self,
         inside: &L,
@@ -181,11 +183,21 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<Attached, Failure> {
         let network = &self.request.network;
         let attachment = plan.attachment(network, bridge.link.index, bridge.link.mtu, netns);
-        let guard = |_: &Link| match &plan.guard {
-            Some(port) => self.sockets.filters.guard(port),
+        let guarded = std::cell::Cell::new(None);
+        let guard = |host_end: &Link| match &plan.guard {
+            Some(port) => {
+                let port = port.clone().at(host_end.index);
+                self.sockets.filters.guard(&port)?;
+                guarded.set(Some(port));
+                Ok(())
+            }
             None => Ok(()),
         };
-        self.sockets.host.attach(inside, &attachment, guard).await
+        let attached = self.sockets.host.attach(inside, &attachment, guard).await;
+        if let (Err(_), Some(port)) = (&attached, guarded.take()) {
+            let _ = self.sockets.filters.unguard(&port);
+        }
+        attached
     }
 
     /// Binds the DHCP responder's socket to the new pair's host end (if
