@@ -2299,3 +2299,191 @@ fn without_the_guard_a_container_answers_as_a_dhcp_server_and_a_router() {
         got.peer_addresses6
     );
 }
+
+/// The netdev guard of before the bridge guard for one of [`Lab`]'s
+/// ports (host end `host`, lease `.n`), as main (9bd325d) made it: its
+/// netdev table `netsetgo_guard_<FNV-1a of the name mod 32>` with the
+/// three sets, the shared chain `common_v2` and the port's own chain on
+/// its ingress hook (the listing nft printed of it).
+fn legacy_guard(host: &str, n: u8) -> (String, String) {
+    let hash = host.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let table = format!("netsetgo_guard_{}", hash % 32);
+    let mac = format!("02:6e:0a:0a:0a:{n:02x}");
+    let ll = format!("fe80::6e:aff:fe0a:a{n:02x}");
+    let common: [&str; 33] = [
+    "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+    "ether type != arp ether type != ip ether type != ip6 drop",
+    "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+    "ip frag-off & 8191 == 0 udp sport 67 drop",
+    "ip frag-off & 8191 == 0 udp dport 68 drop",
+    "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
+    "meta protocol ip return",
+    "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @arp_senders accept",
+    "meta protocol != ip6 return",
+    "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
+    "ip6 nexthdr udp udp sport 547 drop",
+    "ip6 nexthdr udp udp dport 546 drop",
+    "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
+    "meta l4proto != ipv6-icmp return",
+    "icmpv6 type nd-router-advert drop",
+    "icmpv6 type nd-redirect drop",
+    "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+    "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+    "icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop",
+    "icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @nd_targets drop",
+    "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop",
+    "icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_targets drop",
+    "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
+    "ip6 saddr :: icmpv6 type mld2-listener-report accept",
+    ];
+    let mut text = format!(
+        "table netdev {table} {{\n\
+         set nd_macs {{ typeof iifname . @th,80,48; elements = {{ \"{host}\" . 0x26e0a0a0a{n:02x} }} }}\n\
+         set nd_targets {{ typeof iifname . @th,64,128; elements = {{ \"{host}\" . 0xfe80000000000000006e0afffe0a0a{n:02x} }} }}\n\
+         set arp_senders {{ type ifname . ether_addr . ipv4_addr; elements = {{ \"{host}\" . {mac} . 0.0.0.0, \"{host}\" . {mac} . 10.10.10.{n} }} }}\n\
+         chain common_v2 {{\n"
+    );
+    for rule in common {
+        text.push_str(&format!("{rule}\n"));
+    }
+    text.push_str(&format!(
+        "}}\nchain port_{host} {{\n\
+         type filter hook ingress device \"{host}\" priority -500; policy drop;\n\
+         ether saddr != {mac} drop\n\
+         jump common_v2\n\
+         ip saddr 10.10.10.{n} meta l4proto != udp accept\n\
+         ip saddr 10.10.10.{n} meta l4proto udp ip frag-off & 8191 == 0 accept\n\
+         ip saddr 10.10.10.{n} meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept\n\
+         ip6 saddr {ll} meta l4proto != udp accept\n\
+         ip6 saddr {ll} meta l4proto udp ip6 nexthdr udp accept\n\
+         ip6 saddr {ll} meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept\n\
+         }}\n}}\n"
+    ));
+    (table, text)
+}
+
+/// Issue 17, the upgrade from the netdev guard: an install that main's
+/// netdev guard made (no bridge table, the ports' group forwarding mask
+/// 0, a netdev table per port with main's chains) is guarded by those
+/// tables; `-check` names them and `-restore`; `-restore` gives every
+/// live lease the bridge guard and its port the mask, and only then
+/// deletes them (only ours: a foreign netdev table stays); the attacks
+/// get nothing through before, during (the legacy tables alone) and after;
+/// a second `-restore` changes nothing.
+#[test]
+fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
+    require_root!();
+    let lab = lab("");
+    let world = &lab.world;
+    let hosts = [
+        (&lab.victim_host, 2),
+        (&lab.peer_host, 3),
+        (&lab.attacker_host, 4),
+    ];
+    world
+        .run(&["nft", "delete", "table", "bridge", "netsetgo_guard"])
+        .expect_success("delete the bridge guard");
+    world
+        .run(&["nft", "add", "table", "netdev", "netsetgo_guard_other"])
+        .expect_success("a foreign netdev table");
+    let mut legacy = Vec::new();
+    for (host, n) in hosts {
+        let off = [
+            "ip",
+            "link",
+            "set",
+            "dev",
+            host,
+            "type",
+            "bridge_slave",
+            "group_fwd_mask",
+            "0",
+        ];
+        world.run(&off).expect_success("the port's mask as before");
+        let (table, text) = legacy_guard(host, n);
+        let out = netsetgo_e2e::nft::apply(world, &[], &text);
+        assert!(out.success(), "the legacy guard:\n{out}\n{text}");
+        legacy.push(table);
+    }
+    legacy.sort();
+    // Guarded by the legacy tables alone.
+    let got = impersonate(&lab);
+    assert!(
+        !got.as_victim_reached_gateway && !got.with_other_mac_reached_gateway,
+        "{got:?}"
+    );
+    lab.assert_legitimate_traffic_flows();
+    // -check names them, the port's mask and -restore.
+    let out = world.netsetgo(A, &["-check", "-pid", &lab.victim.pid_arg()]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in [
+        format!("table netdev {}", legacy[0]),
+        "group_fwd_mask".to_string(),
+        "netsetgo -restore".to_string(),
+    ] {
+        assert!(out.stderr.contains(&part), "{part:?} not said:\n{out}");
+    }
+    assert!(!out.stderr.contains("netsetgo_guard_other"), "{out}");
+
+    let out = world.netsetgo("root", &["-restore"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    for part in [
+        "re-created 3 guards",
+        "set the guard's flags of 3 bridge ports",
+        "deleted the netdev guard of before",
+    ] {
+        assert!(out.stdout.contains(part), "{part:?} not said:\n{out}");
+    }
+    let tables = world.run(&["nft", "list", "tables", "netdev"]);
+    assert_eq!(
+        tables.stdout.trim(),
+        "table netdev netsetgo_guard_other",
+        "{tables}"
+    );
+    for (host, _) in hosts {
+        assert_eq!(chain_of(world, host), Some(GUARD_RULES), "{host}");
+        let link = world.run(&["ip", "-j", "-d", "link", "show", "dev", host]);
+        let link: Value = serde_json::from_str(&link.stdout).expect("ip -j prints JSON");
+        let mask = &link[0]["linkinfo"]["info_slave_data"]["group_fwd_mask"];
+        assert_eq!(mask, &json!("0xfffd"), "{host}: {link}");
+    }
+    let check = world.netsetgo(A, &["-check", "-pid", &lab.victim.pid_arg()]);
+    assert_eq!(check.code(), Some(0), "{check}");
+    let got = impersonate(&lab);
+    assert!(
+        !got.as_victim_reached_gateway && !got.as_victim_reached_peer,
+        "{got:?}"
+    );
+    assert!(
+        !got.as_gateway_reached_peer && !got.with_other_mac_reached_gateway,
+        "{got:?}"
+    );
+    assert_eq!(
+        (got.frames_at_peer, got.frames_at_bridge),
+        (0, 0),
+        "{got:?}"
+    );
+    lab.assert_legitimate_traffic_flows();
+
+    let before = netsetgo_e2e::nft::ruleset(world);
+    let again = world.netsetgo("root", &["-restore"]);
+    assert_eq!(again.code(), Some(0), "{again}");
+    assert!(again.stdout.contains("nothing was missing"), "{again}");
+    assert!(!again.stdout.contains("restore: guard:"), "{again}");
+    assert_eq!(
+        netsetgo_e2e::nft::ruleset(world),
+        before,
+        "a second -restore changed it"
+    );
+}

@@ -66,7 +66,7 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
     let links = host.links().await.map_err(plumbing)?;
     if let Some(dumped) = dumped {
         let indexes: Vec<u32> = links.iter().map(|link| link.index).collect();
-        guard.prune(dumped, &indexes, &[]).map_err(plumbing)?;
+        guard.prune(dumped, &indexes).map_err(plumbing)?;
     }
     let live: HashSet<Ipv4Addr> = links
         .iter()

@@ -1149,7 +1149,7 @@ fn a_host_end_made_again_under_its_name_passes_none_of_the_old_values() {
     // only those.
     let guard = lab.nft.guard(TABLE);
     let dumped = guard.elements().unwrap();
-    let pruned = guard.prune(dumped, &lab.host.indexes(), &[]).unwrap();
+    let pruned = guard.prune(dumped, &lab.host.indexes()).unwrap();
     // ports, macs, v4, v6 (2), senders (2), lladdrs, targets (2).
     assert_eq!(pruned, 10);
     let v4 = lab
@@ -1162,48 +1162,31 @@ fn a_host_end_made_again_under_its_name_passes_none_of_the_old_values() {
     assert!(guard.present(&again).unwrap());
     assert!(guard.present(&lab.port_b()).unwrap());
     let dumped = guard.elements().unwrap();
-    assert_eq!(guard.prune(dumped, &lab.host.indexes(), &[]).unwrap(), 0);
+    assert_eq!(guard.prune(dumped, &lab.host.indexes()).unwrap(), 0);
 }
 
 #[test]
-fn prune_takes_values_a_live_port_no_longer_has_and_leaves_others_alone() {
-    require_root!("prune_takes_values_a_live_port_no_longer_has_and_leaves_others_alone");
+fn prune_takes_the_elements_of_devices_that_are_gone_only() {
+    require_root!("prune_takes_the_elements_of_devices_that_are_gone_only");
     let host = Ns::new("prune");
-    let (p, q, table) = guarded_pair(&host);
-    let guard_nft = host.nftables();
-    let guard = guard_nft.guard(TABLE);
-    // The same device guarded again with another address (never done by
-    // the callers, whose values are fixed for a device's life; -restore's
-    // prune is the net under it).
-    let moved = GuardedPort {
-        ipv4: vec!["10.77.0.9".parse().unwrap()],
-        ..p.clone()
-    };
-    guard.allow(&moved).execute().unwrap();
-    let listed = host.run(&["nft", "list", "set", "bridge", &table, "v4_v3"]);
-    assert!(listed.contains("10.77.0.2") && listed.contains("10.77.0.9"));
-    // The caller holds `moved` as the port's values now: the address it
-    // lacks goes (its v4 and ARP sender elements), q's stay.
+    let (p, q, _) = guarded_pair(&host);
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
     let dumped = guard.elements().unwrap();
-    assert_eq!(
-        dumped.indexes(),
-        [p.ifindex.min(q.ifindex), p.ifindex.max(q.ifindex)]
-    );
-    let pruned = guard
-        .prune(dumped, &host.indexes(), std::slice::from_ref(&moved))
-        .unwrap();
-    assert_eq!(pruned, 2);
-    let listed = host.run(&["nft", "list", "set", "bridge", &table, "v4_v3"]);
-    assert!(!listed.contains("10.77.0.2") && listed.contains("10.77.0.9"));
-    assert!(listed.contains("10.77.0.3"), "{listed}");
-    assert!(guard.present(&moved).unwrap() && guard.present(&q).unwrap());
-    // A device `live` does not name is gone to prune.
-    let pruned = guard
-        .prune(guard.elements().unwrap(), &[q.ifindex], &[])
-        .unwrap();
-    assert!(pruned > 0);
-    assert!(!guard.present(&moved).unwrap() && guard.present(&q).unwrap());
+    let mut both = [p.ifindex, q.ifindex];
+    both.sort_unstable();
+    assert_eq!(dumped.indexes(), both);
+    // Both live: nothing goes.
+    assert_eq!(guard.prune(dumped, &host.indexes()).unwrap(), 0);
+    assert!(guard.present(&p).unwrap() && guard.present(&q).unwrap());
+    // A device `live` does not name is gone to prune: its 10 elements go,
+    // the other's stay.
+    let dumped = guard.elements().unwrap();
+    assert_eq!(guard.prune(dumped, &[q.ifindex]).unwrap(), 10);
+    assert!(!guard.present(&p).unwrap() && guard.present(&q).unwrap());
+    assert_eq!(guard.elements().unwrap().indexes(), [q.ifindex]);
 }
+
 #[test]
 fn guard_structure_as_documented() {
     require_root!("guard_structure_as_documented");

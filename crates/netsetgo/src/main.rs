@@ -506,8 +506,8 @@ fn restore(sys: &impl System, caller: &Caller) -> Result<Outcome, Failure> {
         let host = links::Kernel::new(netplumb::Netlink::from_socket(host)?);
         let filters = filters::Kernel::restoring(nft, claimed)?;
         let grants = |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &accounts);
-        let restored = wiring::restore_all(host, &filters, &networks, &grants).await;
-        Ok(Outcome::Restored(restored))
+        let (restored, upkeep) = wiring::restore_all(host, &filters, &networks, &grants).await;
+        Ok(Outcome::Restored(restored, upkeep))
     })
 }
 

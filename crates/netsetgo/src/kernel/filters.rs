@@ -12,7 +12,9 @@
 //! the host's filters.
 
 use ipnetwork::Ipv4Network;
-use netplumb::{GuardedPort, Nftables};
+use std::cell::RefCell;
+
+use netplumb::{GuardElements, GuardedPort, Nftables};
 
 use crate::error::Failure;
 use crate::leases::Claimed;
@@ -62,9 +64,21 @@ pub trait Filters {
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
     /// Forgets the host end's guard chain; true if it was there.
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
-    /// What of the host end's guard is missing or lacks rules, named: its
-    /// own chain and its table's shared chain; empty when both are whole.
+    /// What of the host end's guard is missing or lacks rules, named: the
+    /// shared chains and its elements; empty when all are there.
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure>;
+    /// The interface indexes the guard holds elements of (one dump of its
+    /// sets, kept for [`Filters::prune_guard`]).
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure>;
+    /// Deletes the elements of the last [`Filters::guard_indexes`] dump
+    /// whose index is not in `live` (devices listed after that dump);
+    /// how many.
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure>;
+    /// The netdev guard tables of the version before the bridge guard that
+    /// are still there, named (`table netdev netsetgo_guard_<n>`).
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure>;
+    /// Deletes them (only them, by their exact names); their names.
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure>;
 }
 
 /// A borrowed [`Filters`] is one too: `-restore` shares one nf_tables
@@ -101,12 +115,26 @@ impl<T: Filters> Filters for &T {
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
         (**self).guard_missing(port)
     }
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+        (**self).guard_indexes()
+    }
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+        (**self).prune_guard(live)
+    }
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        (**self).legacy_guard()
+    }
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        (**self).drop_legacy_guard()
+    }
 }
 
 /// The kernel: netplumb's nf_tables session, opened before the drop.
 pub struct Kernel {
     nft: Nftables,
     claims: Claims,
+    /// The guard's elements as [`Filters::guard_indexes`] dumped them.
+    dumped: RefCell<Option<GuardElements>>,
 }
 
 /// When a publication that finds the claims map of `inet netsetgo` missing
@@ -131,6 +159,7 @@ impl Kernel {
         Kernel {
             nft,
             claims: Claims::Never,
+            dumped: RefCell::new(None),
         }
     }
 
@@ -153,6 +182,7 @@ impl Kernel {
         Ok(Kernel {
             nft,
             claims: Claims::Restore(mark),
+            dumped: RefCell::new(None),
         })
     }
 
@@ -250,6 +280,28 @@ impl Filters for Kernel {
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
         Ok(self.nft.guard(TABLE).missing(port)?)
     }
+
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+        let dumped = self.nft.guard(TABLE).elements()?;
+        let indexes = dumped.indexes();
+        self.dumped.replace(Some(dumped));
+        Ok(indexes)
+    }
+
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+        match self.dumped.take() {
+            Some(dumped) => Ok(self.nft.guard(TABLE).prune(dumped, live)?),
+            None => Ok(0),
+        }
+    }
+
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        Ok(self.nft.guard(TABLE).legacy()?)
+    }
+
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        Ok(self.nft.guard(TABLE).drop_legacy()?)
+    }
 }
 
 /// The refusal of a host port someone has published already.
@@ -283,6 +335,10 @@ pub mod fake {
         pub claims: RefCell<BTreeMap<(u8, u16), Ipv4Addr>>,
         /// Guarded host ends.
         pub guarded: RefCell<Vec<String>>,
+        /// The interface indexes the guard holds elements of.
+        pub indexes: RefCell<Vec<u32>>,
+        /// Legacy netdev guard tables.
+        pub legacy: RefCell<Vec<String>>,
         /// Bridges with their isolation rule.
         pub isolated: RefCell<Vec<String>>,
         /// May be shared with a `FakeLinks`, to see the order of both.
@@ -363,6 +419,7 @@ pub mod fake {
         fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
             self.act(format!("guard {}", port.ifname))?;
             self.guarded.borrow_mut().push(port.ifname.clone());
+            self.indexes.borrow_mut().push(port.ifindex);
             Ok(())
         }
         fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
@@ -378,6 +435,25 @@ pub mod fake {
             } else {
                 vec![format!("element bridge guard ports {}", port.ifname)]
             })
+        }
+        fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+            Ok(self.indexes.borrow().clone())
+        }
+        fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+            let mut indexes = self.indexes.borrow_mut();
+            let before = indexes.len();
+            indexes.retain(|i| live.contains(i));
+            if indexes.len() < before {
+                self.act(format!("prune {}", before - indexes.len()))?;
+            }
+            Ok(before - indexes.len())
+        }
+        fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+            Ok(self.legacy.borrow().clone())
+        }
+        fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+            self.act("drop legacy guard".into())?;
+            Ok(std::mem::take(&mut *self.legacy.borrow_mut()))
         }
     }
 }

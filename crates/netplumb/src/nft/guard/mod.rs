@@ -284,38 +284,25 @@ impl<'a> Guard<'a> {
     }
 
     /// Deletes, of `dumped` ([`Guard::elements`]), every element whose
-    /// index is not in `live`, and, for each of `current` (ports whose
-    /// device lives and whose values the caller holds), the elements of its
-    /// index that are not its values; one batch. `live` must list the
-    /// devices that exist *after* `dumped` was taken: a port guarded in
-    /// between has its device from before its elements, so it is live to
-    /// the caller, and an index, once its device is gone, is not handed out
-    /// again soon. Returns how many elements were deleted.
-    pub fn prune(
-        self,
-        dumped: GuardElements,
-        live: &[u32],
-        current: &[GuardedPort],
-    ) -> Result<usize> {
+    /// index is not in `live`, in one batch. `live` must list the devices
+    /// that exist *after* `dumped` was taken: a port guarded in between has
+    /// its device from before its elements, so it is live to the caller,
+    /// and an index, once its device is gone, is not handed out again
+    /// soon. Returns how many elements were deleted.
+    pub fn prune(self, dumped: GuardElements, live: &[u32]) -> Result<usize> {
         let table = guard_table_name(self.table);
         check_table(&table)?;
-        let wanted: Vec<SetKeys> = current.iter().flat_map(port_elements).collect();
-        let owned = |index| current.iter().any(|p| p.ifindex == index);
-        let keep = |set: &str, key: &Vec<u8>| {
-            let index = index_of(key).unwrap_or_default();
-            live.contains(&index)
-                && (!owned(index) || wanted.iter().any(|(s, k)| *s == set && k.contains(key)))
-        };
+        let keep = |key: &Vec<u8>| index_of(key).is_some_and(|i| live.contains(&i));
         let stale: Vec<SetKeys> = dumped
             .sets
             .into_iter()
-            .map(|(set, keys)| (set, keys.into_iter().filter(|k| !keep(set, k)).collect()))
+            .map(|(set, keys)| (set, keys.into_iter().filter(|k| !keep(k)).collect()))
             .collect();
         let count = stale.iter().map(|(_, keys)| keys.len()).sum();
         if count > 0 {
             let what = "prune the guard".to_string();
             let mut batch = Batch::new(self.nft, Family::Bridge, None, what);
-            set_elements(&mut batch, Op::Delete, &table, &stale, "of no port");
+            set_elements(&mut batch, Op::Delete, &table, &stale, "of no device");
             batch.commit_once()?;
         }
         Ok(count)
