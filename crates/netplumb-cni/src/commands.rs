@@ -183,7 +183,8 @@ struct Made<'a> {
 
 /// netplumb's `attach`: the pair, with the bridge port isolated
 /// (`isolate`) and, with `guard`, the container's MAC fixed and pinned to
-/// its port and the netdev guard on the host end before it is up.
+/// its port and the bridge guard's elements of the host end (keyed by its
+/// index) added before it is up.
 async fn attach(
     req: &Request<'_>,
     host: &Netlink,

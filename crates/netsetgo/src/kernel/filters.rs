@@ -62,7 +62,8 @@ pub trait Filters {
     /// the same elements. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
-    /// Forgets the host end's guard chain; true if it was there.
+    /// Forgets the host end's guard elements (by its index, and its legacy
+    /// netdev chain); true if it had any.
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
     /// What of the host end's guard is missing or lacks rules, named: the
     /// shared chains and its elements; empty when all are there.
