@@ -258,7 +258,9 @@ async fn finish(
 }
 
 /// DEL: releases the IPAM lease, then the attachment's published ports and
-/// guard, then deletes the pair through its host end. Whatever is already
+/// guard (by its host end's index; when the host end is gone, every
+/// element of a gone device, pruned), then deletes the pair through its
+/// host end. Whatever is already
 /// gone is not an error; a host end that another network records is not
 /// this DEL's.
 async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
@@ -277,17 +279,24 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
     let needs_nft = req.options.guard || !req.options.mappings.is_empty();
     if needs_nft {
         let nft = Nftables::open().map_err(plumbing)?;
+        // A host end gone with its container left elements under an index
+        // no device has: pruned, the sets dumped before the links are
+        // listed (see `Guard::prune`).
+        let guard = nft.guard(TABLE);
+        let dumped = match (&end, req.options.guard) {
+            (None, true) => Some(guard.elements().map_err(plumbing)?),
+            _ => None,
+        };
         // Claims of an owner another host end carries are that one's (an
         // ADD refused for sharing it leaves its DEL nothing to release).
         let links = host.links().await.map_err(plumbing)?;
         if sharing_owner(&name, &links).is_none() {
             ports::unpublish(&nft, &req.options.mappings, owner(&name))?;
         }
-        match &end {
-            Some(end) => forget_guard(req, &nft, &name, end.index, &[]),
-            // Gone with the container: its elements name an index no
-            // device has, garbage that GC's prune collects.
-            None => forget_guard(req, &nft, &name, 0, &[]),
+        forget_guard(req, &nft, &name, end.as_ref().map_or(0, |e| e.index), &[]);
+        if let Some(dumped) = dumped {
+            let live: Vec<u32> = links.iter().map(|link| link.index).collect();
+            guard.prune(dumped, &live).map_err(plumbing)?;
         }
     }
     match end {

@@ -1302,13 +1302,13 @@ fn guard_structure_as_documented() {
             "iif . ip6 saddr @v6_v3 meta l4proto != udp accept",
             "iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr udp accept",
             "iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
-            "drop",
             "}",
         ],
         &[
             "chain prerouting_v3 {",
             "type filter hook prerouting priority -500; policy accept;",
             "iif @ports_v3 jump port_v3",
+            "iif @ports_v3 drop",
             "}",
         ],
         &[
@@ -1423,8 +1423,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     };
     let before = bytecode();
     // The seven sets' elements, the shared chain's 33 rules, the port
-    // chain's 9, one in each base chain.
-    assert_eq!(before.len(), 7 + 33 + 9 + 1 + 1, "{before:?}");
+    // chain's 8, prerouting's 2, input's 1.
+    assert_eq!(before.len(), 7 + 33 + 8 + 2 + 1, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -1584,7 +1584,18 @@ fn the_ports_share_the_chains_that_check_and_restore_follow() {
         GUARD_COMMON_CHAIN,
     ]);
     assert!(!deleted.status.success());
+    // A call's allow does not look at the chains; -restore's does.
     guard.allow(&q).execute().unwrap();
+    assert_eq!(common_chains(&host, &table), (1, 1, 0));
+    guard.allow(&q).restore().unwrap();
+    // Root empties the port chain: the ports fail closed (prerouting
+    // drops what it returns), both name it, -restore's allow fills it.
+    host.run(&["nft", "flush", "chain", "bridge", &table, GUARD_PORT_CHAIN]);
+    let port_chain = format!("chain bridge {table} {GUARD_PORT_CHAIN}");
+    assert_eq!(guard.missing(&p).unwrap(), vec![port_chain]);
+    let prerouting = host.run(&["nft", "list", "chain", "bridge", &table, "prerouting_v3"]);
+    assert!(prerouting.contains("iif @ports_v3 drop"), "{prerouting}");
+    guard.allow(&p).restore().unwrap();
     assert_eq!(common_chains(&host, &table), (1, 1, 33));
     for port in [&p, &q] {
         assert!(guard.present(port).unwrap());

@@ -62,6 +62,9 @@ pub trait Filters {
     /// the same elements. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
+    /// [`Filters::guard`], and the guard's shared chains made whole again
+    /// if root emptied or deleted one (one more look-up): `-restore`'s.
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure>;
     /// Forgets the host end's guard elements (by its index, and its legacy
     /// netdev chain); true if it had any.
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
@@ -109,6 +112,9 @@ impl<T: Filters> Filters for &T {
     }
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
         (**self).guard(port)
+    }
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        (**self).restore_guard(port)
     }
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
         (**self).unguard(port)
@@ -274,6 +280,10 @@ impl Filters for Kernel {
         Ok(self.nft.guard(TABLE).allow(port).execute()?)
     }
 
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        Ok(self.nft.guard(TABLE).allow(port).restore()?)
+    }
+
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
         Ok(self.nft.guard(TABLE).forget(port).execute()?)
     }
@@ -422,6 +432,9 @@ pub mod fake {
             self.guarded.borrow_mut().push(port.ifname.clone());
             self.indexes.borrow_mut().push(port.ifindex);
             Ok(())
+        }
+        fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+            self.guard(port)
         }
         fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
             let present = self.guarded.borrow().contains(&port.ifname);

@@ -90,14 +90,18 @@ impl Guard<'_> {
         Ok(tables)
     }
 
-    /// Deletes the legacy chain of host end `ifname`, if there is one;
-    /// whether there was.
+    /// Deletes the legacy chain of host end `ifname`, if there is one
+    /// (one look-up; a batch only when there is); whether there was.
     pub(super) fn drop_legacy_chain(self, ifname: &str) -> Result<bool> {
         let table = legacy_table(self.table, ifname);
         check_table(&table)?;
+        let chain = legacy_chain(ifname);
+        if !self.nft.chain_exists(Family::Netdev, &table, &chain)? {
+            return Ok(false);
+        }
         let what = format!("forget legacy port {ifname}");
         let mut batch = Batch::new(self.nft, Family::Netdev, None, what);
-        batch.delete_chain(Family::Netdev, &table, &legacy_chain(ifname));
+        batch.delete_chain(Family::Netdev, &table, &chain);
         match batch.commit_once() {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),

@@ -43,12 +43,12 @@
 //!     iif . ip6 saddr @v6_v3 meta l4proto != udp accept
 //!     iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr udp accept
 //!     iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept
-//!     drop
 //! }
 //!
 //! chain prerouting_v3 {
 //!     type filter hook prerouting priority -500; policy accept;
 //!     iif @ports_v3 jump port_v3
+//!     iif @ports_v3 drop
 //! }
 //!
 //! chain input_v3 {
@@ -119,8 +119,9 @@
 //! port's elements are exactly its values under its own index, and a
 //! frame's `iif` is the port it came in by. `common_v3` is the netdev
 //! guard's `common_v2` with `iif` for `iifname`, and `port_v3` its port
-//! chain with look-ups for constants and a final `drop` for the policy (a
-//! regular chain's end returns to prerouting's accept). The early returns
+//! chain with look-ups for constants; prerouting's `iif @ports_v3 drop`
+//! after the jump is the netdev chain's policy drop (a regular chain's end
+//! returns to the base chain), so an emptied `port_v3` fails closed too. The early returns
 //! for IPv4 (rule 7) and for IPv6 but ICMPv6 (rule 14) hold as they did:
 //! nothing after them matches such a frame. The differential test
 //! `the_bridge_guard_decides_every_frame_as_the_port_chain_before_it`
@@ -128,8 +129,10 @@
 //!
 //! # What a port costs
 //!
-//! Per call: [`Guard::allow`] reads the rules of the four chains (are they
-//! whole?) and commits one batch of seven `NEWSETELEM` messages;
+//! Per call: [`Guard::allow`] commits one batch of seven `NEWSETELEM`
+//! messages (the structure only when that finds the table or a set
+//! missing; `-restore`'s [`AllowPort::restore`] also reads the table's
+//! rules to find a chain root emptied);
 //! [`Guard::forget`] one batch of seven `DELSETELEM`; [`Guard::missing`]
 //! the four chains and the port's `ports` and `macs` elements. None of it
 //! grows with the number of ports. Per frame, a guarded port's: one
@@ -142,7 +145,7 @@
 //! the last port goes. A container's owner cannot change them (no
 //! `CAP_NET_ADMIN` in the host namespace); root can, and [`Guard::missing`]
 //! names a chain without its rules and a port without its `ports` or
-//! `macs` element, and [`Guard::allow`] makes them whole again. A missing
+//! `macs` element, and [`AllowPort::restore`] makes them whole again. A missing
 //! `ports` element fails open (the port's frames skip the guard), any
 //! other missing element fails closed (its frames meet the drop).
 
@@ -177,7 +180,8 @@ pub const VERSION: &str = "v3";
 pub const GUARD_COMMON_CHAIN: &str = "common_v3";
 
 /// The regular chain prerouting jumps to for every guarded port: its MAC
-/// and its address accepts, from the guard's sets, then a drop.
+/// and its address accepts, from the guard's sets (prerouting drops what
+/// it returns).
 pub const GUARD_PORT_CHAIN: &str = "port_v3";
 
 /// A chain of the guard: its name, its hook (for a base chain) and its
@@ -216,9 +220,9 @@ impl<'a> Guard<'a> {
     /// addresses (and ARP and neighbour discovery for those, DHCP
     /// discovery, duplicate address detection), nothing posing as a DHCP
     /// server or a router. One batch of the port's set elements; the
-    /// table, its sets and chains too when a look-up finds them missing or
-    /// short of rules. It may be run again at any time (after a ruleset
-    /// flush, say). The host end must be a bridge port with
+    /// table, its sets and chains too when they are missing (and, with
+    /// [`AllowPort::restore`], when a chain is short of rules). It may be
+    /// run again at any time (after a ruleset flush, say). The host end must be a bridge port with
     /// [`LINK_LOCAL_FORWARDED`](crate::LINK_LOCAL_FORWARDED) in its group
     /// forwarding mask (`Learning::Pinned`) for link-local frames to reach
     /// the guard. Refused (`EINVAL`) without an index.
@@ -351,30 +355,57 @@ pub struct AllowPort<'a> {
 }
 
 impl AllowPort<'_> {
-    /// Applies it: one batch, and before it a look-up of the shared chains.
-    /// Only when one is missing or lacks rules does the batch (re)make the
-    /// structure, tied to the ruleset generation it was planned at, so that
-    /// of two calls making it at once one wins and the other plans again.
+    /// Applies it: one batch of the port's elements. Only when that fails
+    /// for want of the table or a set (`ENOENT`: a fresh host, a flushed
+    /// ruleset) is the structure made, in a batch tied to the ruleset
+    /// generation it was planned at, so that of two calls making it at
+    /// once one wins and the other plans again. It does not look at the
+    /// chains (that would cost a dump of the table's rules a call):
+    /// [`AllowPort::restore`] does.
     pub fn execute(self) -> Result<()> {
+        let (nft, table, name, elements) = self.parts()?;
+        let mut batch = Batch::new(nft, Family::Bridge, None, format!("guard port {name}"));
+        set_elements(&mut batch, Op::Add, &table, &elements, name);
+        match batch.commit_once() {
+            Err(e) if e.errno() == Some(libc::ENOENT) => self.rebuild(&table, &elements),
+            done => done,
+        }
+    }
+
+    /// [`AllowPort::execute`], after one dump of the table's rules: when a
+    /// shared chain is missing or short of rules (root flushed or deleted
+    /// it), the structure is made again in the same batch as the
+    /// elements. What `-restore` runs.
+    pub fn restore(self) -> Result<()> {
+        let (nft, table, _, elements) = self.parts()?;
+        match short_chains(nft, &table)?.is_empty() {
+            true => self.execute(),
+            false => self.rebuild(&table, &elements),
+        }
+    }
+
+    /// The session, the checked table, the port's name and its elements;
+    /// refused (`EINVAL`) without an index.
+    fn parts(&self) -> Result<(&Nftables, String, &str, Vec<SetKeys>)> {
         let Guard { nft, table } = self.at;
-        let name = &self.port.ifname;
-        let table = &checked_table(table, &self.port)?;
+        let name = self.port.ifname.as_str();
+        let table = checked_table(table, &self.port)?;
         if self.port.ifindex == 0 {
             let object = format!("guard port {name}: no interface index");
             let einval = std::io::Error::from_raw_os_error(libc::EINVAL);
             return Err(Error::os(Step::NftAddElement, object, einval));
         }
+        Ok((nft, table, name, port_elements(&self.port)))
+    }
+
+    /// One batch, tied to the generation: the structure and `elements`.
+    fn rebuild(&self, table: &str, elements: &[SetKeys]) -> Result<()> {
+        let (nft, name) = (self.at.nft, &self.port.ifname);
         let what = format!("guard port {name}");
-        let elements = port_elements(&self.port);
-        if short_chains(nft, table)?.is_empty() {
-            let mut batch = Batch::new(nft, Family::Bridge, None, what);
-            set_elements(&mut batch, Op::Add, table, &elements, name);
-            return batch.commit_once();
-        }
         nft.transact(&what, |genid| {
             let mut batch = Batch::new(nft, Family::Bridge, Some(genid), what.clone());
             structure(nft, &mut batch, table)?;
-            set_elements(&mut batch, Op::Add, table, &elements, name);
+            set_elements(&mut batch, Op::Add, table, elements, name);
             Ok(Some(batch))
         })
         .map(drop)
@@ -512,13 +543,17 @@ mod tests {
     }
 
     #[test]
-    fn the_port_chain_ends_in_a_drop_and_base_chains_jump_only_for_guarded_ports() {
+    fn prerouting_drops_what_the_port_chain_returns_and_acts_only_on_guarded_ports() {
         let [common, port, pre, input] = chains();
-        assert_eq!(port.2.last(), Some(&vec![Expr::Verdict(0)]));
-        assert_eq!((common.2.len(), port.2.len()), (33, 9));
-        assert_eq!(pre.2.len(), 1);
+        assert_eq!((common.2.len(), port.2.len()), (33, 8));
+        assert_eq!(pre.2.len(), 2);
         assert_eq!(input.2.len(), 1);
         assert!(pre.2[0].contains(&Expr::Jump(GUARD_PORT_CHAIN.into())));
+        assert_eq!(pre.2[1].last(), Some(&Expr::Verdict(0)));
+        // Every rule of the base chains first looks the port up.
+        for rule in pre.2.iter().chain(&input.2) {
+            assert!(matches!(rule[1], Expr::Lookup { ref set, .. } if set == "ports_v3"));
+        }
         assert!(port.2[1].contains(&Expr::Jump(GUARD_COMMON_CHAIN.into())));
         for (name, _, _) in chains() {
             assert!(name.ends_with(VERSION), "{name}");

@@ -105,10 +105,15 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     rules
 }
 
-/// Bridge prerouting's one rule: `iif @ports jump port`. Frames from
-/// host ends that are not guarded pass (policy accept) after one look-up.
+/// Bridge prerouting's two rules: `iif @ports jump port`, then `iif
+/// @ports drop`: what the port chain does not accept (its end, or the
+/// whole chain if root emptied it) is dropped. Frames from host ends that
+/// are not guarded pass (policy accept) after one look-up.
 pub(super) fn prerouting_rules() -> Vec<Vec<Expr>> {
-    vec![[guarded(), vec![Expr::Jump(GUARD_PORT_CHAIN.into())]].concat()]
+    vec![
+        [guarded(), vec![Expr::Jump(GUARD_PORT_CHAIN.into())]].concat(),
+        [guarded(), vec![drop()]].concat(),
+    ]
 }
 
 /// Bridge input's one rule: nothing from a guarded port to
@@ -137,8 +142,7 @@ fn guarded() -> Vec<Expr> {
 /// jumps to for every guarded port, in order, each as nft 1.0.6 writes the
 /// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
 /// first, then IPv6, each a look-up of the input device's values in the
-/// sets, and a final drop (this is a regular chain, whose end would return
-/// to prerouting's policy accept).
+/// sets. Its end returns to prerouting, whose next rule drops.
 pub(super) fn port_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [own(MACS, &[(Base::Link, 6, 6)], true), vec![drop()]].concat(),
@@ -146,7 +150,6 @@ pub(super) fn port_rules() -> Vec<Vec<Expr>> {
     ];
     rules.extend(ipv4_rules());
     rules.extend(ipv6_rules());
-    rules.push(vec![drop()]);
     rules
 }
 

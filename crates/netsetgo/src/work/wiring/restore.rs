@@ -182,7 +182,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             if let Some(port) = &plan.guard {
                 let guarded = match filters.guard_missing(port) {
                     Ok(missing) if missing.is_empty() => Ok(false),
-                    Ok(_) => filters.guard(port).map(|()| true),
+                    Ok(_) => filters.restore_guard(port).map(|()| true),
                     Err(e) => Err(e),
                 };
                 match guarded {

@@ -38,10 +38,12 @@ fn guard_rules_match_what_nft_generates() {
         common.len(),
         2 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 2 + 2 + 1 + 2 + 1 + 2
     );
-    // The port chain: its MAC, the jump, 3 IPv4 and 3 IPv6 accepts, the
-    // drop.
-    assert_eq!(own.len(), 1 + 1 + 3 + 3 + 1);
-    assert_eq!(own[8], vec![Expr::Verdict(NF_DROP)]);
+    // The port chain: its MAC, the jump, 3 IPv4 and 3 IPv6 accepts;
+    // prerouting drops what it returns.
+    assert_eq!(own.len(), 1 + 1 + 3 + 3);
+    let pre = prerouting_rules();
+    assert_eq!(pre.len(), 2);
+    assert_eq!(pre[1][2], Expr::Verdict(NF_DROP));
     // `meta protocol ip return`: [ meta load protocol => reg 1 ]
     // [ cmp eq reg 1 0x00000008 ] [ immediate reg 0 return ]
     assert_eq!(
