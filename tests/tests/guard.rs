@@ -2487,3 +2487,68 @@ fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
         "a second -restore changed it"
     );
 }
+
+/// Review r20, F1 and F3: root resets a guarded port's group forwarding
+/// mask (LLDP's group would then reach the host end's own stack past
+/// every bridge hook), or takes the port off the bridge and puts it back
+/// (the kernel's defaults: learning, flooding, mask 0, no pinned MAC):
+/// `-check` names what the port lacks and `-restore`, and root's
+/// `-restore` sets it again (before the fix it said "nothing was
+/// missing"); then every kind of frame gets nothing through.
+#[test]
+fn a_ports_flags_root_reset_are_named_by_check_and_set_by_restore() {
+    require_root!();
+    let lab = lab("");
+    let world = &lab.world;
+    let host = lab.attacker_host.as_str();
+    let check = || world.netsetgo(B, &["-check", "-pid", &lab.attacker.pid_arg()]);
+    assert_eq!(check().code(), Some(0));
+    let mask = [
+        "ip",
+        "link",
+        "set",
+        "dev",
+        host,
+        "type",
+        "bridge_slave",
+        "group_fwd_mask",
+        "0",
+    ];
+    world.run(&mask).expect_success("the mask reset");
+    let out = check();
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in ["group_fwd_mask", "netsetgo -restore"] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+    let out = world.netsetgo("root", &["-restore"]);
+    assert!(
+        out.stdout
+            .contains("set the guard's flags of 1 bridge port"),
+        "{out}"
+    );
+    assert_eq!(check().code(), Some(0));
+    assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
+
+    // Off the bridge and back: every flag and the pinned MAC.
+    for args in [["nomaster", ""], ["master", "brg0"]] {
+        let mut cmd = vec!["ip", "link", "set", "dev", host, args[0]];
+        cmd.extend(args.iter().skip(1).filter(|a| !a.is_empty()));
+        world.run(&cmd).expect_success("ip link set master");
+    }
+    let out = check();
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in ["learns source MACs", "group_fwd_mask", "is not pinned"] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+    let out = world.netsetgo("root", &["-restore"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains("set the guard's flags of 1 bridge port"),
+        "{out}"
+    );
+    assert_eq!(check().code(), Some(0));
+    assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
+    attack_with_every_kind(&lab).assert_guard_held();
+    lab.assert_legitimate_traffic_flows();
+}

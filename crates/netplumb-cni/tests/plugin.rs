@@ -1327,3 +1327,49 @@ fn redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left() {
         assert_eq!(table_text(&world), before.0);
     }
 }
+
+/// Review r20, F4 (issue 17 step 2): DEL knows no address of the
+/// attachment, and a re-ADD of the same container id and ifname (the same
+/// host end name and MAC) gets another address from IPAM. The guard's
+/// elements are keyed by the host end's index: DEL takes every element of
+/// its index, and the re-made host end passes only its new address (with
+/// the prototype's name keys the first address stayed, and passed, once
+/// IPAM gave it to another container).
+#[test]
+fn a_re_added_attachment_keeps_none_of_its_old_address() {
+    require_root!("a_re_added_attachment_keeps_none_of_its_old_address");
+    let world = World::new("ra");
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
+    let container = TestNs::new("rac");
+    let first = world.must("ADD", &conf, &container, "ra");
+    let (end, old) = (host_end_of(&first), address_of(&first));
+    let table = netplumb::guard_table_name("netplumb-cni");
+    let v4 = || {
+        world
+            .host
+            .run(&["nft", "list", "set", "bridge", &table, "v4_v3"])
+    };
+    assert!(v4().contains(&format!("{old} ")), "{}", v4());
+    world.must("DEL", &conf, &container, "ra");
+    let listed = world.host.run(&["nft", "list", "table", "bridge", &table]);
+    assert!(!listed.contains("elements"), "DEL left elements:\n{listed}");
+    // Another attachment takes the next address; the first one again gets
+    // the one after it.
+    let other = TestNs::new("rao");
+    world.must("ADD", &conf, &other, "rb");
+    let again = world.must("ADD", &conf, &container, "ra");
+    assert_eq!(host_end_of(&again), end);
+    let new = address_of(&again);
+    assert_ne!(new, old);
+    let listed = v4();
+    let words: Vec<&str> = listed
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .collect();
+    assert!(words.contains(&new.as_str()), "{listed}");
+    assert!(!words.contains(&old.as_str()), "{listed}");
+}

@@ -1165,6 +1165,40 @@ fn a_host_end_made_again_under_its_name_passes_none_of_the_old_values() {
     assert_eq!(guard.prune(dumped, &lab.host.indexes()).unwrap(), 0);
 }
 
+/// Review r20, F2: root emptying the port chain (or truncating it) leaves
+/// every guarded port failing closed, as an emptied netdev port chain
+/// did: prerouting drops what the port chain returns. Before the fix
+/// (prerouting's one rule, a policy accept) a forged source reached the
+/// host. An emptied `common_v3` fails open for what only it drops, as
+/// `common_v2` did (documented).
+#[test]
+fn an_emptied_port_chain_fails_closed() {
+    require_root!("an_emptied_port_chain_fails_closed");
+    let lab = Lab::new("closed", true);
+    let forged = |tag: u8| -> Vec<Marked> {
+        (0..4u8)
+            .map(|n| {
+                let m = marker(tag, n);
+                let udp = udp(4000, HOST_PORT, &m);
+                let p = ipv4([10, 77, 0, 3], [10, 77, 0, 1], 17, 0, &udp);
+                (ether(BROADCAST, MAC_A, 0x0800, &p), m)
+            })
+            .collect()
+    };
+    assert_eq!(lab.at_host(&forged(8)), Vec::<usize>::new(), "whole");
+    let table = guard_table_name(TABLE);
+    lab.host
+        .run(&["nft", "flush", "chain", "bridge", &table, GUARD_PORT_CHAIN]);
+    assert_eq!(lab.at_host(&forged(9)), Vec::<usize>::new(), "emptied");
+    assert!(!lab.a.ping(None, "10.77.0.1", 2), "closed: nothing passes");
+    let guard = lab.nft.guard(TABLE);
+    let named = format!("chain bridge {table} {GUARD_PORT_CHAIN}");
+    assert_eq!(guard.missing(&lab.port_a()).unwrap(), vec![named]);
+    guard.allow(&lab.port_a()).restore().unwrap();
+    assert!(lab.a.ping(None, "10.77.0.1", 3), "whole again");
+    assert_eq!(lab.at_host(&forged(10)), Vec::<usize>::new(), "restored");
+}
+
 #[test]
 fn prune_takes_the_elements_of_devices_that_are_gone_only() {
     require_root!("prune_takes_the_elements_of_devices_that_are_gone_only");
@@ -1666,6 +1700,16 @@ fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
     assert_eq!(elements(&p), 0);
     assert_eq!(elements(&q), 10);
     assert!(guard.present(&q).unwrap());
+    // With other values than allow added (the policy's gateway6 changed
+    // since, review r20 F6): every element of its index still goes.
+    guard.allow(&p).execute().unwrap();
+    let changed = GuardedPort {
+        ipv6: vec!["fd00:99::2".parse().unwrap()],
+        ..p.clone()
+    };
+    assert!(guard.forget(&changed).execute().unwrap());
+    assert_eq!(elements(&p), 0);
+    assert_eq!(elements(&q), 10);
     // With all its addresses but without one of its elements (root
     // emptied a set): the others still go.
     guard.allow(&p).execute().unwrap();

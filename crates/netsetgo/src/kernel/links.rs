@@ -35,6 +35,8 @@ pub trait Links {
     async fn set_alias(&self, index: u32, alias: &str) -> Result<()>;
     /// Sets the bridge port flags of link `index` to `port`'s.
     async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()>;
+    /// Pins `mac` to bridge port `index` (a static, sticky entry).
+    async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()>;
     /// The addresses on link `index`.
     async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>>;
     /// Adds `address` to link `index` unless there; whether it was added.
@@ -141,6 +143,9 @@ impl Links for Kernel {
     }
     async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
         self.netlink.set_bridge_port(index, port).await
+    }
+    async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        self.netlink.pin_mac(index, mac).await
     }
     async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>> {
         self.netlink.addresses_of(index).await
@@ -395,8 +400,14 @@ pub mod fake {
         }
         async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
             self.record(format!("bridge port #{index} {port:?}"));
-            if let Some(l) = self.links.borrow_mut().get_mut(&index) {
-                l.port = Some(*port);
+            self.ports.borrow_mut().insert(index, *port);
+            Ok(())
+        }
+        async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+            self.record(format!("pin #{index}"));
+            let bridge = self.links.borrow().get(&index).and_then(|l| l.master);
+            if let Some(bridge) = bridge {
+                self.pinned.borrow_mut().insert((bridge, mac), index);
             }
             Ok(())
         }

@@ -39,7 +39,14 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             missing.push(format!("host end {} is not isolated", host.name));
         }
         if let Learning::Pinned(mac) = plan.learning {
-            missing.extend(self.check_pinned(&host, mac, port).await?);
+            let lacking = self.check_pinned(&host, mac, port).await?;
+            if !lacking.is_empty() {
+                missing.extend(lacking);
+                missing.push(
+                    "run `netsetgo -restore` as root to set the bridge port's flags and pinned MAC again"
+                        .into(),
+                );
+            }
         }
         if !missing.is_empty() {
             return Err(Failure::broken(format!(

@@ -3,7 +3,7 @@
 //! owner's grants now, and what the firewall lost of each live lease's
 //! plan re-created.
 
-use netplumb::BridgePort;
+use netplumb::{BridgePort, Link};
 
 use crate::error::{Failure, Kind};
 use crate::filters::Filters;
@@ -56,30 +56,62 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         Ok(done)
     }
 
-    /// Gives each live guarded lease's bridge port the guard's flags where
-    /// it lacks them (one look-up per lease): a port made before the bridge
-    /// guard has no group forwarding mask, without which link-local frames
-    /// would pass no bridge hook once the netdev guard is gone (before
-    /// `restore_all` deletes it).
+    /// Gives each live guarded lease's bridge port, if it is a port of the
+    /// network's bridge, the guard's flags and its pinned MAC where it
+    /// lacks them (a look-up of the port and one of the MAC's entries per
+    /// lease): a port made before the bridge guard has no group forwarding
+    /// mask, without which link-local frames would pass no bridge hook once
+    /// the netdev guard is gone (before `restore_all` deletes it), and one
+    /// root reset or took off the bridge and put back has the kernel's
+    /// defaults (review r20, F1 and F3). A host end off its bridge is left
+    /// to `-check`, which names it.
     async fn pin_ports(&self, publishing: &[Granted], done: &mut Restored) {
         let host = &self.sockets.host;
+        let bridge = match host.link_by_name(&self.request.network.bridge).await {
+            Ok(bridge) => bridge.map(|b| b.index),
+            Err(e) => return done.failed.push(format!("the bridge: {e}")),
+        };
         for (plan, _) in publishing {
             let Some(port) = &plan.guard else { continue };
             let want = BridgePort::new(plan.isolated, plan.learning);
-            let set = match host.link_by_index(port.ifindex).await {
-                Ok(Some(link)) if link.port != Some(want) => {
-                    host.set_bridge_port(port.ifindex, &want).await.map(|()| 1)
+            let link = host.link_by_index(port.ifindex).await;
+            let pinned = match link {
+                Ok(Some(link)) if link.master.is_some() && link.master == bridge => {
+                    self.pin_port(&link, &want, plan.mac).await
                 }
                 Ok(_) => Ok(0),
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             };
-            match set {
+            match pinned {
                 Ok(n) => done.bridge_ports_restored += n,
                 Err(e) => done
                     .failed
                     .push(format!("the bridge port of {}: {e}", plan.host_name)),
             }
         }
+    }
+
+    /// Sets `link`'s port flags to `want` and pins `mac` to it, each only
+    /// where it differs; 1 when something was set.
+    async fn pin_port(
+        &self,
+        link: &Link,
+        want: &BridgePort,
+        mac: [u8; 6],
+    ) -> Result<usize, Failure> {
+        let host = &self.sockets.host;
+        let mut set = 0;
+        if link.port != Some(*want) {
+            host.set_bridge_port(link.index, want).await?;
+            set = 1;
+        }
+        let bridge = link.master.unwrap_or_default();
+        let entries = host.fdb_entries(bridge, mac).await?;
+        if !entries.iter().any(|e| e.port == link.index && e.is_static) {
+            host.pin_mac(link.index, mac).await?;
+            set = 1;
+        }
+        Ok(set)
     }
 
     /// Collects the leases whose interface is gone; the live ones.
