@@ -2386,10 +2386,15 @@ fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
     require_root!();
     let lab = lab("");
     let world = &lab.world;
+    // A fourth container, also made before the upgrade, to be deleted.
+    let old = world.container(A);
+    assert_eq!(wire(world, &old).ip(), "10.10.10.5");
+    let old_host = "veth0a0a0a05".to_string();
     let hosts = [
         (&lab.victim_host, 2),
         (&lab.peer_host, 3),
         (&lab.attacker_host, 4),
+        (&old_host, 5),
     ];
     world
         .run(&["nft", "delete", "table", "bridge", "netsetgo_guard"])
@@ -2424,6 +2429,18 @@ fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
         "{got:?}"
     );
     lab.assert_legitimate_traffic_flows();
+    // A call on the network meanwhile: its port gets the bridge guard; the
+    // teardown of a container of before takes its legacy chain.
+    let fresh = world.container(A);
+    assert_eq!(wire(world, &fresh).ip(), "10.10.10.6");
+    assert_eq!(chain_of(world, "veth0a0a0a06"), Some(GUARD_RULES));
+    assert!(fresh.pings(GATEWAY));
+    let (old_table, _) = legacy_guard(&old_host, 5);
+    let out = world.netsetgo(A, &["-delete", "-pid", &old.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let listed = world.run(&["nft", "list", "table", "netdev", &old_table]);
+    assert!(!listed.stdout.contains("port_veth0a0a0a05"), "{listed}");
+    let hosts = &hosts[..3];
     // -check names them, the port's mask and -restore.
     let out = world.netsetgo(A, &["-check", "-pid", &lab.victim.pid_arg()]);
     assert_eq!(out.code(), Some(1), "{out}");
@@ -2451,7 +2468,7 @@ fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
         "table netdev netsetgo_guard_other",
         "{tables}"
     );
-    for (host, _) in hosts {
+    for &(host, _) in hosts {
         assert_eq!(chain_of(world, host), Some(GUARD_RULES), "{host}");
         let link = world.run(&["ip", "-j", "-d", "link", "show", "dev", host]);
         let link: Value = serde_json::from_str(&link.stdout).expect("ip -j prints JSON");
