@@ -24,10 +24,11 @@ pub const GUARD_COMMON_CHAIN: &str = "common_v3";
 /// (netplumb's `GUARD_PORT_CHAIN`).
 pub const GUARD_PORT_CHAIN: &str = "port_v3";
 
-/// How many rules [`GUARD_PORT_CHAIN`] holds: the MAC, the jump to
+/// How many rules [`GUARD_PORT_CHAIN`] holds: the jump to
 /// [`GUARD_COMMON_CHAIN`], 3 IPv4 and 3 IPv6 accepts (each a look-up of
-/// the port's addresses); prerouting drops what it returns.
-pub const GUARD_PORT_RULES: usize = 1 + 1 + 3 + 3;
+/// the port's addresses); prerouting jumps to it for the port's own MAC
+/// and drops what it returns.
+pub const GUARD_PORT_RULES: usize = 1 + 3 + 3;
 
 /// The guard table's set of guarded host ends (interface indexes, which
 /// nft lists by the device's name while it lives).

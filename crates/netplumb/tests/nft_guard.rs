@@ -1328,7 +1328,6 @@ fn guard_structure_as_documented() {
         ],
         &[
             "chain port_v3 {",
-            "iif . ether saddr != @macs_v3 drop",
             "jump common_v3",
             "iif . ip saddr @v4_v3 meta l4proto != udp accept",
             "iif . ip saddr @v4_v3 meta l4proto udp ip frag-off & 8191 == 0 accept",
@@ -1341,14 +1340,14 @@ fn guard_structure_as_documented() {
         &[
             "chain prerouting_v3 {",
             "type filter hook prerouting priority -500; policy accept;",
-            "iif @ports_v3 jump port_v3",
+            "iif . ether saddr @macs_v3 jump port_v3",
             "iif @ports_v3 drop",
             "}",
         ],
         &[
             "chain input_v3 {",
             "type filter hook input priority -500; policy accept;",
-            "iif @ports_v3 ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+            "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iif @ports_v3 drop",
             "}",
         ],
     ];
@@ -1457,8 +1456,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     };
     let before = bytecode();
     // The seven sets' elements, the shared chain's 33 rules, the port
-    // chain's 8, prerouting's 2, input's 1.
-    assert_eq!(before.len(), 7 + 33 + 8 + 2 + 1, "{before:?}");
+    // chain's 7, prerouting's 2, input's 1.
+    assert_eq!(before.len(), 7 + 33 + 7 + 2 + 1, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);

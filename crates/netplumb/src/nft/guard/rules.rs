@@ -105,25 +105,33 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     rules
 }
 
-/// Bridge prerouting's two rules: `iif @ports jump port`, then `iif
-/// @ports drop`: what the port chain does not accept (its end, or the
-/// whole chain if root emptied it) is dropped. Frames from host ends that
-/// are not guarded pass (policy accept) after one look-up.
+/// Bridge prerouting's two rules: `iif . ether saddr @macs jump port`
+/// (a guarded port's frame from its own MAC: one look-up tells both),
+/// then `iif @ports drop`: a guarded port's frame from another MAC, and
+/// what the port chain does not accept (its end, or the whole chain if
+/// root emptied it), is dropped. Frames from host ends that are not
+/// guarded pass (policy accept) after two look-ups.
 pub(super) fn prerouting_rules() -> Vec<Vec<Expr>> {
     vec![
-        [guarded(), vec![Expr::Jump(GUARD_PORT_CHAIN.into())]].concat(),
+        [
+            own(MACS, &[(Base::Link, 6, 6)], false),
+            vec![Expr::Jump(GUARD_PORT_CHAIN.into())],
+        ]
+        .concat(),
         [guarded(), vec![drop()]].concat(),
     ]
 }
 
 /// Bridge input's one rule: nothing from a guarded port to
-/// 01:80:c2:00:00:0X. With the port's group forwarding mask such frames
-/// pass prerouting first; should root reset the mask, this still stops all
-/// of them but 0x0E (LLDP), which the bridge then hands to the port's own
-/// stack without a hook.
+/// 01:80:c2:00:00:0X, the destination compared first (most frames stop
+/// there, before the look-up). With the port's group forwarding mask such
+/// frames pass prerouting first; should root reset the mask, this still
+/// stops all of them but 0x0E (LLDP), which the bridge then hands to the
+/// port's own stack without a hook.
 pub(super) fn input_rules() -> Vec<Vec<Expr>> {
-    let mut link = link_rules();
-    vec![[guarded(), link.swap_remove(0)].concat()]
+    let mut link = link_rules().swap_remove(0);
+    link.pop();
+    vec![[link, guarded(), vec![drop()]].concat()]
 }
 
 /// `iif @ports`.
@@ -139,15 +147,12 @@ fn guarded() -> Vec<Expr> {
 }
 
 /// The rules of the port chain ([`GUARD_PORT_CHAIN`]) that prerouting
-/// jumps to for every guarded port, in order, each as nft 1.0.6 writes the
-/// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
-/// first, then IPv6, each a look-up of the input device's values in the
-/// sets. Its end returns to prerouting, whose next rule drops.
+/// jumps to for a guarded port's frame from its own MAC, in order, each as
+/// nft 1.0.6 writes the text in the module docs: the jump, IPv4 (the most
+/// frequent) first, then IPv6, each a look-up of the input device's values
+/// in the sets. Its end returns to prerouting, whose next rule drops.
 pub(super) fn port_rules() -> Vec<Vec<Expr>> {
-    let mut rules = vec![
-        [own(MACS, &[(Base::Link, 6, 6)], true), vec![drop()]].concat(),
-        vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
-    ];
+    let mut rules = vec![vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]];
     rules.extend(ipv4_rules());
     rules.extend(ipv6_rules());
     rules

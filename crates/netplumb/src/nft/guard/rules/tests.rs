@@ -38,12 +38,17 @@ fn guard_rules_match_what_nft_generates() {
         common.len(),
         2 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 2 + 2 + 1 + 2 + 1 + 2
     );
-    // The port chain: its MAC, the jump, 3 IPv4 and 3 IPv6 accepts;
-    // prerouting drops what it returns.
-    assert_eq!(own.len(), 1 + 1 + 3 + 3);
+    // The port chain: the jump, 3 IPv4 and 3 IPv6 accepts; prerouting
+    // jumps to it for the port's own MAC and drops what it returns.
+    assert_eq!(own.len(), 1 + 3 + 3);
     let pre = prerouting_rules();
     assert_eq!(pre.len(), 2);
     assert_eq!(pre[1][2], Expr::Verdict(NF_DROP));
+    // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iif @ports_v3
+    // drop`: the comparison before the look-up.
+    let input = input_rules();
+    assert_eq!(input[0][2], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    assert_eq!(input[0][3], Expr::meta(NFT_META_IIF));
     // `meta protocol ip return`: [ meta load protocol => reg 1 ]
     // [ cmp eq reg 1 0x00000008 ] [ immediate reg 0 return ]
     assert_eq!(
@@ -73,15 +78,16 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(-5),
         ]
     );
-    assert_eq!(own[1], vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]);
-    // `iif . ether saddr != @macs_v3 drop` (nft --debug=netlink, bridge):
-    // [ meta load iif => reg 1 ] [ payload load 6b @ link header + 6 =>
-    // reg 9 ] [ lookup reg 1 set macs_v3 0x1 ] [ immediate reg 0 drop ]
+    assert_eq!(own[0], vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]);
+    // `iif . ether saddr @macs_v3 jump port_v3` (nft --debug=netlink,
+    // bridge): [ meta load iif => reg 1 ] [ payload load 6b @ link header
+    // + 6 => reg 9 ] [ lookup reg 1 set macs_v3 ] [ immediate reg 0 jump
+    // -> port_v3 ]
     assert_eq!(
-        own[0],
+        pre[0],
         [
-            lookup("macs_v3", &[(Base::Link, 6, 6, reg32(1))], true),
-            vec![Expr::Verdict(NF_DROP)]
+            lookup("macs_v3", &[(Base::Link, 6, 6, reg32(1))], false),
+            vec![Expr::Jump(GUARD_PORT_CHAIN.into())]
         ]
         .concat()
     );
@@ -210,7 +216,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
     // [ cmp neq reg 1 0x00004400 ]
     assert_eq!(
-        own[4][5..9],
+        own[3][5..9],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -218,13 +224,13 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Mask(vec![0x1f, 0xff])
         ]
     );
-    assert_eq!(own[4][13], Expr::payload(Base::Network, 22, 2));
-    assert_eq!(own[4][14], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    assert_eq!(own[3][13], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(own[3][14], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
     // `iif . ip saddr @v4_v3`: [ meta load protocol ] [ cmp eq 0x00000008 ]
     // [ meta load iif => reg 1 ] [ payload load 4b @ network header + 12 =>
     // reg 9 ] [ lookup reg 1 set v4_v3 ]
     assert_eq!(
-        own[2][2..5],
+        own[1][2..5],
         lookup("v4_v3", &[(Base::Network, 12, 4, reg32(1))], false)[..]
     );
     // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
@@ -331,7 +337,7 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[28][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 1]));
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(
-        own[6][5..],
+        own[5][5..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -342,8 +348,8 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
     // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
-    assert_eq!(own[7][9], Expr::payload(Base::Network, 40, 1));
-    assert_eq!(own[7][10], Expr::eq(&[17]));
-    assert_eq!(own[7][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(own[6][9], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(own[6][10], Expr::eq(&[17]));
+    assert_eq!(own[6][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
     assert_eq!(common[32][7], Expr::eq(&[143]));
 }
