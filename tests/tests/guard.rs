@@ -2569,3 +2569,71 @@ fn a_ports_flags_root_reset_are_named_by_check_and_set_by_restore() {
     attack_with_every_kind(&lab).assert_guard_held();
     lab.assert_legitimate_traffic_flows();
 }
+
+/// Review round 20, F6 (issue 17 step 2): root changes the network's
+/// `gateway6`, a lease is torn down (its elements computed from today's
+/// policy no longer name its old IPv6 address), and the next lease takes
+/// the same address and host end name: it cannot send from the old
+/// prefix's address (keyed by the name, the old element stayed and
+/// passed it), and the guard's sets keep nothing of the first lease.
+#[test]
+fn the_next_lease_after_a_changed_gateway6_cannot_send_from_the_old_prefix() {
+    require_root!();
+    let policy = |gateway6: &str| {
+        format!(
+            "network default bridge=brg0 gateway=10.10.10.1/24 gateway6={gateway6}\n\
+             allow nsg-a default 8\n"
+        )
+    };
+    let world = world_with(&policy("fd00:aa::1/64"));
+    let first = world.container(A);
+    let wired = wire(&world, &first);
+    assert_eq!(
+        (wired.ip(), wired.host.as_str()),
+        ("10.10.10.2", "veth0a0a0a02")
+    );
+    world.set_policy(&policy("fd00:bb::1/64"));
+    let out = world.netsetgo(A, &["-delete", "-pid", &first.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v6 = || {
+        let out = world.run(&["nft", "list", "set", "bridge", "netsetgo_guard", "v6_v3"]);
+        out.expect_success("nft list set");
+        out.stdout
+    };
+    assert!(!v6().contains("fd00:aa::2"), "{}", v6());
+    let second = world.container(A);
+    let wired = wire(&world, &second);
+    assert_eq!(
+        (wired.ip(), wired.host.as_str()),
+        ("10.10.10.2", "veth0a0a0a02")
+    );
+    let add = [
+        "ip",
+        "addr",
+        "add",
+        "fd00:aa::2/64",
+        "dev",
+        "veth1",
+        "nodad",
+    ];
+    assert!(second.exec(&add).success());
+    let ping_from = |source: &str| {
+        (0..2).any(|_| {
+            let ping = [
+                "ping",
+                "-6",
+                "-n",
+                "-q",
+                "-c1",
+                "-W1",
+                "-I",
+                source,
+                "fd00:bb::1",
+            ];
+            second.exec(&ping).success()
+        })
+    };
+    assert!(ping_from("fd00:bb::2"), "its own address");
+    assert!(!ping_from("fd00:aa::2"), "the old prefix's address passed");
+    assert!(!v6().contains("fd00:aa::2"), "{}", v6());
+}

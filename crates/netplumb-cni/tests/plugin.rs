@@ -1372,4 +1372,20 @@ fn a_re_added_attachment_keeps_none_of_its_old_address() {
         .collect();
     assert!(words.contains(&new.as_str()), "{listed}");
     assert!(!words.contains(&old.as_str()), "{listed}");
+    // And by frames: from its own MAC, its old address gets nothing to the
+    // host, its new one does.
+    let mac = again["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let bridge_mac = world.host.must_link(BRIDGE)["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let receiver = support::udp_sources(&world.host, GATEWAY, 5556, 10);
+    for ip in [&old, &new] {
+        let macs = (mac.as_str(), bridge_mac.as_str());
+        support::send_forged_udp(&container, "eth0", macs, (ip.as_str(), GATEWAY), 5556);
+    }
+    let sources = receiver.finish();
+    let sources: Vec<&str> = sources.lines().collect();
+    assert!(sources.contains(&new.as_str()), "{sources:?}");
+    assert!(!sources.contains(&old.as_str()), "{sources:?}");
 }
