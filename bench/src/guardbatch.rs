@@ -27,12 +27,18 @@ use netplumb::{GuardedPort, Nftables};
 /// How often each batch is timed.
 const REPEATS: usize = 21;
 
-/// Port `i`: host end `veth0a` and i in 6 hex digits, MAC and addresses
-/// from i, as netsetgo derives them from a lease.
+/// Port `i`: host end `veth0a` and i in 6 hex digits (at its index in
+/// this namespace, 0 before it exists), MAC and addresses from i, as
+/// netsetgo derives them from a lease.
 fn port(i: u32) -> GuardedPort {
     let [_, a, b, c] = i.to_be_bytes();
+    let ifname = format!("veth0a{i:06x}");
+    let name = std::ffi::CString::new(ifname.clone()).expect("no NUL");
+    // SAFETY: a NUL-terminated name; if_nametoindex reads it only.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     GuardedPort {
-        ifname: format!("veth0a{i:06x}"),
+        ifname,
+        ifindex,
         mac: [2, 0x6e, 10, a, b, c],
         ipv4: vec![Ipv4Addr::new(10, a, b, c)],
         ipv6: vec![

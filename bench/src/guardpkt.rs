@@ -11,8 +11,9 @@
 //! ends `veth0a<6 hex digits>`, as guardbatch does), and sends FRAMES
 //! frames with `sendmmsg` on a packet socket on the container end of port
 //! 0; each frame is received by the host end (`veth_xmit`,
-//! `__netif_receive_skb_core`, its netdev ingress hook), within the send's
-//! own CPU time. It does this ROUNDS times unguarded for each kind, then
+//! `__netif_receive_skb_core`, its netdev ingress hook, and, port 0 being
+//! the one port of bridge `gbr0`, the bridge's prerouting hook and its
+//! local delivery), within the send's own CPU time. It does this ROUNDS times unguarded for each kind, then
 //! guards every port and does it ROUNDS times again, and prints the median
 //! CPU time (user + system, `getrusage`) per frame of each in ns, and the
 //! difference, a line per kind: `<kind> off <ns> on <ns> guard <ns>`
@@ -30,11 +31,17 @@ use netplumb::{GuardedPort, Nftables};
 /// Frames per `sendmmsg`.
 const BATCH: usize = 64;
 
-/// Port `i`, as guardbatch makes it.
+/// Port `i`, as guardbatch makes it (at its index in this namespace, 0
+/// before it exists).
 fn port(i: u32) -> GuardedPort {
     let [_, a, b, c] = i.to_be_bytes();
+    let ifname = format!("veth0a{i:06x}");
+    let name = std::ffi::CString::new(ifname.clone()).expect("no NUL");
+    // SAFETY: a NUL-terminated name; if_nametoindex reads it only.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     GuardedPort {
-        ifname: format!("veth0a{i:06x}"),
+        ifname,
+        ifindex,
         mac: [2, 0x6e, 10, a, b, c],
         ipv4: vec![Ipv4Addr::new(10, a, b, c)],
         ipv6: vec![format!("fd00::{a:x}:{b:x}:{c:x}")
@@ -189,6 +196,10 @@ fn main() -> Result<(), Box<dyn Error>> {
             p.ifname
         )?;
     }
+    // Port 0 on a bridge (the bridge guard's hook is the bridge's), up.
+    writeln!(stdin, "link add gbr0 type bridge")?;
+    writeln!(stdin, "link set gbr0 up")?;
+    writeln!(stdin, "link set {} master gbr0", port(0).ifname)?;
     writeln!(stdin, "link set {} up", port(0).ifname)?;
     writeln!(stdin, "link set p0 up")?;
     drop(stdin);

@@ -1,9 +1,9 @@
 //! A world's nftables as `nft` shows them from outside: the whole ruleset,
 //! one table as text or as parsed JSON, the sets and maps of the helper's
 //! `inet netsetgo` (the published ports), recognised by their types so that
-//! a renamed set is still found, and the chains of its guard tables
-//! (`netdev netsetgo_guard_<n>`: a fixed number of tables, one chain per
-//! guarded host end).
+//! a renamed set is still found, and its guard table (`bridge
+//! netsetgo_guard`: shared chains, and the guarded host ends as set
+//! elements).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,18 +12,32 @@ use serde_json::Value;
 
 use crate::world::World;
 
-/// The helper's table name (`inet`), and the prefix of its guard tables'
-/// (`netdev`).
+/// The helper's table name (`inet`), and the prefix of its guard table's
+/// (`bridge`).
 pub const TABLE: &str = "netsetgo";
 
-/// The regular chain of each guard table that every port's chain jumps to
-/// (netplumb's `GUARD_COMMON_CHAIN`): shared structure, like the tables.
-pub const GUARD_COMMON_CHAIN: &str = "common_v2";
+/// The guard table's regular chain that its port chain jumps to
+/// (netplumb's `GUARD_COMMON_CHAIN`): shared structure, like the table.
+pub const GUARD_COMMON_CHAIN: &str = "common_v3";
+
+/// The guard table's chain that prerouting jumps to for a guarded port
+/// (netplumb's `GUARD_PORT_CHAIN`).
+pub const GUARD_PORT_CHAIN: &str = "port_v3";
+
+/// How many rules [`GUARD_PORT_CHAIN`] holds: the jump to
+/// [`GUARD_COMMON_CHAIN`], 3 IPv4 and 3 IPv6 accepts (each a look-up of
+/// the port's addresses); prerouting jumps to it for the port's own MAC
+/// and drops what it returns.
+pub const GUARD_PORT_RULES: usize = 1 + 3 + 3;
+
+/// The guard table's set of guarded host ends (interface indexes, which
+/// nft lists by the device's name while it lives).
+pub const GUARD_PORTS_SET: &str = "ports_v3";
 
 /// How many rules [`GUARD_COMMON_CHAIN`] holds: 2 link-layer, 2 transport
 /// protocol whitelists, 5 for DHCP and DHCPv6 ports, DHCP discovery, the
 /// `return` of IPv4, the ARP accept (a look-up of the table's
-/// `arp_senders`), the `return` of all but IPv6, the `return` of IPv6 but
+/// `senders_v3`), the `return` of all but IPv6, the `return` of IPv6 but
 /// ICMPv6, 9 for neighbour discovery's shape (router advertisements and
 /// redirects, 2 router solicitation, 3 neighbour solicitation, 2
 /// advertisement rules), 8 that read the port's MAC or addresses in the
@@ -31,14 +45,14 @@ pub const GUARD_COMMON_CHAIN: &str = "common_v2";
 /// duplicate address detection and MLD from `::`.
 pub const GUARD_COMMON_RULES: usize = 2 + 2 + 5 + 1 + 1 + 1 + 1 + 1 + 9 + 8 + 2;
 
-/// The names of the world's guard tables (`netdev netsetgo_guard_...`),
-/// sorted.
+/// The names of the world's guard tables (`bridge netsetgo_guard`, one or
+/// none), sorted.
 pub fn guard_tables(world: &World) -> Vec<String> {
-    let out = world.run(&["nft", "-j", "list", "tables", "netdev"]);
-    out.expect_success("nft -j list tables netdev in the world");
+    let out = world.run(&["nft", "-j", "list", "tables", "bridge"]);
+    out.expect_success("nft -j list tables bridge in the world");
     let value: Value = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("nft -j printed no JSON ({e}):\n{out}"));
-    let prefix = format!("{TABLE}_guard_");
+    let prefix = format!("{TABLE}_guard");
     let mut names: Vec<String> = value["nftables"]
         .as_array()
         .unwrap_or_else(|| panic!("no nftables list:\n{out}"))
@@ -259,13 +273,24 @@ impl NftTable {
     pub fn guard(world: &World) -> Option<NftTable> {
         let mut tables = guard_tables(world)
             .into_iter()
-            .filter_map(|name| NftTable::of(world, "netdev", &name));
+            .filter_map(|name| NftTable::of(world, "bridge", &name));
         let mut all = tables.next()?;
         for table in tables {
             all.items.extend(table.items);
         }
         all.name = format!("{TABLE}_guard_*");
         Some(all)
+    }
+
+    /// Whether set `set` has the element `element` (a plain string, such as
+    /// an interface name).
+    pub fn set_has(&self, set: &str, element: &str) -> bool {
+        self.items
+            .iter()
+            .filter_map(|i| i.get("set"))
+            .filter(|s| s["name"].as_str() == Some(set))
+            .filter_map(|s| s["elem"].as_array())
+            .any(|elems| elems.iter().any(|e| e.as_str() == Some(element)))
     }
 
     /// The table that holds chain `chain`, if one does.
@@ -293,12 +318,25 @@ impl NftTable {
         chains
     }
 
-    /// [`chains`](Self::chains) of the guard's ports (`port_<host end>`),
-    /// without the guard tables' shared chain ([`GUARD_COMMON_CHAIN`]).
+    /// The guarded host ends, each as `port_<host end>` (the name the
+    /// netdev guard gave its chain) with the rules of the bridge guard's
+    /// port chain that judges it: one per element of [`GUARD_PORTS_SET`]
+    /// (a gone device's listed by its index).
     pub fn port_chains(&self) -> BTreeMap<String, usize> {
-        let mut chains = self.chains();
-        chains.retain(|name, _| name.starts_with("port_"));
-        chains
+        let rules = self.chains().get(GUARD_PORT_CHAIN).copied().unwrap_or(0);
+        self.items
+            .iter()
+            .filter_map(|i| i.get("set"))
+            .filter(|s| s["name"].as_str() == Some(GUARD_PORTS_SET))
+            .filter_map(|s| s["elem"].as_array())
+            .flatten()
+            .map(|e| {
+                (
+                    format!("port_{}", e.as_str().map_or(e.to_string(), String::from)),
+                    rules,
+                )
+            })
+            .collect()
     }
 
     /// Every set and map.

@@ -26,7 +26,10 @@ use netsetgo_e2e::frames::{
     self, checksum, container_mac, contains, ether, ip, ipv4_packet, ipv6, link_local, mac_text,
     router_advertisement, udp, with_checksum6, ALL_NODES, ALL_NODES_MAC, BROADCAST,
 };
-use netsetgo_e2e::nft::{NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES, TABLE};
+use netsetgo_e2e::nft::{
+    NftTable, GUARD_COMMON_CHAIN, GUARD_COMMON_RULES, GUARD_PORTS_SET, GUARD_PORT_CHAIN,
+    GUARD_PORT_RULES, TABLE,
+};
 use netsetgo_e2e::traffic::{request, request_retrying, token, Outside, Server, UPLINK4};
 use netsetgo_e2e::{has_flag, require_root, time_scale, Container, Output, World};
 use serde_json::{json, Value};
@@ -662,11 +665,9 @@ fn without_the_guard_taking_an_address_or_a_mac_works() {
 // ---------------------------------------------------------------------------
 // Legitimate traffic, the kernel's elements, -check
 
-/// The rules of a guard chain on a network with IPv6: the MAC, the jump to
-/// the table's shared chain, 3 for the IPv4 lease and 3 for each IPv6
-/// address (the lease's and the link-local); what neighbour discovery and
-/// ARP read of the port is in the table's sets.
-const GUARD_RULES: usize = 1 + 1 + 3 + 2 * 3;
+/// The rules of the guard's port chain, whatever the port's addresses (they
+/// are elements of the table's sets).
+const GUARD_RULES: usize = GUARD_PORT_RULES;
 
 /// The layer 2 guard of `host`'s bridge port: it learns nothing, gets no
 /// unknown unicast, and `mac` is pinned to it (static and sticky) and to
@@ -704,29 +705,24 @@ fn assert_pinned(world: &World, host: &str, mac: [u8; 6]) {
     }
 }
 
-/// The guard chain of host end `host`: `port_` and its name (netplumb's
-/// `guard_chain_name`, for names without `_`, `.` or `-`).
-fn chain_name(host: &str) -> String {
-    assert!(host.bytes().all(|b| b.is_ascii_alphanumeric()), "{host}");
-    format!("port_{host}")
-}
-
-/// The guard table that holds the chain of host end `host` (one of
-/// `netsetgo_guard_<n>`, netplumb's `guard_table_name`).
+/// The guard table that holds host end `host` in its set of guarded ports
+/// (`netsetgo_guard`, netplumb's `guard_table_name`).
 #[track_caller]
 fn table_name(world: &World, host: &str) -> String {
     NftTable::guard(world)
-        .and_then(|t| t.table_of(&chain_name(host)))
-        .unwrap_or_else(|| panic!("no guard chain of {host}"))
+        .filter(|t| t.set_has(GUARD_PORTS_SET, host))
+        .map(|_| format!("{TABLE}_guard"))
+        .unwrap_or_else(|| panic!("no guard of {host}"))
 }
 
-/// How many rules the guard chain of host end `host` has (`None`: no
-/// chain).
+/// How many rules the guard's port chain has when host end `host` is in
+/// its set of guarded ports (`None`: it is not).
 fn chain_of(world: &World, host: &str) -> Option<usize> {
-    NftTable::guard(world)?
-        .chains()
-        .get(&chain_name(host))
-        .copied()
+    let table = NftTable::guard(world)?;
+    if !table.set_has(GUARD_PORTS_SET, host) {
+        return None;
+    }
+    table.chains().get(GUARD_PORT_CHAIN).copied()
 }
 
 /// Wires `c` with `-json`; returns the JSON.
@@ -784,7 +780,7 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
         "{:?}",
         NftTable::guard(&world)
     );
-    let table = NftTable::of(&world, "netdev", &table_name(&world, &host));
+    let table = NftTable::of(&world, "bridge", &table_name(&world, &host));
     assert_eq!(
         table.map(|t| t.chains().get(GUARD_COMMON_CHAIN).copied()),
         Some(Some(GUARD_COMMON_RULES)),
@@ -813,21 +809,23 @@ fn the_guard_follows_the_lease_and_check_sees_it() {
     let scoped = format!("{d_lladdr}%veth1");
     assert!(ping_retrying(&c, &scoped), "link-local {scoped}");
 
-    // -check: intact; broken once the chain is deleted behind its back, or
-    // the port learns again.
+    // -check: intact; broken once the port's guard is deleted behind its
+    // back, or the port learns again.
     let check = || world.netsetgo(A, &["-check", "-pid", &c.pid_arg()]);
     let out = check();
     assert_eq!(out.code(), Some(0), "{out}");
+    let element = format!("{{ \"{host}\" }}");
     world
         .run(&[
             "nft",
             "delete",
-            "chain",
-            "netdev",
+            "element",
+            "bridge",
             &table_name(&world, &host),
-            &chain_name(&host),
+            GUARD_PORTS_SET,
+            &element,
         ])
-        .expect_success("delete the guard chain");
+        .expect_success("delete the port from the guard's set");
     let out = check();
     assert_eq!(out.code(), Some(1), "-check without the chain:\n{out}");
     assert!(out.stderr.starts_with("netsetgo: "), "{out}");
@@ -991,7 +989,7 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
             .map(|t| t.expect("the helper's tables").normalised());
         let guards = netsetgo_e2e::nft::guard_tables(&world);
         let held: Vec<_> = std::iter::once(("inet", TABLE))
-            .chain(guards.iter().map(|name| ("netdev", name.as_str())))
+            .chain(guards.iter().map(|name| ("bridge", name.as_str())))
             .map(|(family, name)| {
                 let out = world.run(&["nft", "--debug=netlink", "list", "table", family, name]);
                 out.expect_success("nft --debug=netlink list table");
@@ -1003,10 +1001,10 @@ fn the_ruleset_the_helper_leaves_can_be_saved_and_restored() {
     let before = tables();
     let saved = netsetgo_e2e::nft::ruleset(&world);
     for part in [
-        "table netdev netsetgo_guard_",
+        "table bridge netsetgo_guard {",
         "table inet netsetgo",
         "ip frag-off & 8191 == 0 udp dport 68 drop",
-        "ip saddr 10.10.10.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
+        "iif . ip saddr @v4_v3 meta l4proto udp ip frag-off & 8191 == 0 accept",
         "\"veth0a0a0a02\" . 02:6e:0a:0a:0a:02 . 10.10.10.2",
         "ct status dnat masquerade",
         "oifname != \"pubbr0\" masquerade",
@@ -1948,7 +1946,7 @@ const FORGED_FROM_OWN_MAC: &str =
 /// A firewall restart, as `nftables.service` with a config that begins
 /// with `flush ruleset` does it (security.md 20): on a guarded network
 /// with a published port of the victim, `nft flush ruleset` in the world
-/// takes layer 3 (the guard's netdev chains) and the publication, but the
+/// takes layer 3 (the guard's bridge table) and the publication, but the
 /// attack with every kind of frame, to every reserved group, broadcast and
 /// the rest, as the victim and with invented MACs, still moves no MAC
 /// (the victim's stays pinned static and sticky on its own port) and the
@@ -2330,4 +2328,342 @@ fn without_the_guard_a_container_answers_as_a_dhcp_server_and_a_router() {
         got.peer_routes6,
         got.peer_addresses6
     );
+}
+
+/// The netdev guard of before the bridge guard for one of [`Lab`]'s
+/// ports (host end `host`, lease `.n`), as main (9bd325d) made it: its
+/// netdev table `netsetgo_guard_<FNV-1a of the name mod 32>` with the
+/// three sets, the shared chain `common_v2` and the port's own chain on
+/// its ingress hook (the listing nft printed of it).
+fn legacy_guard(host: &str, n: u8) -> (String, String) {
+    let hash = host.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let table = format!("netsetgo_guard_{}", hash % 32);
+    let mac = format!("02:6e:0a:0a:0a:{n:02x}");
+    let ll = format!("fe80::6e:aff:fe0a:a{n:02x}");
+    let common: [&str; 33] = [
+    "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
+    "ether type != arp ether type != ip ether type != ip6 drop",
+    "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
+    "ip frag-off & 8191 == 0 udp sport 67 drop",
+    "ip frag-off & 8191 == 0 udp dport 68 drop",
+    "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
+    "meta protocol ip return",
+    "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @arp_senders accept",
+    "meta protocol != ip6 return",
+    "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
+    "ip6 nexthdr udp udp sport 547 drop",
+    "ip6 nexthdr udp udp dport 546 drop",
+    "ip6 nexthdr ipv6-frag @nh,336,16 & 0xfff8 == 0x0 @nh,384,16 0x223 drop",
+    "meta l4proto != ipv6-icmp return",
+    "icmpv6 type nd-router-advert drop",
+    "icmpv6 type nd-redirect drop",
+    "icmpv6 type nd-router-solicit ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-router-solicit ip6 length != 8 ip6 length != 16 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length != 24 ip6 length != 32 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr :: @th,192,16 != 0xe01 drop",
+    "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
+    "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
+    "icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop",
+    "icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop",
+    "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @nd_targets drop",
+    "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop",
+    "icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @nd_macs drop",
+    "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_targets drop",
+    "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
+    "ip6 saddr :: icmpv6 type mld2-listener-report accept",
+    ];
+    let mut text = format!(
+        "table netdev {table} {{\n\
+         set nd_macs {{ typeof iifname . @th,80,48; elements = {{ \"{host}\" . 0x26e0a0a0a{n:02x} }} }}\n\
+         set nd_targets {{ typeof iifname . @th,64,128; elements = {{ \"{host}\" . 0xfe80000000000000006e0afffe0a0a{n:02x} }} }}\n\
+         set arp_senders {{ type ifname . ether_addr . ipv4_addr; elements = {{ \"{host}\" . {mac} . 0.0.0.0, \"{host}\" . {mac} . 10.10.10.{n} }} }}\n\
+         chain common_v2 {{\n"
+    );
+    for rule in common {
+        text.push_str(&format!("{rule}\n"));
+    }
+    text.push_str(&format!(
+        "}}\nchain port_{host} {{\n\
+         type filter hook ingress device \"{host}\" priority -500; policy drop;\n\
+         ether saddr != {mac} drop\n\
+         jump common_v2\n\
+         ip saddr 10.10.10.{n} meta l4proto != udp accept\n\
+         ip saddr 10.10.10.{n} meta l4proto udp ip frag-off & 8191 == 0 accept\n\
+         ip saddr 10.10.10.{n} meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept\n\
+         ip6 saddr {ll} meta l4proto != udp accept\n\
+         ip6 saddr {ll} meta l4proto udp ip6 nexthdr udp accept\n\
+         ip6 saddr {ll} meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept\n\
+         }}\n}}\n"
+    ));
+    (table, text)
+}
+
+/// Issue 17, the upgrade from the netdev guard: an install that main's
+/// netdev guard made (no bridge table, the ports' group forwarding mask
+/// 0, a netdev table per port with main's chains) is guarded by those
+/// tables; `-check` names them and `-restore`; `-restore` gives every
+/// live lease the bridge guard and its port the mask, and only then
+/// deletes them (only ours: a foreign netdev table stays); the attacks
+/// get nothing through before, during (the legacy tables alone) and after;
+/// a second `-restore` changes nothing.
+#[test]
+fn restore_moves_an_install_from_the_netdev_guard_to_the_bridge_guard() {
+    require_root!();
+    let lab = lab("");
+    let world = &lab.world;
+    // A fourth container, also made before the upgrade, to be deleted.
+    let old = world.container(A);
+    assert_eq!(wire(world, &old).ip(), "10.10.10.5");
+    let old_host = "veth0a0a0a05".to_string();
+    let hosts = [
+        (&lab.victim_host, 2),
+        (&lab.peer_host, 3),
+        (&lab.attacker_host, 4),
+        (&old_host, 5),
+    ];
+    world
+        .run(&["nft", "delete", "table", "bridge", "netsetgo_guard"])
+        .expect_success("delete the bridge guard");
+    world
+        .run(&["nft", "add", "table", "netdev", "netsetgo_guard_other"])
+        .expect_success("a foreign netdev table");
+    let mut legacy = Vec::new();
+    for (host, n) in hosts {
+        let off = [
+            "ip",
+            "link",
+            "set",
+            "dev",
+            host,
+            "type",
+            "bridge_slave",
+            "group_fwd_mask",
+            "0",
+        ];
+        world.run(&off).expect_success("the port's mask as before");
+        let (table, text) = legacy_guard(host, n);
+        let out = netsetgo_e2e::nft::apply(world, &[], &text);
+        assert!(out.success(), "the legacy guard:\n{out}\n{text}");
+        legacy.push(table);
+    }
+    legacy.sort();
+    // Guarded by the legacy tables alone.
+    let got = impersonate(&lab);
+    assert!(
+        !got.as_victim_reached_gateway && !got.with_other_mac_reached_gateway,
+        "{got:?}"
+    );
+    lab.assert_legitimate_traffic_flows();
+    // A call on the network meanwhile: its port gets the bridge guard; the
+    // teardown of a container of before takes its legacy chain.
+    let fresh = world.container(A);
+    assert_eq!(wire(world, &fresh).ip(), "10.10.10.6");
+    assert_eq!(chain_of(world, "veth0a0a0a06"), Some(GUARD_RULES));
+    assert!(fresh.pings(GATEWAY));
+    let (old_table, _) = legacy_guard(&old_host, 5);
+    let out = world.netsetgo(A, &["-delete", "-pid", &old.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let listed = world.run(&["nft", "list", "table", "netdev", &old_table]);
+    assert!(!listed.stdout.contains("port_veth0a0a0a05"), "{listed}");
+    let hosts = &hosts[..3];
+    // -check names them, the port's mask and -restore.
+    let out = world.netsetgo(A, &["-check", "-pid", &lab.victim.pid_arg()]);
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in [
+        format!("table netdev {}", legacy[0]),
+        "group_fwd_mask".to_string(),
+        "netsetgo -restore".to_string(),
+    ] {
+        assert!(out.stderr.contains(&part), "{part:?} not said:\n{out}");
+    }
+    assert!(!out.stderr.contains("netsetgo_guard_other"), "{out}");
+
+    let out = world.netsetgo("root", &["-restore"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    for part in [
+        "re-created 3 guards",
+        "set the guard's flags of 3 bridge ports",
+        "deleted the netdev guard of before",
+    ] {
+        assert!(out.stdout.contains(part), "{part:?} not said:\n{out}");
+    }
+    let tables = world.run(&["nft", "list", "tables", "netdev"]);
+    assert_eq!(
+        tables.stdout.trim(),
+        "table netdev netsetgo_guard_other",
+        "{tables}"
+    );
+    for &(host, _) in hosts {
+        assert_eq!(chain_of(world, host), Some(GUARD_RULES), "{host}");
+        let link = world.run(&["ip", "-j", "-d", "link", "show", "dev", host]);
+        let link: Value = serde_json::from_str(&link.stdout).expect("ip -j prints JSON");
+        let mask = &link[0]["linkinfo"]["info_slave_data"]["group_fwd_mask"];
+        assert_eq!(mask, &json!("0xfffd"), "{host}: {link}");
+    }
+    let check = world.netsetgo(A, &["-check", "-pid", &lab.victim.pid_arg()]);
+    assert_eq!(check.code(), Some(0), "{check}");
+    let got = impersonate(&lab);
+    assert!(
+        !got.as_victim_reached_gateway && !got.as_victim_reached_peer,
+        "{got:?}"
+    );
+    assert!(
+        !got.as_gateway_reached_peer && !got.with_other_mac_reached_gateway,
+        "{got:?}"
+    );
+    assert_eq!(
+        (got.frames_at_peer, got.frames_at_bridge),
+        (0, 0),
+        "{got:?}"
+    );
+    lab.assert_legitimate_traffic_flows();
+
+    let before = netsetgo_e2e::nft::ruleset(world);
+    let again = world.netsetgo("root", &["-restore"]);
+    assert_eq!(again.code(), Some(0), "{again}");
+    assert!(again.stdout.contains("nothing was missing"), "{again}");
+    assert!(!again.stdout.contains("restore: guard:"), "{again}");
+    assert_eq!(
+        netsetgo_e2e::nft::ruleset(world),
+        before,
+        "a second -restore changed it"
+    );
+}
+
+/// Review r20, F1 and F3: root resets a guarded port's group forwarding
+/// mask (LLDP's group would then reach the host end's own stack past
+/// every bridge hook), or takes the port off the bridge and puts it back
+/// (the kernel's defaults: learning, flooding, mask 0, no pinned MAC):
+/// `-check` names what the port lacks and `-restore`, and root's
+/// `-restore` sets it again (before the fix it said "nothing was
+/// missing"); then every kind of frame gets nothing through.
+#[test]
+fn a_ports_flags_root_reset_are_named_by_check_and_set_by_restore() {
+    require_root!();
+    let lab = lab("");
+    let world = &lab.world;
+    let host = lab.attacker_host.as_str();
+    let check = || world.netsetgo(B, &["-check", "-pid", &lab.attacker.pid_arg()]);
+    assert_eq!(check().code(), Some(0));
+    let mask = [
+        "ip",
+        "link",
+        "set",
+        "dev",
+        host,
+        "type",
+        "bridge_slave",
+        "group_fwd_mask",
+        "0",
+    ];
+    world.run(&mask).expect_success("the mask reset");
+    let out = check();
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in ["group_fwd_mask", "netsetgo -restore"] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+    let out = world.netsetgo("root", &["-restore"]);
+    assert!(
+        out.stdout
+            .contains("set the guard's flags of 1 bridge port"),
+        "{out}"
+    );
+    assert_eq!(check().code(), Some(0));
+    assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
+
+    // Off the bridge and back: every flag and the pinned MAC.
+    for args in [["nomaster", ""], ["master", "brg0"]] {
+        let mut cmd = vec!["ip", "link", "set", "dev", host, args[0]];
+        cmd.extend(args.iter().skip(1).filter(|a| !a.is_empty()));
+        world.run(&cmd).expect_success("ip link set master");
+    }
+    let out = check();
+    assert_eq!(out.code(), Some(1), "{out}");
+    for part in ["learns source MACs", "group_fwd_mask", "is not pinned"] {
+        assert!(out.stderr.contains(part), "{part:?} not said:\n{out}");
+    }
+    let out = world.netsetgo("root", &["-restore"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(
+        out.stdout
+            .contains("set the guard's flags of 1 bridge port"),
+        "{out}"
+    );
+    assert_eq!(check().code(), Some(0));
+    assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
+    attack_with_every_kind(&lab).assert_guard_held();
+    lab.assert_legitimate_traffic_flows();
+}
+
+/// Review round 20, F6 (issue 17 step 2): root changes the network's
+/// `gateway6`, a lease is torn down (its elements computed from today's
+/// policy no longer name its old IPv6 address), and the next lease takes
+/// the same address and host end name: it cannot send from the old
+/// prefix's address (keyed by the name, the old element stayed and
+/// passed it), and the guard's sets keep nothing of the first lease.
+#[test]
+fn the_next_lease_after_a_changed_gateway6_cannot_send_from_the_old_prefix() {
+    require_root!();
+    let policy = |gateway6: &str| {
+        format!(
+            "network default bridge=brg0 gateway=10.10.10.1/24 gateway6={gateway6}\n\
+             allow nsg-a default 8\n"
+        )
+    };
+    let world = world_with(&policy("fd00:aa::1/64"));
+    let first = world.container(A);
+    let wired = wire(&world, &first);
+    assert_eq!(
+        (wired.ip(), wired.host.as_str()),
+        ("10.10.10.2", "veth0a0a0a02")
+    );
+    world.set_policy(&policy("fd00:bb::1/64"));
+    let out = world.netsetgo(A, &["-delete", "-pid", &first.pid_arg()]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let v6 = || {
+        let out = world.run(&["nft", "list", "set", "bridge", "netsetgo_guard", "v6_v3"]);
+        out.expect_success("nft list set");
+        out.stdout
+    };
+    assert!(!v6().contains("fd00:aa::2"), "{}", v6());
+    let second = world.container(A);
+    let wired = wire(&world, &second);
+    assert_eq!(
+        (wired.ip(), wired.host.as_str()),
+        ("10.10.10.2", "veth0a0a0a02")
+    );
+    let add = [
+        "ip",
+        "addr",
+        "add",
+        "fd00:aa::2/64",
+        "dev",
+        "veth1",
+        "nodad",
+    ];
+    assert!(second.exec(&add).success());
+    let ping_from = |source: &str| {
+        (0..2).any(|_| {
+            let ping = [
+                "ping",
+                "-6",
+                "-n",
+                "-q",
+                "-c1",
+                "-W1",
+                "-I",
+                source,
+                "fd00:bb::1",
+            ];
+            second.exec(&ping).success()
+        })
+    };
+    assert!(ping_from("fd00:bb::2"), "its own address");
+    assert!(!ping_from("fd00:aa::2"), "the old prefix's address passed");
+    assert!(!v6().contains("fd00:aa::2"), "{}", v6());
 }

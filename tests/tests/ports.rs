@@ -1303,17 +1303,15 @@ fn a_refused_or_failed_call_leaves_the_ruleset_as_it_was() {
     let kept = ruleset_json(&world);
     let diff = ruleset_diff(&after_failure, &kept);
     let is_shared_guard = |object: &Value| {
+        // The guard's bridge table: every chain and rule of it is shared,
+        // and its sets (without elements once no port is left).
         let in_guard_table = |o: &Value, table: &str| {
-            o["family"] == "netdev"
-                && o[table]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("netsetgo_guard_"))
+            o["family"] == "bridge" && o[table].as_str() == Some("netsetgo_guard")
         };
         in_guard_table(&object["table"], "name")
-            || in_common_chain(object)
-                && ["chain", "rule"]
-                    .iter()
-                    .any(|k| in_guard_table(&object[k], "table"))
+            || ["chain", "rule"]
+                .iter()
+                .any(|k| in_guard_table(&object[k], "table"))
             || in_guard_table(&object["set"], "table") && empty_set(object)
     };
     let objects = |r: &Value| r["nftables"].as_array().cloned().unwrap_or_default();

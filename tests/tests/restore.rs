@@ -237,7 +237,7 @@ fn restore_refills_the_guard_tables_shared_chain_that_check_names() {
     assert_eq!(tables.len(), 1, "{tables:?}");
     let table = &tables[0];
     let chains = || {
-        NftTable::of(&world, "netdev", table)
+        NftTable::of(&world, "bridge", table)
             .expect("the table")
             .chains()
     };
@@ -246,13 +246,13 @@ fn restore_refills_the_guard_tables_shared_chain_that_check_names() {
     assert_eq!(check(&world, &c).code(), Some(0));
 
     world
-        .run(&["nft", "flush", "chain", "netdev", table, GUARD_COMMON_CHAIN])
+        .run(&["nft", "flush", "chain", "bridge", table, GUARD_COMMON_CHAIN])
         .expect_success("nft flush chain in the world");
     assert_eq!(chains().get(GUARD_COMMON_CHAIN), Some(&0));
     let out = check(&world, &c);
     assert_eq!(out.code(), Some(1), "{out}");
     for part in [
-        format!("the guard of host end veth0a0a0a02 is missing: chain netdev {table} {GUARD_COMMON_CHAIN}"),
+        format!("the guard of host end veth0a0a0a02 is missing: chain bridge {table} {GUARD_COMMON_CHAIN}"),
         "run `netsetgo -restore` as root".to_string(),
     ] {
         assert!(out.stderr.contains(&part), "{part:?} not said:\n{out}");

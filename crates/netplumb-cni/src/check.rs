@@ -130,7 +130,7 @@ async fn options_hold(
         )));
     }
     if options.guard {
-        let guard = GuardedPort::new(name, mac, addresses);
+        let guard = GuardedPort::new(name, mac, addresses).at(host_end.index);
         let missing = nft.guard(TABLE).missing(&guard).map_err(plumbing)?;
         if !missing.is_empty() {
             return Err(not_intact(format!(

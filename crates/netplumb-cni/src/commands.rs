@@ -159,7 +159,7 @@ async fn wire(
         Err(e) => {
             // The attachment is one transaction: undo it whole.
             let _ = host.delete_link(attached.host_index).await;
-            forget_guard(req, &nft, host_name, &addresses);
+            forget_guard(req, &nft, host_name, attached.host_index, &addresses);
             return Err(e);
         }
     };
@@ -183,7 +183,8 @@ struct Made<'a> {
 
 /// netplumb's `attach`: the pair, with the bridge port isolated
 /// (`isolate`) and, with `guard`, the container's MAC fixed and pinned to
-/// its port and the netdev guard on the host end before it is up.
+/// its port and the bridge guard's elements of the host end (keyed by its
+/// index) added before it is up.
 async fn attach(
     req: &Request<'_>,
     host: &Netlink,
@@ -214,13 +215,20 @@ async fn attach(
             false => Learning::On,
         },
     };
-    let before_up = |_: &Link| match &guard {
-        Some(port) => nft.guard(TABLE).allow(port).execute(),
+    // Keyed by the host end's index: given when it exists, still down.
+    let index = std::cell::Cell::new(0);
+    let before_up = |host_end: &Link| match &guard {
+        Some(port) => {
+            index.set(host_end.index);
+            nft.guard(TABLE)
+                .allow(&port.clone().at(host_end.index))
+                .execute()
+        }
         None => Ok(()),
     };
     let attached = host.attach_with(inside, &attachment, before_up).await;
     attached.map_err(|e| {
-        forget_guard(req, nft, made.host_name, made.addresses);
+        forget_guard(req, nft, made.host_name, index.get(), made.addresses);
         plumbing(e)
     })
 }
@@ -250,7 +258,9 @@ async fn finish(
 }
 
 /// DEL: releases the IPAM lease, then the attachment's published ports and
-/// guard, then deletes the pair through its host end. Whatever is already
+/// guard (by its host end's index; when the host end is gone, every
+/// element of a gone device, pruned), then deletes the pair through its
+/// host end. Whatever is already
 /// gone is not an error; a host end that another network records is not
 /// this DEL's.
 async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
@@ -269,13 +279,25 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
     let needs_nft = req.options.guard || !req.options.mappings.is_empty();
     if needs_nft {
         let nft = Nftables::open().map_err(plumbing)?;
+        // A host end gone with its container left elements under an index
+        // no device has: pruned, the sets dumped before the links are
+        // listed (see `Guard::prune`).
+        let guard = nft.guard(TABLE);
+        let dumped = match (&end, req.options.guard) {
+            (None, true) => Some(guard.elements().map_err(plumbing)?),
+            _ => None,
+        };
         // Claims of an owner another host end carries are that one's (an
         // ADD refused for sharing it leaves its DEL nothing to release).
         let links = host.links().await.map_err(plumbing)?;
         if sharing_owner(&name, &links).is_none() {
             ports::unpublish(&nft, &req.options.mappings, owner(&name))?;
         }
-        forget_guard(req, &nft, &name, &[]);
+        forget_guard(req, &nft, &name, end.as_ref().map_or(0, |e| e.index), &[]);
+        if let Some(dumped) = dumped {
+            let live: Vec<u32> = links.iter().map(|link| link.index).collect();
+            guard.prune(dumped, &live).map_err(plumbing)?;
+        }
     }
     match end {
         Some(end) => delete_pair(&host, &end).await,
@@ -283,12 +305,19 @@ async fn del(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(), Error> {
     }
 }
 
-/// Stops guarding a host end (on a guarded network); errors are reported
-/// on stderr only, as this runs on the way out of a failure or a DEL
-/// whose pair may be gone already.
-fn forget_guard(req: &Request<'_>, nft: &Nftables, host_name: &str, addresses: &[IpNetwork]) {
+/// Stops guarding a host end (on a guarded network), the device of index
+/// `index` (0: gone, unknown); errors are reported on stderr only, as
+/// this runs on the way out of a failure or a DEL whose pair may be gone
+/// already.
+fn forget_guard(
+    req: &Request<'_>,
+    nft: &Nftables,
+    host_name: &str,
+    index: u32,
+    addresses: &[IpNetwork],
+) {
     if req.options.guard {
-        let port = GuardedPort::new(host_name, mac_of(host_name), addresses);
+        let port = GuardedPort::new(host_name, mac_of(host_name), addresses).at(index);
         if let Err(e) = nft.guard(TABLE).forget(&port).execute() {
             eprintln!("netplumb-bridge: {e}");
         }

@@ -26,7 +26,7 @@ pub struct Options {
     /// MTU of the veth pair and of a bridge this plugin creates.
     pub mtu: Option<u32>,
     /// netsetgo's `guard=yes`: the container may send only from its MAC and
-    /// addresses (netplumb's pinned bridge port and netdev guard).
+    /// addresses (netplumb's pinned bridge port and bridge guard).
     pub guard: bool,
     /// netsetgo's `isolate=yes`: an isolated bridge port, so containers
     /// reach the gateway and beyond, not each other.

@@ -19,7 +19,9 @@ use crate::{ports, Request};
 const OLD_ATTACHMENTS_KEY: &str = "cni.dev/attachments";
 
 /// GC: deletes the host ends on the bridge that this network records and
-/// that belong to no valid attachment (with their guard), then releases
+/// that belong to no valid attachment (with their guard), prunes the
+/// guard's elements of devices that are gone (a DEL after the container
+/// vanished knows no index to forget), then releases
 /// the published ports whose host end is gone (theirs, and those of
 /// attachments that vanished without DEL: their owner is no live host
 /// end of any network), then lets IPAM free the
@@ -42,7 +44,8 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
                 && port.alias.as_deref() == Some(record.as_str());
             if ours && !keep.contains(&port.name) {
                 if req.options.guard {
-                    let guard = GuardedPort::new(&port.name, mac_of(&port.name), &[]);
+                    let guard =
+                        GuardedPort::new(&port.name, mac_of(&port.name), &[]).at(port.index);
                     nft.guard(TABLE)
                         .forget(&guard)
                         .execute()
@@ -53,10 +56,19 @@ pub(crate) async fn gc(req: &Request<'_>, ipam: Option<&Ipam<'_>>) -> Result<(),
         }
     }
     let claims = ports::claims(&nft)?;
-    let live: HashSet<Ipv4Addr> = host
-        .links()
-        .await
-        .map_err(plumbing)?
+    // The guard's elements dumped before the links are listed (see
+    // `Guard::prune`): those of devices gone without DEL go.
+    let guard = nft.guard(TABLE);
+    let dumped = match req.options.guard {
+        true => Some(guard.elements().map_err(plumbing)?),
+        false => None,
+    };
+    let links = host.links().await.map_err(plumbing)?;
+    if let Some(dumped) = dumped {
+        let indexes: Vec<u32> = links.iter().map(|link| link.index).collect();
+        guard.prune(dumped, &indexes).map_err(plumbing)?;
+    }
+    let live: HashSet<Ipv4Addr> = links
         .iter()
         .filter(|link| is_attachment(link))
         .filter_map(|link| owner_of(&link.name))

@@ -16,8 +16,8 @@ pub(crate) const PLUMBING_FAILED: u32 = 100;
 pub(crate) const NOT_INTACT: u32 = 102;
 
 /// The plugin's own nftables tables: `inet netplumb-cni` (ipMasq, published
-/// ports, the hairpin) and the guard's netdev tables `netplumb-cni_guard_<n>`
-/// (a chain per guarded host end); no other table is read or written.
+/// ports, the hairpin) and the guard's bridge table `netplumb-cni_guard`
+/// (guarded host ends as set elements); no other table is read or written.
 pub(crate) const TABLE: &str = "netplumb-cni";
 
 /// Opens `CNI_NETNS`, refusing the plugin's own network namespace (the

@@ -810,17 +810,17 @@ fn the_guard_stops_forged_sources_and_macs_and_its_twin_does_not() {
             assert!(world.call("CHECK", &checked, &victim, "v").ok);
             // The guard is part of the attachment: CHECK misses it, DEL
             // removes it.
-            let [table, chain] = guard_chain(&host_end_of(&victim_result));
+            let victims = guard_element("delete", &host_end_of(&victim_result));
             run_in(
                 &world.host,
-                &["nft", "delete", "chain", "netdev", &table, &chain],
+                &victims.iter().map(String::as_str).collect::<Vec<_>>(),
             );
             assert_error(&world.call("CHECK", &checked, &victim, "v"), 102);
             world.must("DEL", &conf, &attacker, "a");
-            let [table, chain] = guard_chain(&host_end_of(&attacker_result));
+            let attackers = guard_element("get", &host_end_of(&attacker_result));
             assert!(!world
                 .host
-                .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+                .exec_succeeds(&attackers.iter().map(String::as_str).collect::<Vec<_>>()));
         } else {
             // The twin: the attack works without the guard.
             assert!(sources.contains(&victim_ip.as_str()), "{sources:?}");
@@ -1052,12 +1052,16 @@ fn the_example_conflists_work() {
     }
 }
 
-/// The netdev table and chain of the guard of host end `end`.
-fn guard_chain(end: &str) -> [String; 2] {
+/// `nft <verb> element` of host end `end` in the guard's set of guarded
+/// ports.
+fn guard_element(verb: &str, end: &str) -> Vec<String> {
+    let table = netplumb::guard_table_name("netplumb-cni");
+    let element = format!("{{ \"{end}\" }}");
     [
-        netplumb::guard_table_name("netplumb-cni", end),
-        netplumb::guard_chain_name(end),
+        "nft", verb, "element", "bridge", &table, "ports_v3", &element,
     ]
+    .map(String::from)
+    .to_vec()
 }
 
 #[test]
@@ -1074,11 +1078,10 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
     let container = TestNs::new("dvc");
     let result = world.must("ADD", &conf, &container, "dv");
     let end = host_end_of(&result);
-    let [table, chain] = guard_chain(&end);
+    let guarded = guard_element("get", &end);
+    let guarded: Vec<&str> = guarded.iter().map(String::as_str).collect();
     assert_eq!(claims(&world).len(), 2);
-    assert!(world
-        .host
-        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    assert!(world.host.exec_succeeds(&guarded));
     let netns = container.path();
     drop(container);
     wait_gone(&world, &end);
@@ -1090,9 +1093,10 @@ fn del_after_the_container_vanished_takes_its_ports_and_guard() {
     );
     assert!(del.ok, "{}", del.out);
     assert!(claims(&world).is_empty(), "{:?}", claims(&world));
-    assert!(!world
-        .host
-        .exec_succeeds(&["nft", "list", "chain", "netdev", &table, &chain]));
+    // Its elements named an index no device has now: every one is gone.
+    let table = netplumb::guard_table_name("netplumb-cni");
+    let listed = world.host.run(&["nft", "list", "table", "bridge", &table]);
+    assert!(!listed.contains("elements"), "{listed}");
     assert!(world.leases().is_empty(), "{:?}", world.leases());
 }
 
@@ -1322,4 +1326,66 @@ fn redteam_a_tenants_port_mappings_and_netns_are_refused_with_nothing_left() {
         assert_error(&outcome, 8);
         assert_eq!(table_text(&world), before.0);
     }
+}
+
+/// Review r20, F4 (issue 17 step 2): DEL knows no address of the
+/// attachment, and a re-ADD of the same container id and ifname (the same
+/// host end name and MAC) gets another address from IPAM. The guard's
+/// elements are keyed by the host end's index: DEL takes every element of
+/// its index, and the re-made host end passes only its new address (with
+/// the prototype's name keys the first address stayed, and passed, once
+/// IPAM gave it to another container).
+#[test]
+fn a_re_added_attachment_keeps_none_of_its_old_address() {
+    require_root!("a_re_added_attachment_keeps_none_of_its_old_address");
+    let world = World::new("ra");
+    let conf = network_of(
+        &world.conf("1.0.0"),
+        NETWORK,
+        SUBNET,
+        json!({"guard": true}),
+    );
+    let container = TestNs::new("rac");
+    let first = world.must("ADD", &conf, &container, "ra");
+    let (end, old) = (host_end_of(&first), address_of(&first));
+    let table = netplumb::guard_table_name("netplumb-cni");
+    let v4 = || {
+        world
+            .host
+            .run(&["nft", "list", "set", "bridge", &table, "v4_v3"])
+    };
+    assert!(v4().contains(&format!("{old} ")), "{}", v4());
+    world.must("DEL", &conf, &container, "ra");
+    let listed = world.host.run(&["nft", "list", "table", "bridge", &table]);
+    assert!(!listed.contains("elements"), "DEL left elements:\n{listed}");
+    // Another attachment takes the next address; the first one again gets
+    // the one after it.
+    let other = TestNs::new("rao");
+    world.must("ADD", &conf, &other, "rb");
+    let again = world.must("ADD", &conf, &container, "ra");
+    assert_eq!(host_end_of(&again), end);
+    let new = address_of(&again);
+    assert_ne!(new, old);
+    let listed = v4();
+    let words: Vec<&str> = listed
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '{' || c == '}')
+        .collect();
+    assert!(words.contains(&new.as_str()), "{listed}");
+    assert!(!words.contains(&old.as_str()), "{listed}");
+    // And by frames: from its own MAC, its old address gets nothing to the
+    // host, its new one does.
+    let mac = again["interfaces"][2]["mac"].as_str().unwrap().to_string();
+    let bridge_mac = world.host.must_link(BRIDGE)["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let receiver = support::udp_sources(&world.host, GATEWAY, 5556, 10);
+    for ip in [&old, &new] {
+        let macs = (mac.as_str(), bridge_mac.as_str());
+        support::send_forged_udp(&container, "eth0", macs, (ip.as_str(), GATEWAY), 5556);
+    }
+    let sources = receiver.finish();
+    let sources: Vec<&str> = sources.lines().collect();
+    assert!(sources.contains(&new.as_str()), "{sources:?}");
+    assert!(!sources.contains(&old.as_str()), "{sources:?}");
 }

@@ -17,7 +17,14 @@
 //! * has a static entry for its container's MAC (`NUD_NOARP`, `NTF_STICKY`):
 //!   frames for that MAC go to that port only. Sticky, because
 //!   `br_fdb_update` moves a static entry that is not sticky to whatever
-//!   port (with learning on) next sends from that MAC.
+//!   port (with learning on) next sends from that MAC;
+//! * forwards every reserved link-local group but pause
+//!   (`IFLA_BRPORT_GROUP_FWD_MASK` [`LINK_LOCAL_FORWARDED`]): in
+//!   `br_handle_frame` a frame to 01:80:c2:00:00:0X whose bit is in the mask
+//!   takes the forwarding path, through bridge prerouting, where the guard's
+//!   bridge-family chain sees it; without it LLDP (0x0E) goes to the host
+//!   end's own stack past every bridge hook, and the others pass only
+//!   bridge input (see `nft/guard/BRIDGE-PATHS.md`).
 
 use futures::StreamExt;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
@@ -43,6 +50,12 @@ pub enum Learning {
     Pinned([u8; 6]),
 }
 
+/// The port group forwarding mask of a pinned port: every reserved
+/// link-local group 01:80:c2:00:00:00 to 0f but 01 (pause, which the bridge
+/// drops whatever the mask says, and which `br_setport` refuses in the mask
+/// with `EINVAL`).
+pub const LINK_LOCAL_FORWARDED: u16 = 0xfffd;
+
 /// The flags of a bridge port that this crate sets and reads back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BridgePort {
@@ -53,6 +66,12 @@ pub struct BridgePort {
     pub learning: bool,
     /// `IFLA_BRPORT_UNICAST_FLOOD`: unknown unicast is flooded to the port.
     pub unicast_flood: bool,
+    /// `IFLA_BRPORT_GROUP_FWD_MASK`: the reserved link-local groups
+    /// (bit `X` for 01:80:c2:00:00:0X) the bridge forwards from the port,
+    /// through its prerouting hook, instead of handing them to the port's
+    /// own stack (0, the kernel's default; [`LINK_LOCAL_FORWARDED`] when
+    /// pinned).
+    pub group_fwd_mask: u16,
 }
 
 impl BridgePort {
@@ -66,6 +85,7 @@ impl BridgePort {
                 InfoBridgePort::Isolated(on) => port.isolated = on,
                 InfoBridgePort::Learning(on) => port.learning = on,
                 InfoBridgePort::UnicastFlood(on) => port.unicast_flood = on,
+                InfoBridgePort::GroupFwdMask(mask) => port.group_fwd_mask = mask,
                 _ => {}
             }
         }
@@ -73,13 +93,16 @@ impl BridgePort {
     }
 
     /// A port with `isolated` and `learning` (learning and unicast flooding
-    /// on for [`Learning::On`], the kernel's default; both off when pinned).
+    /// on and no link-local group forwarded for [`Learning::On`], the
+    /// kernel's default; learning and flooding off and
+    /// [`LINK_LOCAL_FORWARDED`] when pinned).
     pub fn new(isolated: bool, learning: Learning) -> BridgePort {
         let on = learning == Learning::On;
         BridgePort {
             isolated,
             learning: on,
             unicast_flood: on,
+            group_fwd_mask: if on { 0 } else { LINK_LOCAL_FORWARDED },
         }
     }
 
@@ -101,8 +124,8 @@ pub struct FdbEntry {
 }
 
 impl Netlink {
-    /// Sets isolation, learning and unknown-unicast flooding of bridge port
-    /// `index` in one request (`RTM_NEWLINK` with the bridge port's
+    /// Sets isolation, learning, unknown-unicast flooding and the group
+    /// forwarding mask of bridge port `index` in one request (`RTM_NEWLINK` with the bridge port's
     /// `IFLA_INFO_SLAVE_DATA`: `RTM_SETLINK` ignores port data). Needs
     /// Linux 4.18 (isolation).
     pub async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
@@ -112,6 +135,7 @@ impl Netlink {
                 InfoBridgePort::Isolated(port.isolated),
                 InfoBridgePort::Learning(port.learning),
                 InfoBridgePort::UnicastFlood(port.unicast_flood),
+                InfoBridgePort::GroupFwdMask(port.group_fwd_mask),
             ]))
             .build();
         self.handle()
@@ -264,7 +288,8 @@ mod tests {
             BridgePort {
                 isolated: true,
                 learning: false,
-                unicast_flood: false
+                unicast_flood: false,
+                group_fwd_mask: 0xfffd,
             }
         );
         assert!(BridgePort::new(false, Learning::On).is_default());

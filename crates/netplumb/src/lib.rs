@@ -47,12 +47,12 @@
 //!   `.unpublish(&p)`, `.present(&p)`, `.hairpin(bridge, subnet)`, and
 //!   for collection `.claims()` and `.release(&claim)`) and
 //!   [`guard`](Nftables::guard) (a container's host end receives only
-//!   frames from its container's MAC and addresses, on a netdev ingress
-//!   chain of its own: `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the
-//!   bridge side of the guard is [`Learning::Pinned`]). It touches only its
-//!   own tables (`inet` and `netdev`), costs the same per packet and per
-//!   call whatever the number of publications and ports (sets and maps, and
-//!   a chain per guarded port that only its own frames walk), and runs no
+//!   frames from its container's MAC and addresses, in the bridge's
+//!   prerouting hook, its MAC and addresses elements of shared sets:
+//!   `.allow(&g)`, `.forget(&g)`, `.present(&g)`; the bridge side of the
+//!   guard is [`Learning::Pinned`]). It touches only its own tables (`inet`
+//!   and `bridge`), costs the same per packet and per call whatever the
+//!   number of publications and ports (sets and maps), and runs no
 //!   `nft` or `iptables` program.
 //!
 //! Nothing here checks who may do what: that is the caller's policy. Every
@@ -121,7 +121,7 @@ pub mod sockets;
 pub mod sysctl;
 mod wiring;
 
-pub use bridge_port::{BridgePort, FdbEntry, Learning};
+pub use bridge_port::{BridgePort, FdbEntry, Learning, LINK_LOCAL_FORWARDED};
 pub use error::{Error, NetlinkError, Result, Step};
 pub use intact::{AttachmentCheck, Missing};
 pub use ipnetwork::{IpNetwork, Ipv4Network, Ipv6Network};
@@ -129,9 +129,10 @@ pub use links::{check_name, Bridge, Link, VethPair};
 pub use netlink::Netlink;
 pub use netns::{NetNs, NsId};
 pub use nft::{
-    guard_chain_name, guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard,
+    guard_table_name, AddMasquerade, AllowPort, Claim, ForgetPort, Guard, GuardElements,
     GuardedPort, Hairpin, Masquerade, Nftables, Ports, Protocol, Publication, Publish,
-    RemoveMasquerade, Unpublish, GUARD_COMMON_CHAIN, GUARD_TABLES,
+    RemoveMasquerade, Unpublish, GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN, GUARD_VERSION,
+    LEGACY_GUARD_TABLES,
 };
 pub use wiring::{Attached, Attachment};
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 use common::TestNs;
 use netplumb::{
     guard_table_name, BridgePort, GuardedPort, Learning, Netlink, Nftables, GUARD_COMMON_CHAIN,
+    GUARD_PORT_CHAIN,
 };
 use serde_json::Value;
 
@@ -44,6 +45,17 @@ impl Deref for Ns {
 impl Ns {
     fn new(tag: &str) -> Ns {
         Ns(TestNs::new(&format!("grd-{tag}")))
+    }
+
+    /// `p` at the index its host end has in this namespace (0 without one).
+    fn indexed(&self, p: &GuardedPort) -> GuardedPort {
+        p.clone()
+            .at(self.link(&p.ifname).map_or(0, |l| common::ifindex(&l)))
+    }
+
+    /// Every interface index of this namespace.
+    fn indexes(&self) -> Vec<u32> {
+        self.links().iter().map(common::ifindex).collect()
     }
 
     /// One ping with a 1 s timeout, up to `attempts` times; `from` picks
@@ -335,6 +347,7 @@ fn lladdr(t: u8, mac: &[u8; 6]) -> Vec<u8> {
 fn port(name: &str, mac: [u8; 6], addr: &str, addr6: &str) -> GuardedPort {
     GuardedPort {
         ifname: name.to_string(),
+        ifindex: 0,
         mac,
         ipv4: vec![addr.parse().unwrap()],
         ipv6: vec![addr6.parse().unwrap(), link_local(&mac)],
@@ -398,15 +411,17 @@ impl Lab {
     }
 
     fn port_a(&self) -> GuardedPort {
-        port("ga0", MAC_A, "10.77.0.2", "fd00:77::2")
+        self.host
+            .indexed(&port("ga0", MAC_A, "10.77.0.2", "fd00:77::2"))
     }
 
     fn port_b(&self) -> GuardedPort {
-        port("gb0", MAC_B, "10.77.0.3", "fd00:77::3")
+        self.host
+            .indexed(&port("gb0", MAC_B, "10.77.0.3", "fd00:77::3"))
     }
 
     /// A container on br0 behind `p`; when guarded, its port pinned and
-    /// its chain added before the host end is up.
+    /// its elements added before the host end is up.
     fn plug(&self, container: &Ns, p: &GuardedPort) {
         let host = &self.host;
         host.run(&[
@@ -433,7 +448,11 @@ impl Lab {
                 nl.set_bridge_port(index, &pinned).await.unwrap();
                 nl.pin_mac(index, p.mac).await.unwrap();
             });
-            self.nft.guard(TABLE).allow(p).execute().unwrap();
+            self.nft
+                .guard(TABLE)
+                .allow(&p.clone().at(index))
+                .execute()
+                .unwrap();
         }
         host.run(&["ip", "link", "set", &p.ifname, "up"]);
         container.run(&["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"]);
@@ -1018,8 +1037,8 @@ fn guarded_ports_pass_only_their_own_addresses() {
     assert!(b.ping(None, "10.77.0.1", 3));
     assert!(b.ping(None, "fd00:77::1", 3));
 
-    // Once A's chain is forgotten, layer 3 forgeries go through: the chain
-    // was what stopped them.
+    // Once A's elements are forgotten, layer 3 forgeries go through: they
+    // were what stopped them.
     assert!(lab.nft.guard(TABLE).forget(&port_a).execute().unwrap());
     assert!(!lab.nft.guard(TABLE).forget(&port_a).execute().unwrap());
     assert!(!lab.nft.guard(TABLE).present(&port_a).unwrap());
@@ -1034,31 +1053,172 @@ fn guarded_ports_pass_only_their_own_addresses() {
 }
 
 #[test]
-fn a_chain_goes_with_its_device_or_forget_removes_it() {
-    require_root!("a_chain_goes_with_its_device_or_forget_removes_it");
+fn forget_removes_a_ports_elements_also_after_its_device_went() {
+    require_root!("forget_removes_a_ports_elements_also_after_its_device_went");
     let host = Ns::new("gone");
     host.run(&[
         "ip", "link", "add", "gx0", "type", "veth", "peer", "name", "gx1",
     ]);
     let nft = host.nftables();
-    let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
+    let p = host.indexed(&port("gx0", MAC_A, "10.77.0.2", "fd00:77::2"));
     assert!(!nft.guard(TABLE).forget(&p).execute().unwrap(), "no table");
     nft.guard(TABLE).allow(&p).execute().unwrap();
     assert!(nft.guard(TABLE).present(&p).unwrap());
     host.run(&["ip", "link", "del", "gx0"]);
-    // Before 6.16 the kernel deleted the chain with its device; from then
-    // on it stays until forgotten. Either way forget leaves none, and the
-    // table, which other ports share, stays.
-    let kernel_kept_it = nft.guard(TABLE).forget(&p).execute().unwrap();
+    // The elements outlive the device (nothing binds them to it), keyed
+    // by an index no device has now; forget, given the index, removes
+    // them, and the table, which other ports share, stays.
+    let table = guard_table_name(TABLE);
+    let listed = host.run(&["nft", "list", "set", "bridge", &table, "v4_v3"]);
+    assert!(listed.contains("10.77.0.2"), "{listed}");
+    assert!(nft.guard(TABLE).forget(&p).execute().unwrap());
     assert!(!nft.guard(TABLE).present(&p).unwrap());
     assert!(!nft.guard(TABLE).forget(&p).execute().unwrap(), "forgotten");
     let ruleset = host.run(&["nft", "list", "ruleset"]);
-    assert!(!ruleset.contains("gx0"), "{ruleset}");
-    let table = guard_table_name(TABLE, "gx0");
+    assert!(!ruleset.contains("10.77.0.2"), "{ruleset}");
     assert!(
-        ruleset.contains(&format!("table netdev {table} {{")),
-        "{ruleset} (the chain was forgotten: {kernel_kept_it})"
+        ruleset.contains(&format!("table bridge {table} {{")),
+        "{ruleset}"
     );
+    // Without an index (a device gone unrecorded) there is nothing it can
+    // name: no error, nothing changed.
+    nft.guard(TABLE).allow(&p).execute().unwrap();
+    let before = host.run(&["nft", "list", "ruleset"]);
+    assert!(!nft.guard(TABLE).forget(&p.clone().at(0)).execute().unwrap());
+    assert_eq!(host.run(&["nft", "list", "ruleset"]), before);
+    // And allow without an index is refused, changing nothing.
+    let refused = nft.guard(TABLE).allow(&p.clone().at(0)).execute();
+    assert_eq!(refused.unwrap_err().errno(), Some(libc::EINVAL));
+    assert_eq!(host.run(&["nft", "list", "ruleset"]), before);
+}
+
+/// Issue 17, stale elements: a host end deleted without `forget` (a crash
+/// between the deletion and it, a CNI DEL that knows no address) and made
+/// again under the same name with another address (a CNI ADD after the
+/// crash, IPAM's next address) passes only its new address: the old
+/// port's elements, still in the sets, are keyed by the old device's
+/// index. Keyed by the name, they would pass the old address (the
+/// elements this test finds still there).
+#[test]
+fn a_host_end_made_again_under_its_name_passes_none_of_the_old_values() {
+    require_root!("a_host_end_made_again_under_its_name_passes_none_of_the_old_values");
+    let lab = Lab::new("remade", true);
+    let old = lab.port_a();
+    assert!(lab.a.ping(Some("10.77.0.2"), "10.77.0.1", 3));
+    lab.host.run(&["ip", "link", "del", "ga0"]);
+    let again = port("ga0", MAC_A, "10.77.0.9", "fd00:77::9");
+    lab.plug(&lab.a, &again);
+    let again = lab.host.indexed(&again);
+    assert_ne!(again.ifindex, old.ifindex);
+    let table = guard_table_name(TABLE);
+    let v4 = lab
+        .host
+        .run(&["nft", "list", "set", "bridge", &table, "v4_v3"]);
+    assert!(v4.contains("10.77.0.2") && v4.contains("10.77.0.9"), "{v4}");
+    // The container holds both addresses now; only the new one passes.
+    lab.a
+        .run(&["ip", "addr", "add", "10.77.0.2/32", "dev", "eth0"]);
+    lab.a.run(&[
+        "ip",
+        "addr",
+        "add",
+        "fd00:77::2/128",
+        "dev",
+        "eth0",
+        "nodad",
+    ]);
+    assert!(lab.a.ping(Some("10.77.0.9"), "10.77.0.1", 3));
+    assert!(lab.a.ping(Some("fd00:77::9"), "fd00:77::1", 3));
+    assert!(!lab.a.ping(Some("10.77.0.2"), "10.77.0.1", 2));
+    assert!(!lab.a.ping(Some("fd00:77::2"), "fd00:77::1", 2));
+    let forged: Vec<Marked> = (0..4u8)
+        .map(|n| {
+            let m = marker(7, n);
+            let p = ipv4(
+                [10, 77, 0, 2],
+                [10, 77, 0, 1],
+                17,
+                0,
+                &udp(4000, HOST_PORT, &m),
+            );
+            (ether(BROADCAST, MAC_A, 0x0800, &p), m)
+        })
+        .collect();
+    assert_eq!(lab.at_host(&forged), Vec::<usize>::new());
+    // Prune (what -restore runs) takes the old device's elements, and
+    // only those.
+    let guard = lab.nft.guard(TABLE);
+    let dumped = guard.elements().unwrap();
+    let pruned = guard.prune(dumped, &lab.host.indexes()).unwrap();
+    // ports, macs, v4, v6 (2), senders (2), lladdrs, targets (2).
+    assert_eq!(pruned, 10);
+    let v4 = lab
+        .host
+        .run(&["nft", "list", "set", "bridge", &table, "v4_v3"]);
+    assert!(
+        !v4.contains("10.77.0.2") && v4.contains("10.77.0.9"),
+        "{v4}"
+    );
+    assert!(guard.present(&again).unwrap());
+    assert!(guard.present(&lab.port_b()).unwrap());
+    let dumped = guard.elements().unwrap();
+    assert_eq!(guard.prune(dumped, &lab.host.indexes()).unwrap(), 0);
+}
+
+/// Review r20, F2: root emptying the port chain (or truncating it) leaves
+/// every guarded port failing closed, as an emptied netdev port chain
+/// did: prerouting drops what the port chain returns. Before the fix
+/// (prerouting's one rule, a policy accept) a forged source reached the
+/// host. An emptied `common_v3` fails open for what only it drops, as
+/// `common_v2` did (documented).
+#[test]
+fn an_emptied_port_chain_fails_closed() {
+    require_root!("an_emptied_port_chain_fails_closed");
+    let lab = Lab::new("closed", true);
+    let forged = |tag: u8| -> Vec<Marked> {
+        (0..4u8)
+            .map(|n| {
+                let m = marker(tag, n);
+                let udp = udp(4000, HOST_PORT, &m);
+                let p = ipv4([10, 77, 0, 3], [10, 77, 0, 1], 17, 0, &udp);
+                (ether(BROADCAST, MAC_A, 0x0800, &p), m)
+            })
+            .collect()
+    };
+    assert_eq!(lab.at_host(&forged(8)), Vec::<usize>::new(), "whole");
+    let table = guard_table_name(TABLE);
+    lab.host
+        .run(&["nft", "flush", "chain", "bridge", &table, GUARD_PORT_CHAIN]);
+    assert_eq!(lab.at_host(&forged(9)), Vec::<usize>::new(), "emptied");
+    assert!(!lab.a.ping(None, "10.77.0.1", 2), "closed: nothing passes");
+    let guard = lab.nft.guard(TABLE);
+    let named = format!("chain bridge {table} {GUARD_PORT_CHAIN}");
+    assert_eq!(guard.missing(&lab.port_a()).unwrap(), vec![named]);
+    guard.allow(&lab.port_a()).restore().unwrap();
+    assert!(lab.a.ping(None, "10.77.0.1", 3), "whole again");
+    assert_eq!(lab.at_host(&forged(10)), Vec::<usize>::new(), "restored");
+}
+
+#[test]
+fn prune_takes_the_elements_of_devices_that_are_gone_only() {
+    require_root!("prune_takes_the_elements_of_devices_that_are_gone_only");
+    let host = Ns::new("prune");
+    let (p, q, _) = guarded_pair(&host);
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
+    let dumped = guard.elements().unwrap();
+    let mut both = [p.ifindex, q.ifindex];
+    both.sort_unstable();
+    assert_eq!(dumped.indexes(), both);
+    // Both live: nothing goes.
+    assert_eq!(guard.prune(dumped, &host.indexes()).unwrap(), 0);
+    assert!(guard.present(&p).unwrap() && guard.present(&q).unwrap());
+    // A device `live` does not name is gone to prune: its 10 elements go,
+    // the other's stay.
+    let dumped = guard.elements().unwrap();
+    assert_eq!(guard.prune(dumped, &[q.ifindex]).unwrap(), 10);
+    assert!(!guard.present(&p).unwrap() && guard.present(&q).unwrap());
+    assert_eq!(guard.elements().unwrap().indexes(), [q.ifindex]);
 }
 
 #[test]
@@ -1069,44 +1229,68 @@ fn guard_structure_as_documented() {
         "ip", "link", "add", "gx0", "type", "veth", "peer", "name", "gx1",
     ]);
     let nft = host.nftables();
-    let p = port("gx0", MAC_A, "10.77.0.2", "fd00:77::2");
+    let p = host.indexed(&port("gx0", MAC_A, "10.77.0.2", "fd00:77::2"));
     nft.guard(TABLE).allow(&p).execute().unwrap();
-    // One of the guard's tables (FNV-1a of "gx0" modulo 32), with the
-    // port's chain, the chain every port of the table jumps to and the
-    // three sets that hold the port's values for the rare checks.
-    assert_eq!(guard_table_name(TABLE, "gx0"), "nsgguard_guard_30");
+    // The guard's one bridge table: its seven sets and four chains.
+    assert_eq!(guard_table_name(TABLE), "nsgguard_guard");
     assert_eq!(
         host.run(&["nft", "list", "tables"]),
-        "table netdev nsgguard_guard_30\n"
+        "table bridge nsgguard_guard\n"
     );
-    let text = host.run(&["nft", "list", "table", "netdev", "nsgguard_guard_30"]);
-    assert_eq!(text.matches("chain ").count(), 2, "{text}");
+    let text = host.run(&["nft", "list", "table", "bridge", "nsgguard_guard"]);
+    assert_eq!(text.matches("chain ").count(), 4, "{text}");
+    assert_eq!(text.matches("set ").count(), 7, "{text}");
     let lines: Vec<&str> = text.lines().map(str::trim).collect();
     // Each set's elements and each chain's rules in this order, one after
-    // the other.
-    let chains: [&[&str]; 5] = [
+    // the other (the index printed as its device's name).
+    let chains: [&[&str]; 11] = [
         &[
-            "set nd_macs {",
-            "typeof iifname . @th,80,48",
-            r#"elements = { "gx0" . 0x26e0a4d0002 }"#,
+            "set ports_v3 {",
+            "type iface_index",
+            r#"elements = { "gx0" }"#,
             "}",
         ],
         &[
-            "set nd_targets {",
-            "typeof iifname . @th,64,128",
-            r#"elements = { "gx0" . 0xfd000077000000000000000000000002,"#,
-            r#""gx0" . 0xfe80000000000000006e0afffe4d0002 }"#,
+            "set macs_v3 {",
+            "type iface_index . ether_addr",
+            r#"elements = { "gx0" . 02:6e:0a:4d:00:02 }"#,
             "}",
         ],
         &[
-            "set arp_senders {",
-            "type ifname . ether_addr . ipv4_addr",
+            "set v4_v3 {",
+            "type iface_index . ipv4_addr",
+            r#"elements = { "gx0" . 10.77.0.2 }"#,
+            "}",
+        ],
+        &[
+            "set v6_v3 {",
+            "type iface_index . ipv6_addr",
+            r#"elements = { "gx0" . fd00:77::2,"#,
+            r#""gx0" . fe80::6e:aff:fe4d:2 }"#,
+            "}",
+        ],
+        &[
+            "set senders_v3 {",
+            "type iface_index . ether_addr . ipv4_addr",
             r#"elements = { "gx0" . 02:6e:0a:4d:00:02 . 0.0.0.0,"#,
             r#""gx0" . 02:6e:0a:4d:00:02 . 10.77.0.2 }"#,
             "}",
         ],
         &[
-            "chain common_v2 {",
+            "set lladdrs_v3 {",
+            "typeof iif . @th,80,48",
+            r#"elements = { "gx0" . 0x26e0a4d0002 }"#,
+            "}",
+        ],
+        &[
+            "set targets_v3 {",
+            "typeof iif . @th,64,128",
+            r#"elements = { "gx0" . 0xfd000077000000000000000000000002,"#,
+            r#""gx0" . 0xfe80000000000000006e0afffe4d0002 }"#,
+            "}",
+        ],
+        &[
+            "chain common_v3 {",
             "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop",
             "ether type != arp ether type != ip ether type != ip6 drop",
             "meta protocol ip meta l4proto != tcp meta l4proto != udp meta l4proto != icmp meta l4proto != igmp meta l4proto != sctp drop",
@@ -1114,7 +1298,7 @@ fn guard_structure_as_documented() {
             "ip frag-off & 8191 == 0 udp dport 68 drop",
             "ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67 accept",
             "meta protocol ip return",
-            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iifname . arp saddr ether . arp saddr ip @arp_senders accept",
+            "arp htype 1 arp ptype ip arp hlen 6 arp plen 4 iif . arp saddr ether . arp saddr ip @senders_v3 accept",
             "meta protocol != ip6 return",
             "meta protocol ip6 meta l4proto != tcp meta l4proto != udp meta l4proto != ipv6-icmp meta l4proto != sctp drop",
             "ip6 nexthdr udp udp sport 547 drop",
@@ -1131,31 +1315,39 @@ fn guard_structure_as_documented() {
             "icmpv6 type nd-neighbor-advert ip6 nexthdr != ipv6-icmp drop",
             "icmpv6 type nd-neighbor-advert ip6 length != 24 ip6 length != 32 drop",
             "icmpv6 type nd-router-solicit ip6 length 16 @th,64,16 != 0x101 drop",
-            "icmpv6 type nd-router-solicit ip6 length 16 iifname . @th,80,48 != @nd_macs drop",
+            "icmpv6 type nd-router-solicit ip6 length 16 iif . @th,80,48 != @lladdrs_v3 drop",
             "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: @th,192,16 != 0x101 drop",
-            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iifname . @th,208,48 != @nd_macs drop",
-            "icmpv6 type nd-neighbor-solicit ip6 saddr :: iifname . @th,64,128 != @nd_targets drop",
+            "icmpv6 type nd-neighbor-solicit ip6 length 32 ip6 saddr != :: iif . @th,208,48 != @lladdrs_v3 drop",
+            "icmpv6 type nd-neighbor-solicit ip6 saddr :: iif . @th,64,128 != @targets_v3 drop",
             "icmpv6 type nd-neighbor-advert ip6 length 32 @th,192,16 != 0x201 drop",
-            "icmpv6 type nd-neighbor-advert ip6 length 32 iifname . @th,208,48 != @nd_macs drop",
-            "icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd_targets drop",
+            "icmpv6 type nd-neighbor-advert ip6 length 32 iif . @th,208,48 != @lladdrs_v3 drop",
+            "icmpv6 type nd-neighbor-advert iif . @th,64,128 != @targets_v3 drop",
             "ip6 saddr :: icmpv6 type nd-neighbor-solicit accept",
             "ip6 saddr :: icmpv6 type mld2-listener-report accept",
             "}",
         ],
         &[
-            "chain port_gx0 {",
-            r#"type filter hook ingress device "gx0" priority -500; policy drop;"#,
-            "ether saddr != 02:6e:0a:4d:00:02 drop",
-            "jump common_v2",
-            "ip saddr 10.77.0.2 meta l4proto != udp accept",
-            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 == 0 accept",
-            "ip saddr 10.77.0.2 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
-            "ip6 saddr fd00:77::2 meta l4proto != udp accept",
-            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fd00:77::2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto != udp accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr udp accept",
-            "ip6 saddr fe80::6e:aff:fe4d:2 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
+            "chain port_v3 {",
+            "jump common_v3",
+            "iif . ip saddr @v4_v3 meta l4proto != udp accept",
+            "iif . ip saddr @v4_v3 meta l4proto udp ip frag-off & 8191 == 0 accept",
+            "iif . ip saddr @v4_v3 meta l4proto udp ip frag-off & 8191 != 0 ip hdrlength 5 @nh,176,16 != 0x44 accept",
+            "iif . ip6 saddr @v6_v3 meta l4proto != udp accept",
+            "iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr udp accept",
+            "iif . ip6 saddr @v6_v3 meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11 @nh,400,16 != 0x222 accept",
+            "}",
+        ],
+        &[
+            "chain prerouting_v3 {",
+            "type filter hook prerouting priority -500; policy accept;",
+            "iif . ether saddr @macs_v3 jump port_v3",
+            "iif @ports_v3 drop",
+            "}",
+        ],
+        &[
+            "chain input_v3 {",
+            "type filter hook input priority -500; policy accept;",
+            "ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iif @ports_v3 drop",
             "}",
         ],
     ];
@@ -1174,7 +1366,6 @@ fn guard_structure_as_documented() {
     }
 }
 
-/// A file under the temporary directory, removed on drop.
 struct TempFile(std::path::PathBuf);
 
 impl TempFile {
@@ -1200,7 +1391,7 @@ impl Drop for TempFile {
 fn normalised_bytecode(text: &str) -> Vec<(String, Vec<String>)> {
     let mut blocks: Vec<(String, Vec<String>)> = Vec::new();
     for line in text.lines().take_while(|l| !l.starts_with("table ")) {
-        if line.starts_with("netdev ") {
+        if line.starts_with("bridge ") {
             let header = line
                 .split_whitespace()
                 .filter(|w| !w.bytes().all(|b| b.is_ascii_digit()))
@@ -1225,8 +1416,7 @@ fn normalised_bytecode(text: &str) -> Vec<(String, Vec<String>)> {
 fn the_guard_ruleset_can_be_saved_and_restored() {
     require_root!("the_guard_ruleset_can_be_saved_and_restored");
     let host = Ns::new("save");
-    // A name nft could not read back as a chain's (a leading digit, `.`,
-    // `-`): its chain is named so that it can.
+    // A name nft reads back only quoted (a leading digit, `.`, `-`).
     let odd = "9v.a-b_0";
     for (i, dev) in ["gs0", "gs1", odd].into_iter().enumerate() {
         let peer = format!("gsp{i}");
@@ -1235,44 +1425,39 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
         ]);
     }
     let nft = host.nftables();
-    let p = port("gs0", MAC_A, "10.77.0.2", "fd00:77::2");
-    let q = port("gs1", MAC_B, "10.77.0.3", "fd00:77::3");
-    let r = port(odd, [0x02, 0x6e, 10, 77, 0, 4], "10.77.0.4", "fd00:77::4");
+    let p = host.indexed(&port("gs0", MAC_A, "10.77.0.2", "fd00:77::2"));
+    let q = host.indexed(&port("gs1", MAC_B, "10.77.0.3", "fd00:77::3"));
+    let r = host.indexed(&port(
+        odd,
+        [0x02, 0x6e, 10, 77, 0, 4],
+        "10.77.0.4",
+        "fd00:77::4",
+    ));
     for port in [&p, &q, &r] {
         nft.guard(TABLE).allow(port).execute().unwrap();
     }
     // What an administrator does: `nft list ruleset > /etc/nftables.conf`.
     let saved = host.run(&["nft", "list", "ruleset"]);
-    // Three ports in three of the guard's tables.
-    for (port, n) in [(&p, 13), (&q, 26), (&r, 7)] {
-        let table = format!("nsgguard_guard_{n}");
-        assert_eq!(guard_table_name(TABLE, &port.ifname), table);
-        assert!(
-            saved.contains(&format!("table netdev {table} {{")),
-            "{saved}"
-        );
-    }
-    assert!(saved.contains("chain port_9v_da_hb__0 {"), "{saved}");
+    let table = guard_table_name(TABLE);
+    assert!(
+        saved.contains(&format!("table bridge {table} {{")),
+        "{saved}"
+    );
+    assert!(saved.contains(&format!("\"{odd}\"")), "{saved}");
     let bytecode = || {
-        [&p, &q, &r]
-            .into_iter()
-            .flat_map(|port| {
-                let table = guard_table_name(TABLE, &port.ifname);
-                normalised_bytecode(&host.run(&[
-                    "nft",
-                    "--debug=netlink",
-                    "list",
-                    "table",
-                    "netdev",
-                    &table,
-                ]))
-            })
-            .collect::<Vec<_>>()
+        normalised_bytecode(&host.run(&[
+            "nft",
+            "--debug=netlink",
+            "list",
+            "table",
+            "bridge",
+            &table,
+        ]))
     };
     let before = bytecode();
-    // Each table: the elements of its three sets, the shared chain's 33
-    // rules and the port's 11.
-    assert_eq!(before.len(), 3 * (3 + 33 + 11), "{before:?}");
+    // The seven sets' elements, the shared chain's 33 rules, the port
+    // chain's 7, prerouting's 2, input's 1.
+    assert_eq!(before.len(), 7 + 33 + 7 + 2 + 1, "{before:?}");
     let file = TempFile::new(&saved);
     // `nft -c -f`: parsed and checked against the kernel, nothing committed.
     host.run(&["nft", "-c", "-f", file.path()]);
@@ -1281,8 +1466,8 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     host.run(&["nft", "-f", file.path()]);
     assert_eq!(host.run(&["nft", "list", "ruleset"]), saved);
     assert_eq!(bytecode(), before, "the restored rules differ");
-    // The restored tables are the guard's: present, forget and allow work on
-    // them.
+    // The restored table is the guard's: present, forget and allow work on
+    // it.
     for port in [&p, &q, &r] {
         assert!(nft.guard(TABLE).present(port).unwrap());
     }
@@ -1293,25 +1478,19 @@ fn the_guard_ruleset_can_be_saved_and_restored() {
     assert!(nft.guard(TABLE).present(&p).unwrap());
 }
 
-/// Two host ends whose chains share one of the guard's tables: `gc0` and
-/// the first `gc<i>` that hashes to the same table.
-fn two_ports_of_one_table() -> (GuardedPort, GuardedPort, String) {
-    let table = guard_table_name(TABLE, "gc0");
-    let other = (1..1000)
-        .map(|i| format!("gc{i}"))
-        .find(|name| guard_table_name(TABLE, name) == table)
-        .expect("a name in the same table");
+/// Two ports, `gc0` and `gc1`, and the guard's table.
+fn two_ports() -> (GuardedPort, GuardedPort, String) {
     (
         port("gc0", MAC_A, "10.77.0.2", "fd00:77::2"),
-        port(&other, MAC_B, "10.77.0.3", "fd00:77::3"),
-        table,
+        port("gc1", MAC_B, "10.77.0.3", "fd00:77::3"),
+        guard_table_name(TABLE),
     )
 }
 
-/// How many chains `common` and how many `jump common` rules table `table`
-/// holds, and the shared chain's rules.
+/// How many chains `common` and how many `jump common` rules the guard's
+/// table holds, and the shared chain's rules.
 fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
-    let text = host.run(&["nft", "list", "table", "netdev", table]);
+    let text = host.run(&["nft", "list", "table", "bridge", table]);
     let chain = format!("chain {GUARD_COMMON_CHAIN} {{");
     let rules = text.split(&chain).nth(1).map_or(0, |rest| {
         rest.split('}')
@@ -1328,42 +1507,50 @@ fn common_chains(host: &Ns, table: &str) -> (usize, usize, usize) {
     )
 }
 
-/// Review round 19 (F1): another version's shared chain, here `common`
-/// as the listing before version 2 named it with one rule of its own, is
-/// neither judged nor refilled by this version's calls, and this version's
-/// ports jump to their own: mixing versions never rewrites the chain the
-/// other version's ports jump to (a downgrade had rebuilt it without the
-/// set look-ups, opening neighbour discovery for this version's ports).
+/// Review round 19 (F1): another version's shared chains, here `common`
+/// and `port` as the unversioned bridge prototype named them, each with
+/// one rule of its own, are neither judged nor refilled by this version's
+/// calls, and this version's ports jump to their own: mixing versions
+/// never rewrites the chain the other version's ports jump to.
 #[test]
 fn a_shared_chain_of_another_version_is_left_as_it_is() {
     require_root!("a_shared_chain_of_another_version_is_left_as_it_is");
     assert_ne!(GUARD_COMMON_CHAIN, "common");
+    assert_ne!(GUARD_PORT_CHAIN, "port");
     let host = Ns::new("oldcommon");
-    let (p, q, table) = two_ports_of_one_table();
+    let (p, q, table) = two_ports();
     add_veths(&host, &[&p, &q]);
-    host.run(&["nft", "add", "table", "netdev", &table]);
-    host.run(&["nft", "add", "chain", "netdev", &table, "common"]);
-    host.run(&["nft", "add", "rule", "netdev", &table, "common", "counter"]);
+    host.run(&["nft", "add", "table", "bridge", &table]);
+    for old in ["common", "port"] {
+        host.run(&["nft", "add", "chain", "bridge", &table, old]);
+        host.run(&["nft", "add", "rule", "bridge", &table, old, "counter"]);
+    }
     let old_rules = || {
-        let text = host.run(&["nft", "list", "chain", "netdev", &table, "common"]);
-        text.lines().filter(|l| l.contains("counter")).count()
+        ["common", "port"].map(|old| {
+            let text = host.run(&["nft", "list", "chain", "bridge", &table, old]);
+            text.lines().filter(|l| l.contains("counter")).count()
+        })
     };
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
     for port in [&p, &q] {
-        guard.allow(port).execute().unwrap();
-        assert!(guard.missing(port).unwrap().is_empty());
+        let port = host.indexed(port);
+        guard.allow(&port).execute().unwrap();
+        assert!(guard.missing(&port).unwrap().is_empty());
     }
-    assert_eq!(old_rules(), 1);
-    assert_eq!(common_chains(&host, &table), (1, 2, 33));
-    let listing = host.run(&["nft", "list", "table", "netdev", &table]);
+    assert_eq!(old_rules(), [1, 1]);
+    assert_eq!(common_chains(&host, &table), (1, 1, 33));
+    let listing = host.run(&["nft", "list", "table", "bridge", &table]);
     assert!(!listing.contains("jump common\n"), "{listing}");
+    assert!(!listing.contains("jump port\n"), "{listing}");
 }
 
-/// [`two_ports_of_one_table`], their veth pairs in `host`, both guarded.
+/// [`two_ports`], their veth pairs in `host`, both guarded (with their
+/// indexes).
 fn guarded_pair(host: &Ns) -> (GuardedPort, GuardedPort, String) {
-    let (p, q, table) = two_ports_of_one_table();
+    let (p, q, table) = two_ports();
     add_veths(host, &[&p, &q]);
+    let (p, q) = (host.indexed(&p), host.indexed(&q));
     let nft = host.nftables();
     for port in [&p, &q] {
         nft.guard(TABLE).allow(port).execute().unwrap();
@@ -1390,19 +1577,16 @@ fn add_veths(host: &Ns, ports: &[&GuardedPort]) {
 }
 
 #[test]
-fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
-    require_root!("the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow");
+fn the_ports_share_the_chains_that_check_and_restore_follow() {
+    require_root!("the_ports_share_the_chains_that_check_and_restore_follow");
     let host = Ns::new("common");
-    let (p, q, table) = two_ports_of_one_table();
-    add_veths(&host, &[&p, &q]);
+    let (p, q, table) = guarded_pair(&host);
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
-    for port in [&p, &q, &p] {
-        guard.allow(port).execute().unwrap();
-    }
-    // One shared chain of 33 rules, jumped to from each port's chain, also
+    guard.allow(&p).execute().unwrap();
+    // One shared chain of 33 rules, jumped to from the port chain, also
     // after a port was guarded again.
-    assert_eq!(common_chains(&host, &table), (1, 2, 33));
+    assert_eq!(common_chains(&host, &table), (1, 1, 33));
     for port in [&p, &q] {
         assert!(guard.missing(port).unwrap().is_empty());
     }
@@ -1414,65 +1598,82 @@ fn the_ports_of_a_table_share_one_common_chain_that_check_and_restore_follow() {
         "nft",
         "flush",
         "chain",
-        "netdev",
+        "bridge",
         &table,
         GUARD_COMMON_CHAIN,
     ]);
-    let named = format!("chain netdev {table} {GUARD_COMMON_CHAIN}");
+    let named = format!("chain bridge {table} {GUARD_COMMON_CHAIN}");
     for port in [&p, &q] {
         assert_eq!(guard.missing(port).unwrap(), vec![named.clone()]);
         assert!(!guard.present(port).unwrap());
     }
-    // Deleting it is refused while port chains jump to it.
+    // Deleting it is refused while the port chain jumps to it.
     let deleted = host.output(&[
         "nft",
         "delete",
         "chain",
-        "netdev",
+        "bridge",
         &table,
         GUARD_COMMON_CHAIN,
     ]);
     assert!(!deleted.status.success());
+    // A call's allow does not look at the chains; -restore's does.
     guard.allow(&q).execute().unwrap();
-    assert_eq!(common_chains(&host, &table), (1, 2, 33));
+    assert_eq!(common_chains(&host, &table), (1, 1, 0));
+    guard.allow(&q).restore().unwrap();
+    // Root empties the port chain: the ports fail closed (prerouting
+    // drops what it returns), both name it, -restore's allow fills it.
+    host.run(&["nft", "flush", "chain", "bridge", &table, GUARD_PORT_CHAIN]);
+    let port_chain = format!("chain bridge {table} {GUARD_PORT_CHAIN}");
+    assert_eq!(guard.missing(&p).unwrap(), vec![port_chain]);
+    let prerouting = host.run(&["nft", "list", "chain", "bridge", &table, "prerouting_v3"]);
+    assert!(prerouting.contains("iif @ports_v3 drop"), "{prerouting}");
+    guard.allow(&p).restore().unwrap();
+    assert_eq!(common_chains(&host, &table), (1, 1, 33));
     for port in [&p, &q] {
         assert!(guard.present(port).unwrap());
     }
 
-    // Root empties a set: the ports whose elements it held name it, and
-    // allowing each again fills it.
-    host.run(&["nft", "flush", "set", "netdev", &table, "arp_senders"]);
-    for port in [&p, &q] {
-        let set = format!("set netdev {table} arp_senders elements of {}", port.ifname);
-        assert_eq!(guard.missing(port).unwrap(), vec![set]);
-        guard.allow(port).execute().unwrap();
-        assert!(guard.present(port).unwrap());
-    }
+    // Root deletes a port's `ports` element (which fails open): that port
+    // names it, the other does not, and allowing it again puts it back.
+    let index = p.ifindex.to_string();
+    let element = format!("{{ {index} }}");
+    host.run(&[
+        "nft", "delete", "element", "bridge", &table, "ports_v3", &element,
+    ]);
+    let own = format!("element bridge {table} ports_v3 {}", p.ifname);
+    assert_eq!(guard.missing(&p).unwrap(), vec![own.clone()]);
+    assert!(guard.present(&q).unwrap());
+    guard.allow(&p).execute().unwrap();
+    assert!(guard.present(&p).unwrap());
 
-    // Without the table, both chains and the port's elements of the three
-    // sets are named, and allow makes them all again.
-    host.run(&["nft", "delete", "table", "netdev", &table]);
-    let own = format!("chain netdev {table} port_{}", p.ifname);
-    let sets = ["nd_macs", "nd_targets", "arp_senders"]
-        .map(|set| format!("set netdev {table} {set} elements of {}", p.ifname));
+    // Without the table, every chain and the port's elements are named,
+    // and allow makes them again.
+    host.run(&["nft", "delete", "table", "bridge", &table]);
+    let missing = guard.missing(&p).unwrap();
+    let macs = format!("element bridge {table} macs_v3 {}", p.ifname);
+    let chains = [
+        GUARD_COMMON_CHAIN,
+        GUARD_PORT_CHAIN,
+        "prerouting_v3",
+        "input_v3",
+    ]
+    .map(|c| format!("chain bridge {table} {c}"));
     assert_eq!(
-        guard.missing(&p).unwrap(),
-        [vec![named.clone(), own.clone()], sets.to_vec()].concat()
+        missing,
+        [chains.to_vec(), vec![own.clone(), macs.clone()]].concat()
     );
     guard.allow(&p).execute().unwrap();
     assert!(guard.present(&p).unwrap());
     assert_eq!(common_chains(&host, &table), (1, 1, 33));
 
-    // The shared chain and the sets stay, like the table, when its last
-    // port goes; the port's elements go with it.
+    // The chains and the sets stay when the last port goes; the port's
+    // elements go with it.
     for port in [&p, &q] {
         guard.forget(port).execute().unwrap();
     }
-    assert_eq!(common_chains(&host, &table), (1, 0, 33));
-    assert_eq!(
-        guard.missing(&p).unwrap(),
-        [vec![own], sets.to_vec()].concat()
-    );
+    assert_eq!(common_chains(&host, &table), (1, 1, 33));
+    assert_eq!(guard.missing(&p).unwrap(), vec![own, macs]);
 }
 
 #[test]
@@ -1482,61 +1683,49 @@ fn forget_takes_every_element_of_the_host_end_whatever_addresses_it_is_given() {
     let (p, q, table) = guarded_pair(&host);
     let nft = host.nftables();
     let guard = nft.guard(TABLE);
-    // What the CNI plugin's DEL knows: the name and the MAC, no address.
+    let elements = |port: &GuardedPort| {
+        let text = host.run(&["nft", "list", "table", "bridge", &table]);
+        text.matches(&format!("\"{}\"", port.ifname)).count()
+    };
+    assert_eq!(elements(&p), 10);
+    // What the CNI plugin's DEL knows: the name, the index, the MAC, no
+    // address.
     let bare = GuardedPort {
         ipv4: Vec::new(),
         ipv6: Vec::new(),
         ..p.clone()
     };
     assert!(guard.forget(&bare).execute().unwrap());
-    let text = host.run(&["nft", "list", "table", "netdev", &table]);
-    assert!(!text.contains(&format!("\"{}\"", p.ifname)), "{text}");
-    assert!(text.contains(&format!("\"{}\"", q.ifname)), "{text}");
+    assert_eq!(elements(&p), 0);
+    assert_eq!(elements(&q), 10);
     assert!(guard.present(&q).unwrap());
-    // Without its chain (gone with its device, say), the elements still go.
+    // With other values than allow added (the policy's gateway6 changed
+    // since, review r20 F6): every element of its index still goes.
     guard.allow(&p).execute().unwrap();
-    let chain = format!("port_{}", p.ifname);
-    host.run(&["nft", "delete", "chain", "netdev", &table, &chain]);
-    assert!(!guard.forget(&bare).execute().unwrap());
-    let text = host.run(&["nft", "list", "table", "netdev", &table]);
-    assert!(!text.contains(&format!("\"{}\"", p.ifname)), "{text}");
+    let changed = GuardedPort {
+        ipv6: vec!["fd00:99::2".parse().unwrap()],
+        ..p.clone()
+    };
+    assert!(guard.forget(&changed).execute().unwrap());
+    assert_eq!(elements(&p), 0);
+    assert_eq!(elements(&q), 10);
+    // With all its addresses but without one of its elements (root
+    // emptied a set): the others still go.
+    guard.allow(&p).execute().unwrap();
+    host.run(&["nft", "flush", "set", "bridge", &table, "targets_v3"]);
+    assert!(guard.forget(&p).execute().unwrap());
+    assert_eq!(elements(&p), 0);
+    assert_eq!(elements(&q), 8);
     assert!(guard.present(&q).unwrap());
-    // With its chain but without one of the elements its chain names (root
-    // emptied a set): the chain and the other elements still go.
-    guard.allow(&p).execute().unwrap();
-    host.run(&["nft", "flush", "set", "netdev", &table, "nd_targets"]);
-    assert!(guard.forget(&bare).execute().unwrap());
-    let text = host.run(&["nft", "list", "table", "netdev", &table]);
-    assert!(!text.contains(&format!("\"{}\"", p.ifname)), "{text}");
-    assert!(!text.contains(&format!("port_{}", p.ifname)), "{text}");
 }
 
 #[test]
-fn a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old() {
-    require_root!("a_host_end_guarded_again_with_other_addresses_keeps_none_of_the_old");
-    let host = Ns::new("reguard");
-    let (p, q, table) = guarded_pair(&host);
-    let nft = host.nftables();
-    let guard = nft.guard(TABLE);
-    // The same host end, never forgotten, now with other addresses (a CNI
-    // ADD whose IPAM answered differently, say).
-    let moved = port(&p.ifname, MAC_A, "10.77.0.9", "fd00:77::9");
-    guard.allow(&moved).execute().unwrap();
-    let text = host.run(&["nft", "list", "table", "netdev", &table]);
-    assert!(text.contains("10.77.0.9"), "{text}");
-    assert!(!text.contains("10.77.0.2"), "{text}");
-    assert!(!text.contains("fd000077000000000000000000000002"), "{text}");
-    assert!(guard.present(&moved).unwrap());
-    assert!(guard.present(&q).unwrap(), "the other port's elements stay");
-    assert!(!guard.present(&p).unwrap());
-}
-
-#[test]
-fn concurrent_first_guards_of_a_table_make_one_common_chain() {
-    require_root!("concurrent_first_guards_of_a_table_make_one_common_chain");
+fn concurrent_first_guards_make_one_structure() {
+    require_root!("concurrent_first_guards_make_one_structure");
     let host = Ns::new("commonrace");
-    let (p, q, table) = two_ports_of_one_table();
+    let (p, q, table) = two_ports();
     add_veths(&host, &[&p, &q]);
+    let (p, q) = (host.indexed(&p), host.indexed(&q));
     for round in 0..8 {
         std::thread::scope(|s| {
             for port in [&p, &q] {
@@ -1544,17 +1733,89 @@ fn concurrent_first_guards_of_a_table_make_one_common_chain() {
                 s.spawn(move || host.nftables().guard(TABLE).allow(port).execute().unwrap());
             }
         });
-        assert_eq!(common_chains(&host, &table), (1, 2, 33), "round {round}");
-        host.run(&["nft", "delete", "table", "netdev", &table]);
+        assert_eq!(common_chains(&host, &table), (1, 1, 33), "round {round}");
+        let listing = host.run(&["nft", "list", "table", "bridge", &table]);
+        assert_eq!(listing.matches("hook prerouting").count(), 1, "{listing}");
+        host.run(&["nft", "delete", "table", "bridge", &table]);
     }
 }
 
-/// The port chain every guarded port had before the hybrid guard (main at
-/// 66810bf: the port's 20 rules and `common`'s 20, listed by nft 1.0.6) for
-/// `p` (one IPv4 and two IPv6 addresses), on host end `p.ifname` at
-/// priority -600, each verdict turned into a mark and an accept (1: it
-/// accepted, 2: it dropped, also by its policy), so that the guard's own
-/// chain at -500 still decides.
+/// The legacy netdev guard as main made it for port `p`: its table, the
+/// shared chain and the port's ingress chain (a few of its rules: what
+/// the migration reads is the names).
+fn legacy_guard(host: &Ns, p: &GuardedPort, table: &str) {
+    let listing = format!(
+        "table netdev {table} {{\n  chain common_v2 {{\n    ether type != arp ether type != ip ether type != ip6 drop\n  }}\n\
+         chain port_{name} {{\n    type filter hook ingress device \"{name}\" priority -500; policy drop;\n    ether saddr != {mac} drop\n    jump common_v2\n    ip saddr {a} accept\n  }}\n}}\n",
+        name = p.ifname,
+        mac = mac_text(&p.mac),
+        a = p.ipv4[0],
+    );
+    let file = TempFile::new(&listing);
+    host.run(&["nft", "-f", file.path()]);
+}
+
+/// Migration from the netdev guard (issue 17): only the legacy guard's
+/// tables, by their exact names, are named and dropped; forget drops a
+/// port's legacy chain too.
+#[test]
+fn the_legacy_guard_tables_are_named_and_dropped_by_their_exact_names() {
+    require_root!("the_legacy_guard_tables_are_named_and_dropped_by_their_exact_names");
+    let host = Ns::new("legacy");
+    let (p, q, _) = guarded_pair(&host);
+    // gc0 hashed to table 29 and gc1 to 10 in the netdev guard
+    // (FNV-1a of the name modulo 32).
+    legacy_guard(&host, &p, "nsgguard_guard_29");
+    legacy_guard(&host, &q, "nsgguard_guard_10");
+    for other in ["nsgguard_guard_32", "nsgguard_guard_x", "other_guard_1"] {
+        host.run(&["nft", "add", "table", "netdev", other]);
+    }
+    host.run(&["nft", "add", "table", "inet", "nsgguard_guard_1"]);
+    let nft = host.nftables();
+    let guard = nft.guard(TABLE);
+    let legacy = [
+        "table netdev nsgguard_guard_10".to_string(),
+        "table netdev nsgguard_guard_29".to_string(),
+    ];
+    assert_eq!(guard.legacy().unwrap(), legacy);
+    // A teardown takes the port's legacy chain with its elements.
+    assert!(guard.forget(&p).execute().unwrap());
+    let old = host.run(&["nft", "list", "table", "netdev", "nsgguard_guard_29"]);
+    assert!(!old.contains("port_gc0"), "{old}");
+    assert!(old.contains("common_v2"), "{old}");
+    // Dropped: the two, nothing else.
+    let others = || {
+        let mut t: Vec<String> = host
+            .run(&["nft", "list", "tables"])
+            .lines()
+            .map(String::from)
+            .filter(|l| !legacy.contains(l))
+            .collect();
+        t.sort();
+        t
+    };
+    let before = others();
+    assert_eq!(
+        guard.drop_legacy().unwrap(),
+        ["nsgguard_guard_10", "nsgguard_guard_29"]
+    );
+    assert!(guard.legacy().unwrap().is_empty());
+    let tables = host.run(&["nft", "list", "tables"]);
+    assert!(!tables.contains("netdev nsgguard_guard_10"), "{tables}");
+    assert_eq!(others(), before);
+    assert!(guard.present(&q).unwrap());
+    assert!(guard.drop_legacy().unwrap().is_empty(), "a second run");
+}
+
+/// The netdev port chain every guarded port had before the hybrid and the
+/// bridge guards (main at 66810bf: the port's 20 rules and `common`'s 20,
+/// listed by nft 1.0.6) for `p` (one IPv4 and two IPv6 addresses), on host
+/// end `p.ifname`'s ingress at priority -600, each verdict turned into a
+/// mark and an accept (1: it accepted, 2: it dropped, also by its policy),
+/// so that the bridge guard, after ingress, still decides. Counted at
+/// ingress -550 (every frame, by the old verdict) and at bridge prerouting
+/// -400 (the frames the bridge guard, at -500, passed), there only frames
+/// of `p`'s host end.
 fn old_guard_marking(p: &GuardedPort) -> String {
     let (m, a) = (mac_text(&p.mac), p.ipv4[0]);
     let (x1, x2) = (p.ipv6[0], p.ipv6[1]);
@@ -1625,9 +1886,10 @@ fn old_guard_marking(p: &GuardedPort) -> String {
     };
     format!(
         "table netdev diffold {{\n  chain common {{\n{}  }}\n  chain port {{\n    type filter hook ingress device \"{}\" priority -600; policy accept;\n{}  }}\n}}\n\
-         table netdev diffobs {{\n  counter old_accept {{ }}\n  counter old_drop {{ }}\n  counter both {{ }}\n  counter new_only {{ }}\n\
-         chain before {{\n    type filter hook ingress device \"{dev}\" priority -550; policy accept;\n    meta mark 0x1 counter name \"old_accept\"\n    meta mark 0x2 counter name \"old_drop\"\n  }}\n\
-         chain after {{\n    type filter hook ingress device \"{dev}\" priority -400; policy accept;\n    meta mark 0x1 counter name \"both\"\n    meta mark 0x2 counter name \"new_only\"\n  }}\n}}\n",
+         table netdev diffobs {{\n  counter old_accept {{ }}\n  counter old_drop {{ }}\n\
+         chain before {{\n    type filter hook ingress device \"{dev}\" priority -550; policy accept;\n    meta mark 0x1 counter name \"old_accept\"\n    meta mark 0x2 counter name \"old_drop\"\n  }}\n}}\n\
+         table bridge diffnew {{\n  counter both {{ }}\n  counter new_only {{ }}\n\
+         chain after {{\n    type filter hook prerouting priority -400; policy accept;\n    iifname \"{dev}\" meta mark 0x1 counter name \"both\"\n    iifname \"{dev}\" meta mark 0x2 counter name \"new_only\"\n  }}\n}}\n",
         marked(&common),
         p.ifname,
         marked(&own),
@@ -1674,8 +1936,8 @@ fn differential_frames(mutants: usize) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn the_hybrid_guard_decides_every_frame_as_the_port_chain_before_it() {
-    require_root!("the_hybrid_guard_decides_every_frame_as_the_port_chain_before_it");
+fn the_bridge_guard_decides_every_frame_as_the_port_chain_before_it() {
+    require_root!("the_bridge_guard_decides_every_frame_as_the_port_chain_before_it");
     let lab = Lab::new("diff", true);
     let file = TempFile::new(&old_guard_marking(&lab.port_a()));
     lab.host.run(&["nft", "-f", file.path()]);
@@ -1685,9 +1947,13 @@ fn the_hybrid_guard_decides_every_frame_as_the_port_chain_before_it() {
     }
     std::thread::sleep(Duration::from_millis(200));
     let count = |name: &str| -> u64 {
+        let (family, table) = match name {
+            "old_accept" | "old_drop" => ("netdev", "diffobs"),
+            _ => ("bridge", "diffnew"),
+        };
         let text = lab
             .host
-            .run(&["nft", "list", "counter", "netdev", "diffobs", name]);
+            .run(&["nft", "list", "counter", family, table, name]);
         let at = text.find("packets ").expect("a packet count") + "packets ".len();
         text[at..]
             .split_whitespace()

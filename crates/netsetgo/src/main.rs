@@ -321,12 +321,12 @@ impl Stages for Helper {
     /// The netlink work under the network's lock (bounded wait): the host
     /// addresses and ports to publish checked (local, no host socket on
     /// them), the bridge, garbage collection (of leases, and their
-    /// publications and guard chains), quota, address, write-ahead lease
+    /// publications and guard elements), quota, address, write-ahead lease
     /// and ports record, the publications, the pair (peer with its
     /// deterministic MAC; before the host end is up: its bridge port
     /// isolated on isolate=yes networks, and on guard=yes networks learning
-    /// and unknown unicast off, the MAC pinned to it and its netdev guard
-    /// chain added) and its configuration, the lease completed (and in
+    /// and unknown unicast off, link-local frames through prerouting, the
+    /// MAC pinned to it and its guard elements added) and its configuration, the lease completed (and in
     /// lxc-user-nic mode the DHCP responder's socket bound, kept for stage
     /// 13); any failure deletes what this call made. The lock is released
     /// on return. A create in lxc-user-nic mode keeps the network's state
@@ -506,8 +506,8 @@ fn restore(sys: &impl System, caller: &Caller) -> Result<Outcome, Failure> {
         let host = links::Kernel::new(netplumb::Netlink::from_socket(host)?);
         let filters = filters::Kernel::restoring(nft, claimed)?;
         let grants = |uid, network: &Network| policy.ports_of_owner(uid, &network.name, &accounts);
-        let restored = wiring::restore_all(host, &filters, &networks, &grants).await;
-        Ok(Outcome::Restored(restored))
+        let (restored, upkeep) = wiring::restore_all(host, &filters, &networks, &grants).await;
+        Ok(Outcome::Restored(restored, upkeep))
     })
 }
 

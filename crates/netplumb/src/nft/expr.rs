@@ -2,7 +2,7 @@
 //! the registers they use. Encoded as `nft` encodes the same rules, so that
 //! `nft list` prints them back as the text in the docs.
 
-use super::wire::{attribute, attributes, Attrs};
+use super::wire::Attrs;
 
 // <linux/netfilter.h>
 pub(super) const NFPROTO_IPV4: u8 = 2;
@@ -72,9 +72,9 @@ pub(super) fn reg32(n: u32) -> u32 {
 }
 
 pub(super) const NFT_META_PROTOCOL: u32 = 1;
+pub(super) const NFT_META_IIF: u32 = 4;
 pub(super) const NFT_META_IIFNAME: u32 = 6;
 pub(super) const NFT_META_OIFNAME: u32 = 7;
-pub(super) const NFT_META_IIFTYPE: u32 = 8;
 pub(super) const NFT_META_NFPROTO: u32 = 15;
 pub(super) const NFT_META_L4PROTO: u32 = 16;
 pub(super) const NFT_CMP_EQ: u32 = 0;
@@ -171,48 +171,6 @@ impl Expr {
 pub(super) fn ifname(name: &str) -> Vec<u8> {
     let mut out = vec![0u8; IFNAMSIZ];
     out[..name.len()].copy_from_slice(name.as_bytes());
-    out
-}
-
-/// A comparison of loaded payload: the load's base, offset and length, the
-/// operator and the data ([`payload_comparisons`]).
-pub(super) type Comparison = ((u32, u32, u32), u32, Vec<u8>);
-
-/// What a rule's comparisons of loaded payload compared, read from its
-/// `NFTA_RULE_EXPRESSIONS` as the kernel dumps them: for each `cmp` right
-/// after a `payload` load, the load's base, offset and length, the
-/// operator and the data. (How the guard finds the constants a port's
-/// chain holds.)
-pub(super) fn payload_comparisons(expressions: &[u8]) -> Vec<Comparison> {
-    let be32 = |data: &[u8], kind| {
-        attribute(data, kind)
-            .and_then(|v| <[u8; 4]>::try_from(v).ok())
-            .map(u32::from_be_bytes)
-    };
-    let mut out = Vec::new();
-    let mut loaded = None;
-    for (_, expr) in attributes(expressions) {
-        let name = attribute(expr, NFTA_EXPR_NAME).unwrap_or_default();
-        let data = attribute(expr, NFTA_EXPR_DATA).unwrap_or_default();
-        match name.split(|b| *b == 0).next().unwrap_or_default() {
-            b"payload" => {
-                loaded = be32(data, NFTA_PAYLOAD_BASE)
-                    .zip(be32(data, NFTA_PAYLOAD_OFFSET))
-                    .zip(be32(data, NFTA_PAYLOAD_LEN))
-                    .map(|((base, offset), len)| (base, offset, len));
-            }
-            b"cmp" => {
-                let value =
-                    attribute(data, NFTA_CMP_DATA).and_then(|d| attribute(d, NFTA_DATA_VALUE));
-                if let (Some(at), Some(op), Some(value)) =
-                    (loaded.take(), be32(data, NFTA_CMP_OP), value)
-                {
-                    out.push((at, op, value.to_vec()));
-                }
-            }
-            _ => loaded = None,
-        }
-    }
     out
 }
 

@@ -10,6 +10,9 @@ use ipnetwork::IpNetwork;
 pub struct GuardedPort {
     /// The host end of the container's veth pair (the bridge port).
     pub ifname: String,
+    /// The host end's interface index, which keys the guard's elements; 0
+    /// while not known (before the host end is made).
+    pub ifindex: u32,
     /// The container interface's MAC address.
     pub mac: [u8; 6],
     /// Its IPv4 addresses.
@@ -45,9 +48,16 @@ impl GuardedPort {
         ));
         GuardedPort {
             ifname: ifname.to_string(),
+            ifindex: 0,
             mac,
             ipv4,
             ipv6,
         }
+    }
+
+    /// The same port, its host end the device of index `ifindex`.
+    pub fn at(mut self, ifindex: u32) -> GuardedPort {
+        self.ifindex = ifindex;
+        self
     }
 }

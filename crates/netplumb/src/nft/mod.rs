@@ -27,8 +27,9 @@
 //! * [`Masquerade`]: source NAT for a bridge's subnets (`table inet`).
 //! * [`Ports`]: published ports, DNAT through maps (`table inet`); their
 //!   claims read back for collection ([`Claim`]).
-//! * [`Guard`]: what a container's host end may receive from it, one
-//!   ingress chain per host end (`table netdev`).
+//! * [`Guard`]: what the bridge takes from a container's host end: shared
+//!   chains on bridge prerouting and input, each port's MAC and addresses
+//!   as set elements (`table bridge`).
 //!
 //! # Layers
 //!
@@ -82,8 +83,8 @@ mod wire;
 
 pub use self::claims::Claim;
 pub use self::guard::{
-    guard_chain_name, guard_table_name, AllowPort, ForgetPort, Guard, GUARD_COMMON_CHAIN,
-    GUARD_TABLES,
+    guard_table_name, AllowPort, ForgetPort, Guard, GuardElements, GUARD_COMMON_CHAIN,
+    GUARD_PORT_CHAIN, LEGACY_GUARD_TABLES, VERSION as GUARD_VERSION,
 };
 pub use self::guarded_port::GuardedPort;
 pub use self::masquerade::{AddMasquerade, Masquerade, RemoveMasquerade};

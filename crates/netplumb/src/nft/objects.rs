@@ -6,12 +6,12 @@ use super::batch::{Batch, IfRaced};
 use super::expr::{put_expressions, Expr};
 use super::proto::{
     datatype, put_elements, Family, SetSpec, NFTA_CHAIN_HOOK, NFTA_CHAIN_NAME, NFTA_CHAIN_POLICY,
-    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_DEV, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY,
-    NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN,
-    NFTA_SET_DATA_TYPE, NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE,
-    NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN,
-    NFT_MSG_DELRULE, NFT_MSG_DELSETELEM, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
-    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT, NF_DROP, NF_NETDEV_INGRESS,
+    NFTA_CHAIN_TABLE, NFTA_CHAIN_TYPE, NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY, NFTA_RULE_CHAIN,
+    NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA, NFTA_SET_DATA_LEN, NFTA_SET_DATA_TYPE,
+    NFTA_SET_FLAGS, NFTA_SET_ID, NFTA_SET_KEY_LEN, NFTA_SET_KEY_TYPE, NFTA_SET_NAME,
+    NFTA_SET_TABLE, NFTA_SET_USERDATA, NFTA_TABLE_NAME, NFT_MSG_DELCHAIN, NFT_MSG_DELRULE,
+    NFT_MSG_DELSETELEM, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWSET,
+    NFT_MSG_NEWSETELEM, NFT_MSG_NEWTABLE, NFT_SET_MAP, NF_ACCEPT,
 };
 use super::wire::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use crate::error::Step;
@@ -21,9 +21,10 @@ use crate::error::Step;
 const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 const NFTNL_UDATA_SET_KEYBYTEORDER: u8 = 0;
 const NFTNL_UDATA_SET_DATABYTEORDER: u8 = 1;
-/// nft's `enum byteorder`: what nft writes for a concatenation and for an
-/// address or port.
+/// nft's `enum byteorder`: what nft writes for a concatenation, for an
+/// interface name and for an address or port.
 const BYTEORDER_INVALID: u32 = 0;
+const BYTEORDER_HOST_ENDIAN: u32 = 1;
 const BYTEORDER_BIG_ENDIAN: u32 = 2;
 
 /// What [`Batch::element`] does with a set element.
@@ -50,6 +51,18 @@ impl Batch<'_> {
         );
     }
 
+    /// `delete table <family> <table>`, with everything in it.
+    pub(super) fn delete_table(&mut self, family: Family, table: &str) {
+        self.add(
+            NFT_MSG_DELTABLE,
+            0,
+            Step::NftDelete,
+            format!("table {} {table}", family.name()),
+            IfRaced::Fail,
+            |a| a.string(NFTA_TABLE_NAME, table),
+        );
+    }
+
     /// A base chain with policy accept. It may exist as exactly that; any
     /// other chain of that name is an error.
     pub(super) fn base_chain(
@@ -61,26 +74,18 @@ impl Batch<'_> {
         hook: u32,
         priority: i32,
     ) {
-        self.hooked_chain(family, table, name, kind, (hook, priority, None), NF_ACCEPT);
+        self.hooked_chain(family, table, name, kind, (hook, priority), NF_ACCEPT);
     }
 
-    /// Base chain `name` on the ingress hook of device `device` (`netdev`
-    /// family), with policy drop. It may exist as exactly that (the kernel
-    /// then updates nothing but the policy).
-    pub(super) fn ingress_chain(&mut self, table: &str, name: &str, device: &str, priority: i32) {
-        let hook = (NF_NETDEV_INGRESS, priority, Some(device));
-        self.hooked_chain(Family::Netdev, table, name, "filter", hook, NF_DROP);
-    }
-
-    /// Base chain `name` of type `kind` on `hook` (its number, priority
-    /// and, for a netdev ingress hook, device), with `policy`.
+    /// Base chain `name` of type `kind` on `hook` (its number and
+    /// priority), with `policy`.
     fn hooked_chain(
         &mut self,
         family: Family,
         table: &str,
         name: &str,
         kind: &str,
-        (hook, priority, device): (u32, i32, Option<&str>),
+        (hook, priority): (u32, i32),
         policy: u32,
     ) {
         self.add(
@@ -95,9 +100,6 @@ impl Batch<'_> {
                 a.nest(NFTA_CHAIN_HOOK, |a| {
                     a.be32(NFTA_HOOK_HOOKNUM, hook);
                     a.be32(NFTA_HOOK_PRIORITY, priority as u32);
-                    if let Some(device) = device {
-                        a.string(NFTA_HOOK_DEV, device);
-                    }
                 });
                 a.be32(NFTA_CHAIN_POLICY, policy);
                 a.string(NFTA_CHAIN_TYPE, kind);
@@ -283,6 +285,7 @@ impl Batch<'_> {
 /// its expressions.
 fn set_userdata(spec: &SetSpec) -> Vec<u8> {
     let order = |fields: &[(u32, u32)]| match fields {
+        [(datatype::IFINDEX, _)] => BYTEORDER_HOST_ENDIAN,
         [_] => BYTEORDER_BIG_ENDIAN,
         _ => BYTEORDER_INVALID,
     };

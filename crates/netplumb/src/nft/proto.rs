@@ -11,9 +11,12 @@ use crate::error::{Error, Result};
 pub(super) const NFPROTO_UNSPEC: u8 = 0;
 const NFPROTO_INET: u8 = 1;
 const NFPROTO_NETDEV: u8 = 5;
+const NFPROTO_BRIDGE: u8 = 7;
 
 // <linux/netfilter/nf_tables.h>
 pub(super) const NFT_MSG_NEWTABLE: u16 = 0;
+pub(super) const NFT_MSG_GETTABLE: u16 = 1;
+pub(super) const NFT_MSG_DELTABLE: u16 = 2;
 pub(super) const NFT_MSG_NEWCHAIN: u16 = 3;
 pub(super) const NFT_MSG_GETCHAIN: u16 = 4;
 pub(super) const NFT_MSG_DELCHAIN: u16 = 5;
@@ -35,10 +38,10 @@ pub(super) const NFTA_CHAIN_POLICY: u16 = 5;
 pub(super) const NFTA_CHAIN_TYPE: u16 = 7;
 pub(super) const NFTA_HOOK_HOOKNUM: u16 = 1;
 pub(super) const NFTA_HOOK_PRIORITY: u16 = 2;
-pub(super) const NFTA_HOOK_DEV: u16 = 3;
-/// `NF_NETDEV_INGRESS`.
-pub(super) const NF_NETDEV_INGRESS: u32 = 0;
-pub(super) const NF_DROP: u32 = 0;
+/// `NF_BR_PRE_ROUTING` of `<linux/netfilter_bridge.h>`.
+pub(super) const NF_BR_PRE_ROUTING: u32 = 0;
+/// `NF_BR_LOCAL_IN`.
+pub(super) const NF_BR_LOCAL_IN: u32 = 1;
 pub(super) const NF_ACCEPT: u32 = 1;
 pub(super) const NFTA_RULE_TABLE: u16 = 1;
 pub(super) const NFTA_RULE_CHAIN: u16 = 2;
@@ -68,10 +71,10 @@ pub(super) mod datatype {
     pub(in super::super) const INTEGER: u32 = 4;
     pub(in super::super) const IPADDR: u32 = 7;
     pub(in super::super) const ETHERADDR: u32 = 9;
-    pub(in super::super) const IFNAME: u32 = 41;
     pub(in super::super) const IP6ADDR: u32 = 8;
     pub(in super::super) const INET_PROTOCOL: u32 = 12;
     pub(in super::super) const INET_SERVICE: u32 = 13;
+    pub(in super::super) const IFINDEX: u32 = 20;
 
     /// The type of the concatenation of `types`, and its length in the
     /// register file: each field rounded up to 4 bytes.
@@ -86,7 +89,10 @@ pub(super) mod datatype {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Family {
     Inet,
+    /// Only to find and delete the netdev guard tables of versions before
+    /// the bridge guard (`-restore`'s migration).
     Netdev,
+    Bridge,
 }
 
 impl Family {
@@ -94,6 +100,7 @@ impl Family {
         match self {
             Family::Inet => NFPROTO_INET,
             Family::Netdev => NFPROTO_NETDEV,
+            Family::Bridge => NFPROTO_BRIDGE,
         }
     }
 
@@ -101,6 +108,7 @@ impl Family {
         match self {
             Family::Inet => "inet",
             Family::Netdev => "netdev",
+            Family::Bridge => "bridge",
         }
     }
 }

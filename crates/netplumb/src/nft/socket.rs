@@ -14,8 +14,8 @@ use super::proto::{
     put_elements, Family, NFPROTO_UNSPEC, NFTA_CHAIN_NAME, NFTA_CHAIN_TABLE, NFTA_GEN_ID,
     NFTA_LIST_ELEM, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_TABLE, NFTA_RULE_USERDATA,
     NFTA_SET_ELEM_DATA, NFTA_SET_ELEM_KEY, NFTA_SET_ELEM_LIST_ELEMENTS, NFTA_SET_ELEM_LIST_SET,
-    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETGEN,
-    NFT_MSG_GETRULE, NFT_MSG_GETSET, NFT_MSG_GETSETELEM,
+    NFTA_SET_ELEM_LIST_TABLE, NFTA_SET_NAME, NFTA_SET_TABLE, NFTA_TABLE_NAME, NFT_MSG_GETCHAIN,
+    NFT_MSG_GETGEN, NFT_MSG_GETRULE, NFT_MSG_GETSET, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE,
 };
 use super::wire::{
     attribute, attributes, c_string, error_code, messages, nft_type, Failure, Message,
@@ -147,6 +147,19 @@ impl Nftables {
         })
     }
 
+    /// The names of every table of `family` (one dump).
+    pub(super) fn tables(&self, family: Family) -> Result<Vec<String>> {
+        let (seq, msg) = self.request(NFT_MSG_GETTABLE, NLM_F_DUMP, family.nfproto());
+        let replies = self
+            .exchange(&msg.finish(), seq)
+            .map_err(|f| f.into_error(Step::NftLookUp, format!("tables {}", family.name())))?;
+        Ok(replies
+            .iter()
+            .filter_map(|body| attribute(body, NFTA_TABLE_NAME))
+            .map(c_string)
+            .collect())
+    }
+
     /// Whether chain `name` exists in table `<family> <table>`.
     pub(super) fn chain_exists(&self, family: Family, table: &str, name: &str) -> Result<bool> {
         let attrs = (NFTA_CHAIN_TABLE, NFTA_CHAIN_NAME);
@@ -251,7 +264,7 @@ impl Nftables {
         let replies = self.dump(
             NFT_MSG_GETSETELEM,
             family,
-            [
+            &[
                 (NFTA_SET_ELEM_LIST_TABLE, table),
                 (NFTA_SET_ELEM_LIST_SET, set),
             ],
@@ -287,11 +300,11 @@ impl Nftables {
         &self,
         ty: u16,
         family: Family,
-        names: [(u16, &str); 2],
+        names: &[(u16, &str)],
         what: impl FnOnce() -> String,
     ) -> Result<Vec<Vec<u8>>> {
         let (seq, mut msg) = self.request(ty, NLM_F_DUMP, family.nfproto());
-        for (kind, name) in names {
+        for &(kind, name) in names {
             msg.attrs().string(kind, name);
         }
         match self.exchange(&msg.finish(), seq) {
@@ -304,12 +317,23 @@ impl Nftables {
     /// The rules of chain `<family> <table> <chain>`, empty if there is no
     /// such chain.
     pub(super) fn rules(&self, family: Family, table: &str, chain: &str) -> Result<Vec<RuleInfo>> {
-        let replies = self.dump(
-            NFT_MSG_GETRULE,
-            family,
-            [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)],
-            || format!("rules of chain {} {table} {chain}", family.name()),
-        )?;
+        self.rules_of(family, table, Some(chain))
+    }
+
+    /// The rules of every chain of table `<family> <table>` (one dump),
+    /// empty if there is no such table.
+    pub(super) fn table_rules(&self, family: Family, table: &str) -> Result<Vec<RuleInfo>> {
+        self.rules_of(family, table, None)
+    }
+
+    /// The rules of table `<family> <table>`, of `chain` only if given.
+    fn rules_of(&self, family: Family, table: &str, chain: Option<&str>) -> Result<Vec<RuleInfo>> {
+        let mut names = vec![(NFTA_RULE_TABLE, table)];
+        names.extend(chain.map(|chain| (NFTA_RULE_CHAIN, chain)));
+        let replies = self.dump(NFT_MSG_GETRULE, family, &names, || {
+            let chain = chain.map_or(String::new(), |c| format!(" chain {c}"));
+            format!("rules of table {} {table}{chain}", family.name())
+        })?;
         let mut rules = Vec::new();
         for body in replies {
             let mut rule = RuleInfo {
@@ -332,7 +356,7 @@ impl Nftables {
                 }
             }
             // The kernel filters the dump by table and chain; check anyway.
-            if rule.table == table && rule.chain == chain {
+            if rule.table == table && chain.is_none_or(|c| rule.chain == c) {
                 rules.push(rule);
             }
         }

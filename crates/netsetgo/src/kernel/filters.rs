@@ -12,7 +12,9 @@
 //! the host's filters.
 
 use ipnetwork::Ipv4Network;
-use netplumb::{GuardedPort, Nftables};
+use std::cell::RefCell;
+
+use netplumb::{GuardElements, GuardedPort, Nftables};
 
 use crate::error::Failure;
 use crate::leases::Claimed;
@@ -21,8 +23,8 @@ use crate::policy::Network;
 use crate::ports::Mapping;
 
 /// Our table `inet netsetgo` (masquerading, publishing, isolation), and the prefix
-/// of the guard's 32 netdev tables, which hold one chain per guarded host
-/// end and one shared chain each (`netsetgo_guard_<n>`,
+/// of the guard's bridge table, which holds the shared chains and the
+/// guarded host ends as set elements (`netsetgo_guard`,
 /// [`netplumb::guard_table_name`], [`netplumb::GUARD_COMMON_CHAIN`]); no other
 /// is ever changed (the CNI plugin's is read: `CNI_TABLE`).
 pub const TABLE: &str = "netsetgo";
@@ -54,17 +56,33 @@ pub trait Filters {
     fn unpublish(&self, p: &Published) -> Result<bool, Failure>;
     /// Whether `p` is published for its owner, completely.
     fn published(&self, p: &Published) -> Result<bool, Failure>;
-    /// Guards a lease's host end (layer 3, the netdev ingress chain named
-    /// after it, in one of the guard's tables): only its MAC and addresses
-    /// pass, nothing posing as a DHCP server or a router. Idempotent: run again, it leaves the same
-    /// chain. (Layer 2, the bridge port's flags and the pinned MAC, is
+    /// Guards a lease's host end (layer 3, its elements in the sets of the
+    /// guard's bridge table): only its MAC and addresses pass, nothing
+    /// posing as a DHCP server or a router. Idempotent: run again, it leaves
+    /// the same elements. (Layer 2, the bridge port's flags and the pinned MAC, is
     /// set by the attachment, `Learning::Pinned`.)
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure>;
-    /// Forgets the host end's guard chain; true if it was there.
+    /// [`Filters::guard`], and the guard's shared chains made whole again
+    /// if root emptied or deleted one (one more look-up): `-restore`'s.
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure>;
+    /// Forgets the host end's guard elements (by its index, and its legacy
+    /// netdev chain); true if it had any.
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure>;
-    /// What of the host end's guard is missing or lacks rules, named: its
-    /// own chain and its table's shared chain; empty when both are whole.
+    /// What of the host end's guard is missing or lacks rules, named: the
+    /// shared chains and its elements; empty when all are there.
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure>;
+    /// The interface indexes the guard holds elements of (one dump of its
+    /// sets, kept for [`Filters::prune_guard`]).
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure>;
+    /// Deletes the elements of the last [`Filters::guard_indexes`] dump
+    /// whose index is not in `live` (devices listed after that dump);
+    /// how many.
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure>;
+    /// The netdev guard tables of the version before the bridge guard that
+    /// are still there, named (`table netdev netsetgo_guard_<n>`).
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure>;
+    /// Deletes them (only them, by their exact names); their names.
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure>;
 }
 
 /// A borrowed [`Filters`] is one too: `-restore` shares one nf_tables
@@ -95,11 +113,26 @@ impl<T: Filters> Filters for &T {
     fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
         (**self).guard(port)
     }
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        (**self).restore_guard(port)
+    }
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
         (**self).unguard(port)
     }
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
         (**self).guard_missing(port)
+    }
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+        (**self).guard_indexes()
+    }
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+        (**self).prune_guard(live)
+    }
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        (**self).legacy_guard()
+    }
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        (**self).drop_legacy_guard()
     }
 }
 
@@ -107,6 +140,8 @@ impl<T: Filters> Filters for &T {
 pub struct Kernel {
     nft: Nftables,
     claims: Claims,
+    /// The guard's elements as [`Filters::guard_indexes`] dumped them.
+    dumped: RefCell<Option<GuardElements>>,
 }
 
 /// When a publication that finds the claims map of `inet netsetgo` missing
@@ -131,6 +166,7 @@ impl Kernel {
         Kernel {
             nft,
             claims: Claims::Never,
+            dumped: RefCell::new(None),
         }
     }
 
@@ -153,6 +189,7 @@ impl Kernel {
         Ok(Kernel {
             nft,
             claims: Claims::Restore(mark),
+            dumped: RefCell::new(None),
         })
     }
 
@@ -243,12 +280,38 @@ impl Filters for Kernel {
         Ok(self.nft.guard(TABLE).allow(port).execute()?)
     }
 
+    fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+        Ok(self.nft.guard(TABLE).allow(port).restore()?)
+    }
+
     fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
         Ok(self.nft.guard(TABLE).forget(port).execute()?)
     }
 
     fn guard_missing(&self, port: &GuardedPort) -> Result<Vec<String>, Failure> {
         Ok(self.nft.guard(TABLE).missing(port)?)
+    }
+
+    fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+        let dumped = self.nft.guard(TABLE).elements()?;
+        let indexes = dumped.indexes();
+        self.dumped.replace(Some(dumped));
+        Ok(indexes)
+    }
+
+    fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+        match self.dumped.take() {
+            Some(dumped) => Ok(self.nft.guard(TABLE).prune(dumped, live)?),
+            None => Ok(0),
+        }
+    }
+
+    fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        Ok(self.nft.guard(TABLE).legacy()?)
+    }
+
+    fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+        Ok(self.nft.guard(TABLE).drop_legacy()?)
     }
 }
 
@@ -283,6 +346,10 @@ pub mod fake {
         pub claims: RefCell<BTreeMap<(u8, u16), Ipv4Addr>>,
         /// Guarded host ends.
         pub guarded: RefCell<Vec<String>>,
+        /// The interface indexes the guard holds elements of.
+        pub indexes: RefCell<Vec<u32>>,
+        /// Legacy netdev guard tables.
+        pub legacy: RefCell<Vec<String>>,
         /// Bridges with their isolation rule.
         pub isolated: RefCell<Vec<String>>,
         /// May be shared with a `FakeLinks`, to see the order of both.
@@ -363,7 +430,11 @@ pub mod fake {
         fn guard(&self, port: &GuardedPort) -> Result<(), Failure> {
             self.act(format!("guard {}", port.ifname))?;
             self.guarded.borrow_mut().push(port.ifname.clone());
+            self.indexes.borrow_mut().push(port.ifindex);
             Ok(())
+        }
+        fn restore_guard(&self, port: &GuardedPort) -> Result<(), Failure> {
+            self.guard(port)
         }
         fn unguard(&self, port: &GuardedPort) -> Result<bool, Failure> {
             let present = self.guarded.borrow().contains(&port.ifname);
@@ -376,8 +447,27 @@ pub mod fake {
             Ok(if guarded {
                 Vec::new()
             } else {
-                vec![format!("chain netdev guard port_{}", port.ifname)]
+                vec![format!("element bridge guard ports {}", port.ifname)]
             })
+        }
+        fn guard_indexes(&self) -> Result<Vec<u32>, Failure> {
+            Ok(self.indexes.borrow().clone())
+        }
+        fn prune_guard(&self, live: &[u32]) -> Result<usize, Failure> {
+            let mut indexes = self.indexes.borrow_mut();
+            let before = indexes.len();
+            indexes.retain(|i| live.contains(i));
+            if indexes.len() < before {
+                self.act(format!("prune {}", before - indexes.len()))?;
+            }
+            Ok(before - indexes.len())
+        }
+        fn legacy_guard(&self) -> Result<Vec<String>, Failure> {
+            Ok(self.legacy.borrow().clone())
+        }
+        fn drop_legacy_guard(&self) -> Result<Vec<String>, Failure> {
+            self.act("drop legacy guard".into())?;
+            Ok(std::mem::take(&mut *self.legacy.borrow_mut()))
         }
     }
 }

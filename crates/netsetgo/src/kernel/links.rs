@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use ipnetwork::IpNetwork;
-use netplumb::{Attached, Attachment, Bridge, FdbEntry, Link, NetNs, Netlink, Protocol, Result};
+use netplumb::{
+    Attached, Attachment, Bridge, BridgePort, FdbEntry, Link, NetNs, Netlink, Protocol, Result,
+};
 
 use crate::error::Failure;
 
@@ -31,6 +33,10 @@ pub trait Links {
     async fn set_up(&self, index: u32) -> Result<()>;
     /// Sets link `index`'s alias.
     async fn set_alias(&self, index: u32, alias: &str) -> Result<()>;
+    /// Sets the bridge port flags of link `index` to `port`'s.
+    async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()>;
+    /// Pins `mac` to bridge port `index` (a static, sticky entry).
+    async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()>;
     /// The addresses on link `index`.
     async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>>;
     /// Adds `address` to link `index` unless there; whether it was added.
@@ -134,6 +140,12 @@ impl Links for Kernel {
     }
     async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
         self.netlink.set_alias(index, alias).await
+    }
+    async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
+        self.netlink.set_bridge_port(index, port).await
+    }
+    async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+        self.netlink.pin_mac(index, mac).await
     }
     async fn addresses_of(&self, index: u32) -> Result<Vec<IpNetwork>> {
         self.netlink.addresses_of(index).await
@@ -385,6 +397,19 @@ pub mod fake {
         }
         async fn set_up(&self, index: u32) -> Result<()> {
             self.record(format!("up #{index}"));
+            Ok(())
+        }
+        async fn set_bridge_port(&self, index: u32, port: &BridgePort) -> Result<()> {
+            self.record(format!("bridge port #{index} {port:?}"));
+            self.ports.borrow_mut().insert(index, *port);
+            Ok(())
+        }
+        async fn pin_mac(&self, index: u32, mac: [u8; 6]) -> Result<()> {
+            self.record(format!("pin #{index}"));
+            let bridge = self.links.borrow().get(&index).and_then(|l| l.master);
+            if let Some(bridge) = bridge {
+                self.pinned.borrow_mut().insert((bridge, mac), index);
+            }
             Ok(())
         }
         async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {

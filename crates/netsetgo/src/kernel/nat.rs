@@ -1,8 +1,8 @@
 //! The host-wide settings a call asks for, and only those: forwarding
 //! switched on for a `nat=yes` network or a call that publishes ports, and
 //! the nf_tables session through which our own tables (`inet netsetgo`,
-//! and the guard's `netdev netsetgo_guard_<n>`, one chain per guarded host
-//! end and one shared chain `common` each) are written
+//! and the guard's `bridge netsetgo_guard`, shared chains and the guarded
+//! host ends as set elements) are written
 //! (spoken over netlink in-process: no `nft` is executed; see
 //! [`crate::filters`]). Without nat, publishing or the
 //! guard, nothing host-wide changes.

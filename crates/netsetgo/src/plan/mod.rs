@@ -62,7 +62,8 @@ pub struct Plan {
     pub peer_name: String,
     /// Whether the call or DHCP configures the interface inside.
     pub configure: Configure,
-    /// The netdev guard's elements, on a guarded network.
+    /// The guard's elements, on a guarded network (keyed by the host end's
+    /// index: the lease's, 0 until the pair exists).
     pub guard: Option<GuardedPort>,
     /// The published ports.
     pub publications: Vec<Published>,
@@ -83,7 +84,9 @@ impl Plan {
     /// The plan a lease was made by, read back from the lease (whose host
     /// end's name is recorded) and its ports record.
     pub fn of_lease(request: &Request, lease: &Lease, mappings: &[Mapping]) -> Plan {
-        Plan::derive(request, lease.address, lease.ifname.clone(), mappings)
+        let mut plan = Plan::derive(request, lease.address, lease.ifname.clone(), mappings);
+        plan.guard = plan.guard.map(|port| port.at(lease.ifindex));
+        plan
     }
 
     fn derive(

@@ -153,7 +153,22 @@ fn a_network_and_an_address_give_the_exact_plan() {
             ifname: plan.host_name.clone(),
             container: None,
         };
-        assert_eq!(Plan::of_lease(&req, &lease, &req.publish), plan);
+        // Its guard keyed by the lease's host end (the new plan's: not
+        // known before the pair exists).
+        let read = Plan::of_lease(&req, &lease, &req.publish);
+        assert_eq!(
+            read.guard.as_ref().map(|g| g.ifindex),
+            plan.guard.as_ref().map(|_| 9)
+        );
+        assert_eq!(
+            plan.guard.as_ref().map(|g| g.ifindex),
+            plan.guard.as_ref().map(|_| 0)
+        );
+        let plan = Plan {
+            guard: plan.guard.map(|g| g.at(9)),
+            ..plan
+        };
+        assert_eq!(read, plan);
         assert_eq!(plan.mappings(), req.publish);
     }
 }

@@ -61,6 +61,9 @@ pub struct Restored {
     pub guarded: usize,
     /// Guards re-created.
     pub guards_restored: usize,
+    /// Guarded leases' bridge ports whose flags were set again (a port
+    /// made before the bridge guard had no group forwarding mask).
+    pub bridge_ports_restored: usize,
     /// Publications in place now, and how many were re-created.
     pub publications: usize,
     /// Publications re-created.
@@ -128,7 +131,11 @@ impl Restored {
                 let _ = write!(line, ", {what}");
             }
         }
-        if self.guards_restored + self.publications_restored == 0 {
+        if self.bridge_ports_restored > 0 {
+            let ports = plural(self.bridge_ports_restored, "bridge port");
+            let _ = write!(line, "; set the guard's flags of {ports}");
+        }
+        if self.guards_restored + self.publications_restored + self.bridge_ports_restored == 0 {
             line.push_str("; nothing was missing");
         } else {
             let _ = write!(
@@ -160,6 +167,44 @@ impl Restored {
     }
 }
 
+/// What `-restore` did to the guard as a whole, after every network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GuardUpkeep {
+    /// Elements of devices that are gone, deleted.
+    pub pruned: usize,
+    /// The netdev guard tables of the version before the bridge guard,
+    /// deleted (every network was restored whole).
+    pub legacy_removed: Vec<String>,
+    /// Those kept, because a network was not restored whole.
+    pub legacy_kept: Vec<String>,
+    /// What failed.
+    pub failed: Vec<String>,
+}
+
+impl GuardUpkeep {
+    /// Its line (`restore: guard: ...`), when there is something to say.
+    pub fn line(&self) -> Option<String> {
+        let mut said = Vec::new();
+        if self.pruned > 0 {
+            said.push(format!("deleted {} elements of gone devices", self.pruned));
+        }
+        if !self.legacy_removed.is_empty() {
+            let tables = self.legacy_removed.join(", ");
+            said.push(format!("deleted the netdev guard of before: {tables}"));
+        }
+        if !self.legacy_kept.is_empty() {
+            let tables = self.legacy_kept.join(", ");
+            said.push(format!(
+                "KEPT the netdev guard of before until every network is restored: {tables}"
+            ));
+        }
+        if !self.failed.is_empty() {
+            said.push(format!("FAILED: {}", self.failed.join("; ")));
+        }
+        (!said.is_empty()).then(|| format!("restore: guard: {}", said.join("; ")))
+    }
+}
+
 /// What a call reports on success.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -179,18 +224,19 @@ pub enum Outcome {
         /// The addresses freed.
         addresses: Vec<IpAddr>,
     },
-    /// `-restore`: one entry per network with state.
-    Restored(Vec<Restored>),
+    /// `-restore`: one entry per network with state, and the guard's
+    /// upkeep.
+    Restored(Vec<Restored>, GuardUpkeep),
 }
 
 impl Outcome {
     /// A `-restore` that could not restore everything: exit status 1, with
     /// a message naming each network (what it did restore is printed too).
     pub fn failure(&self) -> Option<Failure> {
-        let Outcome::Restored(networks) = self else {
+        let Outcome::Restored(networks, upkeep) = self else {
             return None;
         };
-        let failed: Vec<String> = networks
+        let mut failed: Vec<String> = networks
             .iter()
             .filter(|n| !n.failed.is_empty())
             .map(|n| {
@@ -202,6 +248,9 @@ impl Outcome {
                 )
             })
             .collect();
+        if !upkeep.failed.is_empty() {
+            failed.push(format!("the guard: {}", upkeep.failed.join("; ")));
+        }
         (!failed.is_empty()).then(|| {
             Failure::internal(format!(
                 "restore incomplete: {}; fix that and run netsetgo -restore again",
@@ -248,12 +297,15 @@ impl Outcome {
                 }
                 line
             }
-            Outcome::Restored(networks) if networks.is_empty() => {
-                "restore: no network has leases in this network namespace; nothing to restore"
-                    .to_string()
-            }
-            Outcome::Restored(networks) => {
-                let lines: Vec<String> = networks.iter().map(Restored::line).collect();
+            Outcome::Restored(networks, upkeep) => {
+                let mut lines: Vec<String> = networks.iter().map(Restored::line).collect();
+                if lines.is_empty() {
+                    lines.push(
+                        "restore: no network has leases in this network namespace; nothing to restore"
+                            .to_string(),
+                    );
+                }
+                lines.extend(upkeep.line());
                 lines.join("\n")
             }
         }
@@ -283,7 +335,10 @@ impl Outcome {
                 removed: host_interfaces,
                 addresses,
             },
-            Outcome::Restored(networks) => Json::Restored { restored: networks },
+            Outcome::Restored(networks, upkeep) => Json::Restored {
+                restored: networks,
+                guard: upkeep,
+            },
         }
         .text()
     }
@@ -326,6 +381,7 @@ enum Json<'a> {
     },
     Restored {
         restored: &'a [Restored],
+        guard: &'a GuardUpkeep,
     },
     Error {
         error: &'static str,
@@ -474,7 +530,10 @@ mod tests {
             revoked: vec!["tcp:8080:80 of 10.9.0.2".into()],
             ..Restored::default()
         };
-        let all = Outcome::Restored(vec![default.clone(), retired.clone()]);
+        let all = Outcome::Restored(
+            vec![default.clone(), retired.clone()],
+            GuardUpkeep::default(),
+        );
         assert_eq!(
             all.line(),
             "restore: network default (brg0): 3 leases, 3 guarded, 2 publications, masquerade, isolation; re-created 3 guards and 2 publications\n\
@@ -487,7 +546,7 @@ mod tests {
         assert_eq!(json["restored"][1]["revoked"][0], "tcp:8080:80 of 10.9.0.2");
         let mut broken = default;
         broken.failed = vec!["publication tcp:8080:80 of 10.10.10.2: claimed by another".into()];
-        let some = Outcome::Restored(vec![broken, retired]);
+        let some = Outcome::Restored(vec![broken, retired], GuardUpkeep::default());
         let failure = some.failure().unwrap();
         assert!(
             failure
@@ -504,7 +563,7 @@ mod tests {
             not_restored: true,
             ..Restored::default()
         };
-        let locked = Outcome::Restored(vec![locked]);
+        let locked = Outcome::Restored(vec![locked], GuardUpkeep::default());
         assert_eq!(
             locked.line(),
             "restore: network default (brg0): NOT restored, nothing was re-created: its lock stayed busy"
@@ -513,7 +572,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&locked.json()).unwrap();
         assert_eq!(json["restored"][0]["not_restored"], true);
         assert_eq!(
-            Outcome::Restored(vec![]).line(),
+            Outcome::Restored(vec![], GuardUpkeep::default()).line(),
             "restore: no network has leases in this network namespace; nothing to restore"
         );
     }

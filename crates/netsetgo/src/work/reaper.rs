@@ -2,7 +2,7 @@
 //! rootlesskit never calls `delete`; when it exits its network namespace
 //! dies and the kernel deletes the pair, and the reaper, a process the
 //! helper forks last (after its line, next to the DHCP responder), then
-//! frees the lease at once, with its publications, guard chain and IPv6
+//! frees the lease at once, with its publications, guard elements and IPv6
 //! address, instead of leaving it to the next call on the network.
 //!
 //! It is the helper itself, forked: the system user `_netsetgo` holding

@@ -1,6 +1,8 @@
-//! The guard's rules: pure builders of the expressions of a port's chain
-//! and of its table's shared chain, in the order of the listings in [the
-//! guard's docs](super), each as nft 1.0.6 writes that text.
+//! The guard's rules: pure builders of the expressions of its four chains
+//! (the two base chains, the port chain and `common`), in the order of the
+//! listing in [the guard's docs](super), each as nft 1.0.6 writes that text
+//! in a bridge table: no `meta iiftype` before an `ether` match, `ether
+//! type` (not `meta protocol`) before an `icmpv6` or `arp` match.
 //!
 //! # DHCP, router advertisements, fragments
 //!
@@ -47,15 +49,13 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use self::neighbour::neighbour_rules;
-use super::sets::{own, ARP};
-use super::{GuardedPort, GUARD_COMMON_CHAIN};
+use super::sets::{own, MACS, PORTS, SENDERS, V4, V6};
+use super::{GUARD_COMMON_CHAIN, GUARD_PORT_CHAIN};
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_RETURN,
+    Base, Expr, NFT_CMP_NEQ, NFT_META_IIF, NFT_META_L4PROTO, NFT_META_PROTOCOL, NFT_RETURN,
     NF_ACCEPT, NF_DROP,
 };
 
-/// `ARPHRD_ETHER`: what nft checks before an `ether` match in a netdev table.
-const ARPHRD_ETHER: u16 = 1;
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -105,30 +105,65 @@ pub(super) fn common_rules() -> Vec<Vec<Expr>> {
     rules
 }
 
-/// The rules of `port`'s own chain, in order, each as nft 1.0.6 writes the
-/// text in the module docs: its MAC, the jump, IPv4 (the most frequent)
-/// first, then IPv6. Everything else of the port's (what ARP and neighbour
-/// discovery may name) is in the sets ([`port_elements`](super::sets::port_elements)).
-pub(super) fn port_rules(port: &GuardedPort) -> Vec<Vec<Expr>> {
-    let mut rules = vec![
+/// Bridge prerouting's two rules: `iif . ether saddr @macs jump port`
+/// (a guarded port's frame from its own MAC: one look-up tells both),
+/// then `iif @ports drop`: a guarded port's frame from another MAC, and
+/// what the port chain does not accept (its end, or the whole chain if
+/// root emptied it), is dropped. Frames from host ends that are not
+/// guarded pass (policy accept) after two look-ups.
+pub(super) fn prerouting_rules() -> Vec<Vec<Expr>> {
+    vec![
         [
-            ether(),
-            vec![Expr::payload(Base::Link, 6, 6), ne(&port.mac), drop()],
+            own(MACS, &[(Base::Link, 6, 6)], false),
+            vec![Expr::Jump(GUARD_PORT_CHAIN.into())],
         ]
         .concat(),
-        vec![Expr::Jump(GUARD_COMMON_CHAIN.into())],
-    ];
-    rules.extend(ipv4_rules(&port.ipv4));
-    rules.extend(ipv6_rules(&port.ipv6));
+        [guarded(), vec![drop()]].concat(),
+    ]
+}
+
+/// Bridge input's one rule: nothing from a guarded port to
+/// 01:80:c2:00:00:0X, the destination compared first (most frames stop
+/// there, before the look-up). With the port's group forwarding mask such
+/// frames pass prerouting first; should root reset the mask, this still
+/// stops all of them but 0x0E (LLDP), which the bridge then hands to the
+/// port's own stack without a hook.
+pub(super) fn input_rules() -> Vec<Vec<Expr>> {
+    let mut link = link_rules().swap_remove(0);
+    link.pop();
+    vec![[link, guarded(), vec![drop()]].concat()]
+}
+
+/// `iif @ports`.
+fn guarded() -> Vec<Expr> {
+    vec![
+        Expr::meta(NFT_META_IIF),
+        Expr::Lookup {
+            set: PORTS.into(),
+            map: false,
+            invert: false,
+        },
+    ]
+}
+
+/// The rules of the port chain ([`GUARD_PORT_CHAIN`]) that prerouting
+/// jumps to for a guarded port's frame from its own MAC, in order, each as
+/// nft 1.0.6 writes the text in the module docs: the jump, IPv4 (the most
+/// frequent) first, then IPv6, each a look-up of the input device's values
+/// in the sets. Its end returns to prerouting, whose next rule drops.
+pub(super) fn port_rules() -> Vec<Vec<Expr>> {
+    let mut rules = vec![vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]];
+    rules.extend(ipv4_rules());
+    rules.extend(ipv6_rules());
     rules
 }
 
-/// `meta iiftype ether`: what nft puts before an `ether` match.
-fn ether() -> Vec<Expr> {
-    vec![
-        Expr::meta(NFT_META_IIFTYPE),
-        Expr::eq(&ARPHRD_ETHER.to_ne_bytes()),
-    ]
+/// `ether type <t>`: the dependency nft writes in a bridge table before an
+/// `icmpv6` or `arp` match (and reads back so). A tagged frame never gets
+/// this far (the `ether type` whitelist of `common` drops it), so it
+/// decides as `meta protocol` would.
+fn ether_type(t: u16) -> Vec<Expr> {
+    vec![Expr::payload(Base::Link, 12, 2), Expr::eq(&t.to_be_bytes())]
 }
 
 /// `meta protocol <t>`.
@@ -165,9 +200,27 @@ fn frag_offset() -> Vec<Expr> {
 /// `icmpv6 type <t>`.
 fn icmpv6_type(t: u8) -> Vec<Expr> {
     [
-        protocol(ETH_P_IPV6),
+        ether_type(ETH_P_IPV6),
         l4proto(ICMPV6),
         vec![Expr::payload(Base::Transport, 0, 1), Expr::eq(&[t])],
+    ]
+    .concat()
+}
+
+/// `iif . ip saddr @v4`: from one of the port's IPv4 addresses.
+fn own_ip_saddr() -> Vec<Expr> {
+    [
+        protocol(ETH_P_IP),
+        own(V4, &[(Base::Network, 12, 4)], false),
+    ]
+    .concat()
+}
+
+/// `iif . ip6 saddr @v6`: from one of the port's IPv6 addresses.
+fn own_ip6_saddr() -> Vec<Expr> {
+    [
+        protocol(ETH_P_IPV6),
+        own(V6, &[(Base::Network, 8, 16)], false),
     ]
     .concat()
 }
@@ -196,35 +249,27 @@ fn ip6_saddr(a: &Ipv6Addr) -> Vec<Expr> {
 fn link_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
     vec![
-        [
-            ether(),
-            vec![
-                load(Base::Link, 0, 6),
-                Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
-                Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
-                drop(),
-            ],
-        ]
-        .concat(),
-        [
-            ether(),
-            [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
-                .iter()
-                .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
-                .collect(),
-            vec![drop()],
-        ]
-        .concat(),
+        vec![
+            load(Base::Link, 0, 6),
+            Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0]),
+            Expr::eq(&[0x01, 0x80, 0xc2, 0, 0, 0]),
+            drop(),
+        ],
+        [ETH_P_ARP, ETH_P_IP, ETH_P_IPV6]
+            .iter()
+            .flat_map(|t| [load(Base::Link, 12, 2), ne(&t.to_be_bytes())])
+            .chain([drop()])
+            .collect(),
     ]
 }
 
 /// ARP from the port's MAC and one of its IPv4 addresses (or 0.0.0.0, for
 /// duplicate address detection): the sender, with the host end, in the
-/// [`ARP`] set.
+/// [`SENDERS`] set.
 fn arp_rule() -> Vec<Expr> {
     let load = Expr::payload;
     [
-        protocol(ETH_P_ARP),
+        ether_type(ETH_P_ARP),
         vec![
             // htype 1 ptype ip, hlen 6 plen 4: as nft merges them.
             load(Base::Network, 0, 4),
@@ -232,7 +277,11 @@ fn arp_rule() -> Vec<Expr> {
             load(Base::Network, 4, 2),
             Expr::eq(&[6, 4]),
         ],
-        own(ARP, &[(Base::Network, 8, 6), (Base::Network, 14, 4)], false),
+        own(
+            SENDERS,
+            &[(Base::Network, 8, 6), (Base::Network, 14, 4)],
+            false,
+        ),
         vec![accept()],
     ]
     .concat()
@@ -329,48 +378,40 @@ fn ip6_nexthdr(p: u8) -> Vec<Expr> {
 
 /// IPv4 from the port's addresses (fragments only where they cannot read
 /// as a reply to a DHCP client).
-fn ipv4_rules(addresses: &[Ipv4Addr]) -> Vec<Vec<Expr>> {
+fn ipv4_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for a in addresses {
-        rules.push(
-            [
-                ip_saddr(a),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
-            ]
-            .concat(),
-        );
-        // UDP, whole or a first fragment: its ports were checked above.
-        rules.push(
-            [
-                ip_saddr(a),
-                l4proto(UDP),
-                frag_offset(),
-                vec![Expr::eq(&[0, 0]), accept()],
-            ]
-            .concat(),
-        );
-        rules.push(
-            [
-                ip_saddr(a),
-                l4proto(UDP),
-                frag_offset(),
-                vec![
-                    ne(&[0, 0]),
-                    // ip hdrlength 5
-                    load(Base::Network, 0, 1),
-                    Expr::Mask(vec![0x0f]),
-                    Expr::eq(&[5]),
-                    // Where a UDP destination port would be.
-                    load(Base::Network, 22, 2),
-                    ne(&68u16.to_be_bytes()),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    vec![
+        [
+            own_ip_saddr(),
+            vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+        ]
+        .concat(),
+        // UDP, whole or a first fragment: its ports were checked in common.
+        [
+            own_ip_saddr(),
+            l4proto(UDP),
+            frag_offset(),
+            vec![Expr::eq(&[0, 0]), accept()],
+        ]
+        .concat(),
+        [
+            own_ip_saddr(),
+            l4proto(UDP),
+            frag_offset(),
+            vec![
+                ne(&[0, 0]),
+                // ip hdrlength 5
+                load(Base::Network, 0, 1),
+                Expr::Mask(vec![0x0f]),
+                Expr::eq(&[5]),
+                // Where a UDP destination port would be.
+                load(Base::Network, 22, 2),
+                ne(&68u16.to_be_bytes()),
+                accept(),
+            ],
+        ]
+        .concat(),
+    ]
 }
 
 /// DHCP discovery from 0.0.0.0 (whole, from port 68 to 67).
@@ -392,42 +433,42 @@ fn dhcp_discovery_rule() -> Vec<Expr> {
 
 /// IPv6 from the port's addresses (fragments only where they cannot read
 /// as a reply to a DHCPv6 client).
-fn ipv6_rules(addresses: &[Ipv6Addr]) -> Vec<Vec<Expr>> {
+fn ipv6_rules() -> Vec<Vec<Expr>> {
     let load = Expr::payload;
-    let mut rules = Vec::new();
-    for x in addresses {
-        rules.push(
-            [
-                ip6_saddr(x),
-                vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
-            ]
-            .concat(),
-        );
-        // UDP right after the IPv6 header: its ports were checked above.
-        rules.push([ip6_saddr(x), l4proto(UDP), ip6_nexthdr(UDP), vec![accept()]].concat());
-        rules.push(
-            [
-                ip6_saddr(x),
-                l4proto(UDP),
-                ip6_nexthdr(IPV6_FRAGMENT),
-                vec![
-                    // UDP right after the fragment header: behind another
-                    // extension header (destination options, say) the
-                    // reads below and the port drops would not see UDP's
-                    // ports, so such a packet meets the policy.
-                    load(Base::Network, 40, 1),
-                    Expr::eq(&[UDP]),
-                    // Where a UDP destination port would be, after the
-                    // fragment header.
-                    load(Base::Network, 50, 2),
-                    ne(&546u16.to_be_bytes()),
-                    accept(),
-                ],
-            ]
-            .concat(),
-        );
-    }
-    rules
+    vec![
+        [
+            own_ip6_saddr(),
+            vec![Expr::meta(NFT_META_L4PROTO), ne(&[UDP]), accept()],
+        ]
+        .concat(),
+        // UDP right after the IPv6 header: its ports were checked in common.
+        [
+            own_ip6_saddr(),
+            l4proto(UDP),
+            ip6_nexthdr(UDP),
+            vec![accept()],
+        ]
+        .concat(),
+        [
+            own_ip6_saddr(),
+            l4proto(UDP),
+            ip6_nexthdr(IPV6_FRAGMENT),
+            vec![
+                // UDP right after the fragment header: behind another
+                // extension header (destination options, say) the reads
+                // below and the port drops would not see UDP's ports, so
+                // such a packet meets the final drop.
+                load(Base::Network, 40, 1),
+                Expr::eq(&[UDP]),
+                // Where a UDP destination port would be, after the
+                // fragment header.
+                load(Base::Network, 50, 2),
+                ne(&546u16.to_be_bytes()),
+                accept(),
+            ],
+        ]
+        .concat(),
+    ]
 }
 
 /// ICMPv6 of type `t` from `::` (neighbour solicitations for duplicate

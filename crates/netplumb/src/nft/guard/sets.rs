@@ -1,83 +1,85 @@
-//! The guard's sets: what of each guarded port the rare checks read (its
-//! MAC in a neighbour discovery option, its IPv6 addresses as a neighbour
-//! discovery target, its MAC and IPv4 addresses as an ARP sender), keyed by
-//! the port's host end (`meta iifname`), so that the shared chain reads
-//! any port's own values with one hash look-up and a port's batch adds them
-//! in one message per set. The frequent checks (the source MAC and the
-//! IPv4 and IPv6 source addresses) stay constant comparisons in the port's
-//! own chain.
+//! The guard's sets: what each guarded port may send as, keyed by its host
+//! end's interface index (`meta iif`, 4 bytes in host byte order), so that
+//! the guard's rules are shared by every port and a port's guard is its
+//! elements. Every name ends in the listing's version (`_v3`, as the
+//! chains'). The index, not the name: an element serves only the device
+//! it was added for (see "Keyed by the device" in the module docs).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 use super::GuardedPort;
-use crate::nft::expr::{
-    ifname, payload_comparisons, reg32, Base, Expr, NFT_CMP_EQ, NFT_CMP_NEQ, NFT_META_IIFNAME,
-};
-use crate::nft::proto::{datatype, SetSpec};
-use crate::nft::socket::RuleInfo;
+use crate::nft::expr::{reg32, Base, Expr, NFT_META_IIF};
+use crate::nft::proto::datatype::{concat, ETHERADDR, IFINDEX, INTEGER, IP6ADDR, IPADDR};
+use crate::nft::proto::SetSpec;
 
-/// `typeof iifname . @th,80,48`: each port's MAC, for the look-ups of a
-/// neighbour discovery option's address, which nft types as an integer (a
-/// raw payload read) and would not load back against an `ether_addr` key.
-pub(super) const ND_MACS: &str = "nd_macs";
-/// `typeof iifname . @th,64,128`: each port's IPv6 addresses, for the
-/// look-ups of a neighbour discovery message's target (typed as nft reads
-/// it, as for [`ND_MACS`]).
-pub(super) const ND_TARGETS: &str = "nd_targets";
-/// `ifname . ether_addr . ipv4_addr`: each port's MAC with each of its
-/// IPv4 addresses and with 0.0.0.0, the ARP senders it may be.
-pub(super) const ARP: &str = "arp_senders";
+/// The guarded host ends: prerouting jumps to the port chain for these.
+pub(super) const PORTS: &str = "ports_v3";
+/// Each port's MAC (`ether saddr`).
+pub(super) const MACS: &str = "macs_v3";
+/// Each port's IPv4 addresses (`ip saddr`).
+pub(super) const V4: &str = "v4_v3";
+/// Each port's IPv6 addresses (`ip6 saddr`).
+pub(super) const V6: &str = "v6_v3";
+/// Each port's ARP senders: its MAC with each IPv4 address and 0.0.0.0.
+pub(super) const SENDERS: &str = "senders_v3";
+/// Each port's MAC again, for the rules that read it from a neighbour
+/// discovery option (`meta iif . @th,<offset>,48`): nft types a raw payload
+/// as an integer and reads a listing back only where the set's key is
+/// typed so too (`typeof`).
+pub(super) const LLADDRS: &str = "lladdrs_v3";
+/// Each port's IPv6 addresses again, for the neighbour discovery targets
+/// (`meta iif . @th,64,128`), typed so for the same reason.
+pub(super) const TARGETS: &str = "targets_v3";
 
-const IFNAME: (u32, u32) = (datatype::IFNAME, 16);
-const ETHER: (u32, u32) = (datatype::ETHERADDR, 6);
+const IIF: (u32, u32) = (IFINDEX, 4);
+const ETHER: (u32, u32) = (ETHERADDR, 6);
 
-/// nft 1.0.6's user data for `typeof iifname . @th,<bit>,<bits>` (what `nft
-/// --debug=mnl add set ... { typeof iifname . @th,80,48 ; }` sends): the
-/// key's expressions, a concatenation (13) of `meta` (9) key iifname (6)
+/// The sets, in the order a port's elements are added; plain hash sets
+/// (no interval flag), every field of a fixed-size type: nft 1.0.6 aborts
+/// listing a set whose concatenated key has an `integer` field without a
+/// `typeof` (`concat_expr_msort_value`), and with it `nft list ruleset`.
+pub(super) const SETS: [SetSpec; 7] = [
+    spec(PORTS, &[IIF], &[]),
+    spec(MACS, &[IIF, ETHER], &[]),
+    spec(V4, &[IIF, (IPADDR, 4)], &[]),
+    spec(V6, &[IIF, (IP6ADDR, 16)], &[]),
+    spec(SENDERS, &[IIF, ETHER, (IPADDR, 4)], &[]),
+    spec(LLADDRS, &[IIF, (INTEGER, 6)], &typeof_iif_th(80, 48)),
+    spec(TARGETS, &[IIF, (INTEGER, 16)], &typeof_iif_th(64, 128)),
+];
+
+const fn spec(name: &'static str, key: &'static [(u32, u32)], udata: &'static [u8]) -> SetSpec {
+    SetSpec {
+        name,
+        key,
+        data: &[],
+        typeof_key: udata,
+    }
+}
+
+/// nft 1.0.6's user data for `typeof meta iif . @th,<bit>,<bits>` (what
+/// `nft --debug=mnl add set ... { typeof meta iif . @th,80,48 ; }` sends):
+/// the key's expressions, a concatenation (13) of `meta` (9) key iif (4)
 /// and a raw `payload` (7) of the transport header (base 3) at bit `bit`,
 /// `bits` bits. nft types the look-ups' raw `@th` reads against it.
-const fn typeof_iifname_th(bit: u8, bits: u8) -> [u8; 66] {
+const fn typeof_iif_th(bit: u8, bits: u8) -> [u8; 66] {
     [
         3, 64, // NFTNL_UDATA_SET_KEY_TYPEOF
         0, 4, 13, 0, 0, 0, // the expression: a concatenation
         1, 56, // its data
-        0, 14, 0, 4, 9, 0, 0, 0, 1, 6, 0, 4, 6, 0, 0, 0, // meta iifname
+        0, 14, 0, 4, 9, 0, 0, 0, 1, 6, 0, 4, 4, 0, 0, 0, // meta iif
         1, 38, 0, 4, 7, 0, 0, 0, 1, 30, // payload
         0, 4, 0, 0, 0, 0, 1, 4, 0, 0, 0, 0, 2, 4, 3, 0, 0, 0, // raw, transport
         3, 4, bit, 0, 0, 0, 4, 4, bits, 0, 0, 0, // at bit, bits
     ]
 }
 
-/// The three sets of every guard table, plain hash sets of concatenations
-/// (no interval flag: what kernels from 5.8 on hold, long before that).
-pub(super) const SETS: [SetSpec; 3] = [
-    SetSpec {
-        name: ND_MACS,
-        key: &[IFNAME, (datatype::INTEGER, 6)],
-        data: &[],
-        typeof_key: &typeof_iifname_th(80, 48),
-    },
-    SetSpec {
-        name: ND_TARGETS,
-        key: &[IFNAME, (datatype::INTEGER, 16)],
-        data: &[],
-        typeof_key: &typeof_iifname_th(64, 128),
-    },
-    SetSpec {
-        name: ARP,
-        key: &[IFNAME, ETHER, (datatype::IPADDR, 4)],
-        data: &[],
-        typeof_key: &[],
-    },
-];
-
-/// `meta iifname . <field> . ... [!=] @set`: the host end and each field
-/// (`len` bytes at `base + offset`), laid out as a concatenation: the name
-/// in the first 16 bytes, each field from the next 4-byte register on,
-/// padded with zeroes by its load.
+/// `meta iif . <field> . ... [!=] @set`: the input device's index (the
+/// first 4-byte register) and each field (`len` bytes at `base + offset`)
+/// from the next 4-byte register on, padded with zeroes by its load.
 pub(super) fn own(set: &str, fields: &[(Base, u32, u32)], invert: bool) -> Vec<Expr> {
-    let mut out = vec![Expr::meta(NFT_META_IIFNAME)];
-    let mut at = 4;
+    let mut out = vec![Expr::meta(NFT_META_IIF)];
+    let mut at = 1;
     for &(base, offset, len) in fields {
         out.push(Expr::Payload {
             base,
@@ -95,160 +97,100 @@ pub(super) fn own(set: &str, fields: &[(Base, u32, u32)], invert: bool) -> Vec<E
     out
 }
 
-/// A key of the sets: `ifname` NUL-padded to 16 bytes, then each of
-/// `values` padded with zeroes to a multiple of 4 bytes.
-fn key(name: &str, values: &[&[u8]]) -> Vec<u8> {
-    let mut out = ifname(name);
-    for value in values {
-        let end = out.len() + value.len().div_ceil(4) * 4;
-        out.extend_from_slice(value);
-        out.resize(end, 0);
-    }
-    out
-}
-
 /// Keys of one set: its name and the keys.
 pub(super) type SetKeys = (&'static str, Vec<Vec<u8>>);
 
-/// `port`'s elements of each set (a set it has none in is left out), each
-/// keyed by its host end: its MAC; its IPv6 addresses; its MAC with each of
-/// its IPv4 addresses and with 0.0.0.0.
+/// `port`'s elements of each set of [`SETS`], in that order (every set,
+/// a set it has none in with no keys), keys as the rules' look-ups build
+/// them: the index, then each field zero-padded to a multiple of 4 bytes.
 pub(super) fn port_elements(port: &GuardedPort) -> Vec<SetKeys> {
-    let (name, mac) = (&port.ifname, &port.mac[..]);
-    let targets = port
-        .ipv6
-        .iter()
-        .map(|x| key(name, &[&x.octets()]))
-        .collect();
+    let key = |fields: &[&[u8]]| {
+        let mut k = port.ifindex.to_ne_bytes().to_vec();
+        for field in fields {
+            k.extend_from_slice(field);
+            k.resize(k.len().div_ceil(4) * 4, 0);
+        }
+        k
+    };
+    let mac = &port.mac[..];
     let senders = port
         .ipv4
         .iter()
         .chain([&Ipv4Addr::UNSPECIFIED])
-        .map(|a| key(name, &[mac, &a.octets()]))
+        .map(|a| key(&[mac, &a.octets()]))
         .collect();
-    [
-        (ND_MACS, vec![key(name, &[mac])]),
-        (ND_TARGETS, targets),
-        (ARP, senders),
+    let v6: Vec<_> = port.ipv6.iter().map(|x| key(&[&x.octets()])).collect();
+    vec![
+        (PORTS, vec![key(&[])]),
+        (MACS, vec![key(&[mac])]),
+        (V4, port.ipv4.iter().map(|a| key(&[&a.octets()])).collect()),
+        (V6, v6.clone()),
+        (SENDERS, senders),
+        (LLADDRS, vec![key(&[mac])]),
+        (TARGETS, v6),
     ]
-    .into_iter()
-    .filter(|(_, keys): &SetKeys| !keys.is_empty())
-    .collect()
 }
 
-/// The port of host end `ifname` whose chain holds `rules` (as the kernel
-/// dumps them): its MAC and addresses, read from the constants its rules
-/// compare (`ether saddr != M`, `ip saddr A`, `ip6 saddr X`), so that its
-/// elements are known whatever the caller knows (a comparison of another
-/// length, which the guard never writes, is passed over); `None` without a
-/// MAC rule (no chain).
-pub(super) fn port_of_chain(ifname: &str, rules: &[RuleInfo]) -> Option<GuardedPort> {
-    let (link, network) = (Base::Link as u32, Base::Network as u32);
-    let mut mac = None;
-    let mut port = GuardedPort {
-        ifname: ifname.to_string(),
-        mac: [0; 6],
-        ipv4: Vec::new(),
-        ipv6: Vec::new(),
-    };
-    let comparisons = rules
-        .iter()
-        .flat_map(|rule| payload_comparisons(&rule.expressions));
-    for ((base, offset, len), op, value) in comparisons {
-        match (base, offset, len, op) {
-            (b, 6, 6, NFT_CMP_NEQ) if b == link => mac = <[u8; 6]>::try_from(value).ok(),
-            (b, 12, 4, NFT_CMP_EQ) if b == network => {
-                if let Ok(a) = <[u8; 4]>::try_from(value).map(Ipv4Addr::from) {
-                    if !port.ipv4.contains(&a) {
-                        port.ipv4.push(a);
-                    }
-                }
-            }
-            (b, 8, 16, NFT_CMP_EQ) if b == network => {
-                if let Ok(x) = <[u8; 16]>::try_from(value).map(Ipv6Addr::from) {
-                    if !port.ipv6.contains(&x) {
-                        port.ipv6.push(x);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    port.mac = mac?;
-    Some(port)
+/// The interface index a key of [`SETS`] begins with.
+pub(super) fn index_of(key: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(key.get(..4)?.try_into().ok()?))
+}
+
+/// The length of the keys of `spec`.
+pub(super) fn key_len(spec: &SetSpec) -> usize {
+    concat(spec.key).1 as usize
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::expr::{put_expressions, NFTA_RULE_EXPRESSIONS};
-    use crate::nft::wire::{attribute, Message};
 
     #[test]
-    fn a_ports_values_are_read_back_from_its_chains_rules() {
-        let port = GuardedPort {
-            ifname: "ga0".into(),
-            mac: [2, 0x6e, 10, 77, 0, 2],
-            ipv4: vec!["10.77.0.2".parse().unwrap(), "10.77.0.9".parse().unwrap()],
-            ipv6: vec![
-                "fd00:77::2".parse().unwrap(),
-                "fe80::6e:aff:fe4d:2".parse().unwrap(),
-            ],
-        };
-        // Each rule as the kernel dumps it: the attributes nft sends.
-        let rules: Vec<RuleInfo> = super::super::rules::port_rules(&port)
+    fn typeof_user_data_is_what_nft_writes() {
+        // NFTA_SET_USERDATA of `nft add set bridge t s { typeof meta iifname
+        // . @th,80,48 ; }` (nft 1.0.6, x86_64) after the key byte order,
+        // with meta's key iifname (6) where ours is iif (4).
+        let nft = "034000040d0000000138000e00040900000001060004060000000126\
+                   000407000000011e000400000000010400000000020403000000030450000000040430000000";
+        let ours: String = typeof_iif_th(80, 48)
             .iter()
-            .map(|exprs| {
-                let mut msg = Message::new(0, 0, 0, 0, 0);
-                put_expressions(&mut msg.attrs(), exprs);
-                let body = msg.finish();
-                RuleInfo {
-                    table: String::new(),
-                    chain: String::new(),
-                    handle: 0,
-                    userdata: Vec::new(),
-                    expressions: attribute(&body[20..], NFTA_RULE_EXPRESSIONS)
-                        .expect("the expressions")
-                        .to_vec(),
-                }
-            })
+            .map(|b| format!("{b:02x}"))
             .collect();
-        assert_eq!(port_of_chain("ga0", &rules), Some(port.clone()));
+        assert_eq!(ours, nft.replace("0001060004060000", "0001060004040000"));
         assert_eq!(
-            port_elements(&port_of_chain("ga0", &rules).unwrap()),
-            port_elements(&port)
+            &typeof_iif_th(64, 128)[56..],
+            &[0x40, 0, 0, 0, 4, 4, 0x80, 0, 0, 0]
         );
-        // No chain, no MAC rule: nothing to read.
-        assert_eq!(port_of_chain("ga0", &rules[1..]), None);
-        assert_eq!(port_of_chain("ga0", &[]), None);
     }
 
     #[test]
-    fn keys_are_the_name_padded_then_the_values_padded() {
+    fn keys_are_the_index_then_the_padded_field() {
         let port = GuardedPort {
-            ifname: "veth0".into(),
-            mac: [2, 0x6e, 10, 0, 0, 2],
-            ipv4: vec![Ipv4Addr::new(10, 0, 0, 2)],
-            ipv6: vec![],
+            ifname: "ga0".into(),
+            ifindex: 0x0102_0304,
+            mac: [2, 0x6e, 10, 77, 0, 2],
+            ipv4: vec!["10.77.0.2".parse().unwrap()],
+            ipv6: vec!["fd00:77::2".parse().unwrap()],
         };
         let elements = port_elements(&port);
-        assert_eq!(elements.len(), 2, "no target set without IPv6 addresses");
-        let (set, keys) = &elements[0];
-        assert_eq!(*set, ND_MACS);
-        assert_eq!(keys[0].len(), 24);
-        assert_eq!(&keys[0][..6], b"veth0\0");
-        assert_eq!(&keys[0][16..], &[2, 0x6e, 10, 0, 0, 2, 0, 0]);
-        let (set, senders) = &elements[1];
-        assert_eq!(*set, ARP);
-        assert_eq!(senders.len(), 2, "its address and 0.0.0.0");
-        assert_eq!(senders[0][..24], keys[0][..]);
-        assert_eq!(&senders[0][24..], &[10, 0, 0, 2]);
-        assert_eq!(&senders[1][24..], &[0, 0, 0, 0]);
-        // The key lengths the kernel is told.
-        assert_eq!(datatype::concat(SETS[0].key).1, 24);
-        assert_eq!(datatype::concat(SETS[1].key).1, 32);
-        assert_eq!(datatype::concat(SETS[2].key).1, 28);
-        // The typeof user data: its own TLV of 64 bytes.
-        assert_eq!(usize::from(typeof_iifname_th(64, 128)[1]) + 2, 66);
+        let index = 0x0102_0304u32.to_ne_bytes();
+        assert_eq!(elements[0], (PORTS, vec![index.to_vec()]));
+        assert_eq!(&elements[1].1[0][..4], &index);
+        assert_eq!(&elements[1].1[0][4..], &[2, 0x6e, 10, 77, 0, 2, 0, 0]);
+        assert_eq!(&elements[2].1[0][4..], &[10, 77, 0, 2]);
+        // Its address and 0.0.0.0, each after the MAC padded to 8.
+        assert_eq!(elements[4].1.len(), 2);
+        assert_eq!(
+            &elements[4].1[0][4..],
+            &[2, 0x6e, 10, 77, 0, 2, 0, 0, 10, 77, 0, 2]
+        );
+        assert_eq!(&elements[4].1[1][12..], &[0, 0, 0, 0]);
+        assert_eq!(index_of(&elements[6].1[0]), Some(0x0102_0304));
+        // Each key as long as its set's key, each set named in order.
+        for (set, (name, keys)) in SETS.iter().zip(&elements) {
+            assert_eq!(set.name, *name);
+            assert!(keys.iter().all(|k| k.len() == key_len(set)), "{name}");
+        }
+        assert!(SETS.iter().all(|s| s.name.ends_with(super::super::VERSION)));
     }
 }

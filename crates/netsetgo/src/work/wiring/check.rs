@@ -39,7 +39,14 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             missing.push(format!("host end {} is not isolated", host.name));
         }
         if let Learning::Pinned(mac) = plan.learning {
-            missing.extend(self.check_pinned(&host, mac, port).await?);
+            let lacking = self.check_pinned(&host, mac, port).await?;
+            if !lacking.is_empty() {
+                missing.extend(lacking);
+                missing.push(
+                    "run `netsetgo -restore` as root to set the bridge port's flags and pinned MAC again"
+                        .into(),
+                );
+            }
         }
         if !missing.is_empty() {
             return Err(Failure::broken(format!(
@@ -143,6 +150,14 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
                     missing.join(", ")
                 ));
             }
+            // An upgrade from the netdev guard, not migrated yet.
+            let legacy = self.sockets.filters.legacy_guard()?;
+            if !legacy.is_empty() {
+                lost.push(format!(
+                    "the netdev guard of an older netsetgo is still there: {}",
+                    legacy.join(", ")
+                ));
+            }
         }
         if !lost.is_empty() {
             // What lives in the firewall's ruleset, which a firewall
@@ -157,6 +172,8 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
 
     /// What a guarded lease's bridge port lacks of its layer 2 guard: the
     /// bridge learns nothing from it and floods no unknown unicast to it,
+    /// sends its link-local frames through prerouting (the group
+    /// forwarding mask, without which they would skip the layer 3 guard),
     /// and the lease's MAC is pinned to it and to no other port.
     async fn check_pinned(
         &self,
@@ -170,6 +187,12 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         }
         if port.is_none_or(|p| p.unicast_flood) {
             missing.push(format!("bridge port {} gets unknown unicast", host.name));
+        }
+        if port.is_none_or(|p| p.group_fwd_mask != netplumb::LINK_LOCAL_FORWARDED) {
+            missing.push(format!(
+                "bridge port {} hands link-local frames past the guard (group_fwd_mask)",
+                host.name
+            ));
         }
         let entries = match host.master {
             Some(bridge) => self.sockets.host.fdb_entries(bridge, mac).await?,

@@ -170,11 +170,13 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         Ok(())
     }
 
-    /// Makes the plan's pair on `bridge`, its peer in `netns`; the netdev
-    /// guard chain goes on the host end while it is down. On a bridge that
-    /// already holds the most ports Linux allows, the kernel refuses the
-    /// creating request (EXFULL) and unregisters both ends it had made, so
-    /// the refusal leaves no link, and says which bridge is full.
+    /// Makes the plan's pair on `bridge`, its peer in `netns`; the guard's
+    /// elements, keyed by the host end's index, go in while it is down. If
+    /// the attachment fails after that (the pair is then gone), they are
+    /// forgotten again. On a bridge that already holds the most ports
+    /// Linux allows, the kernel refuses the creating request (EXFULL) and
+    /// unregisters both ends it had made, so the refusal leaves no link,
+    /// and says which bridge is full.
     async fn attach(
         &self,
         inside: &L,
@@ -184,11 +186,23 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<Attached, Failure> {
         let network = &self.request.network;
         let attachment = plan.attachment(network, bridge.link.index, bridge.link.mtu, netns);
-        let guard = |_: &Link| match &plan.guard {
-            Some(port) => self.sockets.filters.guard(port).map_err(Attaching::Guard),
+        let guarded = std::cell::Cell::new(None);
+        let guard = |host_end: &Link| match &plan.guard {
+            Some(port) => {
+                let port = port.clone().at(host_end.index);
+                self.sockets
+                    .filters
+                    .guard(&port)
+                    .map_err(Attaching::Guard)?;
+                guarded.set(Some(port));
+                Ok(())
+            }
             None => Ok(()),
         };
         let attached = self.sockets.host.attach(inside, &attachment, guard).await;
+        if let (Err(_), Some(port)) = (&attached, guarded.take()) {
+            let _ = self.sockets.filters.unguard(&port);
+        }
         attached.map_err(|e| match e {
             Attaching::Kernel(e) if e.errno() == Some(libc::EXFULL) => self.full(&bridge.link),
             Attaching::Kernel(e) => e.into(),

@@ -202,7 +202,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     }
 
     /// Ends a lease whose interface is gone (or never made): its
-    /// publications removed (only those it claims), its guard chain
+    /// publications removed (only those it claims), its guard elements
     /// forgotten, its ports record erased, the lease freed, in that order.
     /// A failure stops before the lease is freed, so that nothing of it
     /// can outlive its record (and reach the next holder of the address);

@@ -22,8 +22,9 @@
 //! then the network's masquerade and hairpin rules are made sure of, then
 //! the pair is made (both ends down); on a guarded network its host end's
 //! bridge port is pinned (no learning, no unknown unicast, a static sticky
-//! forwarding entry for the peer's MAC) and its netdev ingress chain added
-//! (`Filters::guard`) before the host end is brought up, so the container
+//! forwarding entry for the peer's MAC, link-local frames sent through
+//! bridge prerouting) and its elements added to the bridge guard's sets
+//! (`Filters::guard`, keyed by the host end's index) before the host end is brought up, so the container
 //! never has an unguarded moment. A failure at any step undoes the earlier
 //! ones in reverse, except the shared structure (tables, maps, chains, a
 //! network's masquerade and hairpin rules), which a successful call keeps

@@ -3,11 +3,13 @@
 //! owner's grants now, and what the firewall lost of each live lease's
 //! plan re-created.
 
+use netplumb::{BridgePort, Link};
+
 use crate::error::{Failure, Kind};
 use crate::filters::Filters;
 use crate::leases::{Lease, Ledger, Liveness, Store};
 use crate::links::Links;
-use crate::output::Restored;
+use crate::output::{GuardUpkeep, Restored};
 use crate::plan::{Plan, Published};
 use crate::policy::{Network, Ports};
 use crate::ports::Mapping;
@@ -49,8 +51,67 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
         for lease in live {
             publishing.push(self.reconcile(&mut ledger, &lease, grants, &mut done)?);
         }
+        self.pin_ports(&publishing, &mut done).await;
         self.recreate(&publishing, &mut done);
         Ok(done)
+    }
+
+    /// Gives each live guarded lease's bridge port, if it is a port of the
+    /// network's bridge, the guard's flags and its pinned MAC where it
+    /// lacks them (a look-up of the port and one of the MAC's entries per
+    /// lease): a port made before the bridge guard has no group forwarding
+    /// mask, without which link-local frames would pass no bridge hook once
+    /// the netdev guard is gone (before `restore_all` deletes it), and one
+    /// root reset or took off the bridge and put back has the kernel's
+    /// defaults (review r20, F1 and F3). A host end off its bridge is left
+    /// to `-check`, which names it.
+    async fn pin_ports(&self, publishing: &[Granted], done: &mut Restored) {
+        let host = &self.sockets.host;
+        let bridge = match host.link_by_name(&self.request.network.bridge).await {
+            Ok(bridge) => bridge.map(|b| b.index),
+            Err(e) => return done.failed.push(format!("the bridge: {e}")),
+        };
+        for (plan, _) in publishing {
+            let Some(port) = &plan.guard else { continue };
+            let want = BridgePort::new(plan.isolated, plan.learning);
+            let link = host.link_by_index(port.ifindex).await;
+            let pinned = match link {
+                Ok(Some(link)) if link.master.is_some() && link.master == bridge => {
+                    self.pin_port(&link, &want, plan.mac).await
+                }
+                Ok(_) => Ok(0),
+                Err(e) => Err(e.into()),
+            };
+            match pinned {
+                Ok(n) => done.bridge_ports_restored += n,
+                Err(e) => done
+                    .failed
+                    .push(format!("the bridge port of {}: {e}", plan.host_name)),
+            }
+        }
+    }
+
+    /// Sets `link`'s port flags to `want` and pins `mac` to it, each only
+    /// where it differs; 1 when something was set.
+    async fn pin_port(
+        &self,
+        link: &Link,
+        want: &BridgePort,
+        mac: [u8; 6],
+    ) -> Result<usize, Failure> {
+        let host = &self.sockets.host;
+        let mut set = 0;
+        if link.port != Some(*want) {
+            host.set_bridge_port(link.index, want).await?;
+            set = 1;
+        }
+        let bridge = link.master.unwrap_or_default();
+        let entries = host.fdb_entries(bridge, mac).await?;
+        if !entries.iter().any(|e| e.port == link.index && e.is_static) {
+            host.pin_mac(link.index, mac).await?;
+            set = 1;
+        }
+        Ok(set)
     }
 
     /// Collects the leases whose interface is gone; the live ones.
@@ -153,7 +214,7 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
             if let Some(port) = &plan.guard {
                 let guarded = match filters.guard_missing(port) {
                     Ok(missing) if missing.is_empty() => Ok(false),
-                    Ok(_) => filters.guard(port).map(|()| true),
+                    Ok(_) => filters.restore_guard(port).map(|()| true),
                     Err(e) => Err(e),
                 };
                 match guarded {
@@ -222,13 +283,13 @@ const RESTORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(50)
 /// `RESTORE_PATIENCE` has passed: a firewall reload must not leave it
 /// unguarded for good (security.md 20). `grants` says which ports a lease
 /// owner's grants cover on a network now (asked once per owner and
-/// network and attempt).
+/// network and attempt). Then the guard as a whole (`guard_upkeep`).
 pub async fn restore_all<L: Links, F: Filters>(
     mut host: L,
     filters: &F,
     networks: &[Restorable],
     grants: &Grants<'_>,
-) -> Vec<Restored> {
+) -> (Vec<Restored>, GuardUpkeep) {
     let started = std::time::Instant::now();
     let mut out = vec![None; networks.len()];
     let mut busy: Vec<usize> = (0..networks.len()).collect();
@@ -250,23 +311,83 @@ pub async fn restore_all<L: Links, F: Filters>(
     }
     let waited = started.elapsed().as_secs();
     let out = out.into_iter().zip(networks).enumerate();
-    out.filter_map(|(i, (done, Restorable { request, .. }))| {
-        Some(done?.unwrap_or_else(|e| {
-            let why = match busy.contains(&i) {
-                true => format!("{e} (still busy after {waited} s of tries)"),
-                false => e.to_string(),
-            };
-            Restored {
-                network: request.network.name.clone(),
-                bridge: request.network.bridge.clone(),
-                retired: request.known == Known::Recorded,
-                failed: vec![why],
-                not_restored: true,
-                ..Restored::default()
+    let restored: Vec<Restored> = out
+        .filter_map(|(i, (done, Restorable { request, .. }))| {
+            Some(done?.unwrap_or_else(|e| {
+                let why = match busy.contains(&i) {
+                    true => format!("{e} (still busy after {waited} s of tries)"),
+                    false => e.to_string(),
+                };
+                Restored {
+                    network: request.network.name.clone(),
+                    bridge: request.network.bridge.clone(),
+                    retired: request.known == Known::Recorded,
+                    failed: vec![why],
+                    not_restored: true,
+                    ..Restored::default()
+                }
+            }))
+        })
+        .collect();
+    let upkeep = guard_upkeep(&host, filters, &restored).await;
+    (restored, upkeep)
+}
+
+/// After every network, the guard as a whole: the netdev guard tables of
+/// the version before the bridge guard deleted, only once every network
+/// was restored whole (then every live lease has its bridge guard and its
+/// port the group forwarding mask, so no port is unguarded at any moment;
+/// otherwise they stay, named); then the elements of devices that are gone
+/// pruned (the sets dumped first, then each index looked up: a device
+/// guarded meanwhile is found).
+async fn guard_upkeep<L: Links, F: Filters>(
+    host: &L,
+    filters: &F,
+    networks: &[Restored],
+) -> GuardUpkeep {
+    let mut upkeep = GuardUpkeep::default();
+    let whole = networks
+        .iter()
+        .all(|n| n.failed.is_empty() && !n.not_restored);
+    match filters.legacy_guard() {
+        Ok(legacy) if legacy.is_empty() => {}
+        Ok(_) if whole => match filters.drop_legacy_guard() {
+            Ok(dropped) => upkeep.legacy_removed = dropped,
+            Err(e) => upkeep
+                .failed
+                .push(format!("deleting the netdev guard: {e}")),
+        },
+        Ok(legacy) => upkeep.legacy_kept = legacy,
+        Err(e) => upkeep
+            .failed
+            .push(format!("looking up the netdev guard: {e}")),
+    }
+    let indexes = match filters.guard_indexes() {
+        Ok(indexes) => indexes,
+        Err(e) => {
+            upkeep
+                .failed
+                .push(format!("reading the guard's elements: {e}"));
+            return upkeep;
+        }
+    };
+    let mut live = Vec::with_capacity(indexes.len());
+    for index in indexes {
+        match host.link_by_index(index).await {
+            Ok(None) => {}
+            Ok(Some(_)) => live.push(index),
+            Err(e) => {
+                // Not known to be gone: kept.
+                live.push(index);
+                upkeep.failed.push(format!("looking up link #{index}: {e}"));
             }
-        }))
-    })
-    .collect()
+        }
+    }
+    match filters.prune_guard(&live) {
+        Ok(n) => upkeep.pruned = n,
+        Err(e) => upkeep.failed.push(format!("pruning the guard: {e}")),
+    }
+    upkeep
 }
 
 /// One attempt of [`restore_all`] on one network; `host` is handed back.

@@ -1292,8 +1292,23 @@ fn restore_one(
         request,
         store: Ok(store),
     }];
-    let mut done = block_on(restore_all(host, filters, &networks, grants));
+    // A table of the netdev guard of before: deleted once the network is
+    // restored whole, kept (named) otherwise.
+    let legacy = vec!["table netdev netsetgo_guard_3".to_string()];
+    filters.legacy.replace(legacy.clone());
+    let (mut done, upkeep) = block_on(restore_all(host, filters, &networks, grants));
     assert_eq!(done.len(), 1);
+    let whole = done[0].failed.is_empty() && !done[0].not_restored;
+    let (removed, kept) = match whole {
+        true => (legacy, Vec::new()),
+        false => (Vec::new(), legacy),
+    };
+    assert_eq!(
+        (upkeep.legacy_removed, upkeep.legacy_kept),
+        (removed, kept.clone())
+    );
+    assert_eq!(*filters.legacy.borrow(), kept);
+    assert_eq!(upkeep.failed, Vec::<String>::new());
     done.remove(0)
 }
 
@@ -1463,7 +1478,14 @@ fn restore_reports_what_it_could_not_restore_and_restores_the_rest() {
             store: Ok(dir.store(0)),
         },
     ];
-    let done = block_on(restore_all(host, &filters, &networks, &granted));
+    filters
+        .legacy
+        .replace(vec!["table netdev netsetgo_guard_3".into()]);
+    let (done, upkeep) = block_on(restore_all(host, &filters, &networks, &granted));
+    // A network not restored whole: the netdev guard of before stays.
+    assert_eq!(upkeep.legacy_kept, ["table netdev netsetgo_guard_3"]);
+    assert!(upkeep.legacy_removed.is_empty());
+    assert_eq!(filters.legacy.borrow().len(), 1);
     assert_eq!(done[0].failed, ["state of brg9 is not private"]);
     assert!(done[0].not_restored, "{:?}", done[0]);
     let default = &done[1];
@@ -1481,7 +1503,7 @@ fn restore_reports_what_it_could_not_restore_and_restores_the_rest() {
         "another's claim untouched"
     );
     assert_eq!(default.guards_restored, 2, "the rest is restored");
-    let outcome = Outcome::Restored(done);
+    let outcome = Outcome::Restored(done, upkeep);
     let failure = outcome.failure().unwrap();
     assert!(failure.message.contains("network brg9 (brg9)"), "{failure}");
     assert!(

@@ -33,8 +33,15 @@ impl Undo {
         self.made.push(Made::Lease(lease.clone()));
     }
 
-    /// The call made the pair whose host end has this index.
+    /// The call made the pair whose host end has this index: the lease
+    /// reserved before it is the lease of that host end (so that its
+    /// teardown forgets the guard's elements of that index).
     pub(super) fn pair(&mut self, host_index: u32) {
+        for made in &mut self.made {
+            if let Made::Lease(lease) = made {
+                lease.ifindex = host_index;
+            }
+        }
         self.made.push(Made::Pair(host_index));
     }
 

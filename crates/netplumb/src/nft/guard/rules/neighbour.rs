@@ -17,7 +17,7 @@
 
 use std::net::Ipv6Addr;
 
-use super::super::sets::{own, ND_MACS, ND_TARGETS};
+use super::super::sets::{own, LLADDRS, TARGETS};
 use super::{drop, icmpv6_type, ne, ICMPV6, ND_NEIGHBOR_SOLICIT};
 use crate::nft::expr::{Base, Expr};
 
@@ -45,9 +45,9 @@ const MESSAGES: [(u8, u16, u8); 3] = [
 /// their fixed part alone or with one option of length 1; from the
 /// unspecified source, that option only a nonce (RFC 7527); then what reads
 /// the port's own values in the sets: the one option, if any, holds the
-/// port's MAC ([`ND_MACS`]; from `::` a neighbour solicitation's option is
+/// port's MAC ([`LLADDRS`]; from `::` a neighbour solicitation's option is
 /// the nonce); duplicate address detection and neighbour advertisements
-/// only for the port's own addresses ([`ND_TARGETS`]).
+/// only for the port's own addresses ([`TARGETS`]).
 pub(super) fn neighbour_rules() -> Vec<Vec<Expr>> {
     let mut rules = vec![
         [icmpv6_type(ND_ROUTER_ADVERT), vec![drop()]].concat(),
@@ -68,7 +68,7 @@ pub(super) fn neighbour_rules() -> Vec<Vec<Expr>> {
             ND_NEIGHBOR_ADVERT => Vec::new(),
             _ => continue,
         };
-        let target = own(ND_TARGETS, &[(Base::Transport, 8, 16)], true);
+        let target = own(TARGETS, &[(Base::Transport, 8, 16)], true);
         rules.push([icmpv6_type(t), which, target, vec![drop()]].concat());
     }
     rules
@@ -140,7 +140,7 @@ fn option_rules(t: u8, fixed: u16, option: u8) -> [Vec<Expr>; 2] {
         .concat(),
         [
             head,
-            own(ND_MACS, &[(Base::Transport, at + 2, 6)], true),
+            own(LLADDRS, &[(Base::Transport, at + 2, 6)], true),
             vec![drop()],
         ]
         .concat(),

@@ -1,26 +1,14 @@
 use super::*;
 use crate::nft::expr::{
-    Base, Expr, NFT_CMP_NEQ, NFT_META_IIFTYPE, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
+    reg32, Base, Expr, NFT_CMP_NEQ, NFT_META_IIF, NFT_META_L4PROTO, NFT_META_PROTOCOL, NF_ACCEPT,
     NF_DROP,
 };
 
-fn port() -> GuardedPort {
-    GuardedPort {
-        ifname: "ga0".into(),
-        mac: [2, 0x6e, 10, 77, 0, 2],
-        ipv4: vec!["10.77.0.2".parse().unwrap()],
-        ipv6: vec![
-            "fd00:77::2".parse().unwrap(),
-            "fe80::6e:aff:fe4d:2".parse().unwrap(),
-        ],
-    }
-}
-
-/// `meta iifname . <fields> @<set>` as nft writes it (nft --debug=netlink):
-/// [ meta load iifname => reg 1 ], each field loaded from reg 2 (the 4-byte
-/// register 12) on, [ lookup reg 1 set <set> ].
+/// `iif . <fields> @<set>` as nft writes it (nft --debug=netlink): [ meta
+/// load iif => reg 1 ], each field loaded from the 4-byte register 9 on,
+/// [ lookup reg 1 set <set> ].
 fn lookup(set: &str, fields: &[(Base, u32, u32, u32)], invert: bool) -> Vec<Expr> {
-    let mut out = vec![Expr::meta(crate::nft::expr::NFT_META_IIFNAME)];
+    let mut out = vec![Expr::meta(NFT_META_IIF)];
     for &(base, offset, len, dreg) in fields {
         out.push(Expr::Payload {
             base,
@@ -39,7 +27,7 @@ fn lookup(set: &str, fields: &[(Base, u32, u32, u32)], invert: bool) -> Vec<Expr
 
 #[test]
 fn guard_rules_match_what_nft_generates() {
-    let (common, own) = (common_rules(), port_rules(&port()));
+    let (common, own) = (common_rules(), port_rules());
     // The shared chain: 2 link-layer rules, the IPv4 protocol whitelist, 2
     // DHCP ports, DHCP discovery, IPv4's return, ARP, the return of all but
     // IPv6, the IPv6 whitelist, 3 DHCPv6 ports, the return of all but
@@ -50,8 +38,17 @@ fn guard_rules_match_what_nft_generates() {
         common.len(),
         2 + 1 + 2 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 2 + 2 + 3 + 2 + 2 + 2 + 1 + 2 + 1 + 2
     );
-    // The port's: its MAC, the jump, 3 per IPv4 address, 3 per IPv6 address.
-    assert_eq!(own.len(), 1 + 1 + 3 + 6);
+    // The port chain: the jump, 3 IPv4 and 3 IPv6 accepts; prerouting
+    // jumps to it for the port's own MAC and drops what it returns.
+    assert_eq!(own.len(), 1 + 3 + 3);
+    let pre = prerouting_rules();
+    assert_eq!(pre.len(), 2);
+    assert_eq!(pre[1][2], Expr::Verdict(NF_DROP));
+    // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 iif @ports_v3
+    // drop`: the comparison before the look-up.
+    let input = input_rules();
+    assert_eq!(input[0][2], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    assert_eq!(input[0][3], Expr::meta(NFT_META_IIF));
     // `meta protocol ip return`: [ meta load protocol => reg 1 ]
     // [ cmp eq reg 1 0x00000008 ] [ immediate reg 0 return ]
     assert_eq!(
@@ -81,44 +78,48 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Verdict(-5),
         ]
     );
-    assert_eq!(own[1], vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]);
-    // `ether saddr != 02:6e:0a:4d:00:02 drop` (nft --debug=netlink, netdev):
-    // [ meta load iiftype => reg 1 ] [ cmp eq reg 1 0x00000001 ]
-    // [ payload load 6b @ link header + 6 => reg 1 ]
-    // [ cmp neq reg 1 0x4d0a6e02 0x00000200 ] [ immediate reg 0 drop ]
+    assert_eq!(own[0], vec![Expr::Jump(GUARD_COMMON_CHAIN.into())]);
+    // `iif . ether saddr @macs_v3 jump port_v3` (nft --debug=netlink,
+    // bridge): [ meta load iif => reg 1 ] [ payload load 6b @ link header
+    // + 6 => reg 9 ] [ lookup reg 1 set macs_v3 ] [ immediate reg 0 jump
+    // -> port_v3 ]
     assert_eq!(
-        own[0],
-        vec![
-            Expr::meta(NFT_META_IIFTYPE),
-            Expr::eq(&1u16.to_ne_bytes()),
-            Expr::payload(Base::Link, 6, 6),
-            Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x6e, 10, 77, 0, 2]),
-            Expr::Verdict(NF_DROP),
+        pre[0],
+        [
+            lookup("macs_v3", &[(Base::Link, 6, 6, reg32(1))], false),
+            vec![Expr::Jump(GUARD_PORT_CHAIN.into())]
         ]
+        .concat()
     );
     // `ether daddr & ff:ff:ff:ff:ff:f0 == 01:80:c2:00:00:00 drop`:
     // [ bitwise reg 1 = ( reg 1 & 0xffffffff 0x0000f0ff ) ^ 0 ]
     // [ cmp eq reg 1 0x00c28001 0x00000000 ]
+    // (No `meta iiftype` before it in a bridge table.)
+    assert_eq!(common[0][0], Expr::payload(Base::Link, 0, 6));
     assert_eq!(
-        common[0][3],
+        common[0][1],
         Expr::Mask(vec![0xff, 0xff, 0xff, 0xff, 0xff, 0xf0])
     );
-    assert_eq!(common[0][4], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
+    assert_eq!(common[0][2], Expr::eq(&[1, 0x80, 0xc2, 0, 0, 0]));
     // `ether type != arp ether type != ip ether type != ip6 drop`: three
     // loads of link header + 12, each `cmp neq`.
-    assert_eq!(common[1].len(), 2 + 6 + 1);
-    assert_eq!(common[1][7], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
-    // ARP: [ meta load protocol ] [ cmp eq reg 1 0x00000608 ] ...
-    // [ meta load iifname => reg 1 ] [ payload load 6b @ network header + 8
-    // => reg 2 ] [ payload load 4b @ network header + 14 => reg 14 ]
-    // [ lookup reg 1 set arp ] [ immediate reg 0 accept ]
+    assert_eq!(common[1].len(), 6 + 1);
+    assert_eq!(common[1][5], Expr::Cmp(NFT_CMP_NEQ, vec![0x86, 0xdd]));
+    // ARP: [ payload load 2b @ link header + 12 ] [ cmp eq reg 1
+    // 0x00000608 ] ... [ meta load iif => reg 1 ] [ payload load 6b @
+    // network header + 8 => reg 9 ] [ payload load 4b @ network header + 14
+    // => reg 11 ] [ lookup reg 1 set senders_v3 ] [ immediate reg 0 accept ]
+    assert_eq!(common[7][0], Expr::payload(Base::Link, 12, 2));
     assert_eq!(common[7][1], Expr::eq(&[8, 6]));
     assert_eq!(
         common[7][6..],
         [
             lookup(
-                "arp_senders",
-                &[(Base::Network, 8, 6, 12), (Base::Network, 14, 4, 14)],
+                "senders_v3",
+                &[
+                    (Base::Network, 8, 6, reg32(1)),
+                    (Base::Network, 14, 4, reg32(3))
+                ],
                 false
             ),
             vec![Expr::Verdict(NF_ACCEPT)]
@@ -215,7 +216,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ bitwise ( & 0x0f ) ] [ cmp eq 5 ] [ payload load 2b @ network header + 22 ]
     // [ cmp neq reg 1 0x00004400 ]
     assert_eq!(
-        own[4][4..8],
+        own[3][5..9],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -223,8 +224,15 @@ fn guard_rules_match_what_nft_generates() {
             Expr::Mask(vec![0x1f, 0xff])
         ]
     );
-    assert_eq!(own[4][12], Expr::payload(Base::Network, 22, 2));
-    assert_eq!(own[4][13], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    assert_eq!(own[3][13], Expr::payload(Base::Network, 22, 2));
+    assert_eq!(own[3][14], Expr::Cmp(NFT_CMP_NEQ, vec![0, 68]));
+    // `iif . ip saddr @v4_v3`: [ meta load protocol ] [ cmp eq 0x00000008 ]
+    // [ meta load iif => reg 1 ] [ payload load 4b @ network header + 12 =>
+    // reg 9 ] [ lookup reg 1 set v4_v3 ]
+    assert_eq!(
+        own[1][2..5],
+        lookup("v4_v3", &[(Base::Network, 12, 4, reg32(1))], false)[..]
+    );
     // `ip saddr 0.0.0.0 ip frag-off & 8191 == 0 udp sport 68 udp dport 67
     // accept`: [ payload load 2b @ network header + 6 ] [ bitwise ( &
     // 0x0000ff1f ) ] [ cmp eq reg 1 0 ] [ meta load l4proto ] ...
@@ -237,7 +245,7 @@ fn guard_rules_match_what_nft_generates() {
     // [ payload load 1b @ transport header + 0 ] [ cmp eq reg 1 0x00000087 ]
     // [ payload load 1b @ network header + 6 ] [ cmp neq reg 1 0x0000003a ]
     let ns = [
-        Expr::meta(NFT_META_PROTOCOL),
+        Expr::payload(Base::Link, 12, 2),
         Expr::eq(&[0x86, 0xdd]),
         Expr::meta(NFT_META_L4PROTO),
         Expr::eq(&[0x3a]),
@@ -301,7 +309,7 @@ fn guard_rules_match_what_nft_generates() {
         common[26],
         [
             head,
-            lookup("nd_macs", &[(Base::Transport, 26, 6, 12)], true),
+            lookup("lladdrs_v3", &[(Base::Transport, 26, 6, reg32(1))], true),
             vec![Expr::Verdict(NF_DROP)]
         ]
         .concat()
@@ -314,7 +322,7 @@ fn guard_rules_match_what_nft_generates() {
     // `... ip6 saddr :: iifname . @th,64,128 != @nd_targets drop`, and the
     // advertisement's target: [ payload load 16b @ transport header + 8 =>
     // reg 2 ] [ lookup reg 1 set nd_targets 0x1 ].
-    let target = lookup("nd_targets", &[(Base::Transport, 8, 16, 12)], true);
+    let target = lookup("targets_v3", &[(Base::Transport, 8, 16, reg32(1))], true);
     assert_eq!(
         common[27][8..],
         [target.clone(), vec![Expr::Verdict(NF_DROP)]].concat()[..]
@@ -329,7 +337,7 @@ fn guard_rules_match_what_nft_generates() {
     assert_eq!(common[28][9], Expr::Cmp(NFT_CMP_NEQ, vec![2, 1]));
     // `ip6 saddr X meta l4proto udp ip6 nexthdr udp accept`.
     assert_eq!(
-        own[6][4..],
+        own[5][5..],
         [
             Expr::meta(NFT_META_L4PROTO),
             Expr::eq(&[17]),
@@ -340,8 +348,8 @@ fn guard_rules_match_what_nft_generates() {
     );
     // `ip6 saddr X meta l4proto udp ip6 nexthdr ipv6-frag @nh,320,8 0x11
     // @nh,400,16 != 0x222 accept`: UDP right after the fragment header.
-    assert_eq!(own[7][8], Expr::payload(Base::Network, 40, 1));
-    assert_eq!(own[7][9], Expr::eq(&[17]));
-    assert_eq!(own[7][11], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
+    assert_eq!(own[6][9], Expr::payload(Base::Network, 40, 1));
+    assert_eq!(own[6][10], Expr::eq(&[17]));
+    assert_eq!(own[6][12], Expr::Cmp(NFT_CMP_NEQ, vec![2, 0x22]));
     assert_eq!(common[32][7], Expr::eq(&[143]));
 }
