@@ -69,7 +69,7 @@ fn legacy_tables(nft: &Nftables, table: &str) -> Result<Vec<String>> {
 
 impl Guard<'_> {
     /// The legacy guard's netdev tables of this guard's table that exist
-    /// ([`legacy_tables`]), named `table netdev <name>`.
+    /// (`legacy_tables`), named `table netdev <name>`.
     pub fn legacy(self) -> Result<Vec<String>> {
         let tables = legacy_tables(self.nft, self.table)?;
         Ok(tables.iter().map(|t| format!("table netdev {t}")).collect())
