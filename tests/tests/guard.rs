@@ -2576,12 +2576,23 @@ fn a_ports_flags_root_reset_are_named_by_check_and_set_by_restore() {
     assert_eq!(check().code(), Some(0));
     assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
 
-    // Off the bridge and back: every flag and the pinned MAC.
-    for args in [["nomaster", ""], ["master", "brg0"]] {
-        let mut cmd = vec!["ip", "link", "set", "dev", host, args[0]];
-        cmd.extend(args.iter().skip(1).filter(|a| !a.is_empty()));
-        world.run(&cmd).expect_success("ip link set master");
-    }
+    // Off the bridge, the host end's own stack takes its frames: its IPv6
+    // is off, so a router advertisement makes no route or address there
+    // (its twin, IPv6 switched on by hand, proves the advertisement would).
+    let off = ["ip", "link", "set", "dev", host, "nomaster"];
+    world.run(&off).expect_success("ip link set nomaster");
+    assert!(!router_advertisement_taken(&lab), "taken with IPv6 off");
+    let sysctl = format!("net.ipv6.conf.{host}.disable_ipv6");
+    world
+        .run(&["sysctl", "-w", &format!("{sysctl}=0")])
+        .expect_success("IPv6 on by hand");
+    assert!(router_advertisement_taken(&lab), "not taken with IPv6 on");
+    world
+        .run(&["sysctl", "-w", &format!("{sysctl}=1")])
+        .expect_success("IPv6 off again");
+    // Back on the bridge: every flag and the pinned MAC.
+    let back = ["ip", "link", "set", "dev", host, "master", "brg0"];
+    world.run(&back).expect_success("ip link set master");
     let out = check();
     assert_eq!(out.code(), Some(1), "{out}");
     for part in ["learns source MACs", "group_fwd_mask", "is not pinned"] {
@@ -2598,6 +2609,35 @@ fn a_ports_flags_root_reset_are_named_by_check_and_set_by_restore() {
     assert_pinned(world, host, [0x02, 0x6e, 10, 10, 10, 4]);
     attack_with_every_kind(&lab).assert_guard_held();
     lab.assert_legitimate_traffic_flows();
+}
+
+/// Whether the attacker's router advertisement (with a prefix, to all
+/// nodes, from its own MAC and link-local address) made a route or an
+/// address on its host end in the host's namespace, looked at for up to
+/// 2 s after five sends.
+fn router_advertisement_taken(lab: &Lab) -> bool {
+    let me = container_mac(4);
+    let me6 = link_local(me);
+    let ra = with_checksum6(
+        me6,
+        ALL_NODES,
+        58,
+        router_advertisement_with_prefix(b"r20"),
+        2,
+    );
+    let frame = ether(ALL_NODES_MAC, me, 0x86dd, &ipv6(me6, ALL_NODES, 58, &ra));
+    let sender = Client::on(lab.attacker.pid(), "veth1");
+    for _ in 0..5 {
+        sender.send_frame(&frame);
+    }
+    let host = lab.attacker_host.as_str();
+    netsetgo_e2e::wait_until(Duration::from_secs(2), Duration::from_millis(50), || {
+        let routes = lab
+            .world
+            .run(&["ip", "-6", "route", "show", "table", "all", "dev", host]);
+        let addresses = lab.world.run(&["ip", "-6", "address", "show", "dev", host]);
+        routes.stdout.contains("2001:db8:17") || addresses.stdout.contains("2001:db8:17")
+    })
 }
 
 /// Review round 20, F6 (issue 17 step 2): root changes the network's

@@ -217,14 +217,19 @@ async fn attach(
     };
     // Keyed by the host end's index: given when it exists, still down.
     let index = std::cell::Cell::new(0);
-    let before_up = |host_end: &Link| match &guard {
-        Some(port) => {
-            index.set(host_end.index);
-            nft.guard(TABLE)
-                .allow(&port.clone().at(host_end.index))
-                .execute()
+    // The host end has no IPv6 of its own (the plugin runs in the host's
+    // namespace, where it was just made; see disable_ipv6).
+    let before_up = |host_end: &Link| {
+        netplumb::sysctl::disable_ipv6(&host_end.name)?;
+        match &guard {
+            Some(port) => {
+                index.set(host_end.index);
+                nft.guard(TABLE)
+                    .allow(&port.clone().at(host_end.index))
+                    .execute()
+            }
+            None => Ok(()),
         }
-        None => Ok(()),
     };
     let attached = host.attach_with(inside, &attachment, before_up).await;
     attached.map_err(|e| {

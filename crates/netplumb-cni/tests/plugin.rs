@@ -233,6 +233,11 @@ fn add_check_del_del() {
     assert_eq!(eth0["mtu"], 1400);
     assert_eq!(eth0["address"], interfaces[2]["mac"]);
     assert_eq!(end["address"], interfaces[1]["mac"]);
+    // The host end has no IPv6 of its own: no multicast route, no address.
+    let six = world
+        .host
+        .ip(&["-6", "route", "show", "table", "all", "dev", &host_end]);
+    assert_eq!(six.trim(), "", "IPv6 routes of {host_end}");
     let inside = container.addr("eth0", "10.77.5.2").expect("address inside");
     assert_eq!(inside["prefixlen"], 24);
     let defaults = container.default_routes("-4");

@@ -71,6 +71,8 @@ pub enum Step {
     NftCommit,
     /// Switching forwarding on (a sysctl under `/proc/sys/net`).
     EnableForwarding,
+    /// Switching IPv6 off on a link (a sysctl under `/proc/sys/net`).
+    DisableIpv6,
 }
 
 impl fmt::Display for Step {
@@ -107,6 +109,7 @@ impl fmt::Display for Step {
             Step::NftDeleteElement => "delete nftables element",
             Step::NftCommit => "commit nftables batch",
             Step::EnableForwarding => "enable forwarding",
+            Step::DisableIpv6 => "disable IPv6",
         })
     }
 }

@@ -38,6 +38,8 @@
 //!   mark in its alias, so that each refuses the other's bridges.
 //! * [`sysctl::enable_forwarding`]: forwarding switched on in a namespace,
 //!   without following a symbolic link and without a write when it is on.
+//!   [`sysctl::disable_ipv6`]: IPv6 switched off on a bridge port one made
+//!   (no multicast route, nothing its own stack takes).
 //! * [`Nftables`]: nf_tables spoken in-process over `NETLINK_NETFILTER` in
 //!   atomic batches, with request builders shaped like rtnetlink's:
 //!   [`masquerade`](Nftables::masquerade) (source NAT for a bridge's

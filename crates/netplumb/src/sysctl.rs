@@ -1,5 +1,6 @@
-//! Host-wide settings of the calling thread's network namespace that
-//! container networking needs: forwarding, switched on safely.
+//! Settings of the calling thread's network namespace that container
+//! networking needs: forwarding, switched on safely; IPv6 switched off on
+//! a bridge port of ours.
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -60,4 +61,38 @@ pub fn enable_forwarding(version: IpVersion) -> Result<()> {
         file.write_all_at(b"1\n", 0).map_err(fail)?;
     }
     Ok(())
+}
+
+/// Switches IPv6 off on link `name` of the calling thread's network
+/// namespace (`net.ipv6.conf.<name>.disable_ipv6`), as root or with
+/// CAP_NET_ADMIN over it. For the host end of a pair while it is down:
+/// a bridge port needs no IPv6 of its own, and without it the kernel
+/// makes no multicast route or address for it when it comes up, and
+/// nothing that reaches the port's own stack rather than the bridge (a
+/// router advertisement, were the port taken off its bridge) is taken.
+///
+/// The caller must have made `name` itself in this namespace: the sysctl
+/// names a link by its name in the namespace of the thread that opens it.
+/// The file is opened with `O_NOFOLLOW` and written with `1`. A kernel
+/// without IPv6 (no `/proc/sys/net/ipv6/conf`) has nothing to switch off;
+/// a link missing while IPv6 exists is an error. An error is
+/// [`Step::DisableIpv6`] on the sysctl's path, with the errno.
+pub fn disable_ipv6(name: &str) -> Result<()> {
+    crate::links::check_name(name)?;
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    let fail = |e| Error::os(Step::DisableIpv6, &path, e);
+    let file = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path)
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::path::Path::new("/proc/sys/net/ipv6/conf").exists() {
+                true => Err(fail(e)),
+                false => Ok(()),
+            };
+        }
+        other => other.map_err(fail)?,
+    };
+    file.write_all_at(b"1\n", 0).map_err(fail)
 }

@@ -172,6 +172,12 @@ impl Links for Kernel {
         a: &Attachment<'_>,
         before_up: impl FnOnce(&Link) -> std::result::Result<(), E>,
     ) -> std::result::Result<Attached, E> {
+        // The host end has no IPv6 of its own (this thread is in the
+        // host's namespace, where it was just made; see disable_ipv6).
+        let before_up = |host_end: &Link| {
+            netplumb::sysctl::disable_ipv6(&host_end.name)?;
+            before_up(host_end)
+        };
         self.netlink
             .attach_with(&inside.netlink, a, before_up)
             .await
