@@ -47,7 +47,7 @@ fn containerd_runs_containers_on_the_plugin_guarded_isolated_and_leaves_nothing(
     );
     for line in [
         "it pinged 10.91.1.1 and reached 192.0.2.2:7000 (seen as 192.0.2.1)",
-        "the end of basic's task left no host end, guard chain, publication or lease",
+        "the end of basic's task left no host end, guarded port, publication or lease",
         "guard=true: forged frames did not reach the host",
         "guard=false: the same attack reached the host",
         "isolate=true: one reaches the gateway; one reaches two: false",

@@ -242,14 +242,12 @@ in_task() {
 }
 address_of() { nsenter -t "$1" -n ip -j -4 addr show dev eth0 | jq -r '.[0].addr_info[0].local'; }
 mac_of() { nsenter -t "$1" -n ip -j link show dev eth0 | jq -r '.[0].address'; }
-# The guard's chains (one per guarded host end, `port_<host end>`) in the
-# plugin's shared netdev tables `netplumb-cni_guard_<n>`.
-# The guard's port chains (each table's shared chain `common_v2` stays, like
-# the table).
-guard_chains() {
-  nft -j list chains netdev 2>/dev/null |
-    jq -r '.nftables[].chain // empty | select(.table | startswith("netplumb-cni_guard_"))
-      | select(.name | startswith("port_")) | .name'
+# The guarded host ends: the elements of the set `ports_v3` of the plugin's
+# bridge guard table `netplumb-cni_guard` (one per guarded host end, printed
+# as its name while it lives; the table, its chains and sets stay).
+guard_ports() {
+  nft -j list set bridge netplumb-cni_guard ports_v3 2>/dev/null |
+    jq -r '.nftables[].set.elem // empty | .[] | tostring'
 }
 host_ends() { ip -j link show master "$1" | jq -r '.[].ifname'; }
 
@@ -285,18 +283,18 @@ seen=$(in_task basic /bin/busybox timeout 10 /bin/busybox nc 192.0.2.2 7000 </de
   fail "basic could not connect to the other machine"
 [ "$seen" = 192.0.2.1 ] || fail "the other machine saw '$seen', not the masqueraded 192.0.2.1"
 say "ctr run --cni gave basic $address; it pinged 10.91.1.1 and reached 192.0.2.2:7000 (seen as $seen)"
-guard_chain=port_$(host_ends npcb0)
-guard_chains | grep -qx "$guard_chain" || fail "no guard chain $guard_chain: $(guard_chains)"
+guarded=$(host_ends npcb0)
+guard_ports | grep -qx "$guarded" || fail "$guarded is not a guarded port: $(guard_ports)"
 stop basic
 [ -z "$(host_ends npcb0)" ] || fail "ports left on npcb0: $(host_ends npcb0)"
-[ -z "$(guard_chains)" ] || fail "guard chains left: $(guard_chains)"
+[ -z "$(guard_ports)" ] || fail "guarded ports left: $(guard_ports)"
 # The map exists once a port was published on this host.
 published=$({ nft -j list map inet netplumb-cni published 2>/dev/null || echo '{"nftables": []}'; } |
   jq '[.nftables[].map.elem // empty | .[]] | length')
 [ "$published" = 0 ] || fail "$published publications left"
 leases=$(find /var/lib/cni/networks/npc-basic -name '10.*' | wc -l)
 [ "$leases" = 0 ] || fail "$leases leases left in /var/lib/cni/networks/npc-basic"
-say "the end of basic's task left no host end, guard chain, publication or lease"
+say "the end of basic's task left no host end, guarded port, publication or lease"
 
 # --- 2. The guard against a forged MAC and address, and its twin ---------
 # UDP to the gateway from the attacker's eth0, raw: the victim's MAC and
@@ -387,11 +385,10 @@ leases=$(find /var/lib/cni/networks -name '10.*' | wc -l)
 [ "$leases" = 0 ] || fail "$leases leases left"
 # Of the plugin's nftables objects only its table stays, with the
 # per-network masquerade chains (kept by design when containers leave),
-# and its shared guard tables, with no port chain left in them.
-tables=$(nft -j list tables | jq -r '[.nftables[].table // empty | "\(.family) \(.name)"
-  | select(startswith("netdev netplumb-cni_guard_") | not)] | join(",")')
-[ "$tables" = "inet netplumb-cni" ] || fail "nftables tables left: $tables"
-[ -z "$(guard_chains)" ] || fail "guard chains left: $(guard_chains)"
+# and its guard table, with no guarded port left in it.
+tables=$(nft -j list tables | jq -r '[.nftables[].table // empty | "\(.family) \(.name)"] | sort | join(",")')
+[ "$tables" = "bridge netplumb-cni_guard,inet netplumb-cni" ] || fail "nftables tables left: $tables"
+[ -z "$(guard_ports)" ] || fail "guarded ports left: $(guard_ports)"
 ip -j link show >"$scratch/links.after"
 jq -e -n --slurpfile b "$scratch/links.before" --slurpfile a "$scratch/links.after" \
   '([$a[0][] | .ifname] - [$b[0][] | .ifname] | sort) == (["npcb0", "npcgt0", "npcgf0", "npcit0", "npcif0", "uplink0"] | sort)' >/dev/null ||
