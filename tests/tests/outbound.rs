@@ -677,6 +677,26 @@ fn ipv6_addresses_are_derived_from_the_lease_and_reach_each_other() {
 // ---------------------------------------------------------------------------
 // MTU
 
+/// An IPv4-only network whose MTU is below IPv6's minimum (1280): the
+/// kernel gives such a host end no IPv6 state at all, so there is nothing
+/// to switch off, and the call wires as on any other network (review
+/// r20b, C: it failed on the missing sysctl).
+#[test]
+fn a_network_with_an_mtu_below_ipv6s_minimum_wires() {
+    require_root!();
+    let world = world_with(
+        "network tiny bridge=tinybr0 gateway=10.42.0.1/24 mtu=1200\n\
+         allow nsg-a tiny 4\n",
+    );
+    let c = world.container(A);
+    let line = wire_line(&world, &c, &[]);
+    assert_eq!(fields(&line, "mtu"), ["1200"], "{line}");
+    let host = fields(&line, "host").pop().expect("host=");
+    let link = world.snapshot().link(&host).cloned().expect("the host end");
+    assert_eq!(link["mtu"], 1200, "{link}");
+    assert!(c.pings("10.42.0.1"), "the gateway is not reached");
+}
+
 #[test]
 fn mtu_reaches_both_ends_and_the_bridge_and_limits_packets() {
     require_root!();

@@ -73,10 +73,11 @@ pub fn enable_forwarding(version: IpVersion) -> Result<()> {
 ///
 /// The caller must have made `name` itself in this namespace: the sysctl
 /// names a link by its name in the namespace of the thread that opens it.
-/// The file is opened with `O_NOFOLLOW` and written with `1`. A kernel
-/// without IPv6 (no `/proc/sys/net/ipv6/conf`) has nothing to switch off;
-/// a link missing while IPv6 exists is an error. An error is
-/// [`Step::DisableIpv6`] on the sysctl's path, with the errno.
+/// The file is opened with `O_NOFOLLOW` and written with `1`. A link
+/// without the file has no IPv6 to switch off: a kernel without IPv6, or
+/// a link whose MTU is below IPv6's minimum, 1280 (the kernel gives such a
+/// link no IPv6 state at all). An error is [`Step::DisableIpv6`] on the
+/// sysctl's path, with the errno.
 pub fn disable_ipv6(name: &str) -> Result<()> {
     crate::links::check_name(name)?;
     let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
@@ -86,12 +87,7 @@ pub fn disable_ipv6(name: &str) -> Result<()> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(&path)
     {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return match std::path::Path::new("/proc/sys/net/ipv6/conf").exists() {
-                true => Err(fail(e)),
-                false => Ok(()),
-            };
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         other => other.map_err(fail)?,
     };
     file.write_all_at(b"1\n", 0).map_err(fail)

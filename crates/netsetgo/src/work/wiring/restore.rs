@@ -92,7 +92,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     }
 
     /// Sets `link`'s port flags to `want` and pins `mac` to it, each only
-    /// where it differs; 1 when something was set.
+    /// where it differs; 1 when something was set. An isolated port stays
+    /// isolated: a network that left the policy is restored as retired,
+    /// whose isolation is not recorded (review r20b, B), and `-restore`
+    /// only ever adds protection.
     async fn pin_port(
         &self,
         link: &Link,
@@ -101,8 +104,10 @@ impl<L: Links, F: Filters> Session<'_, L, F> {
     ) -> Result<usize, Failure> {
         let host = &self.sockets.host;
         let mut set = 0;
-        if link.port != Some(*want) {
-            host.set_bridge_port(link.index, want).await?;
+        let mut want = *want;
+        want.isolated |= link.port.is_some_and(|p| p.isolated);
+        if link.port != Some(want) {
+            host.set_bridge_port(link.index, &want).await?;
             set = 1;
         }
         let bridge = link.master.unwrap_or_default();

@@ -1437,8 +1437,16 @@ fn restore_of_a_network_that_left_the_policy_frees_its_ports_and_guards_what_liv
         .insert((6, 8080), "10.10.10.2".parse().unwrap());
     let gateway = "10.10.10.1/24".parse().unwrap();
     let req = Request::restoring(Network::retired("brg0", gateway), Known::Recorded);
+    filters.log.borrow_mut().clear();
     let done = restore_one(host, &filters, req, dir.store(0), &granted);
     assert!(done.retired);
+    // Its isolated ports stay isolated: a retired network's isolation is
+    // not recorded, and -restore only adds protection (review r20b, B).
+    let ports = filters.lines("bridge port #");
+    assert!(
+        ports.iter().all(|l| !l.contains("isolated: false")),
+        "{ports:?}"
+    );
     assert_eq!(done.revoked, ["tcp:8080:80 of 10.10.10.2"]);
     assert!(filters.claims.borrow().is_empty(), "the claim is freed");
     assert!(ports_of(&dir.store(A), "10.10.10.2").is_empty());
