@@ -505,7 +505,7 @@ impl Traces {
             leases: world.leases("brg0"),
             ports_record,
             publications: sorted(table.elements().into_values().flatten().collect()),
-            guard_chains: guard.chains().into_keys().collect(),
+            guard_chains: guard.port_chains().into_keys().collect(),
             guard_elements: sorted(guard.elements().into_values().flatten().collect()),
         }
     }
